@@ -1,0 +1,68 @@
+"""gleamx JSONL: one sample per line, image paths relative to the JSONL file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from gleamx.data.schema import GleamSample
+from gleamx.errors import GleamDataError
+
+
+def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, parsed_json)`` for each non-blank line; bad JSON raises one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise GleamDataError.at(str(path), None, "path", "file not found (expected a .jsonl file)")
+    with path.open("r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise GleamDataError.at(
+                    str(path), lineno, "json", f"expected one JSON object per line ({e.msg} at column {e.colno})"
+                ) from None
+
+
+def _rel(image: Any, base: Path) -> str:
+    if not isinstance(image, (str, os.PathLike)):
+        raise TypeError("write_samples needs image paths; save PIL images to files first")
+    p = Path(image)
+    if not p.is_absolute():
+        return p.as_posix()
+    return Path(os.path.relpath(p, base)).as_posix()
+
+
+def sample_to_json(sample: GleamSample, base_dir: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object for ``sample`` with image paths made relative to ``base_dir``."""
+    base = Path(base_dir).resolve()
+    row: dict[str, Any] = {
+        "id": sample.id,
+        "query_image": _rel(sample.query_image, base),
+        "satellite_image": _rel(sample.satellite_image, base),
+        "query_view": sample.query_view,
+        "label": bool(sample.label),
+        "explanation": {k: v for k, v in sample.explanation.items() if v},
+        "source": sample.source,
+        "split": sample.split,
+    }
+    if sample.meta:
+        row["meta"] = sample.meta
+    return row
+
+
+def write_samples(samples: Iterable[GleamSample], path: str | os.PathLike) -> int:
+    """Write samples as gleamx JSONL (deterministic bytes: fixed key order, UTF-8, ``\\n``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        for s in samples:
+            f.write(json.dumps(sample_to_json(s, path.parent), ensure_ascii=False, sort_keys=False) + "\n")
+            n += 1
+    return n

@@ -1,0 +1,131 @@
+"""The GLEAM-X sample: one query view + one satellite image, a match label, an explanation.
+
+On disk (gleamx JSONL), one sample per line::
+
+    {"id": "syn-000001-uav-pos", "query_image": "images/q/000001.png",
+     "satellite_image": "images/sat/000001.png", "query_view": "uav", "label": true,
+     "explanation": {"en": "...\\nAnswer: Yes", "zh": "...\\n结论：是"},
+     "source": "synthetic", "split": "train", "meta": {"location_id": "L000001"}}
+
+Image paths are relative to the JSONL file. In memory a sample is a
+:class:`GleamSample` whose image fields hold absolute paths (opened lazily) or
+PIL images. As a ``datasets.Dataset`` it has :data:`FEATURES`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+from PIL import Image as PILImage
+
+VIEWS: tuple[str, ...] = ("uav", "street_map", "panorama", "ground")
+"""Allowed query views: UAV/drone, street map, panorama, ground photo."""
+
+LANGS: tuple[str, ...] = ("en", "zh")
+"""Explanation languages."""
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+"""Canonical splits (other non-empty names are accepted, e.g. ``test_human``)."""
+
+REQUIRED_FIELDS: tuple[str, ...] = ("id", "query_image", "satellite_image", "query_view", "label")
+
+ImageLike = str | PILImage.Image
+
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "query_image": datasets.Image(),
+        "satellite_image": datasets.Image(),
+        "query_view": datasets.Value("string"),
+        "label": datasets.Value("bool"),
+        "explanation": {"en": datasets.Value("string"), "zh": datasets.Value("string")},
+        "source": datasets.Value("string"),
+        "split": datasets.Value("string"),
+        # Free-form metadata (location id, difficulty, ...) as a JSON string so that
+        # samples from different sources share one Arrow schema.
+        "meta": datasets.Value("string"),
+    }
+)
+"""``datasets.Features`` of a GLEAM-X dataset (images decode lazily on access)."""
+
+
+@dataclass
+class GleamSample:
+    """One GLEAM-X sample. ``explanation`` maps a language code to its text."""
+
+    id: str
+    query_image: ImageLike
+    satellite_image: ImageLike
+    query_view: str
+    label: bool
+    explanation: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    split: str = "train"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_features_dict(self) -> dict[str, Any]:
+        """A row for :data:`FEATURES` (missing languages become ``None``)."""
+        return {
+            "id": self.id,
+            "query_image": self.query_image,
+            "satellite_image": self.satellite_image,
+            "query_view": self.query_view,
+            "label": bool(self.label),
+            "explanation": {lang: self.explanation.get(lang) for lang in LANGS},
+            "source": self.source,
+            "split": self.split,
+            "meta": json.dumps(self.meta, ensure_ascii=False, sort_keys=True),
+        }
+
+    @classmethod
+    def from_features_dict(cls, row: dict[str, Any]) -> "GleamSample":
+        """Inverse of :meth:`to_features_dict` (works on a ``datasets`` row)."""
+        expl = {k: v for k, v in (row.get("explanation") or {}).items() if v}
+        meta = row.get("meta") or "{}"
+        return cls(
+            id=row["id"],
+            query_image=row["query_image"],
+            satellite_image=row["satellite_image"],
+            query_view=row["query_view"],
+            label=bool(row["label"]),
+            explanation=expl,
+            source=row.get("source") or "",
+            split=row.get("split") or "",
+            meta=json.loads(meta) if isinstance(meta, str) else dict(meta),
+        )
+
+
+_TRUE = {"true", "yes", "y", "1", "match", "same", "是", "匹配", "相同"}
+_FALSE = {"false", "no", "n", "0", "mismatch", "different", "否", "不匹配", "不同"}
+
+
+def parse_label(value: Any) -> bool | None:
+    """A match label from a bool, 0/1, or yes/no-like string; ``None`` if it is none of these."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in _TRUE:
+            return True
+        if v in _FALSE:
+            return False
+    return None
+
+
+def open_rgb(image: ImageLike) -> PILImage.Image:
+    """Open a path (or take a PIL image) and return it as RGB, decoded once."""
+    if isinstance(image, PILImage.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, dict) and ("path" in image or "bytes" in image):  # datasets' raw Image value
+        if image.get("bytes"):
+            import io
+
+            return PILImage.open(io.BytesIO(image["bytes"])).convert("RGB")
+        image = image["path"]
+    with PILImage.open(image) as im:
+        return im.convert("RGB")

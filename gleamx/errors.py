@@ -1,0 +1,47 @@
+"""One exception type per layer; each renders as a single line a user can act on.
+
+The CLI prints ``str(err)`` and exits non-zero, so a message must name the
+file (and line), the field, and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GleamError(Exception):
+    """Base class for every error gleamx raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in an input: ``file:line: field: message``."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.field}: {self.message}"
+
+
+class GleamDataError(GleamError):
+    """Bad input data. Carries the :class:`Problem` that caused it."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+    @classmethod
+    def at(cls, file: str, line: int | None, field: str, message: str) -> "GleamDataError":
+        return cls(Problem(str(file), line, field, message))
+
+
+class GleamModelError(GleamError):
+    """A model, tokenizer or processor could not be built or loaded."""
+
+
+class GleamConfigError(GleamError):
+    """A bad command-line argument or recipe value."""
