@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.data.schema import GleamSample
-from gleamx.errors import GleamDataError
+from gleamx.errors import GleamDataError, Problem
 
 
 def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, parsed_json)`` for each non-blank line; bad JSON raises one line."""
+    """Yield ``(line_number, parsed_json)`` for each non-blank line.
+
+    A line that is not valid JSON yields a :class:`~gleamx.errors.Problem` in
+    place of the object, so a validator can report it and go on.
+    """
     path = Path(path)
     if not path.is_file():
         raise GleamDataError.at(str(path), None, "path", "file not found (expected a .jsonl file)")
@@ -22,11 +26,10 @@ def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise GleamDataError.at(
-                    str(path), lineno, "json", f"expected one JSON object per line ({e.msg} at column {e.colno})"
-                ) from None
+                row = Problem(str(path), lineno, "json", f"expected one JSON object per line ({e.msg} at column {e.colno})")
+            yield lineno, row
 
 
 def _rel(image: Any, base: Path) -> str:

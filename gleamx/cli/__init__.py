@@ -1,0 +1,1 @@
+"""Command-line shells over the library: parse arguments, call one function, print."""

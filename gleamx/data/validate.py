@@ -1,0 +1,64 @@
+"""``gleamx data validate``: counts by split / view / label / language, and every problem."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from gleamx.data.load import LoadResult, load_samples
+from gleamx.data.schema import LANGS, GleamSample
+from gleamx.errors import Problem
+
+
+@dataclass
+class ValidationReport:
+    """What ``validate`` found: counts over the good samples, and every problem."""
+
+    n_records: int
+    n_valid: int
+    problems: list[Problem]
+    by_split: Counter = field(default_factory=Counter)
+    by_view: Counter = field(default_factory=Counter)
+    by_label: Counter = field(default_factory=Counter)
+    by_lang: Counter = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_records": self.n_records,
+            "n_valid": self.n_valid,
+            "n_problems": len(self.problems),
+            "by_split": dict(self.by_split),
+            "by_view": dict(self.by_view),
+            "by_label": dict(self.by_label),
+            "by_lang": dict(self.by_lang),
+            "problems": [str(p) for p in self.problems],
+        }
+
+
+def count(samples: list[GleamSample]) -> dict[str, Counter]:
+    """Counters by split, view, label (``match``/``no_match``) and explanation language."""
+    return {
+        "by_split": Counter(s.split for s in samples),
+        "by_view": Counter(s.query_view for s in samples),
+        "by_label": Counter("match" if s.label else "no_match" for s in samples),
+        "by_lang": Counter(lang for s in samples for lang in LANGS if s.explanation.get(lang)),
+    }
+
+
+def validate(
+    source: str | os.PathLike, *, format: str = "auto", split: str | None = None, columns: Any = None,
+    decode_images: bool = True,
+) -> ValidationReport:
+    """Check every record of ``source``; never stops at the first problem."""
+    res: LoadResult = load_samples(
+        source, format=format, split=split, columns=columns, decode_images=decode_images, collect=True
+    )
+    return ValidationReport(
+        n_records=res.n_records, n_valid=len(res.samples), problems=res.problems, **count(res.samples)
+    )

@@ -1,0 +1,1 @@
+"""GLEAM-X evaluation: generation, verdict metrics, reports."""
