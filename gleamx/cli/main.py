@@ -49,7 +49,7 @@ def _print_report(report, as_json: bool) -> None:
 
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
-    from gleamx.data.validate import validate
+    from gleamx.data.validation import validate
 
     report = validate(args.path, format=args.format, split=args.split, columns=args.columns,
                       decode_images=not args.no_decode)

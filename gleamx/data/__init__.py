@@ -1,25 +1,34 @@
-"""GLEAM-X data: the sample schema, readers/writers, validation and the synthetic world."""
+"""GLEAM-X data: the sample schema, readers/writers, validation and the synthetic world.
 
-from gleamx.data.jsonl import write_samples
-from gleamx.data.load import FORMATS, LoadResult, detect_format, load_samples, to_dataset
-from gleamx.data.schema import FEATURES, LANGS, SPLITS, VIEWS, GleamSample, parse_label
-from gleamx.data.sharegpt import write_sharegpt
-from gleamx.data.validate import ValidationReport, validate
+Names are imported lazily (PEP 562) so that ``gleamx.prompts`` can import the
+schema while the ShareGPT writer here imports the prompts, without a cycle.
+"""
 
-__all__ = [
-    "FEATURES",
-    "FORMATS",
-    "LANGS",
-    "SPLITS",
-    "VIEWS",
-    "GleamSample",
-    "LoadResult",
-    "ValidationReport",
-    "detect_format",
-    "load_samples",
-    "parse_label",
-    "to_dataset",
-    "validate",
-    "write_samples",
-    "write_sharegpt",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "FEATURES": "schema",
+    "LANGS": "schema",
+    "SPLITS": "schema",
+    "VIEWS": "schema",
+    "GleamSample": "schema",
+    "parse_label": "schema",
+    "write_samples": "jsonl",
+    "FORMATS": "load",
+    "LoadResult": "load",
+    "detect_format": "load",
+    "load_samples": "load",
+    "to_dataset": "load",
+    "write_sharegpt": "sharegpt",
+    "ValidationReport": "validation",
+    "validate": "validation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"gleamx.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'gleamx.data' has no attribute {name!r}")

@@ -50,10 +50,12 @@ def sample_to_json(sample: GleamSample, base_dir: str | os.PathLike) -> dict[str
         "satellite_image": _rel(sample.satellite_image, base),
         "query_view": sample.query_view,
         "label": bool(sample.label),
-        "explanation": {k: v for k, v in sample.explanation.items() if v},
         "source": sample.source,
         "split": sample.split,
     }
+    explanation = {k: v for k, v in sample.explanation.items() if v}
+    if explanation:  # label-only samples carry no explanation key (an empty one is invalid)
+        row["explanation"] = explanation
     if sample.meta:
         row["meta"] = sample.meta
     return row

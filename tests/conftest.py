@@ -1,0 +1,38 @@
+"""Shared fixtures. Each area appends its own, prefixed by area name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def _write_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (48, 48)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+
+
+@pytest.fixture
+def data_small_jsonl(tmp_path: Path) -> Path:
+    """A valid 4-sample gleamx JSONL (bilingual, both labels, two views) with real PNGs."""
+    for name, colour in {"q1": (200, 30, 30), "s1": (30, 200, 30), "q2": (30, 30, 200), "s2": (90, 90, 90)}.items():
+        _write_image(tmp_path / "images" / f"{name}.png", colour)
+    rows = [
+        {"id": "a", "query_image": "images/q1.png", "satellite_image": "images/s1.png", "query_view": "uav",
+         "label": True, "explanation": {"en": "A red roof beside the junction.\nAnswer: Yes",
+                                        "zh": "路口旁有一座红色屋顶的建筑。\n结论：是"},
+         "source": "test", "split": "train", "meta": {"location_id": "L1"}},
+        {"id": "b", "query_image": "images/q1.png", "satellite_image": "images/s2.png", "query_view": "uav",
+         "label": False, "explanation": {"en": "The satellite tile has no red roof.\nAnswer: No",
+                                         "zh": "卫星图中没有红色屋顶。\n结论：否"},
+         "source": "test", "split": "train", "meta": {"location_id": "L1"}},
+        {"id": "c", "query_image": "images/q2.png", "satellite_image": "images/s2.png", "query_view": "ground",
+         "label": True, "explanation": {"en": "Same grey blocks."}, "source": "test", "split": "test"},
+        {"id": "d", "query_image": "images/q2.png", "satellite_image": "images/s1.png", "query_view": "street_map",
+         "label": False, "source": "test", "split": "test"},
+    ]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
