@@ -36,3 +36,28 @@ def data_small_jsonl(tmp_path: Path) -> Path:
     path = tmp_path / "data.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+# --- models_ fixtures (gleamx.models) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def models_tiny_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``get(arch, tokenizer="bpe", seed=0) -> Path``: a tiny saved model, built once per session.
+
+    Skips the calling test if the installed transformers lacks ``arch``.
+    """
+    from gleamx.models import available_archs, build_tiny_model
+
+    built: dict[tuple[str, str, int], Path] = {}
+
+    def get(arch: str, tokenizer: str = "bpe", seed: int = 0) -> Path:
+        if arch not in available_archs():
+            pytest.skip(f"transformers lacks {arch}")
+        key = (arch, tokenizer, seed)
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"models_tiny_{arch}_{tokenizer}_{seed}")
+            built[key] = build_tiny_model(arch, out, tokenizer=tokenizer, seed=seed)
+        return built[key]
+
+    return get

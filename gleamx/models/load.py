@@ -1,0 +1,188 @@
+"""One loader for tiny local model directories and real Hub checkpoints (Qwen2/2.5/3-VL, ...)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gleamx.errors import GleamModelError
+
+DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def _one_line(e: BaseException) -> str:
+    """``Type: first line`` of an exception, short enough for a one-line error."""
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _resolve_dtype(dtype: Any) -> Any:
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return "auto"
+    if dtype in DTYPES:
+        return getattr(torch, dtype)
+    raise GleamModelError(f"model: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def _offline() -> bool:
+    # Read the environment at call time as well: huggingface_hub freezes its constant at import.
+    import huggingface_hub.constants as hc
+
+    env = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return bool(hc.HF_HUB_OFFLINE) or any(v.upper() in _TRUE for v in env)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A filesystem path rather than a Hub id (``org/name`` has at most one slash and no prefix)."""
+    return (
+        name.startswith(("/", "./", "../", "~", "\\"))
+        or name in (".", "..")
+        or name.count("/") > 1
+        or "\\" in name
+        or (len(name) > 1 and name[1] == ":")
+    )
+
+
+def _resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """``(what to pass to from_pretrained, local_files_only)``; raises a one-line error if unusable."""
+    name = os.fspath(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise GleamModelError(f"model: directory {name!r} has no config.json (expected a saved model directory)")
+        return str(path), True
+    if path.exists() or _looks_like_path(name):
+        raise GleamModelError(f"model: {name!r} is not a directory with config.json (no such local model directory)")
+
+    import huggingface_hub
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    def fail(why: str) -> GleamModelError:
+        return GleamModelError(f"model: {name!r} is neither a local directory with config.json nor a reachable Hub id ({why})")
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError as e:
+        raise fail(_one_line(e)) from e
+    cached = isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str)
+    if _offline():
+        if not cached:
+            raise fail("not in the local Hub cache and HF_HUB_OFFLINE is set")
+        return name, True
+    # One quick metadata call: an unknown id or no network fails here in well under a second,
+    # instead of from_pretrained's minutes of retries per file.
+    try:
+        huggingface_hub.model_info(name, timeout=15)
+    except Exception as e:
+        if cached:  # e.g. no network but downloaded before: use the cache
+            return name, True
+        raise fail(_one_line(e)) from e
+    return name, False
+
+
+def set_pixel_budget(processor: Any, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
+    """Set the image processor's min/max pixels per image (``size`` shortest/longest edge) in place."""
+    if min_pixels is None and max_pixels is None:
+        return
+    ip = getattr(processor, "image_processor", None)
+    if ip is None or getattr(ip, "size", None) is None:
+        raise GleamModelError(
+            f"model: min_pixels/max_pixels need a processor with an image processor, got {type(processor).__name__}"
+        )
+    size = dict(ip.size)
+    lo = int(min_pixels) if min_pixels is not None else size.get("shortest_edge", size.get("min_pixels"))
+    hi = int(max_pixels) if max_pixels is not None else size.get("longest_edge", size.get("max_pixels"))
+    if lo is None or hi is None or not 0 < lo <= hi:
+        raise GleamModelError(f"model: expected 0 < min_pixels <= max_pixels, got min_pixels={lo}, max_pixels={hi}")
+    # Qwen-VL image processors (transformers 5) keep the pixel budget as size shortest/longest edge.
+    size = {k: v for k, v in size.items() if k not in ("min_pixels", "max_pixels")}
+    size.update(shortest_edge=lo, longest_edge=hi)
+    ip.size = type(ip.size)(**size) if not isinstance(ip.size, dict) else size
+
+
+def load_model_and_processor(
+    name_or_path: str | os.PathLike[str],
+    *,
+    dtype: str | Any = "auto",
+    attn_implementation: str | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    quantization_config: Any = None,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """Load ``(model, processor)`` from a local directory or a Hub id.
+
+    The model comes from ``AutoModelForImageTextToText`` and the processor from ``AutoProcessor``.
+    ``dtype`` is ``"auto"`` (the checkpoint's), ``"bfloat16"``, ``"float16"`` or ``"float32"``.
+    ``min_pixels`` / ``max_pixels`` override the image processor's per-image pixel budget. Every
+    failure is a one-line :class:`GleamModelError`.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    torch_dtype = _resolve_dtype(dtype)
+    source, local_only = _resolve_source(name_or_path)
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if local_only:
+        common["local_files_only"] = True
+    try:
+        processor = AutoProcessor.from_pretrained(source, **common)
+    except Exception as e:
+        raise GleamModelError(f"model: could not load a processor from {source!r} ({_one_line(e)})") from e
+    set_pixel_budget(processor, min_pixels, max_pixels)
+
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, **common}
+    optional = {
+        "attn_implementation": attn_implementation,
+        "device_map": device_map,
+        "quantization_config": quantization_config,
+    }
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    except Exception as e:
+        raise GleamModelError(
+            f"model: could not load {source!r} as an image-text-to-text model ({_one_line(e)})"
+        ) from e
+    return model, processor
+
+
+def image_token_count(processor: Any, width: int, height: int) -> int:
+    """How many image placeholder tokens a ``width`` x ``height`` image becomes under ``processor``.
+
+    Uses the image processor's own resize rule (Qwen's ``smart_resize`` with factor
+    ``patch_size * merge_size`` and its min/max pixels), then merges ``merge_size**2`` patches per token.
+    """
+    ip = getattr(processor, "image_processor", processor)
+    merge = getattr(ip, "merge_size", None)
+    if merge is None or not hasattr(ip, "patch_size"):
+        raise GleamModelError(
+            f"model: image_token_count expects a Qwen-VL style image processor, got {type(ip).__name__}"
+        )
+    if width <= 0 or height <= 0:
+        raise GleamModelError(f"model: image size must be positive, got {width}x{height}")
+    if hasattr(ip, "get_number_of_image_patches"):
+        patches = int(ip.get_number_of_image_patches(int(height), int(width)))
+    else:
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        size = dict(ip.size)
+        h, w = smart_resize(
+            int(height),
+            int(width),
+            factor=ip.patch_size * merge,
+            min_pixels=size["shortest_edge"],
+            max_pixels=size["longest_edge"],
+        )
+        patches = (h // ip.patch_size) * (w // ip.patch_size)
+    return patches // (merge * merge)
+
+
+__all__ = ["DTYPES", "image_token_count", "load_model_and_processor", "set_pixel_budget"]
