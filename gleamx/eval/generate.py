@@ -1,0 +1,60 @@
+"""Batched greedy generation with a Hugging Face model + processor (left padding)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from gleamx.data.schema import GleamSample
+from gleamx.prompts import build_messages, sample_images
+
+
+def prompt_texts(processor: Any, samples: Sequence[GleamSample], lang: str, task: str) -> list[str]:
+    """Chat-templated prompts (with the generation prompt) for each sample."""
+    return [
+        processor.apply_chat_template(build_messages(s, lang, task, with_answer=False), add_generation_prompt=True,
+                                      tokenize=False)
+        for s in samples
+    ]
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: Any, processor: Any, samples: Sequence[GleamSample], lang: str, task: str = "explain",
+    max_new_tokens: int = 128,
+) -> list[str]:
+    """Greedy answers for one batch. Left padding keeps every prompt's last token at the end,
+    so batched and one-at-a-time generation agree."""
+    tokenizer = processor.tokenizer
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        inputs = processor(
+            text=prompt_texts(processor, samples, lang, task),
+            images=[sample_images(s) for s in samples],
+            padding=True,
+            return_tensors="pt",
+        ).to(model.device)
+    finally:
+        tokenizer.padding_side = old_side
+    out = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
+                         pad_token_id=tokenizer.pad_token_id)
+    new_tokens = out[:, inputs["input_ids"].shape[1]:]
+    return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def generate_answers(
+    model: Any, processor: Any, samples: Sequence[GleamSample], lang: str, task: str = "explain", *,
+    batch_size: int = 8, max_new_tokens: int = 128, on_batch: Callable[[list[GleamSample], list[str]], None] | None = None,
+) -> list[str]:
+    """Answers for all samples, ``batch_size`` at a time; ``on_batch`` sees each finished batch."""
+    answers: list[str] = []
+    for start in range(0, len(samples), batch_size):
+        batch = list(samples[start:start + batch_size])
+        got = generate_batch(model, processor, batch, lang, task, max_new_tokens)
+        answers.extend(got)
+        if on_batch is not None:
+            on_batch(batch, got)
+    return answers

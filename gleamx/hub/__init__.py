@@ -1,0 +1,1 @@
+"""Model cards, uploads and adapter merging through huggingface_hub and PEFT."""

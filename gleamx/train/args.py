@@ -1,0 +1,47 @@
+"""The gleamx part of a recipe; TRL's ``SFTConfig`` and ``ModelConfig`` hold the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import ScriptArguments
+
+from gleamx.errors import GleamConfigError
+
+# Linear layers of the language model only: Qwen-VL vision MLPs reuse the names gate/up/down_proj,
+# so a plain name list would put LoRA on the vision tower too.
+LLM_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+VISION_LORA_TARGETS = r".*visual\.blocks.*\.(qkv|proj|attn\.proj|gate_proj|up_proj|down_proj|linear_fc1|linear_fc2)"
+
+
+@dataclass
+class GleamScriptArguments(ScriptArguments):
+    """Data, task and freezing options of a gleamx SFT run (``dataset_name`` is a path or Hub id)."""
+
+    dataset_format: str = field(default="auto", metadata={"help": "auto, jsonl, sharegpt or hf"})
+    dataset_columns: str | None = field(
+        default=None, metadata={"help": "HF datasets: gleamx_field=column pairs, e.g. query_image=drone,label=match"}
+    )
+    lang: str = field(default="both", metadata={"help": "en, zh or both (one example per language)"})
+    task: str = field(default="explain", metadata={"help": "explain (explanation + verdict) or label (verdict only)"})
+    min_pixels: int | None = field(default=None, metadata={"help": "per-image pixel floor for the image processor"})
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "per-image pixel budget; bounds image tokens (Qwen's default is 12.8M pixels)"}
+    )
+    freeze_vision_tower: bool = field(default=True, metadata={"help": "keep the vision encoder frozen"})
+    freeze_merger: bool = field(default=False, metadata={"help": "keep the vision->text merger (projector) frozen"})
+    vision_lr: float | None = field(default=None, metadata={"help": "learning rate of the vision tower (if trained)"})
+    merger_lr: float | None = field(default=None, metadata={"help": "learning rate of the merger (if trained)"})
+    lora_vision: bool = field(default=False, metadata={"help": "LoRA on the vision tower's linear layers too"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training samples"})
+    skip_bad: bool = field(default=False, metadata={"help": "skip bad records (and report how many) instead of stopping"})
+    eval_results: str | None = field(default=None, metadata={"help": "gleamx-eval results.json for the model card"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "reuse an output dir that holds another run"})
+
+    def __post_init__(self) -> None:
+        if self.lang not in ("en", "zh", "both"):
+            raise GleamConfigError(f"recipe: lang: expected en, zh or both, got {self.lang!r}")
+        if self.task not in ("explain", "label"):
+            raise GleamConfigError(f"recipe: task: expected explain or label, got {self.task!r}")
+        if self.dataset_format not in ("auto", "jsonl", "sharegpt", "hf"):
+            raise GleamConfigError(f"recipe: dataset_format: expected auto, jsonl, sharegpt or hf, got {self.dataset_format!r}")

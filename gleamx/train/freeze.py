@@ -1,0 +1,75 @@
+"""Which parts of a Qwen-VL model train: vision tower, merger (projector), language model.
+
+Parts are told apart by parameter name, which is stable across Qwen2-VL,
+Qwen2.5-VL and Qwen3-VL in transformers 5 (``model.visual.*``,
+``model.visual.merger.*``, ``model.visual.deepstack_merger_list.*``) and
+survives PEFT wrapping (``base_model.model.`` prefixes, ``modules_to_save`` copies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+from gleamx.errors import GleamModelError
+
+PARTS = ("language", "merger", "vision")
+
+
+def part_of(name: str) -> str:
+    """``vision``, ``merger`` or ``language`` for a parameter or module name."""
+    if "visual." not in name and not name.endswith("visual"):
+        return "language"
+    return "merger" if (".merger" in name or "deepstack_merger" in name) else "vision"
+
+
+def check_vision_model(model: nn.Module) -> None:
+    if not any(part_of(n) != "language" for n, _ in model.named_parameters()):
+        raise GleamModelError(
+            f"model: {type(model).__name__} has no parameters under 'visual.' (expected a Qwen-VL-class model)"
+        )
+
+
+def apply_freezing(model: nn.Module, *, freeze_vision_tower: bool, freeze_merger: bool) -> dict[str, int]:
+    """Set ``requires_grad`` per part (for full fine-tuning); returns trainable parameter counts per part."""
+    check_vision_model(model)
+    counts = dict.fromkeys(PARTS, 0)
+    for name, p in model.named_parameters():
+        part = part_of(name)
+        if part == "vision":
+            p.requires_grad_(not freeze_vision_tower)
+        elif part == "merger":
+            p.requires_grad_(not freeze_merger)
+        counts[part] += p.numel() if p.requires_grad else 0
+    return counts
+
+
+def merger_module_names(model: nn.Module) -> list[str]:
+    """Merger module names as PEFT ``modules_to_save`` takes them (matched as name suffixes)."""
+    ends = (".merger", ".deepstack_merger_list")
+    return sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name.endswith(ends)})
+
+
+def trainable_counts(model: nn.Module) -> dict[str, int]:
+    counts = dict.fromkeys(PARTS, 0)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            counts[part_of(name)] += p.numel()
+    return counts
+
+
+def param_groups(
+    model: nn.Module, base_lr: float, weight_decay: float, *, vision_lr: float | None, merger_lr: float | None,
+    no_decay: set[str],
+) -> list[dict[str, Any]]:
+    """Optimizer groups: each part with its own learning rate, decay and no-decay apart."""
+    lrs = {"language": base_lr, "vision": vision_lr or base_lr, "merger": merger_lr or base_lr}
+    groups: dict[tuple[str, bool], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((part_of(name), name in no_decay), []).append(p)
+    return [
+        {"params": ps, "lr": lrs[part], "weight_decay": 0.0 if nd else weight_decay}
+        for (part, nd), ps in sorted(groups.items())
+    ]

@@ -1,0 +1,213 @@
+"""One SFT run: data -> TRL vision dataset -> model (+LoRA/QLoRA) -> SFTTrainer -> adapter, card, plot.
+
+Loss is on the assistant answer only: TRL 1.16's vision collator masks every
+token outside the chat template's ``{% generation %}`` block when
+``assistant_only_loss=True`` (transformers >= 5.18 shifts that mask past the
+expanded image tokens). gleamx's Qwen template puts the markers around the
+answer and its ``<|im_end|>``, so images, system and user tokens get label
+-100 and the end token is learned.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from trl import ModelConfig, SFTConfig, SFTTrainer
+
+from gleamx.cli.common import console
+from gleamx.data.load import load_samples
+from gleamx.errors import GleamConfigError, GleamModelError
+from gleamx.train.args import LLM_LORA_TARGETS, VISION_LORA_TARGETS, GleamScriptArguments
+from gleamx.train.callbacks import ImageTokenCounter, ImageTokenLogCallback
+from gleamx.train.dataset import build_sft_dataset
+from gleamx.train.freeze import apply_freezing, merger_module_names, param_groups, trainable_counts
+
+RUN_FILE = "gleamx_run.json"
+# Fields that may differ between a run and its resumption without it being "another run".
+_RESUME_FREE = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "logging_dir",
+                "eval_results", "report_to"}
+
+
+class GleamSFTTrainer(SFTTrainer):
+    """``SFTTrainer`` with separate learning rates for the vision tower and the merger."""
+
+    def __init__(self, *args: Any, vision_lr: float | None = None, merger_lr: float | None = None, **kwargs: Any):
+        self.vision_lr, self.merger_lr = vision_lr, merger_lr
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):  # noqa: ANN001
+        if self.optimizer is None and (self.vision_lr or self.merger_lr):
+            opt_model = self.model
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            no_decay = set(self.get_decay_parameter_names(opt_model))
+            no_decay = {n for n, _ in opt_model.named_parameters()} - no_decay
+            groups = param_groups(opt_model, self.args.learning_rate, self.args.weight_decay,
+                                  vision_lr=self.vision_lr, merger_lr=self.merger_lr, no_decay=no_decay)
+            kwargs.pop("lr", None)
+            self.optimizer = cls(groups, **kwargs)
+            return self.optimizer
+        return super().create_optimizer() if model is None else super().create_optimizer(model)
+
+
+def _run_signature(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> dict:
+    def clean(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in _RESUME_FREE and isinstance(v, (str, int, float, bool, type(None), list))}
+
+    return {"script": clean(asdict(script_args)), "model": clean(asdict(model_args)),
+            "training": clean({k: getattr(training_args, k) for k in ("learning_rate", "max_steps", "num_train_epochs",
+                                                                       "per_device_train_batch_size", "seed",
+                                                                       "gradient_accumulation_steps")})}
+
+
+def check_output_dir(out: Path, signature: dict, *, overwrite: bool, resuming: bool) -> None:
+    """Refuse, before any work, an output dir that holds a different run."""
+    run_file = out / RUN_FILE
+    if overwrite or not run_file.is_file():
+        return
+    old = json.loads(run_file.read_text(encoding="utf-8")).get("signature")
+    if old != signature:
+        changed = sorted(
+            f"{part}.{k}" for part in signature for k in set(signature[part]) | set((old or {}).get(part, {}))
+            if signature[part].get(k) != (old or {}).get(part, {}).get(k)
+        )
+        raise GleamConfigError(
+            f"{out}: holds a different run (changed: {', '.join(changed[:5]) or 'unknown'}); "
+            "use another output_dir or set overwrite_output_dir: true"
+        )
+    if not resuming and any(out.glob("checkpoint-*")):
+        raise GleamConfigError(
+            f"{out}: holds checkpoints of this run; pass --resume_from_checkpoint true to continue "
+            "or set overwrite_output_dir: true to start over"
+        )
+
+
+def lora_config(model_args: ModelConfig, script_args: GleamScriptArguments, model: Any):
+    """PEFT LoRA on the language model's linear layers (and the vision tower's with ``lora_vision``)."""
+    if not model_args.use_peft:
+        return None
+    from peft import LoraConfig
+
+    if model_args.lora_target_modules:
+        targets: Any = model_args.lora_target_modules
+    else:
+        targets = LLM_LORA_TARGETS if not script_args.lora_vision else f"(?:{LLM_LORA_TARGETS})|(?:{VISION_LORA_TARGETS})"
+    to_save = list(model_args.lora_modules_to_save or [])
+    if not script_args.freeze_merger:
+        to_save += [m for m in merger_module_names(model) if m not in to_save]
+    return LoraConfig(
+        r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+        target_modules=targets, modules_to_save=to_save or None, task_type=model_args.lora_task_type,
+        use_rslora=model_args.use_rslora, use_dora=model_args.use_dora,
+    )
+
+
+def quantization_config(model_args: ModelConfig):
+    """bitsandbytes 4-bit (nf4, double quant) or 8-bit; the vision tower stays unquantised."""
+    if not (model_args.load_in_4bit or model_args.load_in_8bit):
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise GleamConfigError("recipe: load_in_4bit/load_in_8bit need bitsandbytes: pip install 'gleamx[quant]'") from None
+    from transformers import BitsAndBytesConfig
+
+    # Full module prefixes: bitsandbytes matches llm_int8_skip_modules against qualified names.
+    skip = ["lm_head", "model.visual"]
+    if model_args.load_in_4bit:
+        import torch
+
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=model_args.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
+            bnb_4bit_compute_dtype=torch.bfloat16 if model_args.dtype in ("bfloat16", None, "auto") else torch.float32,
+            llm_int8_skip_modules=skip,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+
+
+def _check_quantisable(model: Any) -> None:
+    """bitsandbytes 4-bit kernels need linear widths >= 64 (its block size); fail here, not in a kernel."""
+    import torch.nn as nn
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear) and "visual" not in name and not name.endswith("lm_head"):
+            if min(mod.in_features, mod.out_features) < 64:
+                raise GleamModelError(
+                    f"model: {name} is {mod.in_features}x{mod.out_features}; 4-bit quantisation needs linear layers "
+                    ">= 64 wide (bitsandbytes block size)"
+                )
+
+
+def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
+    """Train and save; returns the output directory."""
+    from gleamx.models import load_model_and_processor, training_chat_template
+
+    if not model_args.model_name_or_path:
+        raise GleamConfigError("recipe: model_name_or_path: missing (a model directory or Hub id)")
+    if not script_args.dataset_name:
+        raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
+    out = Path(training_args.output_dir)
+    signature = _run_signature(script_args, training_args, model_args)
+    check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir,
+                     resuming=bool(training_args.resume_from_checkpoint))
+
+    # Data first: bad input fails in seconds, before a model is loaded.
+    loaded = load_samples(script_args.dataset_name, format=script_args.dataset_format,
+                          split=script_args.dataset_train_split, columns=script_args.dataset_columns,
+                          skip_bad=script_args.skip_bad)
+    if loaded.n_bad:
+        console.print(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
+    samples = loaded.samples[: script_args.max_train_samples] if script_args.max_train_samples else loaded.samples
+    train = build_sft_dataset(samples, script_args.lang, script_args.task)
+    if train.n_without_language:
+        console.print(f"{train.n_without_language} sample(s) have no {script_args.lang} explanation and are not used")
+    eval_ds = None
+    if training_args.eval_strategy != "no" and script_args.dataset_test_split:
+        eval_samples = load_samples(script_args.dataset_name, format=script_args.dataset_format,
+                                    split=script_args.dataset_test_split, columns=script_args.dataset_columns,
+                                    skip_bad=script_args.skip_bad).samples
+        eval_ds = build_sft_dataset(eval_samples, script_args.lang, script_args.task).dataset
+
+    quant = quantization_config(model_args)
+    model, processor = load_model_and_processor(
+        model_args.model_name_or_path, dtype=model_args.dtype or "auto", attn_implementation=model_args.attn_implementation,
+        min_pixels=script_args.min_pixels, max_pixels=script_args.max_pixels, quantization_config=quant,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    if quant is not None:
+        _check_quantisable(model)
+    # Real Qwen checkpoints ship templates without {% generation %} markers; swap in the marked twin.
+    processor.chat_template = training_chat_template(processor)
+    apply_freezing(model, freeze_vision_tower=script_args.freeze_vision_tower, freeze_merger=script_args.freeze_merger)
+
+    # gleamx pushes once at the end (adapter + card); the Trainer's own push would open a Hub repo at start-up.
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+    counter = ImageTokenCounter(None, getattr(model.config, "image_token_id", None))
+    trainer = GleamSFTTrainer(
+        model=model, args=training_args, train_dataset=train.dataset, eval_dataset=eval_ds, processing_class=processor,
+        peft_config=lora_config(model_args, script_args, model), callbacks=[ImageTokenLogCallback(counter)],
+        vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr,
+    )
+    counter.collator = trainer.data_collator  # count image tokens of the batches TRL's own collator builds
+    trainer.data_collator = counter
+    counts = trainable_counts(trainer.model)
+    console.print(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
+                  + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_FILE).write_text(json.dumps({"signature": signature}, indent=2, default=str) + "\n", encoding="utf-8")
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
+
+    trainer.save_model(str(out))
+    processor.save_pretrained(str(out))
+    from gleamx.train.outputs import write_outputs
+
+    write_outputs(out, trainer, script_args, training_args, model_args, n_train=len(train.dataset))
+    if push:
+        from gleamx.hub.push import push_output_dir
+
+        push_output_dir(out, repo_id=training_args.hub_model_id or out.name, private=bool(training_args.hub_private_repo))
+    return out
