@@ -114,7 +114,7 @@ class Water:
     kind: str  # "river" | "pond"
     polygon: list[Point]
     center: Point  # the river's point nearest the tile centre; the pond's centre
-    side: str | None = None  # river only
+    side: str = ""  # the tile side a river runs along; empty for a pond
 
 
 @dataclass
@@ -193,15 +193,16 @@ class Scene:
             where = f"along the {w.side} side" if w.kind == "river" else f"{self.direction(w.center)} of"
             text = (f"the river runs along the {w.side} side" if w.kind == "river"
                     else f"the pond is {where} the {jname}")
-            relations.append({"subject": "water", "relation": where, "object": "tile" if w.kind == "river" else "junction",
-                              "text": text})
+            relations.append({"subject": "water", "relation": where,
+                              "object": "tile" if w.kind == "river" else "junction", "text": text})
         for k, p in enumerate(self.parks):
             d = self.direction(p.center)
             objects.append({"id": f"park{k}", "type": "park", "center": [round(p.center[0], 1), round(p.center[1], 1)]})
             relations.append({"subject": f"park{k}", "relation": f"{d} of", "object": "junction",
                               "text": f"a park lies {d} of the {jname}"})
         if self.bridge is not None:
-            objects.append({"id": "bridge", "type": "bridge", "center": [round(self.bridge[0], 1), round(self.bridge[1], 1)]})
+            bx, by = self.bridge
+            objects.append({"id": "bridge", "type": "bridge", "center": [round(bx, 1), round(by, 1)]})
         return {
             "location_id": self.location_id,
             "junction": self.junction,
@@ -238,7 +239,8 @@ class _Occupancy:
 
     def road(self, r: Road, pad: float) -> np.ndarray:
         im = Image.new("1", (self.n, self.n), 0)
-        ImageDraw.Draw(im).line(self._px([r.start, r.end]), fill=1, width=max(1, int(round((r.width + 2 * pad) / self.cell))))
+        width = max(1, int(round((r.width + 2 * pad) / self.cell)))
+        ImageDraw.Draw(im).line(self._px([r.start, r.end]), fill=1, width=width)
         return np.asarray(im, dtype=bool)
 
     def free(self, pts: list[Point], pad: float, margin: float = 4.0) -> bool:
@@ -259,18 +261,19 @@ class _Occupancy:
 
 
 def _roads(rng: np.random.Generator, jtype: str, center: Point, angle: float) -> tuple[list[float], float, list[Road]]:
-    bearings = [angle + 90.0 * k for k in range(4)]
+    ks = [0, 1, 2, 3]  # arm k leaves at bearing angle + 90*k
     if jtype == "t" or (jtype == "roundabout" and rng.random() < 0.35):
-        bearings.pop(int(rng.integers(4)))
-    # The through road is the opposite pair that survived; for a T it is the top bar.
-    pairs = [k for k in (0, 1) if (angle + 90 * k) in bearings and (angle + 90 * k + 180) in bearings]
-    through = angle + 90 * (pairs[int(rng.integers(len(pairs)))] if pairs else 0)
+        ks.pop(int(rng.integers(4)))
+    # The through road is an opposite pair that survived; for a T it is the top bar.
+    pairs = [k for k in (0, 1) if k in ks and k + 2 in ks]
+    through = pairs[int(rng.integers(len(pairs)))]
     ring = float(rng.uniform(13, 18)) if jtype == "roundabout" else 0.0
     major_w, minor_w = float(rng.uniform(14, 18)), float(rng.uniform(8, 11))
+    bearings = [angle + 90.0 * k for k in ks]
     roads = []
-    for b in bearings:
+    for k, b in zip(ks, bearings):
         dx, dy = math.sin(math.radians(b)), math.cos(math.radians(b))
-        is_major = abs(((b - through) % 180.0)) < 1e-6
+        is_major = k % 2 == through
         start = (center[0] + ring * dx, center[1] + ring * dy)
         end = (center[0] + 2 * WORLD_HALF * dx, center[1] + 2 * WORLD_HALF * dy)
         roads.append(Road(start, end, major_w if is_major else minor_w, is_major))
@@ -331,12 +334,14 @@ def _footprint(rng: np.random.Generator, shape: str) -> tuple[list[Point], float
     return (pts if rng.random() < 0.5 else rotate(pts, 90.0)), float(rng.uniform(12, 30))
 
 
-def _pick_colour(rng: np.random.Generator, taken: list[tuple[str, str]], shape: str) -> str:
+def _pick_colour(rng: np.random.Generator, taken: list[tuple[str, str]], shape: str) -> str | None:
     # Least-used colours first, and never a (colour, shape) pair twice: every building
     # must be nameable unambiguously in an explanation.
     names = list(COLOURS)
     used = {c: sum(1 for tc, _ in taken if tc == c) for c in names}
     options = [c for c in names if (c, shape) not in taken]
+    if not options:
+        return None
     low = min(used[c] for c in options)
     best = [c for c in options if used[c] == low]
     return best[int(rng.integers(len(best)))]
@@ -398,16 +403,17 @@ def generate_scene(location_id: str, rng: np.random.Generator, difficulty: str =
             for _ in range(int(rng.integers(4, 9))):
                 u, v = rng.uniform(-0.35, 0.35, 2)
                 dx, dy = rotate([(u * w, v * h)], angle)[0]
-                trees.append(Tree(got[0][0] + dx, got[0][1] + dy, float(rng.uniform(2.5, 4.5)), float(rng.uniform(7, 11))))
+                radius, height = float(rng.uniform(2.5, 4.5)), float(rng.uniform(7, 11))
+                trees.append(Tree(got[0][0] + dx, got[0][1] + dy, radius, height))
 
     lo, hi = (5, 8) if difficulty == "easy" else (6, 10)
     for _ in range(int(rng.integers(lo, hi + 1))):
         shape = SHAPES[int(rng.choice(4, p=[0.35, 0.25, 0.15, 0.25]))]
         local, height = _footprint(rng, shape)
         got = _place(rng, occ, local, angle, pad=3.0)
-        if got is None:
-            continue
         colour = _pick_colour(rng, taken, shape)
+        if got is None or colour is None:
+            continue
         taken.append((colour, shape))
         buildings.append(Building(len(buildings), "building", colour, shape, got[0], got[1], height))
         occ.take(occ.raster(got[1], pad=3.0))
@@ -494,11 +500,14 @@ def _move(scene: Scene, b: Building, rng: np.random.Generator) -> str | None:
     return f"move b{b.idx}"
 
 
+_TWIN_OPS = ("recolour", "swap", "move", "remove")
+
+
 def perturb_scene(scene: Scene, location_id: str, rng: np.random.Generator, n_changes: int) -> Scene:
     """A hard-negative twin: same roads and water, with buildings recoloured, swapped, moved or removed.
 
-    The most prominent building always changes, so the twin differs in what almost
-    every view shows.
+    The most prominent building is edited first (recoloured), so the twin differs
+    in what almost every view shows; ``changes`` records the edits.
     """
     twin = copy.deepcopy(scene)
     twin.location_id, twin.twin_of, twin.changes = location_id, scene.location_id, []
@@ -508,7 +517,7 @@ def perturb_scene(scene: Scene, location_id: str, rng: np.random.Generator, n_ch
         if len(twin.changes) >= max(1, n_changes) or not order:
             break
         b = order[0] if k == 0 else order[int(rng.integers(len(order)))]
-        op = "recolour" if k == 0 else ("recolour", "swap", "move", "remove")[int(rng.choice(4, p=[0.35, 0.25, 0.25, 0.15]))]
+        op = "recolour" if k == 0 else _TWIN_OPS[int(rng.choice(4, p=[0.35, 0.25, 0.25, 0.15]))]
         if b.kind == "stadium":
             op = "remove"
         if op == "recolour":
