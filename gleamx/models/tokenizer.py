@@ -188,6 +188,8 @@ def _qwen2_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Qw
         raise GleamModelError(
             f"tokenizer: special tokens got ids {got}, expected consecutive ids from {base} in Qwen2-VL order"
         )
+    # As in Qwen-VL *Instruct* checkpoints: a chat turn ends at <|im_end|>, padding is <|endoftext|>.
+    tok.eos_token = "<|im_end|>"
     return tok
 
 

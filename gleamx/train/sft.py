@@ -84,6 +84,24 @@ def check_output_dir(out: Path, signature: dict, *, overwrite: bool, resuming: b
         )
 
 
+def check_zero3_save(training_args: SFTConfig, model_args: ModelConfig) -> None:
+    """A full fine-tune under ZeRO-3 must gather its sharded weights at save time.
+
+    Without ``zero3_save_16bit_model: true`` (``stage3_gather_16bit_weights_on_model_save``) the
+    Trainer writes no ``model.safetensors``, only DeepSpeed shards; refuse before any work. LoRA
+    adapters are gathered by the Trainer either way.
+    """
+    plugin = getattr(training_args, "deepspeed_plugin", None)
+    if plugin is None or model_args.use_peft:
+        return
+    zero = plugin.deepspeed_config.get("zero_optimization", {})
+    if int(zero.get("stage", 0) or 0) == 3 and zero.get("stage3_gather_16bit_weights_on_model_save") is not True:
+        raise GleamConfigError(
+            "deepspeed: a full fine-tune under ZeRO-3 would save no model weights; set zero3_save_16bit_model: true "
+            "in the accelerate config (stage3_gather_16bit_weights_on_model_save in a DeepSpeed JSON)"
+        )
+
+
 def lora_config(model_args: ModelConfig, script_args: GleamScriptArguments, model: Any):
     """PEFT LoRA on the language model's linear layers (and the vision tower's with ``lora_vision``)."""
     if not model_args.use_peft:
@@ -153,6 +171,7 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     signature = _run_signature(script_args, training_args, model_args)
     check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir,
                      resuming=bool(training_args.resume_from_checkpoint))
+    check_zero3_save(training_args, model_args)
 
     # Data first: bad input fails in seconds, before a model is loaded.
     loaded = load_samples(script_args.dataset_name, format=script_args.dataset_format,
@@ -172,6 +191,9 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
         eval_ds = build_sft_dataset(eval_samples, script_args.lang, script_args.task).dataset
 
     quant = quantization_config(model_args)
+    if quant is not None and not training_args.bf16:
+        # TRL casts QLoRA's trainable weights to bfloat16; without bf16 autocast the first matmul fails deep in torch.
+        raise GleamConfigError("recipe: load_in_4bit/load_in_8bit (QLoRA) train adapters in bfloat16: set bf16: true")
     model, processor = load_model_and_processor(
         model_args.model_name_or_path, dtype=model_args.dtype or "auto", attn_implementation=model_args.attn_implementation,
         min_pixels=script_args.min_pixels, max_pixels=script_args.max_pixels, quantization_config=quant,
@@ -197,11 +219,17 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     console.print(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
                   + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
 
+    # Multi-process runs (DDP, ZeRO): only the saving process writes files, so ranks never race on one path.
+    # save_model stays on every rank: under ZeRO-3 it gathers the shards collectively.
+    writer = training_args.should_save
     out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_FILE).write_text(json.dumps({"signature": signature}, indent=2, default=str) + "\n", encoding="utf-8")
+    if writer:
+        (out / RUN_FILE).write_text(json.dumps({"signature": signature}, indent=2, default=str) + "\n", encoding="utf-8")
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
 
     trainer.save_model(str(out))
+    if not writer:
+        return out
     processor.save_pretrained(str(out))
     from gleamx.train.outputs import write_outputs
 

@@ -1,0 +1,69 @@
+"""``gleamx push``: upload a run directory (adapter or model, processor, card, plots) to the Hub.
+
+The token comes from the environment (``HF_TOKEN``) or ``huggingface-cli login``;
+it is never printed, and never written into cards or logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gleamx.errors import GleamConfigError
+
+# Checkpoints, optimizer states and pickled args are not part of a release.
+IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.bin", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "runs/**",
+          "gleamx_run.json"]
+IGNORE_OK = ["pytorch_model.bin"]  # a legacy weight file is still a model
+
+
+@dataclass
+class PushPlan:
+    repo_id: str
+    private: bool
+    files: list[str]
+    card: str
+
+
+def _ignored(rel: str) -> bool:
+    from fnmatch import fnmatch
+
+    if rel in IGNORE_OK:
+        return False
+    return any(fnmatch(rel, pat) for pat in IGNORE)
+
+
+def plan_push(out: str | Path, repo_id: str, *, private: bool = False) -> PushPlan:
+    """Exactly what :func:`push_output_dir` would upload."""
+    out = Path(out)
+    if not out.is_dir():
+        raise GleamConfigError(f"{out}: not a directory (expected a training output directory)")
+    if not any((out / f).is_file() for f in ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")):
+        raise GleamConfigError(f"{out}: no adapter_model.safetensors or model.safetensors (expected a finished run)")
+    if repo_id.count("/") != 1:
+        raise GleamConfigError(f"--repo-id: expected user/name, got {repo_id!r}")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    files = [f for f in files if not _ignored(f)]
+    card = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
+    return PushPlan(repo_id, private, files, card)
+
+
+def push_output_dir(out: str | Path, repo_id: str, *, private: bool = False, dry_run: bool = False) -> PushPlan:
+    """Create the repo (if needed) and upload the planned files in one commit."""
+    plan = plan_push(out, repo_id, private=private)
+    if dry_run:
+        return plan
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi()  # reads HF_TOKEN or the login cache; we never handle the token ourselves
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(out), repo_id=repo_id, allow_patterns=plan.files,
+                          commit_message="Upload GLEAM-X model trained with gleamx")
+    except HfHubHTTPError as e:
+        first = str(e).splitlines()[0]
+        raise GleamConfigError(f"push to {repo_id}: {first}") from None
+    except Exception as e:  # offline, no token, ...
+        raise GleamConfigError(f"push to {repo_id}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    return plan

@@ -1,0 +1,239 @@
+"""SFT through TRL: assistant-only labels, resume, outputs, adapters, merge, QLoRA, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gleamx.errors import GleamConfigError, GleamDataError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
+
+
+@pytest.fixture(scope="module")
+def sft_inputs(tmp_path_factory, models_tiny_dir):
+    """Synthetic data (small) and a tiny Qwen2.5-VL model, built once for this module."""
+    from gleamx.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("sft_inputs")
+    synthesize(root / "data", n=48, seed=3)
+    return {"data": root / "data", "model": models_tiny_dir("qwen2_5_vl")}
+
+
+def _parse(*overrides: str):
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.recipe import parse_recipe
+
+    parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))
+    return parse_recipe(parser, ["--config", str(TINY_RECIPE), *overrides])
+
+
+def _train(sft_inputs, out: Path, *overrides: str) -> Path:
+    from gleamx.train.sft import run_sft
+
+    args = _parse("--model_name_or_path", str(sft_inputs["model"]), "--dataset_name", str(sft_inputs["data"]),
+                  "--output_dir", str(out), "--logging_steps", "1", "--per_device_train_batch_size", "2",
+                  "--max_steps", "2", "--save_steps", "1000", *overrides)
+    return run_sft(*args)
+
+
+def _losses(out: Path) -> dict[int, float]:
+    hist = json.loads((out / "log_history.json").read_text())
+    return {h["step"]: h["loss"] for h in hist if "loss" in h}
+
+
+def test_labels_are_the_assistant_answer_only(sft_inputs, tmp_path):
+    """Token by token: images, system and user turns are -100; the answer and its <|im_end|> are learned."""
+    from trl import SFTTrainer
+
+    from gleamx.data import load_samples
+    from gleamx.models import load_model_and_processor
+    from gleamx.prompts import build_answer
+    from gleamx.train.dataset import build_sft_dataset
+
+    script, training, _ = _parse("--output_dir", str(tmp_path / "o"), "--task", "explain", "--max_steps", "1")
+    samples = load_samples(sft_inputs["data"], split="train").samples[:3]
+    data = build_sft_dataset(samples, "both", "explain").dataset
+    model, processor = load_model_and_processor(sft_inputs["model"])
+    trainer = SFTTrainer(model=model, args=training, train_dataset=data, processing_class=processor)
+    rows = [data[i] for i in range(4)]
+    batch = trainer.data_collator(rows)
+    tok = processor.tokenizer
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    image_pad = model.config.image_token_id
+    answers = [build_answer(samples[0], "en"), build_answer(samples[0], "zh"),
+               build_answer(samples[1], "en"), build_answer(samples[1], "zh")]
+    for i, answer in enumerate(answers):
+        ids, labels, mask = batch["input_ids"][i], batch["labels"][i], batch["attention_mask"][i]
+        learned = (labels != -100).nonzero().flatten()
+        # one contiguous run of learned tokens...
+        assert learned.numel() > 0 and (learned[-1] - learned[0] + 1) == learned.numel()
+        # ...that is exactly the answer text followed by <|im_end|>, with labels equal to the inputs there
+        assert tok.decode(ids[learned]) == answer + "<|im_end|>"
+        assert int(ids[learned[-1]]) == im_end
+        assert torch.equal(labels[learned], ids[learned])
+        # everything before it (system, user text, both images' tokens) and the padding is masked
+        assert (labels[: learned[0]] == -100).all()
+        assert (labels[ids == image_pad] == -100).all() and (ids == image_pad).sum() > 0
+        assert (labels[mask == 0] == -100).all()
+        assert tok.decode(ids[: learned[0]]).endswith("<|im_start|>assistant\n")
+
+
+def test_train_writes_adapter_card_plot_and_reloads_onto_fresh_base(sft_inputs, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from gleamx.models import load_model_and_processor
+
+    out = _train(sft_inputs, tmp_path / "run")
+    for f in ("adapter_model.safetensors", "adapter_config.json", "processor_config.json", "tokenizer.json",
+              "chat_template.jinja", "gleamx_args.yaml", "loss_curve.png", "log_history.json", "README.md"):
+        assert (out / f).is_file(), f
+    card = (out / "README.md").read_text()
+    assert "library_name: peft" in card and "image-text-to-text" in card and "learning_rate" in card
+    assert "token" not in (out / "gleamx_args.yaml").read_text().lower().replace("tokens", "")
+    weights = load_file(out / "adapter_model.safetensors")
+    lora = [k for k in weights if "lora_" in k]
+    # LoRA sits on the language model only; the merger is trained in full (modules_to_save)
+    assert lora and all("language_model" in k for k in lora)
+    assert any(".merger." in k for k in weights) and not any("visual.blocks" in k for k in weights)
+    base, processor = load_model_and_processor(sft_inputs["model"])
+    model = PeftModel.from_pretrained(base, str(out))
+    n_loaded = sum(1 for n, _ in model.named_parameters() if "lora_" in n)
+    assert n_loaded == len(lora)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            key = name.replace(".default", "")
+            assert torch.equal(p.detach(), weights[key]), name  # the trained values, not a fresh init
+
+
+def test_resume_gives_the_same_losses(sft_inputs, tmp_path):
+    straight = _train(sft_inputs, tmp_path / "straight", "--max_steps", "6", "--save_steps", "3")
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(straight / "checkpoint-3", resumed_dir / "checkpoint-3")
+    resumed = _train(sft_inputs, resumed_dir, "--max_steps", "6", "--save_steps", "3",
+                     "--resume_from_checkpoint", str(resumed_dir / "checkpoint-3"))
+    a, b = _losses(straight), _losses(resumed)
+    # the resumed history carries steps 1-3 from the checkpoint's trainer_state; 4-6 are computed anew
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
+
+
+def test_merge_writes_weights_that_load_and_match_the_adapter(sft_inputs, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from gleamx.data import load_samples
+    from gleamx.eval.generate import prompt_texts
+    from gleamx.hub.merge import merge_adapter
+    from gleamx.models import load_model_and_processor
+    from gleamx.prompts import sample_images
+
+    out = _train(sft_inputs, tmp_path / "run")
+    merged_dir = merge_adapter(str(sft_inputs["model"]), out, tmp_path / "merged")
+    merged = AutoModelForImageTextToText.from_pretrained(merged_dir).eval()
+    base, processor = load_model_and_processor(sft_inputs["model"])
+    peft_model = PeftModel.from_pretrained(base, str(out)).eval()
+    s = load_samples(sft_inputs["data"], split="test").samples[:2]
+    inputs = processor(text=prompt_texts(processor, s, "en", "label"), images=[sample_images(x) for x in s],
+                       padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a = merged(**inputs).logits
+        b = peft_model(**inputs).logits
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_full_finetune_freezes_the_vision_tower(sft_inputs, tmp_path):
+    from safetensors.torch import load_file
+
+    out = _train(sft_inputs, tmp_path / "full", "--use_peft", "false", "--learning_rate", "1e-3")
+    trained = load_file(out / "model.safetensors")
+    from safetensors.torch import load_file as lf
+
+    original = lf(sft_inputs["model"] / "model.safetensors")
+    vision = [k for k in original if "visual.blocks" in k]
+    assert vision and all(torch.equal(original[k], trained[k]) for k in vision)
+    lm = [k for k in original if k.endswith("layers.0.self_attn.q_proj.weight")]
+    assert lm and not torch.equal(original[lm[0]], trained[lm[0]])
+
+
+@pytest.mark.slow
+def test_qlora_trains_on_cpu(sft_inputs, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    out = _train(sft_inputs, tmp_path / "qlora", "--load_in_4bit", "true", "--use_bnb_nested_quant", "true",
+                 "--bnb_4bit_quant_type", "nf4", "--dtype", "bfloat16", "--bf16", "true")
+    losses = _losses(out)
+    assert len(losses) == 2 and all(v == v for v in losses.values())  # finite, not NaN
+    assert "qlora" in (out / "README.md").read_text()
+    with pytest.raises(GleamConfigError, match="QLoRA.*set bf16: true"):
+        _train(sft_inputs, tmp_path / "qlora-fp32", "--load_in_4bit", "true", "--bf16", "false")
+
+
+def test_bad_inputs_fail_before_training_with_one_line(sft_inputs, tmp_path):
+    with pytest.raises(GleamDataError, match=r"nowhere: path: not found"):
+        _train({**sft_inputs, "data": "nowhere"}, tmp_path / "a")
+    # a sample with a broken image
+    bad = tmp_path / "bad"
+    shutil.copytree(sft_inputs["data"], bad)
+    first = json.loads((bad / "train.jsonl").read_text().splitlines()[0])
+    (bad / first["query_image"]).write_bytes(b"not a png")
+    with pytest.raises(GleamDataError, match=r"train\.jsonl:1: query_image: cannot decode image"):
+        _train({**sft_inputs, "data": bad}, tmp_path / "b")
+    # an output dir that holds a different run
+    _train(sft_inputs, tmp_path / "c")
+    with pytest.raises(GleamConfigError, match=r"holds a different run \(changed: script.lang"):
+        _train(sft_inputs, tmp_path / "c", "--lang", "zh")
+
+
+def test_recipe_with_unknown_key_is_one_line(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY_RECIPE.read_text() + "\nlearning_rat: 1.0\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "sft.py"), "--config", str(recipe)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert err[-1] == f"error: {recipe}: unknown recipe key(s): 'learning_rat' (did you mean 'learning_rate'?)"
+    assert "Traceback" not in proc.stderr
+
+
+def test_push_dry_run_lists_files_and_card_without_token(sft_inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    out = _train(sft_inputs, tmp_path / "run")
+    (out / "checkpoint-9").mkdir()
+    (out / "checkpoint-9" / "optimizer.pt").write_bytes(b"x")
+    proc = subprocess.run([sys.executable, "-m", "gleamx.cli.main", "push", str(out), "--repo-id", "me/gleamx-tiny",
+                           "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    listed = [ln.strip() for ln in proc.stdout.splitlines() if ln.startswith("  ")]
+    assert "adapter_model.safetensors" in listed and "README.md" in listed
+    assert not any(f.startswith("checkpoint-") or f.endswith(".bin") for f in listed)
+    assert "library_name: peft" in proc.stdout
+    assert "hf_secret_value_123" not in proc.stdout + proc.stderr
+    assert not any("hf_secret_value_123" in p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").rglob("*.yaml")))
+def test_every_recipe_parses(recipe):
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.recipe import parse_recipe
+
+    # GPU recipes ask for bf16 on a GPU; transformers refuses that at parse time on a CPU-only machine
+    cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    script, training, model = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)),
+                                           ["--config", str(ROOT / recipe), *cpu])
+    assert model.model_name_or_path and script.dataset_name and training.output_dir
+    assert training.assistant_only_loss  # loss on the answer only, in every recipe
+    assert script.max_pixels, "every recipe bounds image tokens"
