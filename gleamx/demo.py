@@ -1,8 +1,9 @@
 """``gleamx demo``: the whole pipeline on generated data and a tiny model, on a laptop CPU.
 
-Today: synthetic data -> validation -> ShareGPT export -> tiny Qwen2.5-VL-class
-model -> batched generation + match scoring of the untrained model. Each later
-stage (SFT, retrieval) joins here as it lands.
+Synthetic data -> validation -> ShareGPT export -> tiny Qwen2.5-VL-class model
+-> match scoring of the untrained model -> LoRA SFT with the tiny recipe
+(``recipes/tiny/sft_lora.yaml``, through TRL) -> match scoring of the trained
+adapter. Each later stage (retrieval) joins here as it lands.
 """
 
 from __future__ import annotations
@@ -13,7 +14,23 @@ from pathlib import Path
 from gleamx.cli.common import console
 
 
-def run_demo(out: str | Path, *, n: int = 240, arch: str = "qwen2_5_vl", seed: int = 0, eval_limit: int = 24) -> dict:
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny" / "sft_lora.yaml"
+
+
+def _tiny_recipe_args(model_dir: Path, data: Path, out: Path, seed: int) -> tuple:
+    """The tiny recipe parsed exactly as ``recipes/sft.py`` parses it, pointed at the demo's files."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.recipe import parse_recipe
+
+    parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))
+    return parse_recipe(parser, ["--config", str(RECIPE), "--model_name_or_path", str(model_dir),
+                                 "--dataset_name", str(data), "--output_dir", str(out), "--seed", str(seed),
+                                 "--overwrite_output_dir", "true", "--disable_tqdm", "true"])
+
+
+def run_demo(out: str | Path, *, n: int = 240, arch: str = "qwen2_5_vl", seed: int = 0, eval_limit: int = 40) -> dict:
     """Run every stage into ``out`` and return the paths it wrote."""
     from gleamx.data import load_samples, validate, write_sharegpt
     from gleamx.data.synth import synthesize
@@ -57,6 +74,23 @@ def run_demo(out: str | Path, *, n: int = 240, arch: str = "qwen2_5_vl", seed: i
     console.print(f"accuracy {100 * acc:.1f}% on {results['n']} test pairs, invalid answers "
                   f"{100 * (results['invalid_rate'] or 0):.1f}% (an untrained model answers at random)")
     paths["eval"] = eval_dir
+
+    console.rule("[bold]6. LoRA SFT with the tiny recipe (TRL SFTTrainer, loss on the answer only)")
+    from gleamx.train.sft import run_sft
+
+    sft_dir = run_sft(*_tiny_recipe_args(model_dir, data, out / "sft", seed))
+    console.print(f"adapter, processor, model card and loss curve -> {sft_dir}")
+    paths["sft"] = sft_dir
+
+    console.rule("[bold]7. evaluation of the fine-tuned adapter")
+    tuned_dir = out / "eval" / "sft"
+    tuned = run_eval(EvalConfig(data=str(data), model=str(model_dir), adapter=str(sft_dir), lang="en", task="label",
+                                split="test", limit=eval_limit, max_new_tokens=8, output=str(tuned_dir), overwrite=True))
+    for name, r in (("untrained", results), ("fine-tuned", tuned)):
+        console.print(f"{name:>10}: accuracy {100 * (r['accuracy'] or 0):.1f}%  positives "
+                      f"{100 * (r['accuracy_positive'] or 0):.1f}%  negatives {100 * (r['accuracy_negative'] or 0):.1f}%  "
+                      f"invalid {100 * (r['invalid_rate'] or 0):.1f}%")
+    paths["eval_sft"] = tuned_dir
 
     console.rule("[bold]done")
     console.print(f"finished in {time.perf_counter() - t0:.0f}s. Outputs:")

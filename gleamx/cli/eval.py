@@ -1,4 +1,4 @@
-"""``gleamx-eval``: score GLEAM-X match accuracy of a model, or of a predictions file."""
+"""``gleamx-eval``: GLEAM-X match accuracy and explanation quality of a model, or of a predictions file."""
 
 from __future__ import annotations
 
@@ -12,18 +12,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gleamx-eval", description=__doc__)
     src = p.add_argument_group("what to evaluate (one of)")
     src.add_argument("--model", help="model directory or Hub id (generates answers)")
-    src.add_argument("--predictions", help="JSONL with id and prediction (answers made elsewhere)")
+    src.add_argument("--predictions", help="JSONL with id and prediction (answers made by any model or API)")
     p.add_argument("--adapter", help="PEFT adapter directory to apply to --model")
     p.add_argument("--data", required=True, help="GLEAM-X data: JSONL/ShareGPT file, directory or Hub id")
     p.add_argument("--split", default="test")
     p.add_argument("--lang", default="en", choices=["en", "zh"])
     p.add_argument("--task", default="explain", choices=["explain", "label"])
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="vllm needs the 'vllm' extra and a GPU")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
     p.add_argument("--min-pixels", type=int, default=None)
     p.add_argument("--max-pixels", type=int, default=None)
-    p.add_argument("--output", required=True, help="directory for predictions.jsonl, results.json, results.md")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    p.add_argument("--sbert-model", default=None,
+                   help="sentence-transformers id or path for explanation similarity (default: an offline model)")
+    p.add_argument("--no-explanation-metrics", action="store_true")
+    p.add_argument("--judge-model", default=None, help="LLM judge model name (OpenAI-compatible API)")
+    p.add_argument("--judge-base-url", default=None, help="e.g. https://api.openai.com/v1 or a vLLM server")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--judge-concurrency", type=int, default=8)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals (0: none)")
+    p.add_argument("--output", required=True, help="directory for predictions.jsonl, results.json/.md, report.html")
     p.add_argument("--overwrite", action="store_true", help="discard predictions made with another config")
     return p
 
@@ -34,14 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         from gleamx.eval.run import EvalConfig, run_eval
 
-        cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
+        cfg = EvalConfig(**vars(args))
         results = run_eval(cfg)
         pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
         console.print(
-            f"n={results['n']}  accuracy={pct(results['accuracy'])}  positives={pct(results['accuracy_positive'])}  "
-            f"negatives={pct(results['accuracy_negative'])}  invalid={pct(results['invalid_rate'])}"
+            f"n={results['n']}  accuracy={pct(results['accuracy'])}  on matching pairs={pct(results['accuracy_positive'])}  "
+            f"on non-matching pairs={pct(results['accuracy_negative'])}  invalid={pct(results['invalid_rate'])}"
         )
-        console.print(f"results: {cfg.output}/results.json, {cfg.output}/results.md")
+        expl = results.get("explanation") or {}
+        if expl.get("sbert_cosine") is not None:
+            console.print(f"explanations: sbert_cosine={expl['sbert_cosine']:.4f} ({expl.get('sbert_model')})  "
+                          f"bleu={expl.get('bleu', 0):.2f}  chrf={expl.get('chrf', 0):.2f}  rouge_l={expl.get('rouge_l', 0):.4f}")
+        console.print(f"report: {cfg.output}/report.html  tables: {cfg.output}/results.md  numbers: {cfg.output}/results.json")
         return 0
 
     return run_cli(run)

@@ -58,3 +58,49 @@ def generate_answers(
         if on_batch is not None:
             on_batch(batch, got)
     return answers
+
+
+# Where the verdict word starts in each language's verdict line ("Answer: " / "结论：").
+VERDICT_PREFIX = {"en": "Answer:", "zh": "结论："}
+VERDICT_WORDS = {"en": (" Yes", " No"), "zh": ("是", "否")}
+
+
+def _first_token(tokenizer: Any, text: str) -> int:
+    return tokenizer.encode(text, add_special_tokens=False)[0]
+
+
+@torch.inference_mode()
+def verdict_p_yes(
+    model: Any, processor: Any, samples: Sequence[GleamSample], answers: Sequence[str], lang: str,
+    task: str = "explain", *, batch_size: int = 8,
+) -> list[float | None]:
+    """P(yes) read from the model at its own final verdict line.
+
+    Each answer is cut right after its last verdict prefix (``Answer:`` / ``结论：``);
+    one forward pass over prompt + that prefix gives the next-token distribution,
+    and P(yes) = p(yes) / (p(yes) + p(no)) over the first tokens of the two verdict
+    words. ``None`` where the answer has no verdict prefix.
+    """
+    tokenizer = processor.tokenizer
+    yes_id, no_id = (_first_token(tokenizer, w) for w in VERDICT_WORDS[lang])
+    if yes_id == no_id:
+        return [None] * len(samples)
+    prefix = VERDICT_PREFIX[lang]
+    todo = [(i, a[: a.rfind(prefix) + len(prefix)]) for i, a in enumerate(answers) if prefix in a]
+    out: list[float | None] = [None] * len(samples)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # the last position of every row is its own next-token slot
+    try:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            batch = [samples[i] for i, _ in chunk]
+            texts = [t + cut for t, (_, cut) in zip(prompt_texts(processor, batch, lang, task), chunk)]
+            inputs = processor(text=texts, images=[sample_images(s) for s in batch], padding=True,
+                               return_tensors="pt").to(model.device)
+            logits = model(**inputs).logits[:, -1, :].float()
+            pair = torch.softmax(logits[:, [yes_id, no_id]], dim=-1)[:, 0]
+            for (i, _), p in zip(chunk, pair.tolist()):
+                out[i] = p
+    finally:
+        tokenizer.padding_side = old_side
+    return out

@@ -1,14 +1,16 @@
-"""``gleamx-eval``: generate (or read) answers, parse verdicts, score, write results.
+"""``gleamx-eval``: generate (or read) answers, parse verdicts, score, write the report.
 
-Predictions are appended to ``OUTPUT/predictions.jsonl`` batch by batch, keyed
-by sample id and a hash of the generation config, so a rerun with the same
-arguments only generates what is missing.
+Predictions are appended to ``OUTPUT/predictions.jsonl`` batch by batch, each
+line keyed by sample id and a hash of the generation config, so a run killed at
+any point and started again with the same arguments generates only what is
+missing and ends with the same ``results.json``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,10 @@ from gleamx.data.load import load_samples
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.eval.match import grouped_match_metrics, match_metrics
+from gleamx.eval.stats import bootstrap_ci, calibration
 from gleamx.prompts.verdict import parse_verdict
+
+BACKENDS = ("hf", "vllm")
 
 
 @dataclass
@@ -30,26 +35,39 @@ class EvalConfig:
     predictions: str | None = None
     split: str | None = "test"
     task: str = "explain"
+    backend: str = "hf"
     batch_size: int = 8
-    max_new_tokens: int = 128
+    max_new_tokens: int = 256
     limit: int | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
+    dtype: str = "auto"
+    sbert_model: str | None = None
+    no_explanation_metrics: bool = False
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_concurrency: int = 8
+    bootstrap: int = 1000
     overwrite: bool = False
 
     def generation_key(self) -> str:
-        """Hash of everything that changes a generated answer."""
-        keys = ("model", "adapter", "lang", "task", "max_new_tokens", "min_pixels", "max_pixels")
+        """Hash of everything that changes a generated answer (not batch size: batching is exact)."""
+        keys = ("model", "adapter", "lang", "task", "backend", "max_new_tokens", "min_pixels", "max_pixels", "dtype")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def read_predictions(path: str | Path, key: str | None = None) -> dict[str, str]:
-    """``{id: prediction}`` from a JSONL file with ``id`` and ``prediction`` (optionally one config key)."""
+def read_predictions(path: str | Path, key: str | None = None) -> dict[str, dict[str, Any]]:
+    """``{id: row}`` from a predictions JSONL (``id`` + ``prediction`` text; optional ``p_yes``).
+
+    With ``key`` (our own cache), rows of other configs are ignored and a last line
+    cut short by a killed run is skipped (it will be generated again).
+    """
     path = Path(path)
     if not path.is_file():
         raise GleamDataError.at(str(path), None, "path", "predictions file not found (expected JSONL with id, prediction)")
-    out: dict[str, str] = {}
+    out: dict[str, dict[str, Any]] = {}
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -57,63 +75,101 @@ def read_predictions(path: str | Path, key: str | None = None) -> dict[str, str]
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                if key is not None:  # a line cut short by a killed run: regenerate it
+                if key is not None:
                     continue
                 raise GleamDataError.at(str(path), lineno, "json", "expected one JSON object per line") from None
             if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("prediction"), str):
-                raise GleamDataError.at(str(path), lineno, "prediction", "expected an object with 'id' and 'prediction' (text)")
+                raise GleamDataError.at(str(path), lineno, "prediction",
+                                        "expected an object with 'id' and 'prediction' (text)")
             if key is None or row.get("config") == key:
-                out[str(row["id"])] = row["prediction"]
+                out[str(row["id"])] = row
     return out
 
 
-def score(samples: list[GleamSample], predictions: dict[str, str]) -> dict[str, Any]:
-    """Match metrics overall, by query view and by source, from raw prediction texts."""
+def score(samples: list[GleamSample], predictions: dict[str, dict[str, Any]], *, bootstrap: int = 1000) -> dict[str, Any]:
+    """Match metrics overall / by view / by source, bootstrap CIs, and calibration where P(yes) is known."""
     missing = [s.id for s in samples if s.id not in predictions]
     if missing:
-        raise GleamDataError.at("predictions", None, "id", f"no prediction for {len(missing)} sample(s), e.g. {missing[0]!r}")
+        raise GleamDataError.at("predictions", None, "id",
+                                f"no prediction for {len(missing)} sample(s), e.g. {missing[0]!r}")
     labels = [s.label for s in samples]
-    verdicts = [parse_verdict(predictions[s.id]) for s in samples]
+    verdicts = [parse_verdict(predictions[s.id]["prediction"]) for s in samples]
     results = match_metrics(labels, verdicts)
+    if bootstrap:
+        results["ci95"] = bootstrap_ci(labels, verdicts, n_resamples=bootstrap)
     results["by_view"] = grouped_match_metrics([s.query_view for s in samples], labels, verdicts)
     results["by_source"] = grouped_match_metrics([s.source for s in samples], labels, verdicts)
+    p_yes = [predictions[s.id].get("p_yes") for s in samples]
+    results["calibration"] = calibration(labels, p_yes) if any(p is not None for p in p_yes) else None
     return results
 
 
-def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path) -> None:
-    from rich.progress import Progress
-
-    from gleamx.eval.generate import generate_answers
+def _load_model(cfg: EvalConfig):
     from gleamx.models import load_model_and_processor
+
+    model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype, min_pixels=cfg.min_pixels,
+                                                max_pixels=cfg.max_pixels)
+    if cfg.adapter:
+        from peft import PeftModel
+
+        if not Path(cfg.adapter, "adapter_config.json").is_file():
+            raise GleamConfigError(f"--adapter: {cfg.adapter} has no adapter_config.json (expected a PEFT adapter dir)")
+        model = PeftModel.from_pretrained(model, cfg.adapter)
+    return model.eval(), processor
+
+
+def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     key = cfg.generation_key()
     done = read_predictions(pred_path, key) if pred_path.is_file() else {}
     todo = [s for s in samples if s.id not in done]
     if not todo:
         return
-    model, processor = load_model_and_processor(cfg.model, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
-    if cfg.adapter:
-        from peft import PeftModel
+    if cfg.backend == "vllm":
+        from gleamx.eval.vllm_backend import generate_vllm
 
-        model = PeftModel.from_pretrained(model, cfg.adapter)
-    model.eval()
-    with pred_path.open("a", encoding="utf-8") as f, Progress() as bar:
-        task = bar.add_task(f"generating ({cfg.lang})", total=len(samples), completed=len(samples) - len(todo))
+        answers = generate_vllm(cfg, todo)
+        with pred_path.open("a", encoding="utf-8") as f:
+            for s, (text, p) in zip(todo, answers):
+                f.write(json.dumps({"id": s.id, "config": key, "prediction": text, "p_yes": p}, ensure_ascii=False) + "\n")
+        return
+
+    from gleamx.eval.generate import generate_answers, verdict_p_yes
+
+    model, processor = _load_model(cfg)
+    with pred_path.open("a", encoding="utf-8") as f, Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    ) as bar:
+        task = bar.add_task(f"generating ({cfg.lang}, {cfg.task})", total=len(samples),
+                            completed=len(samples) - len(todo))
 
         def save(batch: list[GleamSample], answers: list[str]) -> None:
-            for s, a in zip(batch, answers):
-                f.write(json.dumps({"id": s.id, "config": key, "prediction": a}, ensure_ascii=False) + "\n")
+            p_yes = verdict_p_yes(model, processor, batch, answers, cfg.lang, cfg.task, batch_size=cfg.batch_size)
+            for s, a, p in zip(batch, answers, p_yes):
+                f.write(json.dumps({"id": s.id, "config": key, "prediction": a, "p_yes": p}, ensure_ascii=False) + "\n")
             f.flush()
+            os.fsync(f.fileno())  # a kill -9 after this point loses nothing of this batch
             bar.advance(task, len(batch))
 
         generate_answers(model, processor, todo, cfg.lang, cfg.task, batch_size=cfg.batch_size,
                          max_new_tokens=cfg.max_new_tokens, on_batch=save)
 
 
-def run_eval(cfg: EvalConfig) -> dict[str, Any]:
-    """Evaluate and write ``results.json`` / ``results.md`` under ``cfg.output``; returns the results."""
+def _check_config(cfg: EvalConfig) -> None:
     if (cfg.model is None) == (cfg.predictions is None):
         raise GleamConfigError("give exactly one of --model (generate) or --predictions (score a file)")
+    if cfg.backend not in BACKENDS:
+        raise GleamConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    if cfg.lang not in ("en", "zh"):
+        raise GleamConfigError(f"--lang: expected en or zh, got {cfg.lang!r}")
+    if bool(cfg.judge_model) != bool(cfg.judge_base_url):
+        raise GleamConfigError("--judge-model and --judge-base-url go together")
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate and write predictions, ``results.json``, ``results.md`` and ``report.html`` under ``cfg.output``."""
+    _check_config(cfg)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     samples = load_samples(cfg.data, split=cfg.split).samples
@@ -135,33 +191,40 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         cfg_path.write_text(json.dumps({**asdict(cfg), "generation_key": cfg.generation_key()}, indent=2) + "\n")
         _generate_missing(cfg, samples, pred_path)
         predictions = read_predictions(pred_path, cfg.generation_key())
-    results = {"config": asdict(cfg), **score(samples, predictions)}
+
+    results: dict[str, Any] = {"config": asdict(cfg), **score(samples, predictions, bootstrap=cfg.bootstrap)}
+    results["explanation"] = _explanation_scores(cfg, samples, predictions, out)
+    from gleamx.eval.report import model_index, write_reports
+
+    results["model_index"] = model_index(results)
     (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
+    write_reports(out, results, samples, predictions)
     return results
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
+def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions: dict[str, dict[str, Any]],
+                        out: Path) -> dict[str, Any] | None:
+    """Explanation quality against the reference in ``cfg.lang`` (explain task only)."""
+    if cfg.task != "explain" or cfg.no_explanation_metrics:
+        return None
+    pairs = [(s, predictions[s.id]["prediction"]) for s in samples if s.explanation.get(cfg.lang)]
+    if not pairs:
+        return {"n": 0, "note": f"no reference explanations in {cfg.lang}"}
+    from gleamx.eval.metrics import explanation_text, score_explanations
 
+    preds = [explanation_text(p) for _, p in pairs]
+    refs = [explanation_text(s.explanation[cfg.lang]) for s, _ in pairs]
+    scores = score_explanations(preds, refs, cfg.lang, sbert_model=cfg.sbert_model)
+    per = scores.pop("per_sample", {})
+    scores["n"] = len(pairs)
+    scores["per_sample"] = {s.id: {k: v[i] for k, v in per.items()} for i, (s, _) in enumerate(pairs)}
+    if cfg.judge_model:
+        from gleamx.eval.judge import JudgeConfig, JudgeItem, judge_explanations
 
-def results_markdown(results: dict[str, Any]) -> str:
-    """Tables a person reads: overall, then by view."""
-    cols = ("n", "accuracy", "accuracy_positive", "accuracy_negative", "precision", "recall", "f1", "invalid_rate")
-    head = "| group | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1) + "\n"
-
-    def row(name: str, m: dict[str, Any]) -> str:
-        return f"| {name} | {m['n']} | " + " | ".join(_pct(m[c]) for c in cols[1:]) + " |\n"
-
-    cfg = results.get("config", {})
-    text = f"# GLEAM-X match results\n\nmodel: `{cfg.get('model') or cfg.get('predictions')}`, "
-    text += f"data: `{cfg.get('data')}` ({cfg.get('split')}), lang: {cfg.get('lang')}, task: {cfg.get('task')}\n\n"
-    text += "Percentages. Unparseable answers count as wrong and appear in invalid_rate.\n\n"
-    text += head + row("all", results)
-    for view, m in results["by_view"].items():
-        text += row(f"view={view}", m)
-    c = results["confusion"]
-    text += "\n| | predicted match | predicted no match | invalid |\n|---|---|---|---|\n"
-    text += f"| match | {c['tp']} | {c['fn']} | {c['invalid_positive']} |\n"
-    text += f"| no match | {c['fp']} | {c['tn']} | {c['invalid_negative']} |\n"
-    return text
+        items = [JudgeItem(id=s.id, lang=cfg.lang, label=s.label, candidate=p, reference=s.explanation[cfg.lang])
+                 for s, p in pairs]
+        summary = judge_explanations(items, JudgeConfig(model=cfg.judge_model, base_url=cfg.judge_base_url,
+                                                        api_key_env=cfg.judge_api_key_env,
+                                                        concurrency=cfg.judge_concurrency), out / "judge.jsonl")
+        scores["judge"] = summary.as_dict() if hasattr(summary, "as_dict") else asdict(summary)
+    return scores

@@ -1,0 +1,201 @@
+"""The report people read: ``results.md`` (tables), ``report.html`` (self-contained), model-index entries."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from gleamx.data.schema import GleamSample, open_rgb
+from gleamx.prompts.verdict import parse_verdict
+
+MATCH_COLUMNS = ("n", "accuracy", "accuracy_positive", "accuracy_negative", "precision", "recall", "f1", "invalid_rate")
+EXPLANATION_KEYS = ("sbert_cosine", "bleu", "chrf", "rouge_l")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def _ci(results: dict[str, Any], key: str) -> str:
+    ci = (results.get("ci95") or {}).get(key)
+    return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+
+
+def model_index(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """model-index ``results`` entries (the Hub's format) that a model card can carry."""
+    cfg = results.get("config", {})
+    metrics = [{"type": "accuracy", "name": name, "value": round(100 * results[key], 2)}
+               for key, name in (("accuracy", "Match accuracy"), ("accuracy_positive", "Accuracy (matching pairs)"),
+                                 ("accuracy_negative", "Accuracy (non-matching pairs)")) if results.get(key) is not None]
+    if results.get("f1") is not None:
+        metrics.append({"type": "f1", "name": "F1 of match", "value": round(100 * results["f1"], 2)})
+    for key in EXPLANATION_KEYS:
+        value = (results.get("explanation") or {}).get(key)
+        if isinstance(value, (int, float)):
+            metrics.append({"type": key, "name": f"Explanation {key}", "value": round(float(value), 4)})
+    return [{
+        "task": {"type": "image-text-to-text", "name": "GLEAM-X cross-view match and explain"},
+        "dataset": {"type": str(cfg.get("data")), "name": f"{Path(str(cfg.get('data'))).name} ({cfg.get('lang')})",
+                    "split": cfg.get("split") or "test", "config": cfg.get("lang")},
+        "metrics": metrics,
+    }]
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """Tables a person reads: overall (with 95% CIs), by view, by source, confusion, explanation quality."""
+    head = "| group | " + " | ".join(MATCH_COLUMNS) + " |\n|" + "---|" * (len(MATCH_COLUMNS) + 1) + "\n"
+
+    def row(name: str, m: dict[str, Any]) -> str:
+        return f"| {name} | {m['n']} | " + " | ".join(_pct(m[c]) for c in MATCH_COLUMNS[1:]) + " |\n"
+
+    cfg = results.get("config", {})
+    text = "# GLEAM-X evaluation\n\n"
+    text += f"- model: `{cfg.get('model') or cfg.get('predictions')}`" + (f" + adapter `{cfg['adapter']}`" if cfg.get("adapter") else "") + "\n"
+    text += f"- data: `{cfg.get('data')}` (split {cfg.get('split')}), language {cfg.get('lang')}, task {cfg.get('task')}\n\n"
+    text += "## Match\n\nPercentages. Unparseable answers count as wrong and are shown as invalid_rate.\n\n"
+    text += (f"Accuracy {_pct(results['accuracy'])}%{_ci(results, 'accuracy')}; on matching pairs "
+             f"{_pct(results['accuracy_positive'])}%{_ci(results, 'accuracy_positive')}; on non-matching pairs "
+             f"{_pct(results['accuracy_negative'])}%{_ci(results, 'accuracy_negative')} (95% bootstrap intervals).\n\n")
+    text += head + row("all", results)
+    for view, m in results["by_view"].items():
+        text += row(f"view={view}", m)
+    for src, m in results.get("by_source", {}).items():
+        text += row(f"source={src or '-'}", m)
+    c = results["confusion"]
+    text += "\n| label \\ answer | match | no match | invalid |\n|---|---|---|---|\n"
+    text += f"| match | {c['tp']} | {c['fn']} | {c['invalid_positive']} |\n"
+    text += f"| no match | {c['fp']} | {c['tn']} | {c['invalid_negative']} |\n"
+    cal = results.get("calibration")
+    if cal:
+        text += (f"\n## Calibration\n\nP(yes) from the verdict token on {cal['n']} answers: ECE {cal['ece']:.3f}, "
+                 f"AUROC {cal['auroc'] if cal['auroc'] is None else round(cal['auroc'], 3)}, Brier {cal['brier']:.3f}.\n")
+    expl = results.get("explanation")
+    if expl and expl.get("n"):
+        text += f"\n## Explanation quality ({expl['n']} answers with a reference)\n\n| metric | value |\n|---|---|\n"
+        for key in EXPLANATION_KEYS:
+            if expl.get(key) is not None:
+                text += f"| {key} | {expl[key]:.4f} |\n"
+        if expl.get("sbert_model"):
+            text += f"\nSentence embeddings: `{expl['sbert_model']}`.\n"
+        judge = expl.get("judge")
+        if judge:
+            text += "\n### LLM judge\n\n| criterion | mean (1-5) |\n|---|---|\n"
+            for k, v in (judge.get("mean_scores") or {}).items():
+                text += f"| {k} | {v:.2f} |\n"
+            text += f"\n{judge.get('n_invalid', 0)} invalid judge replies of {judge.get('n', 0)}.\n"
+    return text
+
+
+def _auroc_text(cal: dict[str, Any]) -> str:
+    return "-" if cal.get("auroc") is None else f"{cal['auroc']:.3f}"
+
+
+def _thumb(image: Any, size: int = 192) -> str:
+    im = open_rgb(image)
+    im.thumbnail((size * 2, size))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _reliability_png(cal: dict[str, Any]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.6, 3.4), dpi=100)
+    ax.plot([0, 1], [0, 1], "--", color="#999")
+    xs = [b["mean_p_yes"] for b in cal["reliability"]]
+    ys = [b["frac_match"] for b in cal["reliability"]]
+    ax.plot(xs, ys, "o-", color="#1f77b4")
+    ax.set_xlabel("mean P(yes)")
+    ax.set_ylabel("fraction that match")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"ECE {cal['ece']:.3f}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def worst_failures(samples: list[GleamSample], predictions: dict[str, dict[str, Any]], results: dict[str, Any],
+                   k: int = 12) -> list[tuple[GleamSample, str, str]]:
+    """Wrong or invalid verdicts first, then the lowest explanation similarity; ``(sample, kind, answer)``."""
+    per = ((results.get("explanation") or {}).get("per_sample")) or {}
+    ranked = []
+    for s in samples:
+        answer = predictions[s.id]["prediction"]
+        verdict = parse_verdict(answer)
+        kind = "invalid" if verdict is None else ("wrong" if verdict != s.label else "right")
+        sim = (per.get(s.id) or {}).get("sbert_cosine")
+        ranked.append(({"invalid": 0, "wrong": 1, "right": 2}[kind], sim if sim is not None else 1.0, s.id, s, kind, answer))
+    ranked.sort(key=lambda r: r[:3])
+    return [(s, kind, answer) for _, _, _, s, kind, answer in ranked[:k] if kind != "right" or per]
+
+
+CSS = """body{font-family:system-ui,-apple-system,'Segoe UI','Noto Sans CJK SC',sans-serif;margin:2em auto;max-width:1100px;
+color:#222;padding:0 1em}h1{font-size:1.6em}table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #ccc;
+padding:.3em .6em;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.cards{display:flex;gap:1em;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:8px;padding:.7em 1.1em;min-width:140px}
+.card b{display:block;font-size:1.6em}.fail{border:1px solid #ddd;border-radius:8px;margin:1em 0;padding:.8em;display:grid;
+grid-template-columns:auto auto 1fr;gap:1em}.fail img{border:1px solid #ccc;max-height:192px}.fail pre{white-space:pre-wrap;
+margin:.2em 0;font-size:.85em;background:#fafafa;padding:.4em}.tag{font-weight:bold;color:#b00}.muted{color:#666}"""
+
+
+def report_html(results: dict[str, Any], samples: list[GleamSample], predictions: dict[str, dict[str, Any]]) -> str:
+    """A self-contained HTML page (inline CSS and images, no scripts, no network)."""
+    e = html.escape
+    cfg = results.get("config", {})
+    cards = "".join(
+        f'<div class="card">{e(name)}<b>{_pct(results[key])}%</b><span class="muted">{e(_ci(results, key))}</span></div>'
+        for key, name in (("accuracy", "accuracy"), ("accuracy_positive", "on matching pairs"),
+                          ("accuracy_negative", "on non-matching pairs"), ("invalid_rate", "invalid answers")))
+    rows = "".join(
+        f"<tr><td>{e(name)}</td>" + "".join(f"<td>{m['n'] if c == 'n' else _pct(m[c])}</td>" for c in MATCH_COLUMNS) + "</tr>"
+        for name, m in [("all", results)] + [(f"view={v}", m) for v, m in results["by_view"].items()])
+    c = results["confusion"]
+    confusion = ("<table><tr><th>label \\ answer</th><th>match</th><th>no match</th><th>invalid</th></tr>"
+                 f"<tr><td>match</td><td>{c['tp']}</td><td>{c['fn']}</td><td>{c['invalid_positive']}</td></tr>"
+                 f"<tr><td>no match</td><td>{c['fp']}</td><td>{c['tn']}</td><td>{c['invalid_negative']}</td></tr></table>")
+    cal = results.get("calibration")
+    cal_html = ("<p class='muted'>No token probabilities for this run (predictions made elsewhere).</p>" if not cal else
+                f"<p>P(yes) from the verdict token: ECE {cal['ece']:.3f}, AUROC "
+                f"{_auroc_text(cal)}, "
+                f"Brier {cal['brier']:.3f}</p><img alt='reliability diagram' src='{_reliability_png(cal)}'>")
+    expl = results.get("explanation") or {}
+    expl_html = ""
+    if expl.get("n"):
+        expl_html = "<h2>Explanation quality</h2><table><tr><th>metric</th><th>value</th></tr>" + "".join(
+            f"<tr><td>{k}</td><td>{expl[k]:.4f}</td></tr>" for k in EXPLANATION_KEYS if expl.get(k) is not None
+        ) + f"</table><p class='muted'>sentence embeddings: {e(str(expl.get('sbert_model', '-')))}</p>"
+    lang = cfg.get("lang") or "en"
+    fails = []
+    for s, kind, answer in worst_failures(samples, predictions, results):
+        ref = s.explanation.get(lang) or ("yes" if s.label else "no")
+        fails.append(
+            f"<div class='fail'><figure><img alt='query' src='{_thumb(s.query_image)}'><figcaption>{e(s.query_view)} "
+            f"(query)</figcaption></figure><figure><img alt='satellite' src='{_thumb(s.satellite_image)}'>"
+            f"<figcaption>satellite</figcaption></figure><div><div><span class='tag'>{e(kind)}</span> {e(s.id)} · "
+            f"label: {'match' if s.label else 'no match'}</div><div>prediction</div><pre>{e(answer)}</pre>"
+            f"<div>reference</div><pre>{e(ref)}</pre></div></div>")
+    return f"""<!DOCTYPE html><html lang="{e(lang)}"><head><meta charset="utf-8"><title>GLEAM-X evaluation</title>
+<style>{CSS}</style></head><body><h1>GLEAM-X evaluation</h1>
+<p class="muted">model {e(str(cfg.get('model') or cfg.get('predictions')))}{' + adapter ' + e(cfg['adapter']) if cfg.get('adapter') else ''}
+· data {e(str(cfg.get('data')))} ({e(str(cfg.get('split')))}) · language {e(lang)} · task {e(str(cfg.get('task')))} · n={results['n']}</p>
+<div class="cards">{cards}</div>
+<h2>Match by query view</h2><table><tr><th>group</th>{''.join(f'<th>{x}</th>' for x in MATCH_COLUMNS)}</tr>{rows}</table>
+<h2>Confusion matrix</h2>{confusion}<h2>Calibration</h2>{cal_html}{expl_html}
+<h2>Worst failures</h2>{''.join(fails) or '<p>No failures.</p>'}</body></html>
+"""
+
+
+def write_reports(out: Path, results: dict[str, Any], samples: list[GleamSample],
+                  predictions: dict[str, dict[str, Any]]) -> None:
+    (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
+    (out / "report.html").write_text(report_html(results, samples, predictions), encoding="utf-8")

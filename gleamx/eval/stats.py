@@ -1,0 +1,103 @@
+"""Bootstrap confidence intervals and calibration (ECE, AUROC, Brier, reliability bins)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+# Encodings for vectorised bootstrap: label 1/0; prediction 1 (match), 0 (no match), -1 (invalid).
+
+
+def _encode(labels: Sequence[bool], predictions: Sequence[bool | None]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray([1 if v else 0 for v in labels], dtype=np.int8)
+    p = np.asarray([-1 if v is None else (1 if v else 0) for v in predictions], dtype=np.int8)
+    return y, p
+
+
+def _rates(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics for a batch of resamples: ``y``/``p`` have shape (B, n)."""
+    pos, neg = y == 1, y == 0
+    tp = ((p == 1) & pos).sum(1)
+    tn = ((p == 0) & neg).sum(1)
+    fp = ((p == 1) & neg).sum(1)
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = tp / (tp + fp)
+        rec = tp / n_pos
+        f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
+        return {
+            "accuracy": (tp + tn) / y.shape[1],
+            "accuracy_positive": tp / n_pos,
+            "accuracy_negative": tn / n_neg,
+            "f1": f1,
+            "invalid_rate": (p == -1).mean(1),
+        }
+
+
+def bootstrap_ci(
+    labels: Sequence[bool], predictions: Sequence[bool | None], *, n_resamples: int = 1000, seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals for accuracy (all/positives/negatives), F1 and invalid rate."""
+    y, p = _encode(labels, predictions)
+    if y.size == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, y.size, size=(n_resamples, y.size))
+    stats = _rates(y[idx], p[idx])
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out: dict[str, list[float] | None] = {}
+    for name, values in stats.items():
+        v = values[np.isfinite(values)]
+        out[name] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size else None
+    return out
+
+
+def auroc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve by the rank-sum formula (ties get average ranks)."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty_like(s)
+    sorted_s = s[order]
+    # average ranks over ties
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def calibration(labels: Sequence[bool], p_yes: Sequence[float | None], n_bins: int = 10) -> dict[str, Any] | None:
+    """ECE (equal-width bins over P(yes)), AUROC, Brier score and reliability bins; samples without P(yes) are left out
+    and counted."""
+    pairs = [(bool(y), float(p)) for y, p in zip(labels, p_yes) if p is not None]
+    if not pairs:
+        return None
+    y = np.asarray([a for a, _ in pairs], dtype=float)
+    p = np.clip(np.asarray([b for _, b in pairs]), 0.0, 1.0)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    ece, table = 0.0, []
+    for b in range(n_bins):
+        m = bins == b
+        if not m.any():
+            continue
+        conf, acc = float(p[m].mean()), float(y[m].mean())
+        ece += m.mean() * abs(conf - acc)
+        table.append({"bin": [b / n_bins, (b + 1) / n_bins], "n": int(m.sum()), "mean_p_yes": conf, "frac_match": acc})
+    return {
+        "n": len(pairs),
+        "n_missing": len(labels) - len(pairs),
+        "ece": float(ece),
+        "auroc": auroc(y.astype(bool), p),
+        "brier": float(((p - y) ** 2).mean()),
+        "reliability": table,
+    }
