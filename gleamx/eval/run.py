@@ -118,6 +118,15 @@ def _load_model(cfg: EvalConfig):
     return model.eval(), processor
 
 
+def _end_with_newline(path: Path) -> None:
+    """A run killed mid-write leaves half a line; start the next row on a line of its own."""
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
 def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -126,6 +135,7 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
     todo = [s for s in samples if s.id not in done]
     if not todo:
         return
+    _end_with_newline(pred_path)
     if cfg.backend == "vllm":
         from gleamx.eval.vllm_backend import generate_vllm
 

@@ -1,0 +1,198 @@
+"""gleamx-eval: batched generation, match metrics, calibration, resumability, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.eval.match import match_metrics
+from gleamx.eval.stats import auroc, bootstrap_ci, calibration
+
+
+@pytest.fixture(scope="module")
+def eval_inputs(tmp_path_factory, models_tiny_dir):
+    from gleamx.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("eval_inputs")
+    synthesize(root / "data", n=80, seed=5)
+    return {"data": root / "data", "model": models_tiny_dir("qwen2_5_vl")}
+
+
+def test_match_metrics_by_hand():
+    labels = [True, True, True, False, False, False]
+    preds = [True, False, None, False, True, None]
+    m = match_metrics(labels, preds)
+    assert m["accuracy"] == pytest.approx(2 / 6)
+    assert m["accuracy_positive"] == pytest.approx(1 / 3) and m["accuracy_negative"] == pytest.approx(1 / 3)
+    assert m["precision"] == pytest.approx(1 / 2) and m["recall"] == pytest.approx(1 / 3)
+    assert m["f1"] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
+    # invalid answers are counted as invalid, not as "no"
+    assert m["invalid_rate"] == pytest.approx(2 / 6)
+    assert m["confusion"] == {"tp": 1, "fn": 1, "fp": 1, "tn": 1, "invalid_positive": 1, "invalid_negative": 1}
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    labels = [i % 2 == 0 for i in range(200)]
+    preds = [l if i % 5 else not l for i, l in enumerate(labels)]
+    ci = bootstrap_ci(labels, preds, n_resamples=500, seed=1)
+    acc = match_metrics(labels, preds)["accuracy"]
+    assert ci["accuracy"][0] < acc < ci["accuracy"][1]
+    assert 0.05 < ci["accuracy"][1] - ci["accuracy"][0] < 0.2
+    assert bootstrap_ci(labels, preds, n_resamples=500, seed=1) == ci  # seeded
+
+
+def test_auroc_and_calibration_by_hand():
+    assert auroc([True, False], [0.9, 0.1]) == 1.0
+    assert auroc([True, False], [0.1, 0.9]) == 0.0
+    assert auroc([True, True, False, False], [0.8, 0.4, 0.4, 0.2]) == pytest.approx(0.875)  # a tie counts half
+    assert auroc([True, True], [0.2, 0.3]) is None
+    cal = calibration([True, False, True, False], [1.0, 0.0, 1.0, None])
+    assert cal["ece"] == 0.0 and cal["brier"] == 0.0 and cal["n"] == 3 and cal["n_missing"] == 1
+    cal = calibration([True, False], [0.75, 0.75], n_bins=4)
+    assert cal["ece"] == pytest.approx(0.25) and cal["reliability"][0]["frac_match"] == 0.5
+
+
+def test_batched_and_sequential_generation_agree(eval_inputs):
+    from gleamx.data import load_samples
+    from gleamx.eval.generate import generate_answers, verdict_p_yes
+    from gleamx.models import load_model_and_processor
+
+    model, processor = load_model_and_processor(eval_inputs["model"])
+    samples = load_samples(eval_inputs["data"], split="test").samples[:6]
+    batched = generate_answers(model, processor, samples, "zh", "label", batch_size=6, max_new_tokens=6)
+    single = generate_answers(model, processor, samples, "zh", "label", batch_size=1, max_new_tokens=6)
+    assert batched == single
+    answers = ["推理。\n结论：是"] * 3 + ["Answer: Yes", "no verdict", "结论：否"]
+    p = verdict_p_yes(model, processor, samples, answers, "zh", "label", batch_size=4)
+    p1 = verdict_p_yes(model, processor, samples, answers, "zh", "label", batch_size=1)
+    assert p[3] is None and p[4] is None and all(0.0 <= x <= 1.0 for x in p if x is not None)
+    assert all((a is None and b is None) or abs(a - b) < 1e-4 for a, b in zip(p, p1))
+
+
+def _eval_cmd(inputs, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "gleamx.cli.eval", "--model", str(inputs["model"]), "--data", str(inputs["data"]),
+            "--lang", "en", "--task", "label", "--max-new-tokens", "6", "--batch-size", "2", "--output", str(out), *extra]
+
+
+def _results_without_config(out: Path) -> dict:
+    r = json.loads((out / "results.json").read_text())
+    r.pop("config")
+    r.pop("model_index")
+    return r
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_results(eval_inputs, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_eval_cmd(eval_inputs, straight), check=True, env=env, capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_eval_cmd(eval_inputs, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pred = killed / "predictions.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if pred.is_file() and len(pred.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(pred.read_text().splitlines())
+    n_total = len(json.loads((straight / "results.json").read_text())["by_view"]) and \
+        json.loads((straight / "results.json").read_text())["n"]
+    assert 2 <= n_before < n_total
+    with pred.open("a") as f:
+        f.write('{"id": "half a line')  # what a kill in the middle of a write leaves
+    subprocess.run(_eval_cmd(eval_inputs, killed), check=True, env=env, capture_output=True, timeout=300)
+    rows = [json.loads(x) for x in pred.read_text().splitlines() if x.startswith('{"id": "synth')]
+    assert len({r["id"] for r in rows}) == n_total == len(rows)  # nothing finished was generated again
+    assert _results_without_config(killed) == _results_without_config(straight)
+
+
+def test_another_config_in_the_same_dir_is_refused(eval_inputs, tmp_path):
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    out = tmp_path / "o"
+    base = dict(data=str(eval_inputs["data"]), model=str(eval_inputs["model"]), task="label", max_new_tokens=4,
+                limit=4, output=str(out), bootstrap=0)
+    run_eval(EvalConfig(**base))
+    with pytest.raises(GleamConfigError, match="different config; use another --output or --overwrite"):
+        run_eval(EvalConfig(**{**base, "max_new_tokens": 5}))
+    r = run_eval(EvalConfig(**{**base, "max_new_tokens": 5, "overwrite": True}))
+    assert r["n"] == 4 and r["config"]["max_new_tokens"] == 5
+
+
+def test_predictions_file_mode_and_reports(eval_inputs, tmp_path):
+    from gleamx.data import load_samples
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    samples = load_samples(eval_inputs["data"], split="test").samples
+    preds = tmp_path / "preds.jsonl"
+    # perfect on positives, invalid on the first negative, "no" elsewhere
+    lines, first_neg = [], True
+    for s in samples:
+        text = "Answer: Yes" if s.label else ("I am not sure." if first_neg else "结论：否")
+        first_neg = first_neg and s.label
+        lines.append(json.dumps({"id": s.id, "prediction": text}, ensure_ascii=False))
+    preds.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scored"
+    r = run_eval(EvalConfig(data=str(eval_inputs["data"]), predictions=str(preds), task="label", output=str(out)))
+    n_neg = sum(not s.label for s in samples)
+    assert r["accuracy_positive"] == 1.0 and r["accuracy_negative"] == pytest.approx((n_neg - 1) / n_neg)
+    assert r["invalid_rate"] == pytest.approx(1 / len(samples)) and r["calibration"] is None
+    for key in ("n", "accuracy", "accuracy_positive", "accuracy_negative", "precision", "recall", "f1",
+                "invalid_rate", "by_view", "ci95", "confusion"):
+        assert key in r
+    assert set(r["by_view"]) == {"uav", "street_map", "panorama", "ground"}
+    assert r["model_index"][0]["metrics"][0]["type"] == "accuracy"
+    md = (out / "results.md").read_text()
+    assert "| view=uav |" in md and "95% bootstrap intervals" in md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2 and "invalid" in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+    # a predictions file that misses a sample is one clear line
+    preds.write_text("\n".join(lines[1:]) + "\n")
+    with pytest.raises(GleamDataError, match=r"no prediction for 1 sample\(s\)"):
+        run_eval(EvalConfig(data=str(eval_inputs["data"]), predictions=str(preds), task="label", output=str(out)))
+
+
+def test_cli_rejects_model_and_predictions_together(eval_inputs, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gleamx.cli.eval", "--model", "x", "--predictions", "y",
+                           "--data", str(eval_inputs["data"]), "--output", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: give exactly one of --model (generate) or --predictions (score a file)"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_report_renders_in_headless_chromium(eval_inputs, tmp_path):
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    out = tmp_path / "o"
+    run_eval(EvalConfig(data=str(eval_inputs["data"]), model=str(eval_inputs["model"]), task="label",
+                        max_new_tokens=4, limit=6, output=str(out), bootstrap=100))
+    shot = tmp_path / "shot.png"
+    dom = subprocess.run(
+        ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (out / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=60)
+    assert "GLEAM-X evaluation" in dom.stdout and "Worst failures" in dom.stdout
+    subprocess.run(
+        ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}", "--window-size=1000,1400",
+         (out / "report.html").as_uri()], capture_output=True, timeout=60)
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        colours = im.convert("RGB").resize((50, 70)).getcolors(5000)
+    assert colours is not None and len(colours) > 20  # a rendered page with images, not a blank one
