@@ -82,10 +82,8 @@ def results_markdown(results: dict[str, Any]) -> str:
             text += f"\nSentence embeddings: `{expl['sbert_model']}`.\n"
         judge = expl.get("judge")
         if judge:
-            text += "\n### LLM judge\n\n| criterion | mean (1-5) |\n|---|---|\n"
-            for k, v in (judge.get("mean_scores") or {}).items():
-                text += f"| {k} | {v:.2f} |\n"
-            text += f"\n{judge.get('n_invalid', 0)} invalid judge replies of {judge.get('n', 0)}.\n"
+            text += "\n### LLM judge (1-5, higher is better)\n\n" + judge["markdown"]
+            text += f"\n{judge['n_invalid']} invalid judge replies of {judge['n']}; {judge['n_skipped']} skipped.\n"
     return text
 
 

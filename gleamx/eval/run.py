@@ -229,12 +229,12 @@ def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions
     scores["n"] = len(pairs)
     scores["per_sample"] = {s.id: {k: v[i] for k, v in per.items()} for i, (s, _) in enumerate(pairs)}
     if cfg.judge_model:
-        from gleamx.eval.judge import JudgeConfig, JudgeItem, judge_explanations
+        from gleamx.eval.judge import JudgeConfig, items_from_samples, judge_explanations
 
-        items = [JudgeItem(id=s.id, lang=cfg.lang, label=s.label, candidate=p, reference=s.explanation[cfg.lang])
-                 for s, p in pairs]
+        texts = {k: v["prediction"] for k, v in predictions.items()}
+        items, skipped = items_from_samples(samples, texts, cfg.lang)
         summary = judge_explanations(items, JudgeConfig(model=cfg.judge_model, base_url=cfg.judge_base_url,
                                                         api_key_env=cfg.judge_api_key_env,
                                                         concurrency=cfg.judge_concurrency), out / "judge.jsonl")
-        scores["judge"] = summary.as_dict() if hasattr(summary, "as_dict") else asdict(summary)
+        scores["judge"] = {**summary.to_dict(), "n_skipped": len(skipped), "markdown": summary.to_markdown()}
     return scores
