@@ -55,7 +55,7 @@ def trainable_counts(model: nn.Module) -> dict[str, int]:
     counts = dict.fromkeys(PARTS, 0)
     for name, p in model.named_parameters():
         if p.requires_grad:
-            counts[part_of(name)] += p.numel()
+            counts[part_of(name)] += getattr(p, "ds_numel", p.numel())  # ZeRO-3 shards show numel() 0
     return counts
 
 

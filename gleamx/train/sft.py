@@ -168,6 +168,8 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     if not script_args.dataset_name:
         raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
     out = Path(training_args.output_dir)
+    # One console line per run, not one per rank.
+    say = console.print if training_args.process_index == 0 else (lambda *a, **k: None)
     signature = _run_signature(script_args, training_args, model_args)
     check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir,
                      resuming=bool(training_args.resume_from_checkpoint))
@@ -178,11 +180,11 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
                           split=script_args.dataset_train_split, columns=script_args.dataset_columns,
                           skip_bad=script_args.skip_bad)
     if loaded.n_bad:
-        console.print(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
+        say(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
     samples = loaded.samples[: script_args.max_train_samples] if script_args.max_train_samples else loaded.samples
     train = build_sft_dataset(samples, script_args.lang, script_args.task)
     if train.n_without_language:
-        console.print(f"{train.n_without_language} sample(s) have no {script_args.lang} explanation and are not used")
+        say(f"{train.n_without_language} sample(s) have no {script_args.lang} explanation and are not used")
     eval_ds = None
     if training_args.eval_strategy != "no" and script_args.dataset_test_split:
         eval_samples = load_samples(script_args.dataset_name, format=script_args.dataset_format,
@@ -216,7 +218,7 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     counter.collator = trainer.data_collator  # count image tokens of the batches TRL's own collator builds
     trainer.data_collator = counter
     counts = trainable_counts(trainer.model)
-    console.print(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
+    say(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
                   + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
 
     # Multi-process runs (DDP, ZeRO): only the saving process writes files, so ranks never race on one path.

@@ -1,0 +1,161 @@
+"""Time gleamx SFT: recipes/sft.py plus a callback that measures step time, tokens/s and peak GPU memory.
+
+Takes exactly the arguments of recipes/sft.py and runs the same ``run_sft`` code path, so what is
+timed is what users train with. Launch it like recipes/sft.py, usually through bench_zero3_bf16.sh:
+
+    accelerate launch --config_file accelerate_configs/zero3.yaml --num_processes 1 \\
+        benchmark/gpu/bench_sft.py --config recipes/tiny/sft_lora.yaml --model_name_or_path M ...
+
+``BENCH_WARMUP`` (default 3) steps are left out of the averages: they include CUDA/NCCL start-up,
+allocator growth and kernel autotuning. Rank 0 prints one ``bench:`` JSON line and writes it to
+``<output_dir>/bench_result.json``. Without a GPU it still runs (memory is reported as null), which
+is how the script itself is checked on CPU; such numbers say nothing about GPU performance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from trl import ModelConfig, SFTConfig, TrlParser
+
+import gleamx.train.sft as sft
+from gleamx.cli.common import run_cli
+from gleamx.train.args import GleamScriptArguments
+from gleamx.train.recipe import parse_recipe
+
+RESULT_FILE = "bench_result.json"
+
+
+def _sync() -> None:
+    # CUDA kernels run asynchronously: without a sync the clock stops before the step's work is done.
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _world_max(value: float) -> float:
+    """The largest ``value`` over all ranks (peak memory is per GPU; report the worst one)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return float(t.item())
+
+
+def _zero_stage(args: Any) -> int | None:
+    plugin = getattr(args, "deepspeed_plugin", None)
+    if plugin is None:
+        return None
+    return int(plugin.deepspeed_config.get("zero_optimization", {}).get("stage", 0) or 0)
+
+
+def _param_dtypes(model: Any) -> list[str]:
+    # Under ZeRO-3 parameters are 0-size placeholders, but they keep the dtype they were loaded in.
+    return sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
+
+
+def _attn_implementations(model: Any) -> dict[str, str | None]:
+    """Attention kernel per sub-config (text and vision towers can differ)."""
+    config = model.config
+    out = {"model": getattr(config, "_attn_implementation", None)}
+    for name in ("text_config", "vision_config"):
+        sub = getattr(config, name, None)
+        if sub is not None:
+            out[name.removesuffix("_config")] = getattr(sub, "_attn_implementation", None)
+    return out
+
+
+class BenchCallback(TrainerCallback):
+    """Per-step wall time (synchronised), TRL's global token count, and peak allocated GPU memory."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.step_times: list[float] = []  # on_step_begin -> on_step_end: forward, backward, optimizer
+        self.step_ends: list[float] = []  # clock at each on_step_end: intervals include data loading and logging
+        self.tokens_at: dict[int, float] = {}  # global step -> cumulative tokens over all ranks (TRL's num_tokens)
+        self.setup: dict[str, Any] = {}
+        self._t0 = 0.0
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self.setup = {
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "world_size": args.world_size,
+            "zero_stage": _zero_stage(args),
+            "bf16": bool(args.bf16),
+            "param_dtypes": _param_dtypes(model) if model is not None else None,
+            "attn_implementation": _attn_implementations(model) if model is not None else None,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "gradient_checkpointing": bool(args.gradient_checkpointing),
+        }
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        _sync()
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        _sync()
+        now = time.perf_counter()
+        self.step_times.append(now - self._t0)
+        self.step_ends.append(now)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if logs and "num_tokens" in logs:
+            self.tokens_at[state.global_step] = float(logs["num_tokens"])
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+        peak = _world_max(peak) if peak is not None else None  # collective: every rank calls it
+        timed = self.step_times[self.warmup:]
+        result: dict[str, Any] = {**self.setup, "steps": len(self.step_times), "warmup_steps": self.warmup,
+                                  "peak_gpu_mem_gib": None if peak is None else round(peak, 3)}
+        if timed:
+            result["step_time_s_mean"] = round(sum(timed) / len(timed), 4)
+            result["step_time_s_min"] = round(min(timed), 4)
+        # Throughput end to end (data loading included) from the end of warm-up step `first` to the last
+        # logged step: tokens trained in steps first+1..last over the clock between their step ends.
+        first, last = max(self.warmup, 1), max(self.tokens_at, default=0)
+        if first in self.tokens_at and last > first and last <= len(self.step_ends):
+            seconds = self.step_ends[last - 1] - self.step_ends[first - 1]
+            tokens = self.tokens_at[last] - self.tokens_at[first]
+            result["tokens_per_s"] = round(tokens / seconds, 1)
+            result["tokens_per_s_per_device"] = round(tokens / seconds / max(args.world_size, 1), 1)
+        if state.is_world_process_zero:
+            line = json.dumps(result)
+            print(f"bench: {line}", flush=True)
+            out = Path(args.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / RESULT_FILE).write_text(line + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    warmup = int(os.environ.get("BENCH_WARMUP", "3"))
+    callback = BenchCallback(warmup)
+
+    class BenchTrainer(sft.GleamSFTTrainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.add_callback(callback)
+
+    # run_sft builds its trainer internally; swapping the class in its module adds the timer without
+    # a benchmark hook in library code and keeps every other step of the real training path.
+    sft.GleamSFTTrainer = BenchTrainer
+    script_args, training_args, model_args = parse_recipe(
+        TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), sys.argv[1:]
+    )
+    # Every step must be logged for the token count; the Trainer logs on rank 0's schedule anyway.
+    training_args.logging_steps = 1
+    sft.run_sft(script_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
