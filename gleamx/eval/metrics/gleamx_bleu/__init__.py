@@ -1,0 +1,1 @@
+"""Package marker so the module script ships in the wheel; evaluate loads gleamx_bleu.py itself."""
