@@ -99,7 +99,7 @@ def test_negatives_name_differences_and_hard_ones_exist(synth_small) -> None:
     assert hard and summary.by_negative["hard"] == len(hard)
     assert all(r["meta"]["satellite_location_id"] != r["meta"]["location_id"] for r in hard)
     facts = {json.loads(line)["location_id"]: json.loads(line)
-             for line in (out / "locations.jsonl").open(encoding="utf-8")}
+             for line in (out / "scenes" / "locations.jsonl").open(encoding="utf-8")}
     twins = [r for r in hard if r["meta"]["hard_source"] == "twin"]
     assert twins, "medium difficulty should pair some queries with their perturbed twin"
     for r in twins:

@@ -83,10 +83,13 @@ def _split_order(p: Path) -> tuple[int, str]:
 
 
 def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The data files of a file or directory. A directory with split files (``train.jsonl``,
+    ``test_human.jsonl``, ...) is read through those only, so side files (scene facts, notes) are not data."""
     if path.is_file():
         return [path]
     files = [p for p in path.iterdir() if p.suffix in suffixes and p.name != "dataset_info.json"]
-    return sorted(files, key=_split_order)
+    split_files = [p for p in files if p.stem.split("_")[0].split("-")[0] in SPLITS]
+    return sorted(split_files or files, key=_split_order)
 
 
 def _default_split(p: Path) -> str:

@@ -394,7 +394,7 @@ def _card_text(config: dict[str, Any], samples: dict[str, list[GleamSample]], n_
         "- `images/satellite/<location>.png`, `images/<view>/<location>.png`: one image per location and view.",
         "- `retrieval/gallery.jsonl`, `retrieval/queries.jsonl`: satellite gallery and query list for retrieval "
         "(GLEAM-C).",
-        "- `locations.jsonl`: each location's scene facts (objects, relations).",
+        "- `scenes/locations.jsonl`: each location's scene facts (objects, relations).",
         "- `synth_config.json`: the generator arguments.", "",
         "## Generation settings", "",
         "| setting | value |", "|---|---|",
@@ -441,7 +441,7 @@ def synthesize(
     for s in SPLITS:
         write_samples(samples[s], jsonl[s])
     gallery, queries = _write_retrieval(out, locs, views)
-    locations = out / "locations.jsonl"
+    locations = out / "scenes" / "locations.jsonl"  # kept apart from the split files, which are the data
     _write_jsonl([{"split": loc.split, **loc.scene.facts()} for s in SPLITS for loc in locs[s]], locations)
     config = {"n": n, "seed": seed, "image_size": image_size, "difficulty": difficulty, "views": list(views),
               "neg_ratio": neg_ratio, "hard_negative_ratio": hnr, "split_fractions": list(split_fractions),
