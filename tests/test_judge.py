@@ -400,3 +400,30 @@ def test_items_from_samples() -> None:
     got, skipped = items_from_samples(samples, {"a": "pred a", "b": "pred b"}, "en")
     assert [(i.id, i.candidate, i.reference, i.view, i.label) for i in got] == [("a", "pred a", "ref a", "uav", True)]
     assert skipped == ["b", "c"]
+
+
+def test_gleamx_eval_runs_the_judge_end_to_end(stub: Callable[..., tuple[Stub, str]], tmp_path: Path) -> None:
+    """gleamx-eval --judge-model/--judge-base-url: judge means land in results.json and results.md."""
+    import json
+
+    from gleamx.data import load_samples
+    from gleamx.data.synth import synthesize
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    synthesize(tmp_path / "data", n=30, seed=2)
+    samples = load_samples(tmp_path / "data", split="test").samples
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": s.id, "prediction": s.explanation["en"]}) + "\n" for s in samples))
+    server, url = stub()
+    cfg_ = EvalConfig(data=str(tmp_path / "data"), predictions=str(preds), lang="en", task="explain",
+                      output=str(tmp_path / "out"), bootstrap=0, judge_model="judge", judge_base_url=url,
+                      judge_api_key_env="GLEAMX_TEST_JUDGE_KEY")
+    results = run_eval(cfg_)
+    judge = results["explanation"]["judge"]
+    assert judge["n"] == len(samples) and judge["n_invalid"] == 0 and judge["overall"] is not None
+    assert len(server.bodies) == len(samples)
+    assert "LLM judge" in (tmp_path / "out" / "results.md").read_text()
+    run_eval(cfg_)  # resumed from judge.jsonl: nothing asked again
+    assert len(server.bodies) == len(samples)
+    everything = "".join(p.read_text(errors="ignore") for p in (tmp_path / "out").iterdir() if p.is_file())
+    assert SECRET not in everything

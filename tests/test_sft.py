@@ -237,3 +237,21 @@ def test_every_recipe_parses(recipe):
     assert model.model_name_or_path and script.dataset_name and training.output_dir
     assert training.assistant_only_loss  # loss on the answer only, in every recipe
     assert script.max_pixels, "every recipe bounds image tokens"
+
+
+def test_model_card_carries_eval_results_as_model_index(sft_inputs, tmp_path):
+    """A gleamx-eval results.json given as eval_results becomes model-index metadata in the card."""
+    from huggingface_hub import ModelCard
+
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    out = _train(sft_inputs, tmp_path / "run")
+    ev = tmp_path / "eval"
+    run_eval(EvalConfig(data=str(sft_inputs["data"]), model=str(sft_inputs["model"]), adapter=str(out), task="label",
+                        max_new_tokens=4, limit=6, output=str(ev), bootstrap=0))
+    out2 = _train(sft_inputs, tmp_path / "run2", "--eval_results", str(ev / "results.json"))
+    card = ModelCard.load(out2 / "README.md")
+    results = json.loads((ev / "results.json").read_text())
+    names = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert names["Match accuracy"] == round(100 * results["accuracy"], 2)
+    assert "Accuracy on non-matching pairs" in names and "## Evaluation" in card.text
