@@ -1,0 +1,227 @@
+"""Data-path throughput: gleamx's training input path vs a plain ``datasets`` + processor loop.
+
+Both paths read the same synthetic JSONL + PNG files and produce the same model inputs
+(``input_ids`` and ``pixel_values``; the script checks they are identical):
+
+* gleamx: ``load_samples`` (validates every record and decodes every image once) ->
+  ``build_sft_dataset`` -> TRL's ``DataCollatorForVisionLanguageModeling`` over batches of
+  dataset rows (``processor.apply_chat_template(tokenize=True)`` + assistant-token mask), i.e.
+  exactly what ``GleamSFTTrainer`` feeds the model.
+* plain: ``datasets.load_dataset("json")``, PIL-open both images per row, write the Qwen chat
+  text by hand, ``processor(text=[...], images=[...])`` one sample at a time (no validation,
+  no loss mask).
+
+The two paths alternate ``--repeats`` times in one process, so load from other processes on
+the machine hits both alike; the median of each is reported, and the ratio of medians.
+
+    python benchmark/bench_data.py            # 1000 samples (800 train), ~1-2 min
+    python benchmark/bench_data.py --quick    # 200 samples, < 1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from PIL import Image
+from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+from gleamx.data import load_samples
+from gleamx.data.synth import synthesize
+from gleamx.models import build_tiny_model, load_model_and_processor, training_chat_template
+from gleamx.prompts import user_prompt
+from gleamx.train.dataset import build_sft_dataset
+
+LANG, TASK = "en", "explain"  # one conversation per sample, the longest answers
+
+
+class Timer:
+    """Named wall-clock accumulators (seconds)."""
+
+    def __init__(self) -> None:
+        self.t: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.t[name] += time.perf_counter() - t0
+
+
+def gleamx_path(data: Path, processor: Any, batch_size: int, keep: list | None = None) -> Timer:
+    """load_samples -> build_sft_dataset -> TRL collator over every batch of the train split."""
+    tm = Timer()
+    with tm("load_samples (parse + validate + decode check)"):
+        samples = load_samples(data, split="train").samples
+    with tm("build_sft_dataset (Arrow)"):
+        ds = build_sft_dataset(samples, LANG, TASK).dataset
+    collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
+    for start in range(0, len(ds), batch_size):
+        with tm("row access (Arrow -> PIL decode)"):
+            # What torch's DataLoader fetcher calls: one Arrow read per batch, rows as dicts.
+            rows = ds.__getitems__(list(range(start, min(start + batch_size, len(ds)))))
+        with tm("collator (chat template + image processor + mask)"):
+            batch = collator(rows)
+        if keep is not None and not keep:
+            keep.append(batch)
+    return tm
+
+
+def qwen_text(prompt: str, answer: str) -> str:
+    """The Qwen2-VL chat text, written out by hand (what a plain script does)."""
+    vision = "<|vision_start|><|image_pad|><|vision_end|>"
+    return (f"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+            f"<|im_start|>user\n{vision}{vision}{prompt}<|im_end|>\n"
+            f"<|im_start|>assistant\n{answer}<|im_end|>\n")
+
+
+def plain_path(data: Path, processor: Any, cache_dir: Path, keep: list | None = None) -> Timer:
+    """datasets.load_dataset("json") -> PIL per row -> hand-written chat text -> processor, one by one.
+
+    The instruction wording comes from gleamx's ``user_prompt`` so both paths tokenise identical
+    text; it is string formatting (microseconds), not what is measured.
+    """
+    tm = Timer()
+    with tm("load_dataset json"):
+        ds = datasets.load_dataset("json", data_files=str(data / "train.jsonl"), split="train", cache_dir=str(cache_dir))
+    for row in ds:
+        with tm("PIL open + convert"):
+            images = [Image.open(data / row[k]).convert("RGB") for k in ("query_image", "satellite_image")]
+        with tm("chat text by hand"):
+            text = qwen_text(user_prompt(row["query_view"], LANG, TASK), row["explanation"][LANG])
+        with tm("processor (tokenise + image processor)"):
+            out = processor(text=[text], images=images, return_tensors="pt")
+        if keep is not None and len(keep) < 8:
+            keep.append(out)
+    return tm
+
+
+def check_same(gleamx_batch: dict, plain_outs: list[dict]) -> bool:
+    """Unpadded input_ids and pixel_values of the first gleamx batch equal the plain loop's."""
+    n = min(len(plain_outs), gleamx_batch["input_ids"].shape[0])
+    ids = [gleamx_batch["input_ids"][i][gleamx_batch["attention_mask"][i].bool()] for i in range(n)]
+    same_ids = all(torch.equal(ids[i], plain_outs[i]["input_ids"][0]) for i in range(n))
+    pix = torch.cat([o["pixel_values"] for o in plain_outs[:n]])
+    return same_ids and torch.equal(gleamx_batch["pixel_values"][: pix.shape[0]], pix)
+
+
+def collator_anatomy(data: Path, processor: Any, batch_size: int, n_batches: int) -> dict[str, float]:
+    """Seconds per sample of the collator's parts, on the same batches (rows pre-fetched)."""
+    ds = build_sft_dataset(load_samples(data, split="train").samples, LANG, TASK).dataset
+    batches = [ds.__getitems__(list(range(i * batch_size, (i + 1) * batch_size))) for i in range(n_batches)]
+    full = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
+    no_mask = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=False)
+    tm = Timer()
+    for rows in batches:
+        with tm("TRL collator, assistant-only mask (the training path)"):
+            full(rows)
+        with tm("TRL collator, no mask"):
+            no_mask(rows)
+        with tm("chat template render only (tokenize=False)"):
+            texts = processor.apply_chat_template([r["messages"] for r in rows], tokenize=False)
+        with tm("processor on rendered text, batched"):
+            processor(text=texts, images=[r["images"] for r in rows], padding=True, return_tensors="pt")
+    n = n_batches * batch_size
+    return {k: v / n for k, v in tm.t.items()}
+
+
+def timed(fn: Callable[[], Timer]) -> tuple[float, Timer]:
+    t0 = time.perf_counter()
+    tm = fn()
+    return time.perf_counter() - t0, tm
+
+
+def synth_rate(out: Path, n: int) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    synthesize(out, n, seed=0, difficulty="medium", image_size=128)
+    dt = time.perf_counter() - t0
+    return n / dt, dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="200 samples, 2 repeats (< 1 min)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: with other jobs on this 2-core box, 2 threads ran 3-5x slower)")
+    ap.add_argument("--n", type=int, default=None, help="synthetic samples (default 1000, quick 200)")
+    ap.add_argument("--repeats", type=int, default=None, help="alternating runs per path (default 3, quick 2)")
+    ap.add_argument("--batch_size", type=int, default=8)
+    args = ap.parse_args()
+    n = args.n or (200 if args.quick else 1000)
+    repeats = args.repeats or (2 if args.quick else 3)
+
+    torch.set_num_threads(args.threads)
+    # Other processes share the cores; the 1-minute load average says how much.
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    with tempfile.TemporaryDirectory(prefix="gleamx-bench-data-") as tmp:
+        root = Path(tmp)
+        rate, dt = synth_rate(root / "synth", n)
+        print(f"synthesize: {n} samples (128 px, 5 images/location) in {dt:.1f} s = {rate:.1f} samples/s")
+        _, processor = load_model_and_processor(build_tiny_model("qwen2_5_vl", root / "model"), dtype="float32")
+        processor.chat_template = training_chat_template(processor)  # what run_sft does
+        data = root / "synth"
+        with open(data / "train.jsonl", encoding="utf-8") as f:
+            n_train = sum(1 for _ in f)
+
+        g_keep: list = []
+        p_keep: list = []
+        g_times: list[float] = []
+        p_times: list[float] = []
+        g_parts: list[Timer] = []
+        p_parts: list[Timer] = []
+        for r in range(repeats):  # alternate so background load hits both paths alike
+            dt, tm = timed(lambda: gleamx_path(data, processor, args.batch_size, g_keep if r == 0 else None))
+            g_times.append(dt)
+            g_parts.append(tm)
+            dt, tm = timed(lambda: plain_path(data, processor, root / f"hf-cache-{r}", p_keep if r == 0 else None))
+            p_times.append(dt)
+            p_parts.append(tm)
+        same = check_same(g_keep[0], p_keep)
+
+        g_med, p_med = statistics.median(g_times), statistics.median(p_times)
+        print(f"\ntrain split: {n_train} samples, lang={LANG}, task={TASK}, batch {args.batch_size}, "
+              f"{repeats} alternating runs per path (median shown)")
+        print(f"same input_ids and pixel_values on the first batch: {'yes' if same else 'NO'}")
+        print(f"gleamx path (load_samples + build_sft_dataset + TRL collator): {n_train / g_med:7.1f} samples/s "
+              f"({g_med:.2f} s; runs {', '.join(f'{t:.2f}' for t in g_times)})")
+        print(f"plain loop (load_dataset json + PIL + processor one by one):   {n_train / p_med:7.1f} samples/s "
+              f"({p_med:.2f} s; runs {', '.join(f'{t:.2f}' for t in p_times)})")
+        ratio = p_med / g_med
+        print(f"ratio gleamx/plain throughput: {ratio:.2f}x ({'gleamx faster' if ratio >= 1 else 'gleamx SLOWER'})")
+
+        # Steady state: a second epoch of training repeats only the row access + collator part.
+        def epoch(tm: Timer) -> float:
+            return sum(v for k, v in tm.t.items() if not k.startswith(("load_samples", "build_sft")))
+
+        g_epoch = statistics.median(epoch(tm) for tm in g_parts)
+        print(f"gleamx per-epoch part only (rows + collator, what each later epoch costs): "
+              f"{n_train / g_epoch:.1f} samples/s = {p_med / g_epoch:.2f}x the plain loop")
+        print("\ncollator anatomy (ms per sample, same batches):")
+        parts_ms = collator_anatomy(data, processor, args.batch_size, min(20, n_train // args.batch_size))
+        for k, v in parts_ms.items():
+            print(f"  {k:<56} {1000 * v:6.2f}")
+        mask = parts_ms["TRL collator, assistant-only mask (the training path)"] - parts_ms["TRL collator, no mask"]
+        print(f"  => assistant-mask computation: {1000 * mask:.2f} ms/sample "
+              f"({100 * mask / parts_ms['TRL collator, assistant-only mask (the training path)']:.0f}% of the collator)")
+        for name, parts, total in (("gleamx", g_parts, g_med), ("plain", p_parts, p_med)):
+            print(f"\nwhere {name} time goes (median s over runs, share of the median total):")
+            for k in parts[0].t:
+                v = statistics.median(tm.t[k] for tm in parts)
+                print(f"  {k:<52} {v:6.2f} s  {100 * v / total:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
