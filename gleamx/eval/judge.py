@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gleamx.errors import GleamConfigError, GleamDataError, GleamError
+from gleamx.eval.appendlog import end_with_newline
 
 if TYPE_CHECKING:
     from gleamx.data.schema import GleamSample, ImageLike
@@ -612,12 +613,8 @@ def judge_explanations(
         judge = _Judge(cfg, key, cache_path)
         # Only this thread writes, one flushed line per finished item: a kill leaves at most one
         # partial last line, which read_judge_cache skips.
-        with cache_path.open("a+b") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a killed run's partial line must not swallow our first record
-                    f.write(b"\n")
+        end_with_newline(cache_path)  # a killed run's partial line must not swallow our first record
+        with cache_path.open("ab") as f:
             pool = cf.ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="gleamx-judge")
             try:
                 futures = {pool.submit(judge.judge, it, keys[it.id]): it for it in todo}

@@ -18,6 +18,7 @@ from typing import Any
 from gleamx.data.load import load_samples
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.eval.appendlog import end_with_newline
 from gleamx.eval.match import grouped_match_metrics, match_metrics
 from gleamx.eval.stats import bootstrap_ci, calibration
 from gleamx.prompts.verdict import parse_verdict
@@ -118,15 +119,6 @@ def _load_model(cfg: EvalConfig):
     return model.eval(), processor
 
 
-def _end_with_newline(path: Path) -> None:
-    """A run killed mid-write leaves half a line; start the next row on a line of its own."""
-    if path.is_file() and path.stat().st_size:
-        with path.open("rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-
-
 def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -135,7 +127,7 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
     todo = [s for s in samples if s.id not in done]
     if not todo:
         return
-    _end_with_newline(pred_path)
+    end_with_newline(pred_path)
     if cfg.backend == "vllm":
         from gleamx.eval.vllm_backend import generate_vllm
 
