@@ -88,6 +88,42 @@ def test_labels_are_the_assistant_answer_only(sft_inputs, tmp_path):
         assert tok.decode(ids[: learned[0]]).endswith("<|im_start|>assistant\n")
 
 
+def test_fast_assistant_masks_equal_transformers_own(sft_inputs, tmp_path):
+    """The list-offsets shim gives the very batch transformers' own mask walk gives, and survives pickling."""
+    import pickle
+
+    from trl import SFTTrainer
+
+    from gleamx.data import load_samples
+    from gleamx.models import load_model_and_processor
+    from gleamx.train.assistant_mask import speed_up_assistant_masks
+    from gleamx.train.dataset import build_sft_dataset
+
+    script, training, _ = _parse("--output_dir", str(tmp_path / "o"), "--max_steps", "1")
+    samples = load_samples(sft_inputs["data"], split="train").samples[:6]
+    model, processor = load_model_and_processor(sft_inputs["model"])
+    trainer = SFTTrainer(model=model, args=training, train_dataset=build_sft_dataset(samples, "en", "label").dataset,
+                         processing_class=processor)
+    for task in ("label", "explain"):
+        data = build_sft_dataset(samples, "both", task).dataset
+        rows = [data[i] for i in range(len(data))]
+        plain = trainer.data_collator(rows)
+        speed_up_assistant_masks(processor)
+        fast = trainer.data_collator(rows)
+        copy = pickle.loads(pickle.dumps(trainer.data_collator))(rows)
+        del processor._adjust_assistant_masks_indices, processor._gleamx_fast_assistant_masks
+        assert (plain["labels"] != -100).sum() > 0
+        for key in plain:
+            assert torch.equal(plain[key], fast[key]) and torch.equal(plain[key], copy[key]), (task, key)
+
+
+def test_image_tokens_are_logged_with_dataloader_workers(sft_inputs, tmp_path):
+    """Counted in the training step, so batches collated in worker processes are counted too."""
+    out = _train(sft_inputs, tmp_path / "workers", "--dataloader_num_workers", "1")
+    logged = [h for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]
+    assert logged and all(h["image_tokens_per_batch"] > 0 and h["max_seq_len"] > 0 for h in logged)
+
+
 def test_train_writes_adapter_card_plot_and_reloads_onto_fresh_base(sft_inputs, tmp_path):
     from peft import PeftModel
     from safetensors.torch import load_file
@@ -166,6 +202,23 @@ def test_full_finetune_freezes_the_vision_tower(sft_inputs, tmp_path):
     assert vision and all(torch.equal(original[k], trained[k]) for k in vision)
     lm = [k for k in original if k.endswith("layers.0.self_attn.q_proj.weight")]
     assert lm and not torch.equal(original[lm[0]], trained[lm[0]])
+
+
+def test_vision_lora_with_gradient_checkpointing(sft_inputs, tmp_path):
+    """LoRA on the vision tower too (``lora_vision``), trained through gradient checkpointing."""
+    from safetensors.torch import load_file
+
+    out = _train(sft_inputs, tmp_path / "vlora", "--lora_vision", "true", "--gradient_checkpointing", "true",
+                 "--learning_rate", "1e-2")
+    weights = load_file(out / "adapter_model.safetensors")
+    vision_b = [k for k in weights if "visual.blocks" in k and "lora_B" in k]
+    llm_b = [k for k in weights if "language_model" in k and "lora_B" in k]
+    assert vision_b and llm_b
+    # lora_B starts at zero: a non-zero one got gradients through the checkpointed vision blocks
+    assert any(weights[k].abs().sum() > 0 for k in vision_b)
+    assert all(v == v for v in _losses(out).values())
+    args = (out / "gleamx_args.yaml").read_text()
+    assert "gradient_checkpointing: true" in args and "lora_vision: true" in args
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ from gleamx.cli.common import console
 from gleamx.data.load import load_samples
 from gleamx.errors import GleamConfigError, GleamModelError
 from gleamx.train.args import LLM_LORA_TARGETS, VISION_LORA_TARGETS, GleamScriptArguments
-from gleamx.train.callbacks import ImageTokenCounter, ImageTokenLogCallback
+from gleamx.train.assistant_mask import speed_up_assistant_masks
+from gleamx.train.image_tokens import ImageTokenCounter
 from gleamx.train.dataset import build_sft_dataset
 from gleamx.train.freeze import apply_freezing, merger_module_names, param_groups, trainable_counts
 
@@ -32,11 +33,23 @@ _RESUME_FREE = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub",
 
 
 class GleamSFTTrainer(SFTTrainer):
-    """``SFTTrainer`` with separate learning rates for the vision tower and the merger."""
+    """``SFTTrainer`` with separate learning rates for the vision tower and the merger, counting image tokens."""
 
-    def __init__(self, *args: Any, vision_lr: float | None = None, merger_lr: float | None = None, **kwargs: Any):
-        self.vision_lr, self.merger_lr = vision_lr, merger_lr
+    def __init__(self, *args: Any, vision_lr: float | None = None, merger_lr: float | None = None,
+                 image_tokens: ImageTokenCounter | None = None, **kwargs: Any):
+        self.vision_lr, self.merger_lr, self.image_tokens = vision_lr, merger_lr, image_tokens
         super().__init__(*args, **kwargs)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001
+        if self.image_tokens is not None and "input_ids" in inputs:
+            self.image_tokens.update(inputs["input_ids"])
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # Added here, not in a callback's on_log: the Trainer files its log history before callbacks run.
+        if self.image_tokens is not None and "loss" in logs:
+            logs.update(self.image_tokens.stats())
+        super().log(logs, start_time)
 
     def create_optimizer(self, model=None):  # noqa: ANN001
         if self.optimizer is None and (self.vision_lr or self.merger_lr):
@@ -205,18 +218,17 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
         _check_quantisable(model)
     # Real Qwen checkpoints ship templates without {% generation %} markers; swap in the marked twin.
     processor.chat_template = training_chat_template(processor)
+    speed_up_assistant_masks(processor)
     apply_freezing(model, freeze_vision_tower=script_args.freeze_vision_tower, freeze_merger=script_args.freeze_merger)
 
     # gleamx pushes once at the end (adapter + card); the Trainer's own push would open a Hub repo at start-up.
     push, training_args.push_to_hub = training_args.push_to_hub, False
-    counter = ImageTokenCounter(None, getattr(model.config, "image_token_id", None))
+    counter = ImageTokenCounter(getattr(model.config, "image_token_id", None))
     trainer = GleamSFTTrainer(
         model=model, args=training_args, train_dataset=train.dataset, eval_dataset=eval_ds, processing_class=processor,
-        peft_config=lora_config(model_args, script_args, model), callbacks=[ImageTokenLogCallback(counter)],
-        vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr,
+        peft_config=lora_config(model_args, script_args, model),
+        vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr, image_tokens=counter,
     )
-    counter.collator = trainer.data_collator  # count image tokens of the batches TRL's own collator builds
-    trainer.data_collator = counter
     counts = trainable_counts(trainer.model)
     say(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
                   + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
