@@ -172,6 +172,32 @@ def test_difficulty_changes_hard_negative_share(tmp_path: Path) -> None:
     assert hard.by_negative.get("hard", 0) > easy.by_negative.get("hard", 0)
 
 
+def test_toy_level_washes_views_in_land_cover_and_negatives_differ_in_it(tmp_path: Path) -> None:
+    from gleamx.data.synth.world import LAND_COVERS
+
+    summary = synthesize(tmp_path, 60, seed=0, image_size=32, difficulty="toy")
+    rows = _rows(summary.out_dir)
+    assert summary.by_negative == {"random": 30}  # no hard negatives or twins at this level
+    for r in rows:
+        meta = r["meta"]
+        q, s = meta["land_cover"], meta["satellite_land_cover"]
+        assert q in LAND_COVERS and s in LAND_COVERS
+        assert (q == s) == r["label"]  # decidable from the wash alone
+        if not r["label"]:
+            assert "land_cover" in meta["differences"].split(",")
+        # the explanation names the covers, in both languages
+        assert q in r["explanation"]["en"] and s in r["explanation"]["en"]
+        assert ("底色" in r["explanation"]["zh"])
+        for key, cover in (("query_image", q), ("satellite_image", s)):
+            mean = np.asarray(Image.open(summary.out_dir / r[key]).convert("RGB"), np.float32).mean(axis=(0, 1))
+            # 70% of every pixel is the cover colour: the mean sits within 30% of 255 of it
+            assert np.abs(mean - np.asarray(LAND_COVERS[cover])).max() < 0.3 * 255, (r["id"], key, mean, cover)
+    assert len({r["meta"]["land_cover"] for r in rows}) >= 4
+    # other levels carry no land cover
+    easy = _rows(synthesize(tmp_path / "e", 8, seed=0, image_size=32, difficulty="easy").out_dir)
+    assert all(r["meta"]["land_cover"] is None for r in easy)
+
+
 def test_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     synthesize(tmp_path, 8, seed=0, image_size=32)
     assert capsys.readouterr() == ("", "")

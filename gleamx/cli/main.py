@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=400, help="number of image pairs (default 400)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=128, help="satellite tile side in pixels (default 128)")
-    p.add_argument("--difficulty", default="medium", choices=["easy", "medium", "hard"])
+    p.add_argument("--difficulty", default="medium", choices=["toy", "easy", "medium", "hard"],
+                   help="toy: each location washed in its own land-cover colour, decidable from colour alone")
     p.set_defaults(fn=cmd_data_synth)
 
     p = data.add_parser("validate", help="count samples and list every problem (exit 1 if any)")

@@ -26,12 +26,12 @@ from gleamx.data.jsonl import write_samples
 from gleamx.data.schema import SPLITS, VIEWS, GleamSample
 from gleamx.data.synth.explain import Comparison, compare, explain, visible_buildings
 from gleamx.data.synth.render import ViewInfo, render_satellite, render_view
-from gleamx.data.synth.world import Scene, generate_scene, perturb_scene, scene_similarity
+from gleamx.data.synth.world import LAND_COVERS, Scene, generate_scene, perturb_scene, scene_similarity
 from gleamx.errors import GleamConfigError
 from gleamx.prompts.verdict import parse_verdict
 
 SOURCE = "gleamx-synth"
-_PURPOSE = {"scene": 1, "twin": 2, "render": 3, "assemble": 4, "explain": 5}
+_PURPOSE = {"scene": 1, "twin": 2, "render": 3, "assemble": 4, "explain": 5, "cover": 6}
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,13 @@ class Level:
     hard_negative_ratio: float  # default share of negatives that are hard
     twin_fraction: float  # share of locations generated as perturbed twins of another
     twin_changes: tuple[int, int]  # how many edits a twin gets (fewer = harder)
+    land_cover: bool = False  # wash each location in a land-cover colour, cycled so neighbours differ
 
 
 DIFFICULTIES: dict[str, Level] = {
+    # Every view washed in its location's land cover; negatives always pair different covers. Decidable
+    # from global colour alone: the level at which a tiny random-init model is shown to learn.
+    "toy": Level(0.0, 0.0, (3, 5), land_cover=True),
     "easy": Level(0.2, 0.3, (3, 5)),
     "medium": Level(0.4, 0.5, (2, 3)),
     "hard": Level(0.7, 0.8, (1, 2)),
@@ -159,13 +163,18 @@ def _make_locations(out: Path, counts: dict[str, int], seed: int, size: int, dif
         n_pairs = min((n_loc - 1) // 2, int(n_loc * level.twin_fraction / 2))
         if want_hard and n_loc >= 3:
             n_pairs = max(1, n_pairs)
+        covers = [list(LAND_COVERS)[int(i)] for i in _rng(seed, "cover", SPLITS.index(split)).permutation(
+            len(LAND_COVERS))]
         for k in range(n_loc):
             render = functools.partial(_render_location, split=split, idx=idx, seed=seed, out=out, size=size,
                                        difficulty=difficulty, views=views)
             if k < 2 * n_pairs and k % 2 == 1:  # odd slots of the first pairs are twins of the slot before
                 loc = _make_twin(locs[split][-1], f"loc{idx:05d}", _rng(seed, "twin", idx), level, render)
             else:
-                loc = render(generate_scene(f"loc{idx:05d}", _rng(seed, "scene", idx), difficulty))
+                scene = generate_scene(f"loc{idx:05d}", _rng(seed, "scene", idx), difficulty)
+                if level.land_cover:  # cycled, so every split holds several covers and has negatives
+                    scene.land_cover = covers[k % len(covers)]
+                loc = render(scene)
             locs[split].append(loc)
             idx += 1
             if progress is not None:
@@ -225,8 +234,10 @@ def _negative(q: _Location, view: str, locs: list[_Location], twins: dict[str, _
             sims[key] = scene_similarity(a, b)
         return sims[key]
 
-    others = [loc for loc in locs if loc.id != q.id]
+    cover = q.scene.land_cover  # toy level: a negative never shares the query's land cover
+    others = [loc for loc in locs if loc.id != q.id and (cover is None or loc.scene.land_cover != cover)]
     twin = twins.get(q.id)
+    twin = twin if twin in others else None
     order: list[tuple[_Location, str, str | None]] = []
     if hard:
         if twin is not None:
@@ -283,6 +294,8 @@ def _meta(q: _Location, view: str, sat: _Location, difficulty: str, kind: str | 
         "n_buildings": len(s.buildings),
         "n_visible_buildings": len(visible_buildings(s, q.views[view])),
         "heading": float(cam["heading"]) if "heading" in cam else None,
+        "land_cover": s.land_cover,
+        "satellite_land_cover": sat.scene.land_cover,
     }
 
 
@@ -422,7 +435,7 @@ def synthesize(
     """Write a synthetic GLEAM-X dataset of ``n`` pairs to ``out_dir``; same arguments, same bytes.
 
     ``hard_negative_ratio`` (share of negatives drawn from look-alike locations)
-    defaults by ``difficulty`` (easy 0.2, medium 0.4, hard 0.7). ``progress(done,
+    defaults by ``difficulty`` (toy 0, easy 0.2, medium 0.4, hard 0.7). ``progress(done,
     total)`` is called after each location is rendered. Bad arguments raise
     :class:`~gleamx.errors.GleamConfigError`.
     """

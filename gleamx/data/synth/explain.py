@@ -35,6 +35,8 @@ JUNCTION_ZH = {"t": "丁字路口", "cross": "十字路口", "roundabout": "环�
 DIR_ZH = {"north": "北", "north-east": "东北", "east": "东", "south-east": "东南", "south": "南",
           "south-west": "西南", "west": "西", "north-west": "西北"}
 COLOUR_ZH = {"red": "红色", "blue": "蓝色", "yellow": "黄色", "white": "白色", "grey": "灰色", "green": "绿色"}
+LAND_COVER_ZH = {"grass": "草地", "sand": "沙地", "snow": "雪地", "red clay": "红土", "heather": "石楠荒地",
+                 "concrete": "水泥地"}
 SIDE_EN = {"left": "on the left", "ahead": "straight ahead", "right": "on the right"}
 SIDE_ZH = {"left": "左侧", "ahead": "正前方", "right": "右侧"}
 
@@ -201,6 +203,7 @@ def compare(qs: Scene, qi: ViewInfo, ss: Scene, si: ViewInfo) -> Comparison:
     qn_en, qn_zh = VIEW_EN[qi.view], VIEW_ZH[qi.view]
     same_j = qs.junction == ss.junction
     j_en, j_zh = _jn(qs) if same_j else ("junction", "路口")
+    _compare_land_cover(cmp, qs, ss, qn_en, qn_zh)
     _compare_junction(cmp, qs, qi, ss, qn_en, qn_zh)
     _compare_water(cmp, qs, qi, ss, si, qn_en, qn_zh)
     _compare_buildings(cmp, qs, qi, ss, si, qn_en, qn_zh, j_en, j_zh)
@@ -216,6 +219,20 @@ def compare(qs: Scene, qi: ViewInfo, ss: Scene, si: ViewInfo) -> Comparison:
         cmp.shared.append(Phrase("a bridge carrying the road over the river", "横跨河流的桥梁"))
     cmp.diffs.sort(key=lambda d: -d[0])  # stable: ties keep query salience order
     return cmp
+
+
+def _compare_land_cover(cmp: Comparison, qs: Scene, ss: Scene, qn_en: str, qn_zh: str) -> None:
+    """``toy`` level: every view is washed in its location's land cover, the first thing anyone sees."""
+    if qs.land_cover is None or ss.land_cover is None:
+        return
+    q_en, s_en = qs.land_cover, ss.land_cover
+    q_zh, s_zh = LAND_COVER_ZH[q_en], LAND_COVER_ZH[s_en]
+    if q_en == s_en:
+        cmp.shared.append(Phrase(f"the same {q_en} ground colour", f"相同的{q_zh}底色"))
+    else:  # outweighs every layout difference: it is the one a glance shows
+        cmp.diffs.append((5.0, "land_cover", Phrase(
+            f"{qn_en} is tinted with {q_en} ground while {SAT_EN} shows {s_en}",
+            f"{qn_zh}是{q_zh}底色，而{SAT_ZH}是{s_zh}底色")))
 
 
 def _compare_junction(cmp: Comparison, qs: Scene, qi: ViewInfo, ss: Scene, qn_en: str, qn_zh: str) -> None:

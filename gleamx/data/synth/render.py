@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from gleamx.data.synth.world import COLOURS, TILE_HALF, WORLD_HALF, Building, Point, Road, Scene, bearing, compass
+from gleamx.data.synth.world import COLOURS, LAND_COVERS, TILE_HALF, WORLD_HALF, Building, Point, Road, Scene, bearing, compass
 
 SS = 2
 """Supersampling factor."""
@@ -283,7 +283,7 @@ def render_satellite(scene: Scene, size: int, rng: np.random.Generator) -> ViewR
     cv = _satellite_canvas(scene, rng, size * SS, TILE_HALF)
     img = _texture(cv.img.reduce(SS), rng)  # grain at output resolution, like sensor noise
     info = ViewInfo("satellite", (size, size), _counts(cv.mask, SS), {}, _square_frame((0.0, 0.0), TILE_HALF))
-    return ViewRender(img, info)
+    return ViewRender(wash(img, scene), info)
 
 
 def render_street_map(scene: Scene, size: int, rng: np.random.Generator, difficulty: str = "medium") -> ViewRender:
@@ -632,7 +632,26 @@ def render_view(view: str, scene: Scene, size: int, rng: np.random.Generator, di
     """Render ``view`` ("satellite" or one of the query views)."""
     if view == "satellite":
         return render_satellite(scene, size, rng)
-    return RENDERERS[view](scene, size, rng, difficulty)
+    # toy = easy geometry; its land-cover wash is applied below
+    r = RENDERERS[view](scene, size, rng, "easy" if difficulty == "toy" else difficulty)
+    return ViewRender(wash(r.image, scene), r.info)
+
+
+WASH = 0.7
+"""How much of the land-cover colour a ``toy`` view carries (the scene's own pixels keep the rest)."""
+
+
+def wash(img: Image.Image, scene: Scene) -> Image.Image:
+    """Blend the scene's land-cover colour over the whole image (``toy`` level); other scenes unchanged.
+
+    70% colour leaves the layout faintly visible and makes the match a global-colour comparison,
+    which a tiny random-init model learns in CPU minutes (see ``benchmark/sft_learns.py``).
+    """
+    if scene.land_cover is None:
+        return img
+    arr = np.asarray(img.convert("RGB"), np.float32)
+    colour = np.asarray(LAND_COVERS[scene.land_cover], np.float32)
+    return _to_img((1.0 - WASH) * arr + WASH * colour)
 
 
 def relative_side(info: ViewInfo, p: Point) -> str:

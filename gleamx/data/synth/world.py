@@ -32,6 +32,17 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 """Roof colours: few and far apart, so a colour survives every renderer's distortion."""
 
+LAND_COVERS: dict[str, tuple[int, int, int]] = {
+    "grass": (60, 160, 60),
+    "sand": (220, 200, 120),
+    "snow": (240, 240, 250),
+    "red clay": (170, 70, 50),
+    "heather": (70, 70, 140),
+    "concrete": (150, 150, 150),
+}
+"""Land covers of the ``toy`` level: one per location, washed over every view of it (see
+:func:`gleamx.data.synth.render.wash`), so a match is decidable from global colour alone."""
+
 SHAPES: tuple[str, ...] = ("rect", "l_shape", "round", "slab")
 JUNCTIONS: tuple[str, ...] = ("t", "cross", "roundabout")
 COMPASS: tuple[str, ...] = (
@@ -153,6 +164,7 @@ class Scene:
     texture_seed: int
     twin_of: str | None = None
     changes: list[str] = field(default_factory=list)  # what a twin changed
+    land_cover: str | None = None  # a LAND_COVERS key at the toy level (set by the dataset builder), else None
 
     def rel(self, p: Point) -> Point:
         """``p`` relative to the junction centre."""
@@ -214,6 +226,7 @@ class Scene:
             "relations": relations,
             "twin_of": self.twin_of,
             "changes": list(self.changes),
+            "land_cover": self.land_cover,
         }
 
 
@@ -406,7 +419,7 @@ def generate_scene(location_id: str, rng: np.random.Generator, difficulty: str =
                 radius, height = float(rng.uniform(2.5, 4.5)), float(rng.uniform(7, 11))
                 trees.append(Tree(got[0][0] + dx, got[0][1] + dy, radius, height))
 
-    lo, hi = (5, 8) if difficulty == "easy" else (6, 10)
+    lo, hi = (5, 8) if difficulty in ("easy", "toy") else (6, 10)
     for _ in range(int(rng.integers(lo, hi + 1))):
         shape = SHAPES[int(rng.choice(4, p=[0.35, 0.25, 0.15, 0.25]))]
         local, height = _footprint(rng, shape)
