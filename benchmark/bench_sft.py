@@ -56,7 +56,7 @@ class StepProbe:
 
 
 class TimedCollator:
-    """Times the trainer's collator and keeps a reference to the batch it built."""
+    """Times the trainer's collator (in-process loading only; in a worker its clock is not ours)."""
 
     def __init__(self, inner: Any, probe: StepProbe) -> None:
         self.inner, self.probe = inner, probe
@@ -65,7 +65,6 @@ class TimedCollator:
         t0 = time.perf_counter()
         batch = self.inner(examples)
         self.probe.collate_s.append(time.perf_counter() - t0)
-        self.probe.last_batch = dict(batch)  # shallow copy: the trainer adds use_cache etc. to its own dict
         return batch
 
     def __getattr__(self, name: str) -> Any:
@@ -121,15 +120,19 @@ def probed_trainer(probe: StepProbe) -> type:
             self.add_callback(BareStepCallback(probe, self))
 
         def get_train_dataloader(self):  # noqa: ANN201
-            # run_sft has already wrapped TRL's collator in its image-token counter; time the whole thing.
-            if not isinstance(self.data_collator, TimedCollator):
+            if not isinstance(self.data_collator, TimedCollator) and not self.args.dataloader_num_workers:
                 self.data_collator = TimedCollator(self.data_collator, probe)
             return super().get_train_dataloader()
+
+        def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001
+            # The batch as the trainer got it, from this process's collator or a worker's.
+            probe.last_batch = dict(inputs)  # shallow copy: the trainer adds use_cache etc. to its own dict
+            return super().training_step(model, inputs, num_items_in_batch)
 
     return ProbedTrainer
 
 
-def run_probed_sft(data: Path, model_dir: Path, out: Path, steps: int) -> StepProbe:
+def run_probed_sft(data: Path, model_dir: Path, out: Path, steps: int, workers: int) -> StepProbe:
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.args import GleamScriptArguments
@@ -137,7 +140,7 @@ def run_probed_sft(data: Path, model_dir: Path, out: Path, steps: int) -> StepPr
 
     argv = ["--config", str(RECIPE), "--model_name_or_path", str(model_dir), "--dataset_name", str(data),
             "--output_dir", str(out), "--max_steps", str(steps + WARMUP), "--save_strategy", "no",
-            "--logging_steps", "10", "--disable_tqdm", "true"]
+            "--logging_steps", "10", "--disable_tqdm", "true", "--dataloader_num_workers", str(workers)]
     script_args, training_args, model_args = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), argv)
     probe = StepProbe()
     original = sft.GleamSFTTrainer
@@ -188,12 +191,45 @@ def image_token_table(data: Path, model_dir: Path, budgets: list[int]) -> None:
                   f"{min(times[1:]):22.3f}")
 
 
+def report(probe: StepProbe, workers: int, wall: float) -> None:
+    real, bare, trl_ = probe.real_s[WARMUP:], probe.bare_s[WARMUP:], probe.trl_s[WARMUP:]
+    coll = probe.collate_s[WARMUP:len(probe.real_s)]
+    tokens = probe.tokens[WARMUP:]
+    r_sum, b_sum, t_sum, c_sum = sum(real), sum(bare), sum(trl_), sum(coll)
+    ms = lambda xs: f"median {1000 * statistics.median(xs):6.1f} ms, total {sum(xs):6.2f} s"  # noqa: E731
+    where = "in the training process" if not workers else f"in {workers} DataLoader worker process(es), overlapped"
+    print(f"\nrecipe {RECIPE.name}: LoRA r16, batch 8, dataloader_num_workers={workers} (collator {where}); "
+          f"{len(real)} measured steps (+{WARMUP} warm-up), run_sft wall {wall:.1f} s; "
+          "the three step kinds alternate on the same batches")
+    print(f"  gleamx step  trainer.train: rows -> TRL collator -> TRL loss -> bwd/clip/opt/sched/callbacks  {ms(real)}")
+    print(f"  same tensors TRL compute_loss (fused chunked LM head + metrics) -> bwd/clip/AdamW             {ms(trl_)}")
+    print(f"  bare         model(**batch).loss (model's lm_head + CE) -> bwd/clip/AdamW                    {ms(bare)}")
+    data_oh = (r_sum - t_sum) / r_sum
+    line = (f"data + collator overhead (gleamx step vs the same compute on pre-collated tensors): "
+            f"{100 * data_oh:.1f}% of the step ({'within' if data_oh <= 0.05 else 'ABOVE'} the 5% target)")
+    if coll:
+        line += (f"; the collator alone measures {100 * c_sum / r_sum:.1f}% ({1000 * statistics.median(coll):.1f} "
+                 f"ms/batch), the rest (row fetch + image decode, scheduler, callbacks, logging) "
+                 f"{100 * (data_oh - c_sum / r_sum):.1f}%")
+    print(line)
+    print(f"TRL's loss path vs the model's own loss: {100 * (t_sum - b_sum) / r_sum:.1f}% of the step "
+          f"(TRL step / bare step = {t_sum / b_sum:.2f}x)")
+    print(f"ratio gleamx step / bare step: {r_sum / b_sum:.2f}x (all overhead together: "
+          f"{100 * (r_sum - b_sum) / r_sum:.1f}% of the gleamx step)")
+    print(f"tokens/s (non-pad, image tokens included): gleamx {sum(tokens) / r_sum:.0f}, "
+          f"TRL loss on tensors {sum(tokens) / t_sum:.0f}, bare {sum(tokens) / b_sum:.0f}; "
+          f"{statistics.mean(tokens) / 8:.0f} tokens per conversation")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20 measured steps (< 1 min)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: with other jobs on this 2-core box, 2 threads ran 3-5x slower)")
     ap.add_argument("--steps", type=int, default=None, help="measured steps (default 60, quick 20)")
+    ap.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",")], default=[0, 1],
+                    help="dataloader_num_workers settings to measure, comma-separated (default 0,1: the tiny "
+                         "recipe's in-process loading, and one worker process as the GPU recipes use 4)")
     args = ap.parse_args()
     steps = args.steps or (20 if args.quick else 60)
 
@@ -206,31 +242,10 @@ def main() -> None:
         data = root / "synth"
         synthesize(data, 200 if args.quick else 400, seed=0, difficulty="medium")
         model_dir = build_tiny_model("qwen2_5_vl", root / "model")
-        t0 = time.perf_counter()
-        probe = run_probed_sft(data, model_dir, root / "out", steps)
-        wall = time.perf_counter() - t0
-        real, bare, trl_ = probe.real_s[WARMUP:], probe.bare_s[WARMUP:], probe.trl_s[WARMUP:]
-        coll = probe.collate_s[WARMUP:len(probe.real_s)]
-        tokens = probe.tokens[WARMUP:]
-        r_sum, b_sum, t_sum, c_sum = sum(real), sum(bare), sum(trl_), sum(coll)
-        ms = lambda xs: f"median {1000 * statistics.median(xs):6.1f} ms, total {sum(xs):6.2f} s"  # noqa: E731
-        print(f"\nrecipe {RECIPE.name}: LoRA r16, batch 8, {len(real)} measured steps (+{WARMUP} warm-up), "
-              f"run_sft wall {wall:.1f} s; the three step kinds alternate on the same batches")
-        print(f"  gleamx step  trainer.train: rows -> TRL collator -> TRL loss -> bwd/clip/opt/sched/callbacks  {ms(real)}")
-        print(f"  same tensors TRL compute_loss (fused chunked LM head + metrics) -> bwd/clip/AdamW             {ms(trl_)}")
-        print(f"  bare         model(**batch).loss (model's lm_head + CE) -> bwd/clip/AdamW                    {ms(bare)}")
-        data_oh = (r_sum - t_sum) / r_sum
-        print(f"data + collator overhead (gleamx step vs the same compute on pre-collated tensors): "
-              f"{100 * data_oh:.1f}% of the step ({'within' if data_oh <= 0.05 else 'ABOVE'} the 5% target); "
-              f"the collator alone measures {100 * c_sum / r_sum:.1f}% ({1000 * statistics.median(coll):.1f} ms/batch), "
-              f"the rest (row fetch + image decode, scheduler, callbacks, logging) {100 * (data_oh - c_sum / r_sum):.1f}%")
-        print(f"TRL's loss path vs the model's own loss: {100 * (t_sum - b_sum) / r_sum:.1f}% of the step "
-              f"(TRL step / bare step = {t_sum / b_sum:.2f}x)")
-        print(f"ratio gleamx step / bare step: {r_sum / b_sum:.2f}x (all overhead together: "
-              f"{100 * (r_sum - b_sum) / r_sum:.1f}% of the gleamx step)")
-        print(f"tokens/s (non-pad, image tokens included): gleamx {sum(tokens) / r_sum:.0f}, "
-              f"TRL loss on tensors {sum(tokens) / t_sum:.0f}, bare {sum(tokens) / b_sum:.0f}; "
-              f"{statistics.mean(tokens) / 8:.0f} tokens per conversation")
+        for workers in args.workers:
+            t0 = time.perf_counter()
+            probe = run_probed_sft(data, model_dir, root / f"out-w{workers}", steps, workers)
+            report(probe, workers, time.perf_counter() - t0)
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         print(f"peak RSS of this process: {peak_kib / 1024:.0f} MiB")
         image_token_table(data, model_dir, [112 * 112, 224 * 224, 448 * 448])
