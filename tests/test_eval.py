@@ -69,9 +69,7 @@ def test_batched_and_sequential_generation_agree(eval_inputs):
     samples = load_samples(eval_inputs["data"], split="test").samples[:6]
     batched = generate_answers(model, processor, samples, "zh", "label", batch_size=6, max_new_tokens=6)
     single = generate_answers(model, processor, samples, "zh", "label", batch_size=1, max_new_tokens=6)
-    mixed = generate_answers(model, processor, samples, "zh", "label", batch_size=4, max_new_tokens=6,
-                             group_by_size=False)
-    assert batched == single == mixed
+    assert batched == single
     answers = ["推理。\n结论：是"] * 3 + ["Answer: Yes", "no verdict", "结论：否"]
     p = verdict_p_yes(model, processor, samples, answers, "zh", "label", batch_size=4)
     p1 = verdict_p_yes(model, processor, samples, answers, "zh", "label", batch_size=1)

@@ -45,46 +45,19 @@ def generate_batch(
     return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
-def _image_size(image: Any) -> tuple[int, int]:
-    if hasattr(image, "size"):  # already a PIL image
-        return tuple(image.size)
-    from PIL import Image
-
-    with Image.open(image) as im:  # reads the header only
-        return im.size
-
-
-def size_order(samples: Sequence[GleamSample]) -> list[int]:
-    """Sample indices grouped by image sizes (query, then satellite), stable within a group.
-
-    Image tokens follow image size, so a batch of equal sizes has equal prompt lengths and
-    no padding: mixed views (UAV 4:3, panorama 4:1, ...) in one batch pad every row to the longest.
-    """
-    keys = [(_image_size(s.query_image), _image_size(s.satellite_image)) for s in samples]
-    return sorted(range(len(samples)), key=lambda i: keys[i])
-
-
 def generate_answers(
     model: Any, processor: Any, samples: Sequence[GleamSample], lang: str, task: str = "explain", *,
     batch_size: int = 8, max_new_tokens: int = 128, on_batch: Callable[[list[GleamSample], list[str]], None] | None = None,
-    group_by_size: bool = True,
 ) -> list[str]:
-    """Answers for all samples (in their order), ``batch_size`` at a time; ``on_batch`` sees each finished batch.
-
-    With ``group_by_size`` batches are formed from samples of equal image sizes (see :func:`size_order`);
-    the answers are the same either way, since left padding makes batched generation equal one-at-a-time.
-    """
-    order = size_order(samples) if group_by_size and batch_size > 1 else list(range(len(samples)))
-    answers: list[str | None] = [None] * len(samples)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = [samples[i] for i in idx]
+    """Answers for all samples, ``batch_size`` at a time; ``on_batch`` sees each finished batch."""
+    answers: list[str] = []
+    for start in range(0, len(samples), batch_size):
+        batch = list(samples[start:start + batch_size])
         got = generate_batch(model, processor, batch, lang, task, max_new_tokens)
-        for i, a in zip(idx, got):
-            answers[i] = a
+        answers.extend(got)
         if on_batch is not None:
             on_batch(batch, got)
-    return answers  # type: ignore[return-value]
+    return answers
 
 
 # Where the verdict word starts in each language's verdict line ("Answer: " / "结论：").
