@@ -219,3 +219,93 @@ def test_explain_task_scores_explanations_and_names_the_model(eval_inputs, tmp_p
     assert max(p["sbert_cosine"] for p in per[3:]) < min(p["sbert_cosine"] for p in per[:3])
     assert "sbert_cosine" in (tmp_path / "o" / "results.md").read_text()
     assert any(m["type"] == "sbert_cosine" for m in r["model_index"][0]["metrics"])
+
+
+class _Logprob:
+    """vLLM's ``Logprob`` fields that gleamx reads."""
+
+    def __init__(self, logprob: float, decoded_token: str) -> None:
+        self.logprob, self.decoded_token = logprob, decoded_token
+
+
+def _stand_in_vllm(calls: list, fail_on_call: int | None = None):
+    """A module with vLLM's ``LLM``/``SamplingParams`` surface as gleamx calls it (vLLM itself needs a GPU)."""
+    import math
+    import types
+
+    from PIL import Image
+
+    mod = types.ModuleType("vllm")
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class LLM:
+        def __init__(self, model, **kw):
+            calls.append(("init", model, kw))
+
+        def generate(self, requests, params, use_tqdm=True):
+            calls.append(("generate", len(requests), params.kw))
+            if fail_on_call is not None and sum(c[0] == "generate" for c in calls) == fail_on_call:
+                raise RuntimeError("engine died")
+            outs = []
+            for r in requests:
+                images = r["multi_modal_data"]["image"]
+                assert len(images) == 2 and all(isinstance(im, Image.Image) for im in images)
+                assert r["prompt"].count("<|vision_start|>") == 2 and r["prompt"].endswith("<|im_start|>assistant\n")
+                # "Answer:" then " Yes": top log-probs at the verdict token give P(yes) = 0.8
+                lps = [{1: _Logprob(0.0, "Answer:")},
+                       {2: _Logprob(math.log(0.8), " Yes"), 3: _Logprob(math.log(0.2), " No"),
+                        4: _Logprob(math.log(0.01), " Maybe")}]
+                comp = types.SimpleNamespace(text=" Answer: Yes", token_ids=[1, 2], logprobs=lps)
+                outs.append(types.SimpleNamespace(outputs=[comp]))
+            return outs
+
+    mod.LLM, mod.SamplingParams = LLM, SamplingParams
+    return mod
+
+
+def test_vllm_backend_glue_with_a_stand_in_engine(eval_inputs, tmp_path, monkeypatch):
+    """gleamx's side of the vLLM contract: two images per request, greedy params, chunked appends that
+    survive a crash, P(yes) read from the verdict token's top log-probs."""
+    import gleamx.eval.vllm_backend as vb
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    monkeypatch.setattr(vb, "CHUNK", 4)
+    cfg = EvalConfig(data=str(eval_inputs["data"]), model=str(eval_inputs["model"]), backend="vllm", task="label",
+                     lang="en", output=str(tmp_path / "out"), max_new_tokens=16, no_explanation_metrics=True,
+                     bootstrap=10)
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "vllm", _stand_in_vllm(calls, fail_on_call=2))
+    with pytest.raises(RuntimeError, match="engine died"):
+        run_eval(cfg)
+    pred_path = tmp_path / "out" / "predictions.jsonl"
+    first = [json.loads(line) for line in pred_path.read_text().splitlines()]
+    assert len(first) == 4  # the first chunk was kept
+    assert calls[0][0] == "init" and calls[0][2]["limit_mm_per_prompt"] == {"image": 2}
+    assert calls[1][2] == {"temperature": 0.0, "max_tokens": 16, "logprobs": 5}
+
+    calls.clear()
+    monkeypatch.setitem(sys.modules, "vllm", _stand_in_vllm(calls))
+    results = run_eval(cfg)
+    n = results["n"]
+    # the rerun asked only for what the crash lost, in chunks of 4
+    assert [c[1] for c in calls if c[0] == "generate"] == [min(4, n - 4 - i) for i in range(0, n - 4, 4)]
+    rows = [json.loads(line) for line in pred_path.read_text().splitlines()]
+    assert len(rows) == n == len({r["id"] for r in rows})
+    assert all(r["prediction"] == "Answer: Yes" and r["p_yes"] == pytest.approx(0.8) for r in rows)
+    assert results["accuracy_positive"] == 1.0 and results["accuracy_negative"] == 0.0
+    assert results["calibration"] is not None
+
+
+def test_vllm_backend_is_imported_only_when_asked():
+    code = ("import sys, gleamx.eval.run, gleamx.cli.eval; "
+            "assert 'vllm' not in sys.modules and 'gleamx.eval.vllm_backend' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from gleamx.eval.vllm_backend import verdict_p_yes_from_logprobs
+
+    lps = [{7: _Logprob(0.0, "结论：")}, {8: _Logprob(-0.1, "否"), 9: _Logprob(-2.0, "是")}]
+    assert verdict_p_yes_from_logprobs([7, 8], lps, "zh") == pytest.approx(
+        __import__("math").exp(-2.0) / (__import__("math").exp(-2.0) + __import__("math").exp(-0.1)))
+    assert verdict_p_yes_from_logprobs([7], [{7: _Logprob(0.0, "no prefix")}], "zh") is None

@@ -128,31 +128,32 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
     if not todo:
         return
     end_with_newline(pred_path)
-    if cfg.backend == "vllm":
-        from gleamx.eval.vllm_backend import generate_vllm
-
-        answers = generate_vllm(cfg, todo)
-        with pred_path.open("a", encoding="utf-8") as f:
-            for s, (text, p) in zip(todo, answers):
-                f.write(json.dumps({"id": s.id, "config": key, "prediction": text, "p_yes": p}, ensure_ascii=False) + "\n")
-        return
-
-    from gleamx.eval.generate import generate_answers, verdict_p_yes
-
-    model, processor = _load_model(cfg)
     with pred_path.open("a", encoding="utf-8") as f, Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
     ) as bar:
-        task = bar.add_task(f"generating ({cfg.lang}, {cfg.task})", total=len(samples),
+        task = bar.add_task(f"generating ({cfg.lang}, {cfg.task}, {cfg.backend})", total=len(samples),
                             completed=len(samples) - len(todo))
 
-        def save(batch: list[GleamSample], answers: list[str]) -> None:
-            p_yes = verdict_p_yes(model, processor, batch, answers, cfg.lang, cfg.task, batch_size=cfg.batch_size)
+        def append(batch: list[GleamSample], answers: list[str], p_yes: list[float | None]) -> None:
             for s, a, p in zip(batch, answers, p_yes):
                 f.write(json.dumps({"id": s.id, "config": key, "prediction": a, "p_yes": p}, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())  # a kill -9 after this point loses nothing of this batch
             bar.advance(task, len(batch))
+
+        if cfg.backend == "vllm":
+            from gleamx.eval.vllm_backend import generate_vllm
+
+            generate_vllm(cfg, todo, on_chunk=append)
+            return
+
+        from gleamx.eval.generate import generate_answers, verdict_p_yes
+
+        model, processor = _load_model(cfg)
+
+        def save(batch: list[GleamSample], answers: list[str]) -> None:
+            append(batch, answers, verdict_p_yes(model, processor, batch, answers, cfg.lang, cfg.task,
+                                                 batch_size=cfg.batch_size))
 
         generate_answers(model, processor, todo, cfg.lang, cfg.task, batch_size=cfg.batch_size,
                          max_new_tokens=cfg.max_new_tokens, on_batch=save)

@@ -2,25 +2,55 @@
 
 Greedy decoding with the model's own chat template; P(yes) comes from the
 top log-probabilities vLLM returns at the verdict token, when both verdict
-words are among them.
+words are among them. Samples go to vLLM in chunks, and each finished chunk is
+handed back (and appended to the predictions file by the caller), so a killed
+run keeps every chunk it finished.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gleamx.errors import GleamConfigError
 
+CHUNK = 256
+"""Samples per ``LLM.generate`` call: large enough for vLLM's scheduler to batch, small enough to resume."""
 
-def generate_vllm(cfg: Any, samples: list) -> list[tuple[str, float | None]]:
+
+def verdict_p_yes_from_logprobs(token_ids: Sequence[int], logprobs: Sequence[dict[int, Any]] | None,
+                                lang: str) -> float | None:
+    """P(yes) at the token right after the last verdict prefix, from vLLM's per-token top log-probs.
+
+    ``logprobs[i]`` maps token ids to objects with ``logprob`` and ``decoded_token`` (vLLM's
+    ``Logprob``). ``None`` when the answer has no verdict prefix or either verdict word is not
+    among the top log-probs there.
+    """
+    from gleamx.eval.generate import VERDICT_PREFIX, VERDICT_WORDS
+
+    yes_word, no_word = (w.strip() for w in VERDICT_WORDS[lang])
+    prefix = VERDICT_PREFIX[lang].rstrip()
+    p_yes, seen = None, ""
+    for tok_id, lp in zip(token_ids, logprobs or []):
+        if seen.rstrip().endswith(prefix):
+            by_word = {v.decoded_token.strip(): v.logprob for v in lp.values()}
+            if yes_word in by_word and no_word in by_word:
+                a, b = math.exp(by_word[yes_word]), math.exp(by_word[no_word])
+                p_yes = a / (a + b)
+        seen += lp[tok_id].decoded_token if tok_id in lp else ""
+    return p_yes
+
+
+def generate_vllm(cfg: Any, samples: list, on_chunk: Callable[[list, list[str], list[float | None]], None],
+                  chunk_size: int | None = None) -> None:
+    """Greedy answers and P(yes) for ``samples``, passed to ``on_chunk(samples, answers, p_yes)`` per chunk."""
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
         raise GleamConfigError("--backend vllm: vllm is not installed (pip install 'gleamx[vllm]', needs a GPU)") from None
     from transformers import AutoProcessor
 
-    from gleamx.eval.generate import VERDICT_PREFIX, VERDICT_WORDS
     from gleamx.prompts import build_messages, sample_images
 
     if cfg.adapter:
@@ -28,28 +58,18 @@ def generate_vllm(cfg: Any, samples: list) -> list[tuple[str, float | None]]:
     processor = AutoProcessor.from_pretrained(cfg.model)
     mm_kwargs = {k: v for k, v in (("min_pixels", cfg.min_pixels), ("max_pixels", cfg.max_pixels)) if v}
     llm = LLM(model=cfg.model, limit_mm_per_prompt={"image": 2}, mm_processor_kwargs=mm_kwargs or None,
-              dtype=cfg.dtype if cfg.dtype != "auto" else "auto")
+              dtype=cfg.dtype)
     params = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens, logprobs=5)
-    requests = [
-        {"prompt": processor.apply_chat_template(build_messages(s, cfg.lang, cfg.task, with_answer=False),
-                                                 add_generation_prompt=True, tokenize=False),
-         "multi_modal_data": {"image": sample_images(s)}}
-        for s in samples
-    ]
-    outputs = llm.generate(requests, params)
-    yes_word, no_word = (w.strip() for w in VERDICT_WORDS[cfg.lang])
-    results = []
-    for out in outputs:
-        comp = out.outputs[0]
-        text, p_yes = comp.text.strip(), None
-        # the verdict is the first generated token after the last verdict prefix
-        seen = ""
-        for tok_id, lp in zip(comp.token_ids, comp.logprobs or []):
-            if seen.rstrip().endswith(VERDICT_PREFIX[cfg.lang].rstrip()):
-                by_word = {v.decoded_token.strip(): v.logprob for v in lp.values()}
-                if yes_word in by_word and no_word in by_word:
-                    a, b = math.exp(by_word[yes_word]), math.exp(by_word[no_word])
-                    p_yes = a / (a + b)
-            seen += lp[tok_id].decoded_token if tok_id in lp else ""
-        results.append((text, p_yes))
-    return results
+    chunk_size = chunk_size or CHUNK
+    for start in range(0, len(samples), chunk_size):
+        chunk = samples[start:start + chunk_size]
+        requests = [
+            {"prompt": processor.apply_chat_template(build_messages(s, cfg.lang, cfg.task, with_answer=False),
+                                                     add_generation_prompt=True, tokenize=False),
+             "multi_modal_data": {"image": sample_images(s)}}
+            for s in chunk
+        ]
+        outputs = llm.generate(requests, params, use_tqdm=False)  # gleamx-eval shows its own progress
+        completions = [out.outputs[0] for out in outputs]
+        on_chunk(chunk, [c.text.strip() for c in completions],
+                 [verdict_p_yes_from_logprobs(c.token_ids, c.logprobs, cfg.lang) for c in completions])
