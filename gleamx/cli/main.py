@@ -1,4 +1,4 @@
-"""``gleamx``: data (synth, validate, convert), models (tiny), demo."""
+"""``gleamx``: data (synth, validate, convert), models (tiny), retrieval (GLEAM-C train/eval), push, merge, demo."""
 
 from __future__ import annotations
 
@@ -109,6 +109,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrieval_train(args: argparse.Namespace) -> int:
+    from trl import TrlParser
+
+    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.train import train_gleamc
+    from gleamx.train.recipe import parse_recipe
+
+    (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), args.recipe_args)
+    out = train_gleamc(cfg)
+    console.print(f"GLEAM-C encoder, log and results -> {out}")
+    return 0
+
+
+def cmd_retrieval_eval(args: argparse.Namespace) -> int:
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.encoder import load_encoder
+    from gleamx.retrieval.evaluate import evaluate_retrieval
+
+    rset = load_retrieval(args.data, args.split, views=args.views.split(",") if args.views else None)
+    encoder = load_encoder(args.encoder, tiny_img_size=args.img_size)
+    m = evaluate_retrieval(encoder, rset, batch_size=args.batch_size)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retrieval_results.json").write_text(json.dumps({"encoder": args.encoder, "data": str(args.data),
+                                                            "split": args.split, **m}, indent=2) + "\n")
+    pct = f"R@{1:g}%"
+    console.print(f"{m['n_query']} queries, gallery {m['n_gallery']}: R@1 {100 * m['R@1']:.2f}  R@5 {100 * m['R@5']:.2f}  "
+                  f"R@10 {100 * m['R@10']:.2f}  {pct} {100 * m[pct]:.2f} (top {m[pct + '_k']})  mAP {100 * m['mAP']:.2f}")
+    for view, v in m["by_view"].items():
+        console.print(f"  {view:<10} R@1 {100 * v['R@1']:.2f}  R@10 {100 * v['R@10']:.2f}  mAP {100 * v['mAP']:.2f}")
+    console.print(f"numbers: {out / 'retrieval_results.json'}")
+    return 0
+
+
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="auto", choices=["auto", "jsonl", "sharegpt", "hf"],
                    help="input format (default: detect from the path)")
@@ -171,6 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     p.set_defaults(fn=cmd_merge)
 
+    retrieval = sub.add_parser("retrieval", help="GLEAM-C: train and score the retrieval encoder").add_subparsers(
+        dest="retrieval_cmd", required=True)
+    p = retrieval.add_parser("train", help="train GLEAM-C from a recipe (same options as recipes/gleamc.py)",
+                             description="gleamx retrieval train --config recipes/gleamc/tiny.yaml [--option value ...]")
+    p.set_defaults(fn=cmd_retrieval_train, takes_recipe=True)  # --config RECIPE.yaml and overrides: passed on
+    p = retrieval.add_parser("eval", help="R@k, R@1%%, mAP of an encoder on a split, overall and per view")
+    p.add_argument("--encoder", required=True, help="a trained GLEAM-C dir or Hub id ('tiny': untrained tiny)")
+    p.add_argument("--data", required=True, help="dataset dir holding retrieval/")
+    p.add_argument("--split", default="test")
+    p.add_argument("--views", default=None, help="comma-separated query views (default: all)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--img-size", type=int, default=64, help="input size of the untrained 'tiny' encoder")
+    p.add_argument("--output", required=True, help="directory for retrieval_results.json")
+    p.set_defaults(fn=cmd_retrieval_eval)
+
     p = sub.add_parser("demo", help="run the pipeline end to end on generated data and a tiny model")
     p.add_argument("--out", default="gleamx-demo", help="output directory (default ./gleamx-demo)")
     p.add_argument("--n", type=int, default=240, help="number of synthetic pairs")
@@ -181,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "takes_recipe", False):
+        args.recipe_args = extra  # TrlParser reads them, with the recipe's keys checked
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
         from gleamx.cli.common import print_error
 

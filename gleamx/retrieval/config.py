@@ -1,0 +1,37 @@
+"""GLEAM-C training arguments: one dataclass, read from a recipe YAML plus command-line overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class GleamCConfig:
+    """Everything one GLEAM-C training run needs (``recipes/gleamc/*.yaml``)."""
+
+    data: str = field(default="", metadata={"help": "dataset dir holding retrieval/gallery.jsonl + queries.jsonl"})
+    output_dir: str = field(default="outputs/gleamc", metadata={"help": "where the encoder, logs and results go"})
+    encoder: str = field(default="tiny", metadata={
+        "help": "'tiny' (random-init tiny ConvNeXt), a timm backbone name (e.g. convnext_base.fb_in22k_ft_in1k_384), "
+                "or a saved GLEAM-C encoder dir / Hub id to continue from"})
+    pretrained: bool = field(default=True, metadata={"help": "ImageNet weights from timm for a backbone name"})
+    img_size: int = field(default=384, metadata={"help": "square input side for every view (tiny: 64)"})
+    views: list[str] | None = field(default=None, metadata={"help": "query views to train on (default: all)"})
+    epochs: int = 1
+    batch_size: int = field(default=32, metadata={"help": "pairs per batch, one per location (per process)"})
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: float = field(default=0.1, metadata={"help": "warm-up steps, or a fraction of all steps if < 1"})
+    label_smoothing: float = 0.1
+    hard_negatives: int = field(default=0, metadata={
+        "help": "Dynamic Similarity Sampling: pairs of the most similar other locations pulled into each "
+                "anchor's batch (0: random batches)"})
+    hard_negatives_from_epoch: int = field(default=1, metadata={"help": "first epoch (0-based) that samples by similarity"})
+    eval_split: str | None = field(default="val", metadata={"help": "split scored after every epoch (None: none)"})
+    eval_batch_size: int = 64
+    mixed_precision: str = field(default="no", metadata={"help": "accelerate mixed precision: no, bf16 or fp16"})
+    num_workers: int = 0
+    seed: int = 0
+    resume_from_checkpoint: str | None = field(default=None, metadata={
+        "help": "a checkpoint-<epoch> dir of this output_dir to continue from"})
+    logging_steps: int = 10

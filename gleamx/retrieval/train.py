@@ -1,0 +1,164 @@
+"""Train the GLEAM-C encoder: symmetric InfoNCE over (query, satellite) pairs, resumable per epoch.
+
+data -> :class:`~gleamx.retrieval.dataset.PairDataset` -> :class:`~gleamx.retrieval.sampler.LocationBatchSampler`
+(one pair per location; hard negatives by embedding similarity from ``hard_negatives_from_epoch``)
+-> encoder (accelerate: DDP / mixed precision) -> :func:`~gleamx.retrieval.loss.info_nce` -> AdamW + cosine
+schedule. After each epoch: a ``checkpoint-<epoch>`` (accelerate state), and retrieval metrics on
+``eval_split``. At the end: the encoder (``save_pretrained``), ``log_history.json``, ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from gleamx.errors import GleamConfigError
+from gleamx.retrieval.config import GleamCConfig
+from gleamx.retrieval.data import RetrievalSet, load_retrieval
+from gleamx.retrieval.dataset import PairDataset
+from gleamx.retrieval.embed import embed_images
+from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+from gleamx.retrieval.evaluate import evaluate_retrieval
+from gleamx.retrieval.loss import info_nce
+from gleamx.retrieval.sampler import LocationBatchSampler
+from gleamx.retrieval.search import topk_search
+
+STATE_FILE = "gleamc_state.json"
+
+
+def build_encoder(cfg: GleamCConfig) -> GleamCEncoder:
+    """'tiny', a saved encoder (a dir with config.json, or a Hub id of one), or a new timm backbone."""
+    if cfg.encoder == "tiny":
+        return GleamCEncoder.tiny(cfg.img_size)
+    if Path(cfg.encoder, "config.json").is_file():
+        return load_encoder(cfg.encoder)
+    return GleamCEncoder.create(cfg.encoder, cfg.img_size, pretrained=cfg.pretrained)
+
+
+def similar_locations(encoder: GleamCEncoder, rset: RetrievalSet, k: int, batch_size: int) -> dict[str, list[str]]:
+    """Each training location's ``k`` most similar other locations, by satellite embedding (no GPS)."""
+    emb = embed_images(encoder, [t.image for t in rset.gallery], batch_size=batch_size, desc="similarity sampling")
+    _, idx = topk_search(emb, emb, min(k + 1, len(rset.gallery)))
+    ids = [t.location_id for t in rset.gallery]
+    return {ids[i]: [ids[j] for j in row if j != i][:k] for i, row in enumerate(idx.tolist())}
+
+
+def _check(cfg: GleamCConfig) -> None:
+    if not cfg.data:
+        raise GleamConfigError("recipe: data: missing (a dataset dir with retrieval/gallery.jsonl and queries.jsonl)")
+    if cfg.epochs < 1 or cfg.batch_size < 2:
+        raise GleamConfigError(f"recipe: expected epochs >= 1 and batch_size >= 2, got {cfg.epochs} and {cfg.batch_size}")
+    if cfg.mixed_precision not in ("no", "bf16", "fp16"):
+        raise GleamConfigError(f"recipe: mixed_precision: expected no, bf16 or fp16, got {cfg.mixed_precision!r}")
+
+
+def _resume_epoch(cfg: GleamCConfig) -> int:
+    if not cfg.resume_from_checkpoint:
+        return 0
+    state = Path(cfg.resume_from_checkpoint, STATE_FILE)
+    if not state.is_file():
+        raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} has no {STATE_FILE} "
+                               "(expected a checkpoint-<epoch> dir written by this trainer)")
+    return int(json.loads(state.read_text())["epoch"]) + 1
+
+
+def train_gleamc(cfg: GleamCConfig) -> Path:
+    """Train and save; returns the output directory."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    _check(cfg)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    train = load_retrieval(cfg.data, "train", views=cfg.views)
+    evalset = load_retrieval(cfg.data, cfg.eval_split, views=cfg.views) if cfg.eval_split else None
+    encoder = build_encoder(cfg)
+    data = PairDataset(train, encoder.transform())
+    try:
+        sampler = LocationBatchSampler(data.locations, cfg.batch_size, seed=cfg.seed)
+    except ValueError as e:
+        raise GleamConfigError(f"recipe: {e}") from None
+    loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers)
+    steps_per_epoch = len(sampler)
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_steps * total) if cfg.warmup_steps < 1 else int(cfg.warmup_steps)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    model, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
+    start = _resume_epoch(cfg)
+    if start:
+        accelerator.load_state(cfg.resume_from_checkpoint)
+    history: list[dict[str, Any]] = []
+    hist_path = out / "log_history.json"
+    if start and hist_path.is_file():
+        history = [h for h in json.loads(hist_path.read_text()) if h["epoch"] < start]
+    say = accelerator.print
+    say(f"GLEAM-C: {len(train.queries)} training pairs over {len(train.gallery)} locations, "
+        f"{steps_per_epoch} steps/epoch x {cfg.epochs} epochs, batch {cfg.batch_size} x {accelerator.num_processes} "
+        f"process(es); {sum(p.numel() for p in encoder.parameters()):,} parameters ({cfg.encoder})")
+
+    for epoch in range(start, cfg.epochs):
+        if cfg.hard_negatives and epoch >= cfg.hard_negatives_from_epoch:
+            unwrapped = accelerator.unwrap_model(model)
+            sampler.set_neighbours(similar_locations(unwrapped, train, 4 * cfg.hard_negatives, cfg.eval_batch_size),
+                                   cfg.hard_negatives)
+        # Through the prepared loader: accelerate re-sets its sampler's epoch from its own counter on every
+        # iteration, which restarts at 0 after a resume.
+        loader.set_epoch(epoch)
+        model.train()
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process)
+        running: list[float] = []
+        for step, batch in enumerate(bar):
+            with accelerator.autocast():
+                # One forward over both halves: DDP allows one forward per backward, and it batches better.
+                q, s = model(torch.cat([batch["query"], batch["satellite"]])).chunk(2)
+            scale = accelerator.unwrap_model(model).logit_scale
+            loss = info_nce(q, s, scale, cfg.label_smoothing)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running.append(float(loss.detach()))
+            global_step = epoch * steps_per_epoch + step + 1
+            if (step + 1) % cfg.logging_steps == 0 or step + 1 == len(loader):
+                mean = sum(running) / len(running)
+                running.clear()
+                bar.set_postfix(loss=f"{mean:.4f}")
+                history.append({"epoch": epoch, "step": global_step, "loss": mean,
+                                "learning_rate": scheduler.get_last_lr()[0],
+                                "temperature": float(1.0 / scale.detach().exp())})
+        record: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch}
+        if evalset is not None:
+            m = evaluate_retrieval(accelerator.unwrap_model(model), evalset, batch_size=cfg.eval_batch_size)
+            record["eval"] = m
+            say(f"epoch {epoch}: {cfg.eval_split} R@1 {100 * m['R@1']:.2f}  R@5 {100 * m['R@5']:.2f}  "
+                f"R@10 {100 * m['R@10']:.2f}  mAP {100 * m['mAP']:.2f}")
+        history.append(record)
+        ckpt = out / f"checkpoint-{epoch}"
+        accelerator.save_state(str(ckpt))
+        if accelerator.is_main_process:
+            (ckpt / STATE_FILE).write_text(json.dumps({"epoch": epoch}) + "\n")
+            hist_path.write_text(json.dumps(history, indent=1) + "\n")
+        accelerator.wait_for_everyone()
+
+    final = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        final.save_pretrained(out)
+        (out / "gleamc_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        hist_path.write_text(json.dumps(history, indent=1) + "\n")
+        last_eval = next((h["eval"] for h in reversed(history) if "eval" in h), None)
+        if last_eval is not None:
+            (out / "results.json").write_text(json.dumps({"split": cfg.eval_split, **last_eval}, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    return out
+
+
+__all__ = ["build_encoder", "similar_locations", "train_gleamc"]

@@ -1,0 +1,228 @@
+"""GLEAM-C: the retrieval layout reader, shared encoder, InfoNCE, location-aware batches, training, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("timm")
+
+from gleamx.errors import GleamConfigError, GleamDataError, GleamModelError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Synthetic data at the toy level (colour decides the location), 32 px: 60 locations."""
+    from gleamx.data.synth import synthesize
+
+    out = tmp_path_factory.mktemp("gleamc") / "data"
+    synthesize(out, n=240, seed=0, image_size=32, difficulty="toy")
+    return out
+
+
+def _cfg(data: Path, out: Path, **kw):
+    from gleamx.retrieval.config import GleamCConfig
+
+    base = dict(data=str(data), output_dir=str(out), encoder="tiny", img_size=32, epochs=2, batch_size=8,
+                hard_negatives=2, logging_steps=2, seed=0)
+    return GleamCConfig(**{**base, **kw})
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def test_load_retrieval_splits_and_positives(toy):
+    from gleamx.retrieval.data import load_retrieval
+
+    train, test = load_retrieval(toy, "train"), load_retrieval(toy, "test")
+    assert {t.split for t in train.gallery} == {"train"} and {q.split for q in test.queries} == {"test"}
+    assert not {t.location_id for t in train.gallery} & {t.location_id for t in test.gallery}
+    for q, (p,) in zip(train.queries, train.positives()):
+        assert train.gallery[p].location_id == q.location_id
+    assert len(train.queries) == 4 * len(train.gallery) and train.views() == ["ground", "panorama", "street_map", "uav"]
+    uav = load_retrieval(toy, "test", views=["uav"])
+    assert uav.views() == ["uav"] and len(uav.queries) == len(test.gallery)
+
+
+@pytest.mark.parametrize(("which", "line", "match"), [
+    ("queries", "not json", r"queries\.jsonl:2: line: expected a JSON object"),
+    ("queries", {"query_id": "x", "image": "../images/uav/loc00000.png", "query_view": "drone",
+                 "location_id": "loc00000", "split": "train"}, r"queries\.jsonl:2: query_view: expected one of"),
+    ("queries", {"query_id": "x", "image": "../images/uav/loc00000.png", "query_view": "uav",
+                 "location_id": "nowhere", "split": "train"}, r"location_id: 'nowhere' has no gallery tile"),
+    ("gallery", {"location_id": "loc00000", "image": "../images/satellite/missing.png", "split": "train"},
+     r"gallery\.jsonl:2: image: file not found"),
+])
+def test_bad_retrieval_lines_are_one_line_errors(toy, tmp_path, which, line, match):
+    import shutil
+
+    from gleamx.retrieval.data import load_retrieval
+
+    data = tmp_path / "d"
+    shutil.copytree(toy / "retrieval", data / "retrieval")
+    shutil.copytree(toy / "images", data / "images")
+    path = data / "retrieval" / f"{which}.jsonl"
+    rows = path.read_text().splitlines()
+    rows.insert(1, line if isinstance(line, str) else json.dumps(line))
+    path.write_text("\n".join(rows) + "\n")
+    if which == "gallery":  # the inserted tile would duplicate loc00000; rename the original
+        rows[0] = rows[0].replace("loc00000", "loc00000b", 1)
+        path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(GleamDataError, match=match) as e:
+        load_retrieval(data, "train")
+    assert "\n" not in str(e.value)
+    with pytest.raises(GleamDataError, match="missing"):
+        load_retrieval(tmp_path / "nothing", "train")
+
+
+# --- encoder and loss ------------------------------------------------------------------------------
+
+
+def test_tiny_encoder_embeds_every_view_and_round_trips(toy, tmp_path):
+    from gleamx.data.schema import open_rgb
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+
+    rset = load_retrieval(toy, "val")
+    enc = GleamCEncoder.tiny(32).eval()
+    tf = enc.transform()
+    images = [rset.gallery[0].image] + [q.image for q in rset.queries[:4]]  # satellite + 4 differently shaped views
+    x = torch.stack([tf(open_rgb(p)) for p in images])
+    assert x.shape == (5, 3, 32, 32)
+    with torch.no_grad():
+        e = enc(x)
+    assert e.shape[0] == 5 and torch.allclose(e.norm(dim=-1), torch.ones(5), atol=1e-5)
+    enc.save_pretrained(tmp_path / "enc")
+    assert json.loads((tmp_path / "enc" / "config.json").read_text())["backbone"] == "convnext_atto"
+    back = load_encoder(str(tmp_path / "enc")).eval()
+    with torch.no_grad():
+        assert torch.allclose(back(x), e, atol=1e-6)
+    with pytest.raises(GleamModelError, match="backbone 'no_such_net'"):
+        GleamCEncoder(backbone="no_such_net")
+
+
+def test_info_nce_equals_the_formula_and_prefers_aligned_pairs():
+    import math
+
+    import torch.nn.functional as F
+
+    from gleamx.retrieval.loss import info_nce
+
+    torch.manual_seed(0)
+    q = F.normalize(torch.randn(6, 8), dim=-1)
+    s = F.normalize(q + 0.1 * torch.randn(6, 8), dim=-1)
+    scale = torch.tensor(math.log(1 / 0.07))
+    logits = (1 / 0.07) * q @ s.T
+    # label smoothing 0.1 over 6 classes: target 0.9 + 0.1/6 on the diagonal, 0.1/6 elsewhere
+    target = torch.full((6, 6), 0.1 / 6) + 0.9 * torch.eye(6)
+    by_hand = (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.T.log_softmax(1)).sum(1).mean()) / 2
+    assert info_nce(q, s, scale, 0.1) == pytest.approx(float(by_hand), rel=1e-5)
+    assert info_nce(q, s, scale) < info_nce(q, s[torch.randperm(6)], scale)
+    with pytest.raises(ValueError, match="one shape"):
+        info_nce(q, s[:5], scale)
+
+
+# --- batches -------------------------------------------------------------------------------------------
+
+
+def test_batches_hold_one_pair_per_location_and_pull_in_neighbours():
+    from gleamx.retrieval.sampler import LocationBatchSampler
+
+    locs = [f"L{i // 4:02d}" for i in range(160)]  # 40 locations x 4 views
+    s = LocationBatchSampler(locs, 8, seed=3)
+    epoch0 = list(s)
+    flat = [i for b in epoch0 for i in b]
+    assert len(flat) == len(set(flat)) and len(flat) >= 160 - 8  # every pair at most once, nearly all used
+    assert all(len({locs[i] for i in b}) == len(b) == 8 for b in epoch0)
+    assert list(s) == epoch0  # deterministic for (seed, epoch)
+    s.set_epoch(1)
+    assert list(s) != epoch0
+    near = {f"L{k:02d}": [f"L{(k + 1) % 40:02d}", f"L{(k + 2) % 40:02d}"] for k in range(40)}
+    s.set_neighbours(near, 2)
+    hard = list(s)
+    assert all(len({locs[i] for i in b}) == len(b) for b in hard)
+    # a batch's first pair is an anchor, and the next two are its most similar locations while they have pairs left
+    pulled = [[locs[i] for i in b[1:3]] == near[locs[b[0]]] for b in hard]
+    assert sum(pulled) >= 0.5 * len(pulled)
+    assert sum([[locs[i] for i in b[1:3]] == near[locs[b[0]]] for b in epoch0]) <= 2  # not by chance
+    with pytest.raises(ValueError, match="distinct locations"):
+        LocationBatchSampler(locs[:12], 8)
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+
+def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
+    from gleamx.retrieval.encoder import load_encoder
+    from gleamx.retrieval.train import train_gleamc
+
+    out = train_gleamc(_cfg(toy, tmp_path / "straight"))
+    for f in ("config.json", "model.safetensors", "README.md", "log_history.json", "results.json",
+              "gleamc_config.json", "checkpoint-0", "checkpoint-1"):
+        assert (out / f).exists(), f
+    hist = json.loads((out / "log_history.json").read_text())
+    losses = [h["loss"] for h in hist if "loss" in h]
+    assert losses[-1] < losses[0]  # InfoNCE falls
+    results = json.loads((out / "results.json").read_text())
+    assert results["split"] == "val" and set(results["by_view"]) == {"ground", "panorama", "street_map", "uav"}
+    assert 0.0 <= results["R@1"] <= results["R@5"] <= results["R@10"] <= 1.0
+
+    import shutil
+
+    resumed_dir = tmp_path / "resumed"  # epoch 0's checkpoint of the same run, continued in a new dir
+    shutil.copytree(out / "checkpoint-0", resumed_dir / "checkpoint-0")
+    resumed = train_gleamc(_cfg(toy, resumed_dir, resume_from_checkpoint=str(resumed_dir / "checkpoint-0")))
+    a = load_encoder(str(out)).state_dict()
+    b = load_encoder(str(resumed)).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert json.loads((resumed / "results.json").read_text())["R@1"] == pytest.approx(results["R@1"])
+
+
+def test_bad_recipe_values_are_one_line(toy, tmp_path):
+    from gleamx.retrieval.train import train_gleamc
+
+    with pytest.raises(GleamConfigError, match="distinct locations"):
+        train_gleamc(_cfg(toy, tmp_path / "o", batch_size=1000))
+    with pytest.raises(GleamConfigError, match="resume_from_checkpoint"):
+        train_gleamc(_cfg(toy, tmp_path / "o", resume_from_checkpoint=str(tmp_path)))
+
+
+# --- command line and recipes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes" / "gleamc").glob("*.yaml")), ids=lambda p: p.stem)
+def test_gleamc_recipes_parse(recipe):
+    from trl import TrlParser
+
+    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.train.recipe import parse_recipe
+
+    (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), ["--config", str(recipe)])
+    assert cfg.batch_size >= 2 and cfg.encoder
+
+
+def test_cli_train_and_eval(toy, tmp_path):
+    out = tmp_path / "cli"
+    run = [sys.executable, "-m", "gleamx.cli.main"]
+    r = subprocess.run([*run, "retrieval", "train", "--config", str(ROOT / "recipes" / "gleamc" / "tiny.yaml"),
+                        "--data", str(toy), "--output_dir", str(out), "--epochs", "1", "--img_size", "32",
+                        "--batch_size", "8"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([*run, "retrieval", "eval", "--encoder", str(out), "--data", str(toy), "--split", "test",
+                        "--output", str(tmp_path / "ev")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "R@1" in r.stdout
+    m = json.loads((tmp_path / "ev" / "retrieval_results.json").read_text())
+    assert m["split"] == "test" and m["n_query"] == 4 * m["n_gallery"] > 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: x\nepoch: 3\n")
+    r = subprocess.run([*run, "retrieval", "train", "--config", str(bad)], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "unknown recipe key(s): 'epoch' (did you mean 'epochs'?)" in r.stderr
+    assert "Traceback" not in r.stderr
