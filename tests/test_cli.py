@@ -57,6 +57,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for p in ("data/train.jsonl", "llamafactory/gleamx_train.json", "models/tiny-qwen2_5_vl/config.json",
               "eval/untrained/results.json", "sft/adapter_model.safetensors", "sft/README.md",
-              "eval/sft/report.html"):
+              "eval/sft/report.html", "gleamc/model.safetensors", "gleamc/results.json",
+              "localize/localize_results.json", "localize/ranked.jsonl", "localize/verify/report.html"):
         assert (out / p).is_file(), p
     assert "fine-tuned: accuracy" in proc.stdout and "Outputs:" in proc.stdout

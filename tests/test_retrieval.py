@@ -226,3 +226,43 @@ def test_cli_train_and_eval(toy, tmp_path):
     r = subprocess.run([*run, "retrieval", "train", "--config", str(bad)], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "unknown recipe key(s): 'epoch' (did you mean 'epochs'?)" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --- localize: GLEAM-C candidates verified by the MLLM -----------------------------------------------------
+
+
+def test_rerank_puts_verified_yes_first_then_p_yes_then_retrieval_order():
+    from gleamx.retrieval.localize import rerank
+
+    cands = [
+        {"retrieval_rank": 0, "verdict": False, "p_yes": 0.4},
+        {"retrieval_rank": 1, "verdict": True, "p_yes": 0.7},
+        {"retrieval_rank": 2, "verdict": None, "p_yes": None},  # no verdict: with the "no"s, P(yes) taken as 0.5
+        {"retrieval_rank": 3, "verdict": True, "p_yes": 0.9},
+        {"retrieval_rank": 4, "verdict": True, "p_yes": 0.9},
+    ]
+    assert [c["retrieval_rank"] for c in rerank(cands)] == [3, 4, 1, 2, 0]
+
+
+def test_localize_verifies_top_k_candidates_and_resumes(toy, tmp_path, models_tiny_dir):
+    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.localize import LocalizeConfig, localize
+
+    enc = tmp_path / "enc"
+    GleamCEncoder.tiny(32).save_pretrained(enc)
+    cfg = LocalizeConfig(encoder=str(enc), model=str(models_tiny_dir("qwen2_5_vl")), data=str(toy), split="test",
+                         k=3, limit=4, output=str(tmp_path / "loc"), max_new_tokens=4)
+    r = localize(cfg)
+    out = tmp_path / "loc"
+    cands = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
+    assert len(cands) == 12 and {c["source"] for c in cands} == {"gleamc-candidates"}
+    ranked = [json.loads(line) for line in (out / "ranked.jsonl").read_text().splitlines()]
+    assert len(ranked) == 4 and all(len(q["candidates"]) == 3 for q in ranked)
+    assert all(c["is_match"] == (c["candidate_location"] == q["query_id"].rsplit("-", 1)[0])
+               for q in ranked for c in q["candidates"])
+    assert r["n_query"] == 4 and r["k"] == 3 and 0 <= r["R@1_retrieval"] <= r["recall_at_k"] <= 1
+    assert 0 <= r["R@1_verified"] <= r["recall_at_k"]
+    assert (out / "verify" / "report.html").is_file()
+    before = (out / "verify" / "predictions.jsonl").read_text()
+    assert localize(cfg) == r  # a rerun generates nothing new and gives the same numbers
+    assert (out / "verify" / "predictions.jsonl").read_text() == before

@@ -143,6 +143,23 @@ def cmd_retrieval_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_localize(args: argparse.Namespace) -> int:
+    from gleamx.retrieval.localize import LocalizeConfig, localize
+
+    cfg = LocalizeConfig(encoder=args.encoder, model=args.model, adapter=args.adapter, data=args.data,
+                         split=args.split, k=args.k, lang=args.lang, task=args.task,
+                         views=args.views.split(",") if args.views else None, limit=args.limit,
+                         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, dtype=args.dtype,
+                         output=args.output, overwrite=args.overwrite)
+    r = localize(cfg)
+    console.print(f"{r['n_query']} queries, top-{r['k']} of {r['n_gallery']} tiles: the right tile is among the "
+                  f"candidates for {100 * r['recall_at_k']:.1f}%; R@1 {100 * r['R@1_retrieval']:.1f}% by retrieval, "
+                  f"{100 * r['R@1_verified']:.1f}% after the MLLM's verification")
+    console.print(f"ranked candidates with answers: {Path(args.output) / 'ranked.jsonl'}  "
+                  f"verification report: {Path(args.output) / 'verify' / 'report.html'}")
+    return 0
+
+
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="auto", choices=["auto", "jsonl", "sharegpt", "hf"],
                    help="input format (default: detect from the path)")
@@ -219,6 +236,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, default=64, help="input size of the untrained 'tiny' encoder")
     p.add_argument("--output", required=True, help="directory for retrieval_results.json")
     p.set_defaults(fn=cmd_retrieval_eval)
+
+    p = sub.add_parser("localize", help="GLEAM-C top-k candidates, verified and explained by the MLLM, reranked")
+    p.add_argument("--encoder", required=True, help="trained GLEAM-C dir or Hub id")
+    p.add_argument("--model", required=True, help="MLLM dir or Hub id (e.g. Qwen/Qwen2.5-VL-3B-Instruct)")
+    p.add_argument("--adapter", default=None, help="LoRA adapter dir from recipes/sft.py")
+    p.add_argument("--data", required=True, help="dataset dir holding retrieval/")
+    p.add_argument("--split", default="test")
+    p.add_argument("--k", type=int, default=5, help="candidates per query")
+    p.add_argument("--lang", default="en", choices=["en", "zh"])
+    p.add_argument("--task", default="label", choices=["label", "explain"], help="explain: the MLLM explains each pair")
+    p.add_argument("--views", default=None, help="comma-separated query views (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N queries")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default 16 (label) or 256 (explain)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    p.add_argument("--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help="discard verifications made with another config")
+    p.set_defaults(fn=cmd_localize)
 
     p = sub.add_parser("demo", help="run the pipeline end to end on generated data and a tiny model")
     p.add_argument("--out", default="gleamx-demo", help="output directory (default ./gleamx-demo)")

@@ -1,0 +1,127 @@
+"""Localize: GLEAM-C proposes top-k satellite tiles per query, the MLLM verifies and explains each one.
+
+encoder -> top-k candidates -> ``candidates.jsonl`` (GLEAM-X pairs, label = same location) ->
+``gleamx-eval`` machinery (batched, resumable, P(yes) from the verdict token, report) in
+``verify/`` -> rerank each query's candidates: the MLLM's "yes" first, then by P(yes), then by
+retrieval similarity -> ``localize_results.json`` with R@1 before and after verification, and
+``ranked.jsonl`` with each query's reranked candidates and the MLLM's answers (explanations).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gleamx.data.jsonl import write_samples
+from gleamx.data.schema import GleamSample
+from gleamx.prompts.verdict import parse_verdict
+from gleamx.retrieval.data import RetrievalSet, load_retrieval
+from gleamx.retrieval.encoder import load_encoder
+from gleamx.retrieval.evaluate import Candidates, propose_candidates
+
+SOURCE = "gleamc-candidates"
+
+
+@dataclass
+class LocalizeConfig:
+    encoder: str
+    model: str
+    data: str
+    output: str
+    adapter: str | None = None
+    split: str = "test"
+    k: int = 5
+    lang: str = "en"
+    task: str = "label"
+    views: list[str] | None = None
+    limit: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int | None = None
+    dtype: str = "auto"
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    overwrite: bool = False
+
+
+def candidate_samples(rset: RetrievalSet, cands: list[Candidates]) -> list[GleamSample]:
+    """One GLEAM-X pair per (query, candidate tile); the label says whether it is the query's location."""
+    out = []
+    for c in cands:
+        for rank, (g, score) in enumerate(zip(c.gallery_indices, c.scores)):
+            tile = rset.gallery[g]
+            out.append(GleamSample(
+                id=f"{c.query.query_id}@{tile.location_id}", query_image=str(c.query.image),
+                satellite_image=str(tile.image), query_view=c.query.view, label=tile.location_id == c.query.location_id,
+                source=SOURCE, split=rset.split or "test",
+                meta={"query_id": c.query.query_id, "candidate_location": tile.location_id, "retrieval_rank": rank,
+                      "retrieval_score": round(float(score), 6)}))
+    return out
+
+
+def rerank(cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The MLLM's "yes" first, then higher P(yes), then the retrieval order. An answer without a
+    verdict ranks with the "no"s; a missing P(yes) counts as 0.5 only among equal verdicts."""
+    def key(c: dict[str, Any]) -> tuple:
+        p = c.get("p_yes")
+        return (c.get("verdict") is not True, -(0.5 if p is None else p), c["retrieval_rank"])
+
+    return sorted(cands, key=key)
+
+
+def _recall_at_1(ranked: dict[str, list[dict[str, Any]]]) -> float:
+    return sum(bool(c) and c[0]["is_match"] for c in ranked.values()) / max(1, len(ranked))
+
+
+def localize(cfg: LocalizeConfig) -> dict[str, Any]:
+    """Run the pipeline into ``cfg.output``; returns the numbers written to ``localize_results.json``."""
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    rset = load_retrieval(cfg.data, cfg.split, views=cfg.views)
+    if cfg.limit:
+        rset = RetrievalSet(rset.gallery, rset.queries[: cfg.limit], rset.split)
+    cands = propose_candidates(load_encoder(cfg.encoder), rset, cfg.k)
+    samples = candidate_samples(rset, cands)
+    write_samples(samples, out / "candidates.jsonl")
+
+    max_new = cfg.max_new_tokens or (16 if cfg.task == "label" else 256)
+    results = run_eval(EvalConfig(
+        data=str(out / "candidates.jsonl"), split=rset.split, model=cfg.model, adapter=cfg.adapter, lang=cfg.lang,
+        task=cfg.task, batch_size=cfg.batch_size, max_new_tokens=max_new, dtype=cfg.dtype, min_pixels=cfg.min_pixels,
+        max_pixels=cfg.max_pixels, output=str(out / "verify"), overwrite=cfg.overwrite,
+        no_explanation_metrics=True, bootstrap=0))
+    preds = {}
+    with (out / "verify" / "predictions.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            preds[row["id"]] = row
+
+    ranked: dict[str, list[dict[str, Any]]] = {}
+    for s in samples:
+        p = preds.get(s.id, {})
+        ranked.setdefault(s.meta["query_id"], []).append({
+            "candidate_location": s.meta["candidate_location"], "retrieval_rank": s.meta["retrieval_rank"],
+            "retrieval_score": s.meta["retrieval_score"], "is_match": s.label,
+            "verdict": parse_verdict(p.get("prediction", "")), "p_yes": p.get("p_yes"),
+            "answer": p.get("prediction")})
+    retrieval_order = {q: sorted(c, key=lambda x: x["retrieval_rank"]) for q, c in ranked.items()}
+    reranked = {q: rerank(c) for q, c in ranked.items()}
+    with (out / "ranked.jsonl").open("w", encoding="utf-8") as f:
+        for q in reranked:
+            f.write(json.dumps({"query_id": q, "candidates": reranked[q]}, ensure_ascii=False) + "\n")
+    summary = {
+        "config": asdict(cfg),
+        "n_query": len(ranked),
+        "k": cfg.k,
+        "n_gallery": len(rset.gallery),
+        "recall_at_k": sum(any(c["is_match"] for c in v) for v in ranked.values()) / max(1, len(ranked)),
+        "R@1_retrieval": _recall_at_1(retrieval_order),
+        "R@1_verified": _recall_at_1(reranked),
+        "verification": {key: results.get(key) for key in ("accuracy", "accuracy_positive", "accuracy_negative",
+                                                            "invalid_rate", "f1")},
+    }
+    (out / "localize_results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
