@@ -266,3 +266,42 @@ def test_localize_verifies_top_k_candidates_and_resumes(toy, tmp_path, models_ti
     before = (out / "verify" / "predictions.jsonl").read_text()
     assert localize(cfg) == r  # a rerun generates nothing new and gives the same numbers
     assert (out / "verify" / "predictions.jsonl").read_text() == before
+
+
+@pytest.mark.slow
+def test_two_processes_with_gathered_features_train_like_one(toy, tmp_path):
+    """2 CPU processes (gloo), each embedding half of every batch, all-gather the embeddings: the loss
+    and the trained weights equal one process on the same global batches (epoch 0). Epoch 1 samples
+    hard negatives, computed once and shared, so both processes agree on the batches."""
+    import os
+    import socket
+
+    from gleamx.retrieval.encoder import load_encoder
+
+    args = ["--config", str(ROOT / "recipes" / "gleamc" / "tiny.yaml"), "--data", str(toy), "--epochs", "2",
+            "--img_size", "32", "--batch_size", "8", "--hard_negatives", "2", "--logging_steps", "1",
+            "--eval_split", "val"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = tmp_path / "one"
+    r = subprocess.run([sys.executable, str(ROOT / "recipes" / "gleamc.py"), *args, "--output_dir", str(one)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                        str(ROOT / "accelerate_configs" / "cpu.yaml"), "--main_process_port", str(port),
+                        str(ROOT / "recipes" / "gleamc.py"), *args, "--output_dir", str(two)],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "x 2 process(es)" in r.stdout + r.stderr
+    from safetensors.torch import load_file
+
+    la, lb = ([h["loss"] for h in json.loads((d / "log_history.json").read_text()) if "loss" in h and h["epoch"] == 0]
+              for d in (one, two))
+    assert len(la) == len(lb) > 10
+    assert la == pytest.approx(lb, abs=1e-5)
+    a, b = (load_file(d / "checkpoint-0" / "model.safetensors") for d in (one, two))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert (two / "checkpoint-1").is_dir() and load_encoder(str(two)) is not None  # epoch 1 (hard negatives) ran

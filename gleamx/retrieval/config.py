@@ -18,7 +18,9 @@ class GleamCConfig:
     img_size: int = field(default=384, metadata={"help": "square input side for every view (tiny: 64)"})
     views: list[str] | None = field(default=None, metadata={"help": "query views to train on (default: all)"})
     epochs: int = 1
-    batch_size: int = field(default=32, metadata={"help": "pairs per batch, one per location (per process)"})
+    batch_size: int = field(default=32, metadata={
+        "help": "pairs per optimizer step over all processes, one per location; each process embeds "
+                "batch_size / num_processes of them and InfoNCE sees the gathered whole"})
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: float = field(default=0.1, metadata={"help": "warm-up steps, or a fraction of all steps if < 1"})
@@ -27,6 +29,9 @@ class GleamCConfig:
         "help": "Dynamic Similarity Sampling: pairs of the most similar other locations pulled into each "
                 "anchor's batch (0: random batches)"})
     hard_negatives_from_epoch: int = field(default=1, metadata={"help": "first epoch (0-based) that samples by similarity"})
+    gather_features: bool = field(default=True, metadata={
+        "help": "multi-process: all-gather embeddings (with gradient) so every pair's negatives are the whole "
+                "global batch, as in OpenCLIP; off: each process's InfoNCE sees only its own slice"})
     eval_split: str | None = field(default="val", metadata={"help": "split scored after every epoch (None: none)"})
     eval_batch_size: int = 64
     mixed_precision: str = field(default="no", metadata={"help": "accelerate mixed precision: no, bf16 or fp16"})

@@ -10,6 +10,7 @@ schedule. After each epoch: a ``checkpoint-<epoch>`` (accelerate state), and ret
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,18 @@ def similar_locations(encoder: GleamCEncoder, rset: RetrievalSet, k: int, batch_
     return {ids[i]: [ids[j] for j in row if j != i][:k] for i, row in enumerate(idx.tolist())}
 
 
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """All processes' rows of ``x`` concatenated in rank order, with gradients flowing back to each
+    process's own rows (``torch.distributed.nn.functional.all_gather``); ``x`` itself on one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x))
+
+
 def _check(cfg: GleamCConfig) -> None:
     if not cfg.data:
         raise GleamConfigError("recipe: data: missing (a dataset dir with retrieval/gallery.jsonl and queries.jsonl)")
@@ -71,11 +84,22 @@ def _resume_epoch(cfg: GleamCConfig) -> int:
 def train_gleamc(cfg: GleamCConfig) -> Path:
     """Train and save; returns the output directory."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import broadcast_object_list, set_seed
     from transformers import get_cosine_schedule_with_warmup
 
+    from accelerate.utils import DataLoaderConfiguration
+
     _check(cfg)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    # split_batches: each sampler batch (one pair per location) is divided among the processes, so the
+    # gathered global batch is exactly one sampler batch: no location twice, no false negatives.
+    # cpu=True when there is no GPU (or the accelerate config says use_cpu): without it, processes that
+    # torchrun started on a CPU machine each think they are alone, train on the same batches and never sync.
+    use_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=use_cpu,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if cfg.batch_size % accelerator.num_processes:
+        raise GleamConfigError(f"recipe: batch_size {cfg.batch_size} must divide by the {accelerator.num_processes} "
+                               "processes (it is the global batch, split among them)")
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     train = load_retrieval(cfg.data, "train", views=cfg.views)
@@ -107,9 +131,13 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
 
     for epoch in range(start, cfg.epochs):
         if cfg.hard_negatives and epoch >= cfg.hard_negatives_from_epoch:
-            unwrapped = accelerator.unwrap_model(model)
-            sampler.set_neighbours(similar_locations(unwrapped, train, 4 * cfg.hard_negatives, cfg.eval_batch_size),
-                                   cfg.hard_negatives)
+            # Computed once and broadcast: every process must build the very same batches, or the
+            # collectives of a shorter epoch wait forever on a longer one.
+            near = [similar_locations(accelerator.unwrap_model(model), train, 4 * cfg.hard_negatives,
+                                      cfg.eval_batch_size) if accelerator.is_main_process else None]
+            if accelerator.num_processes > 1:
+                broadcast_object_list(near)
+            sampler.set_neighbours(near[0], cfg.hard_negatives)
         # Through the prepared loader: accelerate re-sets its sampler's epoch from its own counter on every
         # iteration, which restarts at 0 after a resume.
         loader.set_epoch(epoch)
@@ -121,6 +149,10 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
                 # One forward over both halves: DDP allows one forward per backward, and it batches better.
                 q, s = model(torch.cat([batch["query"], batch["satellite"]])).chunk(2)
             scale = accelerator.unwrap_model(model).logit_scale
+            if cfg.gather_features:
+                # Every process computes the same global loss; DDP's gradient averaging then gives the
+                # gradient of that loss (each process's rows get the summed gradient through all_gather).
+                q, s = gather_with_grad(q), gather_with_grad(s)
             loss = info_nce(q, s, scale, cfg.label_smoothing)
             accelerator.backward(loss)
             optimizer.step()
