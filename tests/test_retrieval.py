@@ -172,6 +172,17 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     assert losses[-1] < losses[0]  # InfoNCE falls
     results = json.loads((out / "results.json").read_text())
     assert results["split"] == "val" and set(results["by_view"]) == {"ground", "panorama", "street_map", "uav"}
+    from huggingface_hub import ModelCard
+
+    from gleamx.hub.push import plan_push
+
+    card = ModelCard.load(out / "README.md")
+    metrics = card.data.eval_results
+    assert card.data.library_name == "gleamx" and {m.metric_type for m in metrics} >= {"R@1", "mAP"}
+    assert next(m for m in metrics if m.metric_type == "R@1").metric_value == round(100 * results["R@1"], 2)
+    plan = plan_push(out, "me/gleamc-tiny")  # what `gleamx push --dry-run` would upload: no checkpoints
+    assert {"config.json", "model.safetensors", "README.md"} <= set(plan.files)
+    assert not any(f.startswith("checkpoint-") for f in plan.files)
     assert 0.0 <= results["R@1"] <= results["R@5"] <= results["R@10"] <= 1.0
 
     import shutil

@@ -187,8 +187,13 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
         (out / "gleamc_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
         hist_path.write_text(json.dumps(history, indent=1) + "\n")
         last_eval = next((h["eval"] for h in reversed(history) if "eval" in h), None)
-        if last_eval is not None:
-            (out / "results.json").write_text(json.dumps({"split": cfg.eval_split, **last_eval}, indent=2) + "\n")
+        results = {"split": cfg.eval_split, **last_eval} if last_eval is not None else None
+        if results is not None:
+            (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        from gleamx.retrieval.card import gleamc_card
+
+        n_params = sum(p.numel() for p in final.parameters())
+        gleamc_card(cfg, results, n_params, accelerator.num_processes).save(out / "README.md")
     accelerator.wait_for_everyone()
     return out
 
