@@ -63,7 +63,7 @@ def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int) -> None:
         print(f"  faiss scores equal: {torch.allclose(full_s, fa_s, atol=1e-4)}")
 
 
-def bench_training(root: Path, difficulty: str, n: int, epochs: int, batch: int, img: int) -> None:
+def bench_training(root: Path, difficulty: str, n: int, epochs: int, batch: int, img: int, hard: int = 4) -> None:
     from gleamx.data.synth import synthesize
     from gleamx.retrieval.config import GleamCConfig
     from gleamx.retrieval.data import load_retrieval
@@ -72,20 +72,22 @@ def bench_training(root: Path, difficulty: str, n: int, epochs: int, batch: int,
     from gleamx.retrieval.train import train_gleamc
 
     data = root / f"data-{difficulty}"
-    synthesize(data, n=n, seed=0, image_size=img, difficulty=difficulty)
+    if not data.exists():
+        synthesize(data, n=n, seed=0, image_size=img, difficulty=difficulty)
     test = load_retrieval(data, "test")
     torch.manual_seed(0)
     before = evaluate_retrieval(GleamCEncoder.tiny(img), test)
-    out = root / f"gleamc-{difficulty}"
+    out = root / f"gleamc-{difficulty}-hard{hard}"
     t0 = time.perf_counter()
     train_gleamc(GleamCConfig(data=str(data), output_dir=str(out), encoder="tiny", img_size=img, epochs=epochs,
-                              batch_size=batch, hard_negatives=4, hard_negatives_from_epoch=1, eval_split="test",
+                              batch_size=batch, hard_negatives=hard, hard_negatives_from_epoch=1, eval_split="test",
                               logging_steps=1000, seed=0))
     wall = time.perf_counter() - t0
     after = json.loads((out / "results.json").read_text())
     n_train = len(load_retrieval(data, "train").queries)
     print(f"\nquality, {difficulty} level: {n} pairs at {img} px, tiny ConvNeXt (0.23 M), {epochs} epochs x batch "
-          f"{batch}, hard negatives from epoch 1; train wall {wall:.0f} s incl. per-epoch eval "
+          f"{batch}, " + (f"{hard} hard negatives per anchor from epoch 1" if hard else "random batches (no hard negatives)")
+          + f"; train wall {wall:.0f} s incl. per-epoch eval "
           f"({epochs * n_train / wall:.0f} training pairs/s overall)")
     print(f"  test gallery {after['n_gallery']} tiles, {after['n_query']} queries "
           f"(chance R@1 {100 / after['n_gallery']:.1f}%)")
@@ -128,6 +130,7 @@ def main() -> None:
         bench_sampling_cost(root, 64)
         if not args.quick:
             bench_training(root, "easy", n, epochs, 32, 64)
+            bench_training(root, "easy", n, epochs, 32, 64, hard=0)  # the same without similarity sampling
 
 
 if __name__ == "__main__":

@@ -34,18 +34,8 @@ def _check_positive_int(name: str, value: int) -> None:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
-def _topk_stable(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row-wise top-k, descending, lower column first among equal scores.
-
-    ``torch.topk`` picks an arbitrary subset of the values tied at the k-th
-    place; here the k-th value (which is unique) fixes how many tied columns
-    to keep, and the leftmost ones are kept. Cheaper than sorting the block.
-    """
-    # NaN would break the exactly-k selection below (it compares false with the k-th value).
-    if torch.isnan(block).any():
-        raise ValueError("embeddings: expected finite similarities, found NaN")
-    if k >= block.shape[1]:
-        return torch.sort(block, dim=1, descending=True, stable=True)
+def _topk_stable_slow(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_topk_stable` for rows where ties straddle the k-th place (rare with float embeddings)."""
     kth = torch.topk(block, k, dim=1).values[:, -1:]
     above = block > kth
     tied = block == kth
@@ -53,7 +43,34 @@ def _topk_stable(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     keep = above | (tied & (torch.cumsum(tied, dim=1, dtype=torch.int32) <= need))
     # Exactly k kept per row; nonzero() is row-major, so columns ascend within each row.
     cols = keep.nonzero()[:, 1].view(-1, k)
-    vals = block.gather(1, cols)
+    return block.gather(1, cols), cols
+
+
+def _topk_stable(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise top-k, descending, lower column first among equal scores.
+
+    ``torch.topk`` picks an arbitrary subset of the values tied at the k-th place. Its choice is
+    kept where no tie straddles that place, which holds exactly when the (k+1)-th largest value
+    is below the k-th (so top-(k+1) tells, at the cost of top-k); only the other rows take the
+    slower exact path, which keeps the leftmost tied columns.
+    """
+    if k + 1 >= block.shape[1]:
+        vals, cols = torch.sort(block, dim=1, descending=True, stable=True)
+        if torch.isnan(vals[:, :1]).any():
+            raise ValueError("embeddings: expected finite similarities, found NaN")
+        return vals, cols
+    vals, cols = torch.topk(block, k + 1, dim=1)
+    # topk ranks NaN above every number, so a NaN anywhere in a row shows up among its top k.
+    if torch.isnan(vals).any():
+        raise ValueError("embeddings: expected finite similarities, found NaN")
+    straddle = vals[:, k] == vals[:, k - 1]
+    vals, cols = vals[:, :k].contiguous(), cols[:, :k].contiguous()
+    if straddle.any():
+        rows = straddle.nonzero()[:, 0]
+        vals[rows], cols[rows] = _topk_stable_slow(block[rows], k)
+    # Order the k by score, lower column first among equals: sort by column, then stably by score.
+    by_col = torch.sort(cols, dim=1).indices
+    vals, cols = vals.gather(1, by_col), cols.gather(1, by_col)
     order = torch.sort(vals, dim=1, descending=True, stable=True).indices
     return vals.gather(1, order), cols.gather(1, order)
 
