@@ -109,6 +109,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_cvgl(args: argparse.Namespace) -> int:
+    from gleamx.data.cvgl import convert_cvusa, convert_university1652
+
+    if args.layout == "university1652":
+        summary = convert_university1652(args.root, args.out, split=args.split, distractors=not args.no_distractors)
+    else:
+        summary = convert_cvusa(args.root, args.out, split=args.split)
+    console.print(f"{args.layout} {summary.split}: gallery {summary.n_gallery} tiles, {summary.n_queries} queries "
+                  f"({', '.join(f'{k}={v}' for k, v in summary.by_view.items())}) -> {summary.out_dir / 'retrieval'}")
+    return 0
+
+
 def cmd_retrieval_train(args: argparse.Namespace) -> int:
     from trl import TrlParser
 
@@ -198,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip bad records (and report how many) instead of stopping")
     _add_source_args(p)
     p.set_defaults(fn=cmd_data_convert)
+
+    p = data.add_parser("cvgl", help="write the GLEAM-C retrieval layout for University-1652 or CVUSA on disk")
+    p.add_argument("root", help="the dataset's root directory")
+    p.add_argument("--layout", required=True, choices=["university1652", "cvusa"])
+    p.add_argument("--out", required=True, help="output dir (its retrieval/ points into root; nothing is copied)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--no-distractors", action="store_true",
+                   help="University-1652: drop the 250 satellite tiles no query matches (Sample4Geo's protocol)")
+    p.set_defaults(fn=cmd_data_cvgl)
 
     models = sub.add_parser("models", help="model utilities").add_subparsers(dest="models_cmd", required=True)
     p = models.add_parser("tiny", help="build a tiny random-initialised Qwen-VL-class model")

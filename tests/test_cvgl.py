@@ -1,0 +1,95 @@
+"""University-1652 and CVUSA trees (built here, with the real folder layouts) -> the GLEAM-C retrieval layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gleamx.errors import GleamDataError
+
+
+def _img(path: Path, colour: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), colour).save(path)
+
+
+@pytest.fixture()
+def university(tmp_path: Path) -> Path:
+    """3 test locations with drone and street queries, plus 2 distractor tiles; 2 train locations."""
+    root = tmp_path / "University-Release"
+    for i, loc in enumerate(["0001", "0002", "0003"]):
+        _img(root / "test" / "gallery_satellite" / loc / f"{loc}.jpg", (i * 40, 0, 0))
+        for k in range(3):
+            _img(root / "test" / "query_drone" / loc / f"image-{k:02d}.jpeg", (0, i * 40, k))
+        _img(root / "test" / "query_street" / loc / "s1.jpg", (0, 0, i * 40))
+    for loc in ["0900", "0901"]:  # distractors: satellite tiles no query matches
+        _img(root / "test" / "gallery_satellite" / loc / f"{loc}.jpg", (9, 9, 9))
+    for loc in ["0100", "0101"]:
+        _img(root / "train" / "satellite" / loc / f"{loc}.jpg", (1, 2, 3))
+        _img(root / "train" / "drone" / loc / "image-01.jpeg", (3, 2, 1))
+        _img(root / "train" / "street" / loc / "x.jpg", (3, 3, 1))
+    return root
+
+
+def test_university1652_both_protocols_load_as_retrieval_sets(university, tmp_path):
+    from gleamx.data.cvgl import convert_university1652
+    from gleamx.retrieval.data import load_retrieval
+
+    s = convert_university1652(university, tmp_path / "with")
+    assert (s.n_gallery, s.n_queries, s.by_view) == (5, 12, {"uav": 9, "ground": 3})
+    rset = load_retrieval(tmp_path / "with", "test")
+    assert len(rset.gallery) == 5 and rset.views() == ["ground", "uav"]
+    for q, (p,) in zip(rset.queries, rset.positives()):
+        assert rset.gallery[p].location_id == q.location_id and q.image.is_file()
+    # images stay where they are: paths point into the dataset tree
+    line = json.loads((tmp_path / "with" / "retrieval" / "gallery.jsonl").read_text().splitlines()[0])
+    assert ".." in line["image"] and "gallery_satellite" in line["image"]
+    s = convert_university1652(university, tmp_path / "without", distractors=False)
+    assert s.n_gallery == 3  # Sample4Geo's protocol: 701 instead of 951 on the real data
+    train = convert_university1652(university, tmp_path / "train", split="train")
+    assert (train.n_gallery, train.n_queries) == (2, 4)
+
+
+def test_university1652_bad_trees_are_one_line(university, tmp_path):
+    from gleamx.data.cvgl import convert_university1652
+
+    _img(university / "test" / "gallery_satellite" / "0002" / "extra.jpg", (0, 0, 0))
+    with pytest.raises(GleamDataError, match="0002: satellite: expected one satellite image, found 2"):
+        convert_university1652(university, tmp_path / "o")
+    with pytest.raises(GleamDataError, match="missing directory"):
+        convert_university1652(tmp_path / "nowhere", tmp_path / "o")
+
+
+def test_cvusa_split_files(tmp_path):
+    from gleamx.data.cvgl import convert_cvusa
+    from gleamx.retrieval.data import load_retrieval
+
+    root = tmp_path / "CVUSA"
+    rows = []
+    for i in range(4):
+        _img(root / "bingmap" / "19" / f"{i:07d}.jpg", (i, 0, 0))
+        _img(root / "streetview" / "panos" / f"{i:07d}.jpg", (0, i, 0))
+        rows.append(f"bingmap/19/{i:07d}.jpg,streetview/panos/{i:07d}.jpg,annotations/{i:07d}.png")
+    (root / "splits").mkdir()
+    (root / "splits" / "val-19zl.csv").write_text("\n".join(rows) + "\n")
+    s = convert_cvusa(root, tmp_path / "out")
+    assert (s.n_gallery, s.n_queries, s.by_view) == (4, 4, {"panorama": 4})
+    rset = load_retrieval(tmp_path / "out", "test")
+    assert [rset.gallery[p].location_id for (p,) in rset.positives()] == [q.location_id for q in rset.queries]
+    (root / "splits" / "val-19zl.csv").write_text(rows[0] + "\nbingmap/19/missing.jpg,streetview/panos/0000001.jpg\n")
+    with pytest.raises(GleamDataError, match=r"val-19zl\.csv:2: satellite: file not found"):
+        convert_cvusa(root, tmp_path / "out2")
+
+
+def test_cli_cvgl_then_retrieval_eval(university, tmp_path):
+    pytest.importorskip("timm")
+    from gleamx.cli.main import main
+
+    assert main(["data", "cvgl", str(university), "--layout", "university1652", "--out", str(tmp_path / "u")]) == 0
+    assert main(["retrieval", "eval", "--encoder", "tiny", "--img-size", "32", "--data", str(tmp_path / "u"),
+                 "--output", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "retrieval_results.json").read_text())
+    assert m["n_gallery"] == 5 and m["n_query"] == 12
