@@ -196,6 +196,22 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     assert json.loads((resumed / "results.json").read_text())["R@1"] == pytest.approx(results["R@1"])
 
 
+def test_push_to_hub_uploads_the_run_without_checkpoints(toy, tmp_path, monkeypatch):
+    import gleamx.hub.push as hub_push
+    from gleamx.retrieval.train import train_gleamc
+
+    calls = []
+    monkeypatch.setattr(hub_push, "push_output_dir", lambda out, repo, private=False: calls.append(
+        (hub_push.plan_push(out, repo, private=private), private)))
+    train_gleamc(_cfg(toy, tmp_path / "o", epochs=1, push_to_hub=True, hub_model_id="me/gleamc", hub_private_repo=True))
+    (plan, private), = calls
+    assert plan.repo_id == "me/gleamc" and private
+    assert "model.safetensors" in plan.files and not any(f.startswith("checkpoint-") for f in plan.files)
+    assert "gleam-c" in plan.card
+    with pytest.raises(GleamConfigError, match="hub_model_id"):
+        train_gleamc(_cfg(toy, tmp_path / "p", push_to_hub=True))
+
+
 def test_bad_recipe_values_are_one_line(toy, tmp_path):
     from gleamx.retrieval.train import train_gleamc
 

@@ -40,3 +40,7 @@ class GleamCConfig:
     resume_from_checkpoint: str | None = field(default=None, metadata={
         "help": "a checkpoint-<epoch> dir of this output_dir to continue from"})
     logging_steps: int = 10
+    push_to_hub: bool = field(default=False, metadata={
+        "help": "upload the encoder, card and logs (not checkpoints) when training ends; token from HF_TOKEN or login"})
+    hub_model_id: str | None = field(default=None, metadata={"help": "user/name on the Hub"})
+    hub_private_repo: bool = False

@@ -63,6 +63,8 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check(cfg: GleamCConfig) -> None:
+    if cfg.push_to_hub and (not cfg.hub_model_id or cfg.hub_model_id.count("/") != 1):
+        raise GleamConfigError(f"recipe: push_to_hub needs hub_model_id as user/name, got {cfg.hub_model_id!r}")
     if not cfg.data:
         raise GleamConfigError("recipe: data: missing (a dataset dir with retrieval/gallery.jsonl and queries.jsonl)")
     if cfg.epochs < 1 or cfg.batch_size < 2:
@@ -194,6 +196,11 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
 
         n_params = sum(p.numel() for p in final.parameters())
         gleamc_card(cfg, results, n_params, accelerator.num_processes).save(out / "README.md")
+        if cfg.push_to_hub:
+            from gleamx.hub import push as hub_push
+
+            hub_push.push_output_dir(out, cfg.hub_model_id, private=cfg.hub_private_repo)
+            say(f"pushed to https://huggingface.co/{cfg.hub_model_id}")
     accelerator.wait_for_everyone()
     return out
 
