@@ -31,7 +31,7 @@ def _timm() -> Any:
     try:
         import timm
     except ImportError:
-        raise GleamConfigError("GLEAM-C needs timm: pip install 'gleamx[retrieval]'") from None
+        raise GleamConfigError("GLEAM-C needs timm (a gleamx dependency): pip install timm") from None
     return timm
 
 
