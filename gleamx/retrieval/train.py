@@ -170,7 +170,7 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
                                 "learning_rate": scheduler.get_last_lr()[0],
                                 "temperature": float(1.0 / scale.detach().exp())})
         record: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch}
-        if evalset is not None:
+        if evalset is not None and accelerator.is_main_process:  # one process scores; the others wait below
             m = evaluate_retrieval(accelerator.unwrap_model(model), evalset, batch_size=cfg.eval_batch_size)
             record["eval"] = m
             say(f"epoch {epoch}: {cfg.eval_split} R@1 {100 * m['R@1']:.2f}  R@5 {100 * m['R@5']:.2f}  "
