@@ -93,3 +93,61 @@ def test_cli_cvgl_then_retrieval_eval(university, tmp_path):
                  "--output", str(tmp_path / "ev")]) == 0
     m = json.loads((tmp_path / "ev" / "retrieval_results.json").read_text())
     assert m["n_gallery"] == 5 and m["n_query"] == 12
+
+
+def _vigor(tmp_path: Path) -> Path:
+    """4 cities x 3 tiles; each panorama's label line names its positive and 3 semi-positives."""
+    root = tmp_path / "VIGOR"
+    for c, city in enumerate(["NewYork", "Seattle", "SanFrancisco", "Chicago"]):
+        sats = [f"satellite_{c}_{i}.png" for i in range(4)]
+        for i, name in enumerate(sats):
+            _img(root / city / "satellite" / name, (c * 50, i * 50, 0))
+        (root / "splits" / city).mkdir(parents=True)
+        (root / "splits" / city / "satellite_list.txt").write_text("\n".join(sats) + "\n")
+        lines = []
+        for k in range(2):
+            pano = f"p{c}{k},40.7,-74.0,.jpg"
+            _img(root / city / "panorama" / pano, (c * 50, k * 100, 9))
+            order = sats[k:] + sats[:k]  # positive first, then three semi-positives
+            lines.append(pano + "".join(f" {s} 10.5 -3.2" for s in order))
+        for name in ("same_area_balanced_train.txt", "same_area_balanced_test.txt", "pano_label_balanced.txt"):
+            (root / "splits" / city / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_vigor_same_and_cross_area_with_semi_positives_and_hit_rate(tmp_path):
+    pytest.importorskip("timm")
+    from gleamx.data.cvgl import convert_vigor
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.evaluate import evaluate_retrieval
+
+    root = _vigor(tmp_path)
+    s = convert_vigor(root, tmp_path / "same")
+    assert (s.n_gallery, s.n_queries, s.by_view) == (16, 8, {"panorama": 8})
+    rset = load_retrieval(tmp_path / "same", "test")
+    q = rset.queries[1]  # NewYork's second panorama: positive tile 1, semi-positives 2, 3, 0
+    assert q.location_id == "NewYork/satellite_0_1"
+    assert q.semi_positives == ("NewYork/satellite_0_2", "NewYork/satellite_0_3", "NewYork/satellite_0_0")
+    cross = convert_vigor(root, tmp_path / "cross", same_area=False)
+    assert cross.n_gallery == 8 and {json.loads(x)["location_id"].split("/")[0] for x in
+                                     (tmp_path / "cross" / "retrieval" / "queries.jsonl").read_text().splitlines()} \
+        == {"SanFrancisco", "Chicago"}
+    m = evaluate_retrieval(GleamCEncoder.tiny(32).eval(), rset)
+    # the hit rate counts semi-positives too, so it is never below R@1
+    assert m["hit_rate@1"] >= m["R@1"] and "hit_rate@1" in m["by_view"]["panorama"]
+    bad = root / "splits" / "Chicago" / "same_area_balanced_test.txt"
+    bad.write_text(bad.read_text().replace("satellite_3_2.png", "nowhere.png", 1))
+    with pytest.raises(GleamDataError, match=r"same_area_balanced_test\.txt:1: satellite: 'Chicago/nowhere'"):
+        convert_vigor(root, tmp_path / "bad")
+
+
+def test_hit_rate_is_absent_without_semi_positives(university, tmp_path):
+    pytest.importorskip("timm")
+    from gleamx.data.cvgl import convert_university1652
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.evaluate import evaluate_retrieval
+
+    convert_university1652(university, tmp_path / "u")
+    assert "hit_rate@1" not in evaluate_retrieval(GleamCEncoder.tiny(32).eval(), load_retrieval(tmp_path / "u", "test"))

@@ -110,10 +110,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_data_cvgl(args: argparse.Namespace) -> int:
-    from gleamx.data.cvgl import convert_cvusa, convert_university1652
+    from gleamx.data.cvgl import convert_cvusa, convert_university1652, convert_vigor
 
     if args.layout == "university1652":
         summary = convert_university1652(args.root, args.out, split=args.split, distractors=not args.no_distractors)
+    elif args.layout == "vigor":
+        summary = convert_vigor(args.root, args.out, split=args.split, same_area=not args.cross_area)
     else:
         summary = convert_cvusa(args.root, args.out, split=args.split)
     console.print(f"{args.layout} {summary.split}: gallery {summary.n_gallery} tiles, {summary.n_queries} queries "
@@ -148,7 +150,8 @@ def cmd_retrieval_eval(args: argparse.Namespace) -> int:
                                                             "split": args.split, **m}, indent=2) + "\n")
     pct = f"R@{1:g}%"
     console.print(f"{m['n_query']} queries, gallery {m['n_gallery']}: R@1 {100 * m['R@1']:.2f}  R@5 {100 * m['R@5']:.2f}  "
-                  f"R@10 {100 * m['R@10']:.2f}  {pct} {100 * m[pct]:.2f} (top {m[pct + '_k']})  mAP {100 * m['mAP']:.2f}")
+                  f"R@10 {100 * m['R@10']:.2f}  {pct} {100 * m[pct]:.2f} (top {m[pct + '_k']})  mAP {100 * m['mAP']:.2f}"
+                  + (f"  hit rate {100 * m['hit_rate@1']:.2f}" if "hit_rate@1" in m else ""))
     for view, v in m["by_view"].items():
         console.print(f"  {view:<10} R@1 {100 * v['R@1']:.2f}  R@10 {100 * v['R@10']:.2f}  mAP {100 * v['mAP']:.2f}")
     console.print(f"numbers: {out / 'retrieval_results.json'}")
@@ -211,13 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p)
     p.set_defaults(fn=cmd_data_convert)
 
-    p = data.add_parser("cvgl", help="write the GLEAM-C retrieval layout for University-1652 or CVUSA on disk")
+    p = data.add_parser("cvgl", help="write the GLEAM-C retrieval layout for University-1652, VIGOR or CVUSA on disk")
     p.add_argument("root", help="the dataset's root directory")
-    p.add_argument("--layout", required=True, choices=["university1652", "cvusa"])
+    p.add_argument("--layout", required=True, choices=["university1652", "vigor", "cvusa"])
     p.add_argument("--out", required=True, help="output dir (its retrieval/ points into root; nothing is copied)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--no-distractors", action="store_true",
                    help="University-1652: drop the 250 satellite tiles no query matches (Sample4Geo's protocol)")
+    p.add_argument("--cross-area", action="store_true",
+                   help="VIGOR: train on NewYork+Seattle, test on SanFrancisco+Chicago (default: same-area)")
     p.set_defaults(fn=cmd_data_cvgl)
 
     models = sub.add_parser("models", help="model utilities").add_subparsers(dest="models_cmd", required=True)

@@ -10,6 +10,13 @@ image paths point into the original tree (relative to ``DIR/retrieval``), so not
   951 tiles, of which 250 are distractors with no query. Sample4Geo evaluates on the 701 without
   them, so published numbers follow two protocols: ``distractors=True`` (the default, the
   dataset's own protocol) keeps them, and ``False`` drops them.
+* **VIGOR** (``ROOT/<city>/{panorama,satellite}/``, ``ROOT/splits/<city>/satellite_list.txt`` and the
+  label files ``same_area_balanced_{train,test}.txt`` or ``pano_label_balanced.txt``): panoramas become
+  ``panorama`` queries. Each label line names four tiles (with pixel offsets): the first is the positive,
+  the other three are semi-positives (they also cover the panorama), written as ``semi_positive_ids`` so
+  that evaluation can report VIGOR's hit rate beside R@k. Same-area uses all four cities in both splits.
+  Cross-area trains on NewYork and Seattle and tests on SanFrancisco and Chicago. The gallery is every
+  satellite tile of the split's cities (90,618 for same-area test), hence chunked search.
 * **CVUSA** (``ROOT/splits/train-19zl.csv``, ``val-19zl.csv``: ``satellite,panorama[,...]`` per
   line): each panorama is a ``panorama`` query of its own satellite tile. The CSV's val split is
   the test split used in papers, written here as ``test``.
@@ -27,7 +34,8 @@ from pathlib import Path
 from gleamx.errors import GleamDataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-LAYOUTS = ("university1652", "cvusa")
+LAYOUTS = ("university1652", "vigor", "cvusa")
+VIGOR_CITIES = ("NewYork", "Seattle", "SanFrancisco", "Chicago")
 
 
 @dataclass
@@ -122,4 +130,44 @@ def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test") -> 
             gallery.append({"location_id": loc, "image": sat, "split": split})
             queries.append({"query_id": f"panorama/{Path(row[1]).stem}", "image": pano, "query_view": "panorama",
                             "location_id": loc, "split": split})
+    return _write(Path(out), gallery, queries, split)
+
+
+def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", same_area: bool = True) -> LayoutSummary:
+    """VIGOR -> retrieval layout, with each panorama's three semi-positive tiles."""
+    root = Path(root)
+    if split not in ("train", "test"):
+        raise GleamDataError.at(str(root), None, "split", f"expected train or test, got {split!r}")
+    if same_area:
+        cities, label_name = VIGOR_CITIES, f"same_area_balanced_{split}.txt"
+    else:
+        cities, label_name = (VIGOR_CITIES[:2] if split == "train" else VIGOR_CITIES[2:]), "pano_label_balanced.txt"
+    gallery, known = [], set()
+    for city in cities:
+        listing = root / "splits" / city / "satellite_list.txt"
+        if not listing.is_file():
+            raise GleamDataError.at(str(listing), None, "layout", "missing (expected VIGOR's splits/<city>/satellite_list.txt)")
+        for name in listing.read_text(encoding="utf-8").split():
+            loc = f"{city}/{Path(name).stem}"
+            known.add(loc)
+            gallery.append({"location_id": loc, "image": root / city / "satellite" / name, "split": split})
+    queries = []
+    for city in cities:
+        labels = root / "splits" / city / label_name
+        if not labels.is_file():
+            raise GleamDataError.at(str(labels), None, "layout", f"missing (expected VIGOR's splits/<city>/{label_name})")
+        with labels.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                cols = line.split()
+                if not cols:
+                    continue
+                if len(cols) < 13:
+                    raise GleamDataError.at(str(labels), n, "line", "expected a panorama and 4 x (satellite, dx, dy)")
+                tiles = [f"{city}/{Path(cols[i]).stem}" for i in (1, 4, 7, 10)]
+                for t in tiles:
+                    if t not in known:
+                        raise GleamDataError.at(str(labels), n, "satellite", f"{t!r} is not in satellite_list.txt")
+                queries.append({"query_id": f"{city}/{Path(cols[0]).stem}", "image": root / city / "panorama" / cols[0],
+                                "query_view": "panorama", "location_id": tiles[0], "semi_positive_ids": tiles[1:],
+                                "split": split})
     return _write(Path(out), gallery, queries, split)

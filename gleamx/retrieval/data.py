@@ -2,8 +2,9 @@
 
 ``DIR/retrieval/gallery.jsonl`` holds one satellite tile per line
 (``{"location_id", "image", "split"}``) and ``DIR/retrieval/queries.jsonl`` one query view per
-line (``{"query_id", "image", "query_view", "location_id", "split"}``); image paths are relative
-to the JSONL file. A query's positive is the gallery tile with its ``location_id``.
+line (``{"query_id", "image", "query_view", "location_id", "split"}``, optionally
+``"semi_positive_ids"``); image paths are relative to the JSONL file. A query's positive is the
+gallery tile with its ``location_id``; semi-positives (VIGOR) count only for the hit rate.
 ``gleamx data synth`` writes this layout; real CVGL data (University-1652, VIGOR, ...) can be
 converted to it. Every line is checked on load, and a bad one is reported as ``file:line: field: expected``.
 """
@@ -33,6 +34,7 @@ class Query:
     view: str
     location_id: str
     split: str
+    semi_positives: tuple[str, ...] = ()  # other tiles that also cover the query (VIGOR); not positives for R@k
 
 
 @dataclass
@@ -52,6 +54,10 @@ class RetrievalSet:
 
     def positives(self) -> list[list[int]]:
         return [[self.positive(q)] for q in self.queries]
+
+    def semi_positives(self) -> list[list[int]]:
+        """Gallery indices of each query's semi-positive tiles (empty for most datasets)."""
+        return [[self._index[s] for s in q.semi_positives] for q in self.queries]
 
     def views(self) -> list[str]:
         return sorted({q.view for q in self.queries})
@@ -121,8 +127,14 @@ def load_retrieval(root: str | Path, split: str | None = None, *, views: Sequenc
         if row["location_id"] not in locations:
             raise GleamDataError.at(str(qpath), n, "location_id", f"{row['location_id']!r} has no gallery tile"
                                     + (f" in split {split!r}" if split else ""))
+        semis = row.get("semi_positive_ids") or []
+        if not isinstance(semis, list) or not all(isinstance(x, str) for x in semis):
+            raise GleamDataError.at(str(qpath), n, "semi_positive_ids", "expected a list of location ids")
+        missing = [x for x in semis if x not in locations]
+        if missing:
+            raise GleamDataError.at(str(qpath), n, "semi_positive_ids", f"{missing[0]!r} has no gallery tile")
         queries.append(Query(row["query_id"], _image(qpath, n, row["image"], check_images), row["query_view"],
-                             row["location_id"], row["split"]))
+                             row["location_id"], row["split"], tuple(semis)))
     if not gallery or not queries:
         raise GleamDataError.at(str(base), None, "split", f"no {'gallery tiles' if not gallery else 'queries'}"
                                 + (f" in split {split!r}" if split else ""))

@@ -23,7 +23,8 @@ def embed_set(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 6
 
 def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64,
                        ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0) -> dict[str, Any]:
-    """R@k, R@1%, mAP (standard and University-1652 trapezoid) over all queries and per query view.
+    """R@k, R@1%, mAP (standard and University-1652 trapezoid) over all queries and per query view,
+    plus ``hit_rate@1`` where queries have semi-positive tiles (VIGOR).
 
     The whole split's satellite tiles are the gallery for every query (the one at the query's
     location is its positive); search is chunked, so a large gallery never needs the full
@@ -31,13 +32,26 @@ def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size
     """
     q, g = embed_set(encoder, rset, batch_size=batch_size)
     ranks = ranks_of_positives_chunked(q, g, rset.positives())
-    out: dict[str, Any] = summarise_ranks(ranks, len(rset.gallery), ks=ks, percent=percent)
-    out["by_view"] = {
-        view: summarise_ranks([r for r, qq in zip(ranks, rset.queries) if qq.view == view], len(rset.gallery),
-                              ks=ks, percent=percent)
-        for view in rset.views()
-    }
+    hits = _hit_at_1(q, g, rset) if any(qq.semi_positives for qq in rset.queries) else None
+
+    def summary(keep: list[bool]) -> dict[str, Any]:
+        m: dict[str, Any] = summarise_ranks([r for r, k in zip(ranks, keep) if k], len(rset.gallery), ks=ks,
+                                            percent=percent)
+        if hits is not None:
+            sel = [h for h, k in zip(hits, keep) if k]
+            m["hit_rate@1"] = sum(sel) / len(sel)
+        return m
+
+    out = summary([True] * len(ranks))
+    out["by_view"] = {view: summary([qq.view == view for qq in rset.queries]) for view in rset.views()}
     return out
+
+
+def _hit_at_1(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet) -> list[bool]:
+    """VIGOR's hit rate: the top-1 tile is the positive or one of the semi-positives."""
+    _, top = topk_search(q, g, 1)
+    ok = [set(p) | set(s) for p, s in zip(rset.positives(), rset.semi_positives())]
+    return [int(t) in good for t, good in zip(top[:, 0].tolist(), ok)]
 
 
 @dataclass
