@@ -19,6 +19,7 @@ class PairDataset(Dataset):
     def __init__(self, rset: RetrievalSet, transform: Callable[[Any], torch.Tensor]) -> None:
         self.rset, self.transform = rset, transform
         self.locations = [q.location_id for q in rset.queries]
+        self.semi_positives = [q.semi_positives for q in rset.queries]
 
     def __len__(self) -> int:
         return len(self.rset.queries)

@@ -24,13 +24,15 @@ class LocationBatchSampler(Sampler[list[int]]):
     smaller than ``batch_size`` is dropped when ``drop_last``)."""
 
     def __init__(self, pair_locations: Sequence[str], batch_size: int, *, seed: int = 0,
-                 drop_last: bool = True) -> None:
+                 drop_last: bool = True, pair_semi_positives: Sequence[Sequence[str]] | None = None) -> None:
         if batch_size < 2:
             raise ValueError(f"batch_size: expected at least 2 (InfoNCE needs negatives), got {batch_size}")
         if len(set(pair_locations)) < batch_size:
             raise ValueError(f"batch_size {batch_size} exceeds the {len(set(pair_locations))} distinct locations: "
                              "a batch holds one pair per location")
         self.locs = list(pair_locations)
+        # VIGOR: tiles that also cover a pair's query must not be another pair's satellite in its batch.
+        self.semis = [frozenset(x) for x in pair_semi_positives] if pair_semi_positives else None
         self.batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
         self.epoch = 0
         self.neighbours: dict[str, list[str]] = {}
@@ -61,6 +63,7 @@ class LocationBatchSampler(Sampler[list[int]]):
         while todo:
             batch: list[int] = []
             in_batch: set[str] = set()
+            covered: set[str] = set()  # semi-positive tiles of the pairs in the batch
             deferred: list[int] = []
 
             def take(i: int) -> None:
@@ -68,19 +71,27 @@ class LocationBatchSampler(Sampler[list[int]]):
                 used.add(i)
                 in_batch.add(self.locs[i])
                 by_loc[self.locs[i]].remove(i)
+                if self.semis is not None:
+                    covered.update(self.semis[i])
+
+            def fits(i: int) -> bool:
+                loc = self.locs[i]
+                if loc in in_batch or loc in covered:
+                    return False
+                return self.semis is None or not (self.semis[i] & in_batch)
 
             while todo and len(batch) < self.batch_size:
                 i = todo.popleft()
                 if i in used:
                     continue
-                if self.locs[i] in in_batch:
-                    deferred.append(i)  # its location is here already: next batch
+                if not fits(i):
+                    deferred.append(i)  # its location (or a tile covering it) is here already: next batch
                     continue
                 take(i)
                 for nb in self.neighbours.get(self.locs[i], [])[: self.n_hard]:
                     if len(batch) >= self.batch_size:
                         break
-                    if nb not in in_batch and by_loc.get(nb):
+                    if by_loc.get(nb) and fits(by_loc[nb][0]):
                         take(by_loc[nb][0])
             todo.extendleft(reversed(deferred))
             # Short batches only happen at the end, when the pairs left share too few locations.

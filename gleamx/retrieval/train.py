@@ -109,7 +109,8 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
     encoder = build_encoder(cfg)
     data = PairDataset(train, encoder.transform())
     try:
-        sampler = LocationBatchSampler(data.locations, cfg.batch_size, seed=cfg.seed)
+        semis = data.semi_positives if any(data.semi_positives) else None
+        sampler = LocationBatchSampler(data.locations, cfg.batch_size, seed=cfg.seed, pair_semi_positives=semis)
     except ValueError as e:
         raise GleamConfigError(f"recipe: {e}") from None
     loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers)
