@@ -151,3 +151,18 @@ def test_hit_rate_is_absent_without_semi_positives(university, tmp_path):
 
     convert_university1652(university, tmp_path / "u")
     assert "hit_rate@1" not in evaluate_retrieval(GleamCEncoder.tiny(32).eval(), load_retrieval(tmp_path / "u", "test"))
+
+
+def test_one_split_per_out_dir_and_symlinked_out_dirs(university, tmp_path):
+    from gleamx.data.cvgl import convert_university1652
+    from gleamx.retrieval.data import load_retrieval
+
+    convert_university1652(university, tmp_path / "u")
+    with pytest.raises(GleamDataError, match="already holds a retrieval layout"):
+        convert_university1652(university, tmp_path / "u", split="train")
+    assert convert_university1652(university, tmp_path / "u", split="train", overwrite=True).split == "train"
+    (tmp_path / "real" / "outs").mkdir(parents=True)
+    (tmp_path / "outs").symlink_to(tmp_path / "real" / "outs")
+    convert_university1652(university, tmp_path / "outs" / "u")  # written through a symlinked directory
+    rset = load_retrieval(tmp_path / "outs" / "u", "test")
+    assert all(t.image.is_file() for t in rset.gallery) and all(q.image.is_file() for q in rset.queries)

@@ -321,9 +321,9 @@ def test_two_processes_with_gathered_features_train_like_one(toy, tmp_path):
 
     from gleamx.retrieval.encoder import load_encoder
 
-    args = ["--config", str(ROOT / "recipes" / "gleamc" / "tiny.yaml"), "--data", str(toy), "--epochs", "2",
-            "--img_size", "32", "--batch_size", "8", "--hard_negatives", "2", "--logging_steps", "1",
-            "--eval_split", "val"]
+    args = ["--config", str(ROOT / "recipes" / "gleamc" / "tiny.yaml"), "--data", str(toy), "--epochs", "3",
+            "--img_size", "32", "--batch_size", "8", "--hard_negatives", "2", "--hard_negatives_from_epoch", "2",
+            "--logging_steps", "1", "--eval_split", "val", "--save_total_limit", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = tmp_path / "one"
     r = subprocess.run([sys.executable, str(ROOT / "recipes" / "gleamc.py"), *args, "--output_dir", str(one)],
@@ -341,10 +341,83 @@ def test_two_processes_with_gathered_features_train_like_one(toy, tmp_path):
     assert "x 2 process(es)" in r.stdout + r.stderr
     from safetensors.torch import load_file
 
-    la, lb = ([h["loss"] for h in json.loads((d / "log_history.json").read_text()) if "loss" in h and h["epoch"] == 0]
+    la, lb = ([h["loss"] for h in json.loads((d / "log_history.json").read_text()) if "loss" in h and h["epoch"] < 2]
               for d in (one, two))
-    assert len(la) == len(lb) > 10
-    assert la == pytest.approx(lb, abs=1e-5)
-    a, b = (load_file(d / "checkpoint-0" / "model.safetensors") for d in (one, two))
+    assert len(la) == len(lb) > 20  # epochs 0 and 1: epoch 1 reshuffles the same way on both (set_epoch reaches
+    assert la == pytest.approx(lb, abs=1e-5)  # the sampler through accelerate's shard)
+    a, b = (load_file(d / "checkpoint-1" / "model.safetensors") for d in (one, two))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
-    assert (two / "checkpoint-1").is_dir() and load_encoder(str(two)) is not None  # epoch 1 (hard negatives) ran
+    # epoch 2 sampled hard negatives (rank 0 mines them, all ranks use them); old checkpoints were pruned
+    assert sorted(p.name for p in two.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert load_encoder(str(two)) is not None
+
+
+
+def test_hit_rate_counts_semi_positives_exactly():
+    from gleamx.retrieval.data import GalleryTile, Query, RetrievalSet
+    from gleamx.retrieval.evaluate import _hit_at_1
+
+    tiles = [GalleryTile(f"T{i}", Path(f"t{i}.png"), "test") for i in range(4)]
+    queries = [Query("q0", Path("q0.png"), "panorama", "T0", "test", ("T1",)),   # top-1 is its semi-positive
+               Query("q1", Path("q1.png"), "panorama", "T2", "test", ("T3",)),   # top-1 is a stranger (T0)
+               Query("q2", Path("q2.png"), "panorama", "T3", "test", ())]        # top-1 is its positive
+    rset = RetrievalSet(tiles, queries, "test")
+    g = torch.eye(4)
+    q = torch.tensor([[0.1, 0.9, 0.0, 0.0], [0.9, 0.0, 0.1, 0.1], [0.0, 0.0, 0.0, 1.0]])
+    assert _hit_at_1(q, g, rset) == [True, False, True]
+
+
+def test_localize_r_at_1_retrieval_is_the_encoders_own_top_1(toy, tmp_path, models_tiny_dir):
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+    from gleamx.retrieval.evaluate import propose_candidates
+    from gleamx.retrieval.localize import LocalizeConfig, localize
+
+    enc = tmp_path / "enc"
+    GleamCEncoder.tiny(32).save_pretrained(enc)
+    r = localize(LocalizeConfig(encoder=str(enc), model=str(models_tiny_dir("qwen2_5_vl")), data=str(toy),
+                                split="test", k=2, output=str(tmp_path / "loc"), max_new_tokens=2))
+    rset = load_retrieval(toy, "test")
+    cands = propose_candidates(load_encoder(str(enc)), rset, 2)
+    top1 = sum(rset.gallery[c.gallery_indices[0]].location_id == c.query.location_id for c in cands) / len(cands)
+    within = sum(any(rset.gallery[i].location_id == c.query.location_id for i in c.gallery_indices)
+                 for c in cands) / len(cands)
+    assert r["R@1_retrieval"] == pytest.approx(top1) and r["recall_at_k"] == pytest.approx(within)
+
+
+def test_encoder_loading_refuses_foreign_folders_and_builds_from_names(tmp_path, models_tiny_dir):
+    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+    from gleamx.retrieval.train import build_encoder
+
+    with pytest.raises(GleamModelError, match="not a GLEAM-C encoder"):
+        load_encoder(str(models_tiny_dir("qwen2_5_vl")))  # an MLLM folder, passed by mistake
+    GleamCEncoder.tiny(32).save_pretrained(tmp_path / "enc")
+    again = build_encoder(GleamCConfig(encoder=str(tmp_path / "enc")))
+    assert again.backbone_name == "convnext_atto" and again.img_size == 32
+    fresh = build_encoder(GleamCConfig(encoder="convnext_atto", pretrained=False, img_size=32))
+    assert fresh.backbone_name == "convnext_atto"
+
+
+def test_unknown_split_values_and_corrupt_images_are_one_line(toy, tmp_path):
+    import shutil
+
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.evaluate import evaluate_retrieval
+
+    data = tmp_path / "d"
+    shutil.copytree(toy / "retrieval", data / "retrieval")
+    shutil.copytree(toy / "images", data / "images")
+    q = data / "retrieval" / "queries.jsonl"
+    rows = q.read_text().splitlines()
+    q.write_text("\n".join([rows[0].replace('"split": "train"', '"split": "Train"')] + rows[1:]) + "\n")
+    with pytest.raises(GleamDataError, match=r"queries\.jsonl:1: split: expected one of train, val, test, got 'Train'"):
+        load_retrieval(data, "test")
+    q.write_text("\n".join(rows) + "\n")
+    rset = load_retrieval(data, "test")
+    rset.gallery[0].image.write_bytes(b"not a png")
+    with pytest.raises(GleamDataError, match="image: cannot decode"):
+        evaluate_retrieval(GleamCEncoder.tiny(32), rset)
+    with pytest.raises(GleamDataError, match="views: expected some of"):
+        load_retrieval(data, "test", views=["drone"])

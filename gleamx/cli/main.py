@@ -113,11 +113,13 @@ def cmd_data_cvgl(args: argparse.Namespace) -> int:
     from gleamx.data.cvgl import convert_cvusa, convert_university1652, convert_vigor
 
     if args.layout == "university1652":
-        summary = convert_university1652(args.root, args.out, split=args.split, distractors=not args.no_distractors)
+        summary = convert_university1652(args.root, args.out, split=args.split, distractors=not args.no_distractors,
+                                         overwrite=args.overwrite)
     elif args.layout == "vigor":
-        summary = convert_vigor(args.root, args.out, split=args.split, same_area=not args.cross_area)
+        summary = convert_vigor(args.root, args.out, split=args.split, same_area=not args.cross_area,
+                                overwrite=args.overwrite)
     else:
-        summary = convert_cvusa(args.root, args.out, split=args.split)
+        summary = convert_cvusa(args.root, args.out, split=args.split, overwrite=args.overwrite)
     console.print(f"{args.layout} {summary.split}: gallery {summary.n_gallery} tiles, {summary.n_queries} queries "
                   f"({', '.join(f'{k}={v}' for k, v in summary.by_view.items())}) -> {summary.out_dir / 'retrieval'}")
     return 0
@@ -141,9 +143,13 @@ def cmd_retrieval_eval(args: argparse.Namespace) -> int:
     from gleamx.retrieval.encoder import load_encoder
     from gleamx.retrieval.evaluate import evaluate_retrieval
 
+    from gleamx.errors import GleamConfigError
+
+    if args.batch_size < 1:
+        raise GleamConfigError(f"--batch-size: expected a positive number, got {args.batch_size}")
     rset = load_retrieval(args.data, args.split, views=args.views.split(",") if args.views else None)
     encoder = load_encoder(args.encoder, tiny_img_size=args.img_size)
-    m = evaluate_retrieval(encoder, rset, batch_size=args.batch_size)
+    m = evaluate_retrieval(encoder, rset, batch_size=args.batch_size, num_workers=args.num_workers)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "retrieval_results.json").write_text(json.dumps({"encoder": args.encoder, "data": str(args.data),
@@ -159,8 +165,11 @@ def cmd_retrieval_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
+    from gleamx.errors import GleamConfigError
     from gleamx.retrieval.localize import LocalizeConfig, localize
 
+    if args.k < 1 or args.batch_size < 1:
+        raise GleamConfigError(f"--k and --batch-size: expected positive numbers, got {args.k} and {args.batch_size}")
     cfg = LocalizeConfig(encoder=args.encoder, model=args.model, adapter=args.adapter, data=args.data,
                          split=args.split, k=args.k, lang=args.lang, task=args.task,
                          views=args.views.split(",") if args.views else None, limit=args.limit,
@@ -223,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="University-1652: drop the 250 satellite tiles no query matches (Sample4Geo's protocol)")
     p.add_argument("--cross-area", action="store_true",
                    help="VIGOR: train on NewYork+Seattle, test on SanFrancisco+Chicago (default: same-area)")
+    p.add_argument("--overwrite", action="store_true", help="replace a retrieval layout already in --out")
     p.set_defaults(fn=cmd_data_cvgl)
 
     models = sub.add_parser("models", help="model utilities").add_subparsers(dest="models_cmd", required=True)
@@ -260,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", default=None, help="comma-separated query views (default: all)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--img-size", type=int, default=64, help="input size of the untrained 'tiny' encoder")
+    p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers that decode images")
     p.add_argument("--output", required=True, help="directory for retrieval_results.json")
     p.set_defaults(fn=cmd_retrieval_eval)
 

@@ -9,7 +9,8 @@ image paths point into the original tree (relative to ``DIR/retrieval``), so not
   ``ground`` queries; each location's satellite tile is its gallery entry. The test gallery holds
   951 tiles, of which 250 are distractors with no query. Sample4Geo evaluates on the 701 without
   them, so published numbers follow two protocols: ``distractors=True`` (the default, the
-  dataset's own protocol) keeps them, and ``False`` drops them.
+  dataset's own protocol) keeps them, and ``False`` drops them. Sample4Geo still takes its R@1%
+  cutoff from all 951 tiles and counts rank <= k, so its R@1% matches neither exactly.
 * **VIGOR** (``ROOT/<city>/{panorama,satellite}/``, ``ROOT/splits/<city>/satellite_list.txt`` and the
   label files ``same_area_balanced_{train,test}.txt`` or ``pano_label_balanced.txt``): panoramas become
   ``panorama`` queries. Each label line names four tiles (with pixel offsets): the first is the positive,
@@ -51,21 +52,32 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: str) -> LayoutSummary:
+def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: str,
+           overwrite: bool = False) -> LayoutSummary:
     base = out / "retrieval"
+    if (base / "gallery.jsonl").exists() and not overwrite:
+        # One split per directory: VIGOR's same-area splits share tiles, so they cannot share a gallery file.
+        raise GleamDataError.at(str(base), None, "out", "already holds a retrieval layout (write each split to "
+                                "its own --out, or pass --overwrite)")
     base.mkdir(parents=True, exist_ok=True)
+    real = base.resolve()
     n_g = n_q = 0
     by_view: dict[str, int] = {}
     with (base / "gallery.jsonl").open("w", encoding="utf-8") as f:
         for row in gallery:
-            f.write(json.dumps({**row, "image": Path(os.path.relpath(row["image"], base)).as_posix()}) + "\n")
+            f.write(json.dumps({**row, "image": _rel(row["image"], real)}) + "\n")
             n_g += 1
     with (base / "queries.jsonl").open("w", encoding="utf-8") as f:
         for row in queries:
-            f.write(json.dumps({**row, "image": Path(os.path.relpath(row["image"], base)).as_posix()}) + "\n")
+            f.write(json.dumps({**row, "image": _rel(row["image"], real)}) + "\n")
             n_q += 1
             by_view[row["query_view"]] = by_view.get(row["query_view"], 0) + 1
     return LayoutSummary(out, n_g, n_q, by_view, split)
+
+
+def _rel(image: Path, real_base: Path) -> str:
+    # Both sides resolved: the reader resolves too, and ".." after a symlinked dir goes elsewhere otherwise.
+    return Path(os.path.relpath(Path(image).resolve(), real_base)).as_posix()
 
 
 def _need_dir(path: Path, what: str) -> Path:
@@ -75,7 +87,7 @@ def _need_dir(path: Path, what: str) -> Path:
 
 
 def convert_university1652(root: str | Path, out: str | Path, *, split: str = "test", distractors: bool = True,
-                           views: tuple[str, ...] = ("uav", "ground")) -> LayoutSummary:
+                           views: tuple[str, ...] = ("uav", "ground"), overwrite: bool = False) -> LayoutSummary:
     """University-1652 -> retrieval layout for ``split`` ("train" or "test")."""
     root = Path(root)
     if split not in ("train", "test"):
@@ -103,10 +115,10 @@ def convert_university1652(root: str | Path, out: str | Path, *, split: str = "t
     queried = {q["location_id"] for q in queries}
     keep = tiles if distractors else {k: v for k, v in tiles.items() if k in queried}
     gallery = [{"location_id": k, "image": v, "split": split} for k, v in keep.items()]
-    return _write(Path(out), gallery, queries, split)
+    return _write(Path(out), gallery, queries, split, overwrite)
 
 
-def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test") -> LayoutSummary:
+def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test", overwrite: bool = False) -> LayoutSummary:
     """CVUSA (the 19zl split files) -> retrieval layout; ``test`` reads ``val-19zl.csv``."""
     root = Path(root)
     name = {"train": "train-19zl.csv", "test": "val-19zl.csv"}.get(split)
@@ -130,10 +142,11 @@ def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test") -> 
             gallery.append({"location_id": loc, "image": sat, "split": split})
             queries.append({"query_id": f"panorama/{Path(row[1]).stem}", "image": pano, "query_view": "panorama",
                             "location_id": loc, "split": split})
-    return _write(Path(out), gallery, queries, split)
+    return _write(Path(out), gallery, queries, split, overwrite)
 
 
-def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", same_area: bool = True) -> LayoutSummary:
+def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", same_area: bool = True,
+                  overwrite: bool = False) -> LayoutSummary:
     """VIGOR -> retrieval layout, with each panorama's three semi-positive tiles."""
     root = Path(root)
     if split not in ("train", "test"):
@@ -170,4 +183,4 @@ def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", sam
                 queries.append({"query_id": f"{city}/{Path(cols[0]).stem}", "image": root / city / "panorama" / cols[0],
                                 "query_view": "panorama", "location_id": tiles[0], "semi_positive_ids": tiles[1:],
                                 "split": split})
-    return _write(Path(out), gallery, queries, split)
+    return _write(Path(out), gallery, queries, split, overwrite)

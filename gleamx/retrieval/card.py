@@ -20,7 +20,8 @@ def _dataset_id(data: str) -> str | None:
     return data if data.count("/") == 1 and not Path(data).exists() else None
 
 
-def gleamc_card(cfg: GleamCConfig, results: dict[str, Any] | None, n_params: int, num_processes: int) -> ModelCard:
+def gleamc_card(cfg: GleamCConfig, results: dict[str, Any] | None, n_params: int, num_processes: int,
+                img_size: int | None = None) -> ModelCard:
     backbone = cfg.encoder if cfg.encoder not in ("tiny",) and not Path(cfg.encoder).exists() else None
     eval_results = []
     if results:
@@ -58,7 +59,7 @@ weights for satellite tiles and every query view (UAV, street map, panorama, gro
 of them into one space, and the nearest satellite tiles of a query are its candidate locations. A GLEAM-X
 MLLM then verifies and explains each candidate (`gleamx localize`).
 
-- Backbone: `{arch}` ({n_params:,} parameters), input {cfg.img_size} x {cfg.img_size}, L2-normalised pooled features
+- Backbone: `{arch}` ({n_params:,} parameters), input {img_size or cfg.img_size} x {img_size or cfg.img_size}, L2-normalised pooled features
 - Loss: symmetric InfoNCE, label smoothing {cfg.label_smoothing}, learnable temperature
 - Batches: one pair per location; hard negatives by embedding similarity: {cfg.hard_negatives or 'off'}
 - Trained on {num_processes} process(es); data: `{cfg.data}`

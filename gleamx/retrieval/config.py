@@ -33,10 +33,16 @@ class GleamCConfig:
         "help": "multi-process: all-gather embeddings (with gradient) so every pair's negatives are the whole "
                 "global batch, as in OpenCLIP; off: each process's InfoNCE sees only its own slice"})
     eval_split: str | None = field(default="val", metadata={"help": "split scored after every epoch (None: none)"})
+    eval_data: str | None = field(default=None, metadata={
+        "help": "dataset dir for eval_split when it is not `data` (e.g. a converted test set: one split per dir)"})
     eval_batch_size: int = 64
     mixed_precision: str = field(default="no", metadata={"help": "accelerate mixed precision: no, bf16 or fp16"})
     num_workers: int = 0
     seed: int = 0
+    save_total_limit: int | None = field(default=2, metadata={
+        "help": "keep only the newest N checkpoint-<epoch> dirs (None: all); each holds weights + optimizer state"})
+    ddp_timeout: int = field(default=10800, metadata={
+        "help": "seconds processes wait for each other (rank 0 scores the eval split and mines neighbours alone)"})
     resume_from_checkpoint: str | None = field(default=None, metadata={
         "help": "a checkpoint-<epoch> dir of this output_dir to continue from"})
     logging_steps: int = 10

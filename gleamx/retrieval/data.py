@@ -85,6 +85,12 @@ def _read(path: Path, required: Sequence[str]) -> list[tuple[int, dict]]:
     return rows
 
 
+def _check_split(path: Path, n: int, row: dict) -> None:
+    # An unknown split (a typo, "Test") would otherwise drop the line silently from every split.
+    if row["split"] not in SPLITS:
+        raise GleamDataError.at(str(path), n, "split", f"expected one of {', '.join(SPLITS)}, got {row['split']!r}")
+
+
 def _image(path: Path, n: int, value: str, check: bool) -> Path:
     p = (path.parent / value).resolve()
     if check and not p.is_file():
@@ -104,10 +110,13 @@ def load_retrieval(root: str | Path, split: str | None = None, *, views: Sequenc
         base = base / "retrieval"
     if split is not None and split not in SPLITS:
         raise GleamDataError.at(str(base), None, "split", f"expected one of {', '.join(SPLITS)}, got {split!r}")
+    if views is not None and (bad := [v for v in views if v not in VIEWS]):
+        raise GleamDataError.at(str(base), None, "views", f"expected some of {', '.join(VIEWS)}, got {bad[0]!r}")
     gpath, qpath = base / "gallery.jsonl", base / "queries.jsonl"
     gallery: list[GalleryTile] = []
     seen: set[str] = set()
     for n, row in _read(gpath, ("location_id", "image", "split")):
+        _check_split(gpath, n, row)
         if row["location_id"] in seen:
             raise GleamDataError.at(str(gpath), n, "location_id", f"duplicate {row['location_id']!r} "
                                     "(expected one tile per location)")
@@ -117,6 +126,7 @@ def load_retrieval(root: str | Path, split: str | None = None, *, views: Sequenc
     locations = {t.location_id for t in gallery}
     queries: list[Query] = []
     for n, row in _read(qpath, ("query_id", "image", "query_view", "location_id", "split")):
+        _check_split(qpath, n, row)
         if split is not None and row["split"] != split:
             continue
         if row["query_view"] not in VIEWS:

@@ -10,7 +10,16 @@ import torch
 from torch.utils.data import Dataset
 
 from gleamx.data.schema import open_rgb
+from gleamx.errors import GleamDataError
 from gleamx.retrieval.data import RetrievalSet
+
+
+def _open(path: Path) -> Any:
+    # A corrupt file surfaces mid-epoch, maybe in a DataLoader worker: name it in one line.
+    try:
+        return open_rgb(path)
+    except OSError as e:  # PIL's UnidentifiedImageError is an OSError
+        raise GleamDataError.at(str(path), None, "image", f"cannot decode ({type(e).__name__})") from None
 
 
 class PairDataset(Dataset):
@@ -27,7 +36,7 @@ class PairDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         q = self.rset.queries[i]
         sat = self.rset.gallery[self.rset.positive(q)]
-        return {"query": self.transform(open_rgb(q.image)), "satellite": self.transform(open_rgb(sat.image))}
+        return {"query": self.transform(_open(q.image)), "satellite": self.transform(_open(sat.image))}
 
 
 class ImageDataset(Dataset):
@@ -40,4 +49,4 @@ class ImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(open_rgb(self.paths[i]))
+        return self.transform(_open(self.paths[i]))

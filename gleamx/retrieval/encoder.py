@@ -9,7 +9,9 @@ The model carries its own learnable logit scale (CLIP-style temperature, initial
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -100,11 +102,19 @@ def _rgb(image: Any) -> Any:  # module level: picklable for DataLoader workers
     return image.convert("RGB")
 
 
-def load_encoder(name_or_path: str, *, tiny_img_size: int = 64) -> GleamCEncoder:
-    """A saved encoder (dir or Hub id), or ``"tiny"`` for a fresh tiny random one."""
+def load_encoder(name_or_path: str, *, tiny_img_size: int = 64, device: str | torch.device | None = None
+                 ) -> GleamCEncoder:
+    """A saved encoder (dir or Hub id), or ``"tiny"`` for a fresh tiny random one; on ``device``
+    (default: the GPU when there is one)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name_or_path == "tiny":
-        return GleamCEncoder.tiny(tiny_img_size)
+        return GleamCEncoder.tiny(tiny_img_size).to(device)
+    config = Path(name_or_path, "config.json")
+    if config.is_file() and "backbone" not in json.loads(config.read_text(encoding="utf-8")):
+        # Another model's folder (an MLLM, say) would otherwise load as a random default backbone.
+        raise GleamModelError(f"encoder {name_or_path!r}: config.json has no 'backbone' (not a GLEAM-C encoder)")
     try:
-        return GleamCEncoder.from_pretrained(name_or_path)
-    except (OSError, ValueError) as e:
+        # strict: every weight must match, or the folder is not this encoder
+        return GleamCEncoder.from_pretrained(name_or_path, strict=True).to(device)
+    except (OSError, ValueError, RuntimeError) as e:
         raise GleamModelError(f"encoder {name_or_path!r}: {str(e).splitlines()[0]}") from None

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from gleamx.errors import GleamConfigError
 from gleamx.retrieval.data import Query, RetrievalSet
 from gleamx.retrieval.embed import embed_images
 from gleamx.retrieval.encoder import GleamCEncoder
@@ -14,14 +15,17 @@ from gleamx.retrieval.metrics import summarise_ranks
 from gleamx.retrieval.search import ranks_of_positives_chunked, topk_search
 
 
-def embed_set(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_set(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64,
+              num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(query embeddings, gallery embeddings) in the set's order."""
-    g = embed_images(encoder, [t.image for t in rset.gallery], batch_size=batch_size, desc="gallery")
-    q = embed_images(encoder, [q.image for q in rset.queries], batch_size=batch_size, desc="queries")
+    g = embed_images(encoder, [t.image for t in rset.gallery], batch_size=batch_size, num_workers=num_workers,
+                     desc="gallery")
+    q = embed_images(encoder, [q.image for q in rset.queries], batch_size=batch_size, num_workers=num_workers,
+                     desc="queries")
     return q, g
 
 
-def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64,
+def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
                        ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0) -> dict[str, Any]:
     """R@k, R@1%, mAP (standard and University-1652 trapezoid) over all queries and per query view,
     plus ``hit_rate@1`` where queries have semi-positive tiles (VIGOR).
@@ -30,7 +34,7 @@ def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size
     location is its positive); search is chunked, so a large gallery never needs the full
     similarity matrix in memory.
     """
-    q, g = embed_set(encoder, rset, batch_size=batch_size)
+    q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers)
     ranks = ranks_of_positives_chunked(q, g, rset.positives())
     hits = _hit_at_1(q, g, rset) if any(qq.semi_positives for qq in rset.queries) else None
 
@@ -64,8 +68,10 @@ class Candidates:
 
 
 def propose_candidates(encoder: GleamCEncoder, rset: RetrievalSet, k: int = 10, *,
-                       batch_size: int = 64) -> list[Candidates]:
+                       batch_size: int = 64, num_workers: int = 0) -> list[Candidates]:
     """GLEAM-C's job in the pipeline: the ``k`` most similar satellite tiles for every query."""
-    q, g = embed_set(encoder, rset, batch_size=batch_size)
+    if k < 1:
+        raise GleamConfigError(f"k: expected at least 1 candidate per query, got {k}")
+    q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers)
     scores, idx = topk_search(q, g, k)
     return [Candidates(query, i, s) for query, i, s in zip(rset.queries, idx.tolist(), scores.tolist())]

@@ -20,8 +20,8 @@ from torch.utils.data import Sampler
 
 
 class LocationBatchSampler(Sampler[list[int]]):
-    """Yields lists of pair indices. Over an epoch every pair comes exactly once (a last batch
-    smaller than ``batch_size`` is dropped when ``drop_last``)."""
+    """Yields lists of pair indices. Over an epoch every pair comes at most once: batches that
+    cannot be filled (the pairs left conflict with each other) are dropped when ``drop_last``."""
 
     def __init__(self, pair_locations: Sequence[str], batch_size: int, *, seed: int = 0,
                  drop_last: bool = True, pair_semi_positives: Sequence[Sequence[str]] | None = None) -> None:
@@ -88,13 +88,15 @@ class LocationBatchSampler(Sampler[list[int]]):
                     deferred.append(i)  # its location (or a tile covering it) is here already: next batch
                     continue
                 take(i)
-                for nb in self.neighbours.get(self.locs[i], [])[: self.n_hard]:
-                    if len(batch) >= self.batch_size:
+                pulled = 0
+                for nb in self.neighbours.get(self.locs[i], []):  # the next one stands in for a used-up neighbour
+                    if pulled >= self.n_hard or len(batch) >= self.batch_size:
                         break
                     if by_loc.get(nb) and fits(by_loc[nb][0]):
                         take(by_loc[nb][0])
+                        pulled += 1
             todo.extendleft(reversed(deferred))
-            # Short batches only happen at the end, when the pairs left share too few locations.
+            # A short batch means the pairs left conflict (same or covering locations): mostly at the end.
             if len(batch) == self.batch_size or (batch and not self.drop_last):
                 batches.append(batch)
         self._cache = (*key, batches)

@@ -34,17 +34,21 @@ STATE_FILE = "gleamc_state.json"
 
 
 def build_encoder(cfg: GleamCConfig) -> GleamCEncoder:
-    """'tiny', a saved encoder (a dir with config.json, or a Hub id of one), or a new timm backbone."""
+    """'tiny', a new timm backbone (a name timm knows), or a saved GLEAM-C encoder (a dir or a Hub id)."""
+    import timm
+
     if cfg.encoder == "tiny":
         return GleamCEncoder.tiny(cfg.img_size)
-    if Path(cfg.encoder, "config.json").is_file():
-        return load_encoder(cfg.encoder)
-    return GleamCEncoder.create(cfg.encoder, cfg.img_size, pretrained=cfg.pretrained)
+    if not Path(cfg.encoder).exists() and timm.is_model(cfg.encoder):
+        return GleamCEncoder.create(cfg.encoder, cfg.img_size, pretrained=cfg.pretrained)
+    return load_encoder(cfg.encoder)
 
 
-def similar_locations(encoder: GleamCEncoder, rset: RetrievalSet, k: int, batch_size: int) -> dict[str, list[str]]:
+def similar_locations(encoder: GleamCEncoder, rset: RetrievalSet, k: int, batch_size: int,
+                      num_workers: int = 0) -> dict[str, list[str]]:
     """Each training location's ``k`` most similar other locations, by satellite embedding (no GPS)."""
-    emb = embed_images(encoder, [t.image for t in rset.gallery], batch_size=batch_size, desc="similarity sampling")
+    emb = embed_images(encoder, [t.image for t in rset.gallery], batch_size=batch_size, num_workers=num_workers,
+                       desc="similarity sampling")
     _, idx = topk_search(emb, emb, min(k + 1, len(rset.gallery)))
     ids = [t.location_id for t in rset.gallery]
     return {ids[i]: [ids[j] for j in row if j != i][:k] for i, row in enumerate(idx.tolist())}
@@ -69,6 +73,16 @@ def _check(cfg: GleamCConfig) -> None:
         raise GleamConfigError("recipe: data: missing (a dataset dir with retrieval/gallery.jsonl and queries.jsonl)")
     if cfg.epochs < 1 or cfg.batch_size < 2:
         raise GleamConfigError(f"recipe: expected epochs >= 1 and batch_size >= 2, got {cfg.epochs} and {cfg.batch_size}")
+    for name in ("logging_steps", "eval_batch_size", "img_size"):
+        if getattr(cfg, name) < 1:
+            raise GleamConfigError(f"recipe: {name}: expected a positive number, got {getattr(cfg, name)}")
+    if cfg.hard_negatives < 0 or cfg.num_workers < 0:
+        raise GleamConfigError("recipe: hard_negatives and num_workers: expected >= 0")
+    from gleamx.data.schema import VIEWS
+
+    bad = [v for v in (cfg.views or []) if v not in VIEWS]
+    if bad:
+        raise GleamConfigError(f"recipe: views: expected some of {', '.join(VIEWS)}, got {bad[0]!r}")
     if cfg.mixed_precision not in ("no", "bf16", "fp16"):
         raise GleamConfigError(f"recipe: mixed_precision: expected no, bf16 or fp16, got {cfg.mixed_precision!r}")
 
@@ -83,13 +97,27 @@ def _resume_epoch(cfg: GleamCConfig) -> int:
     return int(json.loads(state.read_text())["epoch"]) + 1
 
 
+def _prune_checkpoints(out: Path, keep: int | None) -> None:
+    """Delete all but the newest ``keep`` checkpoint-<epoch> dirs (weights + optimizer state each)."""
+    import shutil
+
+    if not keep:
+        return
+    ckpts = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    for old in ckpts[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def train_gleamc(cfg: GleamCConfig) -> Path:
     """Train and save; returns the output directory."""
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list, set_seed
     from transformers import get_cosine_schedule_with_warmup
 
-    from accelerate.utils import DataLoaderConfiguration
+    from datetime import timedelta
+
+    from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs
 
     _check(cfg)
     # split_batches: each sampler batch (one pair per location) is divided among the processes, so the
@@ -98,14 +126,15 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
     # torchrun started on a CPU machine each think they are alone, train on the same batches and never sync.
     use_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=use_cpu,
-                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+                              dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))])
     if cfg.batch_size % accelerator.num_processes:
         raise GleamConfigError(f"recipe: batch_size {cfg.batch_size} must divide by the {accelerator.num_processes} "
                                "processes (it is the global batch, split among them)")
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     train = load_retrieval(cfg.data, "train", views=cfg.views)
-    evalset = load_retrieval(cfg.data, cfg.eval_split, views=cfg.views) if cfg.eval_split else None
+    evalset = load_retrieval(cfg.eval_data or cfg.data, cfg.eval_split, views=cfg.views) if cfg.eval_split else None
     encoder = build_encoder(cfg)
     data = PairDataset(train, encoder.transform())
     try:
@@ -137,13 +166,14 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
             # Computed once and broadcast: every process must build the very same batches, or the
             # collectives of a shorter epoch wait forever on a longer one.
             near = [similar_locations(accelerator.unwrap_model(model), train, 4 * cfg.hard_negatives,
-                                      cfg.eval_batch_size) if accelerator.is_main_process else None]
+                                      cfg.eval_batch_size, cfg.num_workers) if accelerator.is_main_process else None]
             if accelerator.num_processes > 1:
                 broadcast_object_list(near)
             sampler.set_neighbours(near[0], cfg.hard_negatives)
-        # Through the prepared loader: accelerate re-sets its sampler's epoch from its own counter on every
-        # iteration, which restarts at 0 after a resume.
+        # Both: on one process accelerate re-sets the sampler's epoch from the loader's own counter (0 again
+        # after a resume); on several it wraps the sampler in a shard that never passes set_epoch on.
         loader.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         model.train()
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process)
         running: list[float] = []
@@ -172,7 +202,8 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
                                 "temperature": float(1.0 / scale.detach().exp())})
         record: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch}
         if evalset is not None and accelerator.is_main_process:  # one process scores; the others wait below
-            m = evaluate_retrieval(accelerator.unwrap_model(model), evalset, batch_size=cfg.eval_batch_size)
+            m = evaluate_retrieval(accelerator.unwrap_model(model), evalset, batch_size=cfg.eval_batch_size,
+                                   num_workers=cfg.num_workers)
             record["eval"] = m
             say(f"epoch {epoch}: {cfg.eval_split} R@1 {100 * m['R@1']:.2f}  R@5 {100 * m['R@5']:.2f}  "
                 f"R@10 {100 * m['R@10']:.2f}  mAP {100 * m['mAP']:.2f}")
@@ -182,6 +213,7 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
         if accelerator.is_main_process:
             (ckpt / STATE_FILE).write_text(json.dumps({"epoch": epoch}) + "\n")
             hist_path.write_text(json.dumps(history, indent=1) + "\n")
+            _prune_checkpoints(out, cfg.save_total_limit)
         accelerator.wait_for_everyone()
 
     final = accelerator.unwrap_model(model)
@@ -196,7 +228,7 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
         from gleamx.retrieval.card import gleamc_card
 
         n_params = sum(p.numel() for p in final.parameters())
-        gleamc_card(cfg, results, n_params, accelerator.num_processes).save(out / "README.md")
+        gleamc_card(cfg, results, n_params, accelerator.num_processes, final.img_size).save(out / "README.md")
         if cfg.push_to_hub:
             from gleamx.hub import push as hub_push
 
