@@ -45,3 +45,13 @@ class GleamModelError(GleamError):
 
 class GleamConfigError(GleamError):
     """A bad command-line argument or recipe value."""
+
+
+def first_line(e: BaseException, *, with_type: bool = False, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message, cut to ``limit`` characters, for a
+    one-line error; the exception's type name when the message is empty (or ``Type: line``)."""
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    if not text:
+        return type(e).__name__
+    return f"{type(e).__name__}: {text}" if with_type else text

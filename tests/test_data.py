@@ -222,3 +222,12 @@ def test_cli_validate_exit_codes_and_one_line_errors(data_small_jsonl, tmp_path)
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "none.jsonl: path: not found" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_first_line_of_an_exception_is_short_and_never_empty():
+    from gleamx.errors import first_line
+
+    assert first_line(ValueError("\n  bad value\nmore detail")) == "bad value"
+    assert first_line(ValueError("bad value"), with_type=True) == "ValueError: bad value"
+    assert first_line(RuntimeError("")) == "RuntimeError"  # an empty message must not raise IndexError
+    assert len(first_line(OSError("x" * 500))) == 160

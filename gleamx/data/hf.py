@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from gleamx.errors import GleamDataError
+from gleamx.errors import GleamDataError, first_line
 
 
 def parse_column_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
@@ -47,7 +47,7 @@ def _load(source: str, split: str | None):
     except GleamDataError:
         raise
     except Exception as e:  # datasets raises many types (DatasetNotFoundError, ConnectionError, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GleamDataError.at(
             source, None, "dataset", f"cannot load as a Hugging Face dataset ({type(e).__name__}: {first})"
         ) from None

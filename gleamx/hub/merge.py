@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gleamx.errors import GleamModelError
+from gleamx.errors import GleamModelError, first_line
 
 
 def merge_adapter(base: str, adapter: str | Path, out: str | Path, *, dtype: str = "auto") -> Path:
@@ -20,7 +20,7 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, *, dtype: str
     try:
         merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     except Exception as e:  # key mismatches surface here as RuntimeError/ValueError/KeyError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GleamModelError(f"adapter: {adapter} does not fit base {base!r} ({type(e).__name__}: {first})") from None
     out = Path(out)
     merged.save_pretrained(out)

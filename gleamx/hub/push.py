@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gleamx.errors import GleamConfigError
+from gleamx.errors import GleamConfigError, first_line
 
 # Checkpoints, optimizer states and pickled args are not part of a release.
 IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.bin", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "runs/**",
@@ -62,8 +62,8 @@ def push_output_dir(out: str | Path, repo_id: str, *, private: bool = False, dry
         api.upload_folder(folder_path=str(out), repo_id=repo_id, allow_patterns=plan.files,
                           commit_message="Upload GLEAM-X model trained with gleamx")
     except HfHubHTTPError as e:
-        first = str(e).splitlines()[0]
+        first = first_line(e)
         raise GleamConfigError(f"push to {repo_id}: {first}") from None
     except Exception as e:  # offline, no token, ...
-        raise GleamConfigError(f"push to {repo_id}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise GleamConfigError(f"push to {repo_id}: {first_line(e, with_type=True)}") from None
     return plan

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gleamx.errors import GleamModelError
+from gleamx.errors import GleamModelError, first_line
 
 DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
 _TRUE = {"1", "ON", "YES", "TRUE"}
@@ -14,9 +14,7 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 
 def _one_line(e: BaseException) -> str:
     """``Type: first line`` of an exception, short enough for a one-line error."""
-    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
-    text = text if len(text) <= 160 else text[:157] + "..."
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return first_line(e, with_type=True)
 
 
 def _resolve_dtype(dtype: Any) -> Any:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from gleamx.errors import GleamConfigError, GleamModelError
+from gleamx.errors import GleamConfigError, GleamModelError, first_line
 
 DEFAULT_BACKBONE = "convnext_base.fb_in22k_ft_in1k_384"
 """The paper's GLEAM-C backbone: ConvNeXt-B at 384 px (88.6 M parameters), as in Sample4Geo."""
@@ -48,7 +48,7 @@ class GleamCEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
         try:
             self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0, **(backbone_kwargs or {}))
         except (RuntimeError, TypeError, ValueError) as e:
-            raise GleamModelError(f"backbone {backbone!r}: {str(e).splitlines()[0]}") from None
+            raise GleamModelError(f"backbone {backbone!r}: {first_line(e)}") from None
         self.backbone_name, self.img_size = backbone, img_size
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
 
@@ -66,7 +66,7 @@ class GleamCEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
                 src = _timm().create_model(backbone, pretrained=True, num_classes=0, **(backbone_kwargs or {}))
             except Exception as e:  # noqa: BLE001 - timm/hub raise many types; the user needs one line
                 raise GleamModelError(f"backbone {backbone!r}: pretrained weights could not be loaded "
-                                      f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+                                      f"({first_line(e)})") from None
             model.backbone.load_state_dict(src.state_dict())
         return model
 
@@ -117,4 +117,4 @@ def load_encoder(name_or_path: str, *, tiny_img_size: int = 64, device: str | to
         # strict: every weight must match, or the folder is not this encoder
         return GleamCEncoder.from_pretrained(name_or_path, strict=True).to(device)
     except (OSError, ValueError, RuntimeError) as e:
-        raise GleamModelError(f"encoder {name_or_path!r}: {str(e).splitlines()[0]}") from None
+        raise GleamModelError(f"encoder {name_or_path!r}: {first_line(e)}") from None

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from gleamx.errors import GleamConfigError
+from gleamx.errors import GleamConfigError, first_line
 
 
 def _check_config_keys(parser: Any, argv: list[str]) -> None:
@@ -23,7 +23,7 @@ def _check_config_keys(parser: Any, argv: list[str]) -> None:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise GleamConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise GleamConfigError(f"{path}: not valid YAML ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise GleamConfigError(f"{path}: expected a mapping of option: value")
     known = {a.dest for a in parser._actions}
@@ -47,4 +47,4 @@ def parse_recipe(parser: Any, argv: list[str]) -> tuple[Any, ...]:
     except GleamConfigError:
         raise
     except (ValueError, TypeError) as e:
-        raise GleamConfigError(f"recipe: {str(e).splitlines()[0]}") from None
+        raise GleamConfigError(f"recipe: {first_line(e)}") from None
