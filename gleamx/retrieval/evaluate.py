@@ -11,8 +11,8 @@ from gleamx.errors import GleamConfigError
 from gleamx.retrieval.data import Query, RetrievalSet
 from gleamx.retrieval.embed import embed_images
 from gleamx.retrieval.encoder import GleamCEncoder
-from gleamx.retrieval.metrics import summarise_ranks
-from gleamx.retrieval.search import ranks_of_positives_chunked, topk_search
+from gleamx.retrieval.metrics import ranks_of_positives, summarise_ranks
+from gleamx.retrieval.search import similarity_chunks, topk_search
 
 
 def embed_set(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64,
@@ -35,8 +35,7 @@ def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size
     similarity matrix in memory.
     """
     q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers)
-    ranks = ranks_of_positives_chunked(q, g, rset.positives())
-    hits = _hit_at_1(q, g, rset) if any(qq.semi_positives for qq in rset.queries) else None
+    ranks, hits = _scan(q, g, rset)
 
     def summary(keep: list[bool]) -> dict[str, Any]:
         m: dict[str, Any] = summarise_ranks([r for r, k in zip(ranks, keep) if k], len(rset.gallery), ks=ks,
@@ -51,11 +50,20 @@ def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size
     return out
 
 
-def _hit_at_1(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet) -> list[bool]:
-    """VIGOR's hit rate: the top-1 tile is the positive or one of the semi-positives."""
-    _, top = topk_search(q, g, 1)
-    ok = [set(p) | set(s) for p, s in zip(rset.positives(), rset.semi_positives())]
-    return [int(t) in good for t, good in zip(top[:, 0].tolist(), ok)]
+def _scan(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet) -> tuple[list, list[bool] | None]:
+    """One pass over the similarity blocks: each query's positive ranks and, where queries have
+    semi-positive tiles (VIGOR), whether the top-1 tile is the positive or a semi-positive (its hit).
+    ``argmax`` keeps the lower index among equal scores, as ``topk_search`` does."""
+    positives = rset.positives()
+    good = ([set(p) | set(s) for p, s in zip(positives, rset.semi_positives())]
+            if any(qq.semi_positives for qq in rset.queries) else None)
+    ranks: list = []
+    hits: list[bool] = []
+    for start, end, block in similarity_chunks(q, g):
+        ranks.extend(ranks_of_positives(block, positives[start:end]))
+        if good is not None:
+            hits.extend(int(t) in ok for t, ok in zip(block.argmax(dim=1).tolist(), good[start:end]))
+    return ranks, hits if good is not None else None
 
 
 @dataclass
