@@ -75,7 +75,7 @@ def main() -> None:
                 assert bat == seq, "batched and sequential generation disagree"
             t_seq, t_bat = statistics.median(t_seqs), statistics.median(t_bats)
             print(f"  {mnt:>14} {n_gen / t_seq:14.1f} {n_gen / t_bat:9.1f} {t_seq / t_bat:5.2f}x")
-        print(f"  target: >= 5x at batch 8 with gleamx-eval's default max_new_tokens (256)")
+        print("  target: >= 5x at batch 8 with gleamx-eval's default max_new_tokens (256)")
 
         if args.generation_only:
             return

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
 
 
 def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int) -> None:
@@ -117,8 +117,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the other benchmarks)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}")
+    set_threads_and_describe(args.threads)
     if args.quick:
         bench_search(4000, 4000, 128, 10, 1024)
     else:

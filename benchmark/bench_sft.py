@@ -21,7 +21,6 @@ Also prints tokens/s, peak RSS, and image tokens per sample at three ``max_pixel
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
@@ -37,6 +36,7 @@ import gleamx.train.sft as sft
 from gleamx.data.synth import synthesize
 from gleamx.models import build_tiny_model, image_token_count, load_model_and_processor, training_chat_template
 from gleamx.models.load import set_pixel_budget
+from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft_lora.yaml"
 WARMUP = 3  # first steps pay one-off costs (allocator, lazy imports) on both paths
@@ -233,10 +233,7 @@ def main() -> None:
     args = ap.parse_args()
     steps = args.steps or (20 if args.quick else 60)
 
-    torch.set_num_threads(args.threads)
-    # Other processes share the cores; the 1-minute load average says how much.
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    set_threads_and_describe(args.threads)
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-sft-") as tmp:
         root = Path(tmp)
         data = root / "synth"

@@ -16,7 +16,6 @@ accuracy, with model size, steps and wall times. Chance is 50%; a model that alw
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from gleamx.eval.generate import generate_answers
 from gleamx.eval.match import grouped_match_metrics, match_metrics
 from gleamx.models import build_tiny_model, load_model_and_processor
 from gleamx.prompts import parse_verdict
+from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft_learns.yaml"
 EVAL_LANG = "en"
@@ -75,10 +75,7 @@ def main() -> None:
     from gleamx.train.recipe import parse_recipe
     from gleamx.train.sft import run_sft
 
-    torch.set_num_threads(args.threads)
-    # Other processes share the cores; the 1-minute load average says how much.
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    set_threads_and_describe(args.threads)
     with tempfile.TemporaryDirectory(prefix="gleamx-sft-learns-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
