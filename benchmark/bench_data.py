@@ -21,7 +21,6 @@ the machine hits both alike; the median of each is reported, and the ratio of me
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -40,7 +39,9 @@ from gleamx.data import load_samples
 from gleamx.data.synth import synthesize
 from gleamx.models import build_tiny_model, load_model_and_processor, training_chat_template
 from gleamx.prompts import user_prompt
+from gleamx.train.assistant_mask import speed_up_assistant_masks
 from gleamx.train.dataset import build_sft_dataset
+from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
 
 LANG, TASK = "en", "explain"  # one conversation per sample, the longest answers
 
@@ -162,16 +163,14 @@ def main() -> None:
     n = args.n or (200 if args.quick else 1000)
     repeats = args.repeats or (2 if args.quick else 3)
 
-    torch.set_num_threads(args.threads)
-    # Other processes share the cores; the 1-minute load average says how much.
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    set_threads_and_describe(args.threads)
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-data-") as tmp:
         root = Path(tmp)
         rate, dt = synth_rate(root / "synth", n)
         print(f"synthesize: {n} samples (128 px, 5 images/location) in {dt:.1f} s = {rate:.1f} samples/s")
         _, processor = load_model_and_processor(build_tiny_model("qwen2_5_vl", root / "model"), dtype="float32")
-        processor.chat_template = training_chat_template(processor)  # what run_sft does
+        processor.chat_template = training_chat_template(processor)  # what run_sft does,
+        speed_up_assistant_masks(processor)  # ... and this too
         data = root / "synth"
         with open(data / "train.jsonl", encoding="utf-8") as f:
             n_train = sum(1 for _ in f)
