@@ -61,3 +61,22 @@ def models_tiny_dir(tmp_path_factory: pytest.TempPathFactory):
         return built[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def models_real_tiny_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``get(arch) -> Path``: a tiny random model built from the real checkpoint files of ``arch``
+    (``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``), built once per session."""
+    from gleamx.models import available_archs
+    from gleamx.models.real_tiny import build_real_tiny_model
+
+    built: dict[str, Path] = {}
+
+    def get(arch: str) -> Path:
+        if arch not in available_archs():
+            pytest.skip(f"transformers lacks {arch}")
+        if arch not in built:
+            built[arch] = build_real_tiny_model(arch, tmp_path_factory.mktemp(f"models_real_{arch}"))
+        return built[arch]
+
+    return get
