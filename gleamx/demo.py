@@ -1,8 +1,8 @@
 """``gleamx demo``: the whole pipeline on generated data and a tiny model, on a laptop CPU.
 
 Synthetic data -> validation -> ShareGPT export -> tiny Qwen2.5-VL-class model
--> match scoring of the untrained model -> LoRA SFT with the tiny recipe
-(``recipes/tiny/sft_lora.yaml``, through TRL) -> match scoring of the trained
+-> match scoring of the untrained model -> LoRA SFT with the packaged tiny recipe
+(``gleamx/recipes/tiny/sft_lora.yaml``, through TRL) -> match scoring of the trained
 adapter -> GLEAM-C: a tiny retrieval encoder trained on the same locations ->
 localize: its top-3 satellite candidates per test query, verified by the adapter.
 """
@@ -13,10 +13,10 @@ import json
 import time
 from pathlib import Path
 
+from gleamx import recipes
 from gleamx.cli.common import console
 
-
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny" / "sft_lora.yaml"
+RECIPE = recipes.path("tiny/sft_lora.yaml")  # package data: found in a wheel install as in a checkout
 
 
 def _tiny_recipe_args(model_dir: Path, data: Path, out: Path, seed: int) -> tuple:

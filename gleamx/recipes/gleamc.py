@@ -1,23 +1,38 @@
 """GLEAM-C: train the shared-weight retrieval encoder (query views <-> satellite tiles).
 
-    python recipes/gleamc.py --config recipes/gleamc/tiny.yaml
+``gleamx retrieval train`` and ``recipes/gleamc.py`` both run this file's ``main``:
+
+    gleamx retrieval train --config gleamc/tiny                          # a packaged recipe, by name
+    python recipes/gleamc.py --config recipes/gleamc/tiny.yaml           # from a checkout (recipes/ links here)
     accelerate launch --config_file accelerate_configs/ddp.yaml recipes/gleamc.py --config recipes/gleamc/convnext_base.yaml
 
+``--config`` takes a YAML path, or the name of a packaged recipe when no such file exists.
 Every option of the YAML can be overridden on the command line (``--epochs 3``).
 """
+
+from __future__ import annotations
 
 import sys
 
 from trl import TrlParser
 
-from gleamx.cli.common import run_cli
+from gleamx.cli.common import console
+from gleamx.recipes import describe, resolve_config
 from gleamx.retrieval.config import GleamCConfig
 from gleamx.retrieval.train import train_gleamc
 from gleamx.train.recipe import parse_recipe
 
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Parse ``--config`` and the overrides with TrlParser, then train (``argv``: default ``sys.argv[1:]``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = TrlParser((GleamCConfig,), prog=prog, description=describe("gleamc"))
+    (cfg,) = parse_recipe(parser, resolve_config(argv, "gleamc"))
+    out = train_gleamc(cfg)
+    console.print(f"GLEAM-C encoder, log and results -> {out}")
+
+
 if __name__ == "__main__":
-    def main() -> None:
-        (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), sys.argv[1:])
-        train_gleamc(cfg)
+    from gleamx.cli.common import run_cli
 
     sys.exit(run_cli(main))

@@ -1,0 +1,76 @@
+"""The packaged recipes: SFT and GLEAM-C YAMLs, and the scripts that run them (``sft.py``, ``gleamc.py``).
+
+They ship inside the package, so a pip-installed gleamx trains without a checkout
+(``gleamx sft --config tiny/sft_lora``). In a checkout the top-level ``recipes/`` is a
+link to this folder, so ``python recipes/sft.py --config recipes/tiny/sft_lora.yaml``
+reads the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gleamx.errors import GleamConfigError
+
+ROOT = Path(__file__).resolve().parent
+
+# kind -> which packaged recipes it runs (GLEAM-C recipes live in gleamc/, every other YAML is an SFT recipe)
+_KINDS = {"sft": lambda name: not name.startswith("gleamc/"), "gleamc": lambda name: name.startswith("gleamc/")}
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Names of the packaged recipes (``tiny/sft_lora``, ``gleamc/tiny``, ...); ``kind``: ``sft`` or ``gleamc``."""
+    keep = _KINDS[kind] if kind else (lambda name: True)
+    found = (p.relative_to(ROOT).with_suffix("").as_posix() for p in ROOT.rglob("*.yaml"))
+    return sorted(n for n in found if keep(n))
+
+
+def _find(name: str) -> Path | None:
+    name = name.replace("\\", "/")
+    for candidate in (name, name.removeprefix("recipes/")):  # README paths name them recipes/...
+        for n in (candidate, candidate + ".yaml"):
+            p = ROOT / n
+            if n and p.is_file() and ROOT in p.resolve().parents:
+                return p
+    return None
+
+
+def path(name: str) -> Path:
+    """The packaged file ``name``: a recipe with or without ``.yaml`` (``tiny/sft_lora``) or a script (``sft.py``)."""
+    p = _find(name)
+    if p is None:
+        raise GleamConfigError(f"{name}: no packaged recipe of that name; packaged recipes: {', '.join(names())}")
+    return p
+
+
+def describe(kind: str) -> str:
+    """The ``--help`` description of a recipe script: what ``--config`` takes, and the packaged recipes."""
+    what = "GLEAM-X supervised fine-tuning" if kind == "sft" else "GLEAM-C retrieval encoder training"
+    return (f"{what}. --config takes a recipe YAML path, or the name of a packaged recipe when no such file exists "
+            f"({', '.join(names(kind))}); every option below overrides the recipe's value.")
+
+
+def resolve_config(argv: list[str], kind: str) -> list[str]:
+    """``argv`` with ``--config VALUE`` pointing at a file: VALUE itself if it is one, else the packaged recipe
+    named VALUE. Neither is one line naming both and listing the packaged ``kind`` recipes."""
+    argv = list(argv)
+    for i, a in enumerate(argv):  # TrlParser reads only "--config PATH"; accept "--config=PATH" too
+        if a.startswith("--config="):
+            argv[i:i + 1] = ["--config", a.split("=", 1)[1]]
+            break
+    if "--config" not in argv:
+        return argv
+    i = argv.index("--config")
+    if i + 1 >= len(argv):
+        return argv  # parse_recipe reports the missing value
+    value = argv[i + 1]
+    if Path(value).is_file():
+        return argv
+    packaged = _find(value)
+    if (packaged is None or packaged.suffix != ".yaml"
+            or not _KINDS[kind](packaged.relative_to(ROOT).with_suffix("").as_posix())):
+        raise GleamConfigError(
+            f"--config {value}: neither a recipe file (no {Path(value).absolute()}) nor a packaged recipe of that "
+            f"name; packaged {'SFT' if kind == 'sft' else 'GLEAM-C'} recipes: {', '.join(names(kind))}")
+    argv[i + 1] = str(packaged)
+    return argv

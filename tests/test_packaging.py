@@ -1,0 +1,149 @@
+"""Packaging: the recipes ship inside the package (gleamx/recipes, linked as recipes/ in a checkout), a wheel
+install trains without a checkout (``gleamx sft --config tiny/sft_lora``), and the README's paths stay true."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gleamx import recipes
+from gleamx.errors import GleamConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGED = ROOT / "gleamx" / "recipes"
+
+
+def test_recipes_found_through_the_package_helper():
+    assert recipes.path("tiny/sft_lora") == recipes.path("tiny/sft_lora.yaml") == recipes.ROOT / "tiny" / "sft_lora.yaml"
+    assert recipes.path("tiny/sft_lora").is_file() and recipes.path("sft.py").is_file()
+    assert recipes.path("gleamc.py").is_file() and recipes.path("recipes/gleamc/tiny.yaml").is_file()
+    assert {"tiny/sft_lora", "qwen2.5-vl-3b/sft_lora", "qwen2.5-vl-3b/sft_qlora"} <= set(recipes.names("sft"))
+    assert recipes.names("gleamc") == ["gleamc/convnext_base", "gleamc/tiny"]
+    assert sorted(recipes.names("sft") + recipes.names("gleamc")) == recipes.names()
+    from gleamx.demo import RECIPE
+
+    assert RECIPE == recipes.path("tiny/sft_lora")
+    with pytest.raises(GleamConfigError, match="nope: no packaged recipe.*tiny/sft_lora"):
+        recipes.path("nope")
+
+
+def test_readme_recipe_paths_exist_from_the_repo_root():
+    """recipes/ is a relative link to gleamx/recipes, so every recipes/... path the README names works."""
+    assert (ROOT / "recipes").is_symlink() and os.readlink(ROOT / "recipes") == "gleamx/recipes"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![\w/])recipes/[\w./-]+\.(?:py|yaml)", readme))
+    assert {"recipes/sft.py", "recipes/gleamc.py", "recipes/tiny/sft_lora.yaml",
+            "recipes/qwen2.5-vl-3b/sft_lora.yaml"} <= named
+    for rel in sorted(named):
+        assert (ROOT / rel).is_file(), f"README names {rel}, which does not exist"
+
+
+def test_package_data_covers_every_recipe():
+    """Every YAML under gleamx/recipes matches a package-data glob, so the wheel carries it."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = cfg["tool"]["setuptools"]["package-data"]["gleamx"]
+    shipped = {p for g in globs for p in (ROOT / "gleamx").glob(g)}
+    assert set(PACKAGED.rglob("*.yaml")) <= shipped
+    assert cfg["project"]["license"] == "Apache-2.0"
+    assert not any(d.startswith("qwen-vl-utils") for d in cfg["project"]["dependencies"])
+
+
+def test_resolve_config_takes_a_path_or_a_packaged_name(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("max_steps: 1\n")
+    assert recipes.resolve_config(["--config", str(mine), "--seed", "1"], "sft") == ["--config", str(mine), "--seed", "1"]
+    tiny = str(recipes.path("tiny/sft_lora"))
+    for name in ("tiny/sft_lora", "tiny/sft_lora.yaml", "recipes/tiny/sft_lora.yaml"):
+        if not Path(name).is_file():  # run from the repo root, recipes/... is a file and is taken as one
+            assert recipes.resolve_config(["--lr", "1", "--config", name], "sft") == ["--lr", "1", "--config", tiny]
+    assert recipes.resolve_config(["--config=tiny/sft_lora"], "sft") == ["--config", tiny]
+    assert recipes.resolve_config(["--config", "gleamc/tiny"], "gleamc")[1] == str(recipes.path("gleamc/tiny"))
+    assert recipes.resolve_config(["--seed", "1"], "sft") == ["--seed", "1"]
+    for value, kind in (("nowhere/x.yaml", "sft"), ("gleamc/tiny", "sft"), ("tiny/sft_lora", "gleamc"),
+                        ("sft.py", "sft")):
+        with pytest.raises(GleamConfigError) as e:
+            recipes.resolve_config(["--config", value], kind)
+        msg = str(e.value)
+        assert msg.startswith(f"--config {value}: neither a recipe file (no {Path(value).absolute()})")
+        listed = msg.split(" recipes: ", 1)[1].split(", ")
+        assert listed == recipes.names(kind) and f"packaged {'SFT' if kind == 'sft' else 'GLEAM-C'} recipes" in msg
+
+
+def test_cli_sft_names_both_on_a_bad_config_and_runs_the_script_through_the_link():
+    r = subprocess.run([sys.executable, "-m", "gleamx.cli.main", "sft", "--config", "no/such_recipe"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert ("error: --config no/such_recipe: neither a recipe file" in r.stderr
+            and "packaged SFT recipes: " in r.stderr and "qwen2.5-vl-3b/sft_lora" in r.stderr)
+    # the README's checkout form, through the recipes/ link; --help after --config lists every option
+    r = subprocess.run([sys.executable, "recipes/sft.py", "--config", "recipes/tiny/sft_lora.yaml", "--help"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--max_steps" in r.stdout and "tiny/sft_lora" in r.stdout
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_tiny_dir):
+    """Build the wheel, install it with --target, and from outside the repo: the demo's recipe resolves inside
+    the install, `gleamx sft --help`, one SFT step and one GLEAM-C epoch from packaged recipe names."""
+    src = tmp_path / "src"  # a copy, so the build leaves no build/ or egg-info in the checkout
+    src.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", src)
+    shutil.copy(ROOT / "README.md", src)
+    shutil.copytree(ROOT / "gleamx", src / "gleamx", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    dist = tmp_path / "dist"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", str(src), "-w", str(dist)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    (wheel,) = dist.glob("gleamx-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    expected = {f"gleamx/recipes/{p.relative_to(PACKAGED).as_posix()}" for p in PACKAGED.rglob("*.yaml")}
+    expected |= {"gleamx/recipes/__init__.py", "gleamx/recipes/sft.py", "gleamx/recipes/gleamc.py"}
+    assert len(expected) > 10 and expected <= names, sorted(expected - names)
+    assert "gleamx/recipes/tiny/sft_lora.yaml" in names and "gleamx/recipes/gleamc/tiny.yaml" in names
+
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    work = tmp_path / "work"  # outside the repo: no recipes/ to fall back on
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+
+    def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=work,
+                              env=env)
+
+    r = run("-c", "import gleamx, gleamx.demo, gleamx.recipes as r; print(gleamx.__file__); print(gleamx.demo.RECIPE);"
+                  " print(r.path('qwen2.5-vl-3b/sft_lora'))")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.split()
+    assert len(lines) == 3 and all(Path(p).resolve().is_relative_to(target.resolve()) for p in lines), r.stdout
+    assert Path(lines[1]).is_file() and lines[1].endswith("sft_lora.yaml")
+
+    cli = ("-m", "gleamx.cli.main")
+    r = run(*cli, "sft", "--help")
+    assert r.returncode == 0 and "usage: gleamx sft" in r.stdout and "--max_steps" in r.stdout, r.stderr[-2000:]
+
+    from gleamx.data.synth import synthesize
+
+    data = tmp_path / "data"
+    synthesize(data, n=240, seed=0, image_size=32, difficulty="toy")
+    model = models_tiny_dir("qwen2_5_vl")
+    r = run(*cli, "sft", "--config", "tiny/sft_lora", "--model_name_or_path", str(model), "--dataset_name", str(data),
+            "--output_dir", "sft-out", "--max_steps", "1", "--save_strategy", "no", "--disable_tqdm", "true")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert (work / "sft-out" / "adapter_model.safetensors").is_file()
+    r = run(*cli, "retrieval", "train", "--config", "gleamc/tiny", "--data", str(data), "--output_dir", "gc-out",
+            "--epochs", "1", "--img_size", "32", "--batch_size", "8")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert (work / "gc-out" / "model.safetensors").is_file()
