@@ -46,9 +46,38 @@ def apply_freezing(model: nn.Module, *, freeze_vision_tower: bool, freeze_merger
 
 
 def merger_module_names(model: nn.Module) -> list[str]:
-    """Merger module names as PEFT ``modules_to_save`` takes them (matched as name suffixes)."""
-    ends = (".merger", ".deepstack_merger_list")
-    return sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name.endswith(ends)})
+    """Merger module names as PEFT ``modules_to_save`` takes them (matched as name suffixes).
+
+    PEFT wraps single modules only, so a ``ModuleList`` of mergers (Qwen3-VL's
+    ``deepstack_merger_list``) is named by its members (``deepstack_merger_list.0``, ...).
+    """
+    names: set[str] = set()
+    for name, module in model.named_modules():
+        if name.endswith(".merger"):
+            names.add("merger")
+        elif name.endswith(".deepstack_merger_list"):
+            if isinstance(module, nn.ModuleList):
+                names.update(f"deepstack_merger_list.{i}" for i in range(len(module)))
+            else:
+                names.add("deepstack_merger_list")
+    return sorted(names)
+
+
+def upcast_trainable(model: nn.Module) -> int:
+    """Give every trainable half-precision parameter a float32 copy to train; returns how many.
+
+    Outside DeepSpeed/FSDP the optimizer updates parameters in their own dtype: a bf16 merger at
+    lr 1e-5 loses most updates to rounding (bf16 keeps 8 mantissa bits). Under bf16 autocast the
+    float32 weights still run their matmuls in bf16, so only the updates gain precision.
+    """
+    import torch
+
+    n = 0
+    for p in model.parameters():
+        if p.requires_grad and p.is_floating_point() and p.dtype in (torch.bfloat16, torch.float16):
+            p.data = p.data.float()
+            n += 1
+    return n
 
 
 def trainable_counts(model: nn.Module) -> dict[str, int]:

@@ -15,6 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from gleamx.cli.common import console
@@ -24,7 +26,8 @@ from gleamx.train.args import LLM_LORA_TARGETS, VISION_LORA_TARGETS, GleamScript
 from gleamx.train.assistant_mask import speed_up_assistant_masks
 from gleamx.train.image_tokens import ImageTokenCounter
 from gleamx.train.dataset import build_sft_dataset
-from gleamx.train.freeze import apply_freezing, merger_module_names, param_groups, trainable_counts
+from gleamx.train.freeze import apply_freezing, merger_module_names, param_groups, trainable_counts, upcast_trainable
+from gleamx.train.preflight import preflight
 
 RUN_FILE = "gleamx_run.json"
 # Fields that may differ between a run and its resumption without it being "another run".
@@ -172,6 +175,26 @@ def _check_quantisable(model: Any) -> None:
                 )
 
 
+def resolve_resume(value: Any, output_dir: Path) -> str | None:
+    """``resume_from_checkpoint`` as TRL/transformers document it: ``true`` means the last
+    ``checkpoint-*`` in ``output_dir``, ``false`` (or unset) means start fresh, anything else is a path."""
+    if value is None or value is False:
+        return None
+    text = str(value).strip()
+    if text.lower() in ("", "false", "no", "0", "none"):
+        return None
+    if value is True or text.lower() in ("true", "yes", "1"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        if last is None:
+            raise GleamConfigError(f"resume_from_checkpoint: true, but {output_dir} holds no checkpoint-* to resume from")
+        return last
+    if not Path(text).is_dir():
+        raise GleamConfigError(f"resume_from_checkpoint: {text} is not a directory (expected true, false or a checkpoint dir)")
+    return text
+
+
 def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
     """Train and save; returns the output directory."""
     from gleamx.models import load_model_and_processor, training_chat_template
@@ -184,9 +207,10 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     # One console line per run, not one per rank.
     say = console.print if training_args.process_index == 0 else (lambda *a, **k: None)
     signature = _run_signature(script_args, training_args, model_args)
-    check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir,
-                     resuming=bool(training_args.resume_from_checkpoint))
+    resume = resolve_resume(training_args.resume_from_checkpoint, out)
+    check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir, resuming=resume is not None)
     check_zero3_save(training_args, model_args)
+    preflight(training_args, model_args, say)
 
     # Data first: bad input fails in seconds, before a model is loaded.
     loaded = load_samples(script_args.dataset_name, format=script_args.dataset_format,
@@ -229,6 +253,16 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
         peft_config=lora_config(model_args, script_args, model),
         vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr, image_tokens=counter,
     )
+    if not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):  # those keep float32 masters themselves
+        if not (training_args.bf16 or training_args.fp16) and any(
+                p.requires_grad and p.dtype in (torch.bfloat16, torch.float16) for p in trainer.model.parameters()):
+            raise GleamConfigError(
+                f"recipe: dtype {model_args.dtype} with bf16/fp16 false would train the merger or model in pure half "
+                "precision (small updates round away); set bf16: true (mixed precision) or dtype: float32")
+        n_up = upcast_trainable(trainer.model)
+        if n_up:
+            say(f"{n_up} trainable half-precision tensor(s) kept in float32 for the optimizer (bf16 would round "
+                "small updates away); the frozen weights keep their dtype")
     counts = trainable_counts(trainer.model)
     say(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
                   + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
@@ -239,7 +273,7 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     out.mkdir(parents=True, exist_ok=True)
     if writer:
         (out / RUN_FILE).write_text(json.dumps({"signature": signature}, indent=2, default=str) + "\n", encoding="utf-8")
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
+    trainer.train(resume_from_checkpoint=resume)
 
     trainer.save_model(str(out))
     if not writer:

@@ -1,0 +1,100 @@
+"""Every shipped recipe runs as shipped, on the tiny model built from the real files of its family.
+
+Only what a CPU forces is overridden: the model path (a tiny random model from the checkpoint's own
+config, processor, template and tokenizer), the dataset (generated), ``use_cpu``, the output dir, and
+the amount of work (one optimizer step of one micro-batch: 16 long conversations through a 151,936-token
+``lm_head`` in CPU bf16 take minutes). flash-attention and tensorboard are *not* overridden: the recipes must fall back by
+themselves, with one line each, where they are not installed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILY = {"qwen2-vl-2b": "qwen2_vl", "qwen2.5-vl-3b": "qwen2_5_vl", "qwen3-vl-4b": "qwen3_vl"}
+SFT_RECIPES = sorted(p.relative_to(ROOT).as_posix() for d in FAMILY for p in (ROOT / "recipes" / d).glob("*.yaml"))
+TINY_RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes" / "tiny").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def recipe_data(tmp_path_factory):
+    from gleamx.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("recipe_data")
+    synthesize(root, n=40, seed=5, image_size=96)
+    return root
+
+
+def _parse(recipe: str, *overrides: str):
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.recipe import parse_recipe
+
+    return parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)),
+                        ["--config", str(ROOT / recipe), *overrides])
+
+
+def _run(recipe: str, model: Path, data: Path, out: Path, capsys) -> tuple[Path, str]:
+    from gleamx.train.sft import run_sft
+
+    args = _parse(recipe, "--model_name_or_path", str(model), "--dataset_name", str(data), "--output_dir", str(out),
+                  "--max_steps", "1", "--gradient_accumulation_steps", "1", "--logging_steps", "1", "--use_cpu", "true")
+    run_sft(*args)
+    return out, capsys.readouterr().out
+
+
+def test_every_family_has_lora_qlora_and_full():
+    for family in FAMILY:
+        assert {Path(r).stem for r in SFT_RECIPES if r.split("/")[1] == family} == {"sft_lora", "sft_qlora", "sft_full"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", SFT_RECIPES)
+def test_gpu_recipe_runs_as_shipped(recipe, recipe_data, models_real_tiny_dir, tmp_path, capsys):
+    arch = FAMILY[recipe.split("/")[1]]
+    _, shipped, shipped_model = _parse(recipe, "--use_cpu", "true")
+    out, said = _run(recipe, models_real_tiny_dir(arch), recipe_data, tmp_path / "out", capsys)
+    hist = json.loads((out / "log_history.json").read_text())
+    losses = [h["loss"] for h in hist if "loss" in h]
+    assert len(losses) == 1 and all(torch.isfinite(torch.tensor(losses)))
+    assert all(h.get("image_tokens_per_batch", 1) > 0 for h in hist if "loss" in h)
+    # What a missing optional package does: one line, then training goes on.
+    if shipped_model.attn_implementation == "flash_attention_2" and not torch.cuda.is_available():
+        assert "flash_attention_2 needs a CUDA GPU" in said and "using sdpa" in said
+    if "tensorboard" in shipped.report_to:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            assert "report_to: tensorboard is not installed" in said
+    weights = "adapter_model.safetensors" if shipped_model.use_peft else "model.safetensors"
+    assert (out / weights).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", TINY_RECIPES)
+def test_tiny_recipe_runs_as_shipped(recipe, recipe_data, models_tiny_dir, tmp_path, capsys):
+    out, _ = _run(recipe, models_tiny_dir("qwen2_5_vl"), recipe_data, tmp_path / "out", capsys)
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_missing_tracker_and_flash_attention_fall_back_with_one_line(monkeypatch):
+    from types import SimpleNamespace
+
+    import gleamx.train.preflight as pf
+
+    said: list[str] = []
+    monkeypatch.setattr(pf, "_installed", lambda module: False)
+    args = SimpleNamespace(report_to=["tensorboard", "none"], deepspeed=None)
+    pf.resolve_trackers(args, said.append)
+    assert args.report_to == ["none"] and "pip install 'gleamx[tensorboard]'" in said[0]
+    model_args = SimpleNamespace(attn_implementation="flash_attention_2")
+    pf.resolve_attention(model_args, said.append, cuda=True)
+    assert model_args.attn_implementation == "sdpa" and "flash-attn" in said[1] and len(said) == 2
+    with pytest.raises(Exception, match=r"gleamx\[deepspeed\]"):
+        pf.require_deepspeed(SimpleNamespace(deepspeed="ds.json"))
