@@ -285,6 +285,16 @@ def _stand_in_vllm(calls: list, fail_on_call: int | None = None):
     return mod
 
 
+def _hf_generation_config_of(cfg):
+    """The ``transformers.GenerationConfig`` gleamx-eval's HF backend passes to ``generate`` for ``cfg``."""
+    from gleamx.eval.decoding import checkpoint_stop_token_ids, hf_generation_config
+    from gleamx.models.load import load_processor
+
+    tokenizer = load_processor(cfg.model).tokenizer
+    return hf_generation_config(cfg.generation_config(), stop_ids=checkpoint_stop_token_ids(cfg.model, tokenizer),
+                                pad_token_id=tokenizer.pad_token_id)
+
+
 def test_vllm_backend_glue_with_a_stand_in_engine(eval_inputs, tmp_path, monkeypatch):
     """gleamx's side of the vLLM contract: two images per request, greedy params, chunked appends that
     survive a crash, P(yes) read from the verdict token's top log-probs."""
@@ -303,7 +313,14 @@ def test_vllm_backend_glue_with_a_stand_in_engine(eval_inputs, tmp_path, monkeyp
     first = [json.loads(line) for line in pred_path.read_text().splitlines()]
     assert len(first) == 4  # the first chunk was kept
     assert calls[0][0] == "init" and calls[0][2]["limit_mm_per_prompt"] == {"image": 2}
-    assert calls[1][2] == {"temperature": 0.0, "max_tokens": 16, "logprobs": 5}
+    # vLLM ignores the checkpoint's generation_config.json and decodes exactly as transformers' generate would
+    assert calls[0][2]["generation_config"] == "vllm"
+    hf = _hf_generation_config_of(cfg)
+    assert hf.do_sample is False and hf.num_beams == 1
+    assert calls[1][2] == {"n": 1, "temperature": 0.0, "top_p": hf.top_p, "top_k": hf.top_k,
+                           "repetition_penalty": hf.repetition_penalty, "max_tokens": hf.max_new_tokens,
+                           "stop_token_ids": hf.eos_token_id, "logprobs": 5}
+    assert hf.max_new_tokens == 16 and hf.repetition_penalty == 1.0 and hf.top_p == 1.0 and hf.top_k == 0
 
     calls.clear()
     monkeypatch.setitem(sys.modules, "vllm", _stand_in_vllm(calls))
@@ -316,6 +333,7 @@ def test_vllm_backend_glue_with_a_stand_in_engine(eval_inputs, tmp_path, monkeyp
     assert all(r["prediction"] == "Answer: Yes" and r["p_yes"] == pytest.approx(0.8) for r in rows)
     assert results["accuracy_positive"] == 1.0 and results["accuracy_negative"] == 0.0
     assert results["calibration"] is not None
+    assert results["generation"] == {**cfg.generation_config(), "stop_token_ids": hf.eos_token_id}
 
 
 def test_vllm_backend_is_imported_only_when_asked():

@@ -21,9 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="vllm needs the 'vllm' extra and a GPU")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="greedy decoding's repetition penalty (1.0: none); the checkpoint's generation_config.json "
+                        "is never used, so every backend decodes alike")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
-    p.add_argument("--min-pixels", type=int, default=None)
-    p.add_argument("--max-pixels", type=int, default=None)
+    p.add_argument("--min-pixels", type=int, default=None,
+                   help="override the per-image pixel floor (default: the processor saved with --adapter, "
+                        "else --model's)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="override the per-image pixel budget (default: the one the adapter's run trained with)")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     p.add_argument("--sbert-model", default=None,
                    help="sentence-transformers id or path for explanation similarity (default: an offline model)")
@@ -54,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             f"n={results['n']}  accuracy={pct(results['accuracy'])}  on matching pairs={pct(results['accuracy_positive'])}  "
             f"on non-matching pairs={pct(results['accuracy_negative'])}  invalid={pct(results['invalid_rate'])}"
         )
+        images = results.get("images") or {}
+        if images.get("image_tokens_per_sample") is not None and images.get("min_pixels") and images.get("max_pixels"):
+            console.print(f"images: {images['min_pixels']:,} to {images['max_pixels']:,} pixels each, "
+                          f"{images['image_tokens_per_sample']:.1f} image tokens per sample "
+                          f"(processor of {images['processor']})", markup=False)
         expl = results.get("explanation") or {}
         if expl.get("sbert_cosine") is not None:
             console.print(f"explanations: sbert_cosine={expl['sbert_cosine']:.4f} ({expl.get('sbert_model')})  "

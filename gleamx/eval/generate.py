@@ -1,4 +1,7 @@
-"""Batched greedy generation with a Hugging Face model + processor (left padding)."""
+"""Batched greedy generation with a Hugging Face model + processor (left padding).
+
+The decoding is gleamx's own (:mod:`gleamx.eval.decoding`), never the checkpoint's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,40 @@ from typing import Any
 import torch
 
 from gleamx.data.schema import GleamSample
+from gleamx.eval.decoding import greedy_decoding, hf_generation_config, stop_token_ids
 from gleamx.prompts import build_messages, sample_images
+from gleamx.prompts.templates import IMAGE_ORDER
+
+
+def _image_size(image: Any) -> tuple[int, int]:
+    """``(width, height)`` from the image header, without decoding the pixels."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.size
+    if isinstance(image, dict) and image.get("bytes"):  # datasets' raw Image value
+        import io
+
+        with Image.open(io.BytesIO(image["bytes"])) as im:
+            return im.size
+    with Image.open(image["path"] if isinstance(image, dict) else image) as im:
+        return im.size
+
+
+def image_budget(processor: Any, samples: Sequence[GleamSample]) -> dict[str, Any]:
+    """The processor's effective min/max pixels per image and the mean image tokens per sample it makes."""
+    from gleamx.errors import GleamModelError
+    from gleamx.models.load import image_token_count, pixel_budget
+
+    lo, hi = pixel_budget(processor)
+    try:
+        per_sample = [sum(image_token_count(processor, *_image_size(getattr(s, f))) for f in IMAGE_ORDER)
+                      for s in samples]
+    except GleamModelError:  # not a Qwen-VL style image processor: counts unknown
+        per_sample = []
+    mean = sum(per_sample) / len(per_sample) if per_sample else None
+    return {"min_pixels": lo, "max_pixels": hi, "image_tokens_per_sample": mean,
+            "max_image_tokens_per_sample": max(per_sample) if per_sample else None}
 
 
 def prompt_texts(processor: Any, samples: Sequence[GleamSample], lang: str, task: str) -> list[str]:
@@ -23,11 +59,19 @@ def prompt_texts(processor: Any, samples: Sequence[GleamSample], lang: str, task
 @torch.inference_mode()
 def generate_batch(
     model: Any, processor: Any, samples: Sequence[GleamSample], lang: str, task: str = "explain",
-    max_new_tokens: int = 128,
+    max_new_tokens: int = 128, *, generation_config: Any = None,
 ) -> list[str]:
     """Greedy answers for one batch. Left padding keeps every prompt's last token at the end,
-    so batched and one-at-a-time generation agree."""
+    so batched and one-at-a-time generation agree.
+
+    ``generation_config``: a ``transformers.GenerationConfig`` (default: :func:`greedy_decoding` with
+    ``max_new_tokens`` and the checkpoint's stop tokens); it replaces the checkpoint's decoding.
+    """
     tokenizer = processor.tokenizer
+    if generation_config is None:
+        generation_config = hf_generation_config(
+            greedy_decoding(max_new_tokens), pad_token_id=tokenizer.pad_token_id,
+            stop_ids=stop_token_ids(getattr(model.generation_config, "eos_token_id", None), tokenizer))
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
@@ -39,21 +83,24 @@ def generate_batch(
         ).to(model.device)
     finally:
         tokenizer.padding_side = old_side
-    out = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
-                         pad_token_id=tokenizer.pad_token_id)
+    out = model.generate(**inputs, generation_config=generation_config)
     new_tokens = out[:, inputs["input_ids"].shape[1]:]
     return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
 def generate_answers(
     model: Any, processor: Any, samples: Sequence[GleamSample], lang: str, task: str = "explain", *,
-    batch_size: int = 8, max_new_tokens: int = 128, on_batch: Callable[[list[GleamSample], list[str]], None] | None = None,
+    batch_size: int = 8, max_new_tokens: int = 128, generation_config: Any = None,
+    on_batch: Callable[[list[GleamSample], list[str]], None] | None = None,
 ) -> list[str]:
-    """Answers for all samples, ``batch_size`` at a time; ``on_batch`` sees each finished batch."""
+    """Answers for all samples, ``batch_size`` at a time; ``on_batch`` sees each finished batch.
+
+    ``generation_config`` (a ``transformers.GenerationConfig``) overrides ``max_new_tokens``.
+    """
     answers: list[str] = []
     for start in range(0, len(samples), batch_size):
         batch = list(samples[start:start + batch_size])
-        got = generate_batch(model, processor, batch, lang, task, max_new_tokens)
+        got = generate_batch(model, processor, batch, lang, task, max_new_tokens, generation_config=generation_config)
         answers.extend(got)
         if on_batch is not None:
             on_batch(batch, got)

@@ -44,6 +44,21 @@ def model_index(results: dict[str, Any]) -> list[dict[str, Any]]:
     }]
 
 
+def setup_line(results: dict[str, Any]) -> str | None:
+    """What the model saw and how it decoded: pixel budget, image tokens per sample, decoding (model runs only)."""
+    images, gen = results.get("images"), results.get("generation")
+    parts = []
+    if images:
+        tokens = images.get("image_tokens_per_sample")
+        parts.append(f"images {images.get('min_pixels')} to {images.get('max_pixels')} pixels each"
+                     + (f", {tokens:.1f} image tokens per sample" if tokens is not None else "")
+                     + f" (processor of {images.get('processor')})")
+    if gen:
+        parts.append("decoding " + ("greedy" if not gen.get("do_sample") else "sampled")
+                     + f", repetition_penalty {gen.get('repetition_penalty')}, max_new_tokens {gen.get('max_new_tokens')}")
+    return "; ".join(parts) or None
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """Tables a person reads: overall (with 95% CIs), by view, by source, confusion, explanation quality."""
     head = "| group | " + " | ".join(MATCH_COLUMNS) + " |\n|" + "---|" * (len(MATCH_COLUMNS) + 1) + "\n"
@@ -54,7 +69,8 @@ def results_markdown(results: dict[str, Any]) -> str:
     cfg = results.get("config", {})
     text = "# GLEAM-X evaluation\n\n"
     text += f"- model: `{cfg.get('model') or cfg.get('predictions')}`" + (f" + adapter `{cfg['adapter']}`" if cfg.get("adapter") else "") + "\n"
-    text += f"- data: `{cfg.get('data')}` (split {cfg.get('split')}), language {cfg.get('lang')}, task {cfg.get('task')}\n\n"
+    text += f"- data: `{cfg.get('data')}` (split {cfg.get('split')}), language {cfg.get('lang')}, task {cfg.get('task')}\n"
+    text += (f"- {setup_line(results)}\n\n" if setup_line(results) else "\n")
     text += "## Match\n\nPercentages. Unparseable answers count as wrong and are shown as invalid_rate.\n\n"
     text += (f"Accuracy {_pct(results['accuracy'])}%{_ci(results, 'accuracy')}; on matching pairs "
              f"{_pct(results['accuracy_positive'])}%{_ci(results, 'accuracy_positive')}; on non-matching pairs "
@@ -189,6 +205,7 @@ def report_html(results: dict[str, Any], samples: list[GleamSample], predictions
 <style>{CSS}</style></head><body><h1>GLEAM-X evaluation</h1>
 <p class="muted">model {e(str(cfg.get('model') or cfg.get('predictions')))}{' + adapter ' + e(cfg['adapter']) if cfg.get('adapter') else ''}
 · data {e(str(cfg.get('data')))} ({e(str(cfg.get('split')))}) · language {e(lang)} · task {e(str(cfg.get('task')))} · n={results['n']}</p>
+{f'<p class="muted">{e(setup_line(results))}</p>' if setup_line(results) else ''}
 <div class="cards">{cards}</div>
 <h2>Match by query view</h2><table><tr><th>group</th>{''.join(f'<th>{x}</th>' for x in MATCH_COLUMNS)}</tr>{rows}</table>
 <h2>Confusion matrix</h2>{confusion}<h2>Calibration</h2>{cal_html}{expl_html}

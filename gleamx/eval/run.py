@@ -19,6 +19,7 @@ from gleamx.data.load import load_samples
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.eval.appendlog import end_with_newline
+from gleamx.eval.decoding import greedy_decoding
 from gleamx.eval.match import grouped_match_metrics, match_metrics
 from gleamx.eval.stats import bootstrap_ci, calibration
 from gleamx.prompts.verdict import parse_verdict
@@ -39,6 +40,7 @@ class EvalConfig:
     backend: str = "hf"
     batch_size: int = 8
     max_new_tokens: int = 256
+    repetition_penalty: float = 1.0
     limit: int | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
@@ -53,10 +55,15 @@ class EvalConfig:
     bootstrap: int = 1000
     overwrite: bool = False
 
+    def generation_config(self) -> dict[str, Any]:
+        """The full decoding config both backends get (greedy; see :func:`gleamx.eval.decoding.greedy_decoding`)."""
+        return greedy_decoding(self.max_new_tokens, self.repetition_penalty)
+
     def generation_key(self) -> str:
         """Hash of everything that changes a generated answer (not batch size: batching is exact)."""
-        keys = ("model", "adapter", "lang", "task", "backend", "max_new_tokens", "min_pixels", "max_pixels", "dtype")
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        keys = ("model", "adapter", "lang", "task", "backend", "min_pixels", "max_pixels", "dtype")
+        blob = json.dumps({**{k: getattr(self, k) for k in keys}, "generation": self.generation_config()},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -106,21 +113,8 @@ def score(samples: list[GleamSample], predictions: dict[str, dict[str, Any]], *,
     return results
 
 
-def _load_model(cfg: EvalConfig):
-    from gleamx.models import load_model_and_processor
-
-    model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype, min_pixels=cfg.min_pixels,
-                                                max_pixels=cfg.max_pixels)
-    if cfg.adapter:
-        from peft import PeftModel
-
-        if not Path(cfg.adapter, "adapter_config.json").is_file():
-            raise GleamConfigError(f"--adapter: {cfg.adapter} has no adapter_config.json (expected a PEFT adapter dir)")
-        model = PeftModel.from_pretrained(model, cfg.adapter)
-    return model.eval(), processor
-
-
-def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path) -> None:
+def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path, processor: Any,
+                      stop_ids: list[int]) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     key = cfg.generation_key()
@@ -145,19 +139,23 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
         if cfg.backend == "vllm":
             from gleamx.eval.vllm_backend import generate_vllm
 
-            generate_vllm(cfg, todo, on_chunk=append)
+            generate_vllm(cfg, todo, on_chunk=append, processor=processor, stop_ids=stop_ids)
             return
 
+        from gleamx.eval.decoding import hf_generation_config
         from gleamx.eval.generate import generate_answers, verdict_p_yes
+        from gleamx.models.adapter import load_for_inference
 
-        model, processor = _load_model(cfg)
+        model, processor = load_for_inference(cfg.model, cfg.adapter, dtype=cfg.dtype, processor=processor)
+        gen = hf_generation_config(cfg.generation_config(), stop_ids=stop_ids,
+                                   pad_token_id=processor.tokenizer.pad_token_id)
 
         def save(batch: list[GleamSample], answers: list[str]) -> None:
             append(batch, answers, verdict_p_yes(model, processor, batch, answers, cfg.lang, cfg.task,
                                                  batch_size=cfg.batch_size))
 
         generate_answers(model, processor, todo, cfg.lang, cfg.task, batch_size=cfg.batch_size,
-                         max_new_tokens=cfg.max_new_tokens, on_batch=save)
+                         generation_config=gen, on_batch=save)
 
 
 def _check_config(cfg: EvalConfig) -> None:
@@ -169,6 +167,13 @@ def _check_config(cfg: EvalConfig) -> None:
         raise GleamConfigError(f"--lang: expected en or zh, got {cfg.lang!r}")
     if bool(cfg.judge_model) != bool(cfg.judge_base_url):
         raise GleamConfigError("--judge-model and --judge-base-url go together")
+    if cfg.backend == "vllm" and cfg.adapter:
+        raise GleamConfigError("--backend vllm: merge the adapter first (gleamx merge) and pass the merged --model")
+    if cfg.adapter and not Path(cfg.adapter, "adapter_config.json").is_file():
+        raise GleamConfigError(f"--adapter: {cfg.adapter} has no adapter_config.json (expected a PEFT adapter dir)")
+    if cfg.repetition_penalty <= 0:
+        raise GleamConfigError(
+            f"--repetition-penalty: expected a positive number (1.0: none), got {cfg.repetition_penalty}")
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
@@ -179,6 +184,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     samples = load_samples(cfg.data, split=cfg.split).samples
     if cfg.limit:
         samples = samples[: cfg.limit]
+    generation = images = None
     if cfg.predictions:
         predictions = read_predictions(cfg.predictions)
     else:
@@ -193,10 +199,22 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         if cfg.overwrite and pred_path.is_file():
             pred_path.unlink()
         cfg_path.write_text(json.dumps({**asdict(cfg), "generation_key": cfg.generation_key()}, indent=2) + "\n")
-        _generate_missing(cfg, samples, pred_path)
+        from gleamx.eval.decoding import checkpoint_stop_token_ids
+        from gleamx.eval.generate import image_budget
+        from gleamx.models.adapter import load_inference_processor
+
+        # The run's processor (pixel budget, chat template) when the adapter dir holds one; loaded here,
+        # not with the model, so results.json records the budget even when nothing is left to generate.
+        processor, source = load_inference_processor(cfg.model, cfg.adapter, min_pixels=cfg.min_pixels,
+                                                     max_pixels=cfg.max_pixels)
+        stop_ids = checkpoint_stop_token_ids(cfg.model, processor.tokenizer)
+        generation = {**cfg.generation_config(), "stop_token_ids": stop_ids}
+        images = {"processor": source, **image_budget(processor, samples)}
+        _generate_missing(cfg, samples, pred_path, processor, stop_ids)
         predictions = read_predictions(pred_path, cfg.generation_key())
 
-    results: dict[str, Any] = {"config": asdict(cfg), **score(samples, predictions, bootstrap=cfg.bootstrap)}
+    results: dict[str, Any] = {"config": asdict(cfg), "generation": generation, "images": images,
+                               **score(samples, predictions, bootstrap=cfg.bootstrap)}
     results["explanation"] = _explanation_scores(cfg, samples, predictions, out)
     from gleamx.eval.report import model_index, write_reports
 

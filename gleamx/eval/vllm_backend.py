@@ -1,9 +1,9 @@
 """Optional vLLM generation backend (``--backend vllm``); imported only when asked for.
 
-Greedy decoding with the model's own chat template; P(yes) comes from the
-top log-probabilities vLLM returns at the verdict token, when both verdict
-words are among them. Samples go to vLLM in chunks, and each finished chunk is
-handed back (and appended to the predictions file by the caller), so a killed
+Greedy decoding (gleamx's explicit config, the same as the transformers backend's) with the
+model's own chat template; P(yes) comes from the top log-probabilities vLLM returns at the
+verdict token, when both verdict words are among them. Samples go to vLLM in chunks, and each
+finished chunk is handed back (and appended to the predictions file by the caller), so a killed
 run keeps every chunk it finished.
 """
 
@@ -43,23 +43,36 @@ def verdict_p_yes_from_logprobs(token_ids: Sequence[int], logprobs: Sequence[dic
 
 
 def generate_vllm(cfg: Any, samples: list, on_chunk: Callable[[list, list[str], list[float | None]], None],
-                  chunk_size: int | None = None) -> None:
-    """Greedy answers and P(yes) for ``samples``, passed to ``on_chunk(samples, answers, p_yes)`` per chunk."""
+                  chunk_size: int | None = None, *, processor: Any = None,
+                  stop_ids: Sequence[int] | None = None) -> None:
+    """Greedy answers and P(yes) for ``samples``, passed to ``on_chunk(samples, answers, p_yes)`` per chunk.
+
+    Decoding is ``cfg.generation_config()`` (the one the transformers backend gets) with the
+    checkpoint's ``stop_ids``; vLLM is told to ignore the checkpoint's ``generation_config.json``.
+    ``processor`` renders the chat template (default: ``cfg.model``'s).
+    """
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
         raise GleamConfigError("--backend vllm: vllm is not installed (pip install 'gleamx[vllm]', needs a GPU)") from None
-    from transformers import AutoProcessor
 
+    from gleamx.eval.decoding import checkpoint_stop_token_ids, vllm_sampling_kwargs
     from gleamx.prompts import build_messages, sample_images
 
     if cfg.adapter:
         raise GleamConfigError("--backend vllm: merge the adapter first (gleamx merge) and pass the merged --model")
-    processor = AutoProcessor.from_pretrained(cfg.model)
+    if processor is None:
+        from gleamx.models.load import load_processor
+
+        processor = load_processor(cfg.model)
+    if stop_ids is None:
+        stop_ids = checkpoint_stop_token_ids(cfg.model, processor.tokenizer)
     mm_kwargs = {k: v for k, v in (("min_pixels", cfg.min_pixels), ("max_pixels", cfg.max_pixels)) if v}
+    # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's sampling settings; every
+    # field that matters is set explicitly below anyway.
     llm = LLM(model=cfg.model, limit_mm_per_prompt={"image": 2}, mm_processor_kwargs=mm_kwargs or None,
-              dtype=cfg.dtype)
-    params = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens, logprobs=5)
+              dtype=cfg.dtype, generation_config="vllm")
+    params = SamplingParams(**vllm_sampling_kwargs(cfg.generation_config(), stop_ids=stop_ids), logprobs=5)
     chunk_size = chunk_size or CHUNK
     for start in range(0, len(samples), chunk_size):
         chunk = samples[start:start + chunk_size]

@@ -8,28 +8,22 @@ from gleamx.errors import GleamModelError, first_line
 
 
 def merge_adapter(base: str, adapter: str | Path, out: str | Path, *, dtype: str = "auto") -> Path:
-    """Load ``base`` + ``adapter``, merge, save model + processor to ``out`` (loads with AutoModelForImageTextToText)."""
-    from peft import PeftModel
+    """Load ``base`` + ``adapter``, merge, save model + processor to ``out`` (loads with AutoModelForImageTextToText).
 
-    from gleamx.models import load_model_and_processor
+    The adapter is loaded as ``gleamx-eval`` loads it (every tensor matched, old key layouts renamed),
+    and the processor saved is the run's own when the adapter dir holds one (its pixel budget and its
+    chat template), else the base's.
+    """
+    from gleamx.models.adapter import load_for_inference
 
     adapter = Path(adapter)
-    if not (adapter / "adapter_config.json").is_file():
-        raise GleamModelError(f"adapter: {adapter} has no adapter_config.json (expected a PEFT adapter directory)")
-    model, processor = load_model_and_processor(base, dtype=dtype)
+    model, processor = load_for_inference(base, adapter, dtype=dtype, flag="--adapter", device=None)
     try:
-        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    except Exception as e:  # key mismatches surface here as RuntimeError/ValueError/KeyError
-        first = first_line(e)
-        raise GleamModelError(f"adapter: {adapter} does not fit base {base!r} ({type(e).__name__}: {first})") from None
+        merged = model.merge_and_unload()
+    except Exception as e:  # noqa: BLE001 - PEFT/torch errors; the user needs one line
+        raise GleamModelError(f"--adapter {adapter}: could not be merged into {base!r} "
+                              f"({first_line(e, with_type=True)})") from None
     out = Path(out)
     merged.save_pretrained(out)
-    # The adapter dir holds the processor used in training (chat template with generation markers).
-    try:
-        from transformers import AutoProcessor
-
-        processor = AutoProcessor.from_pretrained(str(adapter))
-    except Exception:
-        pass  # adapter saved without a processor: keep the base's
     processor.save_pretrained(out)
     return out

@@ -105,6 +105,47 @@ def set_pixel_budget(processor: Any, min_pixels: int | None = None, max_pixels: 
     ip.size = type(ip.size)(**size) if not isinstance(ip.size, dict) else size
 
 
+def pixel_budget(processor: Any) -> tuple[int | None, int | None]:
+    """``(min_pixels, max_pixels)`` per image that ``processor``'s image processor resizes to (``None`` if unknown)."""
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+    if size is None:
+        return None, None
+    size = dict(size)
+    lo = size.get("shortest_edge", size.get("min_pixels"))
+    hi = size.get("longest_edge", size.get("max_pixels"))
+    return (None if lo is None else int(lo)), (None if hi is None else int(hi))
+
+
+def _load_processor(source: str, common: dict[str, Any]) -> Any:
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(source, **common)
+    except Exception as e:
+        raise GleamModelError(f"model: could not load a processor from {source!r} ({_one_line(e)})") from e
+
+
+def _common_kwargs(local_only: bool, trust_remote_code: bool) -> dict[str, Any]:
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if local_only:
+        common["local_files_only"] = True
+    return common
+
+
+def load_processor(
+    name_or_path: str | os.PathLike[str],
+    *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """The ``AutoProcessor`` of a local model directory or Hub id, with an optional pixel budget override."""
+    source, local_only = _resolve_source(name_or_path)
+    processor = _load_processor(source, _common_kwargs(local_only, trust_remote_code))
+    set_pixel_budget(processor, min_pixels, max_pixels)
+    return processor
+
+
 def load_model_and_processor(
     name_or_path: str | os.PathLike[str],
     *,
@@ -115,26 +156,25 @@ def load_model_and_processor(
     device_map: str | dict[str, Any] | None = None,
     quantization_config: Any = None,
     trust_remote_code: bool = False,
+    with_processor: bool = True,
 ) -> tuple[Any, Any]:
     """Load ``(model, processor)`` from a local directory or a Hub id.
 
     The model comes from ``AutoModelForImageTextToText`` and the processor from ``AutoProcessor``.
     ``dtype`` is ``"auto"`` (the checkpoint's), ``"bfloat16"``, ``"float16"`` or ``"float32"``.
-    ``min_pixels`` / ``max_pixels`` override the image processor's per-image pixel budget. Every
-    failure is a one-line :class:`GleamModelError`.
+    ``min_pixels`` / ``max_pixels`` override the image processor's per-image pixel budget.
+    ``with_processor=False`` skips the processor (returned as ``None``) for callers that take it from
+    elsewhere, e.g. a training run's directory. Every failure is a one-line :class:`GleamModelError`.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     torch_dtype = _resolve_dtype(dtype)
     source, local_only = _resolve_source(name_or_path)
-    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if local_only:
-        common["local_files_only"] = True
-    try:
-        processor = AutoProcessor.from_pretrained(source, **common)
-    except Exception as e:
-        raise GleamModelError(f"model: could not load a processor from {source!r} ({_one_line(e)})") from e
-    set_pixel_budget(processor, min_pixels, max_pixels)
+    common = _common_kwargs(local_only, trust_remote_code)
+    processor = None
+    if with_processor:
+        processor = _load_processor(source, common)
+        set_pixel_budget(processor, min_pixels, max_pixels)
 
     kwargs: dict[str, Any] = {"dtype": torch_dtype, **common}
     optional = {
@@ -183,4 +223,5 @@ def image_token_count(processor: Any, width: int, height: int) -> int:
     return patches // (merge * merge)
 
 
-__all__ = ["DTYPES", "image_token_count", "load_model_and_processor", "set_pixel_budget"]
+__all__ = ["DTYPES", "image_token_count", "load_model_and_processor", "load_processor", "pixel_budget",
+           "set_pixel_budget"]

@@ -39,8 +39,9 @@ class LocalizeConfig:
     limit: int | None = None
     batch_size: int = 8
     max_new_tokens: int | None = None
+    repetition_penalty: float = 1.0
     dtype: str = "auto"
-    min_pixels: int | None = None
+    min_pixels: int | None = None  # None: the adapter run's saved processor (or the model's) decides
     max_pixels: int | None = None
     overwrite: bool = False
 
@@ -90,9 +91,9 @@ def localize(cfg: LocalizeConfig) -> dict[str, Any]:
     max_new = cfg.max_new_tokens or (16 if cfg.task == "label" else 256)
     results = run_eval(EvalConfig(
         data=str(out / "candidates.jsonl"), split=rset.split, model=cfg.model, adapter=cfg.adapter, lang=cfg.lang,
-        task=cfg.task, batch_size=cfg.batch_size, max_new_tokens=max_new, dtype=cfg.dtype, min_pixels=cfg.min_pixels,
-        max_pixels=cfg.max_pixels, output=str(out / "verify"), overwrite=cfg.overwrite,
-        no_explanation_metrics=True, bootstrap=0))
+        task=cfg.task, batch_size=cfg.batch_size, max_new_tokens=max_new, repetition_penalty=cfg.repetition_penalty,
+        dtype=cfg.dtype, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, output=str(out / "verify"),
+        overwrite=cfg.overwrite, no_explanation_metrics=True, bootstrap=0))
     preds = {}
     with (out / "verify" / "predictions.jsonl").open(encoding="utf-8") as f:
         for line in f:
@@ -122,6 +123,8 @@ def localize(cfg: LocalizeConfig) -> dict[str, Any]:
         "R@1_verified": _recall_at_1(reranked),
         "verification": {key: results.get(key) for key in ("accuracy", "accuracy_positive", "accuracy_negative",
                                                             "invalid_rate", "f1")},
+        "images": results.get("images"),
+        "generation": results.get("generation"),
     }
     (out / "localize_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -195,22 +195,13 @@ def resolve_resume(value: Any, output_dir: Path) -> str | None:
     return text
 
 
-def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
-    """Train and save; returns the output directory."""
-    from gleamx.models import load_model_and_processor, training_chat_template
+def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig,
+                  say: Any = print) -> tuple[GleamSFTTrainer, Any, int, bool]:
+    """Data, model, freezing and ``GleamSFTTrainer`` of a run, ready to train (no files written).
 
-    if not model_args.model_name_or_path:
-        raise GleamConfigError("recipe: model_name_or_path: missing (a model directory or Hub id)")
-    if not script_args.dataset_name:
-        raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
-    out = Path(training_args.output_dir)
-    # One console line per run, not one per rank.
-    say = console.print if training_args.process_index == 0 else (lambda *a, **k: None)
-    signature = _run_signature(script_args, training_args, model_args)
-    resume = resolve_resume(training_args.resume_from_checkpoint, out)
-    check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir, resuming=resume is not None)
-    check_zero3_save(training_args, model_args)
-    preflight(training_args, model_args, say)
+    Returns ``(trainer, processor, number of training conversations, whether to push at the end)``.
+    """
+    from gleamx.models import load_model_and_processor, training_chat_template
 
     # Data first: bad input fails in seconds, before a model is loaded.
     loaded = load_samples(script_args.dataset_name, format=script_args.dataset_format,
@@ -266,6 +257,26 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     counts = trainable_counts(trainer.model)
     say(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
                   + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    return trainer, processor, len(train.dataset), push
+
+
+
+def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
+    """Train and save; returns the output directory."""
+    if not model_args.model_name_or_path:
+        raise GleamConfigError("recipe: model_name_or_path: missing (a model directory or Hub id)")
+    if not script_args.dataset_name:
+        raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
+    out = Path(training_args.output_dir)
+    # One console line per run, not one per rank.
+    say = console.print if training_args.process_index == 0 else (lambda *a, **k: None)
+    signature = _run_signature(script_args, training_args, model_args)
+    resume = resolve_resume(training_args.resume_from_checkpoint, out)
+    check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir, resuming=resume is not None)
+    check_zero3_save(training_args, model_args)
+    preflight(training_args, model_args, say)
+
+    trainer, processor, n_train, push = build_trainer(script_args, training_args, model_args, say)
 
     # Multi-process runs (DDP, ZeRO): only the saving process writes files, so ranks never race on one path.
     # save_model stays on every rank: under ZeRO-3 it gathers the shards collectively.
@@ -281,7 +292,7 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     processor.save_pretrained(str(out))
     from gleamx.train.outputs import write_outputs
 
-    write_outputs(out, trainer, script_args, training_args, model_args, n_train=len(train.dataset))
+    write_outputs(out, trainer, script_args, training_args, model_args, n_train=n_train)
     if push:
         from gleamx.hub.push import push_output_dir
 
