@@ -79,8 +79,9 @@ def test_gpu_recipe_runs_as_shipped(recipe, recipe_data, models_real_tiny_dir, t
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", TINY_RECIPES)
 def test_tiny_recipe_runs_as_shipped(recipe, recipe_data, models_tiny_dir, tmp_path, capsys):
+    _, _, model_args = _parse(recipe)
     out, _ = _run(recipe, models_tiny_dir("qwen2_5_vl"), recipe_data, tmp_path / "out", capsys)
-    assert (out / "adapter_model.safetensors").is_file()
+    assert (out / ("adapter_model.safetensors" if model_args.use_peft else "model.safetensors")).is_file()
 
 
 def test_missing_tracker_and_flash_attention_fall_back_with_one_line(monkeypatch):

@@ -7,7 +7,8 @@ timed is what users train with. Launch it like recipes/sft.py, usually through b
         benchmark/gpu/bench_sft.py --config recipes/tiny/sft_lora.yaml --model_name_or_path M ...
 
 ``BENCH_WARMUP`` (default 3) steps are left out of the averages: they include CUDA/NCCL start-up,
-allocator growth and kernel autotuning. Rank 0 prints one ``bench:`` JSON line and writes it to
+allocator growth and kernel autotuning. Image tokens per sample come from the ``image_tokens_per_batch``
+that gleamx's trainer logs (rank 0's micro-batches), divided by the per-device batch size. Rank 0 prints one ``bench:`` JSON line and writes it to
 ``<output_dir>/bench_result.json``. Without a GPU it still runs (memory is reported as null), which
 is how the script itself is checked on CPU; such numbers say nothing about GPU performance.
 """
@@ -61,6 +62,16 @@ def _param_dtypes(model: Any) -> list[str]:
     return sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
 
 
+def _param_counts(model: Any) -> dict[str, int]:
+    # ds_numel: a ZeRO-3 placeholder's real size (numel() is 0 there).
+    total = trainable = 0
+    for p in model.parameters():
+        n = int(getattr(p, "ds_numel", p.numel()))
+        total += n
+        trainable += n if p.requires_grad else 0
+    return {"total": total, "trainable": trainable}
+
+
 def _attn_implementations(model: Any) -> dict[str, str | None]:
     """Attention kernel per sub-config (text and vision towers can differ)."""
     config = model.config
@@ -80,6 +91,8 @@ class BenchCallback(TrainerCallback):
         self.step_times: list[float] = []  # on_step_begin -> on_step_end: forward, backward, optimizer
         self.step_ends: list[float] = []  # clock at each on_step_end: intervals include data loading and logging
         self.tokens_at: dict[int, float] = {}  # global step -> cumulative tokens over all ranks (TRL's num_tokens)
+        self.image_tokens: list[float] = []  # gleamx's image_tokens_per_batch, one per logged step (rank 0)
+        self.max_seq_len = 0
         self.setup: dict[str, Any] = {}
         self._t0 = 0.0
 
@@ -93,6 +106,7 @@ class BenchCallback(TrainerCallback):
             "bf16": bool(args.bf16),
             "param_dtypes": _param_dtypes(model) if model is not None else None,
             "attn_implementation": _attn_implementations(model) if model is not None else None,
+            "params": _param_counts(model) if model is not None else None,
             "per_device_train_batch_size": args.per_device_train_batch_size,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
             "gradient_checkpointing": bool(args.gradient_checkpointing),
@@ -111,6 +125,9 @@ class BenchCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if logs and "num_tokens" in logs:
             self.tokens_at[state.global_step] = float(logs["num_tokens"])
+        if logs and "image_tokens_per_batch" in logs:  # GleamSFTTrainer.log adds it to every loss log
+            self.image_tokens.append(float(logs["image_tokens_per_batch"]))
+            self.max_seq_len = max(self.max_seq_len, int(logs.get("max_seq_len", 0)))
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
@@ -129,6 +146,16 @@ class BenchCallback(TrainerCallback):
             tokens = self.tokens_at[last] - self.tokens_at[first]
             result["tokens_per_s"] = round(tokens / seconds, 1)
             result["tokens_per_s_per_device"] = round(tokens / seconds / max(args.world_size, 1), 1)
+            # Samples (conversations) per optimizer step over all ranks; the last micro-batch of an epoch
+            # can be short, so this is an upper bound by at most one batch per epoch crossed.
+            per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+            result["samples_per_s"] = round(per_step * (last - first) / seconds, 3)
+            result["tokens_per_sample"] = round(tokens / (per_step * (last - first)), 1)
+        if self.image_tokens:
+            per_batch = sum(self.image_tokens) / len(self.image_tokens)
+            result["image_tokens_per_batch"] = round(per_batch, 1)
+            result["image_tokens_per_sample"] = round(per_batch / args.per_device_train_batch_size, 1)
+            result["max_seq_len"] = self.max_seq_len
         if state.is_world_process_zero:
             line = json.dumps(result)
             print(f"bench: {line}", flush=True)
