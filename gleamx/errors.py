@@ -47,6 +47,14 @@ class GleamConfigError(GleamError):
     """A bad command-line argument or recipe value."""
 
 
+class GleamInterrupted(GleamError):
+    """A run stopped by SIGINT/SIGTERM after saving what it needs to resume; exits 128 + signal."""
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+
+
 def first_line(e: BaseException, *, with_type: bool = False, limit: int = 160) -> str:
     """The first non-empty line of an exception's message, cut to ``limit`` characters, for a
     one-line error; the exception's type name when the message is empty (or ``Type: line``)."""

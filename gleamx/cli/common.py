@@ -24,7 +24,7 @@ def run_cli(fn: Callable[[], int | None]) -> int:
         return int(fn() or 0)
     except GleamError as e:
         print_error(str(e))
-        return 2
+        return int(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130

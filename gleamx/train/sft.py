@@ -21,18 +21,32 @@ from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from gleamx.cli.common import console
 from gleamx.data.load import load_samples
-from gleamx.errors import GleamConfigError, GleamModelError
+from gleamx.errors import GleamConfigError, GleamInterrupted, GleamModelError
 from gleamx.train.args import LLM_LORA_TARGETS, VISION_LORA_TARGETS, GleamScriptArguments
 from gleamx.train.assistant_mask import speed_up_assistant_masks
 from gleamx.train.image_tokens import ImageTokenCounter
 from gleamx.train.dataset import build_sft_dataset
 from gleamx.train.freeze import apply_freezing, merger_module_names, param_groups, trainable_counts, upcast_trainable
+from gleamx.train.interrupt import SaveOnInterrupt
 from gleamx.train.preflight import preflight
 
 RUN_FILE = "gleamx_run.json"
-# Fields that may differ between a run and its resumption without it being "another run".
+# Fields that may differ between a run and its resumption without it being "another run": where and how
+# often it logs, saves and evaluates, how it is launched and loads data. Every other field can change
+# the trained weights, so it is part of the run's signature.
 _RESUME_FREE = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "logging_dir",
-                "eval_results", "report_to"}
+                "eval_results", "report_to", "output_dir", "run_name", "project", "disable_tqdm", "debug",
+                "skip_memory_metrics", "do_train", "do_eval", "do_predict", "local_rank", "use_cpu", "deepspeed",
+                "fsdp", "fsdp_config", "accelerator_config", "parallelism_config", "enable_jit_checkpoint",
+                "torch_empty_cache_steps", "include_num_input_tokens_seen", "dataset_num_proc",
+                "per_device_eval_batch_size", "prediction_loss_only", "load_best_model_at_end",
+                "restore_callback_states_from_checkpoint", "gradient_checkpointing", "gradient_checkpointing_kwargs",
+                "activation_checkpointing", "activation_checkpointing_kwargs", "torch_compile",
+                "torch_compile_backend", "torch_compile_mode"}
+_RESUME_FREE_PREFIXES = ("logging_", "log_", "save_", "eval_", "hub_", "trackio_", "dataloader_num_workers",
+                         "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
+                         "dataloader_multiprocessing_context", "ddp_", "bf16_full_eval", "fp16_full_eval",
+                         "include_for_metrics", "batch_eval_metrics", "metric_for_best_model", "greater_is_better")
 
 
 class GleamSFTTrainer(SFTTrainer):
@@ -68,20 +82,71 @@ class GleamSFTTrainer(SFTTrainer):
         return super().create_optimizer() if model is None else super().create_optimizer(model)
 
 
-def _run_signature(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> dict:
-    def clean(d: dict) -> dict:
-        return {k: v for k, v in d.items() if k not in _RESUME_FREE and isinstance(v, (str, int, float, bool, type(None), list))}
+def _result_fields(d: dict) -> dict:
+    """The fields of ``d`` that can change the trained weights, as JSON values."""
+    out = {}
+    for k, v in d.items():
+        if k in _RESUME_FREE or k.startswith(_RESUME_FREE_PREFIXES):  # hub_token among them: never written
+            continue
+        if isinstance(v, dict):
+            v = json.dumps(v, sort_keys=True, default=str)
+        elif not isinstance(v, (str, int, float, bool, type(None), list)):
+            v = str(v)
+        out[k] = v
+    return out
 
-    return {"script": clean(asdict(script_args)), "model": clean(asdict(model_args)),
-            "training": clean({k: getattr(training_args, k) for k in ("learning_rate", "max_steps", "num_train_epochs",
-                                                                       "per_device_train_batch_size", "seed",
-                                                                       "gradient_accumulation_steps")})}
+
+def _run_signature(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> dict:
+    from dataclasses import fields
+
+    training = {f.name: getattr(training_args, f.name) for f in fields(training_args) if f.init}
+    return {"script": _result_fields(asdict(script_args)), "model": _result_fields(asdict(model_args)),
+            "training": _result_fields(training)}
+
+
+def check_numbers(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+    """Numbers no run can use, refused in one line before any work (transformers would fail later, or not at all)."""
+    checks = [
+        ("per_device_train_batch_size", training_args.per_device_train_batch_size, lambda v: v >= 1, "an integer >= 1"),
+        ("gradient_accumulation_steps", training_args.gradient_accumulation_steps, lambda v: v >= 1, "an integer >= 1"),
+        ("learning_rate", training_args.learning_rate, lambda v: v > 0, "a number > 0"),
+        ("max_steps", training_args.max_steps, lambda v: v == -1 or v >= 1, "-1 (use num_train_epochs) or >= 1"),
+        ("num_train_epochs", training_args.num_train_epochs, lambda v: v > 0, "a number > 0"),
+        ("warmup_steps", training_args.warmup_steps, lambda v: v >= 0, "a number >= 0 (< 1: a fraction of all steps)"),
+        ("weight_decay", training_args.weight_decay, lambda v: v >= 0, "a number >= 0"),
+        ("max_grad_norm", training_args.max_grad_norm, lambda v: v is None or v >= 0, "a number >= 0"),
+        ("max_train_samples", script_args.max_train_samples, lambda v: v is None or v >= 1, "an integer >= 1 (or unset: all)"),
+        ("min_pixels", script_args.min_pixels, lambda v: v is None or v > 0, "an integer > 0"),
+        ("max_pixels", script_args.max_pixels, lambda v: v is None or v > 0, "an integer > 0"),
+        ("vision_lr", script_args.vision_lr, lambda v: v is None or v > 0, "a number > 0 (or unset)"),
+        ("merger_lr", script_args.merger_lr, lambda v: v is None or v > 0, "a number > 0 (or unset)"),
+    ]
+    if model_args.use_peft:
+        checks.append(("lora_r", model_args.lora_r, lambda v: v >= 1, "an integer >= 1"))
+    for name, value, ok, expected in checks:
+        if value is not None and not ok(value):
+            raise GleamConfigError(f"recipe: {name}: expected {expected}, got {value!r}")
+    if (script_args.min_pixels and script_args.max_pixels) and script_args.min_pixels > script_args.max_pixels:
+        raise GleamConfigError(f"recipe: min_pixels ({script_args.min_pixels}) exceeds max_pixels ({script_args.max_pixels})")
+    out = Path(training_args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise GleamConfigError(f"recipe: output_dir: {out} is a file (expected a directory to write the run into)")
 
 
 def check_output_dir(out: Path, signature: dict, *, overwrite: bool, resuming: bool) -> None:
     """Refuse, before any work, an output dir that holds a different run."""
     run_file = out / RUN_FILE
-    if overwrite or not run_file.is_file():
+    if overwrite:
+        return
+    if not run_file.is_file():
+        # Resuming a copied checkpoint into a fresh dir is fine; anything else is somebody's files.
+        foreign = sorted(p.name for p in out.iterdir() if not (resuming and p.name.startswith("checkpoint-"))) \
+            if out.is_dir() else []
+        if foreign:
+            first = foreign[0]
+            raise GleamConfigError(
+                f"{out}: holds files that are not a gleamx run (e.g. {first}); training would overwrite them: "
+                "use another output_dir or set overwrite_output_dir: true")
         return
     old = json.loads(run_file.read_text(encoding="utf-8")).get("signature")
     if old != signature:
@@ -270,6 +335,7 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     out = Path(training_args.output_dir)
     # One console line per run, not one per rank.
     say = console.print if training_args.process_index == 0 else (lambda *a, **k: None)
+    check_numbers(script_args, training_args, model_args)
     signature = _run_signature(script_args, training_args, model_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, out)
     check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir, resuming=resume is not None)
@@ -284,7 +350,14 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
     out.mkdir(parents=True, exist_ok=True)
     if writer:
         (out / RUN_FILE).write_text(json.dumps({"signature": signature}, indent=2, default=str) + "\n", encoding="utf-8")
+    interrupt = SaveOnInterrupt()
+    trainer.add_callback(interrupt)
     trainer.train(resume_from_checkpoint=resume)
+    if interrupt.stopped_at is not None:
+        step = interrupt.stopped_at
+        raise GleamInterrupted(
+            f"interrupted at step {step}: checkpoint saved to {out / f'checkpoint-{step}'}; continue with the same "
+            "command plus --resume_from_checkpoint true", interrupt.signum or 2)
 
     trainer.save_model(str(out))
     if not writer:
