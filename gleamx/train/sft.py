@@ -334,7 +334,7 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
         raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
     out = Path(training_args.output_dir)
     # One console line per run, not one per rank.
-    say = console.print if training_args.process_index == 0 else (lambda *a, **k: None)
+    say = (lambda msg: console.print(msg, markup=False)) if training_args.process_index == 0 else (lambda *a, **k: None)
     check_numbers(script_args, training_args, model_args)
     signature = _run_signature(script_args, training_args, model_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, out)
