@@ -85,7 +85,6 @@ def test_cvusa_split_files(tmp_path):
 
 
 def test_cli_cvgl_then_retrieval_eval(university, tmp_path):
-    pytest.importorskip("timm")
     from gleamx.cli.main import main
 
     assert main(["data", "cvgl", str(university), "--layout", "university1652", "--out", str(tmp_path / "u")]) == 0
@@ -116,7 +115,6 @@ def _vigor(tmp_path: Path) -> Path:
 
 
 def test_vigor_same_and_cross_area_with_semi_positives_and_hit_rate(tmp_path):
-    pytest.importorskip("timm")
     from gleamx.data.cvgl import convert_vigor
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.encoder import GleamCEncoder
@@ -143,7 +141,6 @@ def test_vigor_same_and_cross_area_with_semi_positives_and_hit_rate(tmp_path):
 
 
 def test_hit_rate_is_absent_without_semi_positives(university, tmp_path):
-    pytest.importorskip("timm")
     from gleamx.data.cvgl import convert_university1652
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.encoder import GleamCEncoder

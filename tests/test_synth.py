@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -217,8 +216,6 @@ def test_bad_arguments_raise_config_error(tmp_path: Path, kwargs: dict) -> None:
 def test_rate_and_load_dataset(tmp_path: Path) -> None:
     import datasets
 
-    t = time.perf_counter()
     summary = synthesize(tmp_path / "d", 400, seed=0)
-    assert time.perf_counter() - t < 30  # ~4 s on one laptop core
     ds = datasets.load_dataset(str(summary.out_dir), cache_dir=str(tmp_path / "cache"))
     assert {s: len(ds[s]) for s in ds} == summary.by_split
