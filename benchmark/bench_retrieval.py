@@ -6,7 +6,7 @@ and retrieval quality of the tiny encoder before and after training, all measure
 
 Search: ``topk_search`` (query x gallery blocks, partial top-k merged) against ``torch.topk`` over
 the materialised ``queries @ gallery.T``. It reports the time ratio and the peak memory each needs for
-scores (analytic: the float32 blocks alive at once), and checks that the results are the same.
+scores (measured: peak RSS growth of each search in a fresh process), and checks that the results are the same.
 Training: pairs/s of ``train_gleamc`` with the tiny encoder, and the share of an epoch that the
 similarity sampling (embedding the training gallery and finding neighbours) costs.
 Quality: R@1/R@5/mAP on the test split for the untrained tiny encoder and after training, at the
@@ -27,38 +27,78 @@ import torch.nn.functional as F
 from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
 
 
-def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int) -> None:
+_MEMORY_PROBE = """
+import sys, torch, torch.nn.functional as F
+from gleamx.retrieval.search import topk_search
+n_q, n_g, dim, k, chunk, method = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+g = torch.Generator().manual_seed(0)
+q = F.normalize(torch.randn(n_q, dim, generator=g), dim=-1)
+gal = F.normalize(torch.randn(n_g, dim, generator=g), dim=-1)
+topk_search(q[:2], gal[:2], 1, chunk_size=chunk); torch.topk(q[:2] @ gal[:2].T, 1, dim=1)  # load code paths first
+def kib(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = kib("VmRSS:")
+if method == "full":
+    torch.topk(q @ gal.T, k, dim=1)
+else:
+    topk_search(q, gal, k, chunk_size=chunk)
+print((kib("VmHWM:") - before) / 1024)
+"""
+
+
+def _peak_mib(n_q: int, n_g: int, dim: int, k: int, chunk: int, method: str) -> float | None:
+    """Peak RSS growth (MiB) of one search in a fresh process (Linux /proc), or None where unsupported."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, *map(str, (n_q, n_g, dim, k, chunk)), method],
+                       capture_output=True, text=True)
+    return float(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
+
+
+def _spread(values: list[float]) -> str:
+    import statistics
+
+    return f"{statistics.median(values):7.3f} s (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int, repeats: int = 5) -> None:
+    import statistics
+
     from gleamx.retrieval.search import faiss_topk, topk_search
 
     g = torch.Generator().manual_seed(0)
     q = F.normalize(torch.randn(n_q, dim, generator=g), dim=-1)
     gal = F.normalize(torch.randn(n_g, dim, generator=g), dim=-1)
     times: dict[str, list[float]] = {"full": [], "chunked": [], "faiss": []}
-    for _ in range(3):  # alternate, so load from other processes hits all alike
+    ratios: list[float] = []
+    for _ in range(repeats):  # alternate, so load from other processes hits all alike
         t0 = time.perf_counter()
         full_s, full_i = torch.topk(q @ gal.T, k, dim=1)
         times["full"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         ch_s, ch_i = topk_search(q, gal, k, chunk_size=chunk)
         times["chunked"].append(time.perf_counter() - t0)
+        ratios.append(times["chunked"][-1] / times["full"][-1])
         try:
             t0 = time.perf_counter()
             fa_s, fa_i = faiss_topk(q, gal, k)
             times["faiss"].append(time.perf_counter() - t0)
         except ImportError:
             fa_s = None
-    same = torch.allclose(full_s, ch_s, atol=1e-5) and (full_i == ch_i).float().mean().item()
-    best = {name: min(v) for name, v in times.items() if v}
-    full_mb = n_q * n_g * 4 / 2**20
-    chunk_mb = min(chunk, n_q) * min(chunk, n_g) * 4 / 2**20
-    print(f"search: {n_q:,} queries x {n_g:,} gallery, dim {dim}, top-{k}, chunk {chunk} (best of 3, "
-          f"{torch.get_num_threads()} threads)")
-    print(f"  full matrix + torch.topk : {best['full']:7.3f} s   scores in memory {full_mb:9.1f} MiB")
-    print(f"  gleamx topk_search       : {best['chunked']:7.3f} s   scores in memory {chunk_mb:9.1f} MiB (one block)")
-    if "faiss" in best:
-        print(f"  faiss IndexFlatIP        : {best['faiss']:7.3f} s")
-    print(f"  time ratio chunked / full: {best['chunked'] / best['full']:.2f}x; memory ratio full / chunked: "
-          f"{full_mb / chunk_mb:.0f}x; same scores: {bool(same)}, same indices: {100 * float(same):.2f}%")
+    same_scores = torch.allclose(full_s, ch_s, atol=1e-5)
+    same_indices = (full_i == ch_i).float().mean().item()
+    full_mb, chunk_mb = (_peak_mib(n_q, n_g, dim, k, chunk, m) for m in ("full", "chunked"))
+    print(f"search: {n_q:,} queries x {n_g:,} gallery, dim {dim}, top-{k}, chunk {chunk} (median of {repeats} "
+          f"alternating runs, {torch.get_num_threads()} threads)")
+    print(f"  full matrix + torch.topk : {_spread(times['full'])}   peak memory {full_mb or float('nan'):8.1f} MiB")
+    print(f"  gleamx topk_search       : {_spread(times['chunked'])}   peak memory {chunk_mb or float('nan'):8.1f} MiB")
+    if times["faiss"]:
+        print(f"  faiss IndexFlatIP        : {_spread(times['faiss'])}")
+    memory = f"{full_mb / chunk_mb:.1f}x" if full_mb and chunk_mb else "not measured (needs Linux /proc)"
+    print(f"  time ratio chunked / full: {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
+          f"measured peak-memory ratio full / chunked: {memory}")
+    print(f"  same top-k scores: {same_scores}; same indices: {100 * same_indices:.2f}% (ties may swap places)")
     if fa_s is not None:
         print(f"  faiss scores equal: {torch.allclose(full_s, fa_s, atol=1e-4)}")
 
