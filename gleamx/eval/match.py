@@ -35,11 +35,10 @@ def match_metrics(labels: Sequence[bool], predictions: Sequence[bool | None]) ->
     n_pos, n_neg = tp + fn + inv_pos, fp + tn + inv_neg
     precision = _safe_div(tp, tp + fp)
     recall = _safe_div(tp, n_pos)  # an invalid answer on a positive is a miss
-    f1 = None
-    if precision is not None and recall is not None and precision + recall > 0:
-        f1 = 2 * precision * recall / (precision + recall)
-    elif precision is not None and recall is not None:
-        f1 = 0.0
+    # F1 = 2TP / (2TP + FP + FN), the harmonic mean of precision and recall where both exist. It is 0,
+    # not undefined, for a model that never says "match" on data with positives (as in scikit-learn);
+    # only with no positives and no false alarms is it undefined.
+    f1 = _safe_div(2 * tp, 2 * tp + fp + fn + inv_pos)
     return {
         "n": n,
         "n_positive": n_pos,

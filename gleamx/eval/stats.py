@@ -24,9 +24,8 @@ def _rates(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     fp = ((p == 1) & neg).sum(1)
     n_pos, n_neg = pos.sum(1), neg.sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        prec = tp / (tp + fp)
-        rec = tp / n_pos
-        f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
+        # As match_metrics: 2TP / (2TP + FP + FN), undefined (nan, dropped) only when the denominator is 0.
+        f1 = 2 * tp / (tp + fp + n_pos)
         return {
             "accuracy": (tp + tn) / y.shape[1],
             "accuracy_positive": tp / n_pos,
@@ -84,7 +83,10 @@ def calibration(labels: Sequence[bool], p_yes: Sequence[float | None], n_bins: i
         return None
     y = np.asarray([a for a, _ in pairs], dtype=float)
     p = np.clip(np.asarray([b for _, b in pairs]), 0.0, 1.0)
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    # Bin b is [b/n_bins, (b+1)/n_bins), the last one closed at 1. The edges are computed as the table
+    # reports them: floor(p * n_bins) would put p = 0.29 in bin 28 at n_bins=100 (0.29 * 100 < 29).
+    edges = np.arange(n_bins + 1) / n_bins
+    bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
     ece, table = 0.0, []
     for b in range(n_bins):
         m = bins == b
