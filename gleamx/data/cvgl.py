@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gleamx.data.paths import record_image_roots
+from gleamx.data.text import read_lines, read_text
 from gleamx.errors import GleamDataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -53,7 +55,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: str,
-           overwrite: bool = False) -> LayoutSummary:
+           overwrite: bool = False, root: Path | None = None) -> LayoutSummary:
     base = out / "retrieval"
     if (base / "gallery.jsonl").exists() and not overwrite:
         # One split per directory: VIGOR's same-area splits share tiles, so they cannot share a gallery file.
@@ -63,15 +65,21 @@ def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: s
     real = base.resolve()
     n_g = n_q = 0
     by_view: dict[str, int] = {}
+    images: list[Path] = []
     with (base / "gallery.jsonl").open("w", encoding="utf-8") as f:
         for row in gallery:
             f.write(json.dumps({**row, "image": _rel(row["image"], real)}) + "\n")
             n_g += 1
+            images.append(row["image"])
     with (base / "queries.jsonl").open("w", encoding="utf-8") as f:
         for row in queries:
             f.write(json.dumps({**row, "image": _rel(row["image"], real)}) + "\n")
             n_q += 1
             by_view[row["query_view"]] = by_view.get(row["query_view"], 0) + 1
+            images.append(row["image"])
+    # The images stay in the dataset's tree, outside --out: name that tree (and wherever its symlinks led)
+    # as the layout's image roots in retrieval/gleamx_manifest.json; the reader keeps every path inside them.
+    record_image_roots(base, images, roots=[root] if root is not None else [], replace=True)
     return LayoutSummary(out, n_g, n_q, by_view, split)
 
 
@@ -115,7 +123,7 @@ def convert_university1652(root: str | Path, out: str | Path, *, split: str = "t
     queried = {q["location_id"] for q in queries}
     keep = tiles if distractors else {k: v for k, v in tiles.items() if k in queried}
     gallery = [{"location_id": k, "image": v, "split": split} for k, v in keep.items()]
-    return _write(Path(out), gallery, queries, split, overwrite)
+    return _write(Path(out), gallery, queries, split, overwrite, root)
 
 
 def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test", overwrite: bool = False) -> LayoutSummary:
@@ -128,21 +136,21 @@ def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test", ove
     if not csv_path.is_file():
         raise GleamDataError.at(str(csv_path), None, "layout", "missing (expected CVUSA's splits/*-19zl.csv)")
     gallery, queries = [], []
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2:
-                raise GleamDataError.at(str(csv_path), n, "line", "expected satellite_path,panorama_path[,...]")
-            sat, pano = root / row[0].strip(), root / row[1].strip()
-            for p, what in ((sat, "satellite"), (pano, "panorama")):
-                if not p.is_file():
-                    raise GleamDataError.at(str(csv_path), n, what, f"file not found: {p}")
-            loc = f"cvusa-{Path(row[0]).stem}"
-            gallery.append({"location_id": loc, "image": sat, "split": split})
-            queries.append({"query_id": f"panorama/{Path(row[1]).stem}", "image": pano, "query_view": "panorama",
-                            "location_id": loc, "split": split})
-    return _write(Path(out), gallery, queries, split, overwrite)
+    for n, text in read_lines(csv_path):  # bytes decoded per line: a bad byte is file:line, not a traceback
+        row = next(csv.reader([text]), [])
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise GleamDataError.at(str(csv_path), n, "line", "expected satellite_path,panorama_path[,...]")
+        sat, pano = root / row[0].strip(), root / row[1].strip()
+        for p, what in ((sat, "satellite"), (pano, "panorama")):
+            if not p.is_file():
+                raise GleamDataError.at(str(csv_path), n, what, f"file not found: {p}")
+        loc = f"cvusa-{Path(row[0]).stem}"
+        gallery.append({"location_id": loc, "image": sat, "split": split})
+        queries.append({"query_id": f"panorama/{Path(row[1]).stem}", "image": pano, "query_view": "panorama",
+                        "location_id": loc, "split": split})
+    return _write(Path(out), gallery, queries, split, overwrite, root)
 
 
 def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", same_area: bool = True,
@@ -160,7 +168,7 @@ def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", sam
         listing = root / "splits" / city / "satellite_list.txt"
         if not listing.is_file():
             raise GleamDataError.at(str(listing), None, "layout", "missing (expected VIGOR's splits/<city>/satellite_list.txt)")
-        for name in listing.read_text(encoding="utf-8").split():
+        for name in read_text(listing).split():
             loc = f"{city}/{Path(name).stem}"
             known.add(loc)
             gallery.append({"location_id": loc, "image": root / city / "satellite" / name, "split": split})
@@ -169,18 +177,17 @@ def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", sam
         labels = root / "splits" / city / label_name
         if not labels.is_file():
             raise GleamDataError.at(str(labels), None, "layout", f"missing (expected VIGOR's splits/<city>/{label_name})")
-        with labels.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                cols = line.split()
-                if not cols:
-                    continue
-                if len(cols) < 13:
-                    raise GleamDataError.at(str(labels), n, "line", "expected a panorama and 4 x (satellite, dx, dy)")
-                tiles = [f"{city}/{Path(cols[i]).stem}" for i in (1, 4, 7, 10)]
-                for t in tiles:
-                    if t not in known:
-                        raise GleamDataError.at(str(labels), n, "satellite", f"{t!r} is not in satellite_list.txt")
-                queries.append({"query_id": f"{city}/{Path(cols[0]).stem}", "image": root / city / "panorama" / cols[0],
-                                "query_view": "panorama", "location_id": tiles[0], "semi_positive_ids": tiles[1:],
-                                "split": split})
-    return _write(Path(out), gallery, queries, split, overwrite)
+        for n, line in read_lines(labels):  # bytes decoded per line: a bad byte is file:line, not a traceback
+            cols = line.split()
+            if not cols:
+                continue
+            if len(cols) < 13:
+                raise GleamDataError.at(str(labels), n, "line", "expected a panorama and 4 x (satellite, dx, dy)")
+            tiles = [f"{city}/{Path(cols[i]).stem}" for i in (1, 4, 7, 10)]
+            for t in tiles:
+                if t not in known:
+                    raise GleamDataError.at(str(labels), n, "satellite", f"{t!r} is not in satellite_list.txt")
+            queries.append({"query_id": f"{city}/{Path(cols[0]).stem}", "image": root / city / "panorama" / cols[0],
+                            "query_view": "panorama", "location_id": tiles[0], "semi_positive_ids": tiles[1:],
+                            "split": split})
+    return _write(Path(out), gallery, queries, split, overwrite, root)

@@ -8,13 +8,10 @@ path), so a bad image is reported per row instead of failing the whole load.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from PIL import Image as PILImage
 
 from gleamx.errors import GleamDataError, first_line
 
@@ -41,7 +38,7 @@ def _load(source: str, split: str | None):
         ):
             ds = datasets.load_from_disk(source)
             if isinstance(ds, datasets.DatasetDict):
-                return ds[split] if split else datasets.concatenate_datasets(list(ds.values()))
+                return _split_of(ds, split) if split else datasets.concatenate_datasets(list(ds.values()))
             return ds
         return datasets.load_dataset(source, split=split or None)
     except GleamDataError:
@@ -54,11 +51,24 @@ def _load(source: str, split: str | None):
 
 
 def _image_value(value: Any) -> Any:
+    # Encoded bytes stay bytes: the record checker decodes them after checking the pixel count.
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         if value.get("bytes"):
-            return PILImage.open(io.BytesIO(value["bytes"]))
+            return bytes(value["bytes"])
         return value.get("path")
     return value
+
+
+def _split_of(ds: Any, split: str) -> Any:
+    """``ds[split]``, matching split names case-insensitively (``Test``, ``validation`` for ``val``)."""
+    from gleamx.data.schema import canonical_split
+
+    if split in ds:
+        return ds[split]
+    matches = [k for k in ds if (canonical_split(k) or k.lower()) == (canonical_split(split) or split.lower())]
+    if len(matches) == 1:
+        return ds[matches[0]]
+    raise GleamDataError.at("--split", None, "split", f"no split {split!r} (the dataset has: {', '.join(ds)})")
 
 
 def iter_hf_records(

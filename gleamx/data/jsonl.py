@@ -8,28 +8,34 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gleamx.data.paths import record_image_roots
 from gleamx.data.schema import GleamSample
+from gleamx.data.text import iter_lines, surrogate_problem
 from gleamx.errors import GleamDataError, Problem
 
 
 def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, parsed_json)`` for each non-blank line.
 
-    A line that is not valid JSON yields a :class:`~gleamx.errors.Problem` in
-    place of the object, so a validator can report it and go on.
+    A line that is not valid JSON, or not UTF-8 (bytes are decoded line by line), yields a
+    :class:`~gleamx.errors.Problem` in place of the object, so a validator can report it and go on.
     """
     path = Path(path)
     if not path.is_file():
         raise GleamDataError.at(str(path), None, "path", "file not found (expected a .jsonl file)")
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                row = Problem(str(path), lineno, "json", f"expected one JSON object per line ({e.msg} at column {e.colno})")
-            yield lineno, row
+    for lineno, line in iter_lines(path):
+        if isinstance(line, Problem):
+            yield lineno, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            row = Problem(str(path), lineno, "json", f"expected one JSON object per line ({e.msg} at column {e.colno})")
+        else:
+            row = surrogate_problem(str(path), lineno, line, row) or row
+        yield lineno, row
 
 
 def _rel(image: Any, base: Path) -> str:
@@ -66,8 +72,13 @@ def write_samples(samples: Iterable[GleamSample], path: str | os.PathLike) -> in
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
+    images: list[Any] = []
     with path.open("w", encoding="utf-8", newline="\n") as f:
         for s in samples:
             f.write(json.dumps(sample_to_json(s, path.parent), ensure_ascii=False, sort_keys=False) + "\n")
+            images += (s.query_image, s.satellite_image)
             n += 1
+    # images outside the output's directory (a converted copy, localize's candidates): name their root in
+    # the directory's manifest, so that gleamx reads this file back without --allow-outside-paths
+    record_image_roots(path.parent, images)
     return n

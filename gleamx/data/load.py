@@ -16,8 +16,9 @@ from typing import Any
 
 from gleamx.data.hf import iter_hf_records, parse_column_mapping
 from gleamx.data.jsonl import iter_jsonl_rows
+from gleamx.data.paths import MANIFEST_NAME, ImageRoots
 from gleamx.data.records import ImageChecker, sample_from_record
-from gleamx.data.schema import FEATURES, SPLITS, GleamSample
+from gleamx.data.schema import FEATURES, SPLITS, GleamSample, base_split, canonical_split
 from gleamx.data.sharegpt import iter_sharegpt_rows, merge_language_rows, sharegpt_row_to_record
 from gleamx.errors import GleamDataError, Problem
 
@@ -44,13 +45,16 @@ class _Record:
     base_dir: Path
     row: Any
     default_split: str
+    roots: ImageRoots | None
+    split_dir: Path | None = None  # a directory whose <split>.jsonl is all that --split <split> reads
 
 
 def _peek_is_sharegpt(path: Path) -> bool:
     if path.suffix == ".json":
         return True
-    with path.open("r", encoding="utf-8") as f:
-        for line in f:
+    with path.open("rb") as f:  # bytes: a bad byte is the reader's to report, not a traceback here
+        for raw in f:
+            line = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
             if line.strip():
                 try:
                     row = json.loads(line)
@@ -79,7 +83,8 @@ def detect_format(source: str | os.PathLike) -> str:
 
 
 def _split_order(p: Path) -> tuple[int, str]:
-    return (SPLITS.index(p.stem) if p.stem in SPLITS else len(SPLITS), p.name)
+    base = base_split(p.stem)
+    return (SPLITS.index(base) if base else len(SPLITS), p.name)
 
 
 def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -87,30 +92,53 @@ def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
     ``test_human.jsonl``, ...) is read through those only, so side files (scene facts, notes) are not data."""
     if path.is_file():
         return [path]
-    files = [p for p in path.iterdir() if p.suffix in suffixes and p.name != "dataset_info.json"]
-    split_files = [p for p in files if p.stem.split("_")[0].split("-")[0] in SPLITS]
+    files = [p for p in path.iterdir() if p.suffix in suffixes and p.name not in ("dataset_info.json", MANIFEST_NAME)]
+    split_files = [p for p in files if base_split(p.stem)]
     return sorted(split_files or files, key=_split_order)
 
 
 def _default_split(p: Path) -> str:
-    return p.stem if p.stem in SPLITS else "train"
+    """The split of a file's rows that name none: ``test`` for ``test.jsonl`` or ``Test_human.jsonl``, else train."""
+    return base_split(p.stem) or "train"
+
+
+def _hf_roots(source: str, path: Path, allow_outside: bool) -> ImageRoots:
+    """Image paths of a local Hugging Face dataset stay in its directory; a Hub dataset's in the caches
+    that ``datasets`` and ``huggingface_hub`` download into."""
+    if path.is_dir():
+        return ImageRoots.for_dir(path, allow_outside=allow_outside)
+    import datasets
+    from huggingface_hub import constants
+
+    caches = [datasets.config.HF_DATASETS_CACHE, constants.HF_HUB_CACHE]
+    return ImageRoots(None, caches, allow_outside=allow_outside, where="the Hugging Face caches")
 
 
 def iter_records(
-    source: str | os.PathLike, *, format: str = "auto", split: str | None = None, columns: Any = None
+    source: str | os.PathLike, *, format: str = "auto", split: str | None = None, columns: Any = None,
+    allow_outside_paths: bool = False,
 ) -> Iterator[_Record]:
-    """Raw records (not yet checked) from any supported source."""
+    """Raw records (not yet checked) from any supported source, each with the roots its images must lie in."""
     fmt = detect_format(source) if format == "auto" else format
     if fmt not in FORMATS:
         raise GleamDataError.at("--format", None, "format", f"expected one of {', '.join(FORMATS)}, got {format!r}")
     path = Path(source)
+    roots: dict[Path, ImageRoots] = {}
+
+    def roots_of(f: Path) -> ImageRoots:
+        if f.parent not in roots:  # a file's images stay in its directory (or its manifest's roots)
+            roots[f.parent] = ImageRoots.for_dir(f.parent, allow_outside=allow_outside_paths)
+        return roots[f.parent]
+
     if fmt == "jsonl":
         files = _files(path, (".jsonl",))
-        if split and path.is_dir() and (path / f"{split}.jsonl").is_file():
-            files = [path / f"{split}.jsonl"]  # skip reading the other splits
+        wanted = canonical_split(split) if split else None
+        if wanted and path.is_dir() and (path / f"{wanted}.jsonl").is_file():
+            files = [path / f"{wanted}.jsonl"]  # skip reading the other splits
         for f in files:
             for line, row in iter_jsonl_rows(f):
-                yield _Record(str(f), line, f.parent, _ProblemRow(row) if isinstance(row, Problem) else row, _default_split(f))
+                yield _Record(str(f), line, f.parent, _ProblemRow(row) if isinstance(row, Problem) else row,
+                              _default_split(f), roots_of(f), path if path.is_dir() else None)
     elif fmt == "sharegpt":
         for f in _files(path, (".json", ".jsonl")):
             converted: list[tuple[dict, str]] = []
@@ -119,16 +147,20 @@ def iter_records(
                 rec, lang, problems = sharegpt_row_to_record(row, file=str(f), line=line, index=index)
                 if problems:
                     for p in problems:  # a bad conversation: report it through the common checker
-                        yield _Record(str(f), line, f.parent, _ProblemRow(p), _default_split(f))
+                        yield _Record(str(f), line, f.parent, _ProblemRow(p), _default_split(f), None)
                     continue
                 lines.setdefault(str(rec["id"]), line)
                 converted.append((rec, lang))
             for rec in merge_language_rows(converted):
-                yield _Record(str(f), lines[str(rec["id"])], f.parent, rec, _default_split(f))
+                yield _Record(str(f), lines[str(rec["id"])], f.parent, rec, _default_split(f), roots_of(f))
     else:
         mapping = parse_column_mapping(columns)
+        hf_roots = _hf_roots(str(source), path, allow_outside_paths)
+        # HF split names are the dataset's own identifiers: rows without a split column take the requested one
+        default = (canonical_split(split) or split.strip()) if split else "train"
         for index, rec in iter_hf_records(str(source), split=split, columns=mapping):
-            yield _Record(str(source), index, Path(str(source)) if path.is_dir() else Path.cwd(), rec, split or "train")
+            base = Path(str(source)) if path.is_dir() else Path.cwd()
+            yield _Record(str(source), index, base, rec, default, hf_roots)
 
 
 @dataclass
@@ -147,18 +179,28 @@ def load_samples(
     skip_bad: bool = False,
     decode_images: bool = True,
     collect: bool = False,
+    allow_outside_paths: bool = False,
+    max_image_pixels: int | None = None,
 ) -> LoadResult:
     """Load and check every record.
 
     By default the first problem raises :class:`GleamDataError`. ``skip_bad``
     keeps going and leaves bad records out (``result.n_bad`` says how many);
     ``collect`` keeps going and keeps every problem (what ``validate`` uses).
-    Duplicate ids are problems. With ``split``, only samples of that split are kept.
+    Duplicate ids are problems. With ``split``, only samples of that split are kept
+    (split names are compared case-insensitively, ``validation`` is ``val``).
+
+    Image paths must resolve inside the dataset directory (or the roots its
+    ``gleamx_manifest.json`` names) unless ``allow_outside_paths``; images over
+    ``max_image_pixels`` (default ``$GLEAMX_MAX_IMAGE_PIXELS`` or 100 M) are problems.
     """
     result = LoadResult()
-    checker = ImageChecker(decode=decode_images)
+    checker = ImageChecker(decode=decode_images, max_pixels=max_image_pixels)
     seen: dict[str, str] = {}
-    for rec in iter_records(source, format=format, split=split, columns=columns):
+    own_file: dict[str, bool] = {}
+    wanted = (canonical_split(split) or split.strip().lower()) if split else None
+    for rec in iter_records(source, format=format, split=split, columns=columns,
+                            allow_outside_paths=allow_outside_paths):
         result.n_records += 1
         if isinstance(rec.row, _ProblemRow):
             problems = [rec.row.problem]
@@ -166,8 +208,16 @@ def load_samples(
         else:
             sample, problems = sample_from_record(
                 rec.row, file=rec.file, line=rec.line, base_dir=rec.base_dir, images=checker,
-                default_split=rec.default_split,
+                default_split=rec.default_split, roots=rec.roots,
             )
+        if sample is not None and rec.split_dir is not None:
+            own = rec.split_dir / f"{sample.split}.jsonl"
+            if own.name != Path(rec.file).name and own_file.setdefault(own.name, own.is_file()):
+                # --split <split> reads only <split>.jsonl: this row would be left out of it without a word
+                problems = [Problem(rec.file, rec.line, "split",
+                                    f"{sample.split!r} row in {Path(rec.file).name}, but --split {sample.split} "
+                                    f"reads only {own.name} (move the row there or fix its split)")]
+                sample = None
         if sample is not None:
             where = f"{rec.file}:{rec.line}"
             if sample.id in seen:
@@ -181,7 +231,7 @@ def load_samples(
             result.problems.extend(problems)
             continue
         assert sample is not None
-        if split and sample.split != split:
+        if wanted and sample.split.lower() != wanted:
             result.n_records -= 1  # not part of the requested split: neither loaded nor bad
             continue
         result.samples.append(sample)

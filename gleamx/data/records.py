@@ -13,8 +13,10 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from gleamx.data.schema import LANGS, REQUIRED_FIELDS, SPLITS, VIEWS, GleamSample, parse_label
-from gleamx.errors import Problem
+from gleamx.data.images import ImageTooLargeError, max_image_pixels, open_image, open_lazy
+from gleamx.data.paths import ImageRoots
+from gleamx.data.schema import LANGS, REQUIRED_FIELDS, SPLITS, VIEWS, GleamSample, canonical_split, parse_label
+from gleamx.errors import GleamDataError, Problem
 from gleamx.prompts.verdict import parse_verdict
 
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS) | {"explanation", "source", "split", "meta"}
@@ -22,14 +24,16 @@ IMAGE_FIELDS = ("query_image", "satellite_image")
 
 
 class ImageChecker:
-    """Checks that image files exist and decode, remembering results per path.
+    """Checks that image files exist, are within the pixel cap and decode, remembering results per path.
 
     Synthetic and real CVGL data reuse one satellite tile across many pairs, so
-    each file is opened at most once per job.
+    each file is opened at most once per job. The pixel count is read from the
+    header before anything is decoded (:mod:`gleamx.data.images`).
     """
 
-    def __init__(self, decode: bool = True) -> None:
+    def __init__(self, decode: bool = True, max_pixels: int | None = None) -> None:
         self.decode = decode
+        self.max_pixels = max_image_pixels(max_pixels)
         self._seen: dict[str, str | None] = {}
 
     def problem(self, path: str, shown: str | None = None) -> str | None:
@@ -46,12 +50,27 @@ class ImageChecker:
         if not self.decode:
             return None
         try:
-            with PILImage.open(path) as im:
+            with open_lazy(path, max_pixels=self.max_pixels) as im:
                 im.load()  # full decode: catches truncated files that verify() lets through
+        except ImageTooLargeError as e:
+            return "image {path} is " + _escape(e.problem.message)
         except Exception as e:  # PIL raises several types for bad files
-            detail = f"{type(e).__name__}: {e}".replace("{", "{{").replace("}", "}}")
+            detail = _escape(f"{type(e).__name__}: {e}")
             return "cannot decode image {path} (" + detail + "); expected a readable PNG/JPEG/WebP"
         return None
+
+    def in_memory(self, value: Any) -> tuple[Any, str | None]:
+        """Encoded bytes or a PIL image -> ``(decoded image, None)``, or ``(None, what is wrong)``."""
+        try:
+            return open_image(value, max_pixels=self.max_pixels, mode=None, name="(in-memory image)"), None
+        except ImageTooLargeError as e:
+            return None, "in-memory image is " + e.problem.message
+        except GleamDataError as e:
+            return None, e.problem.message
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _resolve(value: str, base_dir: Path) -> str:
@@ -67,8 +86,12 @@ def sample_from_record(
     base_dir: Path,
     images: ImageChecker | None,
     default_split: str = "train",
+    roots: ImageRoots | None = None,
 ) -> tuple[GleamSample | None, list[Problem]]:
-    """Check ``row`` and build a sample. Returns ``(sample, [])`` or ``(None, problems)``."""
+    """Check ``row`` and build a sample. Returns ``(sample, [])`` or ``(None, problems)``.
+
+    Image paths must resolve inside ``roots`` (see :mod:`gleamx.data.paths`; ``None``: no check).
+    """
     problems: list[Problem] = []
 
     def bad(field: str, message: str) -> None:
@@ -93,19 +116,24 @@ def sample_from_record(
         value = row.get(key)
         if value is None:
             continue
-        if isinstance(value, PILImage.Image):  # in-memory image (HF datasets)
-            try:
-                value.load()
-            except Exception as e:
-                bad(key, f"cannot decode image ({type(e).__name__}: {e})")
+        if isinstance(value, dict) and value.get("bytes"):  # HF datasets' raw Image value
+            value = value["bytes"]
+        elif isinstance(value, dict) and isinstance(value.get("path"), str):
+            value = value["path"]  # a path-only Image value: checked like any path below
+        if isinstance(value, (PILImage.Image, bytes, bytearray)):  # in-memory image (HF datasets)
+            decoded, issue = (images or ImageChecker()).in_memory(value)
+            if issue:
+                bad(key, issue)
             else:
-                image_paths[key] = value  # type: ignore[assignment]
+                image_paths[key] = decoded
             continue
         if not isinstance(value, str) or not value.strip():
             bad(key, f"expected an image path (string), got {value!r}")
             continue
         path = _resolve(value, base_dir)
-        issue = images.problem(path, value) if images is not None else None
+        issue = roots.problem(path, value) if roots is not None else None
+        if not issue and images is not None:
+            issue = images.problem(path, value)
         if issue:
             bad(key, issue)
         else:
@@ -148,6 +176,12 @@ def sample_from_record(
     split = row.get("split", default_split)
     if not isinstance(split, str) or not split.strip():
         bad("split", f"expected a non-empty string such as {', '.join(SPLITS)}, got {split!r}")
+    elif "split" in row:
+        name = canonical_split(split)  # read case-insensitively: a "Test" row is in the test split
+        if name is None:
+            bad("split", f"unknown split {split!r} (expected {', '.join(SPLITS)} or validation, any case, "
+                         "optionally with a suffix such as test_human)")
+        split = name or split
     source = row.get("source", "")
     if not isinstance(source, str):
         bad("source", f"expected a string, got {type(source).__name__}")

@@ -15,6 +15,7 @@ PIL images. As a ``datasets.Dataset`` it has :data:`FEATURES`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,11 @@ LANGS: tuple[str, ...] = ("en", "zh")
 """Explanation languages."""
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-"""Canonical splits (other non-empty names are accepted, e.g. ``test_human``)."""
+"""Canonical splits. Split names are read case-insensitively (``Test`` is ``test``, ``validation`` is
+``val``); a canonical split with a suffix names a sub-split (``test_human``, ``val-hard``). Any other
+value is a validation problem, never a row silently left out of every split."""
+
+_SPLIT_NAME = re.compile(r"(train|validation|val|test)([_.-][a-z0-9][a-z0-9_.-]*)?")
 
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "query_image", "satellite_image", "query_view", "label")
 
@@ -117,15 +122,30 @@ def parse_label(value: Any) -> bool | None:
     return None
 
 
-def open_rgb(image: ImageLike) -> PILImage.Image:
-    """Open a path (or take a PIL image) and return it as RGB, decoded once."""
-    if isinstance(image, PILImage.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    if isinstance(image, dict) and ("path" in image or "bytes" in image):  # datasets' raw Image value
-        if image.get("bytes"):
-            import io
+def canonical_split(value: Any) -> str | None:
+    """The canonical spelling of a split name (stripped, lower-case, ``validation`` -> ``val``), or
+    ``None`` if ``value`` is not ``train``/``val``/``validation``/``test``, optionally with a ``_``, ``-``
+    or ``.`` suffix (``test_human``)."""
+    if not isinstance(value, str):
+        return None
+    m = _SPLIT_NAME.fullmatch(value.strip().lower())
+    if m is None:
+        return None
+    return ("val" if m.group(1) == "validation" else m.group(1)) + (m.group(2) or "")
 
-            return PILImage.open(io.BytesIO(image["bytes"])).convert("RGB")
-        image = image["path"]
-    with PILImage.open(image) as im:
-        return im.convert("RGB")
+
+def base_split(value: Any) -> str | None:
+    """``train``, ``val`` or ``test`` for a split name or a file stem that starts with one
+    (``test_human``, ``train-00000-of-00001``), else ``None``."""
+    m = _SPLIT_NAME.match(value.strip().lower()) if isinstance(value, str) else None
+    if m is None or (m.end(1) < len(value.strip()) and value.strip()[m.end(1)] not in "_.-"):
+        return None
+    return "val" if m.group(1) == "validation" else m.group(1)
+
+
+def open_rgb(image: ImageLike, *, max_pixels: int | None = None) -> PILImage.Image:
+    """Open a path (or take a PIL image, or ``datasets``' raw ``{"bytes", "path"}`` value) and return it
+    as RGB, decoded once, after checking its pixel count (:func:`gleamx.data.images.open_image`)."""
+    from gleamx.data.images import open_image
+
+    return open_image(image, max_pixels=max_pixels, mode="RGB")

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.data.jsonl import iter_jsonl_rows, sample_to_json
+from gleamx.data.paths import record_image_roots
 from gleamx.data.schema import LANGS, GleamSample
+from gleamx.data.text import iter_json_list, read_text
 from gleamx.errors import GleamDataError, Problem
 from gleamx.prompts.messages import answer_with_verdict, sample_languages
 from gleamx.prompts.templates import user_prompt, view_from_prompt
@@ -50,13 +52,7 @@ def iter_sharegpt_rows(path: str | os.PathLike) -> Iterator[tuple[int | None, An
         return
     if not path.is_file():
         raise GleamDataError.at(str(path), None, "path", "file not found (expected a ShareGPT .json or .jsonl file)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise GleamDataError.at(str(path), e.lineno, "json", f"expected a JSON list of conversations ({e.msg})") from None
-    if not isinstance(data, list):
-        raise GleamDataError.at(str(path), None, "json", f"expected a JSON list of conversations, got {type(data).__name__}")
-    yield from enumerate(data, start=1)
+    yield from iter_json_list(path)  # a row with bytes that are not UTF-8 is a Problem; the others still load
 
 
 def _turns(row: dict[str, Any]) -> list[tuple[str, str]] | None:
@@ -120,8 +116,9 @@ def sharegpt_row_to_record(row: Any, *, file: str, line: int | None, index: int)
         "query_view": view,
         "label": label,
         "source": row.get("source", "sharegpt"),
-        "split": row.get("split", "train"),
     }
+    if "split" in row:  # else the file's split (test.json -> test), as for gleamx JSONL
+        record["split"] = row["split"]
     if row.get("meta"):
         record["meta"] = row["meta"]
     # A bare verdict ("Answer: Yes", "是") is a label-only answer, not an explanation.
@@ -190,12 +187,22 @@ def write_sharegpt(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    samples = list(samples)
     rows = [r for s in samples for r in sample_to_sharegpt_rows(s, path.parent.resolve(), lang, task)]
+    info_path = path.parent / "dataset_info.json"
+    info: Any = {}
+    if info_path.is_file():  # read before writing anything: a broken one stops here, in one line
+        try:
+            info = json.loads(read_text(info_path))
+        except json.JSONDecodeError as e:
+            raise GleamDataError.at(str(info_path), e.lineno, "json", f"expected a JSON object ({e.msg})") from None
+        if not isinstance(info, dict):
+            raise GleamDataError.at(str(info_path), None, "json", f"expected a JSON object, got {type(info).__name__}")
     with path.open("w", encoding="utf-8", newline="\n") as f:
         json.dump(rows, f, ensure_ascii=False, indent=1)
         f.write("\n")
-    info_path = path.parent / "dataset_info.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    # images outside the output's directory: name their root, so that gleamx reads this file back
+    record_image_roots(path.parent, (im for s in samples for im in (s.query_image, s.satellite_image)))
     info[dataset_name or path.stem] = {
         "file_name": path.name,
         "formatting": "sharegpt",

@@ -53,11 +53,12 @@ def count(samples: list[GleamSample]) -> dict[str, Counter]:
 
 def validate(
     source: str | os.PathLike, *, format: str = "auto", split: str | None = None, columns: Any = None,
-    decode_images: bool = True,
+    decode_images: bool = True, allow_outside_paths: bool = False, max_image_pixels: int | None = None,
 ) -> ValidationReport:
-    """Check every record of ``source``; never stops at the first problem."""
+    """Check every record of ``source``; never stops at the first problem (same rules as :func:`load_samples`)."""
     res: LoadResult = load_samples(
-        source, format=format, split=split, columns=columns, decode_images=decode_images, collect=True
+        source, format=format, split=split, columns=columns, decode_images=decode_images, collect=True,
+        allow_outside_paths=allow_outside_paths, max_image_pixels=max_image_pixels,
     )
     return ValidationReport(
         n_records=res.n_records, n_valid=len(res.samples), problems=res.problems, **count(res.samples)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gleamx.data.schema import LANGS, GleamSample, open_rgb
+from gleamx.data.images import open_image
+from gleamx.data.schema import LANGS, GleamSample
 from gleamx.prompts.templates import IMAGE_ORDER, TASKS, user_prompt
 from gleamx.prompts.verdict import parse_verdict, verdict_line
 
@@ -69,8 +70,8 @@ def build_messages(
 
 
 def sample_images(sample: GleamSample) -> list:
-    """The sample's images as RGB PIL images, in :data:`IMAGE_ORDER`."""
-    return [open_rgb(getattr(sample, field)) for field in IMAGE_ORDER]
+    """The sample's images as RGB PIL images, in :data:`IMAGE_ORDER` (pixel count checked first)."""
+    return [open_image(getattr(sample, field)) for field in IMAGE_ORDER]
 
 
 def sample_languages(sample: GleamSample, lang: str, task: str) -> list[str]:

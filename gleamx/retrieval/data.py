@@ -7,6 +7,8 @@ line (``{"query_id", "image", "query_view", "location_id", "split"}``, optionall
 gallery tile with its ``location_id``; semi-positives (VIGOR) count only for the hit rate.
 ``gleamx data synth`` writes this layout; real CVGL data (University-1652, VIGOR, ...) can be
 converted to it. Every line is checked on load, and a bad one is reported as ``file:line: field: expected``.
+Image paths must resolve inside the dataset directory (the one holding ``retrieval/``) or a root that
+``retrieval/gleamx_manifest.json`` names (:mod:`gleamx.data.paths`; ``gleamx data cvgl`` writes one).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gleamx.data.schema import SPLITS, VIEWS
+from gleamx.data.images import ImageTooLargeError, max_image_pixels, open_lazy
+from gleamx.data.paths import ImageRoots
+from gleamx.data.schema import SPLITS, VIEWS, canonical_split
+from gleamx.data.text import read_lines, surrogate_problem
 from gleamx.errors import GleamDataError
 
 
@@ -68,66 +73,111 @@ def _read(path: Path, required: Sequence[str]) -> list[tuple[int, dict]]:
         raise GleamDataError.at(str(path), None, "file", "missing (expected the retrieval layout that "
                                 "`gleamx data synth` writes: retrieval/gallery.jsonl and retrieval/queries.jsonl)")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GleamDataError.at(str(path), n, "line", f"expected a JSON object ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise GleamDataError.at(str(path), n, "line", "expected a JSON object")
-            for key in required:
-                if not isinstance(row.get(key), str) or not row[key]:
-                    raise GleamDataError.at(str(path), n, key, "expected a non-empty string")
-            rows.append((n, row))
+    for n, line in read_lines(path):  # bytes decoded per line: a bad byte is file:line, not a traceback
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise GleamDataError.at(str(path), n, "line", f"expected a JSON object ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise GleamDataError.at(str(path), n, "line", "expected a JSON object")
+        problem = surrogate_problem(str(path), n, line, row)
+        if problem is not None:
+            raise GleamDataError(problem)
+        for key in required:
+            if not isinstance(row.get(key), str) or not row[key]:
+                raise GleamDataError.at(str(path), n, key, "expected a non-empty string")
+        rows.append((n, row))
     return rows
 
 
-def _check_split(path: Path, n: int, row: dict) -> None:
-    # An unknown split (a typo, "Test") would otherwise drop the line silently from every split.
-    if row["split"] not in SPLITS:
-        raise GleamDataError.at(str(path), n, "split", f"expected one of {', '.join(SPLITS)}, got {row['split']!r}")
+def _split_name(value: str) -> str | None:
+    """``train``, ``val`` or ``test``, read case-insensitively (``validation`` is ``val``); else ``None``."""
+    name = canonical_split(value)
+    return name if name in SPLITS else None
 
 
-def _image(path: Path, n: int, value: str, check: bool) -> Path:
-    p = (path.parent / value).resolve()
-    if check and not p.is_file():
-        raise GleamDataError.at(str(path), n, "image", f"file not found: {p}")
-    return p
+def _check_split(path: Path, n: int, row: dict) -> str:
+    # An unknown split (a typo) would otherwise drop the line silently from every split; "Test" is test.
+    name = _split_name(row["split"])
+    if name is None:
+        raise GleamDataError.at(str(path), n, "split", f"expected one of {', '.join(SPLITS)} (any case), "
+                                f"got {row['split']!r}")
+    return name
+
+
+class _Images:
+    """Checks each image path of a layout: inside its roots, present, and within the pixel cap (header only)."""
+
+    def __init__(self, roots: ImageRoots, check: bool, max_pixels: int | None) -> None:
+        self.roots, self.check = roots, check
+        self.max_pixels = max_image_pixels(max_pixels)
+
+    def __call__(self, path: Path, n: int, value: str) -> Path:
+        p = (path.parent / value).resolve()
+        issue = self.roots.problem(path.parent / value, value)
+        if issue:
+            raise GleamDataError.at(str(path), n, "image", issue)
+        if not self.check:
+            return p
+        if not p.is_file():
+            raise GleamDataError.at(str(path), n, "image", f"file not found: {p}")
+        try:
+            with open_lazy(p, max_pixels=self.max_pixels):  # the header only: size, not pixels
+                pass
+        except ImageTooLargeError as e:
+            raise GleamDataError.at(str(path), n, "image", f"{value} is {e.problem.message}") from None
+        except Exception as e:  # PIL raises several types for files it cannot identify
+            raise GleamDataError.at(str(path), n, "image", f"cannot read image {p} ({type(e).__name__}); "
+                                    "expected a readable PNG/JPEG/WebP") from None
+        return p
+
+
+def dataset_dir(base: Path) -> Path:
+    """The dataset directory a layout's images must lie in: the one holding ``retrieval/``."""
+    return base.parent if base.name == "retrieval" else base
 
 
 def load_retrieval(root: str | Path, split: str | None = None, *, views: Sequence[str] | None = None,
-                   check_images: bool = True) -> RetrievalSet:
+                   check_images: bool = True, allow_outside_paths: bool = False,
+                   max_image_pixels: int | None = None) -> RetrievalSet:
     """Read ``root/retrieval`` (or ``root`` itself if it holds the two files) for one split (None: all).
 
     Queries whose location has no gallery tile are an error (a query without a positive cannot be
-    scored), not silently dropped; ``views`` keeps only those query views.
+    scored), not silently dropped; ``views`` keeps only those query views. Split names are read
+    case-insensitively. Image paths must resolve inside the dataset directory (the one holding
+    ``retrieval/``) or a root named by ``retrieval/gleamx_manifest.json`` (what ``gleamx data cvgl``
+    writes), unless ``allow_outside_paths``. With ``check_images``, every image of the split must exist
+    and its header must be within ``max_image_pixels`` (default ``$GLEAMX_MAX_IMAGE_PIXELS`` or 100 M).
     """
     base = Path(root)
     if (base / "retrieval" / "gallery.jsonl").is_file() or not (base / "gallery.jsonl").is_file():
         base = base / "retrieval"
-    if split is not None and split not in SPLITS:
-        raise GleamDataError.at(str(base), None, "split", f"expected one of {', '.join(SPLITS)}, got {split!r}")
+    if split is not None:
+        if _split_name(split) is None:
+            raise GleamDataError.at(str(base), None, "split", f"expected one of {', '.join(SPLITS)}, got {split!r}")
+        split = _split_name(split)
+    image = _Images(ImageRoots.for_dir(dataset_dir(base), base, allow_outside=allow_outside_paths),
+                    check_images, max_image_pixels)
     if views is not None and (bad := [v for v in views if v not in VIEWS]):
         raise GleamDataError.at(str(base), None, "views", f"expected some of {', '.join(VIEWS)}, got {bad[0]!r}")
     gpath, qpath = base / "gallery.jsonl", base / "queries.jsonl"
     gallery: list[GalleryTile] = []
     seen: set[str] = set()
     for n, row in _read(gpath, ("location_id", "image", "split")):
-        _check_split(gpath, n, row)
+        row_split = _check_split(gpath, n, row)
         if row["location_id"] in seen:
             raise GleamDataError.at(str(gpath), n, "location_id", f"duplicate {row['location_id']!r} "
                                     "(expected one tile per location)")
         seen.add(row["location_id"])
-        if split is None or row["split"] == split:
-            gallery.append(GalleryTile(row["location_id"], _image(gpath, n, row["image"], check_images), row["split"]))
+        if split is None or row_split == split:
+            gallery.append(GalleryTile(row["location_id"], image(gpath, n, row["image"]), row_split))
     locations = {t.location_id for t in gallery}
     queries: list[Query] = []
     for n, row in _read(qpath, ("query_id", "image", "query_view", "location_id", "split")):
-        _check_split(qpath, n, row)
-        if split is not None and row["split"] != split:
+        row_split = _check_split(qpath, n, row)
+        if split is not None and row_split != split:
             continue
         if row["query_view"] not in VIEWS:
             raise GleamDataError.at(str(qpath), n, "query_view", f"expected one of {', '.join(VIEWS)}, "
@@ -143,8 +193,8 @@ def load_retrieval(root: str | Path, split: str | None = None, *, views: Sequenc
         missing = [x for x in semis if x not in locations]
         if missing:
             raise GleamDataError.at(str(qpath), n, "semi_positive_ids", f"{missing[0]!r} has no gallery tile")
-        queries.append(Query(row["query_id"], _image(qpath, n, row["image"], check_images), row["query_view"],
-                             row["location_id"], row["split"], tuple(semis)))
+        queries.append(Query(row["query_id"], image(qpath, n, row["image"]), row["query_view"],
+                             row["location_id"], row_split, tuple(semis)))
     if not gallery or not queries:
         raise GleamDataError.at(str(base), None, "split", f"no {'gallery tiles' if not gallery else 'queries'}"
                                 + (f" in split {split!r}" if split else ""))

@@ -9,17 +9,13 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from gleamx.data.schema import open_rgb
-from gleamx.errors import GleamDataError
+from gleamx.data.images import open_image
 from gleamx.retrieval.data import RetrievalSet
 
 
 def _open(path: Path) -> Any:
-    # A corrupt file surfaces mid-epoch, maybe in a DataLoader worker: name it in one line.
-    try:
-        return open_rgb(path)
-    except OSError as e:  # PIL's UnidentifiedImageError is an OSError
-        raise GleamDataError.at(str(path), None, "image", f"cannot decode ({type(e).__name__})") from None
+    # A corrupt or oversized file surfaces mid-epoch, maybe in a DataLoader worker: open_image names it in one line.
+    return open_image(path)
 
 
 class PairDataset(Dataset):

@@ -35,6 +35,9 @@ class GleamScriptArguments(ScriptArguments):
     lora_vision: bool = field(default=False, metadata={"help": "LoRA on the vision tower's linear layers too"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training samples"})
     skip_bad: bool = field(default=False, metadata={"help": "skip bad records (and report how many) instead of stopping"})
+    allow_outside_paths: bool = field(
+        default=False, metadata={"help": "accept image paths that resolve outside the dataset directory"}
+    )
     eval_results: str | None = field(default=None, metadata={"help": "gleamx-eval results.json for the model card"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "reuse an output dir that holds another run"})
 

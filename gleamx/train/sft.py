@@ -271,7 +271,7 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
     # Data first: bad input fails in seconds, before a model is loaded.
     loaded = load_samples(script_args.dataset_name, format=script_args.dataset_format,
                           split=script_args.dataset_train_split, columns=script_args.dataset_columns,
-                          skip_bad=script_args.skip_bad)
+                          skip_bad=script_args.skip_bad, allow_outside_paths=script_args.allow_outside_paths)
     if loaded.n_bad:
         say(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
     samples = loaded.samples[: script_args.max_train_samples] if script_args.max_train_samples else loaded.samples
@@ -282,7 +282,8 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
     if training_args.eval_strategy != "no" and script_args.dataset_test_split:
         eval_samples = load_samples(script_args.dataset_name, format=script_args.dataset_format,
                                     split=script_args.dataset_test_split, columns=script_args.dataset_columns,
-                                    skip_bad=script_args.skip_bad).samples
+                                    skip_bad=script_args.skip_bad,
+                                    allow_outside_paths=script_args.allow_outside_paths).samples
         eval_ds = build_sft_dataset(eval_samples, script_args.lang, script_args.task).dataset
 
     quant = quantization_config(model_args)

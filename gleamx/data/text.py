@@ -1,0 +1,158 @@
+"""Byte-safe reading of data files: bytes are decoded one line at a time.
+
+A byte that is not UTF-8 (or a file cut inside a multi-byte character) becomes one
+:class:`~gleamx.errors.Problem` naming its line and byte offset, and the lines after it are
+still read, so one bad line does not hide the rest. A JSON ``\\ud800``-style escape of a lone
+surrogate is reported the same way: it is not text either, and writing it back would fail.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gleamx.errors import GleamDataError, Problem
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_problem(file: str | os.PathLike, line: int | None, file_offset: int, line_offset: int | None = None,
+                 field: str = "encoding") -> Problem:
+    """``file:line: encoding: invalid UTF-8 at byte N of the file (byte M of the line)``; offsets count from 0."""
+    where = f" (byte {line_offset} of the line)" if line_offset is not None else ""
+    return Problem(str(file), line, field,
+                   f"invalid UTF-8 at byte {file_offset} of the file{where}; expected UTF-8 text")
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | Problem]]:
+    """``(line_number, text)`` for every line of a file, or ``(line_number, Problem)`` for a line that is
+    not UTF-8. A UTF-8 byte-order mark at the start is dropped. Lines keep their ``\\n``."""
+    path = Path(path)
+    offset = 0
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            start, offset = offset, offset + len(raw)
+            skip = 3 if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else 0
+            try:
+                text = raw[skip:].decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, utf8_problem(path, lineno, start + skip + e.start, skip + e.start)
+                continue
+            yield lineno, text
+
+
+def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """:func:`iter_lines` for files that must be read whole: the first bad line raises its one-line error."""
+    for lineno, text in iter_lines(path):
+        if isinstance(text, Problem):
+            raise GleamDataError(text)
+        yield lineno, text
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 file as text; a bad byte raises ``file:line: encoding: invalid UTF-8 at byte N ...``."""
+    return "".join(text for _, text in read_lines(path))
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in any string (keys too) of a parsed JSON value, as ``\\udXXX``."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            m = _SURROGATE.search(v)
+            if m:
+                return f"\\u{ord(m.group()):04x}"
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
+
+
+def surrogate_problem(file: str, line: int | None, text: str, row: Any) -> Problem | None:
+    """A problem if ``row`` (parsed from ``text``) holds a lone-surrogate escape, else ``None``."""
+    if not _SURROGATE_ESCAPE.search(text):  # fast path: no escape that could decode to a surrogate
+        return None
+    found = _lone_surrogate(row)
+    if found is None:  # only valid surrogate pairs (e.g. an emoji written with ensure_ascii)
+        return None
+    return Problem(file, line, "encoding",
+                   f"lone surrogate escape {found} (not valid Unicode text); expected UTF-8 text")
+
+
+def iter_json_list(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """``(index, row)`` for each element of a file holding one JSON list (1-based index).
+
+    A row that holds a byte that is not UTF-8 (inside a string) comes as a :class:`Problem` for that
+    row, naming the byte's offset and line; the other rows are still read. A bad byte outside any
+    string, or JSON that is not a list, raises one :class:`GleamDataError` for the file.
+    """
+    path = Path(path)
+    name = str(path)
+    data = path.read_bytes()
+    skip = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    text = data[skip:].decode("utf-8", errors="surrogateescape")  # each bad byte -> one \udc80-\udcff char
+
+    def byte_of(char_index: int) -> int:
+        return skip + len(text[:char_index].encode("utf-8", errors="surrogateescape"))
+
+    def line_of(char_index: int) -> int:
+        return text.count("\n", 0, char_index) + 1
+
+    def fail(char_index: int, message: str) -> GleamDataError:
+        bad = _SURROGATE.search(text, 0, max(char_index, 0) + 1)
+        if bad is not None:  # the decoder stumbled on (or after) a byte that is not UTF-8: say that
+            return GleamDataError(utf8_problem(name, line_of(bad.start()), byte_of(bad.start())))
+        return GleamDataError.at(name, line_of(char_index), "json", message)
+
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"[ \t\n\r]*")
+    i = ws.match(text, 0).end()
+    if i >= len(text):
+        raise GleamDataError.at(name, None, "json", "expected a JSON list of conversations, got an empty file")
+    if text[i] != "[":
+        try:
+            top = decoder.raw_decode(text, i)[0]
+        except json.JSONDecodeError as e:
+            raise fail(e.pos, f"expected a JSON list of conversations ({e.msg})") from None
+        raise fail(i, f"expected a JSON list of conversations, got {type(top).__name__}")
+    i = ws.match(text, i + 1).end()
+    index = 0
+    line, counted = 1, 0  # line numbers are counted incrementally: files can be large
+    byte, measured = skip, 0
+    if i < len(text) and text[i] == "]":
+        return
+    while True:
+        try:
+            row, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise fail(e.pos, f"expected a JSON list of conversations ({e.msg})") from None
+        index += 1
+        bad = _SURROGATE.search(text, i, end)
+        if bad is not None:
+            line += text.count("\n", counted, bad.start())
+            byte += len(text[measured:bad.start()].encode("utf-8", errors="surrogateescape"))
+            counted = measured = bad.start()
+            yield index, Problem(name, index, "encoding",
+                                 f"invalid UTF-8 at byte {byte} of the file (line {line}); expected UTF-8 text")
+        else:
+            problem = surrogate_problem(name, index, text[i:end], row)
+            yield index, (problem if problem is not None else row)
+        i = ws.match(text, end).end()
+        if i < len(text) and text[i] == ",":
+            i = ws.match(text, i + 1).end()
+            continue
+        if i < len(text) and text[i] == "]":
+            rest = ws.match(text, i + 1).end()
+            if rest != len(text):
+                raise fail(rest, "expected a JSON list of conversations (extra data after the list)")
+            return
+        raise fail(i, "expected a JSON list of conversations (expected ',' or ']' between rows)")
