@@ -9,7 +9,6 @@ counts and the report's refusal of missing numbers (GPU memory included outside 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_distributed import _kill_tree  # the launcher and every process under it
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmark" / "gpu" / "bench_qwen25vl3b_lora.sh"
@@ -30,21 +30,6 @@ def _script(name: str):  # noqa: ANN202 - benchmark/ is no package: load a scrip
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _kill_tree(pid: int) -> None:
-    """The launcher and every process under it (torchrun starts its workers in their own sessions)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(procs, timeout=30)
 
 
 def _summary(mode: str = "cpu", **changes: object) -> dict:

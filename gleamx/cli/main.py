@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from gleamx.cli.common import console, run_cli
+from gleamx.cli.common import (  # number flags of retrieval eval / localize, checked at parse time
+    nonnegative_int, one_line_errors, positive_float, positive_int, positive_int_list)
 
 
 def _progress(description: str):
@@ -52,7 +54,7 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
     from gleamx.data.validation import validate
 
     report = validate(args.path, format=args.format, split=args.split, columns=args.columns,
-                      decode_images=not args.no_decode)
+                      decode_images=not args.no_decode, allow_outside_paths=args.allow_outside_paths)
     _print_report(report, args.json)
     return 0 if report.ok else 1
 
@@ -60,7 +62,8 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
 def cmd_data_convert(args: argparse.Namespace) -> int:
     from gleamx.data import load_samples, write_samples, write_sharegpt
 
-    res = load_samples(args.src, format=args.format, split=args.split, columns=args.columns, skip_bad=args.skip_bad)
+    res = load_samples(args.src, format=args.format, split=args.split, columns=args.columns, skip_bad=args.skip_bad,
+                       allow_outside_paths=args.allow_outside_paths)
     if res.n_bad:
         console.print(f"skipped {res.n_bad} bad record(s) (--skip-bad); first: {res.problems[0]}")
     if args.to == "sharegpt":
@@ -150,44 +153,44 @@ def cmd_retrieval_eval(args: argparse.Namespace) -> int:
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.encoder import load_encoder
     from gleamx.retrieval.evaluate import evaluate_retrieval
+    from gleamx.retrieval.metrics import percent_text as pc
 
-    from gleamx.errors import GleamConfigError
-
-    if args.batch_size < 1:
-        raise GleamConfigError(f"--batch-size: expected a positive number, got {args.batch_size}")
     rset = load_retrieval(args.data, args.split, views=args.views.split(",") if args.views else None)
     encoder = load_encoder(args.encoder, tiny_img_size=args.img_size)
-    m = evaluate_retrieval(encoder, rset, batch_size=args.batch_size, num_workers=args.num_workers)
+    ks = args.ks or (1, 5, 10)  # --ks named by the user: a k the gallery cannot test is an error, not a note
+    m = evaluate_retrieval(encoder, rset, batch_size=args.batch_size, num_workers=args.num_workers, ks=ks,
+                           strict_ks=args.ks is not None)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "retrieval_results.json").write_text(json.dumps({"encoder": args.encoder, "data": str(args.data),
                                                             "split": args.split, **m}, indent=2) + "\n")
     pct = f"R@{1:g}%"
-    console.print(f"{m['n_query']} queries, gallery {m['n_gallery']}: R@1 {100 * m['R@1']:.2f}  R@5 {100 * m['R@5']:.2f}  "
-                  f"R@10 {100 * m['R@10']:.2f}  {pct} {100 * m[pct]:.2f} (top {m[pct + '_k']})  mAP {100 * m['mAP']:.2f}"
-                  + (f"  hit rate {100 * m['hit_rate@1']:.2f}" if "hit_rate@1" in m else ""))
+    console.print(f"{m['n_query']} queries, gallery {m['n_gallery']}: "
+                  + "  ".join(f"R@{k} {pc(m[f'R@{k}'])}" for k in ks)
+                  + f"  {pct} {pc(m[pct])} (top {m[pct + '_k']})  mAP {pc(m['mAP'])}"
+                  + (f"  hit rate {pc(m['hit_rate@1'])}" if "hit_rate@1" in m else ""))
     for view, v in m["by_view"].items():
-        console.print(f"  {view:<10} R@1 {100 * v['R@1']:.2f}  R@10 {100 * v['R@10']:.2f}  mAP {100 * v['mAP']:.2f}")
+        console.print(f"  {view:<10} R@1 {pc(v['R@1'])}  R@{ks[-1]} {pc(v[f'R@{ks[-1]}'])}  mAP {pc(v['mAP'])}")
+    for note in m["notes"]:
+        console.print(f"note: {note}", markup=False)
     console.print(f"numbers: {out / 'retrieval_results.json'}")
     return 0
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
-    from gleamx.errors import GleamConfigError
     from gleamx.retrieval.localize import LocalizeConfig, localize
+    from gleamx.retrieval.metrics import percent_text as pc
 
-    if args.k < 1 or args.batch_size < 1:
-        raise GleamConfigError(f"--k and --batch-size: expected positive numbers, got {args.k} and {args.batch_size}")
     cfg = LocalizeConfig(encoder=args.encoder, model=args.model, adapter=args.adapter, data=args.data,
-                         split=args.split, k=args.k, lang=args.lang, task=args.task,
+                         split=args.split, k=args.k or 5, k_explicit=args.k is not None, lang=args.lang, task=args.task,
                          views=args.views.split(",") if args.views else None, limit=args.limit,
                          batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                          repetition_penalty=args.repetition_penalty, dtype=args.dtype, min_pixels=args.min_pixels,
                          max_pixels=args.max_pixels, output=args.output, overwrite=args.overwrite)
     r = localize(cfg)
     console.print(f"{r['n_query']} queries, top-{r['k']} of {r['n_gallery']} tiles: the right tile is among the "
-                  f"candidates for {100 * r['recall_at_k']:.1f}%; R@1 {100 * r['R@1_retrieval']:.1f}% by retrieval, "
-                  f"{100 * r['R@1_verified']:.1f}% after the MLLM's verification")
+                  f"candidates for {pc(r['recall_at_k'], 1)}%; R@1 {pc(r['R@1_retrieval'], 1)}% by retrieval, "
+                  f"{pc(r['R@1_verified'], 1)}% after the MLLM's verification")
     console.print(f"ranked candidates with answers: {Path(args.output) / 'ranked.jsonl'}  "
                   f"verification report: {Path(args.output) / 'verify' / 'report.html'}")
     return 0
@@ -199,6 +202,9 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="only this split (train/val/test/...)")
     p.add_argument("--columns", default=None,
                    help="for Hugging Face datasets: gleamx_field=column pairs, e.g. query_image=drone,label=match")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="accept image paths that resolve (symlinks followed) outside the dataset directory "
+                        "(default: refused, so a downloaded dataset cannot make gleamx read other images)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,34 +290,41 @@ def build_parser() -> argparse.ArgumentParser:
                              help="train GLEAM-C from a recipe: --config gleamc/tiny or a YAML path "
                                   "(same as recipes/gleamc.py)")
     p.set_defaults(fn=cmd_retrieval_train, takes_recipe=True)  # --config RECIPE.yaml and overrides: passed on
-    p = retrieval.add_parser("eval", help="R@k, R@1%%, mAP of an encoder on a split, overall and per view")
+    p = one_line_errors(retrieval.add_parser("eval", help="R@k, R@1%%, mAP of an encoder on a split, overall and per view"))
     p.add_argument("--encoder", required=True, help="a trained GLEAM-C dir or Hub id ('tiny': untrained tiny)")
     p.add_argument("--data", required=True, help="dataset dir holding retrieval/")
     p.add_argument("--split", default="test")
     p.add_argument("--views", default=None, help="comma-separated query views (default: all)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--img-size", type=int, default=64, help="input size of the untrained 'tiny' encoder")
-    p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers that decode images")
+    p.add_argument("--ks", type=positive_int_list, default=None,
+                   help="R@k cutoffs, e.g. 1,5,10 (the default; a k >= the gallery size is then reported as null "
+                        "with a note, and is an error when named here)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--img-size", type=positive_int, default=64, help="input size of the untrained 'tiny' encoder")
+    p.add_argument("--num-workers", type=nonnegative_int, default=4, help="DataLoader workers that decode images")
     p.add_argument("--output", required=True, help="directory for retrieval_results.json")
     p.set_defaults(fn=cmd_retrieval_eval)
 
-    p = sub.add_parser("localize", help="GLEAM-C top-k candidates, verified and explained by the MLLM, reranked")
+    p = one_line_errors(sub.add_parser("localize",
+                                       help="GLEAM-C top-k candidates, verified and explained by the MLLM, reranked"))
     p.add_argument("--encoder", required=True, help="trained GLEAM-C dir or Hub id")
     p.add_argument("--model", required=True, help="MLLM dir or Hub id (e.g. Qwen/Qwen2.5-VL-3B-Instruct)")
     p.add_argument("--adapter", default=None, help="LoRA adapter dir from recipes/sft.py")
     p.add_argument("--data", required=True, help="dataset dir holding retrieval/")
     p.add_argument("--split", default="test")
-    p.add_argument("--k", type=int, default=5, help="candidates per query")
+    p.add_argument("--k", type=positive_int, default=None,
+                   help="candidates per query (default 5, or every tile of a smaller gallery; a --k above the "
+                        "gallery size is an error)")
     p.add_argument("--lang", default="en", choices=["en", "zh"])
     p.add_argument("--task", default="label", choices=["label", "explain"], help="explain: the MLLM explains each pair")
     p.add_argument("--views", default=None, help="comma-separated query views (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N queries")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default 16 (label) or 256 (explain)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, help="greedy decoding's repetition penalty (1.0: none)")
-    p.add_argument("--min-pixels", type=int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N queries")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="default 16 (label) or 256 (explain)")
+    p.add_argument("--repetition-penalty", type=positive_float, default=1.0,
+                   help="greedy decoding's repetition penalty (1.0: none)")
+    p.add_argument("--min-pixels", type=positive_int, default=None,
                    help="override the per-image pixel floor (default: the processor saved with --adapter, else --model's)")
-    p.add_argument("--max-pixels", type=int, default=None,
+    p.add_argument("--max-pixels", type=positive_int, default=None,
                    help="override the per-image pixel budget (default: the one the adapter's run trained with)")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     p.add_argument("--output", required=True)

@@ -1,15 +1,154 @@
-"""Append-only JSONL caches (predictions, judge verdicts) that survive a kill -9."""
+"""Append-only JSONL caches (``predictions.jsonl``, ``judge.jsonl``) that survive a kill -9, with one writer each.
+
+* Writers append whole lines (``json + "\\n"``) and flush them; a kill can only leave a partial
+  *last* line. :func:`repair_tail` drops it (whatever byte it ends in, the middle of a UTF-8
+  character included) before anything is read or appended, and :func:`read_records` reads bytes,
+  so a damaged line never makes a rerun fail.
+* :func:`single_writer` holds an exclusive lock on ``DIR/.lock`` while a run writes into ``DIR``:
+  a second run into the same directory fails at once with one line. On POSIX it is a ``flock``,
+  which the kernel releases when the holder dies, so a killed run never leaves a stale lock.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from gleamx.errors import GleamConfigError
+
+LOCK_NAME = ".lock"
+_BLOCK = 1 << 16
+_HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth (gleamx-eval holds OUTPUT, then the judge)
+_HELD_GUARD = threading.Lock()
 
 
-def end_with_newline(path: Path) -> None:
-    """A run killed mid-write leaves half a line; start the next record on a line of its own."""
-    if path.is_file() and path.stat().st_size:
-        with path.open("rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
+def repair_tail(path: str | Path) -> int:
+    """Truncate ``path`` after its last newline: a half-written last line (a killed writer) is dropped.
+
+    Every complete record ends with ``b"\\n"``, so nothing complete is lost, and the bytes cut may end
+    anywhere (inside a multi-byte character too). Returns how many bytes were dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with path.open("rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        cut, pos = 0, size
+        while pos > 0:
+            start = max(0, pos - _BLOCK)
+            f.seek(start)
+            i = f.read(pos - start).rfind(b"\n")
+            if i >= 0:
+                cut = start + i + 1
+                break
+            pos = start
+        if cut < size:
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+        return size - cut
+
+
+def end_with_newline(path: str | Path) -> None:
+    """Before appending: drop a killed run's half-written last line (see :func:`repair_tail`)."""
+    repair_tail(path)
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each complete line of a cache that is a UTF-8 JSON object.
+
+    Anything else (a partial last line, bytes that are not UTF-8, not JSON) is skipped: in a cache
+    it is a record lost to a kill, and it is simply made again.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                continue  # half-written by a killed run
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(row, dict):
+                yield lineno, row
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 64).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"
+
+
+@contextmanager
+def single_writer(directory: str | Path, what: str = "gleamx-eval", flag: str = "--output") -> Iterator[None]:
+    """Hold ``DIRECTORY/.lock`` exclusively for the block; if another process holds it, fail at once with
+    ``DIRECTORY: another gleamx-eval is writing here (pid N); wait for it or use another --output``.
+
+    The lock file stays (holding the last writer's pid); only the lock on it matters. Within one
+    process the lock nests (``gleamx-eval`` holds ``OUTPUT`` and its judge asks for it again).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = str((directory / LOCK_NAME).resolve())
+    with _HELD_GUARD:
+        nested = path in _HELD
+        if nested:
+            _HELD[path] += 1
+    if nested:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD[path] -= 1
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: a byte-range lock, also released when the process dies
+            import msvcrt
+
+            def lock() -> None:
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+            def unlock() -> None:
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            def lock() -> None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+            def unlock() -> None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        try:
+            lock()
+        except OSError:
+            raise GleamConfigError(f"{directory}: another {what} is writing here (pid {_holder(fd)}); "
+                                   f"wait for it or use another {flag}") from None
+        with _HELD_GUARD:
+            _HELD[path] = 1
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            with _HELD_GUARD:
+                del _HELD[path]
+            unlock()
+    finally:
+        os.close(fd)
+
+
+__all__ = ["LOCK_NAME", "end_with_newline", "read_records", "repair_tail", "single_writer"]

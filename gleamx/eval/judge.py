@@ -15,9 +15,19 @@ times and then recorded as *invalid*: counted in ``n_invalid``, never given a
 default score.
 
 Results are appended, one flushed line per item, to a ``judge.jsonl`` cache
-keyed by sample id plus a hash of everything that changes a judgment (judge
-model, rubric, language, label, candidate and reference text, images on/off), so
-a rerun - after a crash, a kill or an added model - only asks for what is missing.
+keyed by sample id plus a hash of everything that changes a judgment: the judge
+model, the rubric version and the exact messages the judge gets (rubric, view,
+label, reference and candidate text), and with images on, the bytes of both
+images. A rerun - after a crash, a kill or an added model - only asks for what is
+missing, and an edited explanation or reference is judged again. One run writes
+the cache at a time (a lock on the directory's ``.lock``), and a line half-written
+by a killed run is dropped before the next one reads or appends.
+
+A reply that is not a chat completion at all (an HTTP 200 with an HTML page or
+broken JSON) and a request the server refuses (HTTP 400, 413, ...) fail that item
+only: it is counted in ``n_invalid`` and ``n_failed``, not cached, and asked again
+on the next run. Timeouts (``timeout`` seconds each), 429 and 5xx are retried
+``max_retries`` times with backoff; then the run ends with one line (rerun to resume).
 
 The API key is read from an environment variable and handed to the client only;
 it never reaches a log line, an error message or the cache file.
@@ -44,8 +54,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from gleamx.errors import GleamConfigError, GleamDataError, GleamError
-from gleamx.eval.appendlog import end_with_newline
+from gleamx.errors import GleamConfigError, GleamDataError, GleamError, first_line
+from gleamx.eval.appendlog import read_records, repair_tail, single_writer
 
 if TYPE_CHECKING:
     from gleamx.data.schema import GleamSample, ImageLike
@@ -146,7 +156,8 @@ _RUBRIC_HASH = hashlib.sha256(
 
 # Statuses worth waiting out; anything else is either the user's to fix or the item's fault.
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_REFUSED = "refused by the judge"  # error prefix of results that are not cached
+_REFUSED = "refused by the judge"  # error prefixes of results that are not cached (asked again next run)
+_FAILED = "judge server failure"
 _MAX_IMAGE_SIDE = 1024  # keeps attached images (and the judge's token bill) bounded
 
 
@@ -171,6 +182,7 @@ class JudgeConfig:
     max_backoff: float = 60.0
     """Cap on any single wait, ``Retry-After`` included."""
     timeout: float = 60.0
+    """Seconds one request may take (``gleamx-eval --judge-timeout``); a timeout is retried like a 5xx."""
     include_images: bool = False
 
 
@@ -224,10 +236,13 @@ class JudgeSummary:
     overall: float | None
     results: list[JudgeResult]
     rubric_version: str = RUBRIC_VERSION
+    n_failed: int = 0
+    """Of ``n_invalid``: items the server failed or refused (not cached; asked again on the next run)."""
 
     def to_dict(self, with_items: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "model": self.model, "rubric_version": self.rubric_version, "n": self.n, "n_invalid": self.n_invalid,
+            "n_failed": self.n_failed,
             "invalid_rate": self.n_invalid / self.n if self.n else None, "means": self.means, "overall": self.overall,
         }
         if with_items:
@@ -369,31 +384,27 @@ def parse_judge_reply(text: str | None) -> tuple[dict[str, int], dict[str, str]]
 # Cache
 
 
-def cache_key(item: JudgeItem, cfg: JudgeConfig) -> str:
-    """Hash of everything that changes the judgment of ``item`` (the id is stored beside it)."""
-    blob = json.dumps(
-        [cfg.model, RUBRIC_VERSION, _RUBRIC_HASH, item.lang, bool(item.label), item.candidate, item.reference,
-         cfg.include_images],
-        ensure_ascii=False,
-    )
+def cache_key(item: JudgeItem, cfg: JudgeConfig, images: Callable[[Any], str] | None = None) -> str:
+    """Hash of everything that changes the judgment of ``item`` (the id is stored beside it): the judge
+    model, the rubric version and the text messages the judge gets (rubric, view, label, reference,
+    candidate), and with ``include_images`` the bytes of both images (``images`` hashes one image;
+    default :class:`gleamx.eval.fingerprint.ImageHasher`)."""
+    seen: list[str] | None = None
+    if cfg.include_images:
+        if images is None:
+            from gleamx.eval.fingerprint import ImageHasher
+
+            images = ImageHasher()
+        seen = [images(im) if im is not None else "" for im in (item.query_image, item.satellite_image)]
+    blob = json.dumps([cfg.model, RUBRIC_VERSION, _RUBRIC_HASH, build_messages(item), cfg.include_images, seen],
+                      ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
 
 
 def read_judge_cache(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
     """``{(id, key): record}`` from ``judge.jsonl``; unreadable lines (a run killed mid-write) are skipped."""
-    path = Path(path)
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    if not path.is_file():
-        return out
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("id"), str) and isinstance(row.get("key"), str):
-                out[(row["id"], row["key"])] = row
-    return out
+    return {(row["id"], row["key"]): row for _, row in read_records(path)
+            if isinstance(row.get("id"), str) and isinstance(row.get("key"), str)}
 
 
 def _result_from_record(row: dict[str, Any]) -> JudgeResult | None:
@@ -427,6 +438,8 @@ def _check_config(cfg: JudgeConfig) -> str:
         raise GleamConfigError("--judge-model: give the judge model name the server expects (e.g. gpt-4o)")
     if cfg.concurrency < 1 or cfg.max_retries < 0 or cfg.max_invalid_retries < 0:
         raise GleamConfigError("judge: concurrency must be >= 1 and retry counts >= 0")
+    if not (isinstance(cfg.timeout, (int, float)) and math.isfinite(cfg.timeout) and cfg.timeout > 0):
+        raise GleamConfigError(f"--judge-timeout: expected a positive number of seconds, got {cfg.timeout!r}")
     key = os.environ.get(cfg.api_key_env, "").strip()
     if not key:
         raise GleamConfigError(
@@ -495,6 +508,9 @@ class _Judge:
         msg = body.get("message") if isinstance(body, dict) else None
         return _redact(" ".join(str(msg or "").split())[:200], self.key)
 
+    def _bad_body(self, what: str) -> str:
+        return _redact(f"{_FAILED}: HTTP 200 whose body is not a chat completion ({what})", self.key)
+
     def complete(self, item: JudgeItem, messages: list[dict[str, Any]]) -> tuple[str | None, str | None, int]:
         """``(reply, None, attempts)``, or ``(None, why, attempts)`` when the server refused this item.
 
@@ -509,10 +525,11 @@ class _Judge:
             wait: float | None = None
             try:
                 resp = self.client.chat.completions.create(model=cfg.model, messages=messages, temperature=0)
+                content = _completion_text(resp)
+                if content is None:  # e.g. an HTML page served with HTTP 200 (the SDK returns it as a str)
+                    return None, self._bad_body(f"got {type(resp).__name__}: {str(resp)[:80]!r}"), attempt + 1
                 self.any_success.set()
-                choices = getattr(resp, "choices", None) or []
-                content = choices[0].message.content if choices and choices[0].message else None
-                return (content or ""), None, attempt + 1
+                return content, None, attempt + 1
             except openai.APIStatusError as exc:
                 fatal = self._status_error(exc)
                 if fatal is not None:
@@ -523,9 +540,10 @@ class _Judge:
                 msg = self._server_message(exc)  # e.g. 429 "insufficient_quota" is worth showing
                 last, wait = f"HTTP {exc.status_code}" + (f": {msg}" if msg else ""), _retry_after(exc)
             except openai.APIConnectionError as exc:  # timeouts are a subclass
-                last = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection error"
-            except openai.OpenAIError:  # e.g. a 200 whose body is not a completion: re-asked like bad JSON
-                return "", None, attempt + 1
+                last = (f"timeout after {cfg.timeout:g} s; see --judge-timeout"
+                        if isinstance(exc, openai.APITimeoutError) else "connection error")
+            except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not a completion (broken JSON)
+                return None, self._bad_body(first_line(exc, with_type=True)), attempt + 1
             if attempt == cfg.max_retries:
                 break
             if wait is None:
@@ -538,7 +556,7 @@ class _Judge:
                                    "and that the server is running")
         raise JudgeUnavailableError(
             f"judge: request for {item.id!r} failed {cfg.max_retries + 1} times ({last}); finished judgments are "
-            f"saved in {self.cache_path}, rerun to resume"
+            f"saved in {self.cache_path}, rerun to resume (--judge-max-retries: {cfg.max_retries})"
         )
 
     def judge(self, item: JudgeItem, key: str) -> JudgeResult:
@@ -561,6 +579,16 @@ class _Judge:
         return JudgeResult(item.id, key, False, error=f"unreadable reply after {tries} tries: {why}", attempts=attempts)
 
 
+def _completion_text(resp: Any) -> str | None:
+    """The reply text of a chat completion (``""`` when it has none); ``None`` when ``resp`` is not one."""
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return None
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None) if message is not None else None
+    return content if isinstance(content, str) else ""
+
+
 class _Stopped(Exception):
     """A worker noticed the run is being torn down."""
 
@@ -579,8 +607,9 @@ def judge_explanations(
 
     ``progress(done, total)`` is called from this thread after each item (cached ones first).
     Invalid items are in ``n_invalid`` and ``results`` with their ``error``. Unreadable replies
-    are cached (the judge did answer); items the server refused (HTTP 400...) are not, so a
-    rerun after fixing the server tries them again.
+    are cached (the judge did answer); items the server refused (HTTP 400...) or answered with a
+    body that is no chat completion are not (``n_failed``), so a rerun after fixing the server
+    tries them again. The cache's directory is locked while this runs (:func:`single_writer`).
     """
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
@@ -594,9 +623,17 @@ def judge_explanations(
             raise GleamDataError.at("judge", None, "reference", f"item {it.id!r} has no reference explanation")
     key = _check_config(cfg)
     cache_path = Path(cache_path)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with single_writer(cache_path.parent, "gleamx-eval judge"):
+        return _judge_locked(items, cfg, key, cache_path, progress)
 
-    keys = {it.id: cache_key(it, cfg) for it in items}
+
+def _judge_locked(items: Sequence[JudgeItem], cfg: JudgeConfig, key: str, cache_path: Path,
+                  progress: Callable[[int, int], None] | None) -> JudgeSummary:
+    from gleamx.eval.fingerprint import ImageHasher
+
+    images = ImageHasher()
+    keys = {it.id: cache_key(it, cfg, images) for it in items}
+    repair_tail(cache_path)  # a killed run's half-written last line, whatever byte it ends in
     cached = read_judge_cache(cache_path)
     results: dict[str, JudgeResult] = {}
     for it in items:
@@ -612,8 +649,7 @@ def judge_explanations(
     if todo:
         judge = _Judge(cfg, key, cache_path)
         # Only this thread writes, one flushed line per finished item: a kill leaves at most one
-        # partial last line, which read_judge_cache skips.
-        end_with_newline(cache_path)  # a killed run's partial line must not swallow our first record
+        # partial last line, which the next run's repair_tail drops.
         with cache_path.open("ab") as f:
             pool = cf.ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="gleamx-judge")
             try:
@@ -622,7 +658,7 @@ def judge_explanations(
                     it = futures[fut]
                     res = fut.result()  # a fatal error ends the run; the finally stops the other workers
                     results[it.id] = res
-                    if not (res.error or "").startswith(_REFUSED):
+                    if not _not_cached(res):
                         line = json.dumps(res.to_record(cfg, it.lang), ensure_ascii=False)
                         f.write(_redact(line, key).encode("utf-8") + b"\n")
                         f.flush()
@@ -640,7 +676,13 @@ def judge_explanations(
         c: (sum(r.scores[c] for r in valid) / len(valid) if valid else None) for c in CRITERIA
     }
     overall = sum(r.mean or 0.0 for r in valid) / len(valid) if valid else None
-    return JudgeSummary(cfg.model, len(ordered), len(ordered) - len(valid), means, overall, ordered)
+    return JudgeSummary(cfg.model, len(ordered), len(ordered) - len(valid), means, overall, ordered,
+                        n_failed=sum(_not_cached(r) for r in ordered))
+
+
+def _not_cached(res: JudgeResult) -> bool:
+    """Whether ``res`` is a server's failure (refused, or no completion at all), not the judge's verdict."""
+    return (res.error or "").startswith((_REFUSED, _FAILED))
 
 
 def items_from_samples(

@@ -1,15 +1,27 @@
 """``gleamx-eval``: generate (or read) answers, parse verdicts, score, write the report.
 
-Predictions are appended to ``OUTPUT/predictions.jsonl`` batch by batch, each
-line keyed by sample id and a hash of the generation config, so a run killed at
-any point and started again with the same arguments generates only what is
-missing and ends with the same ``results.json``.
+Predictions are appended to ``OUTPUT/predictions.jsonl`` batch by batch. Each row carries two keys:
+
+* ``config``: the run's key (:meth:`EvalConfig.generation_key`): the model's and the adapter's
+  contents (:func:`gleamx.eval.fingerprint.model_fingerprint`), the decoding config, and language,
+  task, backend, pixel flags and dtype. A directory holding answers under another run key is
+  refused in one line naming what changed, unless ``--overwrite``.
+* ``input``: a hash of what the model saw for that sample (prompt text, image bytes, pixel budget;
+  :func:`gleamx.eval.fingerprint.sample_input_keys`). A row whose sample changed (other data under
+  the same id) is stale and that sample alone is generated again.
+
+A run killed at any point and started again with the same arguments generates only what is missing
+(whole batches of the uninterrupted run's batch grid, so every answer and P(yes) is computed with the
+same batch members) and ends with a byte-identical ``results.json``. One run writes into a directory
+at a time (``OUTPUT/.lock``). ``eval_config.json`` records the mode (``model`` or ``predictions``) and
+the key of what made the directory's results; another mode or config is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,13 +30,15 @@ from typing import Any
 from gleamx.data.load import load_samples
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamConfigError, GleamDataError
-from gleamx.eval.appendlog import end_with_newline
+from gleamx.eval.appendlog import read_records, repair_tail, single_writer
 from gleamx.eval.decoding import greedy_decoding
 from gleamx.eval.match import grouped_match_metrics, match_metrics
 from gleamx.eval.stats import bootstrap_ci, calibration
 from gleamx.prompts.verdict import parse_verdict
 
 BACKENDS = ("hf", "vllm")
+_SETTINGS = ("lang", "task", "backend", "min_pixels", "max_pixels", "dtype")
+_FLAG = {"max_new_tokens": "--max-new-tokens", "repetition_penalty": "--repetition-penalty"}
 
 
 @dataclass
@@ -52,6 +66,8 @@ class EvalConfig:
     judge_base_url: str | None = None
     judge_api_key_env: str = "OPENAI_API_KEY"
     judge_concurrency: int = 8
+    judge_timeout: float = 60.0
+    judge_max_retries: int = 5
     bootstrap: int = 1000
     overwrite: bool = False
 
@@ -59,39 +75,82 @@ class EvalConfig:
         """The full decoding config both backends get (greedy; see :func:`gleamx.eval.decoding.greedy_decoding`)."""
         return greedy_decoding(self.max_new_tokens, self.repetition_penalty)
 
+    def key_parts(self) -> dict[str, Any]:
+        """Everything that changes a generated answer besides the sample itself (not batch size:
+        batching is exact): model and adapter contents, settings, decoding."""
+        from gleamx.eval.fingerprint import model_fingerprint
+
+        return {"model": model_fingerprint(self.model), "adapter": model_fingerprint(self.adapter),
+                **{k: getattr(self, k) for k in _SETTINGS}, "generation": self.generation_config()}
+
     def generation_key(self) -> str:
-        """Hash of everything that changes a generated answer (not batch size: batching is exact)."""
-        keys = ("model", "adapter", "lang", "task", "backend", "min_pixels", "max_pixels", "dtype")
-        blob = json.dumps({**{k: getattr(self, k) for k in keys}, "generation": self.generation_config()},
-                          sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """Hash of :meth:`key_parts`: the ``config`` of every row this run writes to ``predictions.jsonl``."""
+        return _hash(self.key_parts())
 
 
-def read_predictions(path: str | Path, key: str | None = None) -> dict[str, dict[str, Any]]:
+def _hash(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_probability(p: Any) -> bool:
+    return isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and 0.0 <= p <= 1.0
+
+
+def read_predictions(path: str | Path, key: str | None = None,
+                     inputs: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """``{id: row}`` from a predictions JSONL (``id`` + ``prediction`` text; optional ``p_yes``).
 
-    With ``key`` (our own cache), rows of other configs are ignored and a last line
-    cut short by a killed run is skipped (it will be generated again).
+    Without ``key`` (a file made elsewhere, ``--predictions``) every line is checked: a bad line is
+    one ``file:line: field: expected ...`` error (not UTF-8, not a JSON object, no text ``prediction``,
+    a repeated ``id``, a ``p_yes`` that is not a probability in [0, 1] or null).
+
+    With ``key`` (gleamx-eval's own cache) only rows made under that run key are read, and with
+    ``inputs`` (``{id: input hash}``) only rows whose sample is unchanged; a line damaged by a kill
+    is skipped (it is generated again).
     """
     path = Path(path)
+    if key is not None:
+        out: dict[str, dict[str, Any]] = {}
+        for _, row in read_records(path):
+            rid = row.get("id")
+            if not isinstance(rid, str) or not isinstance(row.get("prediction"), str) or row.get("config") != key:
+                continue
+            if inputs is not None and row.get("input") != inputs.get(rid):
+                continue
+            out[rid] = row
+        return out
     if not path.is_file():
         raise GleamDataError.at(str(path), None, "path", "predictions file not found (expected JSONL with id, prediction)")
-    out: dict[str, dict[str, Any]] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    out, first_seen = {}, {}
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise GleamDataError.at(str(path), lineno, "encoding",
+                                        f"expected UTF-8 text (byte {e.start + 1} of the line is not)") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                if key is not None:
-                    continue
                 raise GleamDataError.at(str(path), lineno, "json", "expected one JSON object per line") from None
             if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("prediction"), str):
                 raise GleamDataError.at(str(path), lineno, "prediction",
                                         "expected an object with 'id' and 'prediction' (text)")
-            if key is None or row.get("config") == key:
-                out[str(row["id"])] = row
+            if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
+                raise GleamDataError.at(str(path), lineno, "id", f"expected a string, got {row['id']!r}")
+            rid = str(row["id"])
+            if rid in first_seen:
+                raise GleamDataError.at(str(path), lineno, "id",
+                                        f"duplicate id {rid!r} (first on line {first_seen[rid]}); "
+                                        "expected one prediction per id")
+            p = row.get("p_yes")
+            if p is not None and not _is_probability(p):
+                raise GleamDataError.at(str(path), lineno, "p_yes",
+                                        f"expected a probability in [0, 1] or null, got {json.dumps(p)[:40]}")
+            first_seen[rid] = lineno
+            out[rid] = row
     return out
 
 
@@ -113,16 +172,50 @@ def score(samples: list[GleamSample], predictions: dict[str, dict[str, Any]], *,
     return results
 
 
+
+def _plan(samples: list[GleamSample], done: set[str], stale: set[str],
+          batch_size: int) -> tuple[list[GleamSample], list[GleamSample]]:
+    """``(grid, changed)``: what to generate.
+
+    ``grid``: every batch of an uninterrupted run's batch grid (``batch_size`` consecutive samples) in
+    which a sample has no answer yet (a killed run), whole, so that each answer and P(yes) is computed
+    with the same batch members as without the kill. Only the last grid batch can be short, and it
+    comes last, so generating ``grid`` ``batch_size`` at a time reproduces the grid.
+    ``changed``: the other samples whose cached answer is stale (their input changed), alone.
+    """
+    grid: list[GleamSample] = []
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start:start + batch_size]
+        if any(s.id not in done and s.id not in stale for s in batch):
+            grid.extend(batch)
+    in_grid = {s.id for s in grid}
+    return grid, [s for s in samples if s.id in stale and s.id not in in_grid]
+
+
 def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path, processor: Any,
-                      stop_ids: list[int]) -> None:
+                      stop_ids: list[int], key: str, inputs: dict[str, str]) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    key = cfg.generation_key()
-    done = read_predictions(pred_path, key) if pred_path.is_file() else {}
-    todo = [s for s in samples if s.id not in done]
+    from gleamx.cli.common import console
+
+    wanted = {s.id for s in samples}
+    done: set[str] = set()
+    cached: set[str] = set()
+    for _, row in read_records(pred_path):
+        rid = row.get("id")
+        if rid in wanted and row.get("config") == key and isinstance(row.get("prediction"), str):
+            cached.add(rid)
+            if row.get("input") == inputs[rid]:
+                done.add(rid)
+    stale = cached - done
+    if stale:
+        console.print(f"note: {len(stale)} sample(s) changed since their answers in {pred_path} were made "
+                      f"(prompt or image bytes), e.g. {sorted(stale)[0]!r}; generating them again", markup=False)
+    # vLLM batches internally (no batch grid to keep), so only its missing samples are asked for.
+    grid, changed = _plan(samples, done, stale, cfg.batch_size if cfg.backend == "hf" else 1)
+    todo = grid + changed
     if not todo:
         return
-    end_with_newline(pred_path)
     with pred_path.open("a", encoding="utf-8") as f, Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
     ) as bar:
@@ -130,8 +223,8 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
                             completed=len(samples) - len(todo))
 
         def append(batch: list[GleamSample], answers: list[str], p_yes: list[float | None]) -> None:
-            for s, a, p in zip(batch, answers, p_yes):
-                f.write(json.dumps({"id": s.id, "config": key, "prediction": a, "p_yes": p}, ensure_ascii=False) + "\n")
+            f.write("".join(json.dumps({"id": s.id, "config": key, "input": inputs[s.id], "prediction": a, "p_yes": p},
+                                       ensure_ascii=False) + "\n" for s, a, p in zip(batch, answers, p_yes)))
             f.flush()
             os.fsync(f.fileno())  # a kill -9 after this point loses nothing of this batch
             bar.advance(task, len(batch))
@@ -154,8 +247,9 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
             append(batch, answers, verdict_p_yes(model, processor, batch, answers, cfg.lang, cfg.task,
                                                  batch_size=cfg.batch_size))
 
-        generate_answers(model, processor, todo, cfg.lang, cfg.task, batch_size=cfg.batch_size,
-                         generation_config=gen, on_batch=save)
+        for part in (grid, changed):
+            generate_answers(model, processor, part, cfg.lang, cfg.task, batch_size=cfg.batch_size,
+                             generation_config=gen, on_batch=save)
 
 
 def _check_config(cfg: EvalConfig) -> None:
@@ -171,35 +265,123 @@ def _check_config(cfg: EvalConfig) -> None:
         raise GleamConfigError("--backend vllm: merge the adapter first (gleamx merge) and pass the merged --model")
     if cfg.adapter and not Path(cfg.adapter, "adapter_config.json").is_file():
         raise GleamConfigError(f"--adapter: {cfg.adapter} has no adapter_config.json (expected a PEFT adapter dir)")
-    if cfg.repetition_penalty <= 0:
+    if not (isinstance(cfg.repetition_penalty, (int, float)) and cfg.repetition_penalty > 0):
         raise GleamConfigError(
             f"--repetition-penalty: expected a positive number (1.0: none), got {cfg.repetition_penalty}")
+    # The same bounds the command line checks at parse time (gleamx.cli.common), for callers of the API.
+    at_least = {"--batch-size": (cfg.batch_size, 1), "--max-new-tokens": (cfg.max_new_tokens, 1),
+                "--limit": (cfg.limit, 1), "--min-pixels": (cfg.min_pixels, 1), "--max-pixels": (cfg.max_pixels, 1),
+                "--bootstrap": (cfg.bootstrap, 0), "--judge-concurrency": (cfg.judge_concurrency, 1),
+                "--judge-max-retries": (cfg.judge_max_retries, 0)}
+    for flag, (value, low) in at_least.items():
+        if value is None and flag in ("--limit", "--min-pixels", "--max-pixels"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise GleamConfigError(f"{flag}: expected an integer >= {low}, got {value!r}")
+    if cfg.min_pixels and cfg.max_pixels and cfg.min_pixels > cfg.max_pixels:
+        raise GleamConfigError(f"--min-pixels: expected at most --max-pixels ({cfg.max_pixels}), got {cfg.min_pixels}")
+    if not (isinstance(cfg.judge_timeout, (int, float)) and math.isfinite(cfg.judge_timeout) and cfg.judge_timeout > 0):
+        raise GleamConfigError(f"--judge-timeout: expected a positive number of seconds, got {cfg.judge_timeout!r}")
+
+
+def _source(value: str | None) -> str | None:
+    """A path as an absolute path (so the same file named two ways is one source); anything else as given."""
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p.resolve()) if p.exists() else value
+
+
+def _describe_change(old: dict[str, Any], cfg: EvalConfig, parts: dict[str, Any]) -> str:
+    """What differs between the recorded run and this one, for the one-line refusal."""
+    old_parts = old.get("key_parts")
+    if not isinstance(old_parts, dict):
+        return "recorded by an older gleamx"
+    said: list[str] = []
+    for name, value in parts.items():
+        before = old_parts.get(name)
+        if before == value:
+            continue
+        if name in ("model", "adapter", "predictions", "data"):
+            flag, given_before = f"--{name}", old.get(name)
+            now = getattr(cfg, name)
+            if name in ("model", "adapter") and given_before == now and now is not None:
+                said.append(f"{flag} {now}: its files changed since (weights or config)")
+            else:
+                said.append(f"{flag}: {given_before} -> {now}")
+        elif name == "generation" and isinstance(before, dict):
+            said += [f"{_FLAG.get(k, 'decoding ' + k)}: {before.get(k)} -> {v}" for k, v in value.items()
+                     if before.get(k) != v]
+        else:
+            said.append(f"--{name.replace('_', '-')}: {before} -> {value}")
+    return "; ".join(said) or "recorded key differs"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _claim_output(out: Path, cfg: EvalConfig, mode: str, parts: dict[str, Any]) -> str:
+    """Check that ``out`` holds nothing made by another mode or config (unless ``--overwrite``), then
+    record this run in ``eval_config.json``. Returns the key. Call with the directory's lock held."""
+    key = _hash({"mode": mode, **parts}) if mode == "predictions" else _hash(parts)
+    cfg_path, pred_path = out / "eval_config.json", out / "predictions.jsonl"
+    has_work = (out / "results.json").is_file() or (pred_path.is_file() and pred_path.stat().st_size > 0)
+    if not cfg.overwrite and has_work:
+        try:
+            old = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            old = None
+        if not isinstance(old, dict):
+            raise GleamConfigError(f"{out}: holds results of an unknown eval (no readable eval_config.json); "
+                                   "use another --output or --overwrite")
+        old_mode = old.get("mode") or ("model" if "generation_key" in old else "predictions")
+        if old_mode != mode:
+            made_by = f"--model {old.get('model')}" if old_mode == "model" else f"--predictions {old.get('predictions')}"
+            raise GleamConfigError(f"{out}: holds the results of a {old_mode} eval ({made_by}), which this "
+                                   f"{mode} eval would overwrite; use another --output or --overwrite")
+        if old.get("key", old.get("generation_key")) != key:
+            what = "predictions" if mode == "model" else "results"
+            raise GleamConfigError(f"{out}: holds {what} made with a different config; use another --output or "
+                                   f"--overwrite ({_describe_change(old, cfg, parts)})")
+    if cfg.overwrite and pred_path.is_file():
+        pred_path.unlink()
+    record = {**asdict(cfg), "mode": mode, "key": key, "key_parts": parts}
+    if mode == "model":
+        record["generation_key"] = key
+    _write_atomic(cfg_path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
+    return key
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate and write predictions, ``results.json``, ``results.md`` and ``report.html`` under ``cfg.output``."""
+    return evaluate(cfg)[0]
+
+
+def evaluate(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """:func:`run_eval`, also returning the predictions scored (``{id: row}``)."""
     _check_config(cfg)
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    with single_writer(out, "gleamx-eval"):
+        return _evaluate(cfg, out)
+
+
+def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     samples = load_samples(cfg.data, split=cfg.split).samples
-    if cfg.limit:
+    if cfg.limit is not None:
         samples = samples[: cfg.limit]
     generation = images = None
     if cfg.predictions:
+        _claim_output(out, cfg, "predictions", {"predictions": _source(cfg.predictions), "data": _source(cfg.data),
+                                                "split": cfg.split, "lang": cfg.lang, "task": cfg.task})
         predictions = read_predictions(cfg.predictions)
     else:
         pred_path = out / "predictions.jsonl"
-        cfg_path = out / "eval_config.json"
-        if cfg_path.is_file() and not cfg.overwrite:
-            old = json.loads(cfg_path.read_text())
-            if old.get("generation_key") != cfg.generation_key():
-                raise GleamConfigError(
-                    f"{out}: holds predictions made with a different config; use another --output or --overwrite"
-                )
-        if cfg.overwrite and pred_path.is_file():
-            pred_path.unlink()
-        cfg_path.write_text(json.dumps({**asdict(cfg), "generation_key": cfg.generation_key()}, indent=2) + "\n")
+        key = _claim_output(out, cfg, "model", cfg.key_parts())
         from gleamx.eval.decoding import checkpoint_stop_token_ids
+        from gleamx.eval.fingerprint import sample_input_keys
         from gleamx.eval.generate import image_budget
         from gleamx.models.adapter import load_inference_processor
 
@@ -210,8 +392,10 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         stop_ids = checkpoint_stop_token_ids(cfg.model, processor.tokenizer)
         generation = {**cfg.generation_config(), "stop_token_ids": stop_ids}
         images = {"processor": source, **image_budget(processor, samples)}
-        _generate_missing(cfg, samples, pred_path, processor, stop_ids)
-        predictions = read_predictions(pred_path, cfg.generation_key())
+        inputs = sample_input_keys(processor, samples, cfg.lang, cfg.task)
+        repair_tail(pred_path)  # a killed run's half-written last line, whatever byte it ends in
+        _generate_missing(cfg, samples, pred_path, processor, stop_ids, key, inputs)
+        predictions = read_predictions(pred_path, key, inputs)
 
     results: dict[str, Any] = {"config": asdict(cfg), "generation": generation, "images": images,
                                **score(samples, predictions, bootstrap=cfg.bootstrap)}
@@ -219,9 +403,9 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     from gleamx.eval.report import model_index, write_reports
 
     results["model_index"] = model_index(results)
-    (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    _write_atomic(out / "results.json", json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     write_reports(out, results, samples, predictions)
-    return results
+    return results, predictions
 
 
 def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions: dict[str, dict[str, Any]],
@@ -248,6 +432,14 @@ def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions
         items, skipped = items_from_samples(samples, texts, cfg.lang)
         summary = judge_explanations(items, JudgeConfig(model=cfg.judge_model, base_url=cfg.judge_base_url,
                                                         api_key_env=cfg.judge_api_key_env,
-                                                        concurrency=cfg.judge_concurrency), out / "judge.jsonl")
+                                                        concurrency=cfg.judge_concurrency, timeout=cfg.judge_timeout,
+                                                        max_retries=cfg.judge_max_retries), out / "judge.jsonl")
         scores["judge"] = {**summary.to_dict(), "n_skipped": len(skipped), "markdown": summary.to_markdown()}
+        if summary.n_invalid:
+            from gleamx.cli.common import console
+
+            first = next(r for r in summary.results if not r.valid)
+            console.print(f"warning: judge: {summary.n_invalid} of {summary.n} explanation(s) got no valid judgment "
+                          f"({summary.n_failed} server failure(s), asked again on the next run); they are left out of "
+                          f"the judge means (e.g. {first.id!r}: {first.error})", markup=False, soft_wrap=True)
     return scores

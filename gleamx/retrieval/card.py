@@ -9,6 +9,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from gleamx.retrieval.config import GleamCConfig
 from gleamx.retrieval.encoder import TINY_BACKBONE
+from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
 
 _METRICS = {"R@1": "Recall@1", "R@5": "Recall@5", "R@10": "Recall@10", "R@1%": "Recall@1%", "mAP": "mAP"}
 _HP = ("epochs", "batch_size", "learning_rate", "weight_decay", "warmup_steps", "label_smoothing", "hard_negatives",
@@ -42,7 +43,7 @@ def gleamc_card(cfg: GleamCConfig, results: dict[str, Any] | None, n_params: int
     if results:
         views = results.get("by_view", {})
         table = ("| query view | R@1 | R@5 | R@10 | mAP |\n|---|---|---|---|---|\n" + "".join(
-            f"| {name} | {100 * m['R@1']:.2f} | {100 * m['R@5']:.2f} | {100 * m['R@10']:.2f} | {100 * m['mAP']:.2f} |\n"
+            f"| {name} | {pc(m['R@1'])} | {pc(m['R@5'])} | {pc(m['R@10'])} | {pc(m['mAP'])} |\n"
             for name, m in [("all", results), *sorted(views.items())]))
         table += (f"\nGallery: {results['n_gallery']} satellite tiles, {results['n_query']} queries "
                   f"(split `{results.get('split')}`). mAP is the standard one; University-1652's trapezoid AP: "

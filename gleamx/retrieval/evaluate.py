@@ -11,7 +11,7 @@ from gleamx.errors import GleamConfigError
 from gleamx.retrieval.data import Query, RetrievalSet
 from gleamx.retrieval.embed import embed_images
 from gleamx.retrieval.encoder import GleamCEncoder
-from gleamx.retrieval.metrics import ranks_of_positives, summarise_ranks
+from gleamx.retrieval.metrics import percent_cutoff, ranks_of_positives, summarise_ranks
 from gleamx.retrieval.search import similarity_chunks, topk_search
 
 
@@ -25,27 +25,65 @@ def embed_set(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 6
     return q, g
 
 
+def trivial_recalls(n_gallery: int, ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0,
+                    ) -> tuple[list[str], list[str]]:
+    """``(metric names, notes)``: the recalls that say nothing on a gallery of ``n_gallery`` tiles.
+
+    R@k with k >= the gallery size is 100% whatever the encoder does (every tile is within the top
+    k), so it is reported as null with a note; so is R@percent when its cutoff reaches the whole
+    gallery. A cutoff raised to 1 (the percentage of a small gallery is under one tile) is noted.
+    """
+    names: list[str] = []
+    notes: list[str] = []
+    big = [k for k in ks if k >= n_gallery]
+    if big:
+        names += [f"R@{k}" for k in big]
+        notes.append(f"{', '.join(f'R@{k}' for k in big)} not reported (null): the gallery has {n_gallery} tile(s), "
+                     f"so every query's tile is within the top {big[0]} whatever the encoder does")
+    name = f"R@{percent:g}%"
+    cut = percent_cutoff(n_gallery, percent)
+    if cut >= n_gallery:
+        names.append(name)
+        notes.append(f"{name} not reported (null): {percent:g}% of {n_gallery} tile(s) gives a cutoff of top {cut}, "
+                     "the whole gallery")
+    elif round(n_gallery * percent / 100) < 1:
+        notes.append(f"{name} uses the top 1 (= R@1): {percent:g}% of {n_gallery} tiles is under one tile")
+    return names, notes
+
+
 def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
-                       ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0) -> dict[str, Any]:
+                       ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0,
+                       strict_ks: bool = False) -> dict[str, Any]:
     """R@k, R@1%, mAP (standard and University-1652 trapezoid) over all queries and per query view,
     plus ``hit_rate@1`` where queries have semi-positive tiles (VIGOR).
 
     The whole split's satellite tiles are the gallery for every query (the one at the query's
     location is its positive); search is chunked, so a large gallery never needs the full
-    similarity matrix in memory.
+    similarity matrix in memory. Recalls that are 100% by construction on this gallery (k >= its
+    size; see :func:`trivial_recalls`) are null, and ``notes`` says why; with ``strict_ks`` (the user
+    named ``ks``) such a k is an error instead.
     """
+    n_gallery = len(rset.gallery)
+    big = [k for k in ks if k >= n_gallery]
+    if strict_ks and big:
+        raise GleamConfigError(f"--ks: R@{big[0]} needs a gallery of more than {big[0]} tiles, and this split's "
+                               f"gallery has {n_gallery} (every query's tile is within its top {n_gallery}); "
+                               f"expected each k < {n_gallery}")
+    nulls, notes = trivial_recalls(n_gallery, ks, percent)
     q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers)
     ranks, hits = _scan(q, g, rset)
 
     def summary(keep: list[bool]) -> dict[str, Any]:
-        m: dict[str, Any] = summarise_ranks([r for r, k in zip(ranks, keep) if k], len(rset.gallery), ks=ks,
+        m: dict[str, Any] = summarise_ranks([r for r, k in zip(ranks, keep) if k], n_gallery, ks=ks,
                                             percent=percent)
+        m.update({name: None for name in nulls})
         if hits is not None:
             sel = [h for h, k in zip(hits, keep) if k]
             m["hit_rate@1"] = sum(sel) / len(sel)
         return m
 
     out = summary([True] * len(ranks))
+    out["notes"] = notes
     out["by_view"] = {view: summary([qq.view == view for qq in rset.queries]) for view in rset.views()}
     return out
 
@@ -80,6 +118,8 @@ def propose_candidates(encoder: GleamCEncoder, rset: RetrievalSet, k: int = 10, 
     """GLEAM-C's job in the pipeline: the ``k`` most similar satellite tiles for every query."""
     if k < 1:
         raise GleamConfigError(f"k: expected at least 1 candidate per query, got {k}")
+    if k > len(rset.gallery):
+        raise GleamConfigError(f"k: expected at most the gallery's {len(rset.gallery)} tiles, got {k}")
     q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers)
     scores, idx = topk_search(q, g, k)
     return [Candidates(query, i, s) for query, i, s in zip(rset.queries, idx.tolist(), scores.tolist())]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.data.jsonl import write_samples
+from gleamx.errors import GleamConfigError
 from gleamx.data.schema import GleamSample
 from gleamx.prompts.verdict import parse_verdict
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
@@ -44,6 +45,9 @@ class LocalizeConfig:
     min_pixels: int | None = None  # None: the adapter run's saved processor (or the model's) decides
     max_pixels: int | None = None
     overwrite: bool = False
+    k_explicit: bool = False
+    """Whether the user chose ``k`` (``--k``): then a ``k`` above the gallery size is an error; otherwise
+    every tile becomes a candidate, with a note."""
 
 
 def candidate_samples(rset: RetrievalSet, cands: list[Candidates]) -> list[GleamSample]:
@@ -77,28 +81,45 @@ def _recall_at_1(ranked: dict[str, list[dict[str, Any]]]) -> float:
 
 def localize(cfg: LocalizeConfig) -> dict[str, Any]:
     """Run the pipeline into ``cfg.output``; returns the numbers written to ``localize_results.json``."""
-    from gleamx.eval.run import EvalConfig, run_eval
+    from gleamx.eval.appendlog import single_writer
 
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    for name, low in (("k", 1), ("limit", 1), ("batch_size", 1), ("max_new_tokens", 1)):
+        value = getattr(cfg, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise GleamConfigError(f"--{name.replace('_', '-')}: expected an integer >= {low}, got {value!r}")
+    with single_writer(cfg.output, "gleamx localize"):
+        return _localize(cfg, Path(cfg.output))
+
+
+def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
+    from gleamx.cli.common import console
+    from gleamx.eval.run import EvalConfig, evaluate
+
     rset = load_retrieval(cfg.data, cfg.split, views=cfg.views)
     if cfg.limit:
         rset = RetrievalSet(rset.gallery, rset.queries[: cfg.limit], rset.split)
-    cands = propose_candidates(load_encoder(cfg.encoder), rset, cfg.k)
+    n_gallery, k, notes = len(rset.gallery), cfg.k, []
+    if k > n_gallery:
+        if cfg.k_explicit:
+            raise GleamConfigError(f"--k: expected at most the gallery's {n_gallery} tiles "
+                                   f"(split {rset.split or cfg.split}), got {k}")
+        k = n_gallery
+        notes.append(f"k {cfg.k} is more than the gallery's {n_gallery} tiles: every tile is a candidate (k = {k})")
+    if k >= n_gallery:
+        notes.append(f"recall_at_k not reported (null): with k = {k} and {n_gallery} tiles every query's tile is a "
+                     "candidate whatever the encoder does")
+    for note in notes:
+        console.print(f"note: {note}", markup=False)
+    cands = propose_candidates(load_encoder(cfg.encoder), rset, k)
     samples = candidate_samples(rset, cands)
     write_samples(samples, out / "candidates.jsonl")
 
     max_new = cfg.max_new_tokens or (16 if cfg.task == "label" else 256)
-    results = run_eval(EvalConfig(
+    results, preds = evaluate(EvalConfig(
         data=str(out / "candidates.jsonl"), split=rset.split, model=cfg.model, adapter=cfg.adapter, lang=cfg.lang,
         task=cfg.task, batch_size=cfg.batch_size, max_new_tokens=max_new, repetition_penalty=cfg.repetition_penalty,
         dtype=cfg.dtype, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, output=str(out / "verify"),
         overwrite=cfg.overwrite, no_explanation_metrics=True, bootstrap=0))
-    preds = {}
-    with (out / "verify" / "predictions.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            preds[row["id"]] = row
 
     ranked: dict[str, list[dict[str, Any]]] = {}
     for s in samples:
@@ -116,15 +137,17 @@ def localize(cfg: LocalizeConfig) -> dict[str, Any]:
     summary = {
         "config": asdict(cfg),
         "n_query": len(ranked),
-        "k": cfg.k,
-        "n_gallery": len(rset.gallery),
-        "recall_at_k": sum(any(c["is_match"] for c in v) for v in ranked.values()) / max(1, len(ranked)),
+        "k": k,
+        "n_gallery": n_gallery,
+        "recall_at_k": (sum(any(c["is_match"] for c in v) for v in ranked.values()) / max(1, len(ranked))
+                        if k < n_gallery else None),
         "R@1_retrieval": _recall_at_1(retrieval_order),
         "R@1_verified": _recall_at_1(reranked),
         "verification": {key: results.get(key) for key in ("accuracy", "accuracy_positive", "accuracy_negative",
                                                             "invalid_rate", "f1")},
         "images": results.get("images"),
         "generation": results.get("generation"),
+        "notes": notes,
     }
     (out / "localize_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -205,8 +205,10 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
             m = evaluate_retrieval(accelerator.unwrap_model(model), evalset, batch_size=cfg.eval_batch_size,
                                    num_workers=cfg.num_workers)
             record["eval"] = m
-            say(f"epoch {epoch}: {cfg.eval_split} R@1 {100 * m['R@1']:.2f}  R@5 {100 * m['R@5']:.2f}  "
-                f"R@10 {100 * m['R@10']:.2f}  mAP {100 * m['mAP']:.2f}")
+            from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
+
+            say(f"epoch {epoch}: {cfg.eval_split} R@1 {pc(m['R@1'])}  R@5 {pc(m['R@5'])}  "
+                f"R@10 {pc(m['R@10'])}  mAP {pc(m['mAP'])}")
         history.append(record)
         ckpt = out / f"checkpoint-{epoch}"
         accelerator.save_state(str(ckpt))
