@@ -383,11 +383,9 @@ def test_interrupt_leaves_a_valid_resumable_file(stub: Callable[..., tuple[Stub,
 
 def test_requests_run_concurrently(stub: Callable[..., tuple[Stub, str]], tmp_path: Path) -> None:
     s, url = stub(delay=0.1)
-    t0 = time.monotonic()
     summary = judge_explanations(items(16), cfg(url, concurrency=8), tmp_path / "judge.jsonl")
-    elapsed = time.monotonic() - t0
-    assert summary.n_invalid == 0 and s.max_in_flight > 1
-    assert elapsed < 16 * 0.1 * 0.75  # sequential would take >= 1.6 s
+    # Requests overlapped at the server: measured there, not by a wall-clock bound that load can break.
+    assert summary.n_invalid == 0 and 1 < s.max_in_flight <= 8
 
 
 def test_items_from_samples() -> None:
