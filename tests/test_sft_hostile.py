@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -105,7 +105,7 @@ def _losses(out: Path) -> dict[int, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_saves_a_checkpoint_and_resumes_to_the_same_losses(inputs, tmp_path, sig):
-    steps = 24
+    steps = 60
     cmd = [sys.executable, str(ROOT / "recipes" / "sft.py"), "--config", str(RECIPE),
            "--model_name_or_path", str(inputs["model"]), "--dataset_name", str(inputs["data"]),
            "--max_steps", str(steps), "--save_strategy", "no", "--per_device_train_batch_size", "2",
@@ -114,13 +114,16 @@ def test_interrupt_saves_a_checkpoint_and_resumes_to_the_same_losses(inputs, tmp
     subprocess.run([*cmd, "--output_dir", str(straight)], check=True, capture_output=True, timeout=600)
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([*cmd, "--output_dir", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # The console line about trainable parameters comes right before training starts.
-    deadline = time.time() + 300
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*cmd, "--output_dir", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    # The Trainer prints one "{'loss': ...}" line per step: signal during the step after the third one, whatever
+    # the machine's speed (a fixed sleep lets a fast machine finish all steps first).
+    logged = 0
     for line in proc.stdout:
-        if "trainable parameters" in line or time.time() > deadline:
+        logged += "'loss'" in line
+        if logged >= 3:
             break
-    time.sleep(3)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 128 + sig, err[-2000:]
