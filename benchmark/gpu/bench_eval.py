@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_sft.py beside it (benchmark/ is no package)
+
 
 def _sync() -> None:
     if torch.cuda.is_available():
@@ -106,16 +108,12 @@ class GenerateMeter:
         if image_id is not None:
             self.image_tokens.extend(int(x) for x in (input_ids == image_id).sum(dim=1))
         if not self.model_info:
-            config = model.config
-            attn = {"model": getattr(config, "_attn_implementation", None)}
-            for name in ("text_config", "vision_config"):
-                sub = getattr(config, name, None)
-                if sub is not None:
-                    attn[name.removesuffix("_config")] = getattr(sub, "_attn_implementation", None)
+            from bench_sft import _attn_implementations  # the training benchmark's reading, for one answer
+
             params = list(model.parameters())
             self.model_info = {"model_device": str(params[0].device) if params else None,
                                "param_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),
-                               "attn_implementation": attn}
+                               "attn_implementation": _attn_implementations(model)}
 
 
 def _image_tokens_per_sample(results: dict[str, Any], cfg: Any) -> tuple[float | None, str]:

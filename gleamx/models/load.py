@@ -95,8 +95,9 @@ def set_pixel_budget(processor: Any, min_pixels: int | None = None, max_pixels: 
             f"model: min_pixels/max_pixels need a processor with an image processor, got {type(processor).__name__}"
         )
     size = dict(ip.size)
-    lo = int(min_pixels) if min_pixels is not None else size.get("shortest_edge", size.get("min_pixels"))
-    hi = int(max_pixels) if max_pixels is not None else size.get("longest_edge", size.get("max_pixels"))
+    saved_lo, saved_hi = pixel_budget(processor)
+    lo = int(min_pixels) if min_pixels is not None else saved_lo
+    hi = int(max_pixels) if max_pixels is not None else saved_hi
     if lo is None or hi is None or not 0 < lo <= hi:
         raise GleamModelError(f"model: expected 0 < min_pixels <= max_pixels, got min_pixels={lo}, max_pixels={hi}")
     # Qwen-VL image processors (transformers 5) keep the pixel budget as size shortest/longest edge.
