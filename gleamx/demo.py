@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from gleamx import recipes
-from gleamx.cli.common import console
+from gleamx.console import console
 
 RECIPE = recipes.path("tiny/sft_lora.yaml")  # package data: found in a wheel install as in a checkout
 

@@ -8,18 +8,8 @@ import sys
 import types
 from collections.abc import Callable
 
-from rich.console import Console
-from rich.text import Text
-
+from gleamx.console import console, err_console, print_error  # noqa: F401  (re-exported for the CLIs)
 from gleamx.errors import GleamError
-
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
-
-
-def print_error(message: str) -> None:
-    """``error: message`` on stderr as one line (no markup is read from ``message``)."""
-    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
 def _one_line(message: str) -> str:

@@ -7,22 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from gleamx.cli.common import console, run_cli
+from gleamx.cli.common import run_cli
+from gleamx.console import console, progress
 from gleamx.cli.common import (  # number flags of retrieval eval / localize, checked at parse time
     nonnegative_int, one_line_errors, positive_float, positive_int, positive_int_list)
-
-
-def _progress(description: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from gleamx.data.synth import synthesize
 
-    with _progress("synth") as bar:
+    with progress() as bar:
         task = bar.add_task("rendering", total=args.n)
         summary = synthesize(
             args.out, n=args.n, seed=args.seed, image_size=args.image_size, difficulty=args.difficulty,

@@ -196,7 +196,7 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
                       stop_ids: list[int], key: str, inputs: dict[str, str]) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from gleamx.cli.common import console
+    from gleamx.console import console
 
     wanted = {s.id for s in samples}
     done: set[str] = set()
@@ -436,7 +436,7 @@ def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions
                                                         max_retries=cfg.judge_max_retries), out / "judge.jsonl")
         scores["judge"] = {**summary.to_dict(), "n_skipped": len(skipped), "markdown": summary.to_markdown()}
         if summary.n_invalid:
-            from gleamx.cli.common import console
+            from gleamx.console import console
 
             first = next(r for r in summary.results if not r.valid)
             console.print(f"warning: judge: {summary.n_invalid} of {summary.n} explanation(s) got no valid judgment "

@@ -34,7 +34,7 @@ QWEN_VL_OLD_LAYOUT: tuple[tuple[str, str], ...] = (
 
 
 def _say(message: str) -> None:
-    from gleamx.cli.common import console
+    from gleamx.console import console
 
     console.print(message, markup=False)
 

@@ -16,7 +16,7 @@ import sys
 
 from trl import TrlParser
 
-from gleamx.cli.common import console
+from gleamx.console import console
 from gleamx.recipes import describe, resolve_config
 from gleamx.retrieval.config import GleamCConfig
 from gleamx.retrieval.train import train_gleamc

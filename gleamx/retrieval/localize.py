@@ -92,7 +92,7 @@ def localize(cfg: LocalizeConfig) -> dict[str, Any]:
 
 
 def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
-    from gleamx.cli.common import console
+    from gleamx.console import console
     from gleamx.eval.run import EvalConfig, evaluate
 
     rset = load_retrieval(cfg.data, cfg.split, views=cfg.views)

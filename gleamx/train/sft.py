@@ -19,7 +19,7 @@ import torch
 
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from gleamx.cli.common import console
+from gleamx.console import console
 from gleamx.data.load import load_samples
 from gleamx.errors import GleamConfigError, GleamInterrupted, GleamModelError
 from gleamx.train.args import LLM_LORA_TARGETS, VISION_LORA_TARGETS, GleamScriptArguments
@@ -361,13 +361,17 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
             "command plus --resume_from_checkpoint true", interrupt.signum or 2)
 
     trainer.save_model(str(out))
-    if not writer:
-        return out
-    processor.save_pretrained(str(out))
-    from gleamx.train.outputs import write_outputs
+    if writer:
+        processor.save_pretrained(str(out))
+        from gleamx.train.outputs import write_outputs
 
-    write_outputs(out, trainer, script_args, training_args, model_args, n_train=n_train)
-    if push:
+        write_outputs(out, trainer, script_args, training_args, model_args, n_train=n_train)
+    # Every rank leaves together and tears the process group down itself: a rank that exits while its peers
+    # still write can abort in the collective backend's thread teardown ("terminate called without an active
+    # exception", SIGABRT) and fail a run whose model is already saved.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+    if writer and push:
         from gleamx.hub.push import push_output_dir
 
         push_output_dir(out, repo_id=training_args.hub_model_id or out.name, private=bool(training_args.hub_private_repo))
