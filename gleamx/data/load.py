@@ -22,7 +22,7 @@ from gleamx.data.schema import FEATURES, SPLITS, GleamSample, base_split, canoni
 from gleamx.data.sharegpt import iter_sharegpt_rows, merge_language_rows, sharegpt_row_to_record
 from gleamx.errors import GleamDataError, Problem
 
-FORMATS: tuple[str, ...] = ("auto", "jsonl", "sharegpt", "hf")
+from gleamx.choices import FORMATS  # noqa: F401  (re-exported)
 
 
 @dataclass

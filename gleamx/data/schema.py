@@ -22,16 +22,11 @@ from typing import Any
 import datasets
 from PIL import Image as PILImage
 
-VIEWS: tuple[str, ...] = ("uav", "street_map", "panorama", "ground")
-"""Allowed query views: UAV/drone, street map, panorama, ground photo."""
-
-LANGS: tuple[str, ...] = ("en", "zh")
-"""Explanation languages."""
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-"""Canonical splits. Split names are read case-insensitively (``Test`` is ``test``, ``validation`` is
-``val``); a canonical split with a suffix names a sub-split (``test_human``, ``val-hard``). Any other
-value is a validation problem, never a row silently left out of every split."""
+# Allowed query views (UAV/drone, street map, panorama, ground photo), explanation languages, canonical splits.
+# Split names are read case-insensitively (``Test`` is ``test``, ``validation`` is ``val``); a canonical split
+# with a suffix names a sub-split (``test_human``, ``val-hard``). Any other value is a validation problem, never
+# a row silently left out of every split.
+from gleamx.choices import LANGS, SPLITS, VIEWS  # noqa: F401  (defined once, re-exported)
 
 _SPLIT_NAME = re.compile(r"(train|validation|val|test)([_.-][a-z0-9][a-z0-9_.-]*)?")
 

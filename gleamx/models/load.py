@@ -8,7 +8,7 @@ from typing import Any
 
 from gleamx.errors import GleamModelError, first_line
 
-DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
+from gleamx.choices import DTYPES  # noqa: F401  (re-exported)
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 

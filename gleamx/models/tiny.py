@@ -15,7 +15,7 @@ from gleamx.errors import GleamModelError
 from gleamx.models.chat_template import QWEN_VL_CHAT_TEMPLATE
 from gleamx.models.tokenizer import QWEN_MODEL_VOCAB_SIZE, SPECIAL_TOKENS, build_tokenizer
 
-ARCHS: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+from gleamx.choices import ARCHS  # noqa: F401  (re-exported)
 
 # arch -> transformers class names: config, model, processor, image processor, video processor.
 _CLASSES: dict[str, tuple[str, str, str, str, str]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gleamx.prompts.verdict import VERDICT_LINES
 
-TASKS: tuple[str, ...] = ("explain", "label")
+from gleamx.choices import TASKS  # noqa: F401  (re-exported)
 
 IMAGE_ORDER: tuple[str, str] = ("query_image", "satellite_image")
 """Sample fields in the order their images appear in the user turn."""

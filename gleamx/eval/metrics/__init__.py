@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 METRICS: tuple[str, ...] = ("sbert_cosine", "bleu", "chrf", "rouge_l")
 """The default set; ``bertscore`` is added when a BERTScore model is given."""
-LANGS: tuple[str, ...] = ("en", "zh")
+from gleamx.choices import LANGS  # noqa: E402,F401  (re-exported)
 _CLASSES = {
     "sbert_cosine": "GleamxSbertCosine",
     "bleu": "GleamxBleu",
