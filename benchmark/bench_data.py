@@ -36,7 +36,7 @@ from PIL import Image
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from gleamx.data import load_samples
-from gleamx.data.synth import synthesize
+from gleamx.synth import synthesize
 from gleamx.models import build_tiny_model, load_model_and_processor, training_chat_template
 from gleamx.prompts import user_prompt
 from gleamx.train.assistant_mask import speed_up_assistant_masks

@@ -34,7 +34,7 @@ def main() -> None:
     import torch
 
     from gleamx.data import load_samples
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
     from gleamx.eval.generate import generate_answers
     from gleamx.eval.match import match_metrics
     from gleamx.eval.stats import bootstrap_ci

@@ -55,7 +55,7 @@ def main() -> int:
     set_threads_and_describe(args.threads)
     rng = random.Random(args.seed)
 
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
     from gleamx.models import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:

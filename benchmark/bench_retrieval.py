@@ -104,7 +104,7 @@ def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int, repeats: int 
 
 
 def bench_training(root: Path, difficulty: str, n: int, epochs: int, batch: int, img: int, hard: int = 4) -> None:
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
     from gleamx.retrieval.config import GleamCConfig
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.encoder import GleamCEncoder

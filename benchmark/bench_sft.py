@@ -33,7 +33,7 @@ import torch
 from transformers import TrainerCallback
 
 import gleamx.train.sft as sft
-from gleamx.data.synth import synthesize
+from gleamx.synth import synthesize
 from gleamx.models import build_tiny_model, image_token_count, load_model_and_processor, training_chat_template
 from gleamx.models.load import set_pixel_budget
 from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)

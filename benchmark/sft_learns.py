@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from gleamx.data.synth import synthesize
+from gleamx.synth import synthesize
 from gleamx.models import build_tiny_model
 from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
 

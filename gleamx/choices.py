@@ -22,3 +22,5 @@ SPLITS: tuple[str, ...] = get_args(Split)
 DTYPES: tuple[str, ...] = get_args(Dtype)
 ARCHS: tuple[str, ...] = get_args(Arch)
 FORMATS: tuple[str, ...] = get_args(DataFormat)
+Difficulty = Literal["toy", "easy", "medium", "hard"]
+DIFFICULTY_NAMES: tuple[str, ...] = get_args(Difficulty)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gleamx import recipes
+from gleamx.checks import check_choice
+from gleamx.choices import ARCHS, Arch
 from gleamx.console import console
+from gleamx.errors import GleamConfigError
 
 RECIPE = recipes.path("tiny/sft_lora.yaml")  # package data: found in a wheel install as in a checkout
 
@@ -32,22 +36,40 @@ def _tiny_recipe_args(model_dir: Path, data: Path, out: Path, seed: int) -> tupl
                                  "--overwrite_output_dir", "true", "--disable_tqdm", "true"])
 
 
-def run_demo(out: str | Path, *, n: int = 240, arch: str = "qwen2_5_vl", seed: int = 0, eval_limit: int = 40) -> dict:
-    """Run every stage into ``out`` and return the paths it wrote."""
-    from gleamx.data import load_samples, validate, write_sharegpt
-    from gleamx.data.synth import synthesize
-    from gleamx.eval.run import EvalConfig, run_eval
-    from gleamx.models import build_tiny_model
+EVAL_LIMIT = 40
+"""Test pairs each MLLM evaluation scores (keeps the demo to CPU minutes)."""
 
-    out = Path(out)
-    t0 = time.perf_counter()
-    paths: dict[str, Path] = {}
+
+@dataclass
+class DemoConfig:
+    """What ``gleamx demo`` runs on (``gleamx demo --out DIR --n N --arch ARCH --seed S``)."""
+
+    out: str = field(default="gleamx-demo", metadata={"help": "output directory (default ./gleamx-demo)"})
+    n: int = field(default=240, metadata={"help": "number of synthetic pairs"})
+    arch: Arch = field(default="qwen2_5_vl", metadata={"help": "Qwen-VL class of the tiny random-initialised model"})
+    seed: int = field(default=0, metadata={"help": "seed for the data, the tiny model and both trainings"})
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise GleamConfigError(f"--n: expected a positive number of pairs, got {self.n}")
+        check_choice("--arch", self.arch, ARCHS)
+
+
+def make_data(cfg: DemoConfig, out: Path) -> Path:
+    """Stage 1: the synthetic cross-view dataset."""
+    from gleamx.synth import synthesize
 
     console.rule("[bold]1. synthetic cross-view data")
     data = out / "data"
-    summary = synthesize(data, n=n, seed=seed)
-    console.print(f"{summary.n_samples} pairs in {data}  ({', '.join(f'{k}={v}' for k, v in summary.by_split.items())})")
-    paths["data"] = data
+    summary = synthesize(data, n=cfg.n, seed=cfg.seed)
+    by_split = ", ".join(f"{k}={v}" for k, v in summary.by_split.items())
+    console.print(f"{summary.n_samples} pairs in {data}  ({by_split})")
+    return data
+
+
+def validate_data(data: Path) -> None:
+    """Stage 2: the validator's counts and problems."""
+    from gleamx.data import validate
 
     console.rule("[bold]2. validation")
     report = validate(data)
@@ -56,72 +78,118 @@ def run_demo(out: str | Path, *, n: int = 240, arch: str = "qwen2_5_vl", seed: i
     for p in report.problems[:10]:
         console.print(str(p))
 
+
+def export_sharegpt(data: Path, out: Path) -> Path:
+    """Stage 3: the train split as ShareGPT for LLaMA-Factory."""
+    from gleamx.data import load_samples
+    from gleamx.prompts import write_sharegpt
+
     console.rule("[bold]3. ShareGPT / LLaMA-Factory export")
     train = load_samples(data, split="train").samples
     sg = out / "llamafactory" / "gleamx_train.json"
     rows = write_sharegpt(train, sg)
     console.print(f"{rows} conversations -> {sg} (+ dataset_info.json)")
-    paths["sharegpt"] = sg
+    return sg
 
-    console.rule(f"[bold]4. tiny {arch} model")
-    model_dir = build_tiny_model(arch, out / "models" / f"tiny-{arch}", seed=seed)
-    console.print(f"random-initialised {arch} + processor -> {model_dir}")
-    paths["model"] = model_dir
 
-    console.rule("[bold]5. evaluation of the untrained model (label task)")
-    eval_dir = out / "eval" / "untrained"
-    results = run_eval(EvalConfig(data=str(data), model=str(model_dir), lang="en", task="label", split="test",
-                                  limit=eval_limit, max_new_tokens=8, output=str(eval_dir), overwrite=True))
-    acc = results["accuracy"] or 0.0
-    console.print(f"accuracy {100 * acc:.1f}% on {results['n']} test pairs, invalid answers "
-                  f"{100 * (results['invalid_rate'] or 0):.1f}% (an untrained model answers at random)")
-    paths["eval"] = eval_dir
+def make_model(cfg: DemoConfig, out: Path) -> Path:
+    """Stage 4: a tiny random-initialised model of the real class."""
+    from gleamx.models import build_tiny_model
 
-    console.rule("[bold]6. LoRA SFT with the tiny recipe (TRL SFTTrainer, loss on the answer only)")
+    console.rule(f"[bold]4. tiny {cfg.arch} model")
+    model_dir = build_tiny_model(cfg.arch, out / "models" / f"tiny-{cfg.arch}", seed=cfg.seed)
+    console.print(f"random-initialised {cfg.arch} + processor -> {model_dir}")
+    return model_dir
+
+
+def evaluate(data: Path, model_dir: Path, output: Path, adapter: Path | None = None) -> dict:
+    """The label task on the first :data:`EVAL_LIMIT` test pairs."""
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    return run_eval(EvalConfig(data=str(data), model=str(model_dir), adapter=str(adapter) if adapter else None,
+                               lang="en", task="label", split="test", limit=EVAL_LIMIT, max_new_tokens=8,
+                               output=str(output), overwrite=True))
+
+
+def fine_tune(cfg: DemoConfig, data: Path, model_dir: Path, out: Path) -> Path:
+    """Stage 6: LoRA SFT with the packaged tiny recipe."""
     from gleamx.train.sft import run_sft
 
-    sft_dir = run_sft(*_tiny_recipe_args(model_dir, data, out / "sft", seed))
+    console.rule("[bold]6. LoRA SFT with the tiny recipe (TRL SFTTrainer, loss on the answer only)")
+    sft_dir = run_sft(*_tiny_recipe_args(model_dir, data, out / "sft", cfg.seed))
     console.print(f"adapter, processor, model card and loss curve -> {sft_dir}")
-    paths["sft"] = sft_dir
+    return sft_dir
 
-    console.rule("[bold]7. evaluation of the fine-tuned adapter")
-    tuned_dir = out / "eval" / "sft"
-    tuned = run_eval(EvalConfig(data=str(data), model=str(model_dir), adapter=str(sft_dir), lang="en", task="label",
-                                split="test", limit=eval_limit, max_new_tokens=8, output=str(tuned_dir), overwrite=True))
-    for name, r in (("untrained", results), ("fine-tuned", tuned)):
+
+def compare_evaluations(untrained: dict, tuned: dict) -> None:
+    """Stage 7's summary: the untrained model against the fine-tuned adapter."""
+    for name, r in (("untrained", untrained), ("fine-tuned", tuned)):
         console.print(f"{name:>10}: accuracy {100 * (r['accuracy'] or 0):.1f}%  positives "
-                      f"{100 * (r['accuracy_positive'] or 0):.1f}%  negatives {100 * (r['accuracy_negative'] or 0):.1f}%  "
+                      f"{100 * (r['accuracy_positive'] or 0):.1f}%  "
+                      f"negatives {100 * (r['accuracy_negative'] or 0):.1f}%  "
                       f"invalid {100 * (r['invalid_rate'] or 0):.1f}%")
     console.print("A few LoRA steps on a random model teach the answer format (watch the invalid rate), not the "
                   "match itself; `python benchmark/sft_learns.py` trains the tiny model until it matches (toy level) "
                   "and prints what it measured.")
-    paths["eval_sft"] = tuned_dir
 
-    console.rule("[bold]8. GLEAM-C retrieval encoder (tiny ConvNeXt, InfoNCE, similarity-sampled negatives)")
+
+def train_retriever(cfg: DemoConfig, data: Path, out: Path) -> Path:
+    """Stage 8: a tiny GLEAM-C encoder on the same locations."""
     from gleamx.retrieval.config import GleamCConfig
     from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
     from gleamx.retrieval.train import train_gleamc
 
+    console.rule("[bold]8. GLEAM-C retrieval encoder (tiny ConvNeXt, InfoNCE, similarity-sampled negatives)")
     n_train = len(load_retrieval(data, "train").gallery)  # a batch holds one pair per location
     gc_dir = train_gleamc(GleamCConfig(data=str(data), output_dir=str(out / "gleamc"), encoder="tiny", img_size=64,
-                                       epochs=2, batch_size=min(16, n_train), hard_negatives=4, eval_split="test", seed=seed,
-                                       logging_steps=5))
+                                       epochs=2, batch_size=min(16, n_train), hard_negatives=4, eval_split="test",
+                                       seed=cfg.seed, logging_steps=5))
     m = json.loads((gc_dir / "results.json").read_text())
-    from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
-
     console.print(f"test split: R@1 {pc(m['R@1'], 1)}%  R@5 {pc(m['R@5'], 1)}%  mAP {pc(m['mAP'], 1)}% "
                   f"over a gallery of {m['n_gallery']} tiles -> {gc_dir}")
-    paths["gleamc"] = gc_dir
+    return gc_dir
+
+
+def localize_test_queries(data: Path, gc_dir: Path, model_dir: Path, sft_dir: Path, out: Path) -> Path:
+    """Stage 9: GLEAM-C's top-3 candidates per test query, verified by the fine-tuned MLLM."""
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.localize import LocalizeConfig, localize
+    from gleamx.retrieval.metrics import percent_text as pc
 
     console.rule("[bold]9. localize: top-3 candidates per query, verified by the fine-tuned MLLM")
-    from gleamx.retrieval.localize import LocalizeConfig, localize
-
+    k = min(3, len(load_retrieval(data, "test").gallery))  # a small --n can leave fewer test tiles than 3
     loc = localize(LocalizeConfig(encoder=str(gc_dir), model=str(model_dir), adapter=str(sft_dir), data=str(data),
-                                  split="test", k=3, limit=8, output=str(out / "localize"), overwrite=True))
+                                  split="test", k=k, limit=8, output=str(out / "localize"), overwrite=True))
     console.print(f"{loc['n_query']} queries: right tile among the {loc['k']} candidates {pc(loc['recall_at_k'], 0)}%, "
                   f"R@1 {pc(loc['R@1_retrieval'], 0)}% by retrieval, {pc(loc['R@1_verified'], 0)}% after "
                   "verification (a tiny random MLLM: the mechanics, not the numbers)")
-    paths["localize"] = out / "localize"
+    return out / "localize"
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Path]:
+    """Run every stage into ``cfg.out`` and return the paths it wrote."""
+    out = Path(cfg.out)
+    t0 = time.perf_counter()
+    paths: dict[str, Path] = {}
+    paths["data"] = data = make_data(cfg, out)
+    validate_data(data)
+    paths["sharegpt"] = export_sharegpt(data, out)
+    paths["model"] = model_dir = make_model(cfg, out)
+
+    console.rule("[bold]5. evaluation of the untrained model (label task)")
+    paths["eval"] = out / "eval" / "untrained"
+    untrained = evaluate(data, model_dir, paths["eval"])
+    console.print(f"accuracy {100 * (untrained['accuracy'] or 0.0):.1f}% on {untrained['n']} test pairs, invalid "
+                  f"answers {100 * (untrained['invalid_rate'] or 0):.1f}% (an untrained model answers at random)")
+
+    paths["sft"] = sft_dir = fine_tune(cfg, data, model_dir, out)
+    console.rule("[bold]7. evaluation of the fine-tuned adapter")
+    paths["eval_sft"] = out / "eval" / "sft"
+    compare_evaluations(untrained, evaluate(data, model_dir, paths["eval_sft"], adapter=sft_dir))
+
+    paths["gleamc"] = gc_dir = train_retriever(cfg, data, out)
+    paths["localize"] = localize_test_queries(data, gc_dir, model_dir, sft_dir, out)
 
     console.rule("[bold]done")
     console.print(f"finished in {time.perf_counter() - t0:.0f}s. Outputs:")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gleamx.data import FEATURES, detect_format, load_samples, to_dataset, validate, write_samples, write_sharegpt
+from gleamx.data import FEATURES, detect_format, load_samples, to_dataset, validate, write_samples
+from gleamx.prompts import write_sharegpt
 from gleamx.errors import GleamDataError
 
 
@@ -231,3 +232,68 @@ def test_first_line_of_an_exception_is_short_and_never_empty():
     assert first_line(ValueError("bad value"), with_type=True) == "ValueError: bad value"
     assert first_line(RuntimeError("")) == "RuntimeError"  # an empty message must not raise IndexError
     assert len(first_line(OSError("x" * 500))) == 160
+
+
+def _hf_dict_with_embedded_images(data_small_jsonl: Path, out: Path) -> list:
+    """A DatasetDict (train/validation/test, no split column) whose image columns hold PIL images,
+    saved with ``save_to_disk``: the images are embedded as bytes, there are no image files."""
+    import datasets
+    from PIL import Image
+
+    samples = load_samples(data_small_jsonl).samples
+    features = datasets.Features({
+        "id": datasets.Value("string"), "query_image": datasets.Image(), "satellite_image": datasets.Image(),
+        "query_view": datasets.Value("string"), "label": datasets.Value("bool")})
+
+    def part(rows):
+        return datasets.Dataset.from_dict({
+            "id": [s.id for s in rows], "query_image": [Image.open(s.query_image).convert("RGB") for s in rows],
+            "satellite_image": [Image.open(s.satellite_image).convert("RGB") for s in rows],
+            "query_view": [s.query_view for s in rows], "label": [s.label for s in rows]}, features=features)
+
+    dd = datasets.DatasetDict({"train": part(samples[:2]), "validation": part(samples[2:3]), "test": part(samples[3:])})
+    dd.save_to_disk(out)
+    return samples
+
+
+def test_datasetdict_splits_keep_their_names(data_small_jsonl, tmp_path):
+    _hf_dict_with_embedded_images(data_small_jsonl, tmp_path / "hf")
+    report = validate(tmp_path / "hf")
+    assert report.ok and report.by_split == {"train": 2, "val": 1, "test": 1}
+    assert [s.split for s in load_samples(tmp_path / "hf").samples] == ["train", "train", "val", "test"]
+    assert [s.id for s in load_samples(tmp_path / "hf", split="test").samples] == ["d"]
+
+
+def test_loader_returns_a_features_dataset_that_training_consumes(data_small_jsonl):
+    from gleamx.train.dataset import build_sft_dataset
+
+    res = load_samples(data_small_jsonl, split="train")
+    assert res.dataset.features == FEATURES and len(res.dataset) == 2 and res.n_bad == 0
+    assert res.dataset[0]["query_image"].size == (48, 48)  # decoded lazily, on access
+    sft = build_sft_dataset(res.dataset, "both", "explain")
+    assert sft.n_samples == 2 and len(sft.dataset) == 4
+    assert sft.dataset[0]["images"][0].size == (48, 48)
+    assert sft.dataset["id"] == [r["id"] for r in build_sft_dataset(res.samples, "both", "explain").dataset]
+
+
+def test_convert_dataset_with_embedded_images_writes_image_files(data_small_jsonl, tmp_path):
+    from PIL import Image
+
+    samples = _hf_dict_with_embedded_images(data_small_jsonl, tmp_path / "hf")
+    gleamx = [sys.executable, "-m", "gleamx.cli.main"]
+    out = tmp_path / "back" / "all.jsonl"
+    run = subprocess.run([*gleamx, "data", "convert", str(tmp_path / "hf"), "--to", "jsonl", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert rows[0]["query_image"] == "all_images/000001-query.png"  # relative to the JSONL, beside it
+    assert [r["split"] for r in rows] == ["train", "train", "val", "test"]
+    back = load_samples(out).samples
+    assert [(s.id, s.label, s.query_view) for s in back] == [(s.id, s.label, s.query_view) for s in samples]
+    for got, want in zip(back, samples):
+        assert Image.open(got.query_image).tobytes() == Image.open(want.query_image).convert("RGB").tobytes()
+    sg = tmp_path / "sg" / "all.json"
+    run = subprocess.run([*gleamx, "data", "convert", str(tmp_path / "hf"), "--to", "sharegpt", "--task", "label",
+                          "--out", str(sg)], capture_output=True, text=True)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert [s.id for s in load_samples(sg).samples] == [s.id for s in samples]

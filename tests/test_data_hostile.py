@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gleamx.data import load_samples, validate, write_samples, write_sharegpt
+from gleamx.data import load_samples, validate, write_samples
+from gleamx.prompts import write_sharegpt
 from gleamx.errors import GleamConfigError, GleamDataError, GleamModelError
 
 GLEAMX = [sys.executable, "-m", "gleamx.cli.main"]

@@ -115,7 +115,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def dist_inputs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """A small synthetic dataset and the tiny model, shared by every launch in this module."""
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
     from gleamx.models import available_archs, build_tiny_model
 
     if ARCH not in available_archs():

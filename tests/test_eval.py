@@ -19,7 +19,7 @@ from gleamx.eval.stats import auroc, bootstrap_ci, calibration
 
 @pytest.fixture(scope="module")
 def eval_inputs(tmp_path_factory, models_tiny_dir):
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     root = tmp_path_factory.mktemp("eval_inputs")
     synthesize(root / "data", n=80, seed=5)

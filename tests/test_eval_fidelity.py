@@ -33,7 +33,7 @@ def fidelity_base(request) -> Path:
 
 @pytest.fixture(scope="module")
 def fidelity_data(tmp_path_factory) -> Path:
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     root = tmp_path_factory.mktemp("fidelity_data")
     synthesize(root / "data", n=40, seed=7)
@@ -250,7 +250,7 @@ def test_checkpoint_sampling_settings_do_not_leak_into_answers(sampling_checkpoi
 
 
 def test_repetition_penalty_is_part_of_the_generation_key_and_flag(tmp_path):
-    from gleamx.cli.eval import build_parser
+    from gleamx.cli.main import parse_command
     from gleamx.eval.run import EvalConfig, run_eval
 
     cfg = EvalConfig(data="d", model="m")
@@ -259,8 +259,8 @@ def test_repetition_penalty_is_part_of_the_generation_key_and_flag(tmp_path):
     assert EvalConfig(data="d", model="m", repetition_penalty=1.05).generation_key() != cfg.generation_key()
     assert EvalConfig(data="d", model="m", max_new_tokens=10).generation_key() != cfg.generation_key()
     assert EvalConfig(data="d", model="m", batch_size=1).generation_key() == cfg.generation_key()
-    args = build_parser().parse_args(["--model", "m", "--data", "d", "--output", "o", "--repetition-penalty", "1.05"])
-    assert EvalConfig(**vars(args)).repetition_penalty == 1.05
+    assert parse_command("eval", ["--model", "m", "--data", "d", "--output", "o", "--repetition-penalty", "1.05"]
+                         ).repetition_penalty == 1.05
     with pytest.raises(GleamConfigError, match="--repetition-penalty: expected a positive number"):
         run_eval(EvalConfig(data=str(tmp_path), model="m", repetition_penalty=0, output=str(tmp_path / "o")))
 

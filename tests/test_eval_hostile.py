@@ -30,7 +30,7 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     root = tmp_path_factory.mktemp("hostile_data")
     synthesize(root / "data", n=48, seed=3)
@@ -174,7 +174,7 @@ def test_judge_cache_key_covers_reference_view_and_images(stub, tmp_path):
     from gleamx.eval.judge import JudgeConfig, JudgeItem, cache_key, judge_explanations
 
     s, url = stub()
-    cfg = JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", backoff_base=0.001, timeout=5)
+    cfg = JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", timeout=5)
     item = JudgeItem("a", "en", True, "cand\nAnswer: Yes", "ref\nAnswer: Yes", "uav")
     base = cache_key(item, cfg)
     assert cache_key(JudgeItem("a", "en", True, "cand\nAnswer: Yes", "ref 2\nAnswer: Yes", "uav"), cfg) != base
@@ -206,11 +206,19 @@ def test_judge_cache_key_covers_reference_view_and_images(stub, tmp_path):
 def test_eval_number_flags_are_checked_at_parse_time(flag, value, capsys):
     from gleamx.cli.eval import main
 
-    with pytest.raises(SystemExit) as e:
-        main(["--model", "m", "--data", "d", "--output", "o", flag, value])
-    assert e.value.code == 2
-    line = _one_error_line(capsys.readouterr().err)
-    assert f"argument {flag}: expected" in line and repr(value) in line
+    line = _bad_flag_line(main, ["--model", "m", "--data", "d", "--output", "o", flag, value], capsys)
+    assert flag in line and value in line and ("expected" in line or "invalid float value" in line), line
+
+
+def _bad_flag_line(main, argv: list[str], capsys) -> str:
+    """Exit code 2 and the one error line, whether argparse refused the text (not a number) or the config's
+    checks refused the value."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    return _one_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("command, flag, value", [
@@ -223,11 +231,8 @@ def test_localize_and_retrieval_number_flags(command, flag, value, capsys):
     from gleamx.cli.main import main
 
     required = ["--encoder", "tiny", "--data", "d", "--output", "o"] + (["--model", "m"] if command == "localize" else [])
-    with pytest.raises(SystemExit) as e:
-        main([*command.split(), *required, flag, value])
-    assert e.value.code == 2
-    line = _one_error_line(capsys.readouterr().err)
-    assert f"gleamx {command}: argument {flag}: expected" in line and repr(value) in line
+    line = _bad_flag_line(main, [*command.split(), *required, flag, value], capsys)
+    assert line.startswith(f"error: {flag}: expected") and value in line
 
 
 def test_api_callers_get_the_same_bounds(data, tmp_path):
@@ -407,7 +412,7 @@ def test_judge_broken_bodies_do_not_raise(stub, raw_bodies, tmp_path):
     _, url = stub(lambda c, n: (200, {}, RawBody(b"<html>not json</html>")) if c.startswith("c0")
                   else (200, {"Content-Type": "text/plain"}, "plain text") if c.startswith("c1") else good(c, n))
     items = [JudgeItem(f"s{i}", "en", True, f"c{i}\nAnswer: Yes", "ref\nAnswer: Yes", "uav") for i in range(3)]
-    cfg = JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", backoff_base=0.001, timeout=5)
+    cfg = JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", timeout=5)
     summary = judge_explanations(items, cfg, tmp_path / "judge.jsonl")
     assert (summary.n_invalid, summary.n_failed) == (2, 2)
     assert all("HTTP 200 whose body is not a chat completion" in (r.error or "") for r in summary.results[:2])
@@ -424,14 +429,12 @@ def test_hanging_judge_fails_within_seconds_with_flags(stub, tmp_path):
     with pytest.raises(JudgeUnavailableError, match=r"failed 2 times \(timeout after 1 s; see --judge-timeout\)"):
         judge_explanations([JudgeItem("s0", "en", True, "c\nAnswer: Yes", "r\nAnswer: Yes", "uav")],
                            JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY",
-                                       timeout=1.0, max_retries=1, backoff_base=0.01), tmp_path / "judge.jsonl")
+                                       timeout=1.0, max_retries=1), tmp_path / "judge.jsonl")
     assert time.monotonic() - t0 < 6
-    from gleamx.cli.eval import build_parser
-    from gleamx.eval.run import EvalConfig
+    from gleamx.cli.main import parse_command
 
-    args = build_parser().parse_args(["--predictions", "p", "--data", "d", "--output", "o", "--judge-timeout", "1",
-                                      "--judge-max-retries", "1"])
-    cfg = EvalConfig(**vars(args))
+    cfg = parse_command("eval", ["--predictions", "p", "--data", "d", "--output", "o", "--judge-timeout", "1",
+                                 "--judge-max-retries", "1"])
     assert (cfg.judge_timeout, cfg.judge_max_retries) == (1.0, 1)
 
 
@@ -646,7 +649,7 @@ def test_judge_cache_cut_inside_a_chinese_character_resumes(stub, tmp_path):
 
     s, url = stub()
     items = [JudgeItem(f"s{i}", "zh", True, f"候选{i}\n结论：是", f"参考{i}\n结论：是", "uav") for i in range(4)]
-    cfg = JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", backoff_base=0.001, timeout=5,
+    cfg = JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", timeout=5,
                       concurrency=1)
     cache = tmp_path / "judge.jsonl"
     full = judge_explanations(items, cfg, cache)

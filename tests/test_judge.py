@@ -131,7 +131,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def cfg(url: str, **kw: Any) -> JudgeConfig:
     base: dict[str, Any] = dict(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", concurrency=4,
-                                max_retries=3, backoff_base=0.001, timeout=5.0)
+                                max_retries=3, timeout=5.0)
     return JudgeConfig(**{**base, **kw})
 
 
@@ -188,6 +188,26 @@ def test_rubric_is_bilingual_and_fenced() -> None:
     assert all(c in system and c in en[0]["content"] for c in CRITERIA)
 
 
+def test_rubric_is_data_in_the_packaged_prompt_file() -> None:
+    """The prompts live in gleamx/eval/judge_prompts.yaml, found through the package and shipped in the wheel."""
+    import tomllib
+    from importlib import resources
+
+    import yaml
+
+    from gleamx.eval import judge
+
+    source = resources.files("gleamx.eval").joinpath(judge.PROMPTS_FILE)
+    assert source.is_file()
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    assert {lang: (p["system"], p["user"]) for lang, p in data.items()} == RUBRICS and set(RUBRICS) == {"en", "zh"}
+    assert "strict grader" not in Path(judge.__file__).read_text(encoding="utf-8")  # not Python strings
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]
+    shipped = {p.resolve() for g in globs["gleamx"] for p in (root / "gleamx").glob(g)}
+    assert Path(str(source)).resolve() in shipped
+
+
 # --- happy path, key handling, images ------------------------------------------------------------
 
 
@@ -227,7 +247,7 @@ def test_images_sent_as_data_urls(stub: Callable[..., tuple[Stub, str]], tmp_pat
 def test_fenced_reply_and_transient_errors_are_retried(stub: Callable[..., tuple[Stub, str]], tmp_path: Path) -> None:
     def reply(cand: str, n: int) -> Reply:
         if cand.startswith("cand-0") and n == 1:
-            return 429, {"Retry-After": "0.3"}, {"error": {"message": "slow down"}}
+            return 429, {"retry-after-ms": "2000"}, {"error": {"message": "slow down"}}
         if cand.startswith("cand-1") and n == 1:
             return 500, {}, {"error": {"message": "boom"}}
         if cand.startswith("cand-2") and n <= 2:
@@ -237,7 +257,7 @@ def test_fenced_reply_and_transient_errors_are_retried(stub: Callable[..., tuple
     s, url = stub(reply)
     t0 = time.monotonic()
     summary = judge_explanations(items(4), cfg(url), tmp_path / "judge.jsonl")
-    assert time.monotonic() - t0 >= 0.3  # Retry-After honoured although backoff_base is 1 ms
+    assert time.monotonic() - t0 >= 2.0  # the server's wait, not the client's 0.5 s first backoff
     assert summary.n_invalid == 0
     assert [s.counts[f"cand-{i}\nAnswer: Yes"] for i in range(4)] == [2, 2, 3, 1]
     assert [r.attempts for r in summary.results] == [2, 2, 3, 1]
@@ -283,6 +303,16 @@ def test_persistent_server_errors_end_the_run(stub: Callable[..., tuple[Stub, st
     with pytest.raises(JudgeUnavailableError, match="failed 3 times .HTTP 503: down.*rerun to resume"):
         judge_explanations(items(1), cfg(url, max_retries=2), tmp_path / "judge.jsonl")
     assert sum(s.counts.values()) == 3
+
+
+def test_a_fatal_error_stops_the_other_workers_retries(stub: Callable[..., tuple[Stub, str]], tmp_path: Path) -> None:
+    """The client retries on its own; once one item ends the run, another worker's next retry is not sent."""
+    s, url = stub(lambda c, n: (401, {}, {"error": {"message": "bad key"}}) if c.startswith("cand-0")
+                  else (503, {}, {"error": {"message": "down"}}))
+    t0 = time.monotonic()
+    with pytest.raises(GleamConfigError, match="HTTP 401"):
+        judge_explanations(items(2), cfg(url, concurrency=2, max_retries=50), tmp_path / "judge.jsonl")
+    assert time.monotonic() - t0 < 15 and s.counts["cand-1\nAnswer: Yes"] < 10
 
 
 def test_refused_item_is_invalid_but_not_cached(stub: Callable[..., tuple[Stub, str]], tmp_path: Path) -> None:
@@ -405,7 +435,7 @@ def test_gleamx_eval_runs_the_judge_end_to_end(stub: Callable[..., tuple[Stub, s
     import json
 
     from gleamx.data import load_samples
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
     from gleamx.eval.run import EvalConfig, run_eval
 
     synthesize(tmp_path / "data", n=30, seed=2)

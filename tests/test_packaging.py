@@ -26,7 +26,8 @@ def test_recipes_found_through_the_package_helper():
     assert recipes.path("gleamc.py").is_file() and recipes.path("recipes/gleamc/tiny.yaml").is_file()
     assert {"tiny/sft_lora", "qwen2.5-vl-3b/sft_lora", "qwen2.5-vl-3b/sft_qlora"} <= set(recipes.names("sft"))
     assert recipes.names("gleamc") == ["gleamc/convnext_base", "gleamc/tiny"]
-    assert sorted(recipes.names("sft") + recipes.names("gleamc")) == recipes.names()
+    assert recipes.names("eval") == ["eval/en_label", "eval/zh_explain"]
+    assert sorted(recipes.names("sft") + recipes.names("gleamc") + recipes.names("eval")) == recipes.names()
     from gleamx.demo import RECIPE
 
     assert RECIPE == recipes.path("tiny/sft_lora")
@@ -110,6 +111,7 @@ def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_
     expected |= {"gleamx/recipes/__init__.py", "gleamx/recipes/sft.py", "gleamx/recipes/gleamc.py"}
     assert len(expected) > 10 and expected <= names, sorted(expected - names)
     assert "gleamx/recipes/tiny/sft_lora.yaml" in names and "gleamx/recipes/gleamc/tiny.yaml" in names
+    assert "gleamx/recipes/eval/zh_explain.yaml" in names and "gleamx/eval/judge_prompts.yaml" in names
 
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
@@ -134,7 +136,7 @@ def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_
     r = run(*cli, "sft", "--help")
     assert r.returncode == 0 and "usage: gleamx sft" in r.stdout and "--max_steps" in r.stdout, r.stderr[-2000:]
 
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     data = tmp_path / "data"
     synthesize(data, n=240, seed=0, image_size=32, difficulty="toy")

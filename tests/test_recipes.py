@@ -23,7 +23,7 @@ TINY_RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes" 
 
 @pytest.fixture(scope="module")
 def recipe_data(tmp_path_factory):
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     root = tmp_path_factory.mktemp("recipe_data")
     synthesize(root, n=40, seed=5, image_size=96)
@@ -104,7 +104,7 @@ def test_missing_tracker_and_flash_attention_fall_back_with_one_line(monkeypatch
 @pytest.fixture(scope="module")
 def gleamc_data(tmp_path_factory):
     """Enough training locations (180) for the ConvNeXt-B recipe's global batch of 128, one pair per location."""
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     root = tmp_path_factory.mktemp("gleamc_recipe_data")
     synthesize(root, n=900, seed=1, image_size=64, difficulty="toy")

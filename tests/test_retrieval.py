@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """Synthetic data at the toy level (colour decides the location), 32 px: 60 locations."""
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     out = tmp_path_factory.mktemp("gleamc") / "data"
     synthesize(out, n=240, seed=0, image_size=32, difficulty="toy")
@@ -212,6 +212,11 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     b = load_encoder(str(resumed)).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert json.loads((resumed / "results.json").read_text())["R@1"] == pytest.approx(results["R@1"])
+    # resuming from a checkpoint that is not the newest, in the run's own dir, overwrites the later one
+    again = train_gleamc(_cfg(toy, out, resume_from_checkpoint=str(out / "checkpoint-0")))
+    c = load_encoder(str(again)).state_dict()
+    assert all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0", "checkpoint-1"]
 
 
 def test_push_to_hub_uploads_the_run_without_checkpoints(toy, tmp_path, monkeypatch):
@@ -228,6 +233,24 @@ def test_push_to_hub_uploads_the_run_without_checkpoints(toy, tmp_path, monkeypa
     assert "gleam-c" in plan.card
     with pytest.raises(GleamConfigError, match="hub_model_id"):
         train_gleamc(_cfg(toy, tmp_path / "p", push_to_hub=True))
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"batch_size": 1}, r"^batch_size: expected an integer >= 2, got 1$"),
+    ({"epochs": 0}, r"^epochs: expected an integer >= 1, got 0$"),
+    ({"num_workers": -1}, r"^num_workers: expected an integer >= 0, got -1$"),
+    ({"save_total_limit": 0}, r"^save_total_limit: expected an integer >= 1, got 0$"),
+    ({"views": ["uav", "drone"]}, r"^views: expected one of uav, street_map, panorama, ground, got 'drone'$"),
+    ({"mixed_precision": "fp8"}, r"^mixed_precision: expected one of no, bf16, fp16, got 'fp8'$"),
+    ({"eval_split": "dev"}, r"^eval_split: expected one of train, val, test \(any case\) or None, got 'dev'$"),
+    ({"push_to_hub": True, "hub_model_id": "gleamc"}, r"^hub_model_id: push_to_hub needs user/name, got 'gleamc'$"),
+])
+def test_config_checks_each_value_when_built(kw, match):
+    from gleamx.retrieval.config import GleamCConfig
+
+    with pytest.raises(GleamConfigError, match=match):
+        GleamCConfig(**kw)
+    assert GleamCConfig(eval_split="Validation", save_total_limit=None).eval_split == "Validation"
 
 
 def test_bad_recipe_values_are_one_line(toy, tmp_path):

@@ -20,7 +20,7 @@ TINY_RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
 @pytest.fixture(scope="module")
 def sft_inputs(tmp_path_factory, models_tiny_dir):
     """Synthetic data (small) and a tiny Qwen2.5-VL model, built once for this module."""
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     root = tmp_path_factory.mktemp("sft_inputs")
     synthesize(root / "data", n=48, seed=3)
@@ -52,7 +52,8 @@ def _losses(out: Path) -> dict[int, float]:
 
 
 def test_labels_are_the_assistant_answer_only(sft_inputs, tmp_path):
-    """Token by token: images, system and user turns are -100; the answer and its <|im_end|> are learned."""
+    """Token by token: images, system and user turns are -100; the answer, its <|im_end|> and the newline after
+    it are learned (TRL's Qwen-VL training template marks all three)."""
     from trl import SFTTrainer
 
     from gleamx.data import load_samples
@@ -77,9 +78,9 @@ def test_labels_are_the_assistant_answer_only(sft_inputs, tmp_path):
         learned = (labels != -100).nonzero().flatten()
         # one contiguous run of learned tokens...
         assert learned.numel() > 0 and (learned[-1] - learned[0] + 1) == learned.numel()
-        # ...that is exactly the answer text followed by <|im_end|>, with labels equal to the inputs there
-        assert tok.decode(ids[learned]) == answer + "<|im_end|>"
-        assert int(ids[learned[-1]]) == im_end
+        # ...that is exactly the answer text followed by <|im_end|> and its newline, labels equal to the inputs
+        assert tok.decode(ids[learned]) == answer + "<|im_end|>\n"
+        assert int(ids[learned[-2]]) == im_end
         assert torch.equal(labels[learned], ids[learned])
         # everything before it (system, user text, both images' tokens) and the padding is masked
         assert (labels[: learned[0]] == -100).all()
@@ -277,7 +278,8 @@ def test_push_dry_run_lists_files_and_card_without_token(sft_inputs, tmp_path, m
 
 
 @pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").rglob("*.yaml")
-                                           if p.parent.name != "gleamc"))  # GLEAM-C recipes: test_retrieval.py
+                                           if p.parent.name not in ("gleamc", "eval")))
+# GLEAM-C recipes: test_retrieval.py; eval configs: test_cli_configs.py
 def test_every_recipe_parses(recipe):
     from trl import ModelConfig, SFTConfig, TrlParser
 

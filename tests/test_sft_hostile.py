@@ -19,7 +19,7 @@ RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, models_tiny_dir):
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     root = tmp_path_factory.mktemp("sft_hostile")
     synthesize(root / "data", n=40, seed=11, image_size=64)
@@ -72,7 +72,7 @@ def test_a_finished_run_rerun_with_other_settings_is_refused(inputs, tmp_path):
     (["--learning_rate", "-1"], "learning_rate: expected a number > 0, got -1.0"),
     (["--max_train_samples", "0"], "max_train_samples: expected an integer >= 1"),
     (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps: expected an integer >= 1"),
-    (["--max_pixels", "-5"], "max_pixels: expected an integer > 0"),
+    (["--max_pixels", "-5"], "max_pixels: expected an integer >= 1"),
     (["--lora_r", "0"], "lora_r: expected an integer >= 1"),
 ])
 def test_bad_numbers_are_one_line(inputs, tmp_path, override, message):

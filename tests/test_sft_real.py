@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def real_data(tmp_path_factory):
-    from gleamx.data.synth import synthesize
+    from gleamx.synth import synthesize
 
     root = tmp_path_factory.mktemp("sft_real_data")
     synthesize(root, n=24, seed=7, image_size=64)

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from gleamx.data.schema import VIEWS
-from gleamx.data.synth import compare, generate_scene, perturb_scene, render_view, synthesize
-from gleamx.data.synth.render import ID_BUILDING
+from gleamx.synth import compare, generate_scene, perturb_scene, render_view, synthesize
+from gleamx.synth.render import ID_BUILDING
 from gleamx.errors import GleamConfigError
 from gleamx.prompts.verdict import parse_verdict, verdict_line
 
@@ -172,7 +172,7 @@ def test_difficulty_changes_hard_negative_share(tmp_path: Path) -> None:
 
 
 def test_toy_level_washes_views_in_land_cover_and_negatives_differ_in_it(tmp_path: Path) -> None:
-    from gleamx.data.synth.world import LAND_COVERS
+    from gleamx.synth.world import LAND_COVERS
 
     summary = synthesize(tmp_path, 60, seed=0, image_size=32, difficulty="toy")
     rows = _rows(summary.out_dir)
@@ -219,3 +219,16 @@ def test_rate_and_load_dataset(tmp_path: Path) -> None:
     summary = synthesize(tmp_path / "d", 400, seed=0)
     ds = datasets.load_dataset(str(summary.out_dir), cache_dir=str(tmp_path / "cache"))
     assert {s: len(ds[s]) for s in ds} == summary.by_split
+
+
+def test_phrase_tables_name_every_kind_in_both_languages():
+    from gleamx.synth import phrases, world
+
+    for table, kinds in [(phrases.JUNCTION_NAMES, world.JUNCTIONS), (phrases.COMPASS_NAMES, world.COMPASS),
+                         (phrases.COLOUR_NAMES, world.COLOURS), (phrases.LAND_COVER_NAMES, world.LAND_COVERS),
+                         (phrases.VIEW_NAMES, VIEWS), (phrases.WATER_NAMES, ("river", "pond")),
+                         (phrases.BUILDING_NAMES, ["stadium", "tower", "round_tall", "round_low", "tall", "low",
+                                                   *(s for s in world.SHAPES if s != "round")])]:
+        assert set(table) == set(kinds)
+        assert all(set(names) == {"en", "zh"} and all(names.values()) for names in table.values())
+

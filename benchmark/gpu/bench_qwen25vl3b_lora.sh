@@ -101,10 +101,10 @@ else
 fi
 if [[ -z "${DATA:-}" ]]; then
   DATA="$WORK/data-n$N_DATA-px$IMAGE_SIZE"
-  DATA_KIND="gleamx.data.synth.synthesize(n=$N_DATA, image_size=$IMAGE_SIZE, seed=0, split_fractions=(0.75, 0.05, 0.2))"
+  DATA_KIND="gleamx.synth.synthesize(n=$N_DATA, image_size=$IMAGE_SIZE, seed=0, split_fractions=(0.75, 0.05, 0.2))"
   if [[ ! -f "$DATA/.bench-built" ]]; then
     rm -rf "$DATA"
-    ( BENCH_DATA="$DATA" "$PY" -c "import os; from gleamx.data.synth import synthesize as s
+    ( BENCH_DATA="$DATA" "$PY" -c "import os; from gleamx.synth import synthesize as s
 print(s(os.environ['BENCH_DATA'], n=$N_DATA, seed=0, image_size=$IMAGE_SIZE, split_fractions=(0.75, 0.05, 0.2)))" \
         > "$OUT/logs/data.log" 2>&1 && touch "$DATA/.bench-built" ) &
     DATA_PID=$!

@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 from trl import ModelConfig, SFTConfig, TrlParser
 
 import gleamx.train.sft as sft
-from gleamx.cli.common import run_cli
+from gleamx.console import run_cli
 from gleamx.train.args import GleamScriptArguments
 from gleamx.train.recipe import parse_recipe
 

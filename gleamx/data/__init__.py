@@ -1,34 +1,31 @@
-"""GLEAM-X data: the sample schema, readers/writers, validation and the synthetic world.
+"""GLEAM-X data: the sample schema, readers/writers and validation.
 
-Names are imported lazily (PEP 562) so that ``gleamx.prompts`` can import the
-schema while the ShareGPT writer here imports the prompts, without a cycle.
+The data layer sits below :mod:`gleamx.prompts` and never imports it: the verdict
+parser and the prompt templates the readers need live here
+(:mod:`gleamx.data.verdict`, :mod:`gleamx.data.templates`); the ShareGPT writer,
+which builds prompts, is :func:`gleamx.prompts.write_sharegpt`.
 """
 
-from importlib import import_module
-from typing import Any
+from gleamx.data.jsonl import write_samples
+from gleamx.data.load import FORMATS, LoadResult, detect_format, load_samples, to_dataset
+from gleamx.data.schema import FEATURES, LANGS, SPLITS, VIEWS, GleamSample, parse_label, samples_of
+from gleamx.data.validation import ValidationReport, validate
 
-_EXPORTS = {
-    "FEATURES": "schema",
-    "LANGS": "schema",
-    "SPLITS": "schema",
-    "VIEWS": "schema",
-    "GleamSample": "schema",
-    "parse_label": "schema",
-    "write_samples": "jsonl",
-    "FORMATS": "load",
-    "LoadResult": "load",
-    "detect_format": "load",
-    "load_samples": "load",
-    "to_dataset": "load",
-    "write_sharegpt": "sharegpt",
-    "ValidationReport": "validation",
-    "validate": "validation",
-}
+__all__ = [
+    "FEATURES",
+    "FORMATS",
+    "LANGS",
+    "SPLITS",
+    "VIEWS",
+    "GleamSample",
+    "LoadResult",
+    "ValidationReport",
+    "detect_format",
+    "load_samples",
+    "parse_label",
+    "samples_of",
+    "to_dataset",
+    "validate",
+    "write_samples",
+]
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(f"gleamx.data.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'gleamx.data' has no attribute {name!r}")

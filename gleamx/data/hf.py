@@ -8,8 +8,8 @@ path), so a bad image is reported per row instead of failing the whole load.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ def parse_column_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
     return mapping
 
 
-def _load(source: str, split: str | None):
+def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
+    """``[(split name, datasets.Dataset)]`` of a Hub id or a ``save_to_disk`` directory: every split of a
+    ``DatasetDict`` under its own name, or the one ``split`` asked for (``None`` for an unsplit dataset)."""
     import datasets
 
     try:
@@ -37,17 +39,43 @@ def _load(source: str, split: str | None):
             Path(source, "dataset_dict.json").is_file() or Path(source, "state.json").is_file()
         ):
             ds = datasets.load_from_disk(source)
-            if isinstance(ds, datasets.DatasetDict):
-                return _split_of(ds, split) if split else datasets.concatenate_datasets(list(ds.values()))
-            return ds
-        return datasets.load_dataset(source, split=split or None)
-    except GleamDataError:
-        raise
+        else:
+            ds = datasets.load_dataset(source, split=split or None)
     except Exception as e:  # datasets raises many types (DatasetNotFoundError, ConnectionError, ...)
         first = first_line(e)
         raise GleamDataError.at(
             source, None, "dataset", f"cannot load as a Hugging Face dataset ({type(e).__name__}: {first})"
         ) from None
+    if isinstance(ds, datasets.DatasetDict):
+        return [_split_of(ds, split)] if split else list(ds.items())
+    return [(split, ds)]
+
+
+def _split_of(ds: Any, split: str) -> tuple[str, Any]:
+    """``(name, ds[name])`` for ``split``, matching names case-insensitively (``Test``, ``validation`` for ``val``)."""
+    from gleamx.data.schema import canonical_split
+
+    if split in ds:
+        return split, ds[split]
+    matches = [k for k in ds if (canonical_split(k) or k.lower()) == (canonical_split(split) or split.lower())]
+    if len(matches) == 1:
+        return matches[0], ds[matches[0]]
+    raise GleamDataError.at("--split", None, "split", f"no split {split!r} (the dataset has: {', '.join(ds)})")
+
+
+def prepare_hf(ds: Any, source: str, columns: dict[str, str]) -> Any:
+    """``ds`` with its image columns left encoded (bytes or path), after checking the column mapping."""
+    import datasets
+
+    missing = [col for col in columns.values() if col not in ds.column_names]
+    if missing:
+        raise GleamDataError.at(
+            source, None, "columns", f"no column(s) {missing} (the dataset has: {', '.join(ds.column_names)})"
+        )
+    for name, feature in ds.features.items():
+        if isinstance(feature, datasets.Image) and feature.decode:
+            ds = ds.cast_column(name, datasets.Image(decode=False))
+    return ds
 
 
 def _image_value(value: Any) -> Any:
@@ -59,60 +87,28 @@ def _image_value(value: Any) -> Any:
     return value
 
 
-def _split_of(ds: Any, split: str) -> Any:
-    """``ds[split]``, matching split names case-insensitively (``Test``, ``validation`` for ``val``)."""
-    from gleamx.data.schema import canonical_split
-
-    if split in ds:
-        return ds[split]
-    matches = [k for k in ds if (canonical_split(k) or k.lower()) == (canonical_split(split) or split.lower())]
-    if len(matches) == 1:
-        return ds[matches[0]]
-    raise GleamDataError.at("--split", None, "split", f"no split {split!r} (the dataset has: {', '.join(ds)})")
-
-
-def iter_hf_records(
-    source: str, *, split: str | None = None, columns: dict[str, str] | None = None
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(row_index, gleamx_record)`` from a Hugging Face dataset."""
-    import datasets
-
-    ds = _load(source, split)
-    if isinstance(ds, datasets.DatasetDict):
-        ds = datasets.concatenate_datasets(list(ds.values()))
-    mapping = columns or {}
-    missing = [col for col in mapping.values() if col not in ds.column_names]
-    if missing:
-        raise GleamDataError.at(
-            source, None, "columns", f"no column(s) {missing} (the dataset has: {', '.join(ds.column_names)})"
-        )
-    for name, feature in ds.features.items():
-        if isinstance(feature, datasets.Image):
-            ds = ds.cast_column(name, datasets.Image(decode=False))
+def hf_record(row: dict[str, Any], to_field: dict[str, str]) -> dict[str, Any]:
+    """One dataset row -> a gleamx raw record (``to_field``: dataset column -> gleamx field)."""
     from gleamx.data.records import KNOWN_FIELDS
 
-    to_field = {col: fld for fld, col in mapping.items()}
-    for i, row in enumerate(ds, start=1):
-        rec: dict[str, Any] = {}
-        extras: dict[str, Any] = {}
-        for k, v in row.items():
-            fld = to_field.get(k, k)
-            if fld in KNOWN_FIELDS:
-                rec[fld] = v
-            elif isinstance(v, (str, int, float, bool)) or v is None:
-                extras[k] = v  # other scalar columns are kept as metadata, not dropped
-        if extras and not rec.get("meta"):
-            rec["meta"] = extras
-        for fld in ("query_image", "satellite_image"):
-            if fld in rec:
-                rec[fld] = _image_value(rec[fld])
-        if isinstance(rec.get("meta"), str):
-            import json
-
-            try:
-                rec["meta"] = json.loads(rec["meta"]) if rec["meta"] else {}
-            except json.JSONDecodeError:
-                pass  # left as a string: validation reports it
-        if isinstance(rec.get("explanation"), dict):
-            rec["explanation"] = {k: v for k, v in rec["explanation"].items() if v is not None}
-        yield i, rec
+    rec: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    for k, v in row.items():
+        fld = to_field.get(k, k)
+        if fld in KNOWN_FIELDS:
+            rec[fld] = v
+        elif isinstance(v, (str, int, float, bool)) or v is None:
+            extras[k] = v  # other scalar columns are kept as metadata, not dropped
+    if extras and not rec.get("meta"):
+        rec["meta"] = extras
+    for fld in ("query_image", "satellite_image"):
+        if fld in rec:
+            rec[fld] = _image_value(rec[fld])
+    if isinstance(rec.get("meta"), str):
+        try:
+            rec["meta"] = json.loads(rec["meta"]) if rec["meta"] else {}
+        except json.JSONDecodeError:
+            pass  # left as a string: validation reports it
+    if isinstance(rec.get("explanation"), dict):
+        rec["explanation"] = {k: v for k, v in rec["explanation"].items() if v is not None}
+    return rec

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gleamx.data.images import open_image
 from gleamx.data.paths import record_image_roots
-from gleamx.data.schema import GleamSample
+from gleamx.data.schema import GleamSample, samples_of
 from gleamx.data.text import iter_lines, surrogate_problem
 from gleamx.errors import GleamDataError, Problem
 
@@ -40,11 +42,32 @@ def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
 
 def _rel(image: Any, base: Path) -> str:
     if not isinstance(image, (str, os.PathLike)):
-        raise TypeError("write_samples needs image paths; save PIL images to files first")
+        raise TypeError("sample_to_json needs image paths; write in-memory images with save_in_memory_images first")
     p = Path(image)
     if not p.is_absolute():
         return p.as_posix()
     return Path(os.path.relpath(p, base)).as_posix()
+
+
+def images_dir(path: str | os.PathLike) -> Path:
+    """Where a data file's in-memory images are written: ``<stem>_images/`` beside it."""
+    path = Path(path)
+    return path.parent / f"{path.stem}_images"
+
+
+def save_in_memory_images(sample: GleamSample, folder: Path, index: int) -> GleamSample:
+    """``sample`` with each in-memory image (a ``datasets`` dataset's, PIL or encoded bytes) written to
+    ``folder`` as a PNG (``<index>-query.png``, ``<index>-satellite.png``) and its path put in its place."""
+    changes: dict[str, str] = {}
+    for name, tag in (("query_image", "query"), ("satellite_image", "satellite")):
+        image = getattr(sample, name)
+        if isinstance(image, (str, os.PathLike)):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{index:06d}-{tag}.png"
+        open_image(image, mode=None, name=f"{sample.id}: {name}").save(target, format="PNG")
+        changes[name] = str(target.resolve())
+    return dataclasses.replace(sample, **changes) if changes else sample
 
 
 def sample_to_json(sample: GleamSample, base_dir: str | os.PathLike) -> dict[str, Any]:
@@ -67,14 +90,17 @@ def sample_to_json(sample: GleamSample, base_dir: str | os.PathLike) -> dict[str
     return row
 
 
-def write_samples(samples: Iterable[GleamSample], path: str | os.PathLike) -> int:
-    """Write samples as gleamx JSONL (deterministic bytes: fixed key order, UTF-8, ``\\n``)."""
+def write_samples(samples: Iterable[GleamSample] | Any, path: str | os.PathLike) -> int:
+    """Write samples (or a :data:`~gleamx.data.schema.FEATURES` dataset) as gleamx JSONL (deterministic
+    bytes: fixed key order, UTF-8, ``\\n``). In-memory images are written as PNG files under
+    ``<stem>_images/`` beside it (:func:`save_in_memory_images`) and named by relative path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     images: list[Any] = []
     with path.open("w", encoding="utf-8", newline="\n") as f:
-        for s in samples:
+        for s in samples_of(samples):
+            s = save_in_memory_images(s, images_dir(path), n + 1)
             f.write(json.dumps(sample_to_json(s, path.parent), ensure_ascii=False, sort_keys=False) + "\n")
             images += (s.query_image, s.satellite_image)
             n += 1

@@ -1,24 +1,33 @@
 """One entry point for every data source: gleamx JSONL, ShareGPT, Hugging Face datasets.
 
-``load_samples`` checks every record (same rules and messages as ``gleamx data
-validate``) and raises the first problem as a one-line :class:`GleamDataError`,
-or, with ``skip_bad=True``, skips bad records and reports how many.
+``load_samples`` reads a source into a ``datasets.Dataset`` with
+:data:`~gleamx.data.schema.FEATURES`: the reader writes the rows as read to
+Arrow, one at a time (or, for a Hugging Face dataset, uses its own
+memory-mapped rows), and validation is a ``.map``/``.filter`` pass over them
+(:mod:`gleamx.data.check`), so memory stays flat in the number of samples.
+Every record is checked with the same rules and messages as ``gleamx data
+validate``; the first problem raises a one-line :class:`GleamDataError`, or,
+with ``skip_bad=True``, bad records are left out and counted.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from gleamx.data.hf import iter_hf_records, parse_column_mapping
+import datasets
+
+from gleamx.data.arrow import batch_rows, write_dataset
+from gleamx.data.check import RAW_FEATURES, Checker, Record, checked, empty_dataset, raw_row
+from gleamx.data.hf import hf_record, hf_splits, parse_column_mapping, prepare_hf
 from gleamx.data.jsonl import iter_jsonl_rows
 from gleamx.data.paths import MANIFEST_NAME, ImageRoots
-from gleamx.data.records import ImageChecker, sample_from_record
-from gleamx.data.schema import FEATURES, SPLITS, GleamSample, base_split, canonical_split
+from gleamx.data.schema import FEATURES, SPLITS, GleamSample, base_split, canonical_split, samples_of
 from gleamx.data.sharegpt import iter_sharegpt_rows, merge_language_rows, sharegpt_row_to_record
 from gleamx.errors import GleamDataError, Problem
 
@@ -27,26 +36,20 @@ from gleamx.choices import FORMATS  # noqa: F401  (re-exported)
 
 @dataclass
 class LoadResult:
-    """Samples that passed every check, and every problem found."""
+    """The samples that passed every check, as a ``datasets.Dataset`` with :data:`FEATURES`, and every
+    problem found. ``samples`` lists them as :class:`GleamSample` objects (built on first use)."""
 
-    samples: list[GleamSample] = field(default_factory=list)
+    dataset: datasets.Dataset = field(default_factory=empty_dataset)
     problems: list[Problem] = field(default_factory=list)
     n_records: int = 0
 
     @property
     def n_bad(self) -> int:
-        return self.n_records - len(self.samples)
+        return self.n_records - len(self.dataset)
 
-
-@dataclass
-class _Record:
-    file: str
-    line: int | None
-    base_dir: Path
-    row: Any
-    default_split: str
-    roots: ImageRoots | None
-    split_dir: Path | None = None  # a directory whose <split>.jsonl is all that --split <split> reads
+    @cached_property
+    def samples(self) -> list[GleamSample]:
+        return list(samples_of(self.dataset))
 
 
 def _peek_is_sharegpt(path: Path) -> bool:
@@ -114,22 +117,16 @@ def _hf_roots(source: str, path: Path, allow_outside: bool) -> ImageRoots:
     return ImageRoots(None, caches, allow_outside=allow_outside, where="the Hugging Face caches")
 
 
-def iter_records(
-    source: str | os.PathLike, *, format: str = "auto", split: str | None = None, columns: Any = None,
-    allow_outside_paths: bool = False,
-) -> Iterator[_Record]:
-    """Raw records (not yet checked) from any supported source, each with the roots its images must lie in."""
+def _format_of(source: str | os.PathLike, format: str) -> str:
     fmt = detect_format(source) if format == "auto" else format
     if fmt not in FORMATS:
         raise GleamDataError.at("--format", None, "format", f"expected one of {', '.join(FORMATS)}, got {format!r}")
+    return fmt
+
+
+def iter_raw_rows(source: str | os.PathLike, fmt: str, split: str | None = None) -> Iterator[dict[str, Any]]:
+    """:data:`~gleamx.data.check.RAW_FEATURES` rows of a gleamx JSONL or ShareGPT source, one at a time."""
     path = Path(source)
-    roots: dict[Path, ImageRoots] = {}
-
-    def roots_of(f: Path) -> ImageRoots:
-        if f.parent not in roots:  # a file's images stay in its directory (or its manifest's roots)
-            roots[f.parent] = ImageRoots.for_dir(f.parent, allow_outside=allow_outside_paths)
-        return roots[f.parent]
-
     if fmt == "jsonl":
         files = _files(path, (".jsonl",))
         wanted = canonical_split(split) if split else None
@@ -137,37 +134,44 @@ def iter_records(
             files = [path / f"{wanted}.jsonl"]  # skip reading the other splits
         for f in files:
             for line, row in iter_jsonl_rows(f):
-                yield _Record(str(f), line, f.parent, _ProblemRow(row) if isinstance(row, Problem) else row,
-                              _default_split(f), roots_of(f), path if path.is_dir() else None)
-    elif fmt == "sharegpt":
-        for f in _files(path, (".json", ".jsonl")):
-            converted: list[tuple[dict, str]] = []
-            lines: dict[str, int | None] = {}
-            for index, (line, row) in enumerate(iter_sharegpt_rows(f), start=1):
-                rec, lang, problems = sharegpt_row_to_record(row, file=str(f), line=line, index=index)
-                if problems:
-                    for p in problems:  # a bad conversation: report it through the common checker
-                        yield _Record(str(f), line, f.parent, _ProblemRow(p), _default_split(f), None)
-                    continue
+                yield raw_row(f, line, row, _default_split(f), path if path.is_dir() else None)
+        return
+    for f in _files(path, (".json", ".jsonl")):
+        converted: list[tuple[dict, str]] = []  # a sample's language rows may lie anywhere in its file
+        lines: dict[str, int | None] = {}
+        for index, (line, row) in enumerate(iter_sharegpt_rows(f), start=1):
+            rec, lang, problems = sharegpt_row_to_record(row, file=str(f), line=line, index=index)
+            for p in problems:  # a bad conversation: reported through the common checker
+                yield raw_row(f, line, p, _default_split(f))
+            if not problems:
                 lines.setdefault(str(rec["id"]), line)
                 converted.append((rec, lang))
-            for rec in merge_language_rows(converted):
-                yield _Record(str(f), lines[str(rec["id"])], f.parent, rec, _default_split(f), roots_of(f))
-    else:
-        mapping = parse_column_mapping(columns)
-        hf_roots = _hf_roots(str(source), path, allow_outside_paths)
-        # HF split names are the dataset's own identifiers: rows without a split column take the requested one
-        default = (canonical_split(split) or split.strip()) if split else "train"
-        for index, rec in iter_hf_records(str(source), split=split, columns=mapping):
-            base = Path(str(source)) if path.is_dir() else Path.cwd()
-            yield _Record(str(source), index, base, rec, default, hf_roots)
+        for rec in merge_language_rows(converted):
+            yield raw_row(f, lines[str(rec["id"])], rec, _default_split(f))
 
 
-@dataclass
-class _ProblemRow:
-    """A record that a format reader already found bad."""
+def _hf_checked(source: str | os.PathLike, split: str | None, columns: Any, checker: Checker) -> list[datasets.Dataset]:
+    """Each split of a Hugging Face dataset checked by a ``.map`` over its own memory-mapped rows. Rows
+    without a split column are in the split they come from (``--split``'s, else the dataset's split name)."""
+    mapping = parse_column_mapping(columns)
+    to_field = {col: fld for fld, col in mapping.items()}
+    path = Path(source)
+    roots = _hf_roots(str(source), path, checker.allow_outside)
+    base = path if path.is_dir() else Path.cwd()
+    parts, offset = [], 0
+    for name, ds in hf_splits(str(source), split):
+        ds = prepare_hf(ds, str(source), mapping)
+        given = split or name
+        default = (canonical_split(given) or given.strip()) if given else "train"
 
-    problem: Problem
+        def records(batch: dict[str, list], indices: list[int], default: str = default,
+                    start: int = offset) -> Iterator[Record]:
+            for i, row in zip(indices, batch_rows(batch)):
+                yield Record(str(source), start + i + 1, base, hf_record(row, to_field), default, roots)
+
+        parts.append(checked(ds, records, checker))
+        offset += len(ds)
+    return parts
 
 
 def load_samples(
@@ -182,7 +186,8 @@ def load_samples(
     allow_outside_paths: bool = False,
     max_image_pixels: int | None = None,
 ) -> LoadResult:
-    """Load and check every record.
+    """Load and check every record: ``result.dataset`` is a ``datasets.Dataset`` with :data:`FEATURES`
+    (image paths absolute, in-memory images as encoded bytes; both decode lazily).
 
     By default the first problem raises :class:`GleamDataError`. ``skip_bad``
     keeps going and leaves bad records out (``result.n_bad`` says how many);
@@ -194,56 +199,21 @@ def load_samples(
     ``gleamx_manifest.json`` names) unless ``allow_outside_paths``; images over
     ``max_image_pixels`` (default ``$GLEAMX_MAX_IMAGE_PIXELS`` or 100 M) are problems.
     """
-    result = LoadResult()
-    checker = ImageChecker(decode=decode_images, max_pixels=max_image_pixels)
-    seen: dict[str, str] = {}
-    own_file: dict[str, bool] = {}
-    wanted = (canonical_split(split) or split.strip().lower()) if split else None
-    for rec in iter_records(source, format=format, split=split, columns=columns,
-                            allow_outside_paths=allow_outside_paths):
-        result.n_records += 1
-        if isinstance(rec.row, _ProblemRow):
-            problems = [rec.row.problem]
-            sample = None
-        else:
-            sample, problems = sample_from_record(
-                rec.row, file=rec.file, line=rec.line, base_dir=rec.base_dir, images=checker,
-                default_split=rec.default_split, roots=rec.roots,
-            )
-        if sample is not None and rec.split_dir is not None:
-            own = rec.split_dir / f"{sample.split}.jsonl"
-            if own.name != Path(rec.file).name and own_file.setdefault(own.name, own.is_file()):
-                # --split <split> reads only <split>.jsonl: this row would be left out of it without a word
-                problems = [Problem(rec.file, rec.line, "split",
-                                    f"{sample.split!r} row in {Path(rec.file).name}, but --split {sample.split} "
-                                    f"reads only {own.name} (move the row there or fix its split)")]
-                sample = None
-        if sample is not None:
-            where = f"{rec.file}:{rec.line}"
-            if sample.id in seen:
-                problems = [Problem(rec.file, rec.line, "id", f"duplicate id {sample.id!r} (first seen at {seen[sample.id]})")]
-                sample = None
-            else:
-                seen[sample.id] = where
-        if problems:
-            if not (skip_bad or collect):
-                raise GleamDataError(problems[0])
-            result.problems.extend(problems)
-            continue
-        assert sample is not None
-        if wanted and sample.split.lower() != wanted:
-            result.n_records -= 1  # not part of the requested split: neither loaded nor bad
-            continue
-        result.samples.append(sample)
-    if result.n_records == 0 and not result.problems:
+    fmt = _format_of(source, format)
+    checker = Checker(split=split, go_on=skip_bad or collect, decode=decode_images, max_pixels=max_image_pixels,
+                      allow_outside=allow_outside_paths)
+    if fmt == "hf":
+        parts = _hf_checked(source, split, columns, checker)
+    else:
+        raw = write_dataset(iter_raw_rows(source, fmt, split), RAW_FEATURES, "raw")
+        parts = [checked(raw, checker.raw_records, checker)]
+    if checker.n_records == 0 and not checker.problems:
         where = f" with split {split!r}" if split else ""
         raise GleamDataError.at(str(source), None, "samples", f"no samples found{where}")
-    return result
+    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    return LoadResult(ds, checker.problems, checker.n_records)
 
 
-def to_dataset(samples: list[GleamSample]):
+def to_dataset(samples: Iterable[GleamSample]) -> datasets.Dataset:
     """A ``datasets.Dataset`` with :data:`~gleamx.data.schema.FEATURES` (images decode lazily)."""
-    import datasets
-
-    rows = [s.to_features_dict() for s in samples]
-    return datasets.Dataset.from_list(rows, features=FEATURES)
+    return write_dataset((s.to_features_dict() for s in samples), FEATURES, "samples")

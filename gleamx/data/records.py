@@ -8,6 +8,7 @@ the same one-line messages.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from gleamx.data.images import ImageTooLargeError, max_image_pixels, open_image,
 from gleamx.data.paths import ImageRoots
 from gleamx.data.schema import LANGS, REQUIRED_FIELDS, SPLITS, VIEWS, GleamSample, canonical_split, parse_label
 from gleamx.errors import GleamDataError, Problem
-from gleamx.prompts.verdict import parse_verdict
+from gleamx.data.verdict import parse_verdict
 
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS) | {"explanation", "source", "split", "meta"}
 IMAGE_FIELDS = ("query_image", "satellite_image")
@@ -60,9 +61,11 @@ class ImageChecker:
         return None
 
     def in_memory(self, value: Any) -> tuple[Any, str | None]:
-        """Encoded bytes or a PIL image -> ``(decoded image, None)``, or ``(None, what is wrong)``."""
+        """Encoded bytes or a PIL image -> ``(value, None)`` once it decodes (bytes stay encoded, to be
+        decoded lazily from Arrow), or ``(None, what is wrong)``."""
         try:
-            return open_image(value, max_pixels=self.max_pixels, mode=None, name="(in-memory image)"), None
+            open_image(value, max_pixels=self.max_pixels, mode=None, name="(in-memory image)")
+            return (bytes(value) if isinstance(value, bytearray) else value), None
         except ImageTooLargeError as e:
             return None, "in-memory image is " + e.problem.message
         except GleamDataError as e:
@@ -91,6 +94,7 @@ def sample_from_record(
     """Check ``row`` and build a sample. Returns ``(sample, [])`` or ``(None, problems)``.
 
     Image paths must resolve inside ``roots`` (see :mod:`gleamx.data.paths`; ``None``: no check).
+    In-memory images (a ``datasets`` dataset's encoded bytes) are checked and kept encoded.
     """
     problems: list[Problem] = []
 
@@ -100,18 +104,46 @@ def sample_from_record(
     if not isinstance(row, dict):
         bad("record", f"expected a JSON object, got {type(row).__name__}")
         return None, problems
+    _check_fields(row, bad)
+    image_paths = _check_images(row, bad, base_dir, images, roots)
+    view = row.get("query_view")
+    if view is not None and view not in VIEWS:
+        bad("query_view", f"unknown view {view!r} (expected one of: {', '.join(VIEWS)})")
+    label = None
+    if row.get("label") is not None:
+        label = parse_label(row["label"])
+        if label is None:
+            bad("label", f"expected a boolean or yes/no, got {row['label']!r}")
+    explanation = _check_explanation(row, bad, label)
+    split, source, meta = _check_provenance(row, bad, default_split)
+    if problems:
+        return None, problems
+    sample = GleamSample(
+        id=str(row["id"]), query_image=image_paths["query_image"], satellite_image=image_paths["satellite_image"],
+        query_view=view, label=bool(label), explanation=explanation, source=source, split=split, meta=meta,
+    )
+    return sample, []
 
+
+Bad = Callable[[str, str], None]
+
+
+def _check_fields(row: dict, bad: Bad) -> None:
+    """Unknown and missing fields, and the id."""
     for key in sorted(set(row) - KNOWN_FIELDS):
         bad(key, f"unknown field (expected only: {', '.join(sorted(KNOWN_FIELDS))})")
     for key in REQUIRED_FIELDS:
         if key not in row or row[key] is None:
             bad(key, "missing (required)")
-
     sid = row.get("id")
     if "id" in row and (not isinstance(sid, (str, int)) or str(sid).strip() == ""):
         bad("id", f"expected a non-empty string, got {sid!r}")
 
-    image_paths: dict[str, str] = {}
+
+def _check_images(row: dict, bad: Bad, base_dir: Path, images: ImageChecker | None,
+                  roots: ImageRoots | None) -> dict[str, Any]:
+    """``{field: absolute path, or checked in-memory image}`` for each usable image field."""
+    found: dict[str, Any] = {}
     for key in IMAGE_FIELDS:
         value = row.get(key)
         if value is None:
@@ -121,63 +153,56 @@ def sample_from_record(
         elif isinstance(value, dict) and isinstance(value.get("path"), str):
             value = value["path"]  # a path-only Image value: checked like any path below
         if isinstance(value, (PILImage.Image, bytes, bytearray)):  # in-memory image (HF datasets)
-            decoded, issue = (images or ImageChecker()).in_memory(value)
-            if issue:
-                bad(key, issue)
-            else:
-                image_paths[key] = decoded
-            continue
-        if not isinstance(value, str) or not value.strip():
-            bad(key, f"expected an image path (string), got {value!r}")
-            continue
-        path = _resolve(value, base_dir)
-        issue = roots.problem(path, value) if roots is not None else None
-        if not issue and images is not None:
-            issue = images.problem(path, value)
+            kept, issue = (images or ImageChecker()).in_memory(value)
+        elif not isinstance(value, str) or not value.strip():
+            kept, issue = None, f"expected an image path (string), got {value!r}"
+        else:
+            kept = _resolve(value, base_dir)
+            issue = roots.problem(kept, value) if roots is not None else None
+            if not issue and images is not None:
+                issue = images.problem(kept, value)
         if issue:
             bad(key, issue)
         else:
-            image_paths[key] = path
+            found[key] = kept
+    return found
 
-    view = row.get("query_view")
-    if view is not None and view not in VIEWS:
-        bad("query_view", f"unknown view {view!r} (expected one of: {', '.join(VIEWS)})")
 
-    label = None
-    if row.get("label") is not None:
-        label = parse_label(row["label"])
-        if label is None:
-            bad("label", f"expected a boolean or yes/no, got {row['label']!r}")
-
+def _check_explanation(row: dict, bad: Bad, label: bool | None) -> dict[str, str]:
+    """The explanation texts by language; each verdict line must agree with the label."""
     explanation: dict[str, str] = {}
-    if "explanation" in row:
-        expl = row["explanation"]
-        if not isinstance(expl, dict):
-            bad("explanation", f"expected an object with keys {'/'.join(LANGS)}, got {type(expl).__name__}")
-        elif not any(isinstance(v, str) and v.strip() for v in expl.values()):
-            bad("explanation", f"empty (expected non-empty text under {' and/or '.join(LANGS)})")
+    if "explanation" not in row:
+        return explanation
+    expl = row["explanation"]
+    if not isinstance(expl, dict):
+        bad("explanation", f"expected an object with keys {'/'.join(LANGS)}, got {type(expl).__name__}")
+        return explanation
+    if not any(isinstance(v, str) and v.strip() for v in expl.values()):
+        bad("explanation", f"empty (expected non-empty text under {' and/or '.join(LANGS)})")
+        return explanation
+    for lang, text in expl.items():
+        if lang not in LANGS:
+            bad(f"explanation.{lang}", f"unknown language (expected one of: {', '.join(LANGS)})")
+        elif text is None:
+            continue
+        elif not isinstance(text, str) or not text.strip():
+            bad(f"explanation.{lang}", "empty (expected non-empty text)")
         else:
-            for lang, text in expl.items():
-                if lang not in LANGS:
-                    bad(f"explanation.{lang}", f"unknown language (expected one of: {', '.join(LANGS)})")
-                elif text is None:
-                    continue
-                elif not isinstance(text, str) or not text.strip():
-                    bad(f"explanation.{lang}", "empty (expected non-empty text)")
-                else:
-                    said = parse_verdict(text)
-                    if label is not None and said is not None and said != label:
-                        bad(
-                            f"explanation.{lang}",
-                            f"its verdict line says {'yes' if said else 'no'} but label is {str(label).lower()}",
-                        )
-                    explanation[lang] = text
+            said = parse_verdict(text)
+            if label is not None and said is not None and said != label:
+                bad(f"explanation.{lang}",
+                    f"its verdict line says {'yes' if said else 'no'} but label is {str(label).lower()}")
+            explanation[lang] = text
+    return explanation
 
+
+def _check_provenance(row: dict, bad: Bad, default_split: str) -> tuple[Any, Any, Any]:
+    """``(split, source, meta)``; split names are read case-insensitively (a ``Test`` row is in ``test``)."""
     split = row.get("split", default_split)
     if not isinstance(split, str) or not split.strip():
         bad("split", f"expected a non-empty string such as {', '.join(SPLITS)}, got {split!r}")
     elif "split" in row:
-        name = canonical_split(split)  # read case-insensitively: a "Test" row is in the test split
+        name = canonical_split(split)
         if name is None:
             bad("split", f"unknown split {split!r} (expected {', '.join(SPLITS)} or validation, any case, "
                          "optionally with a suffix such as test_human)")
@@ -188,20 +213,4 @@ def sample_from_record(
     meta = row.get("meta", {})
     if not isinstance(meta, dict):
         bad("meta", f"expected an object, got {type(meta).__name__}")
-
-    if problems:
-        return None, problems
-    return (
-        GleamSample(
-            id=str(sid),
-            query_image=image_paths["query_image"],
-            satellite_image=image_paths["satellite_image"],
-            query_view=view,
-            label=bool(label),
-            explanation=explanation,
-            source=source,
-            split=split,
-            meta=meta,
-        ),
-        [],
-    )
+    return split, source, meta

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,30 @@ class GleamSample:
             split=row.get("split") or "",
             meta=json.loads(meta) if isinstance(meta, str) else dict(meta),
         )
+
+
+def _sample_image(value: Any) -> Any:
+    """A stored image as a sample holds it: the path, or the decoded in-memory image."""
+    if isinstance(value, dict) and value.get("bytes"):
+        from gleamx.data.images import open_image
+
+        return open_image(value["bytes"], mode=None, name="(in-memory image)")
+    return value.get("path") if isinstance(value, dict) else value
+
+
+def samples_of(data: Any, batch_size: int = 256) -> Iterator[GleamSample]:
+    """The samples of a :data:`FEATURES` ``datasets.Dataset`` (one batch in memory at a time), or of an
+    iterable of :class:`GleamSample` (passed through)."""
+    if not isinstance(data, datasets.Dataset):
+        yield from data
+        return
+    for name in ("query_image", "satellite_image"):
+        data = data.cast_column(name, datasets.Image(decode=False))
+    for batch in data.iter(batch_size=batch_size):
+        for values in zip(*batch.values()):
+            row = dict(zip(batch, values))
+            row["query_image"], row["satellite_image"] = (_sample_image(row[f]) for f in ("query_image", "satellite_image"))
+            yield GleamSample.from_features_dict(row)
 
 
 _TRUE = {"true", "yes", "y", "1", "match", "same", "是", "匹配", "相同"}

@@ -1,4 +1,5 @@
-"""ShareGPT / LLaMA-Factory multimodal format, read and write.
+"""ShareGPT / LLaMA-Factory multimodal format: the reader (the writer, which builds prompts, is
+:mod:`gleamx.prompts.sharegpt`).
 
 A ShareGPT row holds one conversation and its images::
 
@@ -18,21 +19,18 @@ The older ``conversations`` / ``from`` / ``value`` spelling is accepted.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gleamx.data.jsonl import iter_jsonl_rows, sample_to_json
-from gleamx.data.paths import record_image_roots
-from gleamx.data.schema import LANGS, GleamSample
-from gleamx.data.text import iter_json_list, read_text
+from gleamx.data.jsonl import iter_jsonl_rows
+from gleamx.data.schema import LANGS
+from gleamx.data.templates import view_from_prompt
+from gleamx.data.text import iter_json_list
+from gleamx.data.verdict import VERDICT_LINES, parse_verdict, strip_verdict
 from gleamx.errors import GleamDataError, Problem
-from gleamx.prompts.messages import answer_with_verdict, sample_languages
-from gleamx.prompts.templates import user_prompt, view_from_prompt
-from gleamx.prompts.verdict import VERDICT_LINES, parse_verdict, strip_verdict
 
 IMAGE_TOKEN = "<image>"
 _ROLE = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant", "system": "system"}
@@ -139,80 +137,3 @@ def merge_language_rows(records: Iterable[tuple[dict, str]]) -> list[dict]:
         elif "explanation" in rec:
             merged[key].setdefault("explanation", {}).update(rec["explanation"])
     return list(merged.values())
-
-
-def sample_to_sharegpt_rows(sample: GleamSample, base_dir: Path, lang: str = "both", task: str = "explain") -> list[dict]:
-    """One ShareGPT row per language of ``sample`` (see module docstring)."""
-    rel = sample_to_json(sample, base_dir)
-    langs = sample_languages(sample, lang, task)
-    if not langs and task == "explain":
-        # A label-only sample still round-trips: it becomes label-task rows.
-        task, langs = "label", sample_languages(sample, lang, "label")
-    rows = []
-    for lg in langs:
-        answer, appended = answer_with_verdict(sample, lg, task)
-        rows.append(
-            {
-                "messages": [
-                    {"role": "user", "content": IMAGE_TOKEN * 2 + user_prompt(sample.query_view, lg, task)},
-                    {"role": "assistant", "content": answer},
-                ],
-                "images": [rel["query_image"], rel["satellite_image"]],
-                "id": sample.id,
-                "lang": lg,
-                "task": task,
-                "query_view": sample.query_view,
-                "label": bool(sample.label),
-                "source": sample.source,
-                "split": sample.split,
-                "meta": sample.meta,
-                # Lets the reader drop the verdict line gleamx added, so the round trip is lossless.
-                "verdict_appended": appended,
-            }
-        )
-    return rows
-
-
-def write_sharegpt(
-    samples: Iterable[GleamSample],
-    path: str | os.PathLike,
-    *,
-    lang: str = "both",
-    task: str = "explain",
-    dataset_name: str | None = None,
-) -> int:
-    """Write ShareGPT JSON (a list) plus a LLaMA-Factory ``dataset_info.json`` entry beside it.
-
-    Returns the number of rows (conversations) written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    samples = list(samples)
-    rows = [r for s in samples for r in sample_to_sharegpt_rows(s, path.parent.resolve(), lang, task)]
-    info_path = path.parent / "dataset_info.json"
-    info: Any = {}
-    if info_path.is_file():  # read before writing anything: a broken one stops here, in one line
-        try:
-            info = json.loads(read_text(info_path))
-        except json.JSONDecodeError as e:
-            raise GleamDataError.at(str(info_path), e.lineno, "json", f"expected a JSON object ({e.msg})") from None
-        if not isinstance(info, dict):
-            raise GleamDataError.at(str(info_path), None, "json", f"expected a JSON object, got {type(info).__name__}")
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        json.dump(rows, f, ensure_ascii=False, indent=1)
-        f.write("\n")
-    # images outside the output's directory: name their root, so that gleamx reads this file back
-    record_image_roots(path.parent, (im for s in samples for im in (s.query_image, s.satellite_image)))
-    info[dataset_name or path.stem] = {
-        "file_name": path.name,
-        "formatting": "sharegpt",
-        "columns": {"messages": "messages", "images": "images"},
-        "tags": {
-            "role_tag": "role",
-            "content_tag": "content",
-            "user_tag": "user",
-            "assistant_tag": "assistant",
-        },
-    }
-    info_path.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return len(rows)

@@ -88,6 +88,23 @@ def surrogate_problem(file: str, line: int | None, text: str, row: Any) -> Probl
                    f"lone surrogate escape {found} (not valid Unicode text); expected UTF-8 text")
 
 
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _list_start(text: str, name: str, decoder: json.JSONDecoder, fail: Any) -> int:
+    """The index of the first non-blank character after the opening ``[`` of a file's JSON list."""
+    i = _WS.match(text, 0).end()
+    if i >= len(text):
+        raise GleamDataError.at(name, None, "json", "expected a JSON list of conversations, got an empty file")
+    if text[i] != "[":
+        try:
+            top = decoder.raw_decode(text, i)[0]
+        except json.JSONDecodeError as e:
+            raise fail(e.pos, f"expected a JSON list of conversations ({e.msg})") from None
+        raise fail(i, f"expected a JSON list of conversations, got {type(top).__name__}")
+    return _WS.match(text, i + 1).end()
+
+
 def iter_json_list(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """``(index, row)`` for each element of a file holding one JSON list (1-based index).
 
@@ -114,17 +131,7 @@ def iter_json_list(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         return GleamDataError.at(name, line_of(char_index), "json", message)
 
     decoder = json.JSONDecoder()
-    ws = re.compile(r"[ \t\n\r]*")
-    i = ws.match(text, 0).end()
-    if i >= len(text):
-        raise GleamDataError.at(name, None, "json", "expected a JSON list of conversations, got an empty file")
-    if text[i] != "[":
-        try:
-            top = decoder.raw_decode(text, i)[0]
-        except json.JSONDecodeError as e:
-            raise fail(e.pos, f"expected a JSON list of conversations ({e.msg})") from None
-        raise fail(i, f"expected a JSON list of conversations, got {type(top).__name__}")
-    i = ws.match(text, i + 1).end()
+    i = _list_start(text, name, decoder, fail)
     index = 0
     line, counted = 1, 0  # line numbers are counted incrementally: files can be large
     byte, measured = skip, 0
@@ -146,12 +153,12 @@ def iter_json_list(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         else:
             problem = surrogate_problem(name, index, text[i:end], row)
             yield index, (problem if problem is not None else row)
-        i = ws.match(text, end).end()
+        i = _WS.match(text, end).end()
         if i < len(text) and text[i] == ",":
-            i = ws.match(text, i + 1).end()
+            i = _WS.match(text, i + 1).end()
             continue
         if i < len(text) and text[i] == "]":
-            rest = ws.match(text, i + 1).end()
+            rest = _WS.match(text, i + 1).end()
             if rest != len(text):
                 raise fail(rest, "expected a JSON list of conversations (extra data after the list)")
             return

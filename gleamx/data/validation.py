@@ -7,8 +7,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import datasets
+
 from gleamx.data.load import LoadResult, load_samples
-from gleamx.data.schema import LANGS, GleamSample
+from gleamx.data.schema import LANGS
 from gleamx.errors import Problem
 
 
@@ -41,14 +43,22 @@ class ValidationReport:
         }
 
 
-def count(samples: list[GleamSample]) -> dict[str, Counter]:
-    """Counters by split, view, label (``match``/``no_match``) and explanation language."""
-    return {
-        "by_split": Counter(s.split for s in samples),
-        "by_view": Counter(s.query_view for s in samples),
-        "by_label": Counter("match" if s.label else "no_match" for s in samples),
-        "by_lang": Counter(lang for s in samples for lang in LANGS if s.explanation.get(lang)),
-    }
+def count(data: Any) -> dict[str, Counter]:
+    """Counters by split, view, label (``match``/``no_match``) and explanation language, over a
+    :data:`~gleamx.data.schema.FEATURES` dataset (read column by column, batch by batch) or a list of samples."""
+    counts: dict[str, Counter] = {"by_split": Counter(), "by_view": Counter(), "by_label": Counter(), "by_lang": Counter()}
+    columns = ["split", "query_view", "label", "explanation"]
+    if isinstance(data, datasets.Dataset):
+        batches: Any = data.select_columns(columns).iter(batch_size=1000)
+    else:
+        rows = [s.to_features_dict() for s in data]
+        batches = [{c: [row[c] for row in rows] for c in columns}]
+    for batch in batches:
+        counts["by_split"].update(batch["split"])
+        counts["by_view"].update(batch["query_view"])
+        counts["by_label"].update("match" if label else "no_match" for label in batch["label"])
+        counts["by_lang"].update(lang for expl in batch["explanation"] for lang in LANGS if (expl or {}).get(lang))
+    return counts
 
 
 def validate(
@@ -61,5 +71,5 @@ def validate(
         allow_outside_paths=allow_outside_paths, max_image_pixels=max_image_pixels,
     )
     return ValidationReport(
-        n_records=res.n_records, n_valid=len(res.samples), problems=res.problems, **count(res.samples)
+        n_records=res.n_records, n_valid=len(res.dataset), problems=res.problems, **count(res.dataset)
     )

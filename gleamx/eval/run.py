@@ -19,77 +19,24 @@ the key of what made the directory's results; another mode or config is refused 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from gleamx.data.load import load_samples
-from gleamx.data.schema import GleamSample
+from gleamx.data.schema import GleamSample, samples_of
+from gleamx.checks import gleamx_provenance
 from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.eval.appendlog import read_records, repair_tail, single_writer
-from gleamx.eval.decoding import greedy_decoding
+from gleamx.eval.config import BACKENDS, EvalConfig, _hash  # noqa: F401  (EvalConfig, BACKENDS re-exported)
 from gleamx.eval.match import grouped_match_metrics, match_metrics
 from gleamx.eval.stats import bootstrap_ci, calibration
 from gleamx.prompts.verdict import parse_verdict
 
-BACKENDS = ("hf", "vllm")
-_SETTINGS = ("lang", "task", "backend", "min_pixels", "max_pixels", "dtype")
 _FLAG = {"max_new_tokens": "--max-new-tokens", "repetition_penalty": "--repetition-penalty"}
-
-
-@dataclass
-class EvalConfig:
-    data: str
-    lang: str = "en"
-    output: str = "eval-out"
-    model: str | None = None
-    adapter: str | None = None
-    predictions: str | None = None
-    split: str | None = "test"
-    task: str = "explain"
-    backend: str = "hf"
-    batch_size: int = 8
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.0
-    limit: int | None = None
-    min_pixels: int | None = None
-    max_pixels: int | None = None
-    dtype: str = "auto"
-    sbert_model: str | None = None
-    bertscore_model: str | None = None
-    no_explanation_metrics: bool = False
-    judge_model: str | None = None
-    judge_base_url: str | None = None
-    judge_api_key_env: str = "OPENAI_API_KEY"
-    judge_concurrency: int = 8
-    judge_timeout: float = 60.0
-    judge_max_retries: int = 5
-    bootstrap: int = 1000
-    overwrite: bool = False
-
-    def generation_config(self) -> dict[str, Any]:
-        """The full decoding config both backends get (greedy; see :func:`gleamx.eval.decoding.greedy_decoding`)."""
-        return greedy_decoding(self.max_new_tokens, self.repetition_penalty)
-
-    def key_parts(self) -> dict[str, Any]:
-        """Everything that changes a generated answer besides the sample itself (not batch size:
-        batching is exact): model and adapter contents, settings, decoding."""
-        from gleamx.eval.fingerprint import model_fingerprint
-
-        return {"model": model_fingerprint(self.model), "adapter": model_fingerprint(self.adapter),
-                **{k: getattr(self, k) for k in _SETTINGS}, "generation": self.generation_config()}
-
-    def generation_key(self) -> str:
-        """Hash of :meth:`key_parts`: the ``config`` of every row this run writes to ``predictions.jsonl``."""
-        return _hash(self.key_parts())
-
-
-def _hash(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _is_probability(p: Any) -> bool:
@@ -252,36 +199,10 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
                              generation_config=gen, on_batch=save)
 
 
-def _check_config(cfg: EvalConfig) -> None:
-    if (cfg.model is None) == (cfg.predictions is None):
-        raise GleamConfigError("give exactly one of --model (generate) or --predictions (score a file)")
-    if cfg.backend not in BACKENDS:
-        raise GleamConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
-    if cfg.lang not in ("en", "zh"):
-        raise GleamConfigError(f"--lang: expected en or zh, got {cfg.lang!r}")
-    if bool(cfg.judge_model) != bool(cfg.judge_base_url):
-        raise GleamConfigError("--judge-model and --judge-base-url go together")
-    if cfg.backend == "vllm" and cfg.adapter:
-        raise GleamConfigError("--backend vllm: merge the adapter first (gleamx merge) and pass the merged --model")
+def _check_paths(cfg: EvalConfig) -> None:
+    """What only the file system can say (the values themselves are checked when the config is made)."""
     if cfg.adapter and not Path(cfg.adapter, "adapter_config.json").is_file():
         raise GleamConfigError(f"--adapter: {cfg.adapter} has no adapter_config.json (expected a PEFT adapter dir)")
-    if not (isinstance(cfg.repetition_penalty, (int, float)) and cfg.repetition_penalty > 0):
-        raise GleamConfigError(
-            f"--repetition-penalty: expected a positive number (1.0: none), got {cfg.repetition_penalty}")
-    # The same bounds the command line checks at parse time (gleamx.cli.common), for callers of the API.
-    at_least = {"--batch-size": (cfg.batch_size, 1), "--max-new-tokens": (cfg.max_new_tokens, 1),
-                "--limit": (cfg.limit, 1), "--min-pixels": (cfg.min_pixels, 1), "--max-pixels": (cfg.max_pixels, 1),
-                "--bootstrap": (cfg.bootstrap, 0), "--judge-concurrency": (cfg.judge_concurrency, 1),
-                "--judge-max-retries": (cfg.judge_max_retries, 0)}
-    for flag, (value, low) in at_least.items():
-        if value is None and flag in ("--limit", "--min-pixels", "--max-pixels"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise GleamConfigError(f"{flag}: expected an integer >= {low}, got {value!r}")
-    if cfg.min_pixels and cfg.max_pixels and cfg.min_pixels > cfg.max_pixels:
-        raise GleamConfigError(f"--min-pixels: expected at most --max-pixels ({cfg.max_pixels}), got {cfg.min_pixels}")
-    if not (isinstance(cfg.judge_timeout, (int, float)) and math.isfinite(cfg.judge_timeout) and cfg.judge_timeout > 0):
-        raise GleamConfigError(f"--judge-timeout: expected a positive number of seconds, got {cfg.judge_timeout!r}")
 
 
 def _source(value: str | None) -> str | None:
@@ -362,16 +283,19 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
 
 def evaluate(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """:func:`run_eval`, also returning the predictions scored (``{id: row}``)."""
-    _check_config(cfg)
+    _check_paths(cfg)
     out = Path(cfg.output)
     with single_writer(out, "gleamx-eval"):
         return _evaluate(cfg, out)
 
 
 def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    samples = load_samples(cfg.data, split=cfg.split).samples
+    data = load_samples(cfg.data, split=cfg.split, columns=cfg.columns).dataset
     if cfg.limit is not None:
-        samples = samples[: cfg.limit]
+        data = data.select(range(min(cfg.limit, len(data))))
+    # The evaluated samples as records (image paths or encoded bytes, never decoded pixels): the resumable
+    # batch grid and the scores index them by position.
+    samples = list(samples_of(data))
     generation = images = None
     if cfg.predictions:
         _claim_output(out, cfg, "predictions", {"predictions": _source(cfg.predictions), "data": _source(cfg.data),
@@ -397,8 +321,8 @@ def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dic
         _generate_missing(cfg, samples, pred_path, processor, stop_ids, key, inputs)
         predictions = read_predictions(pred_path, key, inputs)
 
-    results: dict[str, Any] = {"config": asdict(cfg), "generation": generation, "images": images,
-                               **score(samples, predictions, bootstrap=cfg.bootstrap)}
+    results: dict[str, Any] = {"config": asdict(cfg), "gleamx": gleamx_provenance(), "generation": generation,
+                               "images": images, **score(samples, predictions, bootstrap=cfg.bootstrap)}
     results["explanation"] = _explanation_scores(cfg, samples, predictions, out)
     from gleamx.eval.report import model_index, write_reports
 

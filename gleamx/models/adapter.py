@@ -122,43 +122,25 @@ def _n_fitting(state: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> i
     return sum(1 for k, v in state.items() if expected.get(k) == tuple(v.shape))
 
 
-def load_adapter(model: Any, adapter_dir: str | Path, *, flag: str = "--adapter") -> Any:
-    """Wrap ``model`` with the PEFT adapter in ``adapter_dir`` and load every one of its tensors.
+def _read_adapter(adapter: Path, flag: str) -> tuple[Any, dict[str, Any]]:
+    """``(PeftConfig, saved tensors)`` of an adapter directory; unreadable is one line."""
+    from peft import PeftConfig
+    from peft.utils import load_peft_weights
 
-    The saved keys are matched against the tensors the wrapped model expects (names and shapes);
-    an adapter in transformers 4's Qwen-VL layout is renamed to transformers 5's. Anything that
-    still does not fit is a one-line :class:`GleamModelError` naming the adapter and how many of its
-    tensors matched. A ``base_model_name_or_path`` other than ``model``'s prints a one-line warning.
-    Returns the ``PeftModel`` in eval mode.
-    """
-    from peft import PeftConfig, PeftModel
-    from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
-    from peft.utils import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
-    from peft.utils.constants import EMBEDDING_LAYER_NAMES
-
-    adapter = Path(adapter_dir)
-    where = f"{flag} {adapter}"
     if not (adapter / "adapter_config.json").is_file():
         raise GleamConfigError(f"{flag}: {adapter} has no adapter_config.json (expected a PEFT adapter directory)")
     try:
-        config = PeftConfig.from_pretrained(str(adapter))
-        saved = load_peft_weights(str(adapter), device="cpu")
+        return PeftConfig.from_pretrained(str(adapter)), load_peft_weights(str(adapter), device="cpu")
     except Exception as e:  # noqa: BLE001 - json, safetensors and PEFT errors alike
-        raise GleamModelError(f"{where}: could not read the adapter ({first_line(e, with_type=True)})") from None
+        raise GleamModelError(f"{flag} {adapter}: could not read the adapter ({first_line(e, with_type=True)})") from None
 
-    base_name, model_name = config.base_model_name_or_path, getattr(model, "name_or_path", None)
-    if base_name and model_name and not _same_model(str(base_name), str(model_name)):
-        _say(f"warning: {where} was trained on {base_name!r}, and is applied to {model_name!r}")
 
-    config.inference_mode = True
-    wrapper = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
-    try:
-        with warnings.catch_warnings():
-            # PEFT's wrapper reads a property transformers 5 deprecated; not the user's concern.
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            peft_model = wrapper(model, config)
-    except Exception as e:  # noqa: BLE001 - e.g. PEFT's "Target modules ... not found in the base model"
-        raise GleamModelError(f"{where}: does not fit the model ({first_line(e, with_type=True)})") from None
+def _matching_state(peft_model: Any, saved: dict[str, Any], where: str) -> dict[str, Any]:
+    """``saved`` with every tensor named as ``peft_model`` expects it (old key layouts renamed); one line when
+    any tensor fits nowhere or an expected one is missing."""
+    from peft.utils import get_peft_model_state_dict
+    from peft.utils.constants import EMBEDDING_LAYER_NAMES
+
     # save_embedding_layers=False: PEFT's "auto" asks the Hub about the base model. Embedding weights an
     # adapter saved anyway (resized vocabulary) are accepted where the model has that weight.
     wanted = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
@@ -181,7 +163,40 @@ def load_adapter(model: Any, adapter_dir: str | Path, *, flag: str = "--adapter"
     if missing:
         raise GleamModelError(f"{where}: holds {len(saved)} tensors, but its config puts {len(expected)} on the model "
                               f"(missing e.g. {missing[0]})")
-    result = set_peft_model_state_dict(peft_model, state)
+    return state
+
+
+def load_adapter(model: Any, adapter_dir: str | Path, *, flag: str = "--adapter") -> Any:
+    """Wrap ``model`` with the PEFT adapter in ``adapter_dir`` and load every one of its tensors.
+
+    The saved keys are matched against the tensors the wrapped model expects (names and shapes);
+    an adapter in transformers 4's Qwen-VL layout is renamed to transformers 5's. Anything that
+    still does not fit is a one-line :class:`GleamModelError` naming the adapter and how many of its
+    tensors matched. A ``base_model_name_or_path`` other than ``model``'s prints a one-line warning.
+    Returns the ``PeftModel`` in eval mode.
+    """
+    from peft import PeftModel
+    from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
+    from peft.utils import set_peft_model_state_dict
+
+    adapter = Path(adapter_dir)
+    where = f"{flag} {adapter}"
+    config, saved = _read_adapter(adapter, flag)
+
+    base_name, model_name = config.base_model_name_or_path, getattr(model, "name_or_path", None)
+    if base_name and model_name and not _same_model(str(base_name), str(model_name)):
+        _say(f"warning: {where} was trained on {base_name!r}, and is applied to {model_name!r}")
+
+    config.inference_mode = True
+    wrapper = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
+    try:
+        with warnings.catch_warnings():
+            # PEFT's wrapper reads a property transformers 5 deprecated; not the user's concern.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = wrapper(model, config)
+    except Exception as e:  # noqa: BLE001 - e.g. PEFT's "Target modules ... not found in the base model"
+        raise GleamModelError(f"{where}: does not fit the model ({first_line(e, with_type=True)})") from None
+    result = set_peft_model_state_dict(peft_model, _matching_state(peft_model, saved, where))
     if getattr(result, "unexpected_keys", None):  # cannot happen after the check above; never load silently
         raise GleamModelError(f"{where}: {len(result.unexpected_keys)} adapter tensors were not loaded "
                               f"(e.g. {result.unexpected_keys[0]})")

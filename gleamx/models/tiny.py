@@ -108,10 +108,8 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def tiny_config(arch: str, ids: dict[str, int], vocab_size: int, tie_word_embeddings: bool) -> Any:
-    """The tiny config for ``arch`` with the special-token ids ``ids`` (keys: token strings)."""
-    config_cls = _require_arch(arch)[0]
-    pad, im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
+def _tiny_text_config(arch: str, vocab_size: int, pad: int, im_end: int) -> dict[str, Any]:
+    """The language model's part of a tiny config (sizes shrunk; rope and ids as the real family)."""
     text: dict[str, Any] = {
         "vocab_size": vocab_size,
         "hidden_size": TEXT_HIDDEN,
@@ -125,7 +123,6 @@ def tiny_config(arch: str, ids: dict[str, int], vocab_size: int, tie_word_embedd
         "eos_token_id": im_end,
         "pad_token_id": pad,
     }
-    patch = _patch_size(arch)
     if arch in ("qwen2_vl", "qwen2_5_vl"):
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": MROPE_SECTION_QWEN2}
         text["max_window_layers"] = TEXT_LAYERS
@@ -137,6 +134,11 @@ def tiny_config(arch: str, ids: dict[str, int], vocab_size: int, tie_word_embedd
             "mrope_section": MROPE_SECTION_QWEN3,
             "mrope_interleaved": True,
         }
+    return text
+
+
+def _tiny_vision_config(arch: str) -> dict[str, Any]:
+    """The vision tower's part of a tiny config (each family names its widths differently)."""
     if arch == "qwen2_vl":
         vision: dict[str, Any] = {
             "depth": VISION_DEPTH,
@@ -168,12 +170,20 @@ def tiny_config(arch: str, ids: dict[str, int], vocab_size: int, tie_word_embedd
         }
     vision.update(
         {
-            "patch_size": patch,
+            "patch_size": _patch_size(arch),
             "temporal_patch_size": TEMPORAL_PATCH,
             "spatial_merge_size": SPATIAL_MERGE,
             "in_channels": 3,
         }
     )
+    return vision
+
+
+def tiny_config(arch: str, ids: dict[str, int], vocab_size: int, tie_word_embeddings: bool) -> Any:
+    """The tiny config for ``arch`` with the special-token ids ``ids`` (keys: token strings)."""
+    config_cls = _require_arch(arch)[0]
+    text = _tiny_text_config(arch, vocab_size, ids["<|endoftext|>"], ids["<|im_end|>"])
+    vision = _tiny_vision_config(arch)
     return config_cls(
         text_config=text,
         vision_config=vision,

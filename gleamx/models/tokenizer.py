@@ -7,13 +7,12 @@ appended after the regular vocabulary, in Qwen2-VL's order.
 
 from __future__ import annotations
 
-import base64
 import functools
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gleamx.errors import GleamModelError
+from gleamx.errors import GleamModelError, first_line
 
 if TYPE_CHECKING:
     from transformers import Qwen2Tokenizer
@@ -247,39 +246,17 @@ def _qwen_tiktoken_file() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _qwen_vocab_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Convert Qwen's tiktoken ranks to a byte-level BPE vocabulary and merge list.
+    """Qwen's tiktoken ranks as a byte-level BPE vocabulary and merge list (transformers' ``TikTokenConverter``)."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    tiktoken merges whichever adjacent pair forms the lowest-ranked token; a ``tokenizers`` BPE
-    applies listed merges by priority. Listing *every* split of each token that yields two known
-    tokens, ordered by the merged token's rank, makes both choose the same merges.
-    """
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    ranks: dict[bytes, int] = {}
-    with open(_qwen_tiktoken_file(), "rb") as f:
-        for line in f:
-            if line.strip():
-                token, rank = line.split()
-                ranks[base64.b64decode(token)] = int(rank)
-    if sorted(ranks.values()) != list(range(len(ranks))) or len(ranks) != QWEN_SPECIAL_START_ID:
+    try:
+        vocab, merges = TikTokenConverter().extract_vocab_merges_from_model(str(_qwen_tiktoken_file()))
+    except ValueError as e:  # tiktoken missing, or a line of the file that is no "token rank" pair
+        raise GleamModelError(f"tokenizer 'qwen': {first_line(e)}") from None
+    if sorted(vocab.values()) != list(range(QWEN_SPECIAL_START_ID)):
         raise GleamModelError(
-            f"tokenizer 'qwen': expected {QWEN_SPECIAL_START_ID} dense ranks in qwen.tiktoken, got {len(ranks)}"
+            f"tokenizer 'qwen': expected {QWEN_SPECIAL_START_ID} dense ranks in qwen.tiktoken, got {len(vocab)}"
         )
-    byte_char = bytes_to_unicode()  # GPT-2 byte <-> printable char table used by ByteLevel
-
-    def to_str(b: bytes) -> str:
-        return "".join(byte_char[x] for x in b)
-
-    vocab: dict[str, int] = {}
-    merges: list[tuple[str, str]] = []
-    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-        vocab[to_str(token)] = rank
-        splits = sorted(
-            (ranks[token[:i]], ranks[token[i:]], i)
-            for i in range(1, len(token))
-            if token[:i] in ranks and token[i:] in ranks
-        )
-        merges.extend((to_str(token[:i]), to_str(token[i:])) for _, _, i in splits)
     return vocab, merges
 
 

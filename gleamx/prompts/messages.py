@@ -12,8 +12,8 @@ from typing import Any
 
 from gleamx.data.images import open_image
 from gleamx.data.schema import LANGS, GleamSample
-from gleamx.prompts.templates import IMAGE_ORDER, TASKS, user_prompt
-from gleamx.prompts.verdict import parse_verdict, verdict_line
+from gleamx.data.templates import IMAGE_ORDER, TASKS, user_prompt
+from gleamx.data.verdict import parse_verdict, verdict_line
 
 
 def build_answer(sample: GleamSample, lang: str, task: str = "explain") -> str:

@@ -14,8 +14,11 @@ from gleamx.errors import GleamConfigError
 
 ROOT = Path(__file__).resolve().parent
 
-# kind -> which packaged recipes it runs (GLEAM-C recipes live in gleamc/, every other YAML is an SFT recipe)
-_KINDS = {"sft": lambda name: not name.startswith("gleamc/"), "gleamc": lambda name: name.startswith("gleamc/")}
+# kind -> which packaged recipes it runs (GLEAM-C recipes live in gleamc/, eval configs in eval/, every other
+# YAML is an SFT recipe)
+_KINDS = {"sft": lambda name: not name.startswith(("gleamc/", "eval/")),
+          "gleamc": lambda name: name.startswith("gleamc/"), "eval": lambda name: name.startswith("eval/")}
+_WHAT = {"sft": "SFT recipes", "gleamc": "GLEAM-C recipes", "eval": "eval configs"}
 
 
 def names(kind: str | None = None) -> list[str]:
@@ -71,6 +74,6 @@ def resolve_config(argv: list[str], kind: str) -> list[str]:
             or not _KINDS[kind](packaged.relative_to(ROOT).with_suffix("").as_posix())):
         raise GleamConfigError(
             f"--config {value}: neither a recipe file (no {Path(value).absolute()}) nor a packaged recipe of that "
-            f"name; packaged {'SFT' if kind == 'sft' else 'GLEAM-C'} recipes: {', '.join(names(kind))}")
+            f"name; packaged {_WHAT[kind]}: {', '.join(names(kind))}")
     argv[i + 1] = str(packaged)
     return argv

@@ -33,6 +33,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from gleamx.cli.common import run_cli
+    from gleamx.console import run_cli
 
     sys.exit(run_cli(main))

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from gleamx.checks import check_choice, check_int
+from gleamx.choices import SPLITS, VIEWS
+from gleamx.errors import GleamConfigError
+
+MixedPrecision = Literal["no", "bf16", "fp16"]
+"""accelerate's mixed-precision modes."""
 
 
 @dataclass
@@ -16,6 +24,7 @@ class GleamCConfig:
                 "or a saved GLEAM-C encoder dir / Hub id to continue from"})
     pretrained: bool = field(default=True, metadata={"help": "ImageNet weights from timm for a backbone name"})
     img_size: int = field(default=384, metadata={"help": "square input side for every view (tiny: 64)"})
+    # list[str], not list[View]: HfArgumentParser cannot parse a list of Literal values; __post_init__ checks them.
     views: list[str] | None = field(default=None, metadata={"help": "query views to train on (default: all)"})
     epochs: int = 1
     batch_size: int = field(default=32, metadata={
@@ -32,11 +41,13 @@ class GleamCConfig:
     gather_features: bool = field(default=True, metadata={
         "help": "multi-process: all-gather embeddings (with gradient) so every pair's negatives are the whole "
                 "global batch, as in OpenCLIP; off: each process's InfoNCE sees only its own slice"})
+    # str, not Split: any case and "validation" are read too, as load_retrieval reads them.
     eval_split: str | None = field(default="val", metadata={"help": "split scored after every epoch (None: none)"})
     eval_data: str | None = field(default=None, metadata={
         "help": "dataset dir for eval_split when it is not `data` (e.g. a converted test set: one split per dir)"})
     eval_batch_size: int = 64
-    mixed_precision: str = field(default="no", metadata={"help": "accelerate mixed precision: no, bf16 or fp16"})
+    mixed_precision: MixedPrecision = field(default="no", metadata={
+        "help": "accelerate mixed precision: no, bf16 or fp16"})
     num_workers: int = 0
     seed: int = 0
     save_total_limit: int | None = field(default=2, metadata={
@@ -50,3 +61,23 @@ class GleamCConfig:
         "help": "upload the encoder, card and logs (not checkpoints) when training ends; token from HF_TOKEN or login"})
     hub_model_id: str | None = field(default=None, metadata={"help": "user/name on the Hub"})
     hub_private_repo: bool = False
+
+    def __post_init__(self) -> None:
+        """Every value checked on its own; the dataset (``data``) is checked when training starts."""
+        if self.push_to_hub and (not self.hub_model_id or self.hub_model_id.count("/") != 1):
+            raise GleamConfigError(f"hub_model_id: push_to_hub needs user/name, got {self.hub_model_id!r}")
+        check_int("batch_size", self.batch_size, 2)  # InfoNCE needs a negative in every batch
+        for name in ("epochs", "logging_steps", "eval_batch_size", "img_size"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("hard_negatives", "num_workers"):
+            check_int(name, getattr(self, name), 0)
+        check_int("save_total_limit", self.save_total_limit, 1, optional=True)
+        for view in self.views or []:
+            check_choice("views", view, VIEWS)
+        check_choice("mixed_precision", self.mixed_precision, get_args(MixedPrecision))
+        if self.eval_split is not None:
+            from gleamx.data.schema import canonical_split  # here: that module imports `datasets`
+
+            if canonical_split(self.eval_split) not in SPLITS:
+                raise GleamConfigError(f"eval_split: expected one of {', '.join(SPLITS)} (any case) or None, "
+                                       f"got {self.eval_split!r}")

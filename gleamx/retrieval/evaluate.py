@@ -12,6 +12,7 @@ from gleamx.retrieval.data import Query, RetrievalSet
 from gleamx.retrieval.embed import embed_images
 from gleamx.retrieval.encoder import GleamCEncoder
 from gleamx.retrieval.metrics import percent_cutoff, ranks_of_positives, summarise_ranks
+from gleamx.retrieval.run_config import RetrievalEvalConfig
 from gleamx.retrieval.search import similarity_chunks, topk_search
 
 
@@ -123,3 +124,27 @@ def propose_candidates(encoder: GleamCEncoder, rset: RetrievalSet, k: int = 10, 
     q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers)
     scores, idx = topk_search(q, g, k)
     return [Candidates(query, i, s) for query, i, s in zip(rset.queries, idx.tolist(), scores.tolist())]
+
+
+def run_retrieval_eval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
+    """``gleamx retrieval eval``: score ``cfg.encoder`` on ``cfg.split`` and write ``retrieval_results.json``
+    (the metrics plus the resolved config) into ``cfg.output``; returns what it wrote."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from gleamx.checks import gleamx_provenance
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.encoder import load_encoder
+
+    rset = load_retrieval(cfg.data, cfg.split, views=cfg.views)
+    encoder = load_encoder(cfg.encoder, tiny_img_size=cfg.img_size)
+    ks = tuple(cfg.ks or (1, 5, 10))  # --ks named by the user: a k the gallery cannot test is an error, not a note
+    metrics = evaluate_retrieval(encoder, rset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, ks=ks,
+                                 strict_ks=cfg.ks is not None)
+    results = {"encoder": cfg.encoder, "data": str(cfg.data), "split": cfg.split, **metrics,
+               "config": asdict(cfg), "gleamx": gleamx_provenance()}
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retrieval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results

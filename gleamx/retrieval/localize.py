@@ -10,10 +10,11 @@ retrieval similarity -> ``localize_results.json`` with R@1 before and after veri
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gleamx.checks import gleamx_provenance
 from gleamx.data.jsonl import write_samples
 from gleamx.errors import GleamConfigError
 from gleamx.data.schema import GleamSample
@@ -21,33 +22,9 @@ from gleamx.prompts.verdict import parse_verdict
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
 from gleamx.retrieval.encoder import load_encoder
 from gleamx.retrieval.evaluate import Candidates, propose_candidates
+from gleamx.retrieval.run_config import LocalizeConfig  # noqa: F401  (re-exported)
 
 SOURCE = "gleamc-candidates"
-
-
-@dataclass
-class LocalizeConfig:
-    encoder: str
-    model: str
-    data: str
-    output: str
-    adapter: str | None = None
-    split: str = "test"
-    k: int = 5
-    lang: str = "en"
-    task: str = "label"
-    views: list[str] | None = None
-    limit: int | None = None
-    batch_size: int = 8
-    max_new_tokens: int | None = None
-    repetition_penalty: float = 1.0
-    dtype: str = "auto"
-    min_pixels: int | None = None  # None: the adapter run's saved processor (or the model's) decides
-    max_pixels: int | None = None
-    overwrite: bool = False
-    k_explicit: bool = False
-    """Whether the user chose ``k`` (``--k``): then a ``k`` above the gallery size is an error; otherwise
-    every tile becomes a candidate, with a note."""
 
 
 def candidate_samples(rset: RetrievalSet, cands: list[Candidates]) -> list[GleamSample]:
@@ -83,12 +60,24 @@ def localize(cfg: LocalizeConfig) -> dict[str, Any]:
     """Run the pipeline into ``cfg.output``; returns the numbers written to ``localize_results.json``."""
     from gleamx.eval.appendlog import single_writer
 
-    for name, low in (("k", 1), ("limit", 1), ("batch_size", 1), ("max_new_tokens", 1)):
-        value = getattr(cfg, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise GleamConfigError(f"--{name.replace('_', '-')}: expected an integer >= {low}, got {value!r}")
     with single_writer(cfg.output, "gleamx localize"):
         return _localize(cfg, Path(cfg.output))
+
+
+def _candidate_count(cfg: LocalizeConfig, rset: RetrievalSet) -> tuple[int, list[str]]:
+    """``(k, notes)``: the candidates per query the gallery can give, and what the numbers then cannot say."""
+    n_gallery, k, notes = len(rset.gallery), cfg.candidates, []
+    if k > n_gallery:
+        if cfg.k is not None:  # the user named k: a k the gallery cannot give is an error, not a note
+            raise GleamConfigError(f"--k: expected at most the gallery's {n_gallery} tiles "
+                                   f"(split {rset.split or cfg.split}), got {k}")
+        k = n_gallery
+        notes.append(f"k {cfg.candidates} is more than the gallery's {n_gallery} tiles: every tile is a candidate "
+                     f"(k = {k})")
+    if k >= n_gallery:
+        notes.append(f"recall_at_k not reported (null): with k = {k} and {n_gallery} tiles every query's tile is a "
+                     "candidate whatever the encoder does")
+    return k, notes
 
 
 def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
@@ -98,16 +87,8 @@ def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
     rset = load_retrieval(cfg.data, cfg.split, views=cfg.views)
     if cfg.limit:
         rset = RetrievalSet(rset.gallery, rset.queries[: cfg.limit], rset.split)
-    n_gallery, k, notes = len(rset.gallery), cfg.k, []
-    if k > n_gallery:
-        if cfg.k_explicit:
-            raise GleamConfigError(f"--k: expected at most the gallery's {n_gallery} tiles "
-                                   f"(split {rset.split or cfg.split}), got {k}")
-        k = n_gallery
-        notes.append(f"k {cfg.k} is more than the gallery's {n_gallery} tiles: every tile is a candidate (k = {k})")
-    if k >= n_gallery:
-        notes.append(f"recall_at_k not reported (null): with k = {k} and {n_gallery} tiles every query's tile is a "
-                     "candidate whatever the encoder does")
+    n_gallery = len(rset.gallery)
+    k, notes = _candidate_count(cfg, rset)
     for note in notes:
         console.print(f"note: {note}", markup=False)
     cands = propose_candidates(load_encoder(cfg.encoder), rset, k)
@@ -135,7 +116,7 @@ def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
         for q in reranked:
             f.write(json.dumps({"query_id": q, "candidates": reranked[q]}, ensure_ascii=False) + "\n")
     summary = {
-        "config": asdict(cfg),
+        "config": asdict(cfg), "gleamx": gleamx_provenance(),
         "n_query": len(ranked),
         "k": k,
         "n_gallery": n_gallery,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
+from gleamx.checks import check_choice, check_int, check_positive
+from gleamx.choices import FORMATS, LANGS_OR_BOTH, TASKS, DataFormat, LangOrBoth, Task
 from gleamx.errors import GleamConfigError
 
 # Linear layers of the language model only: Qwen-VL vision MLPs reuse the names gate/up/down_proj,
@@ -18,12 +20,12 @@ VISION_LORA_TARGETS = r".*visual\.blocks.*\.(qkv|proj|attn\.proj|gate_proj|up_pr
 class GleamScriptArguments(ScriptArguments):
     """Data, task and freezing options of a gleamx SFT run (``dataset_name`` is a path or Hub id)."""
 
-    dataset_format: str = field(default="auto", metadata={"help": "auto, jsonl, sharegpt or hf"})
+    dataset_format: DataFormat = field(default="auto", metadata={"help": "input format (default: detect from the path)"})
     dataset_columns: str | None = field(
         default=None, metadata={"help": "HF datasets: gleamx_field=column pairs, e.g. query_image=drone,label=match"}
     )
-    lang: str = field(default="both", metadata={"help": "en, zh or both (one example per language)"})
-    task: str = field(default="explain", metadata={"help": "explain (explanation + verdict) or label (verdict only)"})
+    lang: LangOrBoth = field(default="both", metadata={"help": "en, zh or both (one example per language)"})
+    task: Task = field(default="explain", metadata={"help": "explain (explanation + verdict) or label (verdict only)"})
     min_pixels: int | None = field(default=None, metadata={"help": "per-image pixel floor for the image processor"})
     max_pixels: int | None = field(
         default=None, metadata={"help": "per-image pixel budget; bounds image tokens (Qwen's default is 12.8M pixels)"}
@@ -42,9 +44,13 @@ class GleamScriptArguments(ScriptArguments):
     overwrite_output_dir: bool = field(default=False, metadata={"help": "reuse an output dir that holds another run"})
 
     def __post_init__(self) -> None:
-        if self.lang not in ("en", "zh", "both"):
-            raise GleamConfigError(f"recipe: lang: expected en, zh or both, got {self.lang!r}")
-        if self.task not in ("explain", "label"):
-            raise GleamConfigError(f"recipe: task: expected explain or label, got {self.task!r}")
-        if self.dataset_format not in ("auto", "jsonl", "sharegpt", "hf"):
-            raise GleamConfigError(f"recipe: dataset_format: expected auto, jsonl, sharegpt or hf, got {self.dataset_format!r}")
+        check_choice("recipe: lang", self.lang, LANGS_OR_BOTH)
+        check_choice("recipe: task", self.task, TASKS)
+        check_choice("recipe: dataset_format", self.dataset_format, FORMATS)
+        check_int("recipe: max_train_samples", self.max_train_samples, 1, optional=True)
+        check_int("recipe: min_pixels", self.min_pixels, 1, optional=True)
+        check_int("recipe: max_pixels", self.max_pixels, 1, optional=True)
+        check_positive("recipe: vision_lr", self.vision_lr, optional=True)
+        check_positive("recipe: merger_lr", self.merger_lr, optional=True)
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise GleamConfigError(f"recipe: min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})")

@@ -1,11 +1,21 @@
-"""GLEAM-X samples -> a TRL vision dataset: ``messages`` (two image placeholders + text) and ``images``."""
+"""GLEAM-X samples -> a TRL vision dataset: ``messages`` (two image placeholders + text) and ``images``.
+
+Prompt building is a ``.map`` over the :data:`~gleamx.data.schema.FEATURES`
+dataset that :func:`gleamx.data.load_samples` returns: images stay paths or
+encoded bytes in Arrow (decoded to RGB only when the collator reads a row), and
+no Python list of samples or rows is built, so memory stays flat in the number of samples.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import datasets
 
+from gleamx.data.arrow import batch_rows, map_batches
+from gleamx.data.load import to_dataset
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamDataError
 from gleamx.prompts import IMAGE_ORDER, build_messages, sample_languages
@@ -15,7 +25,7 @@ SFT_FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
         "messages": [{"role": datasets.Value("string"), "content": [_PART]}],
-        # Paths in Arrow, decoded to RGB PIL images only when the collator reads a row.
+        # Paths (or encoded bytes) in Arrow, decoded to RGB PIL images only when the collator reads a row.
         "images": datasets.Sequence(datasets.Image()),
     }
 )
@@ -28,27 +38,45 @@ class SFTData:
     n_without_language: int  # samples that had no explanation in any requested language
 
 
-def build_sft_dataset(samples: list[GleamSample], lang: str = "both", task: str = "explain") -> SFTData:
+def _conversations(sample: GleamSample, images: list[Any], lang: str, task: str) -> list[dict[str, Any]]:
+    """One SFT row per language ``sample`` has an example in (none: ``[]``)."""
+    rows = []
+    for lg in sample_languages(sample, lang, task):
+        msgs = build_messages(sample, lg, task)
+        for m in msgs:
+            m["content"] = [{"type": p["type"], "text": p.get("text")} for p in m["content"]]
+        rows.append({"id": f"{sample.id}#{lg}", "messages": msgs, "images": images})
+    return rows
+
+
+def build_sft_dataset(data: datasets.Dataset | Iterable[GleamSample], lang: str = "both",
+                      task: str = "explain") -> SFTData:
     """One conversation per sample and language; ``images`` in :data:`IMAGE_ORDER` (query, satellite).
 
+    ``data`` is a :data:`~gleamx.data.schema.FEATURES` dataset (``load_samples(...).dataset``) or samples.
     Samples that cannot yield an example (``explain`` without an explanation in
     the requested language) are counted, not silently dropped; if none can, it is an error.
     """
-    rows = []
-    missing = 0
-    for s in samples:
-        langs = sample_languages(s, lang, task)
-        if not langs:
-            missing += 1
-        for lg in langs:
-            msgs = build_messages(s, lg, task)
-            for m in msgs:
-                m["content"] = [{"type": p["type"], "text": p.get("text")} for p in m["content"]]
-            rows.append({"id": f"{s.id}#{lg}", "messages": msgs, "images": [getattr(s, f) for f in IMAGE_ORDER]})
-    if not rows:
+    ds = data if isinstance(data, datasets.Dataset) else to_dataset(data)
+    for name in IMAGE_ORDER:  # the stored {"bytes", "path"} values pass through undecoded
+        ds = ds.cast_column(name, datasets.Image(decode=False))
+    missing = [0]
+
+    def convert(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {name: [] for name in SFT_FEATURES}
+        for row in batch_rows(batch):
+            sample = GleamSample.from_features_dict(row)
+            rows = _conversations(sample, [row[f] for f in IMAGE_ORDER], lang, task)
+            missing[0] += not rows
+            for r in rows:
+                for name in SFT_FEATURES:
+                    out[name].append(r[name])
+        return out
+
+    sft = map_batches(ds, convert, SFT_FEATURES) if len(ds) else ds
+    if len(sft) == 0:
         raise GleamDataError.at(
             "dataset", None, "explanation",
             f"no sample has an explanation in lang={lang!r}; use task=label or another lang",
         )
-    ds = datasets.Dataset.from_list(rows, features=SFT_FEATURES)
-    return SFTData(ds, len(samples), missing)
+    return SFTData(sft, len(ds), missing[0])

@@ -3,9 +3,10 @@
 Loss is on the assistant answer only: TRL 1.16's vision collator masks every
 token outside the chat template's ``{% generation %}`` block when
 ``assistant_only_loss=True`` (transformers >= 5.18 shifts that mask past the
-expanded image tokens). gleamx's Qwen template puts the markers around the
-answer and its ``<|im_end|>``, so images, system and user tokens get label
--100 and the end token is learned.
+expanded image tokens). TRL's Qwen-VL training templates (tiny models ship one;
+SFTTrainer swaps one in for a real checkpoint) put the markers around the
+answer, its ``<|im_end|>`` and the newline after it, so images, system and user
+tokens get label -100 and the end token is learned.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
+from gleamx.checks import check_at_least, check_int, check_positive
 from gleamx.console import console
 from gleamx.data.load import load_samples
 from gleamx.errors import GleamConfigError, GleamInterrupted, GleamModelError
@@ -105,29 +107,20 @@ def _run_signature(script_args: GleamScriptArguments, training_args: SFTConfig, 
 
 
 def check_numbers(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
-    """Numbers no run can use, refused in one line before any work (transformers would fail later, or not at all)."""
-    checks = [
-        ("per_device_train_batch_size", training_args.per_device_train_batch_size, lambda v: v >= 1, "an integer >= 1"),
-        ("gradient_accumulation_steps", training_args.gradient_accumulation_steps, lambda v: v >= 1, "an integer >= 1"),
-        ("learning_rate", training_args.learning_rate, lambda v: v > 0, "a number > 0"),
-        ("max_steps", training_args.max_steps, lambda v: v == -1 or v >= 1, "-1 (use num_train_epochs) or >= 1"),
-        ("num_train_epochs", training_args.num_train_epochs, lambda v: v > 0, "a number > 0"),
-        ("warmup_steps", training_args.warmup_steps, lambda v: v >= 0, "a number >= 0 (< 1: a fraction of all steps)"),
-        ("weight_decay", training_args.weight_decay, lambda v: v >= 0, "a number >= 0"),
-        ("max_grad_norm", training_args.max_grad_norm, lambda v: v is None or v >= 0, "a number >= 0"),
-        ("max_train_samples", script_args.max_train_samples, lambda v: v is None or v >= 1, "an integer >= 1 (or unset: all)"),
-        ("min_pixels", script_args.min_pixels, lambda v: v is None or v > 0, "an integer > 0"),
-        ("max_pixels", script_args.max_pixels, lambda v: v is None or v > 0, "an integer > 0"),
-        ("vision_lr", script_args.vision_lr, lambda v: v is None or v > 0, "a number > 0 (or unset)"),
-        ("merger_lr", script_args.merger_lr, lambda v: v is None or v > 0, "a number > 0 (or unset)"),
-    ]
+    """TRL's own fields that no run can use, refused in one line before any work (transformers would fail later,
+    or not at all); gleamx's fields are checked by :class:`GleamScriptArguments` itself."""
+    check_int("recipe: per_device_train_batch_size", training_args.per_device_train_batch_size, 1)
+    check_int("recipe: gradient_accumulation_steps", training_args.gradient_accumulation_steps, 1)
+    check_positive("recipe: learning_rate", training_args.learning_rate)
+    if training_args.max_steps != -1:
+        check_int("recipe: max_steps", training_args.max_steps, 1)
+    check_positive("recipe: num_train_epochs", training_args.num_train_epochs)
+    check_at_least("recipe: warmup_steps", training_args.warmup_steps, 0,
+                   what="a number >= 0 (< 1: a fraction of all steps)")
+    check_at_least("recipe: weight_decay", training_args.weight_decay, 0)
+    check_at_least("recipe: max_grad_norm", training_args.max_grad_norm, 0, optional=True)
     if model_args.use_peft:
-        checks.append(("lora_r", model_args.lora_r, lambda v: v >= 1, "an integer >= 1"))
-    for name, value, ok, expected in checks:
-        if value is not None and not ok(value):
-            raise GleamConfigError(f"recipe: {name}: expected {expected}, got {value!r}")
-    if (script_args.min_pixels and script_args.max_pixels) and script_args.min_pixels > script_args.max_pixels:
-        raise GleamConfigError(f"recipe: min_pixels ({script_args.min_pixels}) exceeds max_pixels ({script_args.max_pixels})")
+        check_int("recipe: lora_r", model_args.lora_r, 1)
     out = Path(training_args.output_dir)
     if out.exists() and not out.is_dir():
         raise GleamConfigError(f"recipe: output_dir: {out} is a file (expected a directory to write the run into)")
@@ -260,6 +253,42 @@ def resolve_resume(value: Any, output_dir: Path) -> str | None:
     return text
 
 
+def _training_data(script_args: GleamScriptArguments, training_args: SFTConfig, say: Any) -> tuple[Any, Any]:
+    """``(SFTData of the train split, eval conversations or None)``, read as ``datasets`` objects end to end."""
+    read = dict(format=script_args.dataset_format, columns=script_args.dataset_columns,
+                skip_bad=script_args.skip_bad, allow_outside_paths=script_args.allow_outside_paths)
+    loaded = load_samples(script_args.dataset_name, split=script_args.dataset_train_split, **read)
+    if loaded.n_bad:
+        say(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
+    data = loaded.dataset  # memory stays flat in the number of samples
+    if script_args.max_train_samples:
+        data = data.select(range(min(script_args.max_train_samples, len(data))))
+    train = build_sft_dataset(data, script_args.lang, script_args.task)
+    if train.n_without_language:
+        say(f"{train.n_without_language} sample(s) have no {script_args.lang} explanation and are not used")
+    eval_ds = None
+    if training_args.eval_strategy != "no" and script_args.dataset_test_split:
+        held_out = load_samples(script_args.dataset_name, split=script_args.dataset_test_split, **read).dataset
+        eval_ds = build_sft_dataset(held_out, script_args.lang, script_args.task).dataset
+    return train, eval_ds
+
+
+def _float32_trainables(trainer: Any, training_args: SFTConfig, model_args: ModelConfig, say: Any) -> None:
+    """Outside DeepSpeed/FSDP (which keep float32 masters themselves) every trainable half-precision tensor
+    trains in float32; pure half precision without autocast is refused (small updates would round away)."""
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        return
+    if not (training_args.bf16 or training_args.fp16) and any(
+            p.requires_grad and p.dtype in (torch.bfloat16, torch.float16) for p in trainer.model.parameters()):
+        raise GleamConfigError(
+            f"recipe: dtype {model_args.dtype} with bf16/fp16 false would train the merger or model in pure half "
+            "precision (small updates round away); set bf16: true (mixed precision) or dtype: float32")
+    n_up = upcast_trainable(trainer.model)
+    if n_up:
+        say(f"{n_up} trainable half-precision tensor(s) kept in float32 for the optimizer (bf16 would round "
+            "small updates away); the frozen weights keep their dtype")
+
+
 def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig,
                   say: Any = print) -> tuple[GleamSFTTrainer, Any, int, bool]:
     """Data, model, freezing and ``GleamSFTTrainer`` of a run, ready to train (no files written).
@@ -268,23 +297,7 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
     """
     from gleamx.models import load_model_and_processor, training_chat_template
 
-    # Data first: bad input fails in seconds, before a model is loaded.
-    loaded = load_samples(script_args.dataset_name, format=script_args.dataset_format,
-                          split=script_args.dataset_train_split, columns=script_args.dataset_columns,
-                          skip_bad=script_args.skip_bad, allow_outside_paths=script_args.allow_outside_paths)
-    if loaded.n_bad:
-        say(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
-    samples = loaded.samples[: script_args.max_train_samples] if script_args.max_train_samples else loaded.samples
-    train = build_sft_dataset(samples, script_args.lang, script_args.task)
-    if train.n_without_language:
-        say(f"{train.n_without_language} sample(s) have no {script_args.lang} explanation and are not used")
-    eval_ds = None
-    if training_args.eval_strategy != "no" and script_args.dataset_test_split:
-        eval_samples = load_samples(script_args.dataset_name, format=script_args.dataset_format,
-                                    split=script_args.dataset_test_split, columns=script_args.dataset_columns,
-                                    skip_bad=script_args.skip_bad,
-                                    allow_outside_paths=script_args.allow_outside_paths).samples
-        eval_ds = build_sft_dataset(eval_samples, script_args.lang, script_args.task).dataset
+    train, eval_ds = _training_data(script_args, training_args, say)  # data first: bad input fails in seconds
 
     quant = quantization_config(model_args)
     if quant is not None and not training_args.bf16:
@@ -297,8 +310,10 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
     )
     if quant is not None:
         _check_quantisable(model)
-    # Real Qwen checkpoints ship templates without {% generation %} markers; swap in the marked twin.
-    processor.chat_template = training_chat_template(processor)
+    # assistant_only_loss: SFTTrainer swaps in TRL's {% generation %}-marked twin of the checkpoint's template;
+    # asking TRL here first makes "it has none" one line, before the trainer is built.
+    if training_args.assistant_only_loss and not training_args.chat_template_path:
+        training_chat_template(processor)
     speed_up_assistant_masks(processor)
     apply_freezing(model, freeze_vision_tower=script_args.freeze_vision_tower, freeze_merger=script_args.freeze_merger)
 
@@ -310,16 +325,7 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
         peft_config=lora_config(model_args, script_args, model),
         vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr, image_tokens=counter,
     )
-    if not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):  # those keep float32 masters themselves
-        if not (training_args.bf16 or training_args.fp16) and any(
-                p.requires_grad and p.dtype in (torch.bfloat16, torch.float16) for p in trainer.model.parameters()):
-            raise GleamConfigError(
-                f"recipe: dtype {model_args.dtype} with bf16/fp16 false would train the merger or model in pure half "
-                "precision (small updates round away); set bf16: true (mixed precision) or dtype: float32")
-        n_up = upcast_trainable(trainer.model)
-        if n_up:
-            say(f"{n_up} trainable half-precision tensor(s) kept in float32 for the optimizer (bf16 would round "
-                "small updates away); the frozen weights keep their dtype")
+    _float32_trainables(trainer, training_args, model_args, say)
     counts = trainable_counts(trainer.model)
     say(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
                   + ", ".join(f"{k}={v:,}" for k, v in counts.items()))

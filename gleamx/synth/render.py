@@ -1,4 +1,4 @@
-"""Renderers: one :class:`~gleamx.data.synth.world.Scene` -> satellite, UAV, street map, panorama, ground.
+"""Renderers: one :class:`~gleamx.synth.world.Scene` -> satellite, UAV, street map, panorama, ground.
 
 Every renderer paints an object-id mask in lockstep with the RGB image, so the
 number of pixels each object covers in the final view is known exactly; the
@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from gleamx.data.synth.world import COLOURS, LAND_COVERS, TILE_HALF, WORLD_HALF, Building, Point, Road, Scene, bearing, compass
+from gleamx.synth.world import COLOURS, LAND_COVERS, TILE_HALF, WORLD_HALF, Building, Point, Road, Scene, bearing, compass
 
 SS = 2
 """Supersampling factor."""

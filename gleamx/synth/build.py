@@ -23,10 +23,10 @@ from PIL import Image
 
 from gleamx import __version__
 from gleamx.data.jsonl import write_samples
-from gleamx.data.schema import SPLITS, VIEWS, GleamSample
-from gleamx.data.synth.explain import Comparison, compare, explain, visible_buildings
-from gleamx.data.synth.render import ViewInfo, render_satellite, render_view
-from gleamx.data.synth.world import LAND_COVERS, Scene, generate_scene, perturb_scene, scene_similarity
+from gleamx.data.schema import LANGS, SPLITS, VIEWS, GleamSample
+from gleamx.synth.explain import Comparison, compare, explain, visible_buildings
+from gleamx.synth.render import ViewInfo, render_satellite, render_view
+from gleamx.synth.world import LAND_COVERS, Scene, generate_scene, perturb_scene, scene_similarity
 from gleamx.errors import GleamConfigError
 from gleamx.prompts.verdict import parse_verdict
 
@@ -199,16 +199,16 @@ def _make_twin(base: _Location, lid: str, rng: np.random.Generator, level: Level
     return twin
 
 
-def _pairs(locs: list[_Location], n_s: int, views: Sequence[str], neg_ratio: float,
+def _pairs(locs: list[_Location], n_samples: int, views: Sequence[str], neg_ratio: float,
            rng: np.random.Generator) -> list[tuple[_Location, str, bool]]:
     """View-balanced (location, view, label) triples with exactly round(n·(1-neg_ratio)) positives."""
-    extra = {views[int(i)] for i in rng.permutation(len(views))[: n_s % len(views)]}
+    extra = {views[int(i)] for i in rng.permutation(len(views))[: n_samples % len(views)]}
     out: list[tuple[_Location, str]] = []
     for view in views:
-        count = n_s // len(views) + (view in extra)
+        count = n_samples // len(views) + (view in extra)
         order = rng.permutation(len(locs))
         out += [(locs[int(order[i % len(locs)])], view) for i in range(count)]
-    p, phase = round(n_s * (1.0 - neg_ratio)) / max(1, n_s), float(rng.random())
+    p, phase = round(n_samples * (1.0 - neg_ratio)) / max(1, n_samples), float(rng.random())
     # Evenly spaced positives over the view-grouped list keep every view near the target ratio.
     labels = [math.floor((i + 1) * p + phase) > math.floor(i * p + phase) for i in range(len(out))]
     return [(loc, view, lab) for (loc, view), lab in zip(out, labels)]
@@ -300,14 +300,14 @@ def _meta(q: _Location, view: str, sat: _Location, difficulty: str, kind: str | 
 
 
 def _samples(locs: dict[str, list[_Location]], counts: dict[str, int], seed: int, views: Sequence[str],
-             neg_ratio: float, hnr: float, difficulty: str) -> dict[str, list[GleamSample]]:
+             neg_ratio: float, hard_ratio: float, difficulty: str) -> dict[str, list[GleamSample]]:
     out: dict[str, list[GleamSample]] = {}
     index = 0
-    for si, split in enumerate(SPLITS):
-        rng = _rng(seed, "assemble", si)
+    for split_index, split in enumerate(SPLITS):
+        rng = _rng(seed, "assemble", split_index)
         pairs = _pairs(locs[split], counts[split], views, neg_ratio, rng) if counts[split] else []
         neg_ids = [i for i, (_, _, lab) in enumerate(pairs) if not lab]
-        hard_ids = {neg_ids[int(i)] for i in rng.permutation(len(neg_ids))[: round(len(neg_ids) * hnr)]}
+        hard_ids = {neg_ids[int(i)] for i in rng.permutation(len(neg_ids))[: round(len(neg_ids) * hard_ratio)]}
         twins = _twins(locs[split])
         sims: dict[tuple[str, str], float] = {}
         rows = []
@@ -356,11 +356,18 @@ def _size_category(n: int) -> str:
     return "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M"
 
 
+def _count_row(name: str, rows: list[GleamSample], views: Sequence[str]) -> str:
+    """One line of the card's counts table: samples, positives, negatives, hard negatives, per view."""
+    return (f"| {name} | {len(rows)} | {sum(x.label for x in rows)} | {sum(not x.label for x in rows)} | "
+            f"{sum(x.meta['negative'] == 'hard' for x in rows)} | "
+            + " | ".join(str(sum(x.query_view == view for x in rows)) for view in views) + " |")
+
+
 def _card_text(config: dict[str, Any], samples: dict[str, list[GleamSample]], n_locations: int) -> str:
     by_split = {s: len(v) for s, v in samples.items()}
     allsamp = [x for v in samples.values() for x in v]
     data = DatasetCardData(
-        language=["en", "zh"],
+        language=list(LANGS),
         license="apache-2.0",
         pretty_name=f"GLEAM-X synthetic cross-view matching ({config['difficulty']}, seed {config['seed']})",
         task_categories=["image-text-to-text", "visual-question-answering"],
@@ -377,16 +384,8 @@ def _card_text(config: dict[str, Any], samples: dict[str, list[GleamSample]], n_
         "## Counts", "",
         "| split | samples | positive | negative | hard negative | " + " | ".join(config["views"]) + " |",
         "|---|---|---|---|---|" + "---|" * len(config["views"]),
-    ]
-    for s in SPLITS:
-        v = samples[s]
-        lines.append(f"| {s} | {len(v)} | {sum(x.label for x in v)} | {sum(not x.label for x in v)} | "
-                     f"{sum(x.meta['negative'] == 'hard' for x in v)} | "
-                     + " | ".join(str(sum(x.query_view == view for x in v)) for view in config["views"]) + " |")
-    lines += [
-        f"| **total** | {len(allsamp)} | {sum(x.label for x in allsamp)} | {sum(not x.label for x in allsamp)} | "
-        f"{sum(x.meta['negative'] == 'hard' for x in allsamp)} | "
-        + " | ".join(str(sum(x.query_view == view for x in allsamp)) for view in config["views"]) + " |", "",
+        *(_count_row(s, samples[s], config["views"]) for s in SPLITS),
+        _count_row("**total**", allsamp, config["views"]), "",
         f"{n_locations} locations; train, val and test use disjoint locations.", "",
         "## How it was generated", "",
         "Each location is a random scene on a 200 m × 200 m plane: a T-junction, crossroads or roundabout with roads "
@@ -413,7 +412,7 @@ def _card_text(config: dict[str, Any], samples: dict[str, list[GleamSample]], n_
         "| setting | value |", "|---|---|",
     ]
     lines += [f"| {k} | {json.dumps(v, ensure_ascii=False)} |" for k, v in config.items()]
-    lines += ["", f"Regenerate with `gleamx.data.synth.synthesize(out_dir, n={config['n']}, seed={config['seed']}, "
+    lines += ["", f"Regenerate with `gleamx.synth.synthesize(out_dir, n={config['n']}, seed={config['seed']}, "
                   f"difficulty={config['difficulty']!r}, image_size={config['image_size']})`; the same arguments give "
                   "byte-identical files.", ""]
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
@@ -442,13 +441,14 @@ def synthesize(
     views = tuple(views)
     if difficulty not in DIFFICULTIES:
         raise GleamConfigError(f"synthesize: difficulty: expected one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
-    hnr = DIFFICULTIES[difficulty].hard_negative_ratio if hard_negative_ratio is None else hard_negative_ratio
-    _check(n, seed, image_size, difficulty, views, neg_ratio, hnr, split_fractions)
+    hard_ratio = DIFFICULTIES[difficulty].hard_negative_ratio if hard_negative_ratio is None else hard_negative_ratio
+    _check(n, seed, image_size, difficulty, views, neg_ratio, hard_ratio, split_fractions)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     counts = split_counts(n, split_fractions)
-    locs = _make_locations(out, counts, seed, image_size, difficulty, views, hnr > 0 and neg_ratio > 0, progress)
-    samples = _samples(locs, counts, seed, views, neg_ratio, hnr, difficulty)
+    want_hard = hard_ratio > 0 and neg_ratio > 0
+    locs = _make_locations(out, counts, seed, image_size, difficulty, views, want_hard, progress)
+    samples = _samples(locs, counts, seed, views, neg_ratio, hard_ratio, difficulty)
 
     jsonl = {s: out / f"{s}.jsonl" for s in SPLITS}
     for s in SPLITS:
@@ -457,8 +457,8 @@ def synthesize(
     locations = out / "scenes" / "locations.jsonl"  # kept apart from the split files, which are the data
     _write_jsonl([{"split": loc.split, **loc.scene.facts()} for s in SPLITS for loc in locs[s]], locations)
     config = {"n": n, "seed": seed, "image_size": image_size, "difficulty": difficulty, "views": list(views),
-              "neg_ratio": neg_ratio, "hard_negative_ratio": hnr, "split_fractions": list(split_fractions),
-              "generator": "gleamx.data.synth", "gleamx_version": __version__}
+              "neg_ratio": neg_ratio, "hard_negative_ratio": hard_ratio, "split_fractions": list(split_fractions),
+              "generator": "gleamx.synth", "gleamx_version": __version__}
     config_path = out / "synth_config.json"
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8", newline="\n")
     n_locations = sum(len(v) for v in locs.values())

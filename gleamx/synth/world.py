@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from gleamx.synth.phrases import JUNCTION_NAMES
+
 TILE_HALF = 100.0
 """Half the side of a satellite tile (m)."""
 WORLD_HALF = 200.0
@@ -41,7 +43,7 @@ LAND_COVERS: dict[str, tuple[int, int, int]] = {
     "concrete": (150, 150, 150),
 }
 """Land covers of the ``toy`` level: one per location, washed over every view of it (see
-:func:`gleamx.data.synth.render.wash`), so a match is decidable from global colour alone."""
+:func:`gleamx.synth.render.wash`), so a match is decidable from global colour alone."""
 
 SHAPES: tuple[str, ...] = ("rect", "l_shape", "round", "slab")
 JUNCTIONS: tuple[str, ...] = ("t", "cross", "roundabout")
@@ -66,6 +68,11 @@ def compass(dx: float, dy: float) -> str:
 def compass_of_bearing(deg: float) -> str:
     """The 8-point compass word for a bearing in degrees."""
     return COMPASS[int((deg % 360.0 + 22.5) // 45) % 8]
+
+
+def side_of_bearing(deg: float) -> str:
+    """The side (N/E/S/W) a bearing in degrees points to."""
+    return SIDES[int(((deg % 360.0) + 45.0) // 90.0) % 4]
 
 
 def rotate(points: list[Point], deg: float) -> list[Point]:
@@ -176,7 +183,7 @@ class Scene:
 
     def arm_sides(self) -> list[str]:
         """The sides (N/E/S/W) the junction's roads leave towards, in compass order."""
-        got = {SIDES[int(((a % 360) + 45) // 90) % 4] for a in self.arms}
+        got = {side_of_bearing(a) for a in self.arms}
         return [s for s in SIDES if s in got]
 
     @property
@@ -187,7 +194,7 @@ class Scene:
 
     def facts(self) -> dict[str, Any]:
         """JSON-able facts: objects with type/colour/shape/position, and spatial relations."""
-        jname = {"t": "T-junction", "cross": "crossroads", "roundabout": "roundabout"}[self.junction]
+        jname = JUNCTION_NAMES[self.junction]["en"]
         objects: list[dict[str, Any]] = []
         relations: list[dict[str, str]] = []
         for b in self.buildings:
@@ -305,14 +312,14 @@ def _river(rng: np.random.Generator) -> Water:
     off, width = float(rng.uniform(64, 80)), float(rng.uniform(16, 24))
     amp, wave, phase = float(rng.uniform(2, 7)), float(rng.uniform(120, 220)), float(rng.uniform(0, 2 * math.pi))
     sign = 1.0 if side in ("north", "east") else -1.0
-    ss = np.arange(-WORLD_HALF - 20, WORLD_HALF + 21, 5.0)
-    c = sign * off + amp * np.sin(2 * np.pi * ss / wave + phase)  # across-river coordinate of the centreline
+    along = np.arange(-WORLD_HALF - 20, WORLD_HALF + 21, 5.0)  # coordinate along the river
+    across = sign * off + amp * np.sin(2 * np.pi * along / wave + phase)  # the centreline's across-river coordinate
 
     def pt(s: float, a: float) -> Point:
         return (a, s) if side in ("east", "west") else (s, a)
 
-    bank1 = [pt(s, a - width / 2) for s, a in zip(ss, c)]
-    bank2 = [pt(s, a + width / 2) for s, a in zip(ss, c)]
+    bank1 = [pt(s, a - width / 2) for s, a in zip(along, across)]
+    bank2 = [pt(s, a + width / 2) for s, a in zip(along, across)]
     mid = pt(0.0, float(sign * off + amp * math.sin(phase)))
     return Water("river", _ccw(bank1 + bank2[::-1]), mid, side)
 
@@ -361,36 +368,63 @@ def _pick_colour(rng: np.random.Generator, taken: list[tuple[str, str]], shape: 
 
 
 def generate_scene(location_id: str, rng: np.random.Generator, difficulty: str = "medium") -> Scene:
-    """A random location: junction and roads, water, landmark, park, buildings, trees."""
-    jtype = JUNCTIONS[int(rng.integers(3))]
+    """A random location: junction and roads, water, landmark, park, buildings, trees.
+
+    Each part is placed on the ground the earlier ones left free, drawing from ``rng`` in this order.
+    """
+    junction = JUNCTIONS[int(rng.integers(3))]
     angle = float(rng.uniform(-15, 15))
     center = (float(rng.uniform(-14, 14)), float(rng.uniform(-14, 14)))
-    arms, ring, roads = _roads(rng, jtype, center, angle)
+    arms, ring, roads = _roads(rng, junction, center, angle)
     occ = _Occupancy()
     for r in roads:
         occ.take(occ.road(r, pad=3.0))
     if ring:
         occ.take(occ.raster([(center[0] + x, center[1] + y) for x, y in _ellipse(ring + 6, ring + 6)]))
+    water, bridge = _add_water(rng, occ, roads)
+    buildings: list[Building] = []
+    taken: list[tuple[str, str]] = []  # (colour, shape) pairs in use
+    _add_landmark(rng, occ, angle, buildings, taken)
+    parks, trees = _add_park(rng, occ, angle)
+    _add_buildings(rng, occ, angle, difficulty, buildings, taken)
+    _add_trees(rng, occ, trees)
+    return Scene(location_id, junction, center, angle, arms, ring, roads, buildings, water, parks, trees, bridge,
+                 texture_seed=int(rng.integers(2**31)))
 
-    water: Water | None = None
-    bridge: Point | None = None
-    wkind = rng.choice(["none", "river", "pond"], p=[0.3, 0.35, 0.35])
-    if wkind == "river":
+
+WATER_ODDS = {"none": 0.3, "river": 0.35, "pond": 0.35}
+LANDMARK_ODDS = {"none": 0.5, "stadium": 0.25, "tower": 0.25}
+SHAPE_ODDS = {"rect": 0.35, "l_shape": 0.25, "round": 0.15, "slab": 0.25}
+"""How often each shape is drawn for an ordinary building."""
+
+
+def _draw(rng: np.random.Generator, odds: dict[str, float]) -> str:
+    """One key of ``odds``, drawn with the given probabilities."""
+    return list(odds)[int(rng.choice(len(odds), p=list(odds.values())))]
+
+
+def _add_water(rng: np.random.Generator, occ: _Occupancy, roads: list[Road]) -> tuple[Water | None, Point | None]:
+    """No water, a river (with a bridge where a road crosses it inside the tile) or a pond; (water, bridge)."""
+    kind = _draw(rng, WATER_ODDS)
+    if kind == "river":
         water = _river(rng)
-        wocc = _Occupancy(cell=1.0)
-        wmask = wocc.raster(water.polygon)
-        wocc.take(wmask)
-        bridge = _bridge(roads, wocc)
+        water_occ = _Occupancy(cell=1.0)
+        water_occ.take(water_occ.raster(water.polygon))
+        bridge = _bridge(roads, water_occ)
         occ.take(occ.raster(water.polygon, pad=3.0))
-    elif wkind == "pond":
+        return water, bridge
+    if kind == "pond":
         got = _place(rng, occ, _ellipse(rng.uniform(13, 20), rng.uniform(9, 14)), float(rng.uniform(0, 180)), pad=4.0)
         if got is not None:
-            water = Water("pond", got[1], got[0])
             occ.take(occ.raster(got[1], pad=4.0))
+            return Water("pond", got[1], got[0]), None
+    return None, None
 
-    buildings: list[Building] = []
-    taken: list[tuple[str, str]] = []
-    landmark = rng.choice(["none", "stadium", "tower"], p=[0.5, 0.25, 0.25])
+
+def _add_landmark(rng: np.random.Generator, occ: _Occupancy, angle: float, buildings: list[Building],
+                  taken: list[tuple[str, str]]) -> None:
+    """Maybe a stadium or a tall tower, as building 0."""
+    landmark = _draw(rng, LANDMARK_ODDS)
     if landmark == "stadium":
         got = _place(rng, occ, _ellipse(24, 16, 28), angle, pad=4.0)
         if got is not None:
@@ -405,23 +439,31 @@ def generate_scene(location_id: str, rng: np.random.Generator, difficulty: str =
             taken.append((colour, "round"))
             occ.take(occ.raster(got[1], pad=4.0))
 
-    parks: list[Patch] = []
-    trees: list[Tree] = []
-    if rng.random() < 0.5:
-        w, h = rng.uniform(30, 44), rng.uniform(24, 34)
-        got = _place(rng, occ, [(-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)], angle, pad=2.0)
-        if got is not None:
-            parks.append(Patch("park", got[1], got[0]))
-            occ.take(occ.raster(got[1], pad=2.0))
-            for _ in range(int(rng.integers(4, 9))):
-                u, v = rng.uniform(-0.35, 0.35, 2)
-                dx, dy = rotate([(u * w, v * h)], angle)[0]
-                radius, height = float(rng.uniform(2.5, 4.5)), float(rng.uniform(7, 11))
-                trees.append(Tree(got[0][0] + dx, got[0][1] + dy, radius, height))
 
+def _add_park(rng: np.random.Generator, occ: _Occupancy, angle: float) -> tuple[list[Patch], list[Tree]]:
+    """Half the time, a rectangular park with a few trees in it."""
+    if rng.random() >= 0.5:
+        return [], []
+    w, h = rng.uniform(30, 44), rng.uniform(24, 34)
+    got = _place(rng, occ, [(-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)], angle, pad=2.0)
+    if got is None:
+        return [], []
+    occ.take(occ.raster(got[1], pad=2.0))
+    trees = []
+    for _ in range(int(rng.integers(4, 9))):
+        u, v = rng.uniform(-0.35, 0.35, 2)
+        dx, dy = rotate([(u * w, v * h)], angle)[0]
+        radius, height = float(rng.uniform(2.5, 4.5)), float(rng.uniform(7, 11))
+        trees.append(Tree(got[0][0] + dx, got[0][1] + dy, radius, height))
+    return [Patch("park", got[1], got[0])], trees
+
+
+def _add_buildings(rng: np.random.Generator, occ: _Occupancy, angle: float, difficulty: str,
+                   buildings: list[Building], taken: list[tuple[str, str]]) -> None:
+    """5-8 (easy, toy) or 6-10 attempts at an ordinary building; a colour never repeats with a shape."""
     lo, hi = (5, 8) if difficulty in ("easy", "toy") else (6, 10)
     for _ in range(int(rng.integers(lo, hi + 1))):
-        shape = SHAPES[int(rng.choice(4, p=[0.35, 0.25, 0.15, 0.25]))]
+        shape = _draw(rng, SHAPE_ODDS)
         local, height = _footprint(rng, shape)
         got = _place(rng, occ, local, angle, pad=3.0)
         colour = _pick_colour(rng, taken, shape)
@@ -431,15 +473,15 @@ def generate_scene(location_id: str, rng: np.random.Generator, difficulty: str =
         buildings.append(Building(len(buildings), "building", colour, shape, got[0], got[1], height))
         occ.take(occ.raster(got[1], pad=3.0))
 
+
+def _add_trees(rng: np.random.Generator, occ: _Occupancy, trees: list[Tree]) -> None:
+    """8-19 attempts at a free-standing tree wherever ground is still free."""
     for _ in range(int(rng.integers(8, 20))):
         r = float(rng.uniform(2.5, 4.5))
         got = _place(rng, occ, _ellipse(r, r, 8), 0.0, pad=1.0, tries=10)
         if got is not None:
             trees.append(Tree(got[0][0], got[0][1], r, float(rng.uniform(6, 11))))
             occ.take(occ.raster(got[1]))
-
-    return Scene(location_id, jtype, center, angle, arms, ring, roads, buildings, water, parks, trees, bridge,
-                 texture_seed=int(rng.integers(2**31)))
 
 
 def _bridge(roads: list[Road], water_occ: _Occupancy) -> Point | None:
@@ -513,7 +555,8 @@ def _move(scene: Scene, b: Building, rng: np.random.Generator) -> str | None:
     return f"move b{b.idx}"
 
 
-_TWIN_OPS = ("recolour", "swap", "move", "remove")
+TWIN_OP_ODDS = {"recolour": 0.35, "swap": 0.25, "move": 0.25, "remove": 0.15}
+"""How often a twin's edits after the first (always a recolour of the most prominent building) are each kind."""
 
 
 def perturb_scene(scene: Scene, location_id: str, rng: np.random.Generator, n_changes: int) -> Scene:
@@ -530,7 +573,7 @@ def perturb_scene(scene: Scene, location_id: str, rng: np.random.Generator, n_ch
         if len(twin.changes) >= max(1, n_changes) or not order:
             break
         b = order[0] if k == 0 else order[int(rng.integers(len(order)))]
-        op = "recolour" if k == 0 else _TWIN_OPS[int(rng.choice(4, p=[0.35, 0.25, 0.25, 0.15]))]
+        op = "recolour" if k == 0 else _draw(rng, TWIN_OP_ODDS)
         if b.kind == "stadium":
             op = "remove"
         if op == "recolour":

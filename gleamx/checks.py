@@ -1,0 +1,83 @@
+"""Value checks every config's ``__post_init__`` shares: one ``GleamConfigError`` line naming the setting,
+what it expects and what it got. The CLI, the recipes and API callers all meet the same checks."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gleamx.errors import GleamConfigError
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
+    """``value`` is an integer >= ``low`` (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    if not _is_int(value) or value < low:
+        raise GleamConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+
+
+def check_positive(name: str, value: Any, *, optional: bool = False, what: str = "a number > 0") -> None:
+    """``value`` is a finite number > 0 (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    if not _is_number(value) or value <= 0:
+        raise GleamConfigError(f"{name}: expected {what}, got {value!r}")
+
+
+def check_at_least(name: str, value: Any, low: float, *, optional: bool = False, what: str | None = None) -> None:
+    """``value`` is a finite number >= ``low`` (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    if not _is_number(value) or value < low:
+        raise GleamConfigError(f"{name}: expected {what or f'a number >= {low:g}'}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
+    """``value`` is one of ``choices`` (API callers can pass any string; the CLI already restricts them)."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise GleamConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def check_given(name: str, value: Any, what: str) -> None:
+    """A required setting is present (not None or empty)."""
+    if value is None or value == "":
+        raise GleamConfigError(f"{name}: missing ({what})")
+
+
+def comma_list(value: Any, convert: type = str) -> list[Any] | None:
+    """``"a,b"``, ``["a,b", "c"]`` or ``["a", "b"]`` as one flat list (None stays None); flags take either
+    ``--views uav,ground`` or ``--views uav ground``, YAML a list."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, int)) else list(value)
+    return [convert(part.strip()) if isinstance(part, str) else convert(part)
+            for item in items for part in (item.split(",") if isinstance(item, str) else [item])
+            if not isinstance(part, str) or part.strip()]
+
+
+def gleamx_provenance() -> dict[str, str | None]:
+    """The gleamx version and, in a git checkout, its commit: results files say what made them."""
+    from gleamx import __version__
+
+    commit = None
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    timeout=5, check=True).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    return {"version": __version__, "commit": commit}

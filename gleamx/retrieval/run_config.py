@@ -1,0 +1,99 @@
+"""Configs of the commands that use a trained GLEAM-C encoder: ``gleamx retrieval eval`` and ``gleamx localize``
+(training's config is :class:`gleamx.retrieval.config.GleamCConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gleamx.checks import check_choice, check_given, check_int, check_positive, comma_list
+from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
+from gleamx.errors import GleamConfigError
+
+_VIEWS_HELP = "query views, comma-separated (default: all)"
+
+
+def _int_list(flag: str, value: list | None) -> list[int] | None:
+    """``--ks 1,5,10`` (or ``1 5 10``, or a YAML list) as integers >= 1."""
+    try:
+        ks = comma_list(value, int)
+    except ValueError:
+        ks = None
+        bad = True
+    else:
+        bad = ks is not None and (not ks or min(ks) < 1)
+    if bad:
+        raise GleamConfigError(f"{flag}: expected comma-separated integers >= 1, got {value!r}")
+    return ks
+
+
+@dataclass(kw_only=True)
+class RetrievalEvalConfig:
+    """R@k, R@1%, mAP of an encoder on a split, overall and per view."""
+
+    encoder: str = field(metadata={"help": "a trained GLEAM-C dir or Hub id ('tiny': untrained tiny)"})
+    data: str = field(metadata={"help": "dataset dir holding retrieval/"})
+    output: str = field(metadata={"help": "directory for retrieval_results.json"})
+    split: str = field(default="test", metadata={"help": "split to score"})
+    views: list[str] | None = field(default=None, metadata={"help": _VIEWS_HELP})
+    ks: list[int] | None = field(default=None, metadata={
+        "help": "R@k cutoffs, e.g. 1,5,10 (the default; a k >= the gallery size is then reported as null with a "
+                "note, and is an error when named here)"})
+    batch_size: int = field(default=64, metadata={"help": "images per embedding batch"})
+    img_size: int = field(default=64, metadata={"help": "input size of the untrained 'tiny' encoder"})
+    num_workers: int = field(default=4, metadata={"help": "DataLoader workers that decode images"})
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--encoder", self.encoder), ("--data", self.data), ("--output", self.output)):
+            check_given(flag, value, "required")
+        self.views = comma_list(self.views)
+        self.ks = _int_list("--ks", self.ks)
+        check_int("--batch-size", self.batch_size, 1)
+        check_int("--img-size", self.img_size, 1)
+        check_int("--num-workers", self.num_workers, 0)
+
+
+@dataclass(kw_only=True)
+class LocalizeConfig:
+    """GLEAM-C top-k candidates, verified and explained by the MLLM, reranked."""
+
+    encoder: str = field(metadata={"help": "trained GLEAM-C dir or Hub id"})
+    model: str = field(metadata={"help": "MLLM dir or Hub id (e.g. Qwen/Qwen2.5-VL-3B-Instruct)"})
+    data: str = field(metadata={"help": "dataset dir holding retrieval/"})
+    output: str = field(metadata={"help": "directory for localize_results.json, ranked.jsonl and verify/"})
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter dir from recipes/sft.py"})
+    split: str = field(default="test", metadata={"help": "split whose queries are localized"})
+    k: int | None = field(default=None, metadata={
+        "help": "candidates per query (default 5, or every tile of a smaller gallery; a --k above the gallery "
+                "size is an error)"})
+    lang: Lang = field(default="en", metadata={"help": "language of the MLLM's prompts and answers"})
+    task: Task = field(default="label", metadata={"help": "explain: the MLLM explains each pair"})
+    views: list[str] | None = field(default=None, metadata={"help": _VIEWS_HELP})
+    limit: int | None = field(default=None, metadata={"help": "only the first N queries"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per MLLM batch"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "default 16 (label) or 256 (explain)"})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "greedy decoding's repetition penalty (1.0: none)"})
+    dtype: Dtype = field(default="auto", metadata={"help": "the MLLM's weights' dtype"})
+    min_pixels: int | None = field(default=None, metadata={
+        "help": "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)"})
+    max_pixels: int | None = field(default=None, metadata={
+        "help": "override the per-image pixel budget (default: the one the adapter's run trained with)"})
+    overwrite: bool = field(default=False, metadata={"help": "discard verifications made with another config"})
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--encoder", self.encoder), ("--model", self.model), ("--data", self.data),
+                            ("--output", self.output)):
+            check_given(flag, value, "required")
+        self.views = comma_list(self.views)
+        check_choice("--lang", self.lang, LANGS)
+        check_choice("--task", self.task, TASKS)
+        check_choice("--dtype", self.dtype, DTYPES)
+        for flag, value in (("--k", self.k), ("--limit", self.limit), ("--max-new-tokens", self.max_new_tokens),
+                            ("--min-pixels", self.min_pixels), ("--max-pixels", self.max_pixels)):
+            check_int(flag, value, 1, optional=True)
+        check_int("--batch-size", self.batch_size, 1)
+        check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
+
+    @property
+    def candidates(self) -> int:
+        """Candidates per query asked for (``k``, default 5)."""
+        return self.k or 5
