@@ -13,6 +13,17 @@ from gleamx.prompts.verdict import parse_verdict
 
 MATCH_COLUMNS = ("n", "accuracy", "accuracy_positive", "accuracy_negative", "precision", "recall", "f1", "invalid_rate")
 EXPLANATION_KEYS = ("sbert_cosine", "bleu", "chrf", "rouge_l", "bertscore_f1")
+# Embedding scores also come rescaled against a shuffled-pair baseline (gleamx.eval.metrics.baseline).
+RESCALED_KEYS = ("sbert_cosine", "bertscore_f1")
+_RESCALE_TEXT = ("rescaled = mean over answers of (raw - b) / (1 - b), where b is the answer's mean similarity to the "
+                 "other samples' references (its chance level on this data): 1 is a copy of the reference, about 0 an "
+                 "answer no closer to its own reference than to the others' (a refusal, garbage), below 0 further "
+                 "(reported as is, not clipped); baseline is the mean b.")
+
+
+def rescale_text(expl: dict[str, Any]) -> str:
+    """How the rescaled column is made, and why it is empty when it is."""
+    return _RESCALE_TEXT + (f" Note: {expl['rescale_note']}." if expl.get("rescale_note") else "")
 
 
 def _pct(x: float | None) -> str:
@@ -32,7 +43,7 @@ def model_index(results: dict[str, Any]) -> list[dict[str, Any]]:
                                  ("accuracy_negative", "Accuracy (non-matching pairs)")) if results.get(key) is not None]
     if results.get("f1") is not None:
         metrics.append({"type": "f1", "name": "F1 of match", "value": round(100 * results["f1"], 2)})
-    for key in EXPLANATION_KEYS:
+    for key in (*EXPLANATION_KEYS, *(f"{k}_rescaled" for k in RESCALED_KEYS)):
         value = (results.get("explanation") or {}).get(key)
         if isinstance(value, (int, float)):
             metrics.append({"type": key, "name": f"Explanation {key}", "value": round(float(value), 4)})
@@ -42,6 +53,17 @@ def model_index(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "split": cfg.get("split") or "test", "config": cfg.get("lang")},
         "metrics": metrics,
     }]
+
+
+def explanation_rows(expl: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(metric, raw, baseline, rescaled)`` cells for the explanation table; '-' where a metric has none."""
+    def cell(key: str) -> str:
+        value = expl.get(key)
+        return "-" if value is None else f"{value:.4f}"
+
+    return [(key, cell(key), cell(f"{key}_baseline") if key in RESCALED_KEYS else "-",
+             cell(f"{key}_rescaled") if key in RESCALED_KEYS else "-")
+            for key in EXPLANATION_KEYS if expl.get(key) is not None]
 
 
 def setup_line(results: dict[str, Any]) -> str | None:
@@ -90,14 +112,14 @@ def results_markdown(results: dict[str, Any]) -> str:
                  f"AUROC {cal['auroc'] if cal['auroc'] is None else round(cal['auroc'], 3)}, Brier {cal['brier']:.3f}.\n")
     expl = results.get("explanation")
     if expl and expl.get("n"):
-        text += f"\n## Explanation quality ({expl['n']} answers with a reference)\n\n| metric | value |\n|---|---|\n"
-        for key in EXPLANATION_KEYS:
-            if expl.get(key) is not None:
-                text += f"| {key} | {expl[key]:.4f} |\n"
+        text += (f"\n## Explanation quality ({expl['n']} answers with a reference)\n\n"
+                 "| metric | raw | baseline | rescaled |\n|---|---|---|---|\n")
+        text += "".join(f"| {' | '.join(row)} |\n" for row in explanation_rows(expl))
+        text += f"\n{rescale_text(expl)}\n"
         if expl.get("sbert_model"):
             text += f"\nSentence embeddings: `{expl['sbert_model']}`.\n"
         if expl.get("bertscore_model"):
-            text += f"BERTScore: `{expl['bertscore_model']}` (raw F1, no idf, no baseline rescaling).\n"
+            text += f"BERTScore: `{expl['bertscore_model']}` (F1, no idf; baseline from up to 4 other references per answer).\n"
         judge = expl.get("judge")
         if judge:
             text += "\n### LLM judge (1-5, higher is better)\n\n" + judge["markdown"]
@@ -142,17 +164,29 @@ def _reliability_png(cal: dict[str, Any]) -> str | None:
 
 def worst_failures(samples: list[GleamSample], predictions: dict[str, dict[str, Any]], results: dict[str, Any],
                    k: int = 12) -> list[tuple[GleamSample, str, str]]:
-    """Wrong or invalid verdicts first, then the lowest explanation similarity; ``(sample, kind, answer)``."""
+    """Wrong or invalid verdicts first, then the lowest explanation similarity (rescaled where there is one);
+    ``(sample, kind, answer)``."""
     per = ((results.get("explanation") or {}).get("per_sample")) or {}
     ranked = []
     for s in samples:
         answer = predictions[s.id]["prediction"]
         verdict = parse_verdict(answer)
         kind = "invalid" if verdict is None else ("wrong" if verdict != s.label else "right")
-        sim = (per.get(s.id) or {}).get("sbert_cosine")
+        scores = per.get(s.id) or {}
+        # rescaled where defined (each answer against its own chance level), else raw
+        sim = next((scores[k] for k in ("sbert_cosine_rescaled", "sbert_cosine") if scores.get(k) is not None), None)
         ranked.append(({"invalid": 0, "wrong": 1, "right": 2}[kind], sim if sim is not None else 1.0, s.id, s, kind, answer))
     ranked.sort(key=lambda r: r[:3])
     return [(s, kind, answer) for _, _, _, s, kind, answer in ranked[:k] if kind != "right" or per]
+
+
+def _similarity_text(sim: dict[str, Any]) -> str:
+    """`` · explanation cosine 0.912 raw, 0.412 rescaled`` for a failure card ('' without a score)."""
+    if sim.get("sbert_cosine") is None:
+        return ""
+    resc = sim.get("sbert_cosine_rescaled")
+    return (f" · explanation cosine {sim['sbert_cosine']:.3f} raw, "
+            + ("- rescaled" if resc is None else f"{resc:.3f} rescaled"))
 
 
 CSS = """body{font-family:system-ui,-apple-system,'Segoe UI','Noto Sans CJK SC',sans-serif;margin:2em auto;max-width:1100px;
@@ -187,19 +221,24 @@ def report_html(results: dict[str, Any], samples: list[GleamSample], predictions
     expl = results.get("explanation") or {}
     expl_html = ""
     if expl.get("n"):
-        expl_html = "<h2>Explanation quality</h2><table><tr><th>metric</th><th>value</th></tr>" + "".join(
-            f"<tr><td>{k}</td><td>{expl[k]:.4f}</td></tr>" for k in EXPLANATION_KEYS if expl.get(k) is not None
-        ) + f"</table><p class='muted'>sentence embeddings: {e(str(expl.get('sbert_model', '-')))}" + (
-            f"; BERTScore: {e(str(expl['bertscore_model']))}" if expl.get("bertscore_model") else "") + "</p>"
+        cells = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in explanation_rows(expl))
+        models = f"sentence embeddings: {expl.get('sbert_model', '-')}" + (
+            f"; BERTScore: {expl['bertscore_model']}" if expl.get("bertscore_model") else "")
+        expl_html = ("<h2>Explanation quality</h2><table><tr><th>metric</th><th>raw</th><th>baseline</th>"
+                     f"<th>rescaled</th></tr>{cells}</table><p class='muted'>{e(rescale_text(expl))}</p>"
+                     f"<p class='muted'>{e(models)}</p>")
     lang = cfg.get("lang") or "en"
+    per = expl.get("per_sample") or {}
     fails = []
     for s, kind, answer in worst_failures(samples, predictions, results):
         ref = s.explanation.get(lang) or ("yes" if s.label else "no")
+        sim = per.get(s.id) or {}
         fails.append(
             f"<div class='fail'><figure><img alt='query' src='{_thumb(s.query_image)}'><figcaption>{e(s.query_view)} "
             f"(query)</figcaption></figure><figure><img alt='satellite' src='{_thumb(s.satellite_image)}'>"
             f"<figcaption>satellite</figcaption></figure><div><div><span class='tag'>{e(kind)}</span> {e(s.id)} · "
-            f"label: {'match' if s.label else 'no match'}</div><div>prediction</div><pre>{e(answer)}</pre>"
+            f"label: {'match' if s.label else 'no match'}{e(_similarity_text(sim))}</div>"
+            f"<div>prediction</div><pre>{e(answer)}</pre>"
             f"<div>reference</div><pre>{e(ref)}</pre></div></div>")
     return f"""<!DOCTYPE html><html lang="{e(lang)}"><head><meta charset="utf-8"><title>GLEAM-X evaluation</title>
 <style>{CSS}</style></head><body><h1>GLEAM-X evaluation</h1>

@@ -8,6 +8,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from gleamx.choices import LANGS
 from gleamx.errors import GleamDataError
 
 # metric key in results.json -> (model-index metric type, human name)
@@ -20,6 +21,7 @@ CARD_METRICS: dict[str, tuple[str, str]] = {
 }
 EXPLANATION_METRICS: dict[str, tuple[str, str]] = {
     "sbert_cosine": ("cosine_similarity", "Explanation SBERT cosine"),
+    "sbert_cosine_rescaled": ("cosine_similarity", "Explanation SBERT cosine, rescaled (0 = shuffled baseline)"),
     "bleu": ("bleu", "Explanation BLEU"),
     "chrf": ("chrf", "Explanation chrF"),
     "rouge_l": ("rouge", "Explanation ROUGE-L"),
@@ -115,7 +117,7 @@ def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: li
     card_data = ModelCardData(
         base_model=base if is_hub_id(base) else None,
         datasets=[dataset] if is_hub_id(dataset) else None,
-        language=["en", "zh"] if lang == "both" else [lang],
+        language=list(LANGS) if lang == "both" else [lang],
         library_name="peft" if peft else "transformers",
         pipeline_tag="image-text-to-text",
         tags=["gleamx", "gleam-x", "cross-view-geo-localization", "remote-sensing", "trl", "sft", method.lower()],

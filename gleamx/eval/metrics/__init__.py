@@ -6,7 +6,9 @@ loadable offline with ``evaluate.load(str(module_path("bleu")))``. :func:`score_
 runs the same module classes directly, so both routes give identical numbers.
 
 Scales are the reference libraries' own: BLEU and chrF 0-100 (sacrebleu), ROUGE-L F1,
-cosine and BERTScore F1 0-1 (rouge-score, embeddings, bert-score).
+cosine and BERTScore F1 0-1 (rouge-score, embeddings, bert-score). The two embedding scores are also
+reported rescaled against a shuffled-pair baseline measured on the same data
+(:mod:`gleamx.eval.metrics.baseline`): ``<metric>_baseline`` and ``<metric>_rescaled``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ _CLASSES = {
 }
 # Metrics whose modules return per-sample scores under "scores".
 _PER_SAMPLE = ("sbert_cosine", "chrf", "rouge_l", "bertscore")
+# Embedding metrics: the summary keys their modules return (raw mean, baseline, rescaled).
+_RESCALED = {"sbert_cosine": "sbert_cosine", "bertscore": "bertscore_f1"}
 
 
 def module_path(name: str) -> Path:
@@ -67,11 +71,13 @@ def score_explanations(
 ) -> dict:
     """Score explanation texts (verdict lines already stripped, see :func:`explanation_text`).
 
-    Returns ``{"sbert_cosine", "sbert_model", "bleu", "chrf", "rouge_l", "per_sample": {...}}``
-    limited to the requested ``metrics`` (default :data:`METRICS`, plus ``bertscore`` when
-    ``bertscore_model`` is given: ``bertscore_f1/_precision/_recall``, ``bertscore_model``);
-    ``per_sample`` holds one score per pair for sbert_cosine, chrf (sentence-level), rouge_l and
-    bertscore (F1), in input order.
+    Returns ``{"sbert_cosine", "sbert_cosine_baseline", "sbert_cosine_rescaled", "sbert_model", "bleu",
+    "chrf", "rouge_l", "per_sample": {...}}`` limited to the requested ``metrics`` (default :data:`METRICS`,
+    plus ``bertscore`` when ``bertscore_model`` is given: ``bertscore_f1/_precision/_recall``,
+    ``bertscore_f1_baseline/_rescaled``, ``bertscore_model``); ``per_sample`` holds one score per pair for
+    sbert_cosine, chrf (sentence-level), rouge_l and bertscore (F1), and the rescaled embedding scores
+    (``sbert_cosine_rescaled``, ``bertscore_rescaled``), in input order. With a single pair the
+    baselines and rescaled scores are ``None`` and ``rescale_note`` says why.
     """
     if metrics is None:
         metrics = METRICS + (("bertscore",) if bertscore_model else ())
@@ -98,15 +104,21 @@ def score_explanations(
     per_sample: dict[str, list[float]] = {}
     for name in metrics:
         out = _metric(name).compute(predictions=list(predictions), references=list(references), **kwargs[name])
-        if name == "bertscore":
-            result.update({k: out[k] for k in ("bertscore_f1", "bertscore_precision", "bertscore_recall")})
-            result["bertscore_model"] = out["model"]
-        else:
-            result[name] = out[name]
-        if name == "sbert_cosine":
-            result["sbert_model"] = out["model"]
         if name in _PER_SAMPLE:
             per_sample[name] = out["scores"]
+        if name in _RESCALED:
+            key = _RESCALED[name]
+            result.update({k: out[k] for k in (key, f"{key}_baseline", f"{key}_rescaled")})
+            per_sample[f"{name}_rescaled"] = out["rescaled_scores"]
+            if "rescale_note" in out:
+                result["rescale_note"] = out["rescale_note"]
+        else:
+            result[name] = out[name]
+        if name == "bertscore":
+            result.update({k: out[k] for k in ("bertscore_precision", "bertscore_recall")})
+            result["bertscore_model"] = out["model"]
+        if name == "sbert_cosine":
+            result["sbert_model"] = out["model"]
     result["per_sample"] = per_sample
     return result
 

