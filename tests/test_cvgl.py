@@ -163,3 +163,105 @@ def test_one_split_per_out_dir_and_symlinked_out_dirs(university, tmp_path):
     convert_university1652(university, tmp_path / "outs" / "u")  # written through a symlinked directory
     rset = load_retrieval(tmp_path / "outs" / "u", "test")
     assert all(t.image.is_file() for t in rset.gallery) and all(q.image.is_file() for q in rset.queries)
+
+
+def _cvact(tmp_path: Path, *, mat: bool = True) -> Path:
+    """CVACT as shipped: ANU_data_small/{streetview,satview_polish} and ACT_data.mat (panoIds, trainSet, valSet)."""
+    root = tmp_path / "CVACT"
+    ids = [f"__-{i}AbCdEfGhIjKlMnOpQ" for i in range(5)]  # panoIds: 22-character Street View ids
+    for i, pano in enumerate(ids):
+        _img(root / "ANU_data_small" / "streetview" / f"{pano}_grdView.jpg", (i * 40, 0, 0))
+        _img(root / "ANU_data_small" / "satview_polish" / f"{pano}_satView_polish.jpg", (0, i * 40, 0))
+    if mat:
+        import numpy as np
+        from scipy.io import savemat
+
+        savemat(root / "ACT_data.mat", {"panoIds": np.array(ids, dtype=object).reshape(-1, 1),
+                                        "trainSet": {"trainInd": np.array([[1], [2], [3]], dtype=np.float64)},
+                                        "valSet": {"valInd": np.array([[4], [5]], dtype=np.float64)}})
+    return root
+
+
+def test_cvact_as_shipped_reads_act_data_mat(tmp_path):
+    pytest.importorskip("scipy")
+    from gleamx.data.cvgl import convert_cvact
+    from gleamx.retrieval.data import load_retrieval
+
+    root = _cvact(tmp_path)
+    s = convert_cvact(root, tmp_path / "test")  # valSet (CVACT_val) is the test split papers report
+    assert (s.n_gallery, s.n_queries, s.by_view) == (2, 2, {"panorama": 2})
+    rset = load_retrieval(tmp_path / "test", "test")
+    assert [t.location_id for t in rset.gallery] == ["cvact-__-3AbCdEfGhIjKlMnOpQ", "cvact-__-4AbCdEfGhIjKlMnOpQ"]
+    assert rset.queries[0].image.name == "__-3AbCdEfGhIjKlMnOpQ_grdView.jpg"
+    assert rset.gallery[0].image.name == "__-3AbCdEfGhIjKlMnOpQ_satView_polish.jpg"
+    (root / "ANU_data_small" / "ACT_data.mat").write_bytes((root / "ACT_data.mat").read_bytes())
+    assert convert_cvact(root / "ANU_data_small", tmp_path / "inner").n_gallery == 2  # ROOT may be ANU_data_small
+    train = convert_cvact(root, tmp_path / "train", split="train")
+    assert (train.n_gallery, train.n_queries) == (3, 3)
+    (root / "ANU_data_small" / "satview_polish" / "__-4AbCdEfGhIjKlMnOpQ_satView_polish.jpg").unlink()
+    with pytest.raises(GleamDataError, match=r"ACT_data\.mat: satellite: file not found for panoId '__-4"):
+        convert_cvact(root, tmp_path / "bad")
+
+
+def test_cvact_split_list_fallback_and_bad_mat(tmp_path):
+    from gleamx.data.cvgl import convert_cvact
+
+    root = _cvact(tmp_path, mat=False)
+    with pytest.raises(GleamDataError, match=r"ACT_data\.mat: layout: missing"):
+        convert_cvact(root, tmp_path / "o")
+    (root / "splits").mkdir()
+    (root / "splits" / "test.txt").write_text("# CVACT_val\n__-0AbCdEfGhIjKlMnOpQ\n__-1AbCdEfGhIjKlMnOpQ,extra\n\n")
+    assert convert_cvact(root, tmp_path / "o").n_queries == 2
+    (root / "splits" / "test.txt").unlink()
+    (root / "ACT_data.mat").write_bytes(b"not a mat file")
+    pytest.importorskip("scipy")
+    with pytest.raises(GleamDataError, match=r"ACT_data\.mat: file: cannot read it as a MATLAB file"):
+        convert_cvact(root, tmp_path / "o2")
+
+
+def _paired(tmp_path: Path) -> Path:
+    """One satellite tile and one street-map / ground image per location id, plus splits.csv."""
+    root = tmp_path / "paired"
+    for i in range(6):
+        _img(root / "satellite" / f"loc{i}.png", (i * 30, 0, 0))
+        _img(root / "street_map" / f"loc{i}.png", (0, i * 30, 0))
+        if i < 3:
+            _img(root / "ground" / f"loc{i}.jpg", (0, 0, i * 30))
+    (root / "splits.csv").write_text("location_id,split\n" + "".join(
+        f"loc{i},{'train' if i < 4 else 'Test'}\n" for i in range(6)))
+    return root
+
+
+def test_paired_folders_with_splits_and_view_flag(tmp_path):
+    from gleamx.data.cvgl import convert_paired
+    from gleamx.retrieval.data import load_retrieval
+
+    root = _paired(tmp_path)
+    s = convert_paired(root, tmp_path / "train", split="train")
+    assert (s.n_gallery, s.n_queries, s.by_view) == (4, 7, {"street_map": 4, "ground": 3})
+    rset = load_retrieval(tmp_path / "train", "train")
+    assert {q.query_id for q in rset.queries} >= {"street_map/loc0", "ground/loc2"}
+    assert convert_paired(root, tmp_path / "test").by_view == {"street_map": 2}
+    only = convert_paired(root, tmp_path / "ground", split="train", view="ground")
+    assert only.by_view == {"ground": 3} and only.n_gallery == 4  # loc3's tile is a distractor
+    (root / "ground").rename(root / "query")  # a query folder not named after a view: --view names it
+    assert convert_paired(root, tmp_path / "q", split="train", view="ground").by_view == {"ground": 3}
+    (root / "splits.csv").write_text("location_id,split\nloc0,dev\n")
+    with pytest.raises(GleamDataError, match=r"splits\.csv:2: split: expected location_id,split"):
+        convert_paired(root, tmp_path / "x")
+    (root / "splits.csv").unlink()
+    _img(root / "street_map" / "loc9.png", (1, 1, 1))
+    with pytest.raises(GleamDataError, match=r"loc9\.png: location_id: 'loc9' has no satellite tile"):
+        convert_paired(root, tmp_path / "y")
+
+
+def test_cli_cvgl_takes_the_new_layouts(tmp_path):
+    from gleamx.cli.main import main
+
+    root = _paired(tmp_path)
+    assert main(["data", "cvgl", str(root), "--layout", "paired", "--split", "val", "--out", str(tmp_path / "v")]) == 2
+    assert main(["data", "cvgl", str(root), "--layout", "paired", "--split", "train", "--view", "street_map",
+                 "--out", str(tmp_path / "s")]) == 0
+    layout = json.loads((tmp_path / "s" / "retrieval" / "layout.json").read_text())
+    assert layout == {"layout": "paired", "split": "train"}
+    assert main(["data", "cvgl", str(root), "--layout", "cvusa", "--split", "val", "--out", str(tmp_path / "c")]) == 2

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -83,13 +84,7 @@ class Stub:
             if isinstance(payload, float):  # "sleep this long before answering" (timeouts)
                 time.sleep(payload)
                 status, headers, payload = completion(json.dumps(GOOD))
-            data = json.dumps(payload).encode()
-            h.send_response(status)
-            for k, v in {"Content-Type": "application/json", **headers}.items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(len(data)))
-            h.end_headers()
-            h.wfile.write(data)
+            send(h, status, headers, json.dumps(payload).encode())
         except OSError:  # the client gave up (timeout test)
             pass
         finally:
@@ -97,16 +92,26 @@ class Stub:
                 self.in_flight -= 1
 
 
-@pytest.fixture
-def stub() -> Iterator[Callable[..., tuple[Stub, str]]]:
+def send(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], data: bytes) -> None:
+    """Answer one request with ``data`` (JSON unless ``headers`` say otherwise)."""
+    h.send_response(status)
+    for k, v in {"Content-Type": "application/json", **headers}.items():
+        h.send_header(k, v)
+    h.send_header("Content-Length", str(len(data)))
+    h.end_headers()
+    h.wfile.write(data)
+
+
+@contextmanager
+def loopback_servers() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]], str]]:
+    """``serve(handle)`` starts a threading HTTP server on 127.0.0.1 (port 0) whose POSTs go to ``handle`` and
+    returns its ``/v1`` base URL; every server started is shut down at the end (tests/test_annotate.py too)."""
     servers: list[ThreadingHTTPServer] = []
 
-    def start(reply: Callable[[str, int], Reply] = good, delay: float = 0.0) -> tuple[Stub, str]:
-        s = Stub(reply, delay)
-
+    def serve(handle: Callable[[BaseHTTPRequestHandler], None]) -> str:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                s.handle(self)
+                handle(self)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -115,12 +120,24 @@ def stub() -> Iterator[Callable[..., tuple[Stub, str]]]:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
-        return s, f"http://127.0.0.1:{server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    try:
+        yield serve
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def stub() -> Iterator[Callable[..., tuple[Stub, str]]]:
+    with loopback_servers() as serve:
+        def start(reply: Callable[[str, int], Reply] = good, delay: float = 0.0) -> tuple[Stub, str]:
+            s = Stub(reply, delay)
+            return s, serve(s.handle)
+
+        yield start
 
 
 @pytest.fixture(autouse=True)

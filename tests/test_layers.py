@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"hub"},                  # model cards, push, merge
     {"train", "eval"},        # SFT; evaluation
     {"retrieval"},            # GLEAM-C, and localize (retrieval + eval's verification)
+    {"build"},                # GLEAM-X from real sources: pairs, MLLM annotation, human revision
     {"demo"},                 # the whole pipeline on generated data
     {"recipes"},              # the recipe scripts (entry points)
     {"cli"},                  # the gleamx command line (entry point)

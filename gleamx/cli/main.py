@@ -81,18 +81,25 @@ def cmd_data_convert(cfg) -> int:
 
 
 def cmd_data_cvgl(cfg) -> int:
-    from gleamx.data.cvgl import convert_cvusa, convert_university1652, convert_vigor
+    from gleamx.data.cvgl import convert_layout
 
-    if cfg.layout == "university1652":
-        summary = convert_university1652(cfg.root, cfg.out, split=cfg.split, distractors=cfg.distractors,
-                                         overwrite=cfg.overwrite)
-    elif cfg.layout == "vigor":
-        summary = convert_vigor(cfg.root, cfg.out, split=cfg.split, same_area=not cfg.cross_area,
-                                overwrite=cfg.overwrite)
-    else:
-        summary = convert_cvusa(cfg.root, cfg.out, split=cfg.split, overwrite=cfg.overwrite)
+    summary = convert_layout(cfg)
     console.print(f"{cfg.layout} {summary.split}: gallery {summary.n_gallery} tiles, {summary.n_queries} queries "
                   f"({', '.join(f'{k}={v}' for k, v in summary.by_view.items())}) -> {summary.out_dir / 'retrieval'}")
+    return 0
+
+
+def cmd_data_pairs(cfg) -> int:
+    from gleamx.build.pairs import make_pairs
+
+    r = make_pairs(cfg)
+    console.print(f"{r.source}: {r.by_label['positive']} positive and {r.by_label['negative']} negative pairs "
+                  f"({', '.join(f'{k}={v}' for k, v in r.by_negative.items()) or 'no negatives'}) -> {r.out_dir}")
+    for split, n in r.by_split.items():
+        console.print(f"  {split}: {n}")
+    if r.short:
+        console.print(f"note: {r.short} negative(s) left out: a split has too few other locations", markup=False)
+    console.print(f"dataset card: {r.card}")
     return 0
 
 
@@ -200,6 +207,21 @@ def cmd_localize(cfg) -> int:
     return 0
 
 
+def cmd_annotate(cfg) -> int:
+    from gleamx.build.annotate import annotate, cost_lines, failed_reasons
+
+    with progress() as bar:
+        task = bar.add_task("annotating", total=None)
+        s = annotate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    d = s.as_dict()
+    console.print(f"{d['n_samples']} samples x {','.join(s.langs)}: {d['n_ok']} explained, {d['n_flagged']} flagged, "
+                  f"{d['n_failed']} failed ({d['n_cached']} from the cache); {d['n_written']} samples -> "
+                  f"{s.out / 'annotated.jsonl'}, flagged: {s.out / 'flagged.jsonl'}", markup=False)
+    for line in cost_lines(s.cost) + failed_reasons(s)[:5]:
+        print(line)
+    return 1 if d["n_failed"] else 0
+
+
 def cmd_sft(argv: list[str]) -> int:
     from gleamx.recipes.sft import main as sft_main  # the same main as recipes/sft.py
 
@@ -211,6 +233,46 @@ def cmd_retrieval_train(argv: list[str]) -> int:
     from gleamx.recipes.gleamc import main as gleamc_main  # the same main as recipes/gleamc.py
 
     gleamc_main(argv, prog="gleamx retrieval train")
+    return 0
+
+
+def cmd_review_serve(cfg) -> int:
+    from gleamx.build.review import serve_review
+
+    def ready(url: str, app) -> None:
+        console.print(f"reviewing {len(app.order)} pairs of split {cfg.split} at {url} (Ctrl+C stops; every decision is "
+                      f"saved at once to {app.log.path}; {len(app.log.latest)} reviewed so far)", markup=False)
+
+    try:
+        serve_review(cfg, on_ready=ready)
+    except KeyboardInterrupt:  # the way to stop it: every decision is already on disk
+        console.print("stopped; every decision made is saved")
+    return 0
+
+
+def cmd_review_export(cfg) -> int:
+    from gleamx.build.review import export_sheet
+
+    out, n, n_done = export_sheet(cfg)
+    console.print(f"wrote {n} rows ({n_done} with a decision) to {out}", markup=False)
+    return 0
+
+
+def cmd_review_import(cfg) -> int:
+    from gleamx.build.review import STATS_NAME, import_revisions
+
+    r = import_revisions(cfg)
+    st = r.stats
+    console.print(f"split {st['split']}: {st['n_reviewed']} of {st['n_split']} reviewed: {st['n_accepted']} accepted, "
+                  f"{st['n_edited']} edited, {st['n_rejected']} rejected (left out), {st['n_unreviewed']} unreviewed"
+                  f" ({'kept' if cfg.keep_unreviewed else 'left out'}); share edited {_pct(st['share_edited'])}",
+                  markup=False)
+    for lang, v in st["languages"].items():
+        if v["n"]:
+            console.print(f"  {lang}: {v['n_edited']} of {v['n']} edited ({_pct(v['share_edited'])}), mean edit "
+                          f"distance {v['mean_edit_distance']:.2f} characters", markup=False)
+    files = ", ".join(f"{name}.jsonl ({n})" for name, n in r.written.items())
+    console.print(f"wrote {files} and {STATS_NAME} to {r.out}", markup=False)
     return 0
 
 
@@ -245,7 +307,10 @@ COMMANDS: dict[str, Command] = {
     "data convert": Command(_config("gleamx.data.config", "ConvertConfig"), cmd_data_convert,
                             "convert between gleamx JSONL and ShareGPT/LLaMA-Factory"),
     "data cvgl": Command(_config("gleamx.data.config", "CvglConfig"), cmd_data_cvgl,
-                         "write the GLEAM-C retrieval layout for University-1652, VIGOR or CVUSA on disk"),
+                         "write the GLEAM-C retrieval layout for University-1652, VIGOR, CVUSA, CVACT or paired "
+                         "folders on disk"),
+    "data pairs": Command(_config("gleamx.build.pairs", "PairsConfig"), cmd_data_pairs,
+                          "matching and non-matching pairs (random and hard negatives) from a retrieval layout"),
     "models tiny": Command(_config("gleamx.models.config", "TinyModelConfig"), cmd_models_tiny,
                            "build a tiny random-initialised Qwen-VL-class model"),
     "sft": Command(None, cmd_sft, "fine-tune from a recipe: --config tiny/sft_lora or a YAML path "
@@ -259,15 +324,25 @@ COMMANDS: dict[str, Command] = {
                               "R@k, R@1%, mAP of an encoder on a split, overall and per view"),
     "localize": Command(_config("gleamx.retrieval.run_config", "LocalizeConfig"), cmd_localize,
                         "GLEAM-C top-k candidates, verified and explained by the MLLM, reranked"),
+    "annotate": Command(_config("gleamx.build.annotate", "AnnotateConfig"), cmd_annotate,
+                        "explain pairs with an OpenAI-compatible MLLM (en, zh); replies that contradict the label "
+                        "are flagged, not kept"),
     "push": Command(_config("gleamx.hub.config", "PushConfig"), cmd_push,
                     "upload a training output dir (adapter/model, processor, card) to the Hub"),
     "merge": Command(_config("gleamx.hub.config", "MergeConfig"), cmd_merge,
                      "merge a LoRA adapter into its base model"),
     "demo": Command(_config("gleamx.demo", "DemoConfig"), cmd_demo,
                     "run the pipeline end to end on generated data and a tiny model"),
+    "review serve": Command(_config("gleamx.build.review", "ReviewServeConfig"), cmd_review_serve,
+                            "open the review page: accept, edit or reject each explanation, saved at once"),
+    "review export": Command(_config("gleamx.build.review", "ReviewExportConfig"), cmd_review_export,
+                             "write a split as a CSV/JSONL sheet for review in a spreadsheet"),
+    "review import": Command(_config("gleamx.build.review", "ReviewImportConfig"), cmd_review_import,
+                             "merge revisions into a new dataset and report edit statistics"),
 }
 _GROUPS = {"data": "make, check and convert GLEAM-X data", "models": "model utilities",
-           "retrieval": "GLEAM-C: train and score the retrieval encoder"}
+           "retrieval": "GLEAM-C: train and score the retrieval encoder",
+           "review": "human revision of explanations: review page, sheets, import"}
 
 
 def _escape(text: str) -> str:
@@ -278,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``gleamx`` command tree, for ``--help`` and for finding a command; leaves parse nothing themselves."""
     top = GleamParser(prog="gleamx", description=__doc__.split("\n\n")[0],
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=argparse.ArgumentParser)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=GleamParser)
     groups: dict[str, argparse._SubParsersAction] = {}
     for name, cmd in COMMANDS.items():
         head, _, leaf = name.partition(" ")

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gleamx.checks import check_choice, check_given
-from gleamx.choices import FORMATS, LANGS_OR_BOTH, TASKS, DataFormat, LangOrBoth, Task
+from gleamx.choices import (FORMATS, LANGS_OR_BOTH, SPLITS, TASKS, VIEWS, DataFormat, LangOrBoth, Split, Task,
+                            View)
+from gleamx.data.cvgl import LAYOUTS, Layout
 
 
 @dataclass(kw_only=True)
@@ -65,18 +67,25 @@ class CvglConfig:
     """Write the GLEAM-C retrieval layout for a CVGL dataset on disk (nothing is copied)."""
 
     root: str = field(metadata={"positional": True, "help": "the dataset's root directory"})
-    layout: Literal["university1652", "vigor", "cvusa"] = field(metadata={"help": "the dataset's layout"})
+    layout: Layout = field(metadata={
+        "help": "the dataset's layout; paired: ROOT/satellite/<id>.<ext> + ROOT/<view>/<id>.<ext> "
+                "[+ ROOT/splits.csv]"})
     out: str = field(metadata={"help": "output dir (its retrieval/ points into root; nothing is copied)"})
-    split: Literal["train", "test"] = field(default="test", metadata={"help": "which split to write"})
+    split: Split = field(default="test", metadata={"help": "which split to write (val: paired layouts only)"})
     distractors: bool = field(default=True, metadata={
         "help": "University-1652: keep the 250 satellite tiles no query matches (--no-distractors: drop them, "
                 "Sample4Geo's protocol)"})
     cross_area: bool = field(default=False, metadata={
         "help": "VIGOR: train on NewYork+Seattle, test on SanFrancisco+Chicago (default: same-area)"})
+    view: View | None = field(default=None, metadata={
+        "help": "paired: read only ROOT/<view>/ (or ROOT/query/ when there is no such folder) as this view "
+                "(default: every ROOT/<view>/ folder named after a view)"})
     overwrite: bool = field(default=False, metadata={"help": "replace a retrieval layout already in --out"})
 
     def __post_init__(self) -> None:
         check_given("root", self.root, "the dataset's root directory")
         check_given("--out", self.out, "an output directory")
-        check_choice("--layout", self.layout, ("university1652", "vigor", "cvusa"))
-        check_choice("--split", self.split, ("train", "test"))
+        check_choice("--layout", self.layout, LAYOUTS)
+        check_choice("--split", self.split, SPLITS)
+        if self.view is not None:
+            check_choice("--view", self.view, VIEWS)

@@ -21,6 +21,20 @@ image paths point into the original tree (relative to ``DIR/retrieval``), so not
 * **CVUSA** (``ROOT/splits/train-19zl.csv``, ``val-19zl.csv``: ``satellite,panorama[,...]`` per
   line): each panorama is a ``panorama`` query of its own satellite tile. The CSV's val split is
   the test split used in papers, written here as ``test``.
+* **CVACT** as shipped (``ROOT/ANU_data_small/streetview/<panoId>_grdView.jpg``,
+  ``ROOT/ANU_data_small/satview_polish/<panoId>_satView_polish.jpg`` and ``ROOT/ACT_data.mat``; ``ROOT`` may
+  also be ``ANU_data_small`` itself, with the .mat inside it): ``panoIds`` names every location, and the
+  1-based indices ``trainSet.trainInd`` and ``valSet.valInd`` pick the splits. ``valSet`` (CVACT_val, 8,884
+  pairs, the split papers report) is written as ``test``. Reading the .mat needs scipy; a split list
+  ``ROOT/splits/<split>.txt`` (one panoId per line, or a CSV whose first column is the panoId) is used instead
+  when present, and needs no scipy. CVACT_test (``ANU_data_test``) is not read.
+* **paired** folders, one query image and one satellite tile per location, as in the paper's street-map and
+  ground sets: ``ROOT/satellite/<location_id>.<ext>`` and ``ROOT/<view>/<location_id>.<ext>`` for each
+  gleamx view folder present (``uav``, ``street_map``, ``panorama``, ``ground``); with ``view`` given, only
+  ``ROOT/<view>/`` is read, or ``ROOT/query/`` when there is no such folder. An optional ``ROOT/splits.csv``
+  (header ``location_id,split``; train, val or test) assigns every location a split, and only the asked
+  split is written; without it every location is in the asked split. A tile no query names stays in the
+  gallery (a distractor).
 """
 
 from __future__ import annotations
@@ -31,13 +45,21 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
 
+from gleamx.choices import VIEWS
 from gleamx.data.paths import record_image_roots
 from gleamx.data.text import read_lines, read_text
 from gleamx.errors import GleamDataError
 
+if TYPE_CHECKING:
+    from gleamx.data.config import CvglConfig
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-LAYOUTS = ("university1652", "vigor", "cvusa")
+Layout = Literal["university1652", "vigor", "cvusa", "cvact", "paired"]
+LAYOUTS: tuple[str, ...] = get_args(Layout)
+LAYOUT_FILE = "layout.json"
+"""Beside the two JSONL files: which layout and split wrote them (``gleamx data pairs`` names its source by it)."""
 VIGOR_CITIES = ("NewYork", "Seattle", "SanFrancisco", "Chicago")
 
 
@@ -55,7 +77,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: str,
-           overwrite: bool = False, root: Path | None = None) -> LayoutSummary:
+           overwrite: bool = False, root: Path | None = None, layout: str | None = None) -> LayoutSummary:
     base = out / "retrieval"
     if (base / "gallery.jsonl").exists() and not overwrite:
         # One split per directory: VIGOR's same-area splits share tiles, so they cannot share a gallery file.
@@ -80,6 +102,8 @@ def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: s
     # The images stay in the dataset's tree, outside --out: name that tree (and wherever its symlinks led)
     # as the layout's image roots in retrieval/gleamx_manifest.json; the reader keeps every path inside them.
     record_image_roots(base, images, roots=[root] if root is not None else [], replace=True)
+    if layout is not None:
+        (base / LAYOUT_FILE).write_text(json.dumps({"layout": layout, "split": split}) + "\n", encoding="utf-8")
     return LayoutSummary(out, n_g, n_q, by_view, split)
 
 
@@ -123,7 +147,7 @@ def convert_university1652(root: str | Path, out: str | Path, *, split: str = "t
     queried = {q["location_id"] for q in queries}
     keep = tiles if distractors else {k: v for k, v in tiles.items() if k in queried}
     gallery = [{"location_id": k, "image": v, "split": split} for k, v in keep.items()]
-    return _write(Path(out), gallery, queries, split, overwrite, root)
+    return _write(Path(out), gallery, queries, split, overwrite, root, "university1652")
 
 
 def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test", overwrite: bool = False) -> LayoutSummary:
@@ -150,7 +174,7 @@ def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test", ove
         gallery.append({"location_id": loc, "image": sat, "split": split})
         queries.append({"query_id": f"panorama/{Path(row[1]).stem}", "image": pano, "query_view": "panorama",
                         "location_id": loc, "split": split})
-    return _write(Path(out), gallery, queries, split, overwrite, root)
+    return _write(Path(out), gallery, queries, split, overwrite, root, "cvusa")
 
 
 def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", same_area: bool = True,
@@ -190,4 +214,174 @@ def convert_vigor(root: str | Path, out: str | Path, *, split: str = "test", sam
             queries.append({"query_id": f"{city}/{Path(cols[0]).stem}", "image": root / city / "panorama" / cols[0],
                             "query_view": "panorama", "location_id": tiles[0], "semi_positive_ids": tiles[1:],
                             "split": split})
-    return _write(Path(out), gallery, queries, split, overwrite, root)
+    return _write(Path(out), gallery, queries, split, overwrite, root, "vigor")
+
+
+def _split_list(path: Path) -> list[str]:
+    """The ids of a split list: one per line, or a CSV's first column (blank lines and ``#`` comments skipped)."""
+    ids = []
+    for _, text in read_lines(path):
+        first = next(csv.reader([text]), [""])[0].strip() if text.strip() else ""
+        if first and not first.startswith("#"):
+            ids.append(first)
+    return ids
+
+
+def _mat_strings(values: object) -> list[str]:
+    """A MATLAB char matrix or cell array of strings, as scipy reads it, as a list of stripped strings."""
+    import numpy as np
+
+    out = []
+    for x in np.asarray(values, dtype=object).ravel():
+        while isinstance(x, np.ndarray):
+            x = x.ravel()[0] if x.size else ""
+        out.append(str(x).strip())
+    return out
+
+
+def _act_mat_ids(mat_path: Path, split: str) -> list[str]:
+    """The panoIds of ``split`` in CVACT's ``ACT_data.mat`` (``trainSet.trainInd`` / ``valSet.valInd``, 1-based)."""
+    import numpy as np
+
+    name = str(mat_path)
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise GleamDataError.at(name, None, "ACT_data.mat", "reading it needs scipy (pip install scipy), or list "
+                                f"the split's panoIds in splits/{split}.txt beside it") from None
+    try:
+        mat = loadmat(mat_path)
+    except Exception as e:  # noqa: BLE001 - scipy raises several types for files it cannot parse
+        raise GleamDataError.at(name, None, "file", f"cannot read it as a MATLAB file ({type(e).__name__})") from None
+    struct, field = ("trainSet", "trainInd") if split == "train" else ("valSet", "valInd")
+    if "panoIds" not in mat:
+        raise GleamDataError.at(name, None, "panoIds", "missing (expected CVACT's list of panorama ids)")
+    ids = _mat_strings(mat["panoIds"])
+    s = mat.get(struct)
+    if not isinstance(s, np.ndarray) or s.dtype.names is None or field not in s.dtype.names or s.size == 0:
+        raise GleamDataError.at(name, None, struct, f"missing (expected a struct with field {field})")
+    try:
+        index = [int(i) for i in np.asarray(s.ravel()[0][field]).ravel()]
+    except (TypeError, ValueError):
+        raise GleamDataError.at(name, None, f"{struct}.{field}", "expected integer indices into panoIds") from None
+    bad = [i for i in index if not 1 <= i <= len(ids)]
+    if bad:
+        raise GleamDataError.at(name, None, f"{struct}.{field}", f"index {bad[0]} is outside panoIds "
+                                f"(expected 1..{len(ids)}, MATLAB's 1-based indices)")
+    return [ids[i - 1] for i in index]
+
+
+def convert_cvact(root: str | Path, out: str | Path, *, split: str = "test", overwrite: bool = False) -> LayoutSummary:
+    """CVACT as shipped -> retrieval layout; ``test`` is CVACT_val (``valSet``), the split papers report."""
+    root = Path(root)
+    if split not in ("train", "test"):
+        raise GleamDataError.at(str(root), None, "split", f"expected train or test, got {split!r}")
+    images = root / "ANU_data_small" if (root / "ANU_data_small").is_dir() else root
+    grd = _need_dir(images / "streetview", "CVACT's ANU_data_small/streetview/<panoId>_grdView.jpg")
+    sat = _need_dir(images / "satview_polish", "CVACT's ANU_data_small/satview_polish/<panoId>_satView_polish.jpg")
+    listing = next((d / "splits" / f"{split}.txt" for d in (root, images) if (d / "splits" / f"{split}.txt").is_file()),
+                   None)
+    if listing is not None:
+        ids, source = _split_list(listing), listing
+    else:
+        mat = next((d / "ACT_data.mat" for d in (root, images) if (d / "ACT_data.mat").is_file()), None)
+        if mat is None:
+            raise GleamDataError.at(str(root / "ACT_data.mat"), None, "layout", "missing (expected CVACT's "
+                                    f"ACT_data.mat, or a split list splits/{split}.txt)")
+        ids, source = _act_mat_ids(mat, split), mat
+    gallery, queries = [], []
+    for pano in dict.fromkeys(ids):  # a repeated id would be a duplicate location
+        g, s = grd / f"{pano}_grdView.jpg", sat / f"{pano}_satView_polish.jpg"
+        for p, what in ((s, "satellite"), (g, "panorama")):
+            if not p.is_file():
+                raise GleamDataError.at(str(source), None, what, f"file not found for panoId {pano!r}: {p}")
+        gallery.append({"location_id": f"cvact-{pano}", "image": s, "split": split})
+        queries.append({"query_id": f"panorama/{pano}", "image": g, "query_view": "panorama",
+                        "location_id": f"cvact-{pano}", "split": split})
+    if not gallery:
+        raise GleamDataError.at(str(source), None, split, "lists no panoIds")
+    return _write(Path(out), gallery, queries, split, overwrite, root, "cvact")
+
+
+def _by_location(folder: Path) -> dict[str, Path]:
+    """``<location_id>.<ext>`` images of a paired folder by location id; two files of one id are an error."""
+    found: dict[str, Path] = {}
+    for img in _images(folder):
+        if img.stem in found:
+            raise GleamDataError.at(str(img), None, "location_id", f"{img.stem!r} has two images in {folder} "
+                                    f"({found[img.stem].name}; expected one per location)")
+        found[img.stem] = img
+    return found
+
+
+def _paired_splits(path: Path) -> dict[str, str] | None:
+    """``ROOT/splits.csv`` (``location_id,split``) as location -> train/val/test; ``None`` without the file."""
+    from gleamx.data.schema import canonical_split
+
+    if not path.is_file():
+        return None
+    splits: dict[str, str] = {}
+    for n, text in read_lines(path):
+        row = [c.strip() for c in next(csv.reader([text]), [])]
+        if not row or not "".join(row) or (n == 1 and row[:2] == ["location_id", "split"]):
+            continue
+        name = canonical_split(row[1]) if len(row) >= 2 else None
+        if name not in ("train", "val", "test"):
+            raise GleamDataError.at(str(path), n, "split", "expected location_id,split with split train, val or "
+                                    f"test, got {text.strip()!r}")
+        if row[0] in splits:
+            raise GleamDataError.at(str(path), n, "location_id", f"{row[0]!r} is listed twice")
+        splits[row[0]] = name
+    return splits
+
+
+def convert_paired(root: str | Path, out: str | Path, *, split: str = "test", view: str | None = None,
+                   overwrite: bool = False) -> LayoutSummary:
+    """Paired folders (``ROOT/satellite/<id>.<ext>`` + ``ROOT/<view>/<id>.<ext>``) -> retrieval layout."""
+    root = Path(root)
+    if split not in ("train", "val", "test"):
+        raise GleamDataError.at(str(root), None, "split", f"expected train, val or test, got {split!r}")
+    if view is not None and view not in VIEWS:
+        raise GleamDataError.at(str(root), None, "view", f"expected one of {', '.join(VIEWS)}, got {view!r}")
+    tiles = _by_location(_need_dir(root / "satellite", "ROOT/satellite/<location_id>.<ext>"))
+    if view is not None:
+        folders = [(view, _need_dir(root / view if (root / view).is_dir() else root / "query",
+                                    f"ROOT/{view}/<location_id>.<ext> or ROOT/query/<location_id>.<ext>"))]
+    else:
+        folders = [(v, root / v) for v in VIEWS if (root / v).is_dir()]
+        if not folders:
+            raise GleamDataError.at(str(root), None, "layout", "no query folder (expected ROOT/<view>/ for a view "
+                                    f"among {', '.join(VIEWS)}, or --view with ROOT/query/)")
+    splits = _paired_splits(root / "splits.csv")
+    if splits is not None and (unlisted := sorted(set(tiles) - set(splits))):
+        raise GleamDataError.at(str(root / "splits.csv"), None, "location_id", f"{unlisted[0]!r} has a satellite "
+                                f"tile but no split ({len(unlisted)} location(s) unlisted)")
+    keep = {loc for loc in tiles if splits is None or splits[loc] == split}
+    queries = []
+    for v, folder in folders:
+        for loc, img in _by_location(folder).items():
+            if loc not in tiles:
+                raise GleamDataError.at(str(img), None, "location_id", f"{loc!r} has no satellite tile in "
+                                        f"{root / 'satellite'}")
+            if loc in keep:
+                queries.append({"query_id": f"{v}/{loc}", "image": img, "query_view": v, "location_id": loc,
+                                "split": split})
+    gallery = [{"location_id": loc, "image": tiles[loc], "split": split} for loc in sorted(keep)]
+    if not queries:
+        raise GleamDataError.at(str(root), None, "split", f"no query in split {split!r}")
+    return _write(Path(out), gallery, queries, split, overwrite, root, "paired")
+
+
+def convert_layout(cfg: CvglConfig) -> LayoutSummary:
+    """``gleamx data cvgl``: the converter of ``cfg.layout`` with the settings it takes."""
+    if cfg.layout == "university1652":
+        return convert_university1652(cfg.root, cfg.out, split=cfg.split, distractors=cfg.distractors,
+                                      overwrite=cfg.overwrite)
+    if cfg.layout == "vigor":
+        return convert_vigor(cfg.root, cfg.out, split=cfg.split, same_area=not cfg.cross_area,
+                             overwrite=cfg.overwrite)
+    if cfg.layout == "cvact":
+        return convert_cvact(cfg.root, cfg.out, split=cfg.split, overwrite=cfg.overwrite)
+    if cfg.layout == "paired":
+        return convert_paired(cfg.root, cfg.out, split=cfg.split, view=cfg.view, overwrite=cfg.overwrite)
+    return convert_cvusa(cfg.root, cfg.out, split=cfg.split, overwrite=cfg.overwrite)

@@ -36,24 +36,30 @@ it never reaches a log line, an error message or the cache file.
 
 from __future__ import annotations
 
-import base64
-import concurrent.futures as cf
 import hashlib
-import io
 import json
 import logging
 import math
-import os
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from gleamx.errors import GleamConfigError, GleamDataError, GleamError, first_line
+from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.eval.appendlog import read_records, repair_tail, single_writer
+from gleamx.models.api import (
+    FAILED,
+    REFUSED,
+    ApiClient,
+    ApiFlags,
+    ApiUnavailableError,
+    api_key,
+    check_base_url,
+    image_data_url,
+    redact,
+    run_concurrently,
+)
 
 if TYPE_CHECKING:
     from gleamx.data.schema import GleamSample, ImageLike
@@ -95,8 +101,6 @@ _RUBRIC_HASH = hashlib.sha256(
     json.dumps([RUBRICS, _LABEL_TEXT, _VIEW_TEXT, _IMAGES_NOTE], ensure_ascii=False, sort_keys=True).encode()
 ).hexdigest()[:12]
 
-_REFUSED = "refused by the judge"  # error prefixes of results that are not cached (asked again next run)
-_FAILED = "judge server failure"
 _MAX_IMAGE_SIDE = 1024  # keeps attached images (and the judge's token bill) bounded
 
 
@@ -201,7 +205,7 @@ class JudgeReplyError(ValueError):
     """A judge reply that is not usable rubric JSON (message says why)."""
 
 
-class JudgeUnavailableError(GleamError):
+class JudgeUnavailableError(ApiUnavailableError):
     """The judge kept failing (rate limits, server errors) after every retry."""
 
 
@@ -226,19 +230,8 @@ def build_messages(item: JudgeItem, include_images: bool = False) -> list[dict[s
         raise GleamDataError.at("judge", None, "images", f"item {item.id!r}: include_images needs both images")
     parts: list[dict[str, Any]] = [{"type": "text", "text": text + "\n\n" + _IMAGES_NOTE[item.lang]}]
     for image in (item.query_image, item.satellite_image):
-        parts.append({"type": "image_url", "image_url": {"url": _data_url(image)}})
+        parts.append({"type": "image_url", "image_url": {"url": image_data_url(image, _MAX_IMAGE_SIDE)}})
     return [{"role": "system", "content": system}, {"role": "user", "content": parts}]
-
-
-def _data_url(image: ImageLike) -> str:
-    # Re-encode as JPEG: satellite tiles may be TIFF or huge PNGs that endpoints reject or bill heavily.
-    from gleamx.data.schema import open_rgb
-
-    im = open_rgb(image)
-    im.thumbnail((_MAX_IMAGE_SIDE, _MAX_IMAGE_SIDE))
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
@@ -355,157 +348,56 @@ def _result_from_record(row: dict[str, Any]) -> JudgeResult | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Client and requests
+# Client and requests (the shared OpenAI-compatible client is gleamx.models.api)
 
-
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+_FLAGS = ApiFlags(what="judge", base_url="--judge-base-url", model="--judge-model", key_env="--judge-api-key-env",
+                  timeout="--judge-timeout", max_retries="--judge-max-retries")
 
 
 def _check_config(cfg: JudgeConfig) -> str:
     """Validate what the user typed; returns the API key."""
-    parts = urlsplit(cfg.base_url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise GleamConfigError(
-            f"--judge-base-url: expected an http(s) URL such as https://api.openai.com/v1, got {cfg.base_url!r}"
-        )
+    check_base_url(cfg.base_url, "--judge-base-url")
     if not cfg.model:
         raise GleamConfigError("--judge-model: give the judge model name the server expects (e.g. gpt-4o)")
     if cfg.concurrency < 1 or cfg.max_retries < 0 or cfg.max_invalid_retries < 0:
         raise GleamConfigError("judge: concurrency must be >= 1 and retry counts >= 0")
     if not (isinstance(cfg.timeout, (int, float)) and math.isfinite(cfg.timeout) and cfg.timeout > 0):
         raise GleamConfigError(f"--judge-timeout: expected a positive number of seconds, got {cfg.timeout!r}")
-    key = os.environ.get(cfg.api_key_env, "").strip()
-    if not key:
-        raise GleamConfigError(
-            f"judge: environment variable {cfg.api_key_env} is empty or unset; export the judge API key there "
-            "(any non-empty value for a server without auth) or name another variable with --judge-api-key-env"
-        )
-    return key
+    return api_key(cfg.api_key_env, _FLAGS)
 
 
 class _Judge:
-    """Shared state of one run: the client, the stop flag, whether anything has succeeded yet."""
+    """One run's client and the re-asking of unreadable replies."""
 
     def __init__(self, cfg: JudgeConfig, key: str, cache_path: Path) -> None:
-        try:
-            import openai
-        except ImportError:
-            raise GleamConfigError("judge: the 'openai' package is missing; pip install 'gleamx[judge]'") from None
-        self.openai = openai
         self.cfg = cfg
-        self.key = key
-        self.cache_path = cache_path
-        self.stop = threading.Event()
-        self.any_success = threading.Event()
-        self.tries = threading.local()  # requests sent for the current item of each worker thread
-        # Retries, backoff and Retry-After are the SDK's; the request hook counts attempts and stops a worker
-        # between two of them once the run is being torn down.
-        http = openai.DefaultHttpxClient(event_hooks={"request": [self._on_request]})
-        self.client = openai.OpenAI(base_url=cfg.base_url, api_key=key, timeout=cfg.timeout,
-                                    max_retries=cfg.max_retries, http_client=http)
 
-    def _on_request(self, request: Any) -> None:
-        if self.stop.is_set():
-            raise _Stopped()
-        self.tries.n += 1
+        def unavailable(item_id: str, tries: int, last: str) -> JudgeUnavailableError:
+            return JudgeUnavailableError(
+                f"judge: request for {item_id!r} failed {tries} times ({last}); finished judgments are saved in "
+                f"{cache_path}, rerun to resume (--judge-max-retries: {cfg.max_retries})")
 
-    def _status_error(self, exc: Any) -> GleamError | None:
-        """The run-ending error for a status the user must fix, or ``None`` if it is the item's problem."""
-        openai, url, env, model = self.openai, self.cfg.base_url, self.cfg.api_key_env, self.cfg.model
-        if isinstance(exc, openai.AuthenticationError):
-            return GleamConfigError(f"judge: {url} rejected the API key in ${env} (HTTP 401); "
-                                    f"set a valid key in {env} or name another variable with --judge-api-key-env")
-        if isinstance(exc, openai.PermissionDeniedError):
-            return GleamConfigError(f"judge: {url} refused access (HTTP 403); check that the key in ${env} "
-                                    f"may use model {model!r}")
-        if isinstance(exc, openai.NotFoundError):
-            return GleamConfigError(f"judge: endpoint or model not found at {url} (HTTP 404); check --judge-base-url "
-                                    f"(OpenAI-compatible servers usually end in /v1) and --judge-model {model!r}")
-        return None
-
-    def _server_message(self, exc: Any) -> str:
-        body = getattr(exc, "body", None)
-        msg = body.get("message") if isinstance(body, dict) else None
-        return _redact(" ".join(str(msg or "").split())[:200], self.key)
-
-    def _bad_body(self, what: str) -> str:
-        return _redact(f"{_FAILED}: HTTP 200 whose body is not a chat completion ({what})", self.key)
-
-    def complete(self, item: JudgeItem, messages: list[dict[str, Any]]) -> tuple[str | None, str | None, int]:
-        """``(reply, None, attempts)``, or ``(None, why, attempts)`` when the server refused this item.
-
-        The client retries transient failures; this raises for what the user must fix and when
-        retries run out.
-        """
-        openai, cfg = self.openai, self.cfg
-        self.tries.n = 0
-        try:
-            raw = self.client.chat.completions.with_raw_response.create(model=cfg.model, messages=messages,
-                                                                        temperature=0)
-            resp = raw.parse()
-        except openai.APIStatusError as exc:
-            fatal = self._status_error(exc)
-            if fatal is not None:
-                raise fatal from None
-            msg = self._server_message(exc)  # e.g. 429 "insufficient_quota" is worth showing
-            # What the client retries (408, 409, 429, 5xx) failed every time; anything else (400, 413, 422...)
-            # is this item's problem.
-            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
-                raise self._unavailable(item, f"HTTP {exc.status_code}" + (f": {msg}" if msg else "")) from None
-            return None, f"{_REFUSED} (HTTP {exc.status_code}): {msg}", self.tries.n
-        except openai.APITimeoutError:
-            raise self._unavailable(item, f"timeout after {cfg.timeout:g} s; see --judge-timeout") from None
-        except openai.APIConnectionError:
-            if not self.any_success.is_set():
-                raise GleamConfigError(f"judge: cannot connect to {cfg.base_url}; check --judge-base-url "
-                                       "and that the server is running") from None
-            raise self._unavailable(item, "connection error") from None
-        except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not a completion (broken JSON)
-            return None, self._bad_body(first_line(exc, with_type=True)), self.tries.n
-        content = _completion_text(resp)
-        if content is None:  # e.g. an HTML page served with HTTP 200 (the SDK returns it as a str)
-            return None, self._bad_body(f"got {type(resp).__name__}: {str(resp)[:80]!r}"), self.tries.n
-        self.any_success.set()
-        return content, None, self.tries.n
-
-    def _unavailable(self, item: JudgeItem, last: str) -> JudgeUnavailableError:
-        return JudgeUnavailableError(_redact(
-            f"judge: request for {item.id!r} failed {self.tries.n} times ({last}); finished judgments are "
-            f"saved in {self.cache_path}, rerun to resume (--judge-max-retries: {self.cfg.max_retries})", self.key))
+        self.api = ApiClient(cfg.base_url, cfg.api_key_env, key, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                             flags=_FLAGS, model_name=cfg.model, unavailable=unavailable)
 
     def judge(self, item: JudgeItem, key: str) -> JudgeResult:
         base = build_messages(item, self.cfg.include_images)
         messages, attempts, why = base, 0, "no reply"
         for _ in range(self.cfg.max_invalid_retries + 1):
-            reply, refused, used = self.complete(item, messages)
-            attempts += used
-            if refused is not None:
-                return JudgeResult(item.id, key, False, error=refused, attempts=attempts)
+            reply = self.api.complete(item.id, messages, temperature=0)
+            attempts += reply.attempts
+            if reply.refused is not None:
+                return JudgeResult(item.id, key, False, error=reply.refused, attempts=attempts)
             try:
-                scores, rationales = parse_judge_reply(reply)
+                scores, rationales = parse_judge_reply(reply.text)
             except JudgeReplyError as e:
                 why = str(e)
                 fix = _FIX_REQUEST[item.lang].format(reason=why)
-                messages = base + [{"role": "assistant", "content": reply or ""}, {"role": "user", "content": fix}]
+                messages = base + [{"role": "assistant", "content": reply.text or ""}, {"role": "user", "content": fix}]
                 continue
             return JudgeResult(item.id, key, True, scores, rationales, attempts=attempts)
         tries = self.cfg.max_invalid_retries + 1
         return JudgeResult(item.id, key, False, error=f"unreadable reply after {tries} tries: {why}", attempts=attempts)
-
-
-def _completion_text(resp: Any) -> str | None:
-    """The reply text of a chat completion (``""`` when it has none); ``None`` when ``resp`` is not one."""
-    choices = getattr(resp, "choices", None)
-    if not isinstance(choices, list) or not choices:
-        return None
-    message = getattr(choices[0], "message", None)
-    content = getattr(message, "content", None) if message is not None else None
-    return content if isinstance(content, str) else ""
-
-
-class _Stopped(Exception):
-    """A worker noticed the run is being torn down."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,24 +458,20 @@ def _judge_locked(items: Sequence[JudgeItem], cfg: JudgeConfig, key: str, cache_
         # Only this thread writes, one flushed line per finished item: a kill leaves at most one
         # partial last line, which the next run's repair_tail drops.
         with cache_path.open("ab") as f:
-            pool = cf.ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="gleamx-judge")
-            try:
-                futures = {pool.submit(judge.judge, it, keys[it.id]): it for it in todo}
-                for fut in cf.as_completed(futures):
-                    it = futures[fut]
-                    res = fut.result()  # a fatal error ends the run; the finally stops the other workers
-                    results[it.id] = res
-                    if not _not_cached(res):
-                        line = json.dumps(res.to_record(cfg, it.lang), ensure_ascii=False)
-                        f.write(_redact(line, key).encode("utf-8") + b"\n")
-                        f.flush()
-                    done += 1
-                    if progress:
-                        progress(done, total)
-            finally:
-                judge.stop.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-                judge.client.close()
+            def finished(it: JudgeItem, res: JudgeResult) -> None:
+                nonlocal done
+                results[it.id] = res
+                if not _not_cached(res):
+                    line = json.dumps(res.to_record(cfg, it.lang), ensure_ascii=False)
+                    f.write(redact(line, key).encode("utf-8") + b"\n")
+                    f.flush()
+                done += 1
+                if progress:
+                    progress(done, total)
+
+            # a fatal error ends the run; the other workers stop before their next request
+            run_concurrently(judge.api, lambda it: judge.judge(it, keys[it.id]), todo, cfg.concurrency, finished,
+                             name="gleamx-judge")
 
     ordered = [results[it.id] for it in items]
     valid = [r for r in ordered if r.valid]
@@ -597,7 +485,7 @@ def _judge_locked(items: Sequence[JudgeItem], cfg: JudgeConfig, key: str, cache_
 
 def _not_cached(res: JudgeResult) -> bool:
     """Whether ``res`` is a server's failure (refused, or no completion at all), not the judge's verdict."""
-    return (res.error or "").startswith((_REFUSED, _FAILED))
+    return (res.error or "").startswith((REFUSED, FAILED))
 
 
 def items_from_samples(

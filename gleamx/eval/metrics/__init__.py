@@ -59,6 +59,22 @@ def _metric(name: str) -> evaluate.Metric:
     return getattr(module, _CLASSES[name])(keep_in_memory=True)
 
 
+def _check_request(n_predictions: int, n_references: int, lang: str, metrics: Sequence[str],
+                   bertscore_model: str | None) -> None:
+    """One line for a request no metric can answer."""
+    if lang not in LANGS:
+        raise GleamConfigError(f"lang: expected one of {list(LANGS)}, got {lang!r}")
+    unknown = [m for m in metrics if m not in _CLASSES]
+    if unknown:
+        raise GleamConfigError(f"metrics: unknown {unknown}; expected some of {list(_CLASSES)}")
+    if "bertscore" in metrics and not bertscore_model:
+        raise GleamConfigError("bertscore: name a model (--bertscore-model, e.g. all-MiniLM-L6-v2 offline)")
+    if n_predictions != n_references:
+        raise GleamConfigError(f"got {n_predictions} predictions but {n_references} references")
+    if not n_predictions:
+        raise GleamConfigError("no explanations to score")
+
+
 def score_explanations(
     predictions: Sequence[str],
     references: Sequence[str],
@@ -81,18 +97,7 @@ def score_explanations(
     """
     if metrics is None:
         metrics = METRICS + (("bertscore",) if bertscore_model else ())
-    if lang not in LANGS:
-        raise GleamConfigError(f"lang: expected one of {list(LANGS)}, got {lang!r}")
-    unknown = [m for m in metrics if m not in _CLASSES]
-    if unknown:
-        raise GleamConfigError(f"metrics: unknown {unknown}; expected some of {list(_CLASSES)}")
-    if "bertscore" in metrics and not bertscore_model:
-        raise GleamConfigError("bertscore: name a model (--bertscore-model, e.g. all-MiniLM-L6-v2 offline)")
-    if len(predictions) != len(references):
-        raise GleamConfigError(f"got {len(predictions)} predictions but {len(references)} references")
-    if not predictions:
-        raise GleamConfigError("no explanations to score")
-
+    _check_request(len(predictions), len(references), lang, metrics, bertscore_model)
     kwargs: dict[str, dict] = {
         "sbert_cosine": {"lang": lang, "model": sbert_model},
         "bleu": {"lang": lang},

@@ -1,0 +1,439 @@
+"""``gleamx annotate``: bilingual explanations for GLEAM-X pairs from an OpenAI-compatible MLLM (GPT-4o, Doubao on
+Volcengine Ark, a local vLLM server), checked against the known label.
+
+For every sample and language the model gets image 1 (the query view) and image 2 (the satellite tile), resized
+and sent as JPEG data URLs under a size cap, and a prompt (``annotate_prompts.yaml`` beside this module, English
+and Chinese) that asks it to describe both images, compare landmarks and spatial layout, and end with gleamx's
+verdict line. The known label is stated in the prompt (``--label given``) or withheld (``--label withheld``).
+
+A reply is kept as a training explanation only when its verdict (:func:`gleamx.data.verdict.parse_verdict`)
+equals the label; its verdict line is then rewritten to the canonical one. A reply with no verdict is re-asked
+with a reminder of the verdict line, one that contradicts the label is re-asked as is (at
+``--retry-temperature``), and after ``--verdict-retries`` re-asks the pair is *flagged*: written to
+``flagged.jsonl`` with the reason and the last reply, never to the training data.
+
+Output directory (``--out``; one run at a time, a lock on its ``.lock``):
+
+* ``annotations.jsonl`` - the append-only cache, one flushed line per finished (sample, language), keyed by the
+  sample (id, label, view and the bytes of both images), the model, the language, the label mode, the prompt
+  version and a hash of the prompt text, and the image and decoding settings. A killed run resumes without
+  asking, or paying, for anything already answered; flagged pairs are cached too (``--retry-flagged`` asks
+  them again).
+* ``annotated.jsonl`` - the samples in gleamx JSONL with the accepted explanations of each language (a sample
+  with none is left out), image paths relative to it.
+* ``flagged.jsonl`` - ``{"id", "lang", "reason", "reply", "attempts", "model"}`` per flagged pair.
+* ``cost.json`` - tokens in and out and requests per model, over the whole cache and for this run, and the cost
+  where ``--price-in`` / ``--price-out`` (per 1 M tokens) are given.
+
+A request the server refuses (HTTP 400, 413 ...) or answers with a body that is no chat completion fails that
+pair only: it is counted, not cached, and asked again on the next run. Timeouts, 429 and 5xx are retried by the
+``openai`` client (:mod:`gleamx.models.api`); when its retries run out the run ends in one line (rerun to resume).
+The API key is read from the environment variable ``--api-key-env`` and never written or printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from gleamx.checks import check_at_least, check_choice, check_given, check_int, check_positive, comma_list
+from gleamx.choices import LANGS
+from gleamx.errors import GleamConfigError
+from gleamx.models.api import ApiFlags, ApiUnavailableError, Usage
+
+LabelMode = Literal["given", "withheld"]
+LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
+
+PROMPT_VERSION = "1"
+"""Bump when what an annotation means changes; the cache key also hashes the prompt text itself."""
+PROMPTS_FILE = "annotate_prompts.yaml"
+CACHE_NAME, ANNOTATED_NAME, FLAGGED_NAME, COST_NAME = "annotations.jsonl", "annotated.jsonl", "flagged.jsonl", "cost.json"
+
+_FLAGS = ApiFlags(what="annotate", base_url="--base-url", model="--model", key_env="--api-key-env",
+                  timeout="--timeout", max_retries="--max-retries")
+
+
+def _help(text: str) -> dict[str, Any]:
+    return {"help": text}
+
+
+@dataclass(kw_only=True)
+class AnnotateConfig:
+    """Explain GLEAM-X pairs with an OpenAI-compatible MLLM; keep only replies whose verdict matches the label."""
+
+    data: str = field(metadata=_help("GLEAM-X data to annotate: JSONL/ShareGPT file, directory or Hub id"))
+    model: str = field(metadata=_help("model name the server expects (gpt-4o, a Doubao endpoint id, ...)"))
+    base_url: str = field(metadata=_help("OpenAI-compatible endpoint, e.g. https://api.openai.com/v1, "
+                                         "https://ark.cn-beijing.volces.com/api/v3 or http://localhost:8000/v1"))
+    out: str = field(metadata=_help("directory for annotated.jsonl, flagged.jsonl, cost.json and the cache "
+                                    "annotations.jsonl (a rerun resumes)"))
+    lang: list[str] | None = field(default=None, metadata=_help("languages, comma-separated (default: en,zh)"))
+    label: LabelMode = field(default="given", metadata=_help(
+        "given: the prompt states the known label; withheld: the model decides from the images alone"))
+    split: str | None = field(default=None, metadata=_help("only this split (default: every row)"))
+    limit: int | None = field(default=None, metadata=_help("only the first N samples"))
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
+        "environment variable holding the API key (never written or printed)"))
+    concurrency: int = field(default=8, metadata=_help("requests in flight at once"))
+    timeout: float = field(default=120.0, metadata=_help("seconds one request may take before it is retried"))
+    max_retries: int = field(default=5, metadata=_help(
+        "retries of a request after a timeout, 429 or 5xx (the client's backoff); then the run stops and a "
+        "rerun resumes"))
+    verdict_retries: int = field(default=2, metadata=_help(
+        "re-asks after a reply with no verdict or one that contradicts the label, before the pair is flagged"))
+    max_tokens: int = field(default=1024, metadata=_help("longest reply asked for"))
+    temperature: float = field(default=0.0, metadata=_help("sampling temperature of the first ask"))
+    retry_temperature: float = field(default=0.7, metadata=_help("sampling temperature of re-asks"))
+    image_side: int = field(default=1024, metadata=_help("longest side of an image sent, in pixels"))
+    image_bytes: int = field(default=400_000, metadata=_help(
+        "most bytes of one image sent (JPEG; quality, then size, is lowered to fit)"))
+    price_in: float | None = field(default=None, metadata=_help(
+        "price per 1 M prompt tokens of --model, for the cost report (default: tokens only)"))
+    price_out: float | None = field(default=None, metadata=_help(
+        "price per 1 M completion tokens of --model, for the cost report"))
+    retry_flagged: bool = field(default=False, metadata=_help("ask flagged pairs in the cache again"))
+    allow_outside_paths: bool = field(default=False, metadata=_help(
+        "read images outside the dataset directory"))
+
+    def __post_init__(self) -> None:
+        for flag, value, what in (("--data", self.data, "GLEAM-X data to annotate"),
+                                  ("--model", self.model, "the model name the server expects, e.g. gpt-4o"),
+                                  ("--base-url", self.base_url, "an OpenAI-compatible endpoint URL"),
+                                  ("--out", self.out, "an output directory"),
+                                  ("--api-key-env", self.api_key_env, "an environment variable name")):
+            check_given(flag, value, what)
+        langs = comma_list(self.lang) or list(LANGS)
+        for lang in langs:
+            check_choice("--lang", lang, LANGS)
+        self.lang = list(dict.fromkeys(langs))
+        check_choice("--label", self.label, LABEL_MODES)
+        for flag, value, low, optional in (
+                ("--limit", self.limit, 1, True), ("--concurrency", self.concurrency, 1, False),
+                ("--max-retries", self.max_retries, 0, False), ("--verdict-retries", self.verdict_retries, 0, False),
+                ("--max-tokens", self.max_tokens, 1, False), ("--image-side", self.image_side, 16, False),
+                ("--image-bytes", self.image_bytes, 1024, False)):
+            check_int(flag, value, low, optional=optional)
+        check_positive("--timeout", self.timeout, what="a positive number of seconds")
+        check_at_least("--temperature", self.temperature, 0)
+        check_at_least("--retry-temperature", self.retry_temperature, 0)
+        check_at_least("--price-in", self.price_in, 0, optional=True)
+        check_at_least("--price-out", self.price_out, 0, optional=True)
+        if (self.price_in is None) != (self.price_out is None):
+            raise GleamConfigError("--price-in and --price-out go together (prices per 1 M tokens in and out)")
+
+
+# --------------------------------------------------------------------------------------------
+# Prompts: data in annotate_prompts.yaml beside this module
+
+
+def _load_prompts() -> dict[str, dict[str, Any]]:
+    import yaml
+
+    return yaml.safe_load(resources.files(__package__).joinpath(PROMPTS_FILE).read_text(encoding="utf-8"))
+
+
+PROMPTS = _load_prompts()
+PROMPT_HASH = hashlib.sha256(json.dumps(PROMPTS, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def build_messages(view: str, label: bool, lang: str, mode: str, images: tuple[str, str]) -> list[dict[str, Any]]:
+    """The chat messages asking for one explanation; ``images`` are the two image URLs (query, satellite)."""
+    p = PROMPTS[lang]
+    note = p["label_given"][bool(label)] if mode == "given" else p["label_withheld"]
+    text = p["user"].format(view=p["views"].get(view, p["unknown_view"]), label_note=note)
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return [{"role": "system", "content": p["system"]}, {"role": "user", "content": parts + [{"type": "text",
+                                                                                                 "text": text}]}]
+
+
+def canonical_explanation(text: str, label: bool, lang: str) -> str:
+    """``text`` cut before its last verdict line, ending in gleamx's canonical verdict line instead."""
+    from gleamx.data.verdict import parse_verdict, verdict_line
+
+    lines = text.rstrip().splitlines()
+    last = max((i for i, ln in enumerate(lines) if parse_verdict(ln) is not None), default=len(lines))
+    body = "\n".join(lines[:last]).rstrip()
+    return f"{body}\n{verdict_line(label, lang)}" if body else verdict_line(label, lang)
+
+
+# --------------------------------------------------------------------------------------------
+# Results and the cost report
+
+
+@dataclass
+class Annotation:
+    """One (sample, language): ``status`` is ``ok`` (``explanation`` set), ``flagged`` (``reason``) or
+    ``failed`` (the server failed the request; not cached)."""
+
+    id: str
+    lang: str
+    key: str
+    status: str
+    explanation: str | None = None
+    reason: str | None = None
+    reply: str | None = None
+    attempts: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cached: bool = False
+
+    def to_record(self, model: str) -> dict[str, Any]:
+        return {"id": self.id, "lang": self.lang, "key": self.key, "model": model, "prompt_version": PROMPT_VERSION,
+                "status": self.status, "explanation": self.explanation, "reason": self.reason, "reply": self.reply,
+                "attempts": self.attempts, "usage": self.usage.as_dict()}
+
+    @classmethod
+    def from_record(cls, row: dict[str, Any]) -> Annotation | None:
+        """A cached record, or ``None`` when it is not a well-formed one (then the pair is asked again)."""
+        try:
+            status, u = row["status"], row.get("usage") or {}
+            usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)), int(u.get("requests", 0)))
+            if status not in ("ok", "flagged") or (status == "ok" and not isinstance(row["explanation"], str)):
+                return None
+            return cls(row["id"], row["lang"], row["key"], status, row.get("explanation"), row.get("reason"),
+                       row.get("reply"), int(row.get("attempts") or 0), usage, cached=True)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+def cost_report(cache: Path, cfg: AnnotateConfig, this_run: Usage) -> dict[str, Any]:
+    """Tokens and requests per model over every record of the cache, with the cost where prices are known
+    (``--price-in``/``--price-out`` apply to ``--model``), and this run's own requests (failed ones too)."""
+    from gleamx.eval.appendlog import read_records
+
+    models: dict[str, Usage] = {}
+    for _, row in read_records(cache):
+        ann = Annotation.from_record(row)
+        if ann is not None and isinstance(row.get("model"), str):
+            models.setdefault(row["model"], Usage()).add(ann.usage)
+
+    def priced(model: str, u: Usage) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": model, **u.as_dict(), "cost": None}
+        if model == cfg.model and cfg.price_in is not None and cfg.price_out is not None:
+            out["cost"] = round((u.prompt_tokens * cfg.price_in + u.completion_tokens * cfg.price_out) / 1e6, 6)
+            out["price_in_per_1m"], out["price_out_per_1m"] = cfg.price_in, cfg.price_out
+        return out
+
+    return {"models": [priced(m, u) for m, u in sorted(models.items())], "this_run": priced(cfg.model, this_run)}
+
+
+def cost_lines(report: dict[str, Any]) -> list[str]:
+    """The cost report as text lines (for the CLI and the benchmark)."""
+    def line(r: dict[str, Any]) -> str:
+        cost = "price unknown (give --price-in and --price-out)" if r["cost"] is None else f"cost {r['cost']:.4f}"
+        return (f"{r['model']}: {r['requests']} requests, {r['prompt_tokens']:,} tokens in, "
+                f"{r['completion_tokens']:,} tokens out, {cost}")
+
+    return [f"cache total  {line(r)}" for r in report["models"]] + [f"this run     {line(report['this_run'])}"]
+
+
+@dataclass
+class AnnotateSummary:
+    """What one run did; ``annotations`` holds every (sample, language) of the data, cached ones included."""
+
+    n_samples: int
+    langs: list[str]
+    annotations: list[Annotation]
+    n_written: int
+    out: Path
+    cost: dict[str, Any]
+
+    def count(self, status: str) -> int:
+        return sum(a.status == status for a in self.annotations)
+
+    @property
+    def n_cached(self) -> int:
+        return sum(a.cached for a in self.annotations)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n_samples": self.n_samples, "langs": self.langs, "n_pairs": len(self.annotations),
+                "n_ok": self.count("ok"), "n_flagged": self.count("flagged"), "n_failed": self.count("failed"),
+                "n_cached": self.n_cached, "n_written": self.n_written, "cost": self.cost}
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+class _Annotator:
+    def __init__(self, cfg: AnnotateConfig, key: str, cache: Path) -> None:
+        from gleamx.models.api import ApiClient
+
+        self.cfg, self.key = cfg, key
+        self.lock = threading.Lock()
+        self.urls: dict[str, list[Any]] = {}  # sample id -> [lock, (query URL, satellite URL), languages left]
+
+        def unavailable(item_id: str, tries: int, last: str) -> ApiUnavailableError:
+            return ApiUnavailableError(
+                f"annotate: request for {item_id!r} failed {tries} times ({last}); finished annotations are saved "
+                f"in {cache}, rerun to resume (--max-retries: {cfg.max_retries})")
+
+        self.api = ApiClient(cfg.base_url, cfg.api_key_env, key, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                             flags=_FLAGS, model_name=cfg.model, unavailable=unavailable)
+
+    def images(self, sample: Any) -> tuple[str, str]:
+        """Both data URLs of ``sample``, encoded once for all its languages (dropped after the last one)."""
+        from gleamx.models.api import image_data_url
+
+        with self.lock:
+            entry = self.urls.get(sample.id)
+            if entry is None:
+                entry = self.urls[sample.id] = [threading.Lock(), None, len(self.cfg.lang)]
+        with entry[0]:
+            if entry[1] is None:
+                entry[1] = tuple(image_data_url(im, self.cfg.image_side, self.cfg.image_bytes)
+                                 for im in (sample.query_image, sample.satellite_image))
+            urls = entry[1]
+        with self.lock:
+            entry[2] -= 1
+            if entry[2] <= 0:
+                self.urls.pop(sample.id, None)
+        return urls
+
+    def annotate(self, sample: Any, lang: str, key: str) -> Annotation:
+        from gleamx.data.verdict import parse_verdict
+        from gleamx.models.api import redact
+
+        cfg, label = self.cfg, bool(sample.label)
+        base = build_messages(sample.query_view, label, lang, cfg.label, self.images(sample))
+        messages, temperature, usage, attempts = base, cfg.temperature, Usage(), 0
+        reason, text = "no reply", ""
+        for _ in range(cfg.verdict_retries + 1):
+            reply = self.api.complete(f"{sample.id}/{lang}", messages, temperature=temperature,
+                                      max_tokens=cfg.max_tokens)
+            usage.add(reply.usage)
+            attempts += reply.attempts
+            if reply.refused is not None:
+                return Annotation(sample.id, lang, key, "failed", reason=reply.refused, attempts=attempts, usage=usage)
+            text = redact(reply.text or "", self.key)
+            verdict = parse_verdict(text)
+            if verdict == label:
+                return Annotation(sample.id, lang, key, "ok", canonical_explanation(text, label, lang), reply=text,
+                                  attempts=attempts, usage=usage)
+            if verdict is None:
+                reason = "no verdict line"
+                messages = base + [{"role": "assistant", "content": text},
+                                   {"role": "user", "content": PROMPTS[lang]["verdict_reminder"]}]
+            else:
+                reason = f"verdict {'yes' if verdict else 'no'} contradicts the label {'yes' if label else 'no'}"
+                messages = base  # asked afresh; the reply is not shown, so the label is not argued into it
+            temperature = cfg.retry_temperature
+        reason = f"{reason} after {cfg.verdict_retries + 1} tries"
+        return Annotation(sample.id, lang, key, "flagged", reason=reason, reply=text, attempts=attempts, usage=usage)
+
+
+def cache_key(sample: Any, lang: str, cfg: AnnotateConfig, images: Callable[[Any], str]) -> str:
+    """Hash of everything that changes the annotation of ``sample`` in ``lang`` (its id is stored beside it)."""
+    blob = json.dumps([cfg.model, PROMPT_VERSION, PROMPT_HASH, lang, cfg.label, bool(sample.label),
+                       sample.query_view, images(sample.query_image), images(sample.satellite_image),
+                       cfg.image_side, cfg.image_bytes, cfg.max_tokens, cfg.temperature, cfg.retry_temperature,
+                       cfg.verdict_retries], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def annotate(cfg: AnnotateConfig, progress: Callable[[int, int], None] | None = None) -> AnnotateSummary:
+    """Annotate ``cfg.data`` into ``cfg.out`` (see the module docstring); ``progress(done, total)`` is called
+    in this thread after each (sample, language), cached ones first."""
+    from gleamx.data import load_samples
+    from gleamx.eval.appendlog import single_writer
+    from gleamx.models.api import api_key, check_base_url
+
+    check_base_url(cfg.base_url, "--base-url")
+    key = api_key(cfg.api_key_env, _FLAGS)
+    samples = load_samples(cfg.data, split=cfg.split, allow_outside_paths=cfg.allow_outside_paths).samples
+    samples = samples[: cfg.limit] if cfg.limit else samples
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise GleamConfigError(f"--data: duplicate sample id {next(i for i in ids if ids.count(i) > 1)!r}")
+    out = Path(cfg.out)
+    with single_writer(out, "gleamx annotate", "--out"):
+        return _annotate_locked(cfg, key, samples, out, progress)
+
+
+def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Path,
+                     progress: Callable[[int, int], None] | None) -> AnnotateSummary:
+    from gleamx.eval.appendlog import read_records, repair_tail
+    from gleamx.eval.fingerprint import ImageHasher
+    from gleamx.models.api import redact, run_concurrently
+
+    hasher = ImageHasher()
+    pairs = [(s, lang, cache_key(s, lang, cfg, hasher)) for s in samples for lang in cfg.lang]
+    cache = out / CACHE_NAME
+    repair_tail(cache)  # a killed run's half-written last line
+    cached: dict[tuple[str, str, str], Annotation] = {}
+    for _, row in read_records(cache):
+        ann = Annotation.from_record(row)
+        if ann is not None and not (cfg.retry_flagged and ann.status == "flagged"):
+            cached[(ann.id, ann.lang, ann.key)] = ann
+    results: dict[tuple[str, str], Annotation] = {}
+    for s, lang, k in pairs:
+        if (s.id, lang, k) in cached:
+            results[(s.id, lang)] = cached[(s.id, lang, k)]
+    todo = [p for p in pairs if (p[0].id, p[1]) not in results]
+    done, total, this_run = len(results), len(pairs), Usage()
+    if progress:
+        progress(done, total)
+    if todo:
+        worker = _Annotator(cfg, key, cache)
+        with cache.open("ab") as f:
+            def finished(pair: tuple[Any, str, str], ann: Annotation) -> None:
+                nonlocal done
+                results[(ann.id, ann.lang)] = ann
+                this_run.add(ann.usage)
+                if ann.status != "failed":  # one flushed line each: a kill leaves at most a partial last line
+                    f.write(redact(json.dumps(ann.to_record(cfg.model), ensure_ascii=False), key).encode() + b"\n")
+                    f.flush()
+                done += 1
+                if progress:
+                    progress(done, total)
+
+            run_concurrently(worker.api, lambda p: worker.annotate(*p), todo, cfg.concurrency, finished,
+                             name="gleamx-annotate")
+    ordered = [results[(s.id, lang)] for s, lang, _ in pairs]
+    n_written = _write_outputs(cfg, samples, results, out, key)
+    report = cost_report(cache, cfg, this_run)
+    (out / COST_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return AnnotateSummary(len(samples), list(cfg.lang), ordered, n_written, out, report)
+
+
+def _write_outputs(cfg: AnnotateConfig, samples: list[Any], results: dict[tuple[str, str], Annotation], out: Path,
+                   key: str) -> int:
+    """``annotated.jsonl`` (accepted explanations only) and ``flagged.jsonl``; returns the samples written."""
+    from dataclasses import replace
+
+    from gleamx.data import write_samples
+    from gleamx.models.api import redact
+
+    kept, flagged = [], []
+    for s in samples:
+        expl = {}
+        for lang in cfg.lang:
+            ann = results[(s.id, lang)]
+            if ann.status == "ok" and ann.explanation:
+                expl[lang] = ann.explanation
+            elif ann.status == "flagged":
+                flagged.append({"id": s.id, "lang": lang, "reason": ann.reason, "reply": ann.reply,
+                                "attempts": ann.attempts, "model": cfg.model})
+        if expl:
+            kept.append(replace(s, explanation=expl, meta={**s.meta, "annotated_by": cfg.model,
+                                                           "annotation_prompt": f"{PROMPT_VERSION}-{PROMPT_HASH}",
+                                                           "label_in_prompt": cfg.label == "given"}))
+    n = write_samples(kept, out / ANNOTATED_NAME)
+    with (out / FLAGGED_NAME).open("w", encoding="utf-8", newline="\n") as f:
+        for row in flagged:
+            f.write(redact(json.dumps(row, ensure_ascii=False), key) + "\n")
+    return n
+
+
+def failed_reasons(summary: AnnotateSummary) -> list[str]:
+    """One line per pair the server failed (refused or answered with no chat completion)."""
+    return [f"{a.id}/{a.lang}: {a.reason}" for a in summary.annotations if a.status == "failed"]
+
+
+__all__ = ["AnnotateConfig", "AnnotateSummary", "Annotation", "annotate", "build_messages",
+           "canonical_explanation", "cost_lines", "cost_report", "failed_reasons"]

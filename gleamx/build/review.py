@@ -1,0 +1,657 @@
+"""Human revision of generated explanations: a review page in the browser, a spreadsheet round trip, and the
+import that makes the revised dataset.
+
+* ``gleamx review serve`` serves a small page (plain HTML+JS, Python's ``http.server``, bound to 127.0.0.1):
+  each pair side by side, the explanation in both languages in editable fields, accept / edit / reject.
+  Every decision is one line appended (and fsynced) to a revisions file, ``review/revisions.jsonl`` beside
+  the data by default; the file is never rewritten, and the last line of an id wins when it is read.
+* ``gleamx review export`` writes the split as a CSV or JSONL sheet (current decisions included) for people
+  who prefer spreadsheets; ``gleamx review import`` merges a revisions file or a sheet into a new dataset:
+  reviewed samples carry ``meta.revised: true`` and ``meta.original_explanation``, rejected ones are left
+  out, and edit statistics (share edited, mean character edit distance per language) are printed and saved.
+
+A revision line::
+
+    {"id": "a", "decision": "edit", "label": true, "explanation": {"en": "...", "zh": "..."},
+     "time": "2026-01-01T00:00:00+00:00"}
+
+``explanation`` is given for ``edit`` only; ``accept`` keeps the generated text and ``reject`` drops the sample.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from gleamx.checks import check_given, check_int
+from gleamx.choices import LANGS
+from gleamx.errors import GleamConfigError, GleamDataError
+
+DECISIONS: tuple[str, ...] = ("accept", "edit", "reject")
+REVISIONS_NAME = Path("review") / "revisions.jsonl"
+STATS_NAME = "review_stats.json"
+SHEET_COLUMNS: tuple[str, ...] = ("id", "label", "query_view", "decision", "en", "zh", "original_en", "original_zh",
+                                  "query_image", "satellite_image")
+MAX_TEXT_CHARS = 20_000
+MAX_BODY_BYTES = 1 << 20
+
+
+# --- configs ------------------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class _ReviewDataConfig:
+    """The split under review (shared by the review commands)."""
+
+    data: str = field(metadata={"help": "the dataset: a gleamx JSONL file or a dataset directory"})
+    split: str = field(default="test", metadata={"help": "the split to review (default: test)"})
+    allow_outside_paths: bool = field(default=False, metadata={
+        "help": "accept image paths that resolve outside the dataset directory (default: refused)"})
+
+    def __post_init__(self) -> None:
+        check_given("--data", self.data, "a gleamx JSONL file or dataset directory")
+        check_given("--split", self.split, "a split name such as test")
+
+
+@dataclass(kw_only=True)
+class ReviewServeConfig(_ReviewDataConfig):
+    """Open the review page: accept, edit or reject each explanation; every change is saved at once."""
+
+    revisions: str | None = field(default=None, metadata={
+        "help": "the append-only revisions file (default: review/revisions.jsonl beside the data)"})
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "address to listen on (default 127.0.0.1: this machine only)"})
+    port: int = field(default=8765, metadata={"help": "port to listen on (0: any free port)"})
+    open_browser: bool = field(default=False, metadata={"help": "open the page in the default browser"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_given("--host", self.host, "an address such as 127.0.0.1")
+        check_int("--port", self.port, 0)
+        if self.port > 65535:
+            raise GleamConfigError(f"--port: expected an integer from 0 to 65535, got {self.port!r}")
+
+
+@dataclass(kw_only=True)
+class ReviewExportConfig(_ReviewDataConfig):
+    """Write the split as a CSV or JSONL sheet, with the decisions made so far."""
+
+    out: str = field(metadata={"help": "the sheet to write: a .csv or .jsonl file"})
+    revisions: str | None = field(default=None, metadata={
+        "help": "revisions to include (default: review/revisions.jsonl beside the data, if it exists)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_given("--out", self.out, "a .csv or .jsonl file")
+        if Path(self.out).suffix.lower() not in (".csv", ".jsonl"):
+            raise GleamConfigError(f"--out: expected a .csv or .jsonl file, got {self.out!r}")
+
+
+@dataclass(kw_only=True)
+class ReviewImportConfig(_ReviewDataConfig):
+    """Merge revisions (the review page's file or a sheet) into a new dataset and report edit statistics."""
+
+    out: str = field(metadata={"help": "output dataset directory (one <split>.jsonl per split)"})
+    revisions: str | None = field(default=None, metadata={
+        "help": "revisions: a .jsonl file (the review page's, or an exported sheet) or a .csv sheet "
+                "(default: review/revisions.jsonl beside the data)"})
+    keep_unreviewed: bool = field(default=False, metadata={
+        "help": "keep the split's samples nobody reviewed (default: the split is its reviewed samples only)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace data files already in --out"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_given("--out", self.out, "an output dataset directory")
+        if self.revisions and Path(self.revisions).suffix.lower() not in (".csv", ".jsonl"):
+            raise GleamConfigError(f"--revisions: expected a .jsonl or .csv file, got {self.revisions!r}")
+
+
+# --- samples and revisions ----------------------------------------------------------------------------------
+
+
+def default_revisions_path(data: str | os.PathLike) -> Path:
+    """``review/revisions.jsonl`` in the dataset directory (beside the file for a JSONL file). The
+    subdirectory keeps it out of the data files a directory is read through."""
+    path = Path(data)
+    return (path if path.is_dir() else path.parent) / REVISIONS_NAME
+
+
+def load_split(data: str | os.PathLike, split: str, *, allow_outside_paths: bool = False) -> list[Any]:
+    """The samples of ``split`` (checked like every loader checks them), in dataset order."""
+    from gleamx.data import load_samples
+
+    return load_samples(data, split=split, allow_outside_paths=allow_outside_paths).samples
+
+
+def _text(value: str) -> str:
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Character edit distance (insertions, deletions, substitutions each cost 1), over code points."""
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    a, b = a[start:len(a) - end], b[start:len(b) - end]
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def check_revision(sample: Any, decision: Any, explanation: Any, *, file: str, line: int | None,
+                   label: Any = None) -> dict[str, Any]:
+    """One revision of ``sample`` as it is stored (``id``, ``decision``, ``label``, ``explanation`` for edit),
+    or a :class:`GleamDataError` naming ``file:line``. An edit that changes nothing is an accept; a label
+    other than the sample's, and an edited verdict line that disagrees with the label, are refused."""
+    from gleamx.data.schema import parse_label
+    from gleamx.data.verdict import parse_verdict
+
+    def bad(fld: str, message: str) -> GleamDataError:
+        return GleamDataError.at(file, line, fld, message)
+
+    if decision not in DECISIONS:
+        raise bad("decision", f"expected one of {', '.join(DECISIONS)}, got {decision!r}")
+    if label is not None and label != "":
+        parsed = parse_label(label)
+        if parsed is None:
+            raise bad("label", f"expected true or false, got {label!r}")
+        if parsed != sample.label:
+            raise bad("label", f"changed from {str(sample.label).lower()} to {str(parsed).lower()} for id "
+                               f"{sample.id!r} (labels are not revised; reject the sample instead)")
+    original = {k: _text(v) for k, v in sample.explanation.items() if v}
+    texts: dict[str, str] = {}
+    if explanation is not None:
+        if not isinstance(explanation, dict):
+            raise bad("explanation", f"expected an object with keys {'/'.join(LANGS)}, got "
+                                     f"{type(explanation).__name__}")
+        for lang, text in explanation.items():
+            if lang not in LANGS:
+                raise bad(f"explanation.{lang}", f"unknown language (expected one of: {', '.join(LANGS)})")
+            if text is None or text == "":
+                continue
+            if not isinstance(text, str):
+                raise bad(f"explanation.{lang}", f"expected text, got {type(text).__name__}")
+            if len(text) > MAX_TEXT_CHARS:
+                raise bad(f"explanation.{lang}", f"longer than {MAX_TEXT_CHARS} characters ({len(text)})")
+            texts[lang] = _text(text)
+    record: dict[str, Any] = {"id": sample.id, "decision": decision, "label": bool(sample.label)}
+    if decision == "reject":
+        return record
+    if decision == "accept":
+        changed = [lang for lang in texts if texts[lang] != original.get(lang)]
+        if changed:
+            raise bad(f"explanation.{changed[0]}", f"decision is accept but the text differs from the generated "
+                                                   f"one for id {sample.id!r} (write edit to keep the change)")
+        return record
+    for lang in original:
+        if not texts.get(lang, "").strip():
+            raise bad(f"explanation.{lang}", f"empty for id {sample.id!r} (expected the revised text; "
+                                             f"reject the sample to drop it)")
+    for lang, text in texts.items():
+        said = parse_verdict(text)
+        if said is not None and said != sample.label:
+            raise bad(f"explanation.{lang}", f"its verdict line says {'yes' if said else 'no'} but label is "
+                                             f"{str(sample.label).lower()} for id {sample.id!r}")
+    if texts == original:
+        return record | {"decision": "accept"}  # an edit that changes nothing
+    return record | {"explanation": texts}
+
+
+def _unknown(file: str, line: int | None, sample_id: Any, split: str) -> GleamDataError:
+    return GleamDataError.at(file, line, "id", f"unknown id {sample_id!r} (not a sample of split {split!r})")
+
+
+def read_revisions(path: str | os.PathLike, samples: dict[str, Any], split: str) -> dict[str, dict[str, Any]]:
+    """The latest revision of each id in an append-only revisions file (the last line of an id wins). A
+    half-written last line (a killed writer) is skipped; an id not in ``samples`` is refused."""
+    from gleamx.eval.appendlog import read_records
+
+    latest: dict[str, dict[str, Any]] = {}
+    for line, row in read_records(path):
+        sample = samples.get(str(row.get("id")))
+        if sample is None:
+            raise _unknown(str(path), line, row.get("id"), split)
+        record = check_revision(sample, row.get("decision"), row.get("explanation"), file=str(path), line=line,
+                                label=row.get("label"))
+        latest[sample.id] = record | {"time": row.get("time")}
+    return latest
+
+
+class RevisionLog:
+    """The review page's revisions file: whole lines appended, flushed and fsynced, one at a time."""
+
+    def __init__(self, path: str | os.PathLike, samples: dict[str, Any], split: str) -> None:
+        from gleamx.eval.appendlog import end_with_newline
+
+        self.path = Path(path)
+        self.samples, self.split = samples, split
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        end_with_newline(self.path)  # a killed server's half line goes before anything is appended
+        self._lock = threading.Lock()
+        self.latest = read_revisions(self.path, samples, split)
+
+    def append(self, sample_id: Any, decision: Any, explanation: Any = None) -> dict[str, Any]:
+        sample = self.samples.get(sample_id) if isinstance(sample_id, str) else None
+        if sample is None:
+            raise _unknown("POST /api/revision", None, sample_id, self.split)
+        record = check_revision(sample, decision, explanation, file="POST /api/revision", line=None)
+        record["time"] = _now()
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        with self._lock:
+            with self.path.open("ab") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self.latest[sample.id] = record
+        return record
+
+    def state(self, sample: Any) -> dict[str, Any]:
+        """What the page shows for ``sample``: the current texts, the generated ones and the decision."""
+        original = {k: v for k, v in sample.explanation.items() if v}
+        record = self.latest.get(sample.id, {})
+        return {"id": sample.id, "label": bool(sample.label), "query_view": sample.query_view,
+                "original": original, "explanation": record.get("explanation", original),
+                "decision": record.get("decision"), "time": record.get("time")}
+
+
+# --- the review server --------------------------------------------------------------------------------------
+
+
+def _image_bytes(image: Any) -> tuple[bytes, str]:
+    """An image of the dataset as bytes and its content type (a path's own bytes, an in-memory one as PNG)."""
+    import io
+    import mimetypes
+
+    if isinstance(image, (str, os.PathLike)):
+        kind = mimetypes.guess_type(os.fspath(image))[0] or "application/octet-stream"
+        return Path(image).read_bytes(), kind if kind.startswith("image/") else "application/octet-stream"
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue(), "image/png"
+
+
+def _page() -> bytes:
+    from importlib.resources import files
+
+    return files("gleamx.build").joinpath("review_page.html").read_bytes()
+
+
+class ReviewApp:
+    """The review page's data: the split's samples and its revisions file."""
+
+    def __init__(self, samples: list[Any], revisions: str | os.PathLike, *, split: str, data: str = "") -> None:
+        self.order = [s.id for s in samples]
+        self.samples = {s.id: s for s in samples}
+        self.split, self.data = split, data
+        self.log = RevisionLog(revisions, self.samples, split)
+
+    def listing(self) -> dict[str, Any]:
+        return {"split": self.split, "data": self.data, "revisions": str(self.log.path), "n": len(self.order),
+                "samples": [self.log.state(self.samples[i]) for i in self.order]}
+
+
+def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "gleamx-review"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (quiet: the terminal is the user's)
+            return
+
+        def _send(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, obj: Any) -> None:
+            self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8")
+
+        def _error(self, status: int, message: str) -> None:
+            self._json(status, {"error": message})
+
+        def do_GET(self) -> None:  # noqa: N802
+            url = urlsplit(self.path)
+            if url.path in ("/", "/index.html"):
+                self._send(200, _page(), "text/html; charset=utf-8")
+            elif url.path == "/api/samples":
+                self._json(200, app.listing())
+            elif url.path == "/image":
+                query = parse_qs(url.query)
+                sample = app.samples.get((query.get("id") or [""])[0])
+                which = (query.get("which") or [""])[0]
+                if sample is None or which not in ("query", "satellite"):
+                    self._error(404, "no such image (expected id=<a sample of the split>&which=query|satellite)")
+                    return
+                try:
+                    body, kind = _image_bytes(getattr(sample, f"{which}_image"))
+                except OSError as e:
+                    self._error(404, f"{sample.id}: {which} image unreadable ({e.strerror or e})")
+                    return
+                self._send(200, body, kind)
+            else:
+                self._error(404, f"not found: {url.path}")
+
+        def do_POST(self) -> None:  # noqa: N802
+            if urlsplit(self.path).path != "/api/revision":
+                self._error(404, f"not found: {urlsplit(self.path).path}")
+                return
+            origin = self.headers.get("Origin")
+            if origin and urlsplit(origin).netloc != self.headers.get("Host"):
+                self._error(403, f"refused: a page from {origin} may not write revisions")
+                return
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                self._error(415, "expected Content-Type: application/json")
+                return
+            try:
+                size = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                size = -1
+            if not 0 < size <= MAX_BODY_BYTES:
+                self._error(413, f"expected a JSON body of 1 to {MAX_BODY_BYTES} bytes")
+                return
+            try:
+                body = json.loads(self.rfile.read(size).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                self._error(400, "expected a JSON object {id, decision, explanation}")
+                return
+            if not isinstance(body, dict):
+                self._error(400, "expected a JSON object {id, decision, explanation}")
+                return
+            try:
+                record = app.log.append(body.get("id"), body.get("decision"), body.get("explanation"))
+            except GleamDataError as e:
+                self._error(404 if e.problem.field == "id" else 400, str(e))
+                return
+            except OSError as e:
+                self._error(500, f"{app.log.path}: could not save ({e.strerror or e})")
+                return
+            self._json(200, app.log.state(app.samples[record["id"]]))
+
+    return Handler
+
+
+def make_server(app: ReviewApp, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """The review server (not yet serving; ``port`` 0 picks a free one: ``server.server_address[1]``)."""
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(app))
+    except OSError as e:
+        raise GleamConfigError(f"--host/--port: cannot listen on {host}:{port} ({e.strerror or e})") from None
+    server.daemon_threads = True
+    return server
+
+
+def serve_review(cfg: ReviewServeConfig, on_ready: Callable[[str, ReviewApp], None] | None = None) -> None:
+    """Serve the review page until interrupted; ``on_ready(url, app)`` is called once it listens. One server
+    writes a revisions file at a time (a second fails at once with one line)."""
+    from gleamx.eval.appendlog import single_writer
+
+    revisions = Path(cfg.revisions) if cfg.revisions else default_revisions_path(cfg.data)
+    samples = load_split(cfg.data, cfg.split, allow_outside_paths=cfg.allow_outside_paths)
+    with single_writer(revisions.parent, what="gleamx review serve", flag="--revisions"):
+        app = ReviewApp(samples, revisions, split=cfg.split, data=str(cfg.data))
+        server = make_server(app, cfg.host, cfg.port)
+        host, port = server.server_address[:2]
+        url = f"http://{'[' + host + ']' if ':' in str(host) else host}:{port}/"
+        if on_ready:
+            on_ready(url, app)
+        if cfg.open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+
+# --- sheets: export and read back ---------------------------------------------------------------------------
+
+
+def _rel_image(image: Any, base: Path) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return Path(os.path.relpath(Path(image).resolve(), base.resolve())).as_posix()
+    return "(in-memory image)"
+
+
+def export_sheet(cfg: ReviewExportConfig) -> tuple[Path, int, int]:
+    """Write the split as a sheet (CSV with a BOM so spreadsheets read UTF-8, or JSONL); returns the path, the
+    number of rows and how many already have a decision."""
+    samples = load_split(cfg.data, cfg.split, allow_outside_paths=cfg.allow_outside_paths)
+    by_id = {s.id: s for s in samples}
+    revisions = Path(cfg.revisions) if cfg.revisions else default_revisions_path(cfg.data)
+    if cfg.revisions and not revisions.is_file():
+        raise GleamConfigError(f"--revisions: {revisions}: file not found")
+    latest = read_revisions(revisions, by_id, cfg.split) if revisions.is_file() else {}
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in samples:
+        record = latest.get(s.id, {})
+        original = {k: v for k, v in s.explanation.items() if v}
+        current = record.get("explanation", original)
+        rows.append({"id": s.id, "label": str(bool(s.label)).lower(), "query_view": s.query_view,
+                     "decision": record.get("decision") or "", "en": current.get("en", ""),
+                     "zh": current.get("zh", ""), "original_en": original.get("en", ""),
+                     "original_zh": original.get("zh", ""), "query_image": _rel_image(s.query_image, out.parent),
+                     "satellite_image": _rel_image(s.satellite_image, out.parent)})
+    if out.suffix.lower() == ".csv":
+        with out.open("w", encoding="utf-8-sig", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=SHEET_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        with out.open("w", encoding="utf-8", newline="\n") as f:
+            for row in rows:
+                expl = {lang: row.pop(lang) for lang in LANGS}
+                orig = {lang: row.pop(f"original_{lang}") for lang in LANGS}
+                row["label"] = row["label"] == "true"
+                row["decision"] = row["decision"] or None
+                row["explanation"] = {k: v for k, v in expl.items() if v}
+                row["original_explanation"] = {k: v for k, v in orig.items() if v}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return out, len(rows), len(latest)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line, row)`` of a CSV sheet; ``line`` is where the row starts (a cell may span lines)."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in ("id", "decision", "en", "zh") if c not in header]
+            if missing:
+                raise GleamDataError.at(str(path), 1, "header", f"missing column(s) {', '.join(missing)} (expected "
+                                                                f"the columns gleamx review export writes)")
+            start = reader.line_num + 1
+            for row in reader:
+                if None in row:
+                    raise GleamDataError.at(str(path), start, "row", "more cells than the header has columns")
+                if any((v or "").strip() for v in row.values()):
+                    explanation = {lang: row.get(lang) or "" for lang in LANGS}
+                    yield start, {"id": (row.get("id") or "").strip(), "decision": row.get("decision"),
+                                  "label": row.get("label"), "explanation": explanation}
+                start = reader.line_num + 1
+    except UnicodeDecodeError as e:
+        raise GleamDataError.at(str(path), None, "encoding", f"invalid UTF-8 at byte {e.start} (save the sheet "
+                                                             f"as UTF-8 CSV)") from None
+    except csv.Error as e:
+        raise GleamDataError.at(str(path), None, "csv", f"not a readable CSV sheet ({e})") from None
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    from gleamx.data.jsonl import iter_jsonl_rows
+    from gleamx.errors import Problem
+
+    for line, row in iter_jsonl_rows(path):
+        if isinstance(row, Problem):
+            raise GleamDataError(row)
+        if not isinstance(row, dict):
+            raise GleamDataError.at(str(path), line, "row", f"expected a JSON object, got {type(row).__name__}")
+        yield line, row
+
+
+def read_sheet(path: str | os.PathLike, samples: dict[str, Any], split: str) -> dict[str, dict[str, Any]]:
+    """The revisions in a sheet or revisions file, by id. In a JSONL file the last line of an id wins (it is a
+    log); in a CSV sheet an id given twice is refused. A row without a decision is an edit when its text
+    differs from the generated one and is left unreviewed otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise GleamDataError.at(str(path), None, "path", "file not found (expected a .jsonl or .csv revisions file)")
+    is_csv = path.suffix.lower() == ".csv"
+    rows = _csv_rows(path) if is_csv else _jsonl_rows(path)
+    latest: dict[str, dict[str, Any]] = {}
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        sample_id = row.get("id")
+        sample = samples.get(sample_id) if isinstance(sample_id, str) else None
+        if sample is None:
+            raise _unknown(str(path), line, sample_id, split)
+        if is_csv and sample_id in seen:
+            raise GleamDataError.at(str(path), line, "id", f"duplicated id {sample_id!r} (first on line "
+                                                           f"{seen[sample_id]}; keep one row per sample)")
+        seen[sample_id] = line
+        decision = (row.get("decision") or "").strip().lower() if isinstance(row.get("decision"), str) \
+            else row.get("decision")
+        explanation = row.get("explanation")
+        if not decision:
+            original = {k: _text(v) for k, v in sample.explanation.items() if v}
+            given = {k: _text(v) for k, v in (explanation or {}).items() if isinstance(v, str) and v} \
+                if isinstance(explanation, dict) else original
+            if given == original:
+                continue  # nobody looked at it
+            decision = "edit"
+        latest[sample.id] = check_revision(sample, decision, explanation, file=str(path), line=line,
+                                           label=row.get("label"))
+    return latest
+
+
+# --- import: the revised dataset and its statistics ---------------------------------------------------------
+
+
+@dataclass
+class ImportSummary:
+    """What ``gleamx review import`` wrote, and the edit statistics of the reviewed split."""
+
+    out: Path
+    written: dict[str, int]
+    stats: dict[str, Any]
+
+
+def edit_stats(samples: list[Any], latest: dict[str, dict[str, Any]], split: str) -> dict[str, Any]:
+    """Counts of decisions and, over the kept reviewed samples (accepted or edited), the share whose text was
+    changed and the mean character edit distance per language (``mean_edit_distance``: over every kept
+    reviewed sample with text in that language, unchanged ones counting 0; ``mean_edit_distance_edited``: over
+    the changed ones only)."""
+    counts = {d: 0 for d in DECISIONS}
+    per_lang: dict[str, list[int]] = {lang: [] for lang in LANGS}
+    for s in samples:
+        record = latest.get(s.id)
+        if record is None:
+            continue
+        counts[record["decision"]] += 1
+        if record["decision"] == "reject":
+            continue
+        original = {k: _text(v) for k, v in s.explanation.items() if v}
+        revised = record.get("explanation", original)
+        for lang in LANGS:
+            if lang in original or lang in revised:
+                per_lang[lang].append(levenshtein(original.get(lang, ""), revised.get(lang, "")))
+    kept = counts["accept"] + counts["edit"]
+
+    def mean(values: list[int]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    languages = {}
+    for lang, distances in per_lang.items():
+        changed = [d for d in distances if d]
+        languages[lang] = {"n": len(distances), "n_edited": len(changed),
+                           "share_edited": len(changed) / len(distances) if distances else None,
+                           "mean_edit_distance": mean(distances), "mean_edit_distance_edited": mean(changed)}
+    return {"split": split, "n_split": len(samples), "n_reviewed": sum(counts.values()),
+            "n_accepted": counts["accept"], "n_edited": counts["edit"], "n_rejected": counts["reject"],
+            "n_unreviewed": len(samples) - sum(counts.values()),
+            "share_edited": counts["edit"] / kept if kept else None, "languages": languages}
+
+
+def _revised(sample: Any, record: dict[str, Any]) -> Any:
+    original = {k: v for k, v in sample.explanation.items() if v}
+    meta = dict(sample.meta) | {"revised": True, "review_decision": record["decision"],
+                                "original_explanation": original}
+    if record.get("time"):
+        meta["review_time"] = record["time"]
+    return dataclasses.replace(sample, explanation=record.get("explanation", original), meta=meta)
+
+
+def import_revisions(cfg: ReviewImportConfig) -> ImportSummary:
+    """Write the dataset with the revisions merged into ``cfg.out`` (one ``<split>.jsonl`` per split; the
+    reviewed split holds its reviewed samples, rejected ones left out) and ``review_stats.json``."""
+    from gleamx.data import load_samples, write_samples
+    from gleamx.data.schema import canonical_split
+
+    out = Path(cfg.out)
+    data = Path(cfg.data)
+    if out.resolve() == (data if data.is_dir() else data.parent).resolve():
+        raise GleamConfigError(f"--out: {out} is the dataset's own directory (expected a new directory)")
+    if out.is_dir() and any(out.glob("*.jsonl")) and not cfg.overwrite:
+        raise GleamConfigError(f"--out: {out} already holds data files (use --overwrite to replace them)")
+    revisions = Path(cfg.revisions) if cfg.revisions else default_revisions_path(cfg.data)
+    split = canonical_split(cfg.split) or cfg.split
+    every = load_samples(cfg.data, allow_outside_paths=cfg.allow_outside_paths).samples
+    reviewed = [s for s in every if s.split == split]
+    if not reviewed:
+        raise GleamDataError.at(str(cfg.data), None, "split", f"no samples of split {split!r} to review")
+    latest = read_sheet(revisions, {s.id: s for s in reviewed}, split)
+    stats = edit_stats(reviewed, latest, split) | {"revisions": str(revisions)}
+    by_split: dict[str, list[Any]] = {}
+    for s in every:
+        if s.split == split:
+            record = latest.get(s.id)
+            if record is None:
+                if not cfg.keep_unreviewed:
+                    continue
+            elif record["decision"] == "reject":
+                continue
+            else:
+                s = _revised(s, record)
+        by_split.setdefault(s.split, []).append(s)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.overwrite:
+        for old in out.glob("*.jsonl"):
+            old.unlink()
+    written = {name: write_samples(rows, out / f"{name}.jsonl") for name, rows in by_split.items()}
+    stats["n_written"] = written.get(split, 0)
+    (out / STATS_NAME).write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return ImportSummary(out, written, stats)
+
+
+__all__ = ["DECISIONS", "ImportSummary", "ReviewApp", "ReviewExportConfig", "ReviewImportConfig",
+           "ReviewServeConfig", "RevisionLog", "check_revision", "default_revisions_path", "edit_stats",
+           "export_sheet", "import_revisions", "levenshtein", "make_server", "read_revisions", "read_sheet",
+           "serve_review"]

@@ -1,0 +1,359 @@
+"""Human revision: the review server's API, the browser page, and the export/import round trip."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gleamx.build.review import (
+    ReviewApp,
+    ReviewExportConfig,
+    ReviewImportConfig,
+    ReviewServeConfig,
+    default_revisions_path,
+    export_sheet,
+    import_revisions,
+    levenshtein,
+    load_split,
+    make_server,
+    read_sheet,
+)
+from gleamx.cli.main import main
+from gleamx.data import load_samples
+from gleamx.errors import GleamConfigError, GleamDataError
+
+EN = {"t1": "Red roof by the junction.\nAnswer: Yes", "t2": "No red roof on the tile.\nAnswer: No",
+      "t3": "Same grey blocks.\nAnswer: Yes", "t4": "The river bends the other way.\nAnswer: No"}
+ZH = {"t1": "红色屋顶。\n结论：是", "t2": "没有红色屋顶。\n结论：否", "t3": "相同的灰色街区。\n结论：是",
+      "t4": "河流弯曲方向不同。\n结论：否"}
+LABELS = {"t1": True, "t2": False, "t3": True, "t4": False}
+
+
+@pytest.fixture
+def review_data(tmp_path: Path) -> Path:
+    """A dataset directory: train.jsonl (1 sample) and test.jsonl (t1..t4, bilingual, both labels)."""
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (90, 90, 90)]):
+        Image.new("RGB", (40, 40), colour).save(ds / "images" / f"q{i}.png")
+        Image.new("RGB", (40, 40), tuple(255 - c for c in colour)).save(ds / "images" / f"s{i}.png")
+    (tmp_path / "secret.txt").write_text("not an image of the dataset")
+
+    def row(sid: str, i: int, split: str) -> dict:
+        return {"id": sid, "query_image": f"images/q{i}.png", "satellite_image": f"images/s{i}.png",
+                "query_view": "uav", "label": LABELS.get(sid, True),
+                "explanation": {"en": EN.get(sid, EN["t1"]), "zh": ZH.get(sid, ZH["t1"])},
+                "source": "test", "split": split, "meta": {"location_id": f"L{i}"}}
+
+    (ds / "train.jsonl").write_text(json.dumps(row("r1", 0, "train"), ensure_ascii=False) + "\n", encoding="utf-8")
+    (ds / "test.jsonl").write_text("".join(json.dumps(row(f"t{i + 1}", i, "test"), ensure_ascii=False) + "\n"
+                                           for i in range(4)), encoding="utf-8")
+    return ds
+
+
+@pytest.fixture
+def server(review_data: Path):
+    """The review server on a free port in a thread: yields (base url, revisions path)."""
+    revisions = default_revisions_path(review_data)
+    app = ReviewApp(load_split(review_data, "test"), revisions, split="test", data=str(review_data))
+    srv = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", revisions
+    srv.shutdown()
+    srv.server_close()
+
+
+def _call(url: str, body: dict | bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _post(base: str, **body) -> tuple[int, dict]:
+    status, raw = _call(f"{base}/api/revision", body)
+    return status, json.loads(raw)
+
+
+def _listing(base: str) -> dict[str, dict]:
+    status, raw = _call(f"{base}/api/samples")
+    assert status == 200
+    return {s["id"]: s for s in json.loads(raw)["samples"]}
+
+
+# --- the HTTP API -------------------------------------------------------------------------------------------
+
+
+def test_revisions_are_appended_and_the_last_one_wins(server, review_data: Path) -> None:
+    base, revisions = server
+    assert [s["decision"] for s in _listing(base).values()] == [None] * 4
+    edited = {"en": "Red roofs by the junction.\nAnswer: Yes", "zh": ZH["t1"]}
+    status, state = _post(base, id="t1", decision="edit", explanation=edited)
+    assert status == 200 and state["decision"] == "edit" and state["explanation"] == edited
+    assert state["original"] == {"en": EN["t1"], "zh": ZH["t1"]}
+    assert _post(base, id="t2", decision="accept")[1]["decision"] == "accept"
+    assert _post(base, id="t1", decision="reject")[1]["decision"] == "reject"
+    # an edit that changes nothing is an accept
+    unchanged = {"en": EN["t3"], "zh": ZH["t3"]}
+    assert _post(base, id="t3", decision="edit", explanation=unchanged)[1]["decision"] == "accept"
+
+    lines = [json.loads(x) for x in revisions.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["decision"]) for r in lines] == [("t1", "edit"), ("t2", "accept"), ("t1", "reject"),
+                                                         ("t3", "accept")]  # append-only: nothing rewritten
+    now = _listing(base)
+    assert (now["t1"]["decision"], now["t2"]["decision"], now["t4"]["decision"]) == ("reject", "accept", None)
+
+    # a new server over the same file (the browser or the server died): the same state, a killed half line dropped
+    with revisions.open("ab") as f:
+        f.write(b'{"id": "t4", "decision": "rej')
+    app = ReviewApp(load_split(review_data, "test"), revisions, split="test")
+    assert {i: r["decision"] for i, r in app.log.latest.items()} == {"t1": "reject", "t2": "accept", "t3": "accept"}
+    assert revisions.read_bytes().endswith(b"}\n")
+
+
+def test_bad_revisions_are_refused_in_one_line(server) -> None:
+    base, revisions = server
+    status, body = _post(base, id="nope", decision="accept")
+    assert status == 404 and body["error"] == "POST /api/revision: id: unknown id 'nope' (not a sample of split 'test')"
+    status, body = _post(base, id="t1", decision="maybe")
+    assert status == 400 and body["error"].endswith("decision: expected one of accept, edit, reject, got 'maybe'")
+    status, body = _post(base, id="t1", decision="edit", explanation={"en": "Looks different.\nAnswer: No",
+                                                                      "zh": ZH["t1"]})
+    assert status == 400 and "its verdict line says no but label is true" in body["error"]
+    status, body = _post(base, id="t1", decision="edit", explanation={"en": "", "zh": ZH["t1"]})
+    assert status == 400 and "explanation.en: empty" in body["error"]
+    assert _call(f"{base}/api/revision", b"not json")[0] == 400
+    assert _call(f"{base}/api/revision", {"id": "t1", "decision": "accept"},
+                 headers={"Origin": "http://evil.example"})[0] == 403
+    assert _call(f"{base}/api/revision", {"id": "t1", "decision": "accept"},
+                 headers={"Content-Type": "text/plain"})[0] == 415
+    assert not revisions.exists() or revisions.read_text() == ""
+
+
+def test_only_the_datasets_images_are_served(server, review_data: Path) -> None:
+    base, _ = server
+    status, body = _call(f"{base}/image?id=t2&which=satellite")
+    assert status == 200 and body == (review_data / "images" / "s1.png").read_bytes()
+    for path in ("/../secret.txt", "/image?id=../secret.txt&which=query", "/image?id=t1&which=../../secret.txt",
+                 "/image?id=t1&which=query_image", "/%2e%2e/secret.txt", "/images/q0.png"):
+        status, body = _call(base + path)
+        assert status == 404, path
+        assert b"not an image" not in body
+    status, page = _call(f"{base}/")
+    assert status == 200 and b"gleamx review" in page
+
+
+def test_serve_config_checks() -> None:
+    with pytest.raises(GleamConfigError, match=r"^--port: expected an integer from 0 to 65535, got 70000$"):
+        ReviewServeConfig(data="d", port=70000)
+    with pytest.raises(GleamConfigError, match=r"^--out: expected a \.csv or \.jsonl file, got 'x\.xlsx'$"):
+        ReviewExportConfig(data="d", out="x.xlsx")
+
+
+# --- export / import ----------------------------------------------------------------------------------------
+
+
+def test_levenshtein() -> None:
+    assert levenshtein("kitten", "sitting") == 3
+    assert levenshtein("", "abc") == levenshtein("abc", "") == 3
+    assert levenshtein("红色屋顶", "红色的屋顶") == 1
+    assert levenshtein("same", "same") == 0
+    assert levenshtein("abcXdef", "abcYYdef") == 2
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_import_of_the_review_log(review_data: Path, tmp_path: Path, capsys) -> None:
+    log = default_revisions_path(review_data)
+    new_en = "Red roofs by the junction.\nAnswer: Yes"  # one character inserted
+    _write_log(log, [{"id": "t1", "decision": "accept"}, {"id": "t1", "decision": "edit",
+                                                          "explanation": {"en": new_en, "zh": ZH["t1"]}},
+                     {"id": "t2", "decision": "accept"}, {"id": "t3", "decision": "reject"}])
+    out = tmp_path / "revised"
+    assert main(["review", "import", "--data", str(review_data), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 of 4 reviewed: 1 accepted, 1 edited, 1 rejected (left out), 1 unreviewed (left out)" in printed
+    assert "share edited 50.00%" in printed and "en: 1 of 2 edited (50.00%), mean edit distance 0.50" in printed
+    stats = json.loads((out / "review_stats.json").read_text())
+    assert (stats["share_edited"], stats["n_written"]) == (0.5, 2)
+    assert stats["languages"]["en"] == {"n": 2, "n_edited": 1, "share_edited": 0.5, "mean_edit_distance": 0.5,
+                                        "mean_edit_distance_edited": 1.0}
+    assert stats["languages"]["zh"]["mean_edit_distance"] == 0.0 and stats["languages"]["zh"]["n_edited"] == 0
+
+    got = {s.id: s for s in load_samples(out).samples}  # the revised dataset loads like any other
+    assert sorted(got) == ["r1", "t1", "t2"]  # the test split is its revised samples; train passes through
+    t1 = got["t1"]
+    assert t1.explanation == {"en": new_en, "zh": ZH["t1"]} and t1.meta["revised"] is True
+    assert t1.meta["original_explanation"] == {"en": EN["t1"], "zh": ZH["t1"]}
+    assert t1.meta["review_decision"] == "edit" and t1.meta["location_id"] == "L0"
+    assert got["t2"].meta["revised"] is True and "revised" not in got["r1"].meta
+
+    keep = import_revisions(ReviewImportConfig(data=str(review_data), out=str(out), keep_unreviewed=True,
+                                               overwrite=True))
+    assert keep.written == {"train": 1, "test": 3}
+    with pytest.raises(GleamConfigError, match="already holds data files"):
+        import_revisions(ReviewImportConfig(data=str(review_data), out=str(out)))
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_csv_sheet_round_trip(review_data: Path, tmp_path: Path, capsys) -> None:
+    sheet = tmp_path / "sheet.csv"
+    assert main(["review", "export", "--data", str(review_data), "--split", "test", "--out", str(sheet)]) == 0
+    assert "wrote 4 rows (0 with a decision)" in capsys.readouterr().out
+    rows = _rows(sheet)
+    assert [r["id"] for r in rows] == ["t1", "t2", "t3", "t4"] and rows[0]["zh"] == ZH["t1"]
+    assert rows[0]["query_image"] == "ds/images/q0.png" and rows[1]["label"] == "false"
+    rows[0]["zh"] = "红色的屋顶。\n结论：是"  # 1 insertion, no decision written: an edit
+    rows[1]["decision"] = "accept"
+    rows[2]["decision"] = "Reject"
+    rows[3]["en"] = EN["t4"].replace("\n", "\r\n")  # a spreadsheet's line ends are no edit: t4 is unreviewed
+    _write_csv(sheet, rows)
+    summary = import_revisions(ReviewImportConfig(data=str(review_data), revisions=str(sheet),
+                                                  out=str(tmp_path / "out")))
+    st = summary.stats
+    assert (st["n_accepted"], st["n_edited"], st["n_rejected"], st["n_unreviewed"]) == (1, 1, 1, 1)
+    assert st["languages"]["zh"]["mean_edit_distance"] == 0.5 and st["languages"]["en"]["n_edited"] == 0
+    t1 = {s.id: s for s in load_samples(tmp_path / "out", split="test").samples}["t1"]
+    assert t1.explanation["zh"] == "红色的屋顶。\n结论：是" and t1.meta["original_explanation"]["zh"] == ZH["t1"]
+
+
+def test_jsonl_sheet_round_trip_equals_the_log(review_data: Path, tmp_path: Path) -> None:
+    log = default_revisions_path(review_data)
+    _write_log(log, [{"id": "t4", "decision": "edit",
+                      "explanation": {"en": "The road bends the other way.\nAnswer: No", "zh": ZH["t4"]}},
+                     {"id": "t2", "decision": "reject"}])
+    sheet = tmp_path / "sheet.jsonl"
+    out, n, n_done = export_sheet(ReviewExportConfig(data=str(review_data), out=str(sheet)))
+    assert (n, n_done) == (4, 2)
+    by_log = import_revisions(ReviewImportConfig(data=str(review_data), out=str(tmp_path / "a"))).stats
+    by_sheet = import_revisions(ReviewImportConfig(data=str(review_data), revisions=str(sheet),
+                                                   out=str(tmp_path / "b"))).stats
+    assert {k: v for k, v in by_log.items() if k != "revisions"} == {k: v for k, v in by_sheet.items()
+                                                                     if k != "revisions"}
+    assert by_log["n_written"] == 1  # t4 (t2 rejected, t1 and t3 unreviewed)
+    assert by_log["languages"]["en"]["mean_edit_distance"] == 4.0  # "iver" -> "oad": 3 substitutions, 1 deletion
+
+
+def test_unknown_duplicated_and_relabelled_rows_are_refused_in_one_line(review_data: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    samples = {s.id: s for s in load_split(review_data, "test")}
+    sheet = tmp_path / "sheet.csv"
+    export_sheet(ReviewExportConfig(data=str(review_data), out=str(sheet)))
+    rows = _rows(sheet)
+    _write_csv(sheet, rows[:2] + [dict(rows[2], id="zz")])
+    start = 1 + next(i for i, ln in enumerate(sheet.read_text(encoding="utf-8-sig").splitlines())
+                     if ln.startswith("zz,"))  # rows span lines: their texts have line breaks
+    assert start > 4
+    with pytest.raises(GleamDataError) as e:
+        read_sheet(sheet, samples, "test")
+    assert str(e.value) == f"{sheet}:{start}: id: unknown id 'zz' (not a sample of split 'test')"
+
+    dup = tmp_path / "dup.csv"
+    _write_csv(dup, [{"id": "t2", "decision": "reject", "en": "", "zh": ""},
+                     {"id": "t3", "decision": "accept", "en": "", "zh": ""},
+                     {"id": "t2", "decision": "accept", "en": "", "zh": ""}])
+    out = tmp_path / "never"
+    assert main(["review", "import", "--data", str(review_data), "--revisions", str(dup), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {dup}:4: id: duplicated id 't2' (first on line 2; keep one row per sample)")
+    assert not out.exists()
+
+    relabel = tmp_path / "relabel.csv"
+    _write_csv(relabel, [{"id": "t1", "label": "false", "decision": "accept", "en": "", "zh": ""}])
+    with pytest.raises(GleamDataError, match=rf"^{relabel}:2: label: changed from true to false for id 't1' "
+                                             r"\(labels are not revised; reject the sample instead\)$"):
+        read_sheet(relabel, samples, "test")
+    log = tmp_path / "log.jsonl"
+    _write_log(log, [{"id": "t2", "decision": "accept"}, {"id": "t3", "decision": "accept", "label": False}])
+    with pytest.raises(GleamDataError, match=rf"^{log}:2: label: changed from true to false"):
+        read_sheet(log, samples, "test")
+    _write_log(log, [{"id": "t2", "decision": "accept", "explanation": {"en": "changed\nAnswer: No"}}])
+    with pytest.raises(GleamDataError, match=rf"^{log}:1: explanation.en: decision is accept but the text differs"):
+        read_sheet(log, samples, "test")
+    bad_header = tmp_path / "bad.csv"
+    bad_header.write_text("sample,verdict\nt1,yes\n", encoding="utf-8")
+    with pytest.raises(GleamDataError, match=rf"^{bad_header}:1: header: missing column\(s\) id, decision, en, zh"):
+        read_sheet(bad_header, samples, "test")
+
+
+# --- the page in a real browser -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_page_in_headless_chromium(server, review_data: Path, tmp_path: Path) -> None:
+    """Open the page, edit one explanation, reject another, reload: both are kept (and a screenshot is taken)."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    base, revisions = server
+    edited = "Red roofs beside the junction, same street pattern.\nAnswer: Yes"
+    shot = tmp_path / "review.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.text_content("#sample-id") == "t1"
+            assert page.text_content("#progress") == "0 of 4 reviewed"
+            assert page.input_value("#zh") == ZH["t1"]
+            page.fill("#en", edited)
+            page.press("#en", "a")  # a shortcut letter typed in a field is text, not a decision
+            assert page.text_content("#decision") == "not reviewed"
+            page.fill("#en", edited)
+            page.press("#en", "Control+Enter")  # save the edit from inside the field
+            page.wait_for_function("document.getElementById('sample-id').textContent === 't2'")
+            page.keyboard.press("Escape")
+            page.click("#query-img")  # focus out of any field
+            page.keyboard.press("r")  # reject t2
+            page.wait_for_function("document.getElementById('progress').textContent === '2 of 4 reviewed'")
+
+            page.goto(base + "/#t1")
+            page.reload()
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.text_content("#sample-id") == "t1"
+            assert page.input_value("#en") == edited and page.text_content("#decision") == "edited"
+            assert page.text_content("#progress") == "2 of 4 reviewed"
+            page.keyboard.press("j")
+            assert page.text_content("#sample-id") == "t2" and page.text_content("#decision") == "rejected"
+            page.wait_for_function("document.getElementById('query-img').naturalWidth > 0")
+            page.screenshot(path=str(shot), full_page=True)
+            if os.environ.get("GLEAMX_REVIEW_SCREENSHOT"):  # keep a copy to look at
+                shutil.copy(shot, os.environ["GLEAMX_REVIEW_SCREENSHOT"])
+        finally:
+            browser.close()
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    with Image.open(shot) as im:
+        assert im.size[0] == 1280 and len(im.convert("L").getcolors(256) or ()) > 10
+    lines = [json.loads(x) for x in revisions.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["decision"]) for r in lines] == [("t1", "edit"), ("t2", "reject")]
+    assert lines[0]["explanation"] == {"en": edited, "zh": ZH["t1"]}
