@@ -103,6 +103,19 @@ def cmd_data_pairs(cfg) -> int:
     return 0
 
 
+def cmd_data_push(cfg) -> int:
+    from gleamx.build.publish import push_dataset
+
+    plan = push_dataset(cfg)
+    verb = "uploaded" if plan.uploaded else "would upload"
+    splits = ", ".join(f"{k}={n}" for k, n in plan.splits.items())
+    print(f"{verb} {len(plan.files)} file(s) to dataset {plan.repo_id} ({'private' if plan.private else 'public'}; "
+          f"{splits}), written to {plan.preview_dir}:")
+    for name, size in plan.files:
+        print(f"  {name} ({size:,} bytes)")
+    return 0
+
+
 def cmd_models_tiny(cfg) -> int:
     if cfg.from_real or cfg.full_size:
         from gleamx.models.real_tiny import REAL_CHECKPOINTS, build_real_tiny_model
@@ -311,6 +324,8 @@ COMMANDS: dict[str, Command] = {
                          "folders on disk"),
     "data pairs": Command(_config("gleamx.build.pairs", "PairsConfig"), cmd_data_pairs,
                           "matching and non-matching pairs (random and hard negatives) from a retrieval layout"),
+    "data push": Command(_config("gleamx.build.publish", "DataPushConfig"), cmd_data_push,
+                         "publish a dataset to the Hub as a datasets-loadable repo (Parquet with images, card)"),
     "models tiny": Command(_config("gleamx.models.config", "TinyModelConfig"), cmd_models_tiny,
                            "build a tiny random-initialised Qwen-VL-class model"),
     "sft": Command(None, cmd_sft, "fine-tune from a recipe: --config tiny/sft_lora or a YAML path "

@@ -111,4 +111,6 @@ def hf_record(row: dict[str, Any], to_field: dict[str, str]) -> dict[str, Any]:
             pass  # left as a string: validation reports it
     if isinstance(rec.get("explanation"), dict):
         rec["explanation"] = {k: v for k, v in rec["explanation"].items() if v is not None}
+        if not rec["explanation"]:  # a FEATURES row of a label-only sample: every language null
+            del rec["explanation"]
     return rec
