@@ -11,11 +11,12 @@ Both paths read the same synthetic JSONL + PNG files and produce the same model 
   text by hand, ``processor(text=[...], images=[...])`` one sample at a time (no validation,
   no loss mask).
 
-The two paths alternate ``--repeats`` times in one process, so load from other processes on
-the machine hits both alike; the median of each is reported, and the ratio of medians.
+The two paths alternate ``--repeats`` times in one process (gleamx, plain, gleamx, plain, ...), so
+load from other processes on the machine hits both alike; every figure is the median over the runs
+with its min and max, and the ratio is the median of the per-round ratios.
 
-    python benchmark/bench_data.py            # 1000 samples (800 train), ~1-2 min
-    python benchmark/bench_data.py --quick    # 200 samples, < 1 min
+    python benchmark/bench_data.py            # 1000 samples (800 train), 3 runs per path, 3 min at load 6
+    python benchmark/bench_data.py --quick    # 200 samples, 3 runs per path
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from gleamx.models import build_tiny_model, load_model_and_processor, training_c
 from gleamx.prompts import user_prompt
 from gleamx.train.assistant_mask import speed_up_assistant_masks
 from gleamx.train.dataset import build_sft_dataset
-from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
+from machine import alternate, ratios, set_threads_and_describe, spread, timed  # benchmark/machine.py
 
 LANG, TASK = "en", "explain"  # one conversation per sample, the longest answers
 
@@ -65,9 +66,9 @@ def gleamx_path(data: Path, processor: Any, batch_size: int, keep: list | None =
     """load_samples -> build_sft_dataset -> TRL collator over every batch of the train split."""
     tm = Timer()
     with tm("load_samples (parse + validate + decode check)"):
-        samples = load_samples(data, split="train").samples
+        loaded = load_samples(data, split="train").dataset  # what run_sft reads: Arrow, no sample objects
     with tm("build_sft_dataset (Arrow)"):
-        ds = build_sft_dataset(samples, LANG, TASK).dataset
+        ds = build_sft_dataset(loaded, LANG, TASK).dataset
     collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
     for start in range(0, len(ds), batch_size):
         with tm("row access (Arrow -> PIL decode)"):
@@ -120,7 +121,7 @@ def check_same(gleamx_batch: dict, plain_outs: list[dict]) -> bool:
 
 def collator_anatomy(data: Path, processor: Any, batch_size: int, n_batches: int) -> dict[str, float]:
     """Seconds per sample of the collator's parts, on the same batches (rows pre-fetched)."""
-    ds = build_sft_dataset(load_samples(data, split="train").samples, LANG, TASK).dataset
+    ds = build_sft_dataset(load_samples(data, split="train").dataset, LANG, TASK).dataset
     batches = [ds.__getitems__(list(range(i * batch_size, (i + 1) * batch_size))) for i in range(n_batches)]
     full = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
     no_mask = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=False)
@@ -138,12 +139,6 @@ def collator_anatomy(data: Path, processor: Any, batch_size: int, n_batches: int
     return {k: v / n for k, v in tm.t.items()}
 
 
-def timed(fn: Callable[[], Timer]) -> tuple[float, Timer]:
-    t0 = time.perf_counter()
-    tm = fn()
-    return time.perf_counter() - t0, tm
-
-
 def synth_rate(out: Path, n: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     synthesize(out, n, seed=0, difficulty="medium", image_size=128)
@@ -153,15 +148,15 @@ def synth_rate(out: Path, n: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="200 samples, 2 repeats (< 1 min)")
+    ap.add_argument("--quick", action="store_true", help="200 samples (< 1 min)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: with other jobs on this 2-core box, 2 threads ran 3-5x slower)")
     ap.add_argument("--n", type=int, default=None, help="synthetic samples (default 1000, quick 200)")
-    ap.add_argument("--repeats", type=int, default=None, help="alternating runs per path (default 3, quick 2)")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating runs per path (default 3)")
     ap.add_argument("--batch_size", type=int, default=8)
     args = ap.parse_args()
     n = args.n or (200 if args.quick else 1000)
-    repeats = args.repeats or (2 if args.quick else 3)
+    repeats = args.repeats
 
     set_threads_and_describe(args.threads)
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-data-") as tmp:
@@ -177,50 +172,49 @@ def main() -> None:
 
         g_keep: list = []
         p_keep: list = []
-        g_times: list[float] = []
-        p_times: list[float] = []
-        g_parts: list[Timer] = []
-        p_parts: list[Timer] = []
-        for r in range(repeats):  # alternate so background load hits both paths alike
-            dt, tm = timed(lambda: gleamx_path(data, processor, args.batch_size, g_keep if r == 0 else None))
-            g_times.append(dt)
-            g_parts.append(tm)
-            dt, tm = timed(lambda: plain_path(data, processor, root / f"hf-cache-{r}", p_keep if r == 0 else None))
-            p_times.append(dt)
-            p_parts.append(tm)
+        # gleamx, plain, gleamx, plain, ...: background load hits both paths alike
+        got = alternate({
+            "gleamx": lambda r: timed(lambda: gleamx_path(data, processor, args.batch_size, g_keep if r == 0 else None)),
+            "plain": lambda r: timed(lambda: plain_path(data, processor, root / f"hf-cache-{r}", p_keep if r == 0 else None)),
+        }, repeats)
+        g_times, g_parts = [t for t, _ in got["gleamx"]], [tm for _, tm in got["gleamx"]]
+        p_times, p_parts = [t for t, _ in got["plain"]], [tm for _, tm in got["plain"]]
         same = check_same(g_keep[0], p_keep)
 
         g_med, p_med = statistics.median(g_times), statistics.median(p_times)
         print(f"\ntrain split: {n_train} samples, lang={LANG}, task={TASK}, batch {args.batch_size}, "
-              f"{repeats} alternating runs per path (median shown)")
+              f"{repeats} alternating runs per path: median (min, max)")
         print(f"same input_ids and pixel_values on the first batch: {'yes' if same else 'NO'}")
-        print(f"gleamx path (load_samples + build_sft_dataset + TRL collator): {n_train / g_med:7.1f} samples/s "
-              f"({g_med:.2f} s; runs {', '.join(f'{t:.2f}' for t in g_times)})")
-        print(f"plain loop (load_dataset json + PIL + processor one by one):   {n_train / p_med:7.1f} samples/s "
-              f"({p_med:.2f} s; runs {', '.join(f'{t:.2f}' for t in p_times)})")
-        ratio = p_med / g_med
-        print(f"ratio gleamx/plain throughput: {ratio:.2f}x ({'gleamx faster' if ratio >= 1 else 'gleamx SLOWER'})")
+        print(f"gleamx path (load_samples + build_sft_dataset + TRL collator): "
+              f"{spread([n_train / t for t in g_times], '.1f', ' samples/s')}")
+        print(f"plain loop (load_dataset json + PIL + processor one by one):   "
+              f"{spread([n_train / t for t in p_times], '.1f', ' samples/s')}")
+        ratio = ratios(p_times, g_times)
+        print(f"ratio gleamx/plain throughput, per round: {spread(ratio, '.2f', 'x')} "
+              f"({'gleamx faster' if statistics.median(ratio) >= 1 else 'gleamx SLOWER'})")
 
         # Steady state: a second epoch of training repeats only the row access + collator part.
         def epoch(tm: Timer) -> float:
             return sum(v for k, v in tm.t.items() if not k.startswith(("load_samples", "build_sft")))
 
-        g_epoch = statistics.median(epoch(tm) for tm in g_parts)
+        g_epoch = [epoch(tm) for tm in g_parts]
         print(f"gleamx per-epoch part only (rows + collator, what each later epoch costs): "
-              f"{n_train / g_epoch:.1f} samples/s = {p_med / g_epoch:.2f}x the plain loop")
-        print("\ncollator anatomy (ms per sample, same batches):")
-        parts_ms = collator_anatomy(data, processor, args.batch_size, min(20, n_train // args.batch_size))
-        for k, v in parts_ms.items():
-            print(f"  {k:<56} {1000 * v:6.2f}")
-        mask = parts_ms["TRL collator, assistant-only mask (the training path)"] - parts_ms["TRL collator, no mask"]
-        print(f"  => assistant-mask computation: {1000 * mask:.2f} ms/sample "
-              f"({100 * mask / parts_ms['TRL collator, assistant-only mask (the training path)']:.0f}% of the collator)")
+              f"{spread([n_train / t for t in g_epoch], '.1f', ' samples/s')} = "
+              f"{spread(ratios(p_times, g_epoch), '.2f', 'x')} the plain loop")
+        n_anatomy = min(20, n_train // args.batch_size)
+        print(f"\ncollator anatomy (ms per sample over the same {n_anatomy} batches, the four variants alternating "
+              f"batch by batch; {repeats} rounds: median (min, max)):")
+        rounds = [collator_anatomy(data, processor, args.batch_size, n_anatomy) for _ in range(repeats)]
+        for k in rounds[0]:
+            print(f"  {k:<56} {spread([1000 * r[k] for r in rounds], '.2f')}")
+        full, bare = "TRL collator, assistant-only mask (the training path)", "TRL collator, no mask"
+        print(f"  => assistant-mask computation: {spread([1000 * (r[full] - r[bare]) for r in rounds], '.2f', ' ms/sample')}"
+              f", {spread([100 * (r[full] - r[bare]) / r[full] for r in rounds], '.0f', '%')} of the collator")
         for name, parts, total in (("gleamx", g_parts, g_med), ("plain", p_parts, p_med)):
             print(f"\nwhere {name} time goes (median s over runs, share of the median total):")
             for k in parts[0].t:
                 v = statistics.median(tm.t[k] for tm in parts)
                 print(f"  {k:<52} {v:6.2f} s  {100 * v / total:5.1f}%")
-
 
 if __name__ == "__main__":
     main()

@@ -1,22 +1,26 @@
 """Batched vs one-at-a-time generation on the tiny model, and scoring time per 1,000 samples.
 
-    python benchmark/bench_eval.py [--quick]
+    python benchmark/bench_eval.py                     # 21 min at load 6 on 2 cores (sentence embeddings take most)
+    python benchmark/bench_eval.py --generation-only   # no scoring
+    python benchmark/bench_eval.py --quick             # 16 samples, scoring on 20
 
 Prints, measured in this one run: samples/s of gleamx's batched generation
 (left padding, batch 8) against generating one sample at a time and the ratio
 (target >= 5x at batch 8) at three answer lengths, an assertion that both give
 the same answers, and seconds per 1,000 samples for each explanation metric and
-for match scoring.
+for match scoring. The two generation paths alternate (one at a time, batched, x ``--repeats``),
+and so do the scoring steps (all of them once per round); every figure is the median over the
+rounds with its min and max, and the ratio is the median of the per-round ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from machine import alternate, ratios, set_threads_and_describe, spread, timed
 
 
 def main() -> None:
@@ -29,6 +33,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1, as the other benchmarks: two oversubscribe a shared 2-core box)")
     ap.add_argument("--generation-only", action="store_true", help="skip the scoring timings")
+    ap.add_argument("--score-n", type=int, default=None,
+                    help="explanation pairs each scoring step runs on (default 50, quick 20; sentence embeddings "
+                         "take 0.5-1.4 s a pair on one loaded CPU thread)")
     args = ap.parse_args()
 
     import torch
@@ -42,7 +49,7 @@ def main() -> None:
     from gleamx.prompts.verdict import parse_verdict
 
     torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
+    set_threads_and_describe(args.threads)
     n_gen = 16 if args.quick else 48
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -59,60 +66,55 @@ def main() -> None:
         print(f"generation on the tiny Qwen2.5-VL model (CPU, {torch.get_num_threads()} threads), {n_gen} samples "
               f"of all four views in shuffled order, explain prompt, greedy, median of {args.repeats} alternating runs; the random model never stops early, so every answer has "
               f"max_new_tokens tokens; same answers asserted in every row")
-        print(f"  {'max_new_tokens':>14} {'one at a time':>14} {f'batch {args.batch_size}':>9} {'ratio':>6}   (samples/s)")
+        print(f"  {'max_new_tokens':>14} {'one at a time':>33} {f'batch {args.batch_size}':>33} "
+              f"{'ratio (per-round)':>32}   (samples/s: median (min, max) over rounds)")
         for mnt in args.max_new_tokens:
-            def timed(**kw):  # noqa: ANN003, ANN202
-                t0 = time.perf_counter()
-                got = generate_answers(model, processor, samples, "en", "explain", max_new_tokens=mnt, **kw)
-                return got, time.perf_counter() - t0
+            def run(batch_size: int) -> object:  # noqa: ANN202
+                return lambda _r: timed(lambda: generate_answers(model, processor, samples, "en", "explain",
+                                                                 max_new_tokens=mnt, batch_size=batch_size))
 
-            t_seqs, t_bats = [], []
-            for _ in range(args.repeats):  # alternate, so load from other processes hits both alike
-                seq, t = timed(batch_size=1)
-                t_seqs.append(t)
-                bat, t = timed(batch_size=args.batch_size)
-                t_bats.append(t)
-                assert bat == seq, "batched and sequential generation disagree"
-            t_seq, t_bat = statistics.median(t_seqs), statistics.median(t_bats)
-            print(f"  {mnt:>14} {n_gen / t_seq:14.1f} {n_gen / t_bat:9.1f} {t_seq / t_bat:5.2f}x")
+            # one at a time, batched, one at a time, ...: load from other processes hits both alike
+            got = alternate({"seq": run(1), "bat": run(args.batch_size)}, args.repeats)
+            assert all(b[1] == q[1] for q, b in zip(got["seq"], got["bat"])), "batched and sequential generation disagree"
+            t_seq, t_bat = [t for t, _ in got["seq"]], [t for t, _ in got["bat"]]
+            print(f"  {mnt:>14} {spread([n_gen / t for t in t_seq], '.1f'):>33} "
+                  f"{spread([n_gen / t for t in t_bat], '.1f'):>33} {spread(ratios(t_seq, t_bat), '.2f', 'x'):>32}")
         print("  target: >= 5x at batch 8 with gleamx-eval's default max_new_tokens (256)")
 
         if args.generation_only:
             return
         # Scoring: explanations of the test split against themselves with one sentence changed.
         all_samples = load_samples(tmp / "data").samples
-        refs = [s.explanation["en"] for s in all_samples][:1000]
-        refs = (refs * (1000 // len(refs) + 1))[:1000 if not args.quick else 200]
+        n = args.score_n or (20 if args.quick else 50)
+        refs = [s.explanation["en"] for s in all_samples]
+        refs = (refs * (n // len(refs) + 1))[:n]
         preds = [r.replace("north", "south", 1) for r in refs]
-        n = len(refs)
-        print(f"scoring time per 1,000 samples (measured on {n})")
         labels = [i % 2 == 0 for i in range(n)]
-        t0 = time.perf_counter()
-        match_metrics(labels, [parse_verdict(p) for p in preds])
-        print(f"  verdict parsing + match metrics : {1000 * (time.perf_counter() - t0) / n:8.3f} s")
-        t0 = time.perf_counter()
-        bootstrap_ci(labels, [parse_verdict(p) for p in preds], n_resamples=1000)
-        print(f"  bootstrap CIs (1,000 resamples) : {1000 * (time.perf_counter() - t0) / n:8.3f} s")
+        steps = {"verdict parsing + match metrics": lambda: match_metrics(labels, [parse_verdict(p) for p in preds]),
+                 "bootstrap CIs (1,000 resamples)": lambda: bootstrap_ci(labels, [parse_verdict(p) for p in preds],
+                                                                         n_resamples=1000)}
+        sbert_model: dict[str, str] = {}
         try:
             from gleamx.eval.metrics import explanation_text, score_explanations
         except ImportError as e:
             print(f"  explanation metrics unavailable ({e})")
-            return
-        p_txt, r_txt = [explanation_text(p) for p in preds], [explanation_text(r) for r in refs]
-        for lang in ("en", "zh"):
-            if lang == "zh":
-                zh = [s.explanation["zh"] for s in all_samples]
-                zh = (zh * (n // len(zh) + 1))[:n]
-                r_txt = [explanation_text(r) for r in zh]
-                p_txt = [t.replace("北", "南", 1) for t in r_txt]
-            for metric in ("bleu", "chrf", "rouge_l", "sbert_cosine"):
-                score_explanations(p_txt[:4], r_txt[:4], lang, metrics=(metric,))  # load model / modules once
-                t0 = time.perf_counter()
-                out = score_explanations(p_txt, r_txt, lang, metrics=(metric,))
-                dt = time.perf_counter() - t0
-                extra = f"  ({out.get('sbert_model')})" if metric == "sbert_cosine" else ""
-                print(f"  {lang} {metric:<12} : {1000 * dt / n:8.3f} s{extra}")
-
+        else:
+            texts = {"en": ([explanation_text(p) for p in preds], [explanation_text(r) for r in refs])}
+            zh = [explanation_text(s.explanation["zh"]) for s in all_samples]
+            zh = (zh * (n // len(zh) + 1))[:n]
+            texts["zh"] = ([t.replace("北", "南", 1) for t in zh], zh)
+            for lang, (p_txt, r_txt) in texts.items():
+                for metric in ("bleu", "chrf", "rouge_l", "sbert_cosine"):
+                    out = score_explanations(p_txt[:4], r_txt[:4], lang, metrics=(metric,))  # load model once
+                    if metric == "sbert_cosine":
+                        sbert_model[f"{lang} {metric}"] = f"  ({out.get('sbert_model')})"
+                    steps[f"{lang} {metric}"] = (lambda p_txt=p_txt, r_txt=r_txt, lang=lang, metric=metric:
+                                                 score_explanations(p_txt, r_txt, lang, metrics=(metric,)))
+        # every step once per round, round after round: load from other processes hits them alike
+        got = alternate({k: (lambda _r, fn=fn: timed(fn)[0]) for k, fn in steps.items()}, args.repeats)
+        print(f"scoring time per 1,000 samples (measured on {n}, median of {args.repeats} rounds (min, max))")
+        for name, times in got.items():
+            print(f"  {name:<32}: {spread([1000 * t / n for t in times], '.3f', ' s')}{sbert_model.get(name, '')}")
 
 if __name__ == "__main__":
     main()

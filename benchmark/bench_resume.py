@@ -5,12 +5,14 @@ through, then as a chain: start, ``kill -9`` once ``predictions.jsonl`` holds a 
 (the kill lands wherever the process happens to be: generating, scoring P(yes), writing a line), start
 again, ``--kills`` times, then let it finish. Both runs write into the same ``--output`` path (the
 straight one is moved aside first), so ``results.json`` must be byte-identical: compared ignoring
-nothing. Prints each kill, whether the results match, how many answers were generated twice, and the
+nothing. After each chain it reruns once more with nothing left to do (the fixed cost of one start).
+Straight run and chain alternate ``--repeats`` times (3), each chain with its own random kill points.
+Prints each round's kills, whether the results match, how many answers were generated twice, and the
 wall time of the chain against the straight run (the price of the kills: process starts, model loads,
-the batches in flight), then reruns once more with nothing left to do (the fixed cost of one start).
+the batches in flight) as the median of the per-round ratios with min and max.
 
-    python benchmark/bench_resume.py              # 200 samples, 5 kills, ~1 min on 2 idle cores
-    python benchmark/bench_resume.py --quick      # 48 samples, 2 kills, ~30 s
+    python benchmark/bench_resume.py              # 200 samples, 5 kills, 3 rounds: ~3 min on 2 idle cores
+    python benchmark/bench_resume.py --quick      # 48 samples, 2 kills, 3 rounds: ~1.5 min
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
+from machine import alternate, ratios, set_threads_and_describe, spread  # benchmark/machine.py
 
 
 def _complete_rows(path: Path) -> int:
@@ -47,6 +49,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads of each gleamx-eval process (default 2; the same in every run)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of straight run + chain, alternating (default 3)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--keep", default=None, help="work in this directory and keep it (default: a temp dir)")
     args = ap.parse_args()
@@ -78,67 +81,84 @@ def main() -> int:
                 sys.exit(f"gleamx-eval failed:\n{proc.stderr[-3000:]}")
             return time.perf_counter() - t0
 
-        t_straight = run_to_end()
-        straight = root / "straight"
-        out.rename(straight)
-        n = json.loads((straight / "results.json").read_text())["n"]
-        print(f"uninterrupted: {n} samples (label task, {args.max_new_tokens} new tokens, batch {args.batch_size}) "
-              f"in {t_straight:.1f} s "
-              f"wall, process start and model load included")
-
-        # kill points: distinct answer counts, spread over the run, in increasing order
-        targets = sorted(rng.sample(range(1, n), args.kills))
-        t_chain, pred = 0.0, out / "predictions.jsonl"
-        print(f"chain: SIGKILL once predictions.jsonl holds {', '.join(map(str, targets))} answers, then to the end")
-        for i, target in enumerate(targets, start=1):
-            # a kill point the last run already passed moves to the next answer this run writes
-            target = min(max(target, _complete_rows(pred) + 1), n)
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            while proc.poll() is None and _complete_rows(pred) < target:
-                time.sleep(rng.uniform(0.005, 0.05))
-            if proc.poll() is not None:
-                sys.exit(f"run {i} ended before its kill point ({target} answers):\n{proc.stderr.read()[-3000:]}")
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            t_chain += time.perf_counter() - t0
-            size = pred.stat().st_size
-            partial = "" if pred.read_bytes()[-1:] == b"\n" else " (a half-written line left behind)"
-            print(f"  kill {i} (once {target} answers are written): at {_complete_rows(pred)} complete lines, "
-                  f"{time.perf_counter() - t0:5.1f} s after the start"
-                  f"{partial}; file {size:,} bytes")
-        t_chain += run_to_end()
-
-        a, b = (straight / "results.json").read_bytes(), (out / "results.json").read_bytes()
-        rows = [json.loads(x) for x in pred.read_text(encoding="utf-8").splitlines()]
-        twice = len(rows) - len({r["id"] for r in rows})
-
         def answers(path: Path) -> dict[str, tuple]:  # the last row per id is the one scored
             return {r["id"]: (r["prediction"], r["p_yes"]) for r in
                     (json.loads(x) for x in path.read_text(encoding="utf-8").splitlines())}
 
-        same_answers = answers(straight / "predictions.jsonl") == answers(pred)
-        same_report = all((straight / f).read_bytes() == (out / f).read_bytes() for f in ("results.md", "report.html"))
-        print(f"results.json byte-identical to the uninterrupted run: {'yes' if a == b else 'NO'} "
-              f"(sha256 {hashlib.sha256(a).hexdigest()[:12]} vs {hashlib.sha256(b).hexdigest()[:12]}); "
-              f"every answer and P(yes) identical: {'yes' if same_answers else 'NO'}; "
-              f"results.md and report.html identical: {'yes' if same_report else 'NO'}")
-        if a != b:
-            ra, rb = json.loads(a), json.loads(b)
-            print("  differing fields: " + ", ".join(
-                f"{k}: {json.dumps(ra.get(k))[:150]} vs {json.dumps(rb.get(k))[:150]}"
-                for k in sorted(set(ra) | set(rb)) if ra.get(k) != rb.get(k)))
-        print(f"answers generated twice: {twice} of {n} (each kill redoes at most the batch it interrupted)")
-        print(f"wall time: chain {t_chain:.1f} s vs uninterrupted {t_straight:.1f} s = {t_chain / t_straight:.2f}x; "
-              f"time lost to {args.kills} kills: {t_chain - t_straight:.1f} s "
-              f"({(t_chain - t_straight) / args.kills:.1f} s per kill)")
-        t_noop = run_to_end()
-        unchanged = (out / "results.json").read_bytes() == a
-        print(f"a rerun with nothing left to generate (process start, imports, processor, scoring, reports): "
-              f"{t_noop:.1f} s, results.json unchanged: {'yes' if unchanged else 'NO'}; so a kill costs about one "
-              f"restart ({t_noop:.1f} s) plus the batch it interrupted")
-        return 0 if a == b and same_answers and same_report and unchanged else 1
+        def straight_run(r: int) -> float:
+            t = run_to_end()
+            out.rename(root / f"straight-{r}")
+            return t
 
+        def chain_run(r: int) -> dict:
+            """Kill, restart, ... finish, into the same --output; then compare with this round's straight run."""
+            straight, pred = root / f"straight-{r}", out / "predictions.jsonl"
+            n = json.loads((straight / "results.json").read_text())["n"]
+            targets = sorted(rng.sample(range(1, n), args.kills))  # distinct answer counts, in increasing order
+            t_chain, kills = 0.0, []
+            for target in targets:
+                # a kill point the last run already passed moves to the next answer this run writes
+                target = min(max(target, _complete_rows(pred) + 1), n)
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                while proc.poll() is None and _complete_rows(pred) < target:
+                    time.sleep(rng.uniform(0.005, 0.05))
+                if proc.poll() is not None:
+                    sys.exit(f"a run ended before its kill point ({target} answers):\n{proc.stderr.read()[-3000:]}")
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                t_chain += time.perf_counter() - t0
+                half = pred.read_bytes()[-1:] != b"\n"
+                kills.append(f"{_complete_rows(pred)}{'+' if half else ''}")
+            t_chain += run_to_end()
+            a, b = (straight / "results.json").read_bytes(), (out / "results.json").read_bytes()
+            rows = [json.loads(x) for x in pred.read_text(encoding="utf-8").splitlines()]
+            res = {"n": n, "t": t_chain, "targets": targets, "kills": kills, "same": a == b,
+                   "sha": (hashlib.sha256(a).hexdigest()[:12], hashlib.sha256(b).hexdigest()[:12]),
+                   "same_answers": answers(straight / "predictions.jsonl") == answers(pred),
+                   "same_report": all((straight / f).read_bytes() == (out / f).read_bytes()
+                                      for f in ("results.md", "report.html")),
+                   "twice": len(rows) - len({row["id"] for row in rows})}
+            if a != b:
+                ra, rb = json.loads(a), json.loads(b)
+                res["diff"] = ", ".join(f"{k}: {json.dumps(ra.get(k))[:150]} vs {json.dumps(rb.get(k))[:150]}"
+                                        for k in sorted(set(ra) | set(rb)) if ra.get(k) != rb.get(k))
+            res["t_noop"] = run_to_end()  # nothing left to generate: the fixed cost of one start
+            res["noop_same"] = (out / "results.json").read_bytes() == a
+            out.rename(root / f"chain-{r}")
+            return res
+
+        # straight, chain, straight, chain, ...: load from other processes hits both alike
+        got = alternate({"straight": straight_run, "chain": chain_run}, args.repeats)
+        t_straight, chains = got["straight"], got["chain"]
+        print(f"{args.repeats} rounds, each: one uninterrupted eval of {chains[0]['n']} samples (label task, "
+              f"{args.max_new_tokens} new tokens, batch {args.batch_size}; process start and model load included), "
+              f"then a chain of SIGKILLs once predictions.jsonl holds a random number of answers, then to the end")
+        ok = True
+        for r, (t, c) in enumerate(zip(t_straight, chains, strict=True), start=1):
+            good = c["same"] and c["same_answers"] and c["same_report"] and c["noop_same"]
+            ok &= good
+            print(f"  round {r}: straight {t:.1f} s; chain {c['t']:.1f} s, killed once {', '.join(map(str, c['targets']))} "
+                  f"answers were written (complete lines then: {', '.join(c['kills'])}; + = a half-written line left); "
+                  f"results.json byte-identical: {'yes' if c['same'] else 'NO'} (sha256 {c['sha'][0]} vs {c['sha'][1]}); "
+                  f"answers and P(yes) identical: {'yes' if c['same_answers'] else 'NO'}; results.md and report.html "
+                  f"identical: {'yes' if c['same_report'] else 'NO'}; answers generated twice: {c['twice']}")
+            if "diff" in c:
+                print(f"    differing fields: {c['diff']}")
+        t_chain = [c["t"] for c in chains]
+        per_kill = [(c - s) / args.kills for c, s in zip(t_chain, t_straight, strict=True)]
+        print(f"results identical in every round: {'yes' if ok else 'NO'}; answers generated twice: "
+              f"{sum(c['twice'] for c in chains)} of {sum(c['n'] for c in chains)} (each kill redoes at most the batch "
+              "it interrupted)")
+        print(f"wall time, median (min, max) over {args.repeats} rounds: straight {spread(t_straight, '.1f', ' s')}, "
+              f"chain of {args.kills} kills {spread(t_chain, '.1f', ' s')}")
+        print(f"ratio chain / straight, per round: {spread(ratios(t_chain, t_straight), '.2f', 'x')}; "
+              f"time lost per kill: {spread(per_kill, '.1f', ' s')}")
+        print(f"a rerun with nothing left to generate (process start, imports, processor, scoring, reports): "
+              f"{spread([c['t_noop'] for c in chains], '.1f', ' s')}, results.json unchanged: "
+              f"{'yes' if all(c['noop_same'] for c in chains) else 'NO'}; so a kill costs about one restart plus the "
+              "batch it interrupted")
+        return 0 if ok else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,26 +1,33 @@
 """SFT step cost: the real gleamx training loop vs bare forward+backward+step on the same tensors.
 
-One ``run_sft`` run of the tiny recipe (``recipes/tiny/sft_lora.yaml``: LoRA, batch 8, both
-languages, label task) on synthetic data. After every real training step (``GleamSFTTrainer``
-inside ``trainer.train()``: DataLoader fetch of dataset rows -> TRL collator -> forward -> backward
--> clip -> optimizer -> scheduler -> callbacks/logging), a callback runs two replays on the
-very tensors that step's collator produced: TRL's ``compute_loss`` + backward + clip + AdamW (the
-trainer's compute without its data path) and a *bare* ``model(**batch).loss`` + backward + clip +
-AdamW. The three alternate, so load from other processes hits them alike.
+``run_sft`` runs of the tiny recipe (``recipes/tiny/sft_lora.yaml``: LoRA, batch 8, both
+languages, label task) on synthetic data, with the collator in the training process
+(``dataloader_num_workers`` 0) and in one DataLoader worker (1), alternating 0, 1, 0, 1, 0, 1
+(``--repeats`` 3). After every real training step (``GleamSFTTrainer`` inside ``trainer.train()``:
+DataLoader fetch of dataset rows -> TRL collator -> forward -> backward -> clip -> optimizer ->
+scheduler -> callbacks/logging), a callback runs two replays on the very tensors that step's
+collator produced: TRL's ``compute_loss`` + backward + clip + AdamW (the trainer's compute without
+its data path) and a *bare* ``model(**batch).loss`` + backward + clip + AdamW. The three alternate,
+so load from other processes hits them alike.
 
     data + collator overhead = (real step - TRL replay) / real step     (target <= 5%)
     TRL loss-path cost       = (TRL replay - bare replay) / real step
 
+Each figure is printed as the median over the runs with its min and max. The worker only hides the
+data path when it has a core of its own: on a machine whose other processes keep every core busy
+it competes with the training process instead (each run prints the load average around it).
+
 Also prints tokens/s, peak RSS, and image tokens per sample at three ``max_pixels`` budgets
 (``image_token_count`` vs the processor's actual ``<|image_pad|>`` count).
 
-    python benchmark/bench_sft.py            # 60 measured steps, ~1-3 min
-    python benchmark/bench_sft.py --quick    # 20 measured steps, < 1 min
+    python benchmark/bench_sft.py            # 3 x 2 runs of 40 measured steps, 14 min at load 5-6 on 2 cores
+    python benchmark/bench_sft.py --quick    # 3 x 2 runs of 20 measured steps
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -36,7 +43,7 @@ import gleamx.train.sft as sft
 from gleamx.synth import synthesize
 from gleamx.models import build_tiny_model, image_token_count, load_model_and_processor, training_chat_template
 from gleamx.models.load import set_pixel_budget
-from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
+from machine import alternate, ratios, set_threads_and_describe, spread, timed  # benchmark/machine.py
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft_lora.yaml"
 WARMUP = 3  # first steps pay one-off costs (allocator, lazy imports) on both paths
@@ -169,7 +176,9 @@ def image_token_table(data: Path, model_dir: Path, budgets: list[int]) -> None:
     print(f"\nimage tokens per sample (2 images) by max_pixels; synthetic images are "
           f"{sorted({Image.open(s.query_image).size for s in samples} | {Image.open(samples[0].satellite_image).size})}"
           "; 'x4' rows upscale them 4x (512 px side), like real photos")
-    print(f"  {'max_pixels':<16} {'scale':<5} {'predicted':>9} {'actual':>7} {'seq len':>8} {'bare fwd+bwd s/batch8':>22}")
+    print(f"  {'max_pixels':<16} {'scale':<5} {'predicted':>9} {'actual':>7} {'seq len':>8}   "
+          "bare fwd+bwd s/batch8, median of 3 alternating rounds (min, max)")
+    rows_out, batches = [], {}
     for budget in budgets:
         set_pixel_budget(processor, max_pixels=budget)
         collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
@@ -180,71 +189,123 @@ def image_token_table(data: Path, model_dir: Path, budgets: list[int]) -> None:
                                         for r in batch_rows)
             batch = collator(batch_rows)
             actual = int((batch["input_ids"] == pad_id).sum()) / len(batch_rows)
-            times = []
-            for _ in range(3):  # first is warm-up
-                t0 = time.perf_counter()
-                model(**batch, use_cache=False).loss.backward()
-                times.append(time.perf_counter() - t0)
-                model.zero_grad(set_to_none=True)
             side = int(budget ** 0.5)
-            print(f"  {f'{side}*{side}':<16} x{scale:<4} {predicted:9.1f} {actual:7.1f} {batch['input_ids'].shape[1]:8d} "
-                  f"{min(times[1:]):22.3f}")
+            rows_out.append((f"{side}*{side}", scale, predicted, actual, batch["input_ids"].shape[1]))
+            batches[len(rows_out) - 1] = batch
+
+    def fwd_bwd(batch: dict[str, Any]) -> Any:
+        def step(_round: int) -> float:
+            t, _ = timed(lambda: model(**batch, use_cache=False).loss.backward())
+            model.zero_grad(set_to_none=True)
+            return t
+        return step
+
+    for batch in batches.values():  # warm-up: first pass at each shape
+        fwd_bwd(batch)(0)
+    times = alternate({i: fwd_bwd(b) for i, b in batches.items()}, 3)
+    for i, (name, scale, predicted, actual, seq) in enumerate(rows_out):
+        print(f"  {name:<16} x{scale:<4} {predicted:9.1f} {actual:7.1f} {seq:8d}   {spread(times[i], '.3f', ' s')}")
+    big, small = len(rows_out) - 1, len(rows_out) - 3  # largest budget x4 vs the one below, x4
+    print(f"  {rows_out[big][0]} vs {rows_out[small][0]} at x4: {rows_out[big][3] / rows_out[small][3]:.1f}x the image "
+          f"tokens, {spread(ratios(times[big], times[small]), '.2f', 'x')} the fwd+bwd time (per-round ratios)")
 
 
-def report(probe: StepProbe, workers: int, wall: float) -> None:
+def run_metrics(probe: StepProbe, wall: float, load: tuple[float, float]) -> dict[str, Any]:
+    """One run's figures: medians over its measured steps, shares of the summed gleamx step time."""
     real, bare, trl_ = probe.real_s[WARMUP:], probe.bare_s[WARMUP:], probe.trl_s[WARMUP:]
     coll = probe.collate_s[WARMUP:len(probe.real_s)]
-    tokens = probe.tokens[WARMUP:]
+    tokens = sum(probe.tokens[WARMUP:])
     r_sum, b_sum, t_sum, c_sum = sum(real), sum(bare), sum(trl_), sum(coll)
-    ms = lambda xs: f"median {1000 * statistics.median(xs):6.1f} ms, total {sum(xs):6.2f} s"  # noqa: E731
-    where = "in the training process" if not workers else f"in {workers} DataLoader worker process(es), overlapped"
-    print(f"\nrecipe {RECIPE.name}: LoRA r16, batch 8, dataloader_num_workers={workers} (collator {where}); "
-          f"{len(real)} measured steps (+{WARMUP} warm-up), run_sft wall {wall:.1f} s; "
-          "the three step kinds alternate on the same batches")
-    print(f"  gleamx step  trainer.train: rows -> TRL collator -> TRL loss -> bwd/clip/opt/sched/callbacks  {ms(real)}")
-    print(f"  same tensors TRL compute_loss (fused chunked LM head + metrics) -> bwd/clip/AdamW             {ms(trl_)}")
-    print(f"  bare         model(**batch).loss (model's lm_head + CE) -> bwd/clip/AdamW                    {ms(bare)}")
-    data_oh = (r_sum - t_sum) / r_sum
-    line = (f"data + collator overhead (gleamx step vs the same compute on pre-collated tensors): "
-            f"{100 * data_oh:.1f}% of the step ({'within' if data_oh <= 0.05 else 'ABOVE'} the 5% target)")
+    m = {"real_ms": 1000 * statistics.median(real), "trl_ms": 1000 * statistics.median(trl_),
+         "bare_ms": 1000 * statistics.median(bare), "data_oh": 100 * (r_sum - t_sum) / r_sum,
+         "trl_share": 100 * (t_sum - b_sum) / r_sum, "trl_x": t_sum / b_sum, "real_x": r_sum / b_sum,
+         "all_oh": 100 * (r_sum - b_sum) / r_sum, "tok_real": tokens / r_sum, "tok_trl": tokens / t_sum,
+         "tok_bare": tokens / b_sum, "tok_conv": statistics.mean(probe.tokens[WARMUP:]) / 8,
+         "steps": len(real), "wall": wall, "load": load}
     if coll:
-        line += (f"; the collator alone measures {100 * c_sum / r_sum:.1f}% ({1000 * statistics.median(coll):.1f} "
-                 f"ms/batch), the rest (row fetch + image decode, scheduler, callbacks, logging) "
-                 f"{100 * (data_oh - c_sum / r_sum):.1f}%")
-    print(line)
-    print(f"TRL's loss path vs the model's own loss: {100 * (t_sum - b_sum) / r_sum:.1f}% of the step "
-          f"(TRL step / bare step = {t_sum / b_sum:.2f}x)")
-    print(f"ratio gleamx step / bare step: {r_sum / b_sum:.2f}x (all overhead together: "
-          f"{100 * (r_sum - b_sum) / r_sum:.1f}% of the gleamx step)")
-    print(f"tokens/s (non-pad, image tokens included): gleamx {sum(tokens) / r_sum:.0f}, "
-          f"TRL loss on tensors {sum(tokens) / t_sum:.0f}, bare {sum(tokens) / b_sum:.0f}; "
-          f"{statistics.mean(tokens) / 8:.0f} tokens per conversation")
+        m |= {"coll_share": 100 * c_sum / r_sum, "coll_ms": 1000 * statistics.median(coll),
+              "rest_share": m["data_oh"] - 100 * c_sum / r_sum}
+    return m
+
+
+def report(workers: int, runs: list[dict[str, Any]]) -> None:
+    """Per run one line, then every figure as median (min, max) over the runs."""
+    def over(key: str, fmt: str = ".1f", unit: str = "") -> str:
+        return spread([r[key] for r in runs], fmt, unit)
+
+    where = ("in the training process" if not workers else
+             f"in {workers} DataLoader worker process(es), overlapped with the step only while a core is free")
+    print(f"\nrecipe {RECIPE.name}: LoRA r16, batch 8, dataloader_num_workers={workers} (collator {where}); "
+          f"{len(runs)} runs x {runs[0]['steps']} measured steps (+{WARMUP} warm-up each); within a run the three "
+          "step kinds alternate on the same batches")
+    for i, r in enumerate(runs, start=1):
+        print(f"  run {i}: gleamx {r['real_ms']:.1f} ms, TRL on tensors {r['trl_ms']:.1f} ms, bare {r['bare_ms']:.1f} ms "
+              f"(step medians); data + collator overhead {r['data_oh']:.1f}%; run_sft wall {r['wall']:.1f} s; "
+              f"load average {r['load'][0]:.2f} -> {r['load'][1]:.2f}")
+    print("  per-step medians, median over runs (min, max):")
+    print(f"  gleamx step  trainer.train: rows -> TRL collator -> TRL loss -> bwd/clip/opt/sched/callbacks  "
+          f"{over('real_ms', unit=' ms')}")
+    print(f"  same tensors TRL compute_loss (fused chunked LM head + metrics) -> bwd/clip/AdamW             "
+          f"{over('trl_ms', unit=' ms')}")
+    print(f"  bare         model(**batch).loss (model's lm_head + CE) -> bwd/clip/AdamW                    "
+          f"{over('bare_ms', unit=' ms')}")
+    oh = statistics.median(r["data_oh"] for r in runs)
+    print(f"data + collator overhead (gleamx step vs the same compute on pre-collated tensors): "
+          f"{over('data_oh', unit='%')} of the step ({'within' if oh <= 5 else 'ABOVE'} the 5% target)")
+    if "coll_share" in runs[0]:
+        print(f"  the collator alone: {over('coll_share', unit='%')} of the step, {over('coll_ms', unit=' ms')} per batch; "
+              f"the rest (row fetch + image decode, scheduler, callbacks, logging): {over('rest_share', unit='%')}")
+    print(f"TRL's loss path vs the model's own loss: {over('trl_share', unit='%')} of the step "
+          f"(TRL step / bare step = {over('trl_x', '.2f', 'x')})")
+    print(f"ratio gleamx step / bare step: {over('real_x', '.2f', 'x')} (all overhead together: "
+          f"{over('all_oh', unit='%')} of the gleamx step)")
+    print(f"tokens/s (non-pad, image tokens included): gleamx {over('tok_real', '.0f')}, "
+          f"TRL loss on tensors {over('tok_trl', '.0f')}, bare {over('tok_bare', '.0f')}; "
+          f"{runs[0]['tok_conv']:.0f} tokens per conversation")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="20 measured steps (< 1 min)")
+    ap.add_argument("--quick", action="store_true", help="20 measured steps per run (~2 min)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: with other jobs on this 2-core box, 2 threads ran 3-5x slower)")
-    ap.add_argument("--steps", type=int, default=None, help="measured steps (default 60, quick 20)")
+    ap.add_argument("--steps", type=int, default=None, help="measured steps per run (default 40, quick 20)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per workers setting, alternating (default 3)")
     ap.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",")], default=[0, 1],
                     help="dataloader_num_workers settings to measure, comma-separated (default 0,1: the tiny "
                          "recipe's in-process loading, and one worker process as the GPU recipes use 4)")
     args = ap.parse_args()
-    steps = args.steps or (20 if args.quick else 60)
+    steps = args.steps or (20 if args.quick else 40)
 
     set_threads_and_describe(args.threads)
+    if any(args.workers):
+        print(f"a DataLoader worker hides the data path only on a free core: this machine has {os.cpu_count()} "
+              f"CPUs, the training process uses {args.threads} torch thread(s), so the worker has a core of its "
+              f"own only while other processes keep the load average below {os.cpu_count() - args.threads} "
+              "(each run prints its load)")
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-sft-") as tmp:
         root = Path(tmp)
         data = root / "synth"
         synthesize(data, 200 if args.quick else 400, seed=0, difficulty="medium")
         model_dir = build_tiny_model("qwen2_5_vl", root / "model")
-        for workers in args.workers:
-            t0 = time.perf_counter()
-            probe = run_probed_sft(data, model_dir, root / f"out-w{workers}", steps, workers)
-            report(probe, workers, time.perf_counter() - t0)
+
+        def one_run(workers: int) -> Any:
+            def run(r: int) -> dict[str, Any]:
+                load0 = os.getloadavg()[0]
+                wall, probe = timed(lambda: run_probed_sft(data, model_dir, root / f"out-w{workers}-{r}", steps, workers))
+                return run_metrics(probe, wall, (load0, os.getloadavg()[0]))
+            return run
+
+        # w0, w1, w0, w1, w0, w1: background load hits both settings alike
+        results = alternate({w: one_run(w) for w in args.workers}, args.repeats)
+        for workers, runs in results.items():
+            report(workers, runs)
+        if len(args.workers) == 2:
+            a, b = args.workers
+            diffs = [ra["data_oh"] - rb["data_oh"] for ra, rb in zip(results[a], results[b], strict=True)]
+            print(f"\noverhead with workers={a} minus workers={b}, per round: {spread(diffs, '.1f', ' points')}")
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        print(f"peak RSS of this process: {peak_kib / 1024:.0f} MiB")
+        print(f"peak RSS of this process (measured, getrusage ru_maxrss): {peak_kib / 1024:.0f} MiB")
         image_token_table(data, model_dir, [112 * 112, 224 * 224, 448 * 448])
 
 
