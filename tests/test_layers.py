@@ -18,7 +18,7 @@ PACKAGE = ROOT / "gleamx"
 # of any strictly lower layer.
 LAYERS: list[set[str]] = [
     {"gleamx", "errors", "choices"},   # what every layer shares: errors, choice lists
-    {"console", "checks"},             # the terminal; config value checks
+    {"console", "checks", "config_args"},  # the terminal; config value checks; config parsing
     {"data"},                 # samples: schema, readers, writers, validation
     {"prompts"},              # samples -> chat messages; verdict parsing
     {"models", "synth"},      # model loading and tiny models; the synthetic world (writes data with prompts' verdicts)

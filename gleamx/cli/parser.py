@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import sys
 import types
 from typing import Any, Union, get_args, get_origin
 
 from trl import TrlParser
 
+from gleamx.config_args import parse_with_config
 from gleamx.console import print_error
-from gleamx.errors import GleamConfigError
 
 
 def _list_field(tp: Any) -> bool:
@@ -51,21 +50,9 @@ class GleamParser(TrlParser):
         sys.exit(2)
 
     def parse_config(self, argv: list[str]) -> Any:
-        """The command's config from ``argv`` (flags, and ``--config FILE.yaml``); an unknown YAML key is one
-        line naming it, with the closest field when there is one."""
-        try:
-            parsed = self.parse_args_and_config(list(argv))
-        except ValueError as e:
-            unknown = str(e)
-            if "Unknown arguments from config file" not in unknown:
-                raise
-            keys = [a[2:] for a in unknown.split("[", 1)[-1].split("]")[0].replace("'", "").split(", ")
-                    if a.startswith("--")]
-            fields = [a.dest for a in self._actions if a.dest not in ("help", "config")]
-            hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, fields, n=1)) else k
-                     for k in keys]
-            raise GleamConfigError(f"--config: unknown key(s) {', '.join(hints)}") from None
-        return parsed[0]
+        """The command's config from ``argv`` (flags, and ``--config FILE.yaml``); an unknown YAML key or flag is
+        one line naming it, with the closest field for a misspelt key."""
+        return parse_with_config(self, list(argv), what="config", label=self.prog)[0]
 
 
 def command_parser(config: type, prog: str, description: str | None = None,
