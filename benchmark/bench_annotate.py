@@ -131,7 +131,9 @@ def kill_chain(data: Path, url: str, stub: StubProcess, out: Path, n_pairs: int,
     cmd = [sys.executable, "-m", "gleamx.cli.main", "annotate", "--data", str(data), "--model", "bench-model",
            "--base-url", url, "--out", str(out), "--api-key-env", ENV, "--concurrency", "16",
            "--price-in", "2.5", "--price-out", "10"]
-    cache = out / "annotations.jsonl"
+    from gleamx.build.annotate import CACHE_NAME
+
+    cache = out / CACHE_NAME
     rng = random.Random(seed)
     points = sorted(rng.sample(range(1, n_pairs - 1), kills))
     print(f"kill chain: {n_pairs} pairs at concurrency 16; SIGKILL once annotations.jsonl holds "

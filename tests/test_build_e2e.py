@@ -14,8 +14,9 @@ import pytest
 
 pytest.importorskip("openai")
 
-from gleamx.build.annotate import PROMPTS  # noqa: E402
+from gleamx.build.annotate import COST_NAME, FLAGGED_NAME, PROMPTS  # noqa: E402
 from gleamx.cli.main import main  # noqa: E402
+from gleamx.data import load_samples  # noqa: E402
 from test_cvgl import _img, university  # noqa: E402, F401  (the fixture tree)
 from test_judge import loopback_servers, send  # noqa: E402  (tests/test_judge.py's loopback server)
 
@@ -73,9 +74,9 @@ def test_university1652_to_trained_and_evaluated_gleamx(university, models_tiny_
                      "--api-key-env", ENV, "--lang", "en,zh", "--concurrency", "4", "--timeout", "10",
                      "--price-in", "2.5", "--price-out", "10"]) == 0
     annotated = _rows(ann / "annotated.jsonl")
-    assert len(annotated) == 24 and _rows(ann / "flagged.jsonl") == []
+    assert len(annotated) == 24 and _rows(ann / FLAGGED_NAME) == []
     assert all(set(r["explanation"]) == {"en", "zh"} for r in annotated)
-    assert json.loads((ann / "cost.json").read_text())["models"][0]["requests"] == 48
+    assert json.loads((ann / COST_NAME).read_text())["models"][0]["requests"] == 48
 
     # 4. human revision of the test split: 5 accepted, 1 edited, 1 rejected, 1 never reviewed (left out)
     test = [r for r in annotated if r["split"] == "test"]
@@ -86,7 +87,9 @@ def test_university1652_to_trained_and_evaluated_gleamx(university, models_tiny_
         {"id": test[5]["id"], "decision": "edit", "explanation": edited},
         {"id": test[6]["id"], "decision": "reject"}]), encoding="utf-8")
     reviewed = tmp_path / "reviewed"
-    assert main(["review", "import", "--data", str(ann / "annotated.jsonl"), "--split", "test", "--revisions",
+    # the annotation directory itself is the data: its run records sit in a subfolder no reader looks into
+    assert load_samples(ann).n_bad == 0 and len(load_samples(ann).dataset) == 24
+    assert main(["review", "import", "--data", str(ann), "--split", "test", "--revisions",
                  str(revisions), "--out", str(reviewed)]) == 0
     stats = json.loads((reviewed / "review_stats.json").read_text())
     assert (stats["n_accepted"], stats["n_edited"], stats["n_rejected"], stats["n_written"]) == (5, 1, 1, 6)
@@ -111,7 +114,17 @@ def test_university1652_to_trained_and_evaluated_gleamx(university, models_tiny_
     assert results["n"] == len(kept) == 6
     assert (ev / "report.html").is_file()
 
-    # 7. what would go to the Hub
+    # 7. localize the reviewed test split's queries among its own satellite tiles, with the trained adapter
+    loc = tmp_path / "localize"
+    assert main(["localize", "--encoder", "tiny", "--model", str(model), "--adapter", str(run), "--data",
+                 str(reviewed), "--split", "test", "--k", "2", "--max-new-tokens", "4", "--output", str(loc)]) == 0
+    summary = json.loads((loc / "localize_results.json").read_text())
+    positives = [r for r in kept if r["label"]]
+    assert summary["n_query"] == len({r["meta"]["query_id"] for r in positives})
+    assert summary["n_gallery"] == len({r["meta"]["satellite_location_id"] for r in kept})
+    assert summary["k"] == 2 and summary["R@1_verified"] is not None
+
+    # 8. what would go to the Hub
     capsys.readouterr()
     preview = tmp_path / "hub_preview"
     assert main(["data", "push", str(reviewed), "--repo-id", "me/gleamx-u1652", "--annotations", str(ann),

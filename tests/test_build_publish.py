@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 
 from gleamx.cli.main import main
+from gleamx.retrieval.data import load_retrieval
+from gleamx.retrieval.from_pairs import layout_from_pairs
 from gleamx.errors import GleamConfigError
 
 ROWS = [  # two sources, three splits (one a sub-split whose name the Hub spells val_hard), en/zh, one unexplained
@@ -211,6 +213,17 @@ def test_push_to_a_local_hub_stand_in_then_train_and_eval_read_it(dataset: Path,
                  "--bootstrap", "0", "--no-explanation-metrics", "--output", str(tmp_path / "ev")]) == 0
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert results["n"] == 2 and results["accuracy"] == 0.5
+    # ... and so do retrieval eval and localize: the gallery is the split's satellite tiles (one per distinct
+    # image: no meta names them here), the queries the query views of its positive pairs
+    derived = layout_from_pairs(repo, "test", tmp_path / "layout")
+    assert (derived.n_gallery, derived.n_queries, derived.n_unlocated) == (2, 1, 1)
+    rset = load_retrieval(derived.root, "test")
+    assert [q.view for q in rset.queries] == ["uav"] and rset.positive(rset.queries[0]) == 0
+    assert (rset.gallery[0].image.read_bytes() == want["e0"][7] and rset.queries[0].image.read_bytes() == want["e0"][6])
+    assert main(["retrieval", "eval", "--encoder", "tiny", "--data", str(repo), "--split", "test", "--ks", "1",
+                 "--num-workers", "0", "--output", str(tmp_path / "rev")]) == 0
+    assert json.loads((tmp_path / "rev" / "retrieval_results.json").read_text())["n_query"] == 1
+    assert layout_from_pairs(repo, "test", tmp_path / "layout") == derived  # a rerun: the same layout
     # a second push (of the stand-in repo itself: the source images are gone) replaces the first one's shards
     assert main(["data", "push", str(repo), "--repo-id", "me/gx", "--preview-dir", str(preview)]) == 0
     assert sorted(p.name for p in (repo / "data").iterdir()) == [

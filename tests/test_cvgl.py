@@ -203,6 +203,31 @@ def test_cvact_as_shipped_reads_act_data_mat(tmp_path):
         convert_cvact(root, tmp_path / "bad")
 
 
+def test_cvact_test_reads_anu_data_test(tmp_path, capsys):
+    from gleamx.cli.main import main
+    from gleamx.data.cvgl import convert_cvact
+    from gleamx.retrieval.data import load_retrieval
+
+    root = tmp_path / "CVACT"
+    for i in range(3):  # CVACT_test: ANU_data_test/{streetview,satview_polish}, no .mat
+        _img(root / "ANU_data_test" / "streetview" / f"__-{i}TestTestTestTestTe_grdView.jpg", (i * 50, 0, 0))
+        _img(root / "ANU_data_test" / "satview_polish" / f"__-{i}TestTestTestTestTe_satView_polish.jpg", (0, i * 50, 0))
+    _img(root / "ANU_data_test" / "streetview" / "__-9Orphan_grdView.jpg", (9, 9, 9))  # no satellite tile
+    assert main(["data", "cvgl", str(root), "--layout", "cvact", "--cvact-set", "test", "--out",
+                 str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "gallery 3 tiles, 3 queries (panorama=3)" in out
+    assert "note: 1 street views of ANU_data_test have no satellite tile with their panoId: not used" in out
+    rset = load_retrieval(tmp_path / "t", "test")
+    assert [rset.positive(q) for q in rset.queries] == [0, 1, 2]
+    assert rset.gallery[2].image.name == "__-2TestTestTestTestTe_satView_polish.jpg"
+    assert convert_cvact(root / "ANU_data_test", tmp_path / "inner", cvact_set="test").n_gallery == 3
+    with pytest.raises(GleamDataError, match="cvact_set: test .CVACT_test. is a test split"):
+        convert_cvact(root, tmp_path / "x", split="train", cvact_set="test")
+    assert main(["data", "cvgl", str(root), "--layout", "cvusa", "--cvact-set", "test", "--out", str(tmp_path / "u")]) == 2
+    assert "--cvact-set: applies to --layout cvact only" in capsys.readouterr().err
+
+
 def test_cvact_split_list_fallback_and_bad_mat(tmp_path):
     from gleamx.data.cvgl import convert_cvact
 

@@ -10,19 +10,20 @@ A reply is kept as a training explanation only when its verdict (:func:`gleamx.d
 equals the label; its verdict line is then rewritten to the canonical one. A reply with no verdict is re-asked
 with a reminder of the verdict line, one that contradicts the label is re-asked as is (at
 ``--retry-temperature``), and after ``--verdict-retries`` re-asks the pair is *flagged*: written to
-``flagged.jsonl`` with the reason and the last reply, never to the training data.
+``annotate/flagged.jsonl`` with the reason and the last reply, never to the training data.
 
-Output directory (``--out``; one run at a time, a lock on its ``.lock``):
+Output directory (``--out``; one run at a time, a lock on its ``.lock``); ``annotated.jsonl`` is its only data file,
+so ``--data OUT`` reads it, and the run's records live in ``OUT/annotate/``:
 
-* ``annotations.jsonl`` - the append-only cache, one flushed line per finished (sample, language), keyed by the
+* ``annotate/annotations.jsonl`` - the append-only cache, one flushed line per finished (sample, language), keyed by the
   sample (id, label, view and the bytes of both images), the model, the language, the label mode, the prompt
   version and a hash of the prompt text, and the image and decoding settings. A killed run resumes without
   asking, or paying, for anything already answered; flagged pairs are cached too (``--retry-flagged`` asks
   them again).
 * ``annotated.jsonl`` - the samples in gleamx JSONL with the accepted explanations of each language (a sample
   with none is left out), image paths relative to it.
-* ``flagged.jsonl`` - ``{"id", "lang", "reason", "reply", "attempts", "model"}`` per flagged pair.
-* ``cost.json`` - tokens in and out and requests per model, over the whole cache and for this run, and the cost
+* ``annotate/flagged.jsonl`` - ``{"id", "lang", "reason", "reply", "attempts", "model"}`` per flagged pair.
+* ``annotate/cost.json`` - tokens in and out and requests per model, over the whole cache and for this run, and the cost
   where ``--price-in`` / ``--price-out`` (per 1 M tokens) are given.
 
 A request the server refuses (HTTP 400, 413 ...) or answers with a body that is no chat completion fails that
@@ -53,7 +54,11 @@ LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
 PROMPT_VERSION = "1"
 """Bump when what an annotation means changes; the cache key also hashes the prompt text itself."""
 PROMPTS_FILE = "annotate_prompts.yaml"
-CACHE_NAME, ANNOTATED_NAME, FLAGGED_NAME, COST_NAME = "annotations.jsonl", "annotated.jsonl", "flagged.jsonl", "cost.json"
+# The data file alone at the top of --out, so the directory itself loads as a dataset (`--data OUT` in review,
+# training, eval); the run's own records live in a subfolder that no reader of the directory looks into.
+RUN_DIR = "annotate"
+ANNOTATED_NAME = "annotated.jsonl"
+CACHE_NAME, FLAGGED_NAME, COST_NAME = (f"{RUN_DIR}/{n}" for n in ("annotations.jsonl", "flagged.jsonl", "cost.json"))
 
 _FLAGS = ApiFlags(what="annotate", base_url="--base-url", model="--model", key_env="--api-key-env",
                   timeout="--timeout", max_retries="--max-retries")
@@ -71,8 +76,8 @@ class AnnotateConfig:
     model: str = field(metadata=_help("model name the server expects (gpt-4o, a Doubao endpoint id, ...)"))
     base_url: str = field(metadata=_help("OpenAI-compatible endpoint, e.g. https://api.openai.com/v1, "
                                          "https://ark.cn-beijing.volces.com/api/v3 or http://localhost:8000/v1"))
-    out: str = field(metadata=_help("directory for annotated.jsonl, flagged.jsonl, cost.json and the cache "
-                                    "annotations.jsonl (a rerun resumes)"))
+    out: str = field(metadata=_help("directory for annotated.jsonl (loadable as --data OUT) and annotate/ with "
+                                    "flagged.jsonl, cost.json and the cache annotations.jsonl (a rerun resumes)"))
     lang: list[str] | None = field(default=None, metadata=_help("languages, comma-separated (default: en,zh)"))
     label: LabelMode = field(default="given", metadata=_help(
         "given: the prompt states the known label; withheld: the model decides from the images alone"))
@@ -364,6 +369,7 @@ def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Pat
     hasher = ImageHasher()
     pairs = [(s, lang, cache_key(s, lang, cfg, hasher)) for s in samples for lang in cfg.lang]
     cache = out / CACHE_NAME
+    cache.parent.mkdir(parents=True, exist_ok=True)
     repair_tail(cache)  # a killed run's half-written last line
     cached: dict[tuple[str, str, str], Annotation] = {}
     for _, row in read_records(cache):
@@ -397,6 +403,7 @@ def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Pat
     ordered = [results[(s.id, lang)] for s, lang, _ in pairs]
     n_written = _write_outputs(cfg, samples, results, out, key)
     report = cost_report(cache, cfg, this_run)
+    (out / COST_NAME).parent.mkdir(parents=True, exist_ok=True)
     (out / COST_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return AnnotateSummary(len(samples), list(cfg.lang), ordered, n_written, out, report)
 

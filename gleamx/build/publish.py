@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gleamx.build.annotate import COST_NAME
 from gleamx.checks import check_given, check_positive
 from gleamx.choices import LANGS, SPLITS, VIEWS
 from gleamx.errors import GleamConfigError, GleamDataError, first_line
@@ -160,7 +161,9 @@ def _side_files(cfg: DataPushConfig) -> tuple[dict[str, Any] | None, dict[str, A
     base = base if base.is_dir() else base.parent
     if cfg.annotations:
         ann = Path(cfg.annotations)
-        cost_path = ann / COST if ann.is_dir() else ann
+        # an annotate --out directory keeps it in annotate/; a bare folder holding cost.json works too
+        cost_path = next((c for c in (ann / COST_NAME, ann / COST) if c.is_file()), ann / COST_NAME) \
+            if ann.is_dir() else ann
         if not cost_path.is_file():
             raise GleamConfigError(f"--annotations: {cost_path} not found (expected an annotate --out directory "
                                    f"or its {COST})")

@@ -86,6 +86,8 @@ def cmd_data_cvgl(cfg) -> int:
     summary = convert_layout(cfg)
     console.print(f"{cfg.layout} {summary.split}: gallery {summary.n_gallery} tiles, {summary.n_queries} queries "
                   f"({', '.join(f'{k}={v}' for k, v in summary.by_view.items())}) -> {summary.out_dir / 'retrieval'}")
+    for note in summary.notes:
+        console.print(f"note: {note}", markup=False)
     return 0
 
 
@@ -221,7 +223,7 @@ def cmd_localize(cfg) -> int:
 
 
 def cmd_annotate(cfg) -> int:
-    from gleamx.build.annotate import annotate, cost_lines, failed_reasons
+    from gleamx.build.annotate import ANNOTATED_NAME, FLAGGED_NAME, annotate, cost_lines, failed_reasons
 
     with progress() as bar:
         task = bar.add_task("annotating", total=None)
@@ -229,7 +231,7 @@ def cmd_annotate(cfg) -> int:
     d = s.as_dict()
     console.print(f"{d['n_samples']} samples x {','.join(s.langs)}: {d['n_ok']} explained, {d['n_flagged']} flagged, "
                   f"{d['n_failed']} failed ({d['n_cached']} from the cache); {d['n_written']} samples -> "
-                  f"{s.out / 'annotated.jsonl'}, flagged: {s.out / 'flagged.jsonl'}", markup=False)
+                  f"{s.out / ANNOTATED_NAME}, flagged: {s.out / FLAGGED_NAME}", markup=False)
     for line in cost_lines(s.cost) + failed_reasons(s)[:5]:
         print(line)
     return 1 if d["n_failed"] else 0
@@ -239,6 +241,13 @@ def cmd_sft(argv: list[str]) -> int:
     from gleamx.recipes.sft import main as sft_main  # the same main as recipes/sft.py
 
     sft_main(argv, prog="gleamx sft")
+    return 0
+
+
+def cmd_grpo(argv: list[str]) -> int:
+    from gleamx.recipes.grpo import main as grpo_main  # the same main as recipes/grpo.py
+
+    grpo_main(argv, prog="gleamx grpo")
     return 0
 
 
@@ -330,6 +339,8 @@ COMMANDS: dict[str, Command] = {
                            "build a tiny random-initialised Qwen-VL-class model"),
     "sft": Command(None, cmd_sft, "fine-tune from a recipe: --config tiny/sft_lora or a YAML path "
                                   "(same as recipes/sft.py)"),
+    "grpo": Command(None, cmd_grpo, "RL with verifiable rewards (GRPO) from a recipe: --config tiny/grpo or a YAML "
+                                    "path (same as recipes/grpo.py)"),
     "eval": Command(_config("gleamx.eval.config", "EvalConfig"), cmd_eval,
                     "match accuracy and explanation quality of a model, or of a predictions file "
                     "(also: gleamx-eval)", recipes="eval"),

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gleamx.checks import check_choice, check_given
+from gleamx.errors import GleamConfigError
 from gleamx.choices import (FORMATS, LANGS_OR_BOTH, SPLITS, TASKS, VIEWS, DataFormat, LangOrBoth, Split, Task,
                             View)
-from gleamx.data.cvgl import LAYOUTS, Layout
+from gleamx.data.cvgl import CVACT_SETS, LAYOUTS, CvactSet, Layout
 
 
 @dataclass(kw_only=True)
@@ -77,6 +78,9 @@ class CvglConfig:
                 "Sample4Geo's protocol)"})
     cross_area: bool = field(default=False, metadata={
         "help": "VIGOR: train on NewYork+Seattle, test on SanFrancisco+Chicago (default: same-area)"})
+    cvact_set: CvactSet = field(default="val", metadata={
+        "help": "CVACT: the test split is CVACT_val (ACT_data.mat's valSet, 8,884 pairs, what papers report) or "
+                "CVACT_test (the ANU_data_test folder)"})
     view: View | None = field(default=None, metadata={
         "help": "paired: read only ROOT/<view>/ (or ROOT/query/ when there is no such folder) as this view "
                 "(default: every ROOT/<view>/ folder named after a view)"})
@@ -89,3 +93,6 @@ class CvglConfig:
         check_choice("--split", self.split, SPLITS)
         if self.view is not None:
             check_choice("--view", self.view, VIEWS)
+        check_choice("--cvact-set", self.cvact_set, CVACT_SETS)
+        if self.cvact_set != "val" and self.layout != "cvact":
+            raise GleamConfigError(f"--cvact-set: applies to --layout cvact only, not {self.layout}")

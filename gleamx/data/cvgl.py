@@ -27,7 +27,9 @@ image paths point into the original tree (relative to ``DIR/retrieval``), so not
   1-based indices ``trainSet.trainInd`` and ``valSet.valInd`` pick the splits. ``valSet`` (CVACT_val, 8,884
   pairs, the split papers report) is written as ``test``. Reading the .mat needs scipy; a split list
   ``ROOT/splits/<split>.txt`` (one panoId per line, or a CSV whose first column is the panoId) is used instead
-  when present, and needs no scipy. CVACT_test (``ANU_data_test``) is not read.
+  when present, and needs no scipy. With ``cvact_set="test"`` the test split is CVACT_test instead: the
+  ``ROOT/ANU_data_test/{streetview,satview_polish}`` folders, every panoId that has both images (one without
+  its partner is counted in a note, not used).
 * **paired** folders, one query image and one satellite tile per location, as in the paper's street-map and
   ground sets: ``ROOT/satellite/<location_id>.<ext>`` and ``ROOT/<view>/<location_id>.<ext>`` for each
   gleamx view folder present (``uav``, ``street_map``, ``panorama``, ``ground``); with ``view`` given, only
@@ -43,7 +45,7 @@ import csv
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -70,6 +72,7 @@ class LayoutSummary:
     n_queries: int
     by_view: dict[str, int]
     split: str
+    notes: list[str] = field(default_factory=list)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -271,11 +274,45 @@ def _act_mat_ids(mat_path: Path, split: str) -> list[str]:
     return [ids[i - 1] for i in index]
 
 
-def convert_cvact(root: str | Path, out: str | Path, *, split: str = "test", overwrite: bool = False) -> LayoutSummary:
-    """CVACT as shipped -> retrieval layout; ``test`` is CVACT_val (``valSet``), the split papers report."""
+CvactSet = Literal["val", "test"]
+CVACT_SETS: tuple[str, ...] = get_args(CvactSet)
+_GRD, _SAT = "_grdView.jpg", "_satView_polish.jpg"
+
+
+def _cvact_test(root: Path, out: Path, overwrite: bool) -> LayoutSummary:
+    """CVACT_test: every panoId of ``ANU_data_test`` with both a street view and a satellite tile."""
+    images = root if root.name == "ANU_data_test" else root / "ANU_data_test"
+    grd = _need_dir(images / "streetview", f"CVACT_test's ANU_data_test/streetview/<panoId>{_GRD}")
+    sat = _need_dir(images / "satview_polish", f"CVACT_test's ANU_data_test/satview_polish/<panoId>{_SAT}")
+    g_ids = {p.name[: -len(_GRD)] for p in grd.iterdir() if p.name.endswith(_GRD)}
+    s_ids = {p.name[: -len(_SAT)] for p in sat.iterdir() if p.name.endswith(_SAT)}
+    ids = sorted(g_ids & s_ids)
+    if not ids:
+        raise GleamDataError.at(str(images), None, "test", f"no panoId has both <panoId>{_GRD} and <panoId>{_SAT}")
+    gallery = [{"location_id": f"cvact-{p}", "image": sat / f"{p}{_SAT}", "split": "test"} for p in ids]
+    queries = [{"query_id": f"panorama/{p}", "image": grd / f"{p}{_GRD}", "query_view": "panorama",
+                "location_id": f"cvact-{p}", "split": "test"} for p in ids]
+    summary = _write(out, gallery, queries, "test", overwrite, root, "cvact")
+    for n, what, where in ((len(g_ids - s_ids), "street views", "satellite tile"),
+                           (len(s_ids - g_ids), "satellite tiles", "street view")):
+        if n:
+            summary.notes.append(f"{n} {what} of ANU_data_test have no {where} with their panoId: not used")
+    return summary
+
+
+def convert_cvact(root: str | Path, out: str | Path, *, split: str = "test", cvact_set: str = "val",
+                  overwrite: bool = False) -> LayoutSummary:
+    """CVACT as shipped -> retrieval layout; ``test`` is CVACT_val (``valSet``), the split papers report, or
+    CVACT_test (``ANU_data_test``) with ``cvact_set="test"``."""
     root = Path(root)
     if split not in ("train", "test"):
         raise GleamDataError.at(str(root), None, "split", f"expected train or test, got {split!r}")
+    if cvact_set not in CVACT_SETS:
+        raise GleamDataError.at(str(root), None, "cvact_set", f"expected val or test, got {cvact_set!r}")
+    if cvact_set == "test":
+        if split != "test":
+            raise GleamDataError.at(str(root), None, "cvact_set", "test (CVACT_test) is a test split: use --split test")
+        return _cvact_test(root, Path(out), overwrite)
     images = root / "ANU_data_small" if (root / "ANU_data_small").is_dir() else root
     grd = _need_dir(images / "streetview", "CVACT's ANU_data_small/streetview/<panoId>_grdView.jpg")
     sat = _need_dir(images / "satview_polish", "CVACT's ANU_data_small/satview_polish/<panoId>_satView_polish.jpg")
@@ -381,7 +418,7 @@ def convert_layout(cfg: CvglConfig) -> LayoutSummary:
         return convert_vigor(cfg.root, cfg.out, split=cfg.split, same_area=not cfg.cross_area,
                              overwrite=cfg.overwrite)
     if cfg.layout == "cvact":
-        return convert_cvact(cfg.root, cfg.out, split=cfg.split, overwrite=cfg.overwrite)
+        return convert_cvact(cfg.root, cfg.out, split=cfg.split, cvact_set=cfg.cvact_set, overwrite=cfg.overwrite)
     if cfg.layout == "paired":
         return convert_paired(cfg.root, cfg.out, split=cfg.split, view=cfg.view, overwrite=cfg.overwrite)
     return convert_cvusa(cfg.root, cfg.out, split=cfg.split, overwrite=cfg.overwrite)

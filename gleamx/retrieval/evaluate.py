@@ -137,14 +137,18 @@ def run_retrieval_eval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.encoder import load_encoder
 
-    rset = load_retrieval(cfg.data, cfg.split, views=cfg.views)
+    from gleamx.console import console
+    from gleamx.retrieval.from_pairs import retrieval_root
+
+    out = Path(cfg.output)
+    data = retrieval_root(cfg.data, cfg.split, out / "pairs_layout", lambda m: console.print(m, markup=False))
+    rset = load_retrieval(data, cfg.split, views=cfg.views)
     encoder = load_encoder(cfg.encoder, tiny_img_size=cfg.img_size)
     ks = tuple(cfg.ks or (1, 5, 10))  # --ks named by the user: a k the gallery cannot test is an error, not a note
     metrics = evaluate_retrieval(encoder, rset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, ks=ks,
                                  strict_ks=cfg.ks is not None)
     results = {"encoder": cfg.encoder, "data": str(cfg.data), "split": cfg.split, **metrics,
                "config": asdict(cfg), "gleamx": gleamx_provenance()}
-    out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "retrieval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -22,9 +22,11 @@ from gleamx.prompts.verdict import parse_verdict
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
 from gleamx.retrieval.encoder import load_encoder
 from gleamx.retrieval.evaluate import Candidates, propose_candidates
+from gleamx.retrieval.from_pairs import retrieval_root
 from gleamx.retrieval.run_config import LocalizeConfig  # noqa: F401  (re-exported)
 
 SOURCE = "gleamc-candidates"
+PAIRS_LAYOUT = "pairs_layout"  # where the layout derived from GLEAM-X pairs goes (--data not a retrieval layout)
 
 
 def candidate_samples(rset: RetrievalSet, cands: list[Candidates]) -> list[GleamSample]:
@@ -84,7 +86,8 @@ def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
     from gleamx.console import console
     from gleamx.eval.run import EvalConfig, evaluate
 
-    rset = load_retrieval(cfg.data, cfg.split, views=cfg.views)
+    say = lambda msg: console.print(msg, markup=False)  # noqa: E731
+    rset = load_retrieval(retrieval_root(cfg.data, cfg.split, out / PAIRS_LAYOUT, say), cfg.split, views=cfg.views)
     if cfg.limit:
         rset = RetrievalSet(rset.gallery, rset.queries[: cfg.limit], rset.split)
     n_gallery = len(rset.gallery)

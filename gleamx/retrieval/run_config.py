@@ -26,12 +26,16 @@ def _int_list(flag: str, value: list | None) -> list[int] | None:
     return ks
 
 
+_DATA_HELP = ("a retrieval layout (a dir holding retrieval/), or GLEAM-X pairs (dir, file or Hub id): their "
+              "satellite tiles are the gallery, the query views of positive pairs the queries")
+
+
 @dataclass(kw_only=True)
 class RetrievalEvalConfig:
     """R@k, R@1%, mAP of an encoder on a split, overall and per view."""
 
     encoder: str = field(metadata={"help": "a trained GLEAM-C dir or Hub id ('tiny': untrained tiny)"})
-    data: str = field(metadata={"help": "dataset dir holding retrieval/"})
+    data: str = field(metadata={"help": _DATA_HELP})
     output: str = field(metadata={"help": "directory for retrieval_results.json"})
     split: str = field(default="test", metadata={"help": "split to score"})
     views: list[str] | None = field(default=None, metadata={"help": _VIEWS_HELP})
@@ -58,7 +62,7 @@ class LocalizeConfig:
 
     encoder: str = field(metadata={"help": "trained GLEAM-C dir or Hub id"})
     model: str = field(metadata={"help": "MLLM dir or Hub id (e.g. Qwen/Qwen2.5-VL-3B-Instruct)"})
-    data: str = field(metadata={"help": "dataset dir holding retrieval/"})
+    data: str = field(metadata={"help": _DATA_HELP})
     output: str = field(metadata={"help": "directory for localize_results.json, ranked.jsonl and verify/"})
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter dir from recipes/sft.py"})
     split: str = field(default="test", metadata={"help": "split whose queries are localized"})
