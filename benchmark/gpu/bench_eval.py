@@ -21,6 +21,17 @@ where a GPU is visible and generation ran elsewhere, this script fails rather th
         --result OUT/eval_bench.json
 
 Prints one ``bench-eval:`` JSON line and writes it to ``--result``.
+
+``--sequential`` also runs the same eval one sample at a time (batch 1, into ``OUTPUT-sequential``) and
+adds ``sequential_generate_s``, ``batched_over_sequential`` (generate time, sequential / batched) and
+``same_predictions`` (the fraction of samples whose answers agree; 1.0 in float32 on a CPU, where padding
+changes no logit, and possibly lower in bf16 on a GPU). Issue 13's batching target is ">= 5x at batch 8
+on the tiny model with the real Qwen vocabulary":
+
+    gleamx models tiny --arch qwen2_5_vl --tokenizer qwen --out /tmp/tiny-qwen
+    gleamx data synth --out /tmp/synth --n 200 --seed 0
+    python benchmark/gpu/bench_eval.py --model /tmp/tiny-qwen --data /tmp/synth --limit 48 --batch-size 8 \
+        --max-new-tokens 256 --dtype float32 --sequential --output /tmp/ev --result /tmp/ev.json
 """
 
 from __future__ import annotations
@@ -132,6 +143,28 @@ def _image_tokens_per_sample(results: dict[str, Any], cfg: Any) -> tuple[float |
     return (sum(counts) / len(counts) if counts else None), "image_token_count"
 
 
+def _sequential(args: argparse.Namespace, batched_s: float) -> dict[str, Any]:
+    """The same eval one sample at a time: its generate time, the ratio, and how many answers agree."""
+    from gleamx.eval.run import EvalConfig, read_predictions, run_eval
+
+    out = f"{args.output.rstrip('/')}-sequential"
+    cfg = EvalConfig(data=args.data, lang=args.lang, output=out, model=args.model, adapter=args.adapter,
+                     split=args.split, task=args.task, batch_size=1, max_new_tokens=args.max_new_tokens,
+                     limit=args.limit, dtype=args.dtype, no_explanation_metrics=True, bootstrap=0, overwrite=True)
+    meter = GenerateMeter()
+    meter.install()
+    try:
+        run_eval(cfg)
+    finally:
+        meter.uninstall()
+    batched = read_predictions(Path(args.output) / "predictions.jsonl")
+    sequential = read_predictions(Path(out) / "predictions.jsonl")
+    same = sum(batched[k]["prediction"] == v["prediction"] for k, v in sequential.items() if k in batched)
+    return {"sequential_generate_s": round(meter.seconds, 3),
+            "batched_over_sequential": round(meter.seconds / batched_s, 2),
+            "same_predictions": round(same / max(len(sequential), 1), 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
@@ -146,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--output", required=True, help="gleamx-eval output dir (overwritten)")
     p.add_argument("--result", required=True, help="where to write the benchmark JSON")
+    p.add_argument("--sequential", action="store_true",
+                   help="also run batch 1 on the same samples: ratio and agreement of the answers")
     args = p.parse_args(argv)
 
     from gleamx.eval.run import EvalConfig, run_eval
@@ -206,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                                              if meter.image_tokens else None),
         "peak_gpu_mem_gib": None if peak is None else round(peak, 3),
     }
+    if args.sequential:
+        result.update(_sequential(args, meter.seconds))
     line = json.dumps(result)
     print(f"bench-eval: {line}", flush=True)
     Path(args.result).parent.mkdir(parents=True, exist_ok=True)

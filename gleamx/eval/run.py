@@ -344,8 +344,10 @@ def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions
 
     preds = [explanation_text(p) for _, p in pairs]
     refs = [explanation_text(s.explanation[cfg.lang]) for s, _ in pairs]
+    # The references' embeddings are kept beside the predictions cache: evaluating the same data again
+    # (another checkpoint, a resumed run) embeds only the predictions.
     scores = score_explanations(preds, refs, cfg.lang, sbert_model=cfg.sbert_model,
-                                bertscore_model=cfg.bertscore_model)
+                                bertscore_model=cfg.bertscore_model, reference_cache=out / "embedding_cache")
     per = scores.pop("per_sample", {})
     scores["n"] = len(pairs)
     scores["per_sample"] = {s.id: {k: v[i] for k, v in per.items()} for i, (s, _) in enumerate(pairs)}

