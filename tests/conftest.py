@@ -40,6 +40,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1  # GLEAMX_STRICT_SKIPS: skips not in ALLOWED_SKIP_REASONS fail the run
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_gleamx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Caches (GLEAM-C embeddings) go to a temp dir of this session, never the user's ~/.cache/gleamx."""
+    old = os.environ.get("GLEAMX_CACHE")
+    os.environ["GLEAMX_CACHE"] = str(tmp_path_factory.mktemp("gleamx_cache"))
+    yield
+    if old is None:
+        os.environ.pop("GLEAMX_CACHE", None)
+    else:
+        os.environ["GLEAMX_CACHE"] = old
+
+
 def _write_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (48, 48)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path)

@@ -195,6 +195,8 @@ def cmd_retrieval_eval(cfg) -> int:
     from gleamx.retrieval.metrics import percent_text as pc
 
     m = run_retrieval_eval(cfg)
+    if not m["is_main"]:  # accelerate launch: the first process reports
+        return 0
     ks = tuple(cfg.ks or (1, 5, 10))
     pct = f"R@{1:g}%"
     console.print(f"{m['n_query']} queries, gallery {m['n_gallery']}: "

@@ -10,19 +10,20 @@ import torch
 from gleamx.errors import GleamConfigError
 from gleamx.retrieval.data import Query, RetrievalSet
 from gleamx.retrieval.embed import embed_images
+from gleamx.retrieval.embed_cache import EmbeddingCache
 from gleamx.retrieval.encoder import GleamCEncoder
 from gleamx.retrieval.metrics import percent_cutoff, ranks_of_positives, summarise_ranks
 from gleamx.retrieval.run_config import RetrievalEvalConfig
-from gleamx.retrieval.search import similarity_chunks, topk_search
+from gleamx.retrieval.search import rows_for_budget, similarity_chunks, topk_search
 
 
-def embed_set(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64,
-              num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(query embeddings, gallery embeddings) in the set's order."""
-    g = embed_images(encoder, [t.image for t in rset.gallery], batch_size=batch_size, num_workers=num_workers,
-                     desc="gallery")
-    q = embed_images(encoder, [q.image for q in rset.queries], batch_size=batch_size, num_workers=num_workers,
-                     desc="queries")
+def embed_set(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
+              cache: EmbeddingCache | None = None, shard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query embeddings, gallery embeddings) in the set's order (``cache``, ``shard``: see
+    :func:`~gleamx.retrieval.embed.embed_images`)."""
+    kw = dict(batch_size=batch_size, num_workers=num_workers, cache=cache, shard=shard)
+    g = embed_images(encoder, [t.image for t in rset.gallery], desc="gallery", **kw)
+    q = embed_images(encoder, [q.image for q in rset.queries], desc="queries", **kw)
     return q, g
 
 
@@ -53,8 +54,8 @@ def trivial_recalls(n_gallery: int, ks: tuple[int, ...] = (1, 5, 10), percent: f
 
 
 def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
-                       ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0,
-                       strict_ks: bool = False) -> dict[str, Any]:
+                       ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0, strict_ks: bool = False,
+                       cache: EmbeddingCache | None = None, shard: bool = False) -> dict[str, Any]:
     """R@k, R@1%, mAP (standard and University-1652 trapezoid) over all queries and per query view,
     plus ``hit_rate@1`` where queries have semi-positive tiles (VIGOR).
 
@@ -62,7 +63,9 @@ def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size
     location is its positive); search is chunked, so a large gallery never needs the full
     similarity matrix in memory. Recalls that are 100% by construction on this gallery (k >= its
     size; see :func:`trivial_recalls`) are null, and ``notes`` says why; with ``strict_ks`` (the user
-    named ``ks``) such a k is an error instead.
+    named ``ks``) such a k is an error instead. ``cache`` and ``shard``: see
+    :func:`~gleamx.retrieval.embed.embed_images`; the hit rate comes from the same pass over the similarity
+    blocks as the ranks.
     """
     n_gallery = len(rset.gallery)
     big = [k for k in ks if k >= n_gallery]
@@ -71,7 +74,7 @@ def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size
                                f"gallery has {n_gallery} (every query's tile is within its top {n_gallery}); "
                                f"expected each k < {n_gallery}")
     nulls, notes = trivial_recalls(n_gallery, ks, percent)
-    q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers)
+    q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers, cache=cache, shard=shard)
     ranks, hits = _scan(q, g, rset)
 
     def summary(keep: list[bool]) -> dict[str, Any]:
@@ -98,7 +101,8 @@ def _scan(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet) -> tuple[list, l
             if any(qq.semi_positives for qq in rset.queries) else None)
     ranks: list = []
     hits: list[bool] = []
-    for start, end, block in similarity_chunks(q, g):
+    # blocks sized by memory, not by a row count: a 50k-tile gallery would make 4096 rows a 780 MiB block
+    for start, end, block in similarity_chunks(q, g, chunk_size=rows_for_budget(g.shape[0])):
         ranks.extend(ranks_of_positives(block, positives[start:end]))
         if good is not None:
             hits.extend(int(t) in ok for t, ok in zip(block.argmax(dim=1).tolist(), good[start:end]))
@@ -114,41 +118,75 @@ class Candidates:
     scores: list[float]
 
 
-def propose_candidates(encoder: GleamCEncoder, rset: RetrievalSet, k: int = 10, *,
-                       batch_size: int = 64, num_workers: int = 0) -> list[Candidates]:
+def propose_candidates(encoder: GleamCEncoder, rset: RetrievalSet, k: int = 10, *, batch_size: int = 64,
+                       num_workers: int = 0, cache: EmbeddingCache | None = None) -> list[Candidates]:
     """GLEAM-C's job in the pipeline: the ``k`` most similar satellite tiles for every query."""
     if k < 1:
         raise GleamConfigError(f"k: expected at least 1 candidate per query, got {k}")
     if k > len(rset.gallery):
         raise GleamConfigError(f"k: expected at most the gallery's {len(rset.gallery)} tiles, got {k}")
-    q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers)
+    q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers, cache=cache)
     scores, idx = topk_search(q, g, k)
     return [Candidates(query, i, s) for query, i, s in zip(rset.queries, idx.tolist(), scores.tolist())]
 
 
+def _broadcast_weights(encoder: GleamCEncoder) -> None:
+    """Rank 0's weights on every process: shards embedded by different random ``tiny`` encoders would not
+    compare (a saved encoder loads the same everywhere; this costs one broadcast per tensor)."""
+    import torch.distributed as dist
+
+    for t in encoder.state_dict().values():
+        if dist.get_backend() == "nccl":
+            dist.broadcast(t, 0)
+        else:
+            cpu = t.detach().cpu()
+            dist.broadcast(cpu, 0)
+            t.copy_(cpu)
+
+
 def run_retrieval_eval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     """``gleamx retrieval eval``: score ``cfg.encoder`` on ``cfg.split`` and write ``retrieval_results.json``
-    (the metrics plus the resolved config) into ``cfg.output``; returns what it wrote."""
+    (the metrics plus the resolved config) into ``cfg.output``; returns what it wrote (with ``is_main``).
+
+    Under ``accelerate launch`` with N processes the gallery and the queries are embedded in N shards (see
+    :func:`~gleamx.retrieval.embed.embed_images`); the first process writes the results.
+    """
     import json
+    import os
     from dataclasses import asdict
     from pathlib import Path
 
+    from accelerate import PartialState
+
     from gleamx.checks import gleamx_provenance
-    from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.encoder import load_encoder
-
     from gleamx.console import console
-    from gleamx.retrieval.from_pairs import retrieval_root
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.embed_cache import EmbeddingCache, cache_dir
+    from gleamx.retrieval.encoder import load_encoder
+    from gleamx.retrieval.from_pairs import is_retrieval_layout, retrieval_root
 
+    # accelerate launch's process group (one process without it); cpu=True on a machine without a GPU, or the
+    # processes torchrun started each think they are alone
+    use_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    state = PartialState(cpu=use_cpu)
+    say = (lambda m: console.print(m, markup=False)) if state.is_main_process else (lambda m: None)
     out = Path(cfg.output)
-    data = retrieval_root(cfg.data, cfg.split, out / "pairs_layout", lambda m: console.print(m, markup=False))
+    with state.main_process_first():  # the first process derives a layout from pairs, the others read it
+        data = (retrieval_root(cfg.data, cfg.split, out / "pairs_layout", say) if state.is_main_process else
+                cfg.data if is_retrieval_layout(cfg.data) else str(out / "pairs_layout"))
     rset = load_retrieval(data, cfg.split, views=cfg.views)
-    encoder = load_encoder(cfg.encoder, tiny_img_size=cfg.img_size)
+    encoder = load_encoder(cfg.encoder, tiny_img_size=cfg.img_size, device=state.device)
+    if state.num_processes > 1:
+        _broadcast_weights(encoder)
+    root = cache_dir(cfg.embedding_cache)
     ks = tuple(cfg.ks or (1, 5, 10))  # --ks named by the user: a k the gallery cannot test is an error, not a note
     metrics = evaluate_retrieval(encoder, rset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, ks=ks,
-                                 strict_ks=cfg.ks is not None)
+                                 strict_ks=cfg.ks is not None, cache=EmbeddingCache(root) if root else None,
+                                 shard=True)
     results = {"encoder": cfg.encoder, "data": str(cfg.data), "split": cfg.split, **metrics,
-               "config": asdict(cfg), "gleamx": gleamx_provenance()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "retrieval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    return results
+               "n_processes": state.num_processes, "config": asdict(cfg), "gleamx": gleamx_provenance()}
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "retrieval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    state.wait_for_everyone()
+    return {**results, "is_main": state.is_main_process}

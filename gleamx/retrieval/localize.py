@@ -20,6 +20,7 @@ from gleamx.errors import GleamConfigError
 from gleamx.data.schema import GleamSample
 from gleamx.prompts.verdict import parse_verdict
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
+from gleamx.retrieval.embed_cache import EmbeddingCache, cache_dir
 from gleamx.retrieval.encoder import load_encoder
 from gleamx.retrieval.evaluate import Candidates, propose_candidates
 from gleamx.retrieval.from_pairs import retrieval_root
@@ -94,7 +95,8 @@ def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
     k, notes = _candidate_count(cfg, rset)
     for note in notes:
         console.print(f"note: {note}", markup=False)
-    cands = propose_candidates(load_encoder(cfg.encoder), rset, k)
+    root = cache_dir(cfg.embedding_cache)
+    cands = propose_candidates(load_encoder(cfg.encoder), rset, k, cache=EmbeddingCache(root) if root else None)
     samples = candidate_samples(rset, cands)
     write_samples(samples, out / "candidates.jsonl")
 

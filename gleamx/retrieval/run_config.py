@@ -30,6 +30,10 @@ _DATA_HELP = ("a retrieval layout (a dir holding retrieval/), or GLEAM-X pairs (
               "satellite tiles are the gallery, the query views of positive pairs the queries")
 
 
+_CACHE_HELP = ("directory of cached embeddings (.safetensors keyed by the encoder's weights and preprocessing and "
+               "the image list; default $GLEAMX_CACHE/embeddings or ~/.cache/gleamx/embeddings; 'off': none)")
+
+
 @dataclass(kw_only=True)
 class RetrievalEvalConfig:
     """R@k, R@1%, mAP of an encoder on a split, overall and per view."""
@@ -45,6 +49,7 @@ class RetrievalEvalConfig:
     batch_size: int = field(default=64, metadata={"help": "images per embedding batch"})
     img_size: int = field(default=64, metadata={"help": "input size of the untrained 'tiny' encoder"})
     num_workers: int = field(default=4, metadata={"help": "DataLoader workers that decode images"})
+    embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
 
     def __post_init__(self) -> None:
         for flag, value in (("--encoder", self.encoder), ("--data", self.data), ("--output", self.output)):
@@ -82,6 +87,7 @@ class LocalizeConfig:
     max_pixels: int | None = field(default=None, metadata={
         "help": "override the per-image pixel budget (default: the one the adapter's run trained with)"})
     overwrite: bool = field(default=False, metadata={"help": "discard verifications made with another config"})
+    embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
 
     def __post_init__(self) -> None:
         for flag, value in (("--encoder", self.encoder), ("--model", self.model), ("--data", self.data),

@@ -113,6 +113,17 @@ def topk_search(queries: torch.Tensor, gallery: torch.Tensor, k: int,
     return scores, indices
 
 
+BLOCK_MIB = 64
+"""Memory of one float32 score block of :func:`similarity_chunks` when its rows are sized by
+:func:`rows_for_budget`: a VIGOR-size gallery (~91k tiles) then takes ~180 queries per block."""
+
+
+def rows_for_budget(n_gallery: int, mib: float = BLOCK_MIB, most: int = 4096) -> int:
+    """Query rows per full-width float32 score block so that one block stays within ``mib`` MiB (at least 1,
+    at most ``most``)."""
+    return max(1, min(most, int(mib * 2**20 // (4 * max(1, n_gallery)))))
+
+
 @torch.no_grad()
 def similarity_chunks(queries: torch.Tensor, gallery: torch.Tensor,
                       chunk_size: int = 4096) -> Iterator[tuple[int, int, torch.Tensor]]:

@@ -1,0 +1,171 @@
+"""GLEAM-C evaluation past one process: embedding throughput with 1 vs 2 processes, and the peak memory of
+evaluating a 50k-tile gallery (chunked ranks vs the full similarity matrix), each measured.
+
+1. **Sharded embedding.** ``accelerate launch`` (``accelerate_configs/cpu.yaml``, gloo) of this script in worker
+   mode with 1 and with 2 processes, alternating, ``--repeats`` rounds: each process embeds its shard of the
+   same image list with the tiny ConvNeXt (``gleamx.retrieval.embed.embed_images(shard=True)``) and the shards
+   are all-gathered; rank 0 times the embedding from a barrier to the gathered matrix (process start-up and
+   imports are not counted) and checks the gathered matrix equals the 1-process one (saved by the first run).
+   On an N-core machine with N free cores the ratio approaches N; with other jobs on the cores it cannot.
+2. **Evaluation memory.** In a fresh process each, the ranks of every query's positive over a gallery of
+   random L2-normalised embeddings, once through gleamx's chunked scan (``evaluate._scan``, the path
+   ``gleamx retrieval eval`` runs) and once through the full ``queries @ gallery.T`` matrix; peak RSS growth
+   from ``/proc/self/status`` (VmHWM after resetting it), and the ranks compared.
+
+    python benchmark/bench_retrieval_scale.py            # 2,000 images at 64 px, 3 rounds; 10k x 50k, dim 512
+    python benchmark/bench_retrieval_scale.py --quick    # 400 images, 2 rounds; 2k x 50k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmark"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker(encoder_dir: str, images: str, reference: str, result: str) -> None:
+    """One process of the sharded embedding run (started by ``accelerate launch``)."""
+    import torch
+    from accelerate import PartialState
+
+    from gleamx.retrieval.embed import embed_images
+    from gleamx.retrieval.encoder import GleamCEncoder
+
+    torch.set_num_threads(1)
+    state = PartialState(cpu=True)
+    enc = GleamCEncoder.from_pretrained(encoder_dir)
+    paths = [Path(p) for p in json.loads(Path(images).read_text())]
+    embed_images(enc, paths[: 2 * state.num_processes], shard=True)  # first-call costs off the clock
+    state.wait_for_everyone()
+    t0 = time.perf_counter()
+    emb = embed_images(enc, paths, batch_size=32, shard=True)
+    seconds = time.perf_counter() - t0
+    if state.is_main_process:
+        ref = Path(reference)
+        if not ref.is_file():
+            torch.save(emb, ref)
+        same = bool(torch.equal(torch.load(ref), emb))
+        Path(result).write_text(json.dumps({"seconds": seconds, "n": len(paths), "same": same,
+                                            "processes": state.num_processes}))
+    state.wait_for_everyone()
+    state.destroy_process_group()
+
+
+def launch(n_proc: int, encoder_dir: Path, images: Path, reference: Path, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "accelerate_configs" / "cpu.yaml"), "--num_processes", str(n_proc), "--main_process_port",
+           str(_free_port()), __file__, "--worker", str(encoder_dir), str(images), str(reference), str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if r.returncode:
+        raise SystemExit(f"{n_proc}-process run failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return json.loads(out.read_text())
+
+
+def bench_sharding(tmp: Path, n_images: int, repeats: int) -> None:
+    import torch
+    from PIL import Image
+
+    from gleamx.retrieval.encoder import GleamCEncoder
+    from machine import alternate, ratios, spread
+
+    g = torch.Generator().manual_seed(0)
+    paths = []
+    for i in range(n_images):
+        p = tmp / "img" / f"{i:05d}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((torch.rand(64, 64, 3, generator=g) * 255).byte().numpy()).save(p)
+        paths.append(str(p))
+    (tmp / "images.json").write_text(json.dumps(paths))
+    torch.manual_seed(0)
+    GleamCEncoder.tiny(64).save_pretrained(tmp / "enc")
+    ref = tmp / "reference.pt"
+    runs = alternate({f"{n} process(es)": (lambda r, n=n: launch(n, tmp / "enc", tmp / "images.json", ref,
+                                                                   tmp / f"r{n}-{r}.json"))
+                      for n in (1, 2)}, repeats)
+    one, two = ([x["seconds"] for x in runs[k]] for k in runs)
+    print(f"sharded embedding: {n_images} images at 64 px, tiny ConvNeXt, batch 32, 1 thread per process, "
+          f"{repeats} alternating rounds (embedding only: start-up not counted)")
+    for name, vals in zip(runs, (one, two)):
+        print(f"  {name:<14} {spread(vals, '.2f', ' s')}  = {spread([n_images / v for v in vals], '.0f')} images/s")
+    print(f"  speed-up 2 processes / 1: {spread(ratios(one, two), '.2f', 'x')}; gathered matrix equal to the "
+          f"1-process one in every run: {all(x['same'] for v in runs.values() for x in v)}")
+
+
+_MEMORY_PROBE = r"""
+import sys, torch, torch.nn.functional as F
+from gleamx.retrieval.data import GalleryTile, Query, RetrievalSet
+from gleamx.retrieval.evaluate import _scan
+from gleamx.retrieval.metrics import ranks_of_positives
+n_q, n_g, dim, method = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+q = F.normalize(torch.randn(n_q, dim, generator=g), dim=-1)
+gal = F.normalize(torch.randn(n_g, dim, generator=g), dim=-1)
+pos = torch.randint(0, n_g, (n_q,), generator=g).tolist()
+rset = RetrievalSet([GalleryTile(f"L{i}", None, "test") for i in range(n_g)],
+                    [Query(f"q{i}", None, "uav", f"L{p}", "test") for i, p in enumerate(pos)], "test")
+positives = rset.positives()
+def kib(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = kib("VmRSS:")
+if method == "full":
+    ranks = ranks_of_positives(q @ gal.T, positives)
+else:
+    ranks, _ = _scan(q, gal, rset)
+peak = (kib("VmHWM:") - before) / 1024
+print(peak, sum(int(r.min()) for r in ranks))
+"""
+
+
+def bench_memory(n_q: int, n_g: int, dim: int) -> None:
+    out = {}
+    for method in ("full", "chunked"):
+        r = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(n_q), str(n_g), str(dim), method],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"memory probe ({method}) failed:\n{r.stderr[-2000:]}")
+        peak, check = r.stdout.split()
+        out[method] = (float(peak), int(check))
+    full, chunked = out["full"], out["chunked"]
+    print(f"evaluation memory: {n_q:,} queries x {n_g:,}-tile gallery, random embeddings, dim {dim} "
+          f"(full matrix {n_q * n_g * 4 / 2**20:,.0f} MiB in float32); peak RSS growth in a fresh process each")
+    print(f"  full matrix + ranks : {full[0]:9.1f} MiB")
+    print(f"  gleamx chunked scan : {chunked[0]:9.1f} MiB")
+    print(f"  measured ratio full / chunked: {full[0] / max(chunked[0], 0.1):.1f}x; same ranks: {full[1] == chunked[1]}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(*sys.argv[2:6])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args()
+    from machine import set_threads_and_describe
+
+    set_threads_and_describe(1)
+    n_images, repeats = (400, 2) if args.quick else (2000, 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_sharding(Path(tmp), n_images, args.repeats or repeats)
+    bench_memory(2000 if args.quick else 10000, 50000, 512)
+
+
+if __name__ == "__main__":
+    main()

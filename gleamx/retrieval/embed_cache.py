@@ -1,0 +1,106 @@
+"""Embeddings cached on disk, so a gallery is embedded once per encoder: re-evaluation, ``localize`` and the app
+reuse it.
+
+One ``.safetensors`` file per (encoder, image list): the encoder's key hashes its weights and its preprocessing
+(the transform's description: size, mean, std), so a retrained or differently-sized encoder never reads another's
+embeddings; the image list's key hashes each image's resolved path, size and modification time, so an edited or
+replaced image invalidates the entry. Both full keys are stored in the file's metadata and checked on load.
+Writes go to a temporary file renamed into place: a killed run leaves no half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from gleamx.errors import GleamConfigError
+
+ENV = "GLEAMX_CACHE"
+OFF = "off"
+
+
+def default_cache_dir() -> Path:
+    """``$GLEAMX_CACHE/embeddings``, else ``$XDG_CACHE_HOME/gleamx/embeddings``, else ``~/.cache/gleamx/embeddings``."""
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV]) / "embeddings"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gleamx" / "embeddings"
+
+
+def cache_dir(value: str | None) -> Path | None:
+    """The cache directory a ``--embedding-cache`` value names (``None``: the default; ``off``: no cache)."""
+    if value is not None and value.strip().lower() == OFF:
+        return None
+    return Path(value) if value else default_cache_dir()
+
+
+def encoder_key(encoder: torch.nn.Module, transform: object) -> str:
+    """Hash of the encoder's weights and buffers (names, dtypes, shapes, bytes) and of its preprocessing."""
+    h = hashlib.sha256(repr(transform).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        flat = tensor.detach().cpu().contiguous().reshape(-1)  # 1-d: a 0-d tensor (logit_scale) has no byte view
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return h.hexdigest()
+
+
+def images_key(paths: Sequence[Path]) -> str:
+    """Hash of the image list, in order: each file's resolved path, size and modification time."""
+    h = hashlib.sha256(str(len(paths)).encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            h.update(f"{os.path.realpath(p)}|missing\n".encode())  # embedding will name the file in one line
+            continue
+        h.update(f"{os.path.realpath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """Load and store ``(len(paths), dim)`` embeddings under ``root`` (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _file(self, enc: str, imgs: str) -> Path:
+        return self.root / f"{enc[:20]}-{imgs[:20]}.safetensors"
+
+    def load(self, enc: str, imgs: str, n: int) -> torch.Tensor | None:
+        """The cached embeddings, or ``None`` when there are none (or the entry is not this one's)."""
+        from safetensors import safe_open
+
+        path = self._file(enc, imgs)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("encoder") != enc or meta.get("images") != imgs:
+                    return None
+                emb = f.get_tensor("embeddings")
+        except Exception:  # noqa: BLE001 - a damaged entry is recomputed, never trusted
+            return None
+        return emb if emb.ndim == 2 and emb.shape[0] == n else None
+
+    def save(self, enc: str, imgs: str, embeddings: torch.Tensor) -> Path:
+        from safetensors.torch import save_file
+
+        path = self._file(enc, imgs)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+            save_file({"embeddings": embeddings.contiguous()}, str(tmp),
+                      metadata={"encoder": enc, "images": imgs, "n": str(embeddings.shape[0])})
+            os.replace(tmp, path)
+        except OSError as e:
+            raise GleamConfigError(f"--embedding-cache: cannot write {path} ({e.strerror or e}); "
+                                   f"pass another directory or '{OFF}'") from None
+        return path
+
+
+__all__ = ["EmbeddingCache", "cache_dir", "default_cache_dir", "encoder_key", "images_key"]
