@@ -3,6 +3,7 @@ and retrieval quality of the tiny encoder before and after training, all measure
 
     python benchmark/bench_retrieval.py            # ~3 min on 2 CPU cores
     python benchmark/bench_retrieval.py --quick    # ~1 min
+    python benchmark/bench_retrieval.py --two-phase [--seeds 3]   # only the two-phase section, 6-10 min
 
 Search: ``topk_search`` (query x gallery blocks, partial top-k merged) against ``torch.topk`` over
 the materialised ``queries @ gallery.T``. It reports the time ratio and the peak memory each needs for
@@ -11,6 +12,9 @@ Training: pairs/s of ``train_gleamc`` with the tiny encoder, and the share of an
 similarity sampling (embedding the training gallery and finding neighbours) costs.
 Quality: R@1/R@5/mAP on the test split for the untrained tiny encoder and after training, at the
 ``toy`` level (colour decides the location) and at ``easy`` (layout decides).
+Two phases (``--two-phase``): per-view R@1 on the test split after phase 1 (UAV only) and after phase 2
+(all views, equal shares per batch), against one mixed phase (equal shares) of the same number of
+optimizer steps; median over seeds with the min-max spread.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
+from machine import set_threads_and_describe, spread  # benchmark/machine.py (the script's own folder)
 
 
 _MEMORY_PROBE = """
@@ -152,12 +156,76 @@ def bench_sampling_cost(root: Path, img: int) -> None:
           f"(~{t / max(len(train.gallery), 1) * 1000:.1f} ms per location, once per epoch)")
 
 
+def bench_two_phase(root: Path, difficulty: str, n: int, img: int, batch: int, uav_epochs: int,
+                    mixed_epochs: int, seeds: int, phase2_lr: float = 1e-3) -> None:
+    """Two-phase (UAV, then all views balanced) vs one balanced mixed phase of the same optimizer steps."""
+    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.data import load_retrieval
+    from gleamx.retrieval.encoder import load_encoder
+    from gleamx.retrieval.evaluate import evaluate_retrieval
+    from gleamx.retrieval.train import train_gleamc
+    from gleamx.synth import synthesize
+
+    data = root / f"data-{difficulty}"
+    if not data.exists():
+        synthesize(data, n=n, seed=0, image_size=img, difficulty=difficulty)
+    test, train = load_retrieval(data, "test"), load_retrieval(data, "train")
+    views = train.views()
+    n_uav = sum(q.view == "uav" for q in train.queries)
+    steps_two = (n_uav // batch) * uav_epochs + (len(train.queries) // batch) * mixed_epochs
+    single_epochs = round(steps_two / (len(train.queries) // batch))
+    steps_one = (len(train.queries) // batch) * single_epochs
+    common = dict(data=str(data), encoder="tiny", img_size=img, eval_split=None, logging_steps=10_000,
+                  hard_negatives=0, save_total_limit=1, warmup_steps=0.1)
+    r1: dict[str, dict[str, list[float]]] = {}
+
+    def score(arm: str, path: Path) -> None:
+        m = evaluate_retrieval(load_encoder(str(path), device="cpu"), test)
+        for v, vm in [("all", m), *sorted(m["by_view"].items())]:
+            r1.setdefault(arm, {}).setdefault(v, []).append(100 * vm["R@1"])
+
+    t0 = time.perf_counter()
+    for seed in range(seeds):  # the arms alternate within each seed: background load hits both alike
+        two = root / f"two-phase-{seed}"
+        train_gleamc(GleamCConfig(output_dir=str(two), seed=seed, phases=[
+            {"name": "uav", "views": ["uav"], "epochs": uav_epochs, "learning_rate": 1e-3, "batch_size": batch},
+            {"name": "mixed", "views": views, "view_mix": "equal", "epochs": mixed_epochs, "learning_rate": phase2_lr,
+             "batch_size": batch}], **common))
+        score("two-phase, after phase 1 (UAV only)", two / "phase-1")
+        score("two-phase, after phase 2 (all views)", two)
+        one = root / f"one-phase-{seed}"
+        train_gleamc(GleamCConfig(output_dir=str(one), seed=seed, view_mix="equal", epochs=single_epochs,
+                                  learning_rate=1e-3, batch_size=batch, **common))
+        score("one mixed phase (all views)", one)
+    wall = time.perf_counter() - t0
+    print(f"\ntwo phases vs one, {difficulty} level: {n} pairs at {img} px, tiny ConvNeXt, batch {batch}, lr 1e-3 "
+          f"(two-phase's phase 2: {phase2_lr:g}), warm-up 10% per phase, no hard negatives, {seeds} seed(s) (medians with min-max over seeds), {wall:.0f} s in all")
+    print(f"  two-phase: {uav_epochs} epochs UAV only ({n_uav // batch} steps each), then {mixed_epochs} epochs all "
+          f"views with equal shares per batch = {steps_two} steps; one phase: {single_epochs} epochs all views, "
+          f"equal shares = {steps_one} steps")
+    print(f"  test R@1 %, gallery {len(test.gallery)} tiles (chance {100 / len(test.gallery):.1f}%), "
+          f"{len(test.queries)} queries ({len(test.queries) // len(views)} per view)")
+    for arm, by_view in r1.items():
+        print(f"  {arm}")
+        for v, vals in by_view.items():
+            print(f"    {v:<11} {spread(vals, '.1f')}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the other benchmarks)")
+    ap.add_argument("--two-phase", action="store_true", help="only the two-phase vs one-phase section")
+    ap.add_argument("--seeds", type=int, default=3, help="--two-phase: training seeds per arm")
+    ap.add_argument("--phase2-lr", type=float, default=1e-3, help="--two-phase: phase 2's learning rate")
     args = ap.parse_args()
     set_threads_and_describe(args.threads)
+    if args.two_phase:
+        with tempfile.TemporaryDirectory(prefix="gleamx-bench-two-phase-") as tmp:
+            n = 800 if args.quick else 2000
+            bench_two_phase(Path(tmp), "easy", n, 64, 32, uav_epochs=4, mixed_epochs=2, seeds=args.seeds,
+                            phase2_lr=args.phase2_lr)
+        return
     if args.quick:
         bench_search(4000, 4000, 128, 10, 1024)
     else:

@@ -25,7 +25,8 @@ def test_recipes_found_through_the_package_helper():
     assert recipes.path("tiny/sft_lora").is_file() and recipes.path("sft.py").is_file()
     assert recipes.path("gleamc.py").is_file() and recipes.path("recipes/gleamc/tiny.yaml").is_file()
     assert {"tiny/sft_lora", "qwen2.5-vl-3b/sft_lora", "qwen2.5-vl-3b/sft_qlora"} <= set(recipes.names("sft"))
-    assert recipes.names("gleamc") == ["gleamc/convnext_base", "gleamc/tiny"]
+    assert recipes.names("gleamc") == ["gleamc/convnext_base", "gleamc/tiny", "gleamc/two_phase_convnext_base",
+                                       "gleamc/two_phase_tiny"]
     assert recipes.names("eval") == ["eval/en_label", "eval/zh_explain"]
     assert sorted(recipes.names("sft") + recipes.names("gleamc") + recipes.names("eval")) == recipes.names()
     from gleamx.demo import RECIPE

@@ -8,7 +8,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from gleamx.retrieval.config import GleamCConfig
-from gleamx.retrieval.encoder import TINY_BACKBONE
+from gleamx.retrieval.encoder import TINY_BACKBONE, parse_backbone
 from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
 
 _METRICS = {"R@1": "Recall@1", "R@5": "Recall@5", "R@10": "Recall@10", "R@1%": "Recall@1%", "mAP": "mAP"}
@@ -21,9 +21,38 @@ def _dataset_id(data: str) -> str | None:
     return data if data.count("/") == 1 and not Path(data).exists() else None
 
 
+def _base_model(encoder: str, pretrained: bool) -> str | None:
+    """The Hub id of the pretrained weights the run started from (timm and hf backbones)."""
+    if encoder == "tiny" or Path(encoder).exists() or not pretrained:
+        return None
+    family, name = parse_backbone(encoder)
+    if family == "timm":
+        return f"timm/{name}"
+    return name if family == "hf" and name.count("/") == 1 else None  # OpenCLIP tags are no Hub ids
+
+
+def _phase_table(phases: list[dict[str, Any]]) -> str:
+    def views(p: dict[str, Any]) -> str:
+        return ", ".join(p["views"]) if p["views"] else "all"
+
+    def mix(p: dict[str, Any]) -> str:
+        m = p["view_mix"]
+        return "natural" if m is None else m if isinstance(m, str) else ", ".join(f"{k} {w:g}" for k, w in m.items())
+
+    rows = "".join(f"| {n} | {p['name']} | {views(p)} | {mix(p)} | {p['epochs']} | {p['learning_rate']:g} | "
+                   f"{p['batch_size']} | {p['steps'] if p['steps'] is not None else '-'} |\n"
+                   for n, p in enumerate(phases, 1))
+    return ("## Training phases\n\nEach phase starts from the weights the one before it ended with "
+            "(fresh AdamW and cosine schedule).\n\n"
+            "| # | phase | views | view mix | epochs | learning rate | batch | steps |\n"
+            "|---|---|---|---|---|---|---|---|\n" + rows + "\n")
+
+
 def gleamc_card(cfg: GleamCConfig, results: dict[str, Any] | None, n_params: int, num_processes: int,
-                img_size: int | None = None) -> ModelCard:
-    backbone = cfg.encoder if cfg.encoder not in ("tiny",) and not Path(cfg.encoder).exists() else None
+                img_size: int | None = None, phases: list[dict[str, Any]] | None = None) -> ModelCard:
+    """The card: what the encoder is, its scores (model-index and a per-view table), how it was trained
+    (``phases``: one record per phase of a multi-phase run, with its optimizer steps)."""
+    base_model = _base_model(cfg.encoder, cfg.pretrained)
     eval_results = []
     if results:
         common = {"task_type": "image-feature-extraction", "task_name": "Cross-view geo-localization retrieval",
@@ -33,12 +62,15 @@ def gleamc_card(cfg: GleamCConfig, results: dict[str, Any] | None, n_params: int
                         for k, name in _METRICS.items() if results.get(k) is not None]
     data = ModelCardData(
         library_name="gleamx", pipeline_tag="image-feature-extraction", license="apache-2.0",
-        tags=["gleamx", "gleam-c", "cross-view-geo-localization", "timm", "contrastive-learning"],
-        base_model=f"timm/{backbone}" if backbone and cfg.pretrained else None,
+        tags=["gleamx", "gleam-c", "cross-view-geo-localization", parse_backbone(cfg.encoder)[0].replace("_", "-"),
+              "contrastive-learning"],
+        base_model=base_model,
         datasets=[d] if (d := _dataset_id(cfg.data)) else None,
         model_name=Path(cfg.output_dir).name, eval_results=eval_results or None,
     )
-    hp = "\n".join(f"| {k} | {getattr(cfg, k)} |" for k in _HP)
+    per_phase = {"epochs", "batch_size", "learning_rate", "warmup_steps", "hard_negatives",
+                 "hard_negatives_from_epoch"} if phases else set()  # in the phase table instead
+    hp = "\n".join(f"| {k} | {getattr(cfg, k)} |" for k in _HP if k not in per_phase)
     table = ""
     if results:
         views = results.get("by_view", {})
@@ -48,6 +80,7 @@ def gleamc_card(cfg: GleamCConfig, results: dict[str, Any] | None, n_params: int
         table += (f"\nGallery: {results['n_gallery']} satellite tiles, {results['n_query']} queries "
                   f"(split `{results.get('split')}`). mAP is the standard one; University-1652's trapezoid AP: "
                   f"{100 * results['mAP_trapezoid']:.2f}.\n")
+    mix = cfg.view_mix or ("per phase" if phases else "natural")
     arch = cfg.encoder if cfg.encoder != "tiny" else f"{TINY_BACKBONE} (tiny, random init)"
     text = f"""---
 {data.to_yaml()}
@@ -62,7 +95,7 @@ MLLM then verifies and explains each candidate (`gleamx localize`).
 
 - Backbone: `{arch}` ({n_params:,} parameters), input {img_size or cfg.img_size} x {img_size or cfg.img_size}, L2-normalised pooled features
 - Loss: symmetric InfoNCE, label smoothing {cfg.label_smoothing}, learnable temperature
-- Batches: one pair per location; hard negatives by embedding similarity: {cfg.hard_negatives or 'off'}
+- Batches: one pair per location; hard negatives by embedding similarity: {cfg.hard_negatives or 'off'}; view mix: {mix}
 - Trained on {num_processes} process(es); data: `{cfg.data}`
 
 ## Use
@@ -79,7 +112,7 @@ embeddings = encoder(transform(image).unsqueeze(0))  # (1, dim), L2-normalised
 
 {table or "No evaluation split was scored."}
 
-## Training hyper-parameters
+{_phase_table(phases) if phases else ""}## Training hyper-parameters
 
 | name | value |
 |---|---|

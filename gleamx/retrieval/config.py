@@ -2,15 +2,64 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from gleamx.checks import check_choice, check_int
+from gleamx.checks import check_at_least, check_choice, check_int, check_positive
 from gleamx.choices import SPLITS, VIEWS
 from gleamx.errors import GleamConfigError
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
 """accelerate's mixed-precision modes."""
+
+
+PHASE_KEYS = ("name", "views", "epochs", "learning_rate", "batch_size", "view_mix", "warmup_steps",
+              "hard_negatives", "hard_negatives_from_epoch")
+"""What a ``phases:`` entry may set; every key it leaves out is the top-level one."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase, resolved: its own views, length, learning rate, batch and view mix."""
+
+    name: str
+    views: list[str] | None
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    view_mix: dict[str, float] | str | None  # None: as the data comes; "equal"; or view -> weight
+    warmup_steps: float
+    hard_negatives: int
+    hard_negatives_from_epoch: int  # counted from the phase's first epoch
+
+
+def parse_view_mix(name: str, value: Any, views: list[str] | None = None) -> dict[str, float] | str | None:
+    """``None``/``natural`` (as the data comes), ``equal``, a mapping view -> weight, or ``uav=2,ground=1``."""
+    if value is None or value == "natural":
+        return None
+    if value == "equal":
+        return "equal"
+    if isinstance(value, str):
+        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+        if not pairs or any(not sep for _, sep, _ in pairs):
+            raise GleamConfigError(f"{name}: expected natural, equal or view=weight,... (e.g. uav=2,ground=1), "
+                                   f"got {value!r}")
+        try:
+            value = {k.strip(): float(w) for k, _, w in pairs}
+        except ValueError:
+            raise GleamConfigError(f"{name}: weights must be numbers, got {value!r}") from None
+    if not isinstance(value, dict) or not value:
+        raise GleamConfigError(f"{name}: expected natural, equal or a mapping view -> weight, got {value!r}")
+    for view, w in value.items():
+        check_choice(f"{name}", view, VIEWS)
+        check_at_least(f"{name}.{view}", w, 0, what="a weight >= 0")
+        if views is not None and view not in views and w > 0:
+            raise GleamConfigError(f"{name}: view {view!r} is not among the phase's views ({', '.join(views)})")
+    if not any(w > 0 for w in value.values()):
+        raise GleamConfigError(f"{name}: every weight is 0")
+    return {k: float(w) for k, w in value.items()}
 
 
 @dataclass
@@ -21,11 +70,25 @@ class GleamCConfig:
     output_dir: str = field(default="outputs/gleamc", metadata={"help": "where the encoder, logs and results go"})
     encoder: str = field(default="tiny", metadata={
         "help": "'tiny' (random-init tiny ConvNeXt), a timm backbone name (e.g. convnext_base.fb_in22k_ft_in1k_384), "
-                "or a saved GLEAM-C encoder dir / Hub id to continue from"})
-    pretrained: bool = field(default=True, metadata={"help": "ImageNet weights from timm for a backbone name"})
+                "open_clip:NAME[:TAG] (an OpenCLIP image tower, e.g. open_clip:ViT-B-32), hf:ID (a transformers "
+                "vision encoder: a Hub id such as hf:facebook/dinov2-small, or a model_type such as hf:dinov2 "
+                "for a random init from a config), or a saved GLEAM-C encoder dir / Hub id to continue from"})
+    pretrained: bool = field(default=True, metadata={
+        "help": "the library's pretrained weights for a backbone name (timm ImageNet, the OpenCLIP tag, the Hub id's)"})
+    # dict | str: a mapping in the YAML, JSON on the command line
+    encoder_kwargs: dict[str, Any] | str | None = field(default=None, metadata={
+        "help": "keyword arguments for the backbone's constructor (timm/open_clip create_model, the hf config), "
+                "e.g. a small config for tests; JSON on the command line"})
     img_size: int = field(default=384, metadata={"help": "square input side for every view (tiny: 64)"})
     # list[str], not list[View]: HfArgumentParser cannot parse a list of Literal values; __post_init__ checks them.
     views: list[str] | None = field(default=None, metadata={"help": "query views to train on (default: all)"})
+    view_mix: dict[str, float] | str | None = field(default=None, metadata={
+        "help": "share of each query view in every batch: natural (as the data comes; default), equal, or "
+                "view=weight,... (a mapping in the YAML)"})
+    phases: list[dict[str, Any]] | str | None = field(default=None, metadata={
+        "help": "train in phases, each continuing from the last one's weights in the same output_dir: a list of "
+                f"mappings with any of {', '.join(PHASE_KEYS)} (others: the top-level value); JSON on the "
+                "command line. Unset: one phase of the top-level settings"})
     epochs: int = 1
     batch_size: int = field(default=32, metadata={
         "help": "pairs per optimizer step over all processes, one per location; each process embeds "
@@ -37,7 +100,8 @@ class GleamCConfig:
     hard_negatives: int = field(default=0, metadata={
         "help": "Dynamic Similarity Sampling: pairs of the most similar other locations pulled into each "
                 "anchor's batch (0: random batches)"})
-    hard_negatives_from_epoch: int = field(default=1, metadata={"help": "first epoch (0-based) that samples by similarity"})
+    hard_negatives_from_epoch: int = field(default=1, metadata={
+        "help": "first epoch (0-based; in a phase, counted from the phase's first) that samples by similarity"})
     gather_features: bool = field(default=True, metadata={
         "help": "multi-process: all-gather embeddings (with gradient) so every pair's negatives are the whole "
                 "global batch, as in OpenCLIP; off: each process's InfoNCE sees only its own slice"})
@@ -74,6 +138,10 @@ class GleamCConfig:
         check_int("save_total_limit", self.save_total_limit, 1, optional=True)
         for view in self.views or []:
             check_choice("views", view, VIEWS)
+        self.encoder_kwargs = _mapping("encoder_kwargs", self.encoder_kwargs)
+        self.view_mix = parse_view_mix("view_mix", self.view_mix, self.views)
+        self.phases = _phase_list(self.phases)
+        self.phase_plan()  # every phase checked now, not when it starts
         check_choice("mixed_precision", self.mixed_precision, get_args(MixedPrecision))
         if self.eval_split is not None:
             from gleamx.data.schema import canonical_split  # here: that module imports `datasets`
@@ -81,3 +149,67 @@ class GleamCConfig:
             if canonical_split(self.eval_split) not in SPLITS:
                 raise GleamConfigError(f"eval_split: expected one of {', '.join(SPLITS)} (any case) or None, "
                                        f"got {self.eval_split!r}")
+
+    def phase_plan(self) -> list[Phase]:
+        """The phases to train, in order; without ``phases``, one of the top-level settings."""
+        entries = self.phases or [{}]
+        plan = []
+        for n, entry in enumerate(entries):
+            where = f"phases[{n}]" if self.phases else ""
+            known = ", ".join(PHASE_KEYS)
+            for key in entry:
+                if key not in PHASE_KEYS:
+                    close = difflib.get_close_matches(key, PHASE_KEYS, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise GleamConfigError(f"{where}: unknown key {key!r}{hint}; expected any of {known}")
+            get = {k: entry.get(k, getattr(self, k, None)) for k in PHASE_KEYS}
+            label = (lambda k: f"{where}.{k}") if where else (lambda k: k)
+            views = get["views"]
+            if isinstance(views, str):
+                views = [views]
+            if views is not None and (not isinstance(views, list) or not views):
+                raise GleamConfigError(f"{label('views')}: expected a list of views, got {views!r}")
+            for view in views or []:
+                check_choice(label("views"), view, VIEWS)
+            check_int(label("epochs"), get["epochs"], 1)
+            check_int(label("batch_size"), get["batch_size"], 2)
+            check_positive(label("learning_rate"), get["learning_rate"])
+            check_at_least(label("warmup_steps"), get["warmup_steps"], 0)
+            check_int(label("hard_negatives"), get["hard_negatives"], 0)
+            check_int(label("hard_negatives_from_epoch"), get["hard_negatives_from_epoch"], 0)
+            mix = parse_view_mix(label("view_mix"), get["view_mix"], views)
+            name = entry.get("name") or (f"phase-{n + 1}" if self.phases else "train")
+            plan.append(Phase(name=str(name), views=views, epochs=get["epochs"],
+                              learning_rate=float(get["learning_rate"]), batch_size=get["batch_size"], view_mix=mix, warmup_steps=get["warmup_steps"],
+                              hard_negatives=get["hard_negatives"],
+                              hard_negatives_from_epoch=get["hard_negatives_from_epoch"]))
+        return plan
+
+
+def _yaml_value(name: str, value: str) -> Any:
+    import yaml  # JSON is YAML too: one parser for the command line's JSON and a YAML flow mapping
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise GleamConfigError(f"{name}: not valid JSON/YAML ({str(e).splitlines()[0]})") from None
+
+
+def _mapping(name: str, value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        value = _yaml_value(name, value)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise GleamConfigError(f"{name}: expected a mapping (JSON on the command line), got {value!r}")
+    return value
+
+
+def _phase_list(value: Any) -> list[dict[str, Any]] | None:
+    if isinstance(value, str):
+        value = _yaml_value("phases", value)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(p, dict) for p in value):
+        raise GleamConfigError(f"phases: expected a non-empty list of mappings, got {json.dumps(value, default=str)}")
+    return [dict(p) for p in value]

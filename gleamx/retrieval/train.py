@@ -6,8 +6,15 @@ data -> :class:`~gleamx.retrieval.dataset.PairDataset` -> :class:`~gleamx.retrie
 schedule. After each epoch: a ``checkpoint-<epoch>`` (accelerate state), and retrieval metrics on
 ``eval_split``. At the end: the encoder (``save_pretrained``), ``log_history.json``, ``results.json``.
 
-:func:`train_gleamc` is :func:`setup_run`, :func:`resume`, then per epoch :func:`set_hard_negatives`,
-:func:`train_one_epoch`, :func:`evaluate_epoch`, :func:`save_checkpoint`; then :func:`finish`.
+Phases (``phases:`` in the recipe): the run trains phase after phase in one ``output_dir``, each with its
+own views, view mix, epochs, learning rate (a fresh AdamW + cosine schedule) and batch size, each starting
+from the weights the last one ended with; ``phase-<n>/`` keeps each finished phase's encoder. Epochs are
+numbered across the run, so ``checkpoint-<epoch>`` is unique and a resume lands in the right phase: mid-phase
+it restores the optimizer and schedule, on a phase boundary it starts the next phase from the weights.
+
+:func:`train_gleamc` is :func:`resume_point`, then per phase :func:`setup_run` (and :func:`resume`), then per
+epoch :func:`set_hard_negatives`, :func:`train_one_epoch`, :func:`evaluate_epoch`, :func:`save_checkpoint`;
+then :func:`finish`.
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gleamx.errors import GleamConfigError
-from gleamx.retrieval.config import GleamCConfig
+from gleamx.retrieval.config import GleamCConfig, Phase
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
 from gleamx.retrieval.dataset import PairDataset
 from gleamx.retrieval.embed import embed_images
-from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+from gleamx.retrieval.encoder import GleamCEncoder, load_encoder, parse_backbone
 from gleamx.retrieval.evaluate import evaluate_retrieval
 from gleamx.retrieval.loss import info_nce
 from gleamx.retrieval.sampler import LocationBatchSampler
@@ -37,13 +44,16 @@ STATE_FILE = "gleamc_state.json"
 
 
 def build_encoder(cfg: GleamCConfig) -> GleamCEncoder:
-    """'tiny', a new timm backbone (a name timm knows), or a saved GLEAM-C encoder (a dir or a Hub id)."""
+    """'tiny', a new backbone (``open_clip:``/``hf:`` names, or a name timm knows), or a saved GLEAM-C encoder
+    (a dir or a Hub id)."""
     import timm
 
     if cfg.encoder == "tiny":
         return GleamCEncoder.tiny(cfg.img_size)
-    if not Path(cfg.encoder).exists() and timm.is_model(cfg.encoder):
-        return GleamCEncoder.create(cfg.encoder, cfg.img_size, pretrained=cfg.pretrained)
+    family, name = parse_backbone(cfg.encoder)
+    if family != "timm" or (not Path(cfg.encoder).exists() and timm.is_model(cfg.encoder)):
+        return GleamCEncoder.create(name, cfg.img_size, pretrained=cfg.pretrained, family=family,
+                                    backbone_kwargs=cfg.encoder_kwargs)
     return load_encoder(cfg.encoder)
 
 
@@ -69,14 +79,56 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(x))
 
 
-def _resume_epoch(cfg: GleamCConfig) -> int:
+def _read_state(cfg: GleamCConfig) -> dict[str, Any] | None:
     if not cfg.resume_from_checkpoint:
-        return 0
+        return None
     state = Path(cfg.resume_from_checkpoint, STATE_FILE)
     if not state.is_file():
         raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} has no {STATE_FILE} "
                                "(expected a checkpoint-<epoch> dir written by this trainer)")
-    return int(json.loads(state.read_text())["epoch"]) + 1
+    return json.loads(state.read_text())
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a run starts: its first epoch (counted across phases), that epoch's phase, and whether the
+    checkpoint ends inside that phase (restore optimizer and schedule) or at its start (weights only)."""
+
+    epoch: int = 0
+    phase: int = 0
+    mid_phase: bool = False
+    step: int | None = None  # optimizer steps done before ``epoch``, across phases (None: an older checkpoint)
+
+
+def phase_bounds(plan: list[Phase]) -> list[int]:
+    """First epoch of each phase, and the run's epoch count last: ``[0, e1, e1 + e2, ...]``."""
+    bounds = [0]
+    for ph in plan:
+        bounds.append(bounds[-1] + ph.epochs)
+    return bounds
+
+
+def resume_point(cfg: GleamCConfig) -> ResumePoint:
+    """The first epoch to train and its phase, from ``resume_from_checkpoint`` (epoch 0 without one)."""
+    state = _read_state(cfg)
+    if state is None:
+        return ResumePoint()
+    plan = cfg.phase_plan()
+    bounds = phase_bounds(plan)
+    epoch = int(state["epoch"]) + 1
+    if epoch > bounds[-1]:
+        raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} is epoch {epoch - 1}, "
+                               f"beyond this recipe's {bounds[-1]} epochs")
+    # the phase holding `epoch`; a finished run stays in its last phase (nothing left to train)
+    phase = next((p for p in range(len(plan)) if epoch < bounds[p + 1]), len(plan) - 1)
+    done = next(p for p in range(len(plan)) if epoch - 1 < bounds[p + 1])  # the checkpointed epoch's phase
+    if "phase" in state and int(state["phase"]) != done:
+        raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} was written in phase "
+                               f"{int(state['phase']) + 1}, but epoch {epoch - 1} is in phase {done + 1} of this "
+                               "recipe (were the phases changed?)")
+    mid = epoch > bounds[phase] or epoch == bounds[-1]
+    return ResumePoint(epoch=epoch, phase=phase, mid_phase=mid,
+                       step=int(state["step"]) if "step" in state else None)
 
 
 # Not accelerate's ProjectConfiguration(automatic_checkpoint_naming=True, total_limit=N): that prunes *before*
@@ -110,6 +162,10 @@ class _Run:
     train: RetrievalSet
     evalset: RetrievalSet | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    phase: Phase | None = None
+    phase_index: int = 0
+    first_epoch: int = 0  # the phase's first epoch, counted across the run
+    step_offset: int = 0  # optimizer steps of the earlier phases
 
     @property
     def out(self) -> Path:
@@ -118,6 +174,10 @@ class _Run:
     @property
     def steps_per_epoch(self) -> int:
         return len(self.sampler)
+
+    def step_after(self, epoch: int, step: int = 0) -> int:
+        """Optimizer steps of the whole run after ``step`` steps of ``epoch``."""
+        return self.step_offset + (epoch - self.first_epoch) * self.steps_per_epoch + step
 
     @property
     def encoder(self) -> GleamCEncoder:
@@ -138,48 +198,92 @@ def _make_accelerator(cfg: GleamCConfig) -> Any:
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=use_cpu,
                               dataloader_config=DataLoaderConfiguration(split_batches=True),
                               kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))])
-    if cfg.batch_size % accelerator.num_processes:
-        raise GleamConfigError(f"batch_size: {cfg.batch_size} must divide by the {accelerator.num_processes} "
-                               "processes (it is the global batch, split among them)")
+    for n, ph in enumerate(cfg.phase_plan()):
+        if ph.batch_size % accelerator.num_processes:
+            where = f"phases[{n}].batch_size" if cfg.phases else "batch_size"
+            raise GleamConfigError(f"{where}: {ph.batch_size} must divide by the {accelerator.num_processes} "
+                                   "processes (it is the global batch, split among them)")
     return accelerator
 
 
-def setup_run(cfg: GleamCConfig) -> _Run:
-    """Data, encoder, location-aware sampler, AdamW + cosine schedule, all prepared by accelerate."""
+def _view_mix(phase: Phase, train: RetrievalSet) -> dict[str, float] | None:
+    if phase.view_mix == "equal":
+        return dict.fromkeys(phase.views or train.views(), 1.0)
+    return phase.view_mix  # type: ignore[return-value]  # a mapping or None once "equal" is resolved
+
+
+def setup_run(cfg: GleamCConfig, *, phase_index: int = 0, encoder: GleamCEncoder | None = None,
+              accelerator: Any = None, evalset: RetrievalSet | None | bool = False) -> _Run:
+    """One phase's data, encoder (``encoder``, else a new one), location-aware sampler (with the phase's view
+    mix) and AdamW + cosine schedule, all prepared by accelerate. The eval set (``evalset``, else loaded) has
+    the top-level ``views``, so every phase is scored on the same queries."""
     from accelerate.utils import set_seed
     from transformers import get_cosine_schedule_with_warmup
 
     if not cfg.data:
         raise GleamConfigError("data: missing (a dataset dir with retrieval/gallery.jsonl and queries.jsonl)")
-    accelerator = _make_accelerator(cfg)
-    set_seed(cfg.seed)
-    train = load_retrieval(cfg.data, "train", views=cfg.views)
-    evalset = load_retrieval(cfg.eval_data or cfg.data, cfg.eval_split, views=cfg.views) if cfg.eval_split else None
-    encoder = build_encoder(cfg)
+    phase = cfg.phase_plan()[phase_index]
+    accelerator = accelerator or _make_accelerator(cfg)
+    # A phase's seed, set before anything random: a run resumed at a phase boundary starts the phase as a
+    # straight run does. Phase 0 keeps the seed single-phase runs always had.
+    set_seed(cfg.seed + phase_index)
+    train = load_retrieval(cfg.data, "train", views=phase.views)
+    if evalset is False:
+        evalset = load_retrieval(cfg.eval_data or cfg.data, cfg.eval_split, views=cfg.views) if cfg.eval_split else None
+    encoder = encoder if encoder is not None else build_encoder(cfg)
     data = PairDataset(train, encoder.transform())
+    where = f"phases[{phase_index}]" if cfg.phases else "recipe"
     try:
         semis = data.semi_positives if any(data.semi_positives) else None
-        sampler = LocationBatchSampler(data.locations, cfg.batch_size, seed=cfg.seed, pair_semi_positives=semis)
+        sampler = LocationBatchSampler(data.locations, phase.batch_size, seed=cfg.seed, pair_semi_positives=semis,
+                                       pair_views=[q.view for q in train.queries], view_mix=_view_mix(phase, train))
     except ValueError as e:
-        raise GleamConfigError(f"recipe: {e}") from None
+        raise GleamConfigError(f"{where}: {e}") from None
     loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers)
-    total = len(sampler) * cfg.epochs
-    warmup = int(cfg.warmup_steps * total) if cfg.warmup_steps < 1 else int(cfg.warmup_steps)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    total = len(sampler) * phase.epochs
+    warmup = int(phase.warmup_steps * total) if phase.warmup_steps < 1 else int(phase.warmup_steps)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=phase.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total)
     model, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
-    return _Run(cfg, accelerator, model, optimizer, scheduler, loader, sampler, train, evalset)
+    first = phase_bounds(cfg.phase_plan())[phase_index]
+    evalset = evalset or None  # type: ignore[assignment]  # the False sentinel was replaced above
+    return _Run(cfg, accelerator, model, optimizer, scheduler, loader, sampler, train, evalset,
+                phase=phase, phase_index=phase_index, first_epoch=first)
+
+
+def _read_history(run: _Run, start: int) -> None:
+    hist_path = run.out / "log_history.json"
+    if hist_path.is_file():
+        run.history = [h for h in json.loads(hist_path.read_text()) if h["epoch"] < start]
 
 
 def resume(run: _Run) -> int:
-    """Load ``resume_from_checkpoint`` (if set) and the log up to it; returns the first epoch to train."""
-    start = _resume_epoch(run.cfg)
-    if start:
+    """Load ``resume_from_checkpoint`` (if set, and inside this run's phase) and the log up to it; returns the
+    first epoch to train."""
+    point = resume_point(run.cfg)
+    if point.epoch and point.mid_phase and point.phase == run.phase_index:
         run.accelerator.load_state(run.cfg.resume_from_checkpoint)
-        hist_path = run.out / "log_history.json"
-        if hist_path.is_file():
-            run.history = [h for h in json.loads(hist_path.read_text()) if h["epoch"] < start]
-    return start
+        _read_history(run, point.epoch)
+        if point.step is not None:
+            run.step_offset = point.step - (point.epoch - run.first_epoch) * run.steps_per_epoch
+    return point.epoch
+
+
+def _checkpoint_weights(encoder: GleamCEncoder, ckpt: str) -> None:
+    """The model weights of an accelerate checkpoint (not its optimizer): a new phase starts from them."""
+    from safetensors.torch import load_file
+
+    path = Path(ckpt, "model.safetensors")
+    if not path.is_file():
+        raise GleamConfigError(f"resume_from_checkpoint: {ckpt} has no model.safetensors")
+    encoder.load_state_dict(load_file(str(path)), strict=True)
+
+
+def save_phase(run: _Run, number: int) -> None:
+    """``phase-<number>/`` (1-based): the encoder as that phase left it (the next phase starts from it)."""
+    if run.accelerator.is_main_process:
+        run.encoder.save_pretrained(run.out / f"phase-{number}")
+    run.accelerator.wait_for_everyone()
 
 
 def set_hard_negatives(run: _Run, epoch: int) -> None:
@@ -187,15 +291,16 @@ def set_hard_negatives(run: _Run, epoch: int) -> None:
     from accelerate.utils import broadcast_object_list
 
     cfg, accelerator = run.cfg, run.accelerator
-    if not cfg.hard_negatives or epoch < cfg.hard_negatives_from_epoch:
+    phase = run.phase or cfg.phase_plan()[0]
+    if not phase.hard_negatives or epoch - run.first_epoch < phase.hard_negatives_from_epoch:
         return
     # Computed once and broadcast: every process must build the very same batches, or the
     # collectives of a shorter epoch wait forever on a longer one.
-    near = [similar_locations(run.encoder, run.train, 4 * cfg.hard_negatives, cfg.eval_batch_size,
+    near = [similar_locations(run.encoder, run.train, 4 * phase.hard_negatives, cfg.eval_batch_size,
                               cfg.num_workers) if accelerator.is_main_process else None]
     if accelerator.num_processes > 1:
         broadcast_object_list(near)
-    run.sampler.set_neighbours(near[0], cfg.hard_negatives)
+    run.sampler.set_neighbours(near[0], phase.hard_negatives)
 
 
 def train_one_epoch(run: _Run, epoch: int) -> None:
@@ -227,14 +332,16 @@ def train_one_epoch(run: _Run, epoch: int) -> None:
             mean = sum(running) / len(running)
             running.clear()
             bar.set_postfix(loss=f"{mean:.4f}")
-            run.history.append({"epoch": epoch, "step": epoch * run.steps_per_epoch + step + 1, "loss": mean,
+            run.history.append({"epoch": epoch, "step": run.step_after(epoch, step + 1), "loss": mean,
                                 "learning_rate": run.scheduler.get_last_lr()[0],
                                 "temperature": float(1.0 / scale.detach().exp())})
 
 
 def evaluate_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     """The epoch's log record, with retrieval metrics on ``eval_split`` (scored by the main process only)."""
-    record: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * run.steps_per_epoch}
+    record: dict[str, Any] = {"epoch": epoch, "step": run.step_after(epoch + 1)}
+    if run.cfg.phases and run.phase is not None:
+        record["phase"] = run.phase.name
     if run.evalset is None or not run.accelerator.is_main_process:  # the others wait in save_checkpoint
         return record
     cfg = run.cfg
@@ -252,7 +359,8 @@ def save_checkpoint(run: _Run, epoch: int) -> None:
     ckpt = run.out / f"checkpoint-{epoch}"
     run.accelerator.save_state(str(ckpt))
     if run.accelerator.is_main_process:
-        (ckpt / STATE_FILE).write_text(json.dumps({"epoch": epoch}) + "\n")
+        state = {"epoch": epoch, "phase": run.phase_index, "step": run.step_after(epoch + 1)}
+        (ckpt / STATE_FILE).write_text(json.dumps(state) + "\n")
         (run.out / "log_history.json").write_text(json.dumps(run.history, indent=1) + "\n")
         _prune_checkpoints(run.out, run.cfg.save_total_limit)
     run.accelerator.wait_for_everyone()
@@ -272,7 +380,8 @@ def finish(run: _Run) -> None:
         from gleamx.retrieval.card import gleamc_card
 
         n_params = sum(p.numel() for p in final.parameters())
-        gleamc_card(cfg, results, n_params, run.accelerator.num_processes, final.img_size).save(out / "README.md")
+        gleamc_card(cfg, results, n_params, run.accelerator.num_processes, final.img_size,
+                    phases=_phase_records(run)).save(out / "README.md")
         if cfg.push_to_hub:
             from gleamx.hub import push as hub_push
 
@@ -281,20 +390,71 @@ def finish(run: _Run) -> None:
     run.accelerator.wait_for_everyone()
 
 
+def _phase_records(run: _Run) -> list[dict[str, Any]] | None:
+    """What the card says of each phase (multi-phase runs): settings and optimizer steps from the log."""
+    if not run.cfg.phases:
+        return None
+    plan, bounds = run.cfg.phase_plan(), phase_bounds(run.cfg.phase_plan())
+    records = []
+    for n, ph in enumerate(plan):
+        ends = [h["step"] for h in run.history if "loss" not in h and bounds[n] <= h["epoch"] < bounds[n + 1]]
+        starts = [h["step"] for h in run.history if "loss" not in h and h["epoch"] < bounds[n]]
+        steps = (max(ends) - (max(starts) if starts else 0)) if ends else None
+        records.append({"name": ph.name, "views": ph.views, "view_mix": ph.view_mix, "epochs": ph.epochs,
+                        "learning_rate": ph.learning_rate, "batch_size": ph.batch_size, "steps": steps})
+    return records
+
+
+def _describe(run: _Run) -> str:
+    cfg, ph = run.cfg, run.phase
+    assert ph is not None
+    head = f"phase {run.phase_index + 1}/{len(cfg.phase_plan())} ({ph.name}): " if cfg.phases else ""
+    mix = "" if ph.view_mix is None else f", view mix {ph.view_mix}"
+    return (f"GLEAM-C: {head}{len(run.train.queries)} training pairs over {len(run.train.gallery)} locations, "
+            f"{run.steps_per_epoch} steps/epoch x {ph.epochs} epochs, batch {ph.batch_size} x "
+            f"{run.accelerator.num_processes} process(es), lr {ph.learning_rate:g}{mix}; "
+            f"{sum(p.numel() for p in run.encoder.parameters()):,} parameters ({cfg.encoder})")
+
+
 def train_gleamc(cfg: GleamCConfig) -> Path:
-    """Train and save; returns the output directory."""
-    run = setup_run(cfg)
-    start = resume(run)
-    run.accelerator.print(
-        f"GLEAM-C: {len(run.train.queries)} training pairs over {len(run.train.gallery)} locations, "
-        f"{run.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, batch {cfg.batch_size} x "
-        f"{run.accelerator.num_processes} process(es); {sum(p.numel() for p in run.encoder.parameters()):,} "
-        f"parameters ({cfg.encoder})")
-    for epoch in range(start, cfg.epochs):
-        set_hard_negatives(run, epoch)
-        train_one_epoch(run, epoch)
-        run.history.append(evaluate_epoch(run, epoch))
-        save_checkpoint(run, epoch)
+    """Train (phase after phase) and save; returns the output directory."""
+    plan = cfg.phase_plan()
+    bounds = phase_bounds(plan)
+    point = resume_point(cfg)
+    accelerator, evalset, encoder = None, False, None
+    history: list[dict[str, Any]] = []
+    step_offset = point.step or 0
+    run = None
+    for p in range(point.phase, len(plan)):
+        if run is not None:  # the last phase's model, optimizer and loader: released before the next is prepared
+            # keep_fp32_wrapper=False: mixed precision's forward wrapper comes off, or prepare() would wrap it twice
+            encoder = accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
+            accelerator.free_memory()
+        elif point.epoch and not point.mid_phase:
+            # resumed on a phase boundary: the new phase starts from the checkpoint's weights, fresh optimizer
+            encoder = build_encoder(cfg)
+            _checkpoint_weights(encoder, cfg.resume_from_checkpoint)  # type: ignore[arg-type]
+        run = setup_run(cfg, phase_index=p, encoder=encoder, accelerator=accelerator, evalset=evalset)
+        accelerator, evalset = run.accelerator, run.evalset
+        run.history, run.step_offset = history, step_offset
+        start = bounds[p]
+        if p == point.phase and point.epoch:
+            start = resume(run)
+            if not point.mid_phase:
+                _read_history(run, point.epoch)
+                if p and not (run.out / f"phase-{p}").exists():  # killed between the checkpoint and phase-<p>/
+                    save_phase(run, p)
+            history = run.history
+        accelerator.print(_describe(run))
+        for epoch in range(start, bounds[p + 1]):
+            set_hard_negatives(run, epoch)
+            train_one_epoch(run, epoch)
+            run.history.append(evaluate_epoch(run, epoch))
+            save_checkpoint(run, epoch)
+        step_offset = run.step_after(bounds[p + 1])
+        if len(plan) > 1 and start < bounds[p + 1]:
+            save_phase(run, p + 1)
+    assert run is not None
     finish(run)
     return run.out
 
