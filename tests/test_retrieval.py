@@ -251,6 +251,7 @@ def test_config_checks_each_value_when_built(kw, match):
     with pytest.raises(GleamConfigError, match=match):
         GleamCConfig(**kw)
     assert GleamCConfig(eval_split="Validation", save_total_limit=None).eval_split == "Validation"
+    assert GleamCConfig(eval_split="None").eval_split is None and GleamCConfig(eval_split="null").eval_split is None
 
 
 def test_bad_recipe_values_are_one_line(toy, tmp_path):

@@ -143,6 +143,8 @@ class GleamCConfig:
         self.phases = _phase_list(self.phases)
         self.phase_plan()  # every phase checked now, not when it starts
         check_choice("mixed_precision", self.mixed_precision, get_args(MixedPrecision))
+        if isinstance(self.eval_split, str) and self.eval_split.strip().lower() in ("none", "null", ""):
+            self.eval_split = None  # `--eval_split None` on the command line: no per-epoch scoring, as in YAML
         if self.eval_split is not None:
             from gleamx.data.schema import canonical_split  # here: that module imports `datasets`
 
