@@ -8,8 +8,8 @@ the same recipe: the same ranks see the same batches, so the trained weights agr
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,11 +107,15 @@ def test_gleamc_two_nodes_equals_one_node_two_processes(tmp_path: Path) -> None:
 
     synthesize(tmp_path / "data", n=160, seed=0, image_size=32, difficulty="toy")
 
+    # the two-phase recipe (UAV, then all views balanced), one epoch a phase: phases across processes too
+    phases = yaml.safe_load((ROOT / "recipes" / "gleamc" / "two_phase_tiny.yaml").read_text())["phases"]
+    short = json.dumps([{**p, "epochs": 1, "batch_size": 8, "hard_negatives": 0} for p in phases])
+
     def args(out: Path) -> list[str]:
-        return ["recipes/gleamc.py", "--config", "recipes/gleamc/tiny.yaml", "--data", str(tmp_path / "data"),
-                "--output_dir", str(out), "--epochs", "1", "--batch_size", "8", "--img_size", "32",
-                "--hard_negatives", "0"]
+        return ["recipes/gleamc.py", "--config", "recipes/gleamc/two_phase_tiny.yaml", "--data",
+                str(tmp_path / "data"), "--output_dir", str(out), "--img_size", "32", "--phases", short]
 
     run_job(2, 1, args(tmp_path / "two_nodes"))
     run_job(1, 2, args(tmp_path / "one_node"))
-    _same_tensors(tmp_path / "two_nodes" / "model.safetensors", tmp_path / "one_node" / "model.safetensors")
+    for name in ("phase-1/model.safetensors", "model.safetensors"):
+        _same_tensors(tmp_path / "two_nodes" / name, tmp_path / "one_node" / name)
