@@ -42,6 +42,15 @@ class GleamScriptArguments(ScriptArguments):
     )
     eval_results: str | None = field(default=None, metadata={"help": "gleamx-eval results.json for the model card"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "reuse an output dir that holds another run"})
+    # Not named padding_free: that is SFTConfig's (same parser), which TRL refuses for image data.
+    padding_free_vl: bool | None = field(
+        default=None,
+        metadata={"help": "pack each batch's conversations into one row without padding, with per-sample 3-D rope "
+                          "ids (exact: per-sample losses equal padded runs). null (auto): on for Qwen2/2.5/3-VL with "
+                          "flash_attention_2/3; padded with sdpa/eager (exact when packed, but slower: a dense mask "
+                          "over the packed row). true: on, also with sdpa/eager; refused where packing is not "
+                          "exact (other models or kernels). false: padded. TRL's padding_free: true means true"},
+    )
 
     def __post_init__(self) -> None:
         check_choice("recipe: lang", self.lang, LANGS_OR_BOTH)
@@ -52,5 +61,8 @@ class GleamScriptArguments(ScriptArguments):
         check_int("recipe: max_pixels", self.max_pixels, 1, optional=True)
         check_positive("recipe: vision_lr", self.vision_lr, optional=True)
         check_positive("recipe: merger_lr", self.merger_lr, optional=True)
+        if self.padding_free_vl is not None and not isinstance(self.padding_free_vl, bool):
+            raise GleamConfigError(
+                f"recipe: padding_free_vl: expected true, false or null (auto), got {self.padding_free_vl!r}")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise GleamConfigError(f"recipe: min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})")

@@ -30,6 +30,9 @@ from gleamx.train.image_tokens import ImageTokenCounter
 from gleamx.train.dataset import build_sft_dataset
 from gleamx.train.freeze import apply_freezing, merger_module_names, param_groups, trainable_counts, upcast_trainable
 from gleamx.train.interrupt import SaveOnInterrupt
+from gleamx.train.loss_path import (TOKEN_METRICS, TokenMetrics, fast_path_refusal, labelled_loss,
+                                     logs_this_step, masked_logits_supported)
+from gleamx.train.loss_path import vocab_size as loss_vocab_size
 from gleamx.train.preflight import preflight
 
 RUN_FILE = "gleamx_run.json"
@@ -52,12 +55,36 @@ _RESUME_FREE_PREFIXES = ("logging_", "log_", "save_", "eval_", "hub_", "trackio_
 
 
 class GleamSFTTrainer(SFTTrainer):
-    """``SFTTrainer`` with separate learning rates for the vision tower and the merger, counting image tokens."""
+    """``SFTTrainer`` with separate learning rates for the vision tower and the merger, counting image tokens,
+    and TRL's loss computed on the labelled positions only (:mod:`gleamx.train.loss_path`).
+
+    ``token_metrics``: when TRL's ``entropy`` / ``mean_token_accuracy`` are computed in training:
+    ``"logging_steps"`` (default: the steps that log, so each logged value is that step's, not the mean
+    since the last log), ``"every_step"`` (TRL's window mean) or ``"off"``. Evaluation always computes them.
+    """
 
     def __init__(self, *args: Any, vision_lr: float | None = None, merger_lr: float | None = None,
-                 image_tokens: ImageTokenCounter | None = None, **kwargs: Any):
+                 image_tokens: ImageTokenCounter | None = None, token_metrics: TokenMetrics = "logging_steps",
+                 **kwargs: Any):
+        if token_metrics not in TOKEN_METRICS:
+            raise GleamConfigError(f"token_metrics: expected one of {', '.join(TOKEN_METRICS)}, got {token_metrics!r}")
         self.vision_lr, self.merger_lr, self.image_tokens = vision_lr, merger_lr, image_tokens
+        self.token_metrics = token_metrics
         super().__init__(*args, **kwargs)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # under PEFT
+        self._gleam_masked_logits = masked_logits_supported(base)
+        self._gleam_vocab_size = loss_vocab_size(base)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+        # TRL's own path whenever the fast one does not compute the very same loss (or would hold too many logits).
+        if fast_path_refusal(self, inputs, return_outputs) is None:
+            metrics = not self.model.training or self.token_metrics == "every_step" or (
+                self.token_metrics == "logging_steps" and logs_this_step(self.args, self.state))
+            loss = labelled_loss(self, model, inputs, num_items_in_batch, metrics=metrics)
+            if loss is not None:
+                return loss
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001
         if self.image_tokens is not None and "input_ids" in inputs:
@@ -320,7 +347,11 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
     # gleamx pushes once at the end (adapter + card); the Trainer's own push would open a Hub repo at start-up.
     push, training_args.push_to_hub = training_args.push_to_hub, False
     counter = ImageTokenCounter(getattr(model.config, "image_token_id", None))
-    trainer = GleamSFTTrainer(
+    # Padding-free batches: the trainer class gains the packing collator and TRL's token count fix.
+    from gleamx.train.packing import padding_free_trainer, resolve_padding_free
+
+    padding_free = resolve_padding_free(script_args.padding_free_vl, model, training_args, say)
+    trainer = (padding_free_trainer(GleamSFTTrainer) if padding_free else GleamSFTTrainer)(
         model=model, args=training_args, train_dataset=train.dataset, eval_dataset=eval_ds, processing_class=processor,
         peft_config=lora_config(model_args, script_args, model),
         vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr, image_tokens=counter,
