@@ -28,7 +28,8 @@ def test_recipes_found_through_the_package_helper():
     assert recipes.names("gleamc") == ["gleamc/convnext_base", "gleamc/tiny", "gleamc/two_phase_convnext_base",
                                        "gleamc/two_phase_tiny"]
     assert recipes.names("eval") == ["eval/en_label", "eval/zh_explain"]
-    assert sorted(recipes.names("sft") + recipes.names("gleamc") + recipes.names("eval")) == recipes.names()
+    assert sorted(recipes.names("sft") + recipes.names("grpo") + recipes.names("gleamc") + recipes.names("eval")) == recipes.names()
+    assert "tiny/grpo" in recipes.names("grpo") and not set(recipes.names("grpo")) & set(recipes.names("sft"))
     from gleamx.demo import RECIPE
 
     assert RECIPE == recipes.path("tiny/sft_lora")

@@ -103,6 +103,28 @@ def _results_table(entries: list[EvalResult]) -> str:
     return "| metric | data | split | value |\n|---|---|---|---|\n" + rows
 
 
+def _is_hub_id(s: str) -> bool:
+    return s.count("/") == 1 and not Path(s).exists()
+
+
+def _card_data(out: Path, base: str, dataset: str, script: dict[str, Any], peft: bool, tags: list[str],
+               eval_results: str | None) -> ModelCardData:
+    """The card's YAML metadata for a trained MLLM: base and dataset where they are Hub ids, languages, library,
+    tags, and eval results as model-index."""
+    entries = eval_results_to_model_index(load_eval_results(eval_results), dataset) if eval_results else []
+    lang = script.get("lang") or "both"
+    return ModelCardData(
+        base_model=base if _is_hub_id(base) else None,
+        datasets=[dataset] if _is_hub_id(dataset) else None,
+        language=list(LANGS) if lang == "both" else [lang],
+        library_name="peft" if peft else "transformers",
+        pipeline_tag="image-text-to-text",
+        tags=["gleamx", "gleam-x", "cross-view-geo-localization", "remote-sensing", "trl", *tags],
+        model_name=out.name,
+        eval_results=entries or None,
+    )
+
+
 def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: list[dict[str, Any]], *,
                      n_train: int, eval_results: str | Path | None = None) -> ModelCard:
     """The card for a run directory: metadata (base_model, datasets, tags, model-index) + a readable body."""
@@ -111,31 +133,119 @@ def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: li
     dataset = script.get("dataset_name") or "unknown"
     peft = bool(model.get("use_peft"))
     method = ("QLoRA" if model.get("load_in_4bit") else "LoRA") if peft else "full fine-tuning"
-    entries = eval_results_to_model_index(load_eval_results(eval_results), dataset) if eval_results else []
-    is_hub_id = lambda s: s.count("/") == 1 and not Path(s).exists()  # noqa: E731
-    lang = script.get("lang") or "both"
-    card_data = ModelCardData(
-        base_model=base if is_hub_id(base) else None,
-        datasets=[dataset] if is_hub_id(dataset) else None,
-        language=list(LANGS) if lang == "both" else [lang],
-        library_name="peft" if peft else "transformers",
-        pipeline_tag="image-text-to-text",
-        tags=["gleamx", "gleam-x", "cross-view-geo-localization", "remote-sensing", "trl", "sft", method.lower()],
-        model_name=out.name,
-        eval_results=entries or None,
-    )
+    card_data = _card_data(out, base, dataset, script, peft, ["sft", method.lower()], eval_results)
     losses = [h["loss"] for h in log_history if "loss" in h]
     load = (f"base = AutoModelForImageTextToText.from_pretrained({base!r})\n"
             f"model = PeftModel.from_pretrained(base, 'REPO_OR_DIR')  # from peft import PeftModel"
             if peft else "model = AutoModelForImageTextToText.from_pretrained('REPO_OR_DIR')")
     return ModelCard.from_template(
         card_data, template_str=TEMPLATE, model_name=out.name, base_model=base,
-        base_model_link=f"https://huggingface.co/{base}" if is_hub_id(base) else base,
-        method=method, dataset=dataset, task=script.get("task"), lang=lang, n_train=n_train,
+        base_model_link=f"https://huggingface.co/{base}" if _is_hub_id(base) else base,
+        method=method, dataset=dataset, task=script.get("task"), lang=script.get("lang") or "both", n_train=n_train,
         load_snippet=load,
         hyperparameters=[(k, training[k]) for k in _HP_KEYS if k in training] + [
             (k, model[k]) for k in ("lora_r", "lora_alpha", "lora_dropout") if peft and k in model] + [
             (k, script[k]) for k in ("min_pixels", "max_pixels", "freeze_vision_tower", "freeze_merger") if k in script],
         final_loss=f"{losses[-1]:.4f}" if losses else "n/a",
-        results_table=_results_table(entries),
+        results_table=_results_table(card_data.eval_results or []),
+    )
+
+
+GRPO_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+A GLEAM-X model: given a query view (UAV, street map, panorama or ground photo) and a satellite image, it says
+whether they show the same place and explains why, ending with `Answer: Yes/No` (English) or `结论：是/否` (Chinese).
+Trained with reinforcement learning from verifiable rewards (GRPO, TRL `GRPOTrainer`, {{ method }}) from
+{{ start }} on `{{ dataset }}` (task `{{ task }}`, language `{{ lang }}`, {{ n_train }} training prompts).
+
+- Base model: [{{ base_model }}]({{ base_model_link }})
+- SFT parent: {{ parent }}
+
+## Use
+
+```python
+from transformers import AutoModelForImageTextToText, AutoProcessor
+{{ load_snippet }}
+```
+
+Image 1 is the query view, image 2 the satellite image; see `gleamx.prompts.build_messages`.
+
+## Rewards
+
+| reward | weight | final mean | final std |
+|---|---|---|---|
+{% for name, weight, mean, std in rewards %}| {{ name }} | {{ weight }} | {{ mean }} | {{ std }} |
+{% endfor %}
+verdict: 1 correct, 0 wrong, minus the no-verdict penalty without a parseable verdict; format: share of four checks
+(one verdict line in the requested language, at the end; no other-language verdict; explanation length in bounds);
+consistency: the explanation's own conclusion agrees with the verdict line; reference_similarity: sentence-embedding
+cosine with the reference explanation. {{ balance }}
+
+## Training
+
+| hyper-parameter | value |
+|---|---|
+{% for k, v in hyperparameters %}| {{ k }} | {{ v }} |
+{% endfor %}
+{% if results_table %}
+## Evaluation
+
+{{ results_table }}
+{% endif %}
+"""
+
+_GRPO_HP_KEYS = ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+                 "gradient_accumulation_steps", "num_generations", "max_completion_length", "temperature", "beta",
+                 "loss_type", "scale_rewards", "epsilon", "num_iterations", "use_vllm", "lr_scheduler_type",
+                 "warmup_steps", "bf16", "seed")
+
+
+def _last(log_history: list[dict[str, Any]], key: str) -> str:
+    values = [h[key] for h in log_history if h.get(key) is not None]
+    return f"{values[-1]:.4f}" if values else "n/a"
+
+
+def build_grpo_model_card(out: Path, args: dict[str, Any], log_history: list[dict[str, Any]], *, n_train: int,
+                          eval_results: str | Path | None = None, parent: dict[str, Any] | None = None) -> ModelCard:
+    """The card of a GRPO run directory: what :func:`build_model_card` gives an SFT run, plus the SFT parent and
+    every reward with its weight and its final mean and std; eval results become model-index metadata."""
+    script, model, training = args["script"], args["model"], args["training"]
+    base = (parent or {}).get("base") or model.get("model_name_or_path") or "unknown"
+    dataset = script.get("dataset_name") or "unknown"
+    adapter = bool(model.get("use_peft"))  # an SFT adapter trained further, or a fresh LoRA
+    method = ("QLoRA" if model.get("load_in_4bit") else "LoRA") if adapter else "full fine-tuning"
+    names = list(script.get("reward_funcs") or [])
+    weights = training.get("reward_weights") or [1.0] * len(names)
+    card_data = _card_data(out, base, dataset, script, adapter, ["grpo", method.lower()], eval_results)
+    # A fresh LoRA on a full fine-tune SFT run sits on that run's weights, not on the original base model.
+    adapter_base = parent["run"] if adapter and parent and not parent.get("adapter") else base
+    load = (f"base = AutoModelForImageTextToText.from_pretrained({adapter_base!r})\n"
+            f"model = PeftModel.from_pretrained(base, 'REPO_OR_DIR')  # from peft import PeftModel"
+            if adapter else "model = AutoModelForImageTextToText.from_pretrained('REPO_OR_DIR')")
+    if parent:
+        how = ("LoRA adapter, trained further here" if parent.get("adapter") and adapter else
+               "LoRA adapter, merged into its base and fine-tuned in full here" if parent.get("adapter") else
+               "full fine-tune" + (", a fresh LoRA trained on it here" if adapter else ""))
+        parent_text = f"`{parent['run']}` ({how})"
+    else:
+        parent_text = "none (GRPO from the base model)"
+    balance = ("Class balance on: each prompt's rewards weighted by n / (2 n_class) of its label."
+               if script.get("class_balance") else "")
+    return ModelCard.from_template(
+        card_data, template_str=GRPO_TEMPLATE, model_name=out.name, base_model=base,
+        base_model_link=f"https://huggingface.co/{base}" if _is_hub_id(base) else base, method=method,
+        start=f"the SFT run `{parent['run']}`" if parent else f"`{base}`", parent=parent_text,
+        dataset=dataset, task=script.get("task"), lang=script.get("lang") or "both", n_train=n_train, load_snippet=load,
+        rewards=[(n, w, _last(log_history, f"rewards/{n}/mean"), _last(log_history, f"rewards/{n}/std"))
+                 for n, w in zip(names, weights)],
+        balance=balance,
+        hyperparameters=[(k, training[k]) for k in _GRPO_HP_KEYS if k in training] + [
+            (k, model[k]) for k in ("lora_r", "lora_alpha", "lora_dropout") if adapter and k in model] + [
+            (k, script[k]) for k in ("min_pixels", "max_pixels", "freeze_vision_tower", "freeze_merger",
+                                     "no_verdict_penalty", "format_min_chars", "format_max_chars") if k in script],
+        results_table=_results_table(card_data.eval_results or []),
     )

@@ -1,4 +1,5 @@
-"""The packaged recipes: SFT and GLEAM-C YAMLs, and the scripts that run them (``sft.py``, ``gleamc.py``).
+"""The packaged recipes: SFT, GRPO and GLEAM-C YAMLs, and the scripts that run them (``sft.py``, ``grpo.py``,
+``gleamc.py``).
 
 They ship inside the package, so a pip-installed gleamx trains without a checkout
 (``gleamx sft --config tiny/sft_lora``). In a checkout the top-level ``recipes/`` is a
@@ -14,15 +15,18 @@ from gleamx.errors import GleamConfigError
 
 ROOT = Path(__file__).resolve().parent
 
-# kind -> which packaged recipes it runs (GLEAM-C recipes live in gleamc/, eval configs in eval/, every other
-# YAML is an SFT recipe)
-_KINDS = {"sft": lambda name: not name.startswith(("gleamc/", "eval/")),
-          "gleamc": lambda name: name.startswith("gleamc/"), "eval": lambda name: name.startswith("eval/")}
-_WHAT = {"sft": "SFT recipes", "gleamc": "GLEAM-C recipes", "eval": "eval configs"}
+# kind -> which packaged recipes it runs (GLEAM-C recipes live in gleamc/, eval configs in eval/, GRPO recipes are
+# named grpo*.yaml, every other YAML is an SFT recipe)
+_is_grpo = lambda name: name.rsplit("/", 1)[-1].startswith("grpo")  # noqa: E731
+_KINDS = {"sft": lambda name: not name.startswith(("gleamc/", "eval/")) and not _is_grpo(name),
+          "gleamc": lambda name: name.startswith("gleamc/"), "eval": lambda name: name.startswith("eval/"),
+          "grpo": lambda name: not name.startswith(("gleamc/", "eval/")) and _is_grpo(name)}
+_WHAT = {"sft": "SFT recipes", "gleamc": "GLEAM-C recipes", "eval": "eval configs", "grpo": "GRPO recipes"}
 
 
 def names(kind: str | None = None) -> list[str]:
-    """Names of the packaged recipes (``tiny/sft_lora``, ``gleamc/tiny``, ...); ``kind``: ``sft`` or ``gleamc``."""
+    """Names of the packaged recipes (``tiny/sft_lora``, ``gleamc/tiny``, ...); ``kind``: ``sft``, ``grpo``,
+    ``gleamc`` or ``eval``."""
     keep = _KINDS[kind] if kind else (lambda name: True)
     found = (p.relative_to(ROOT).with_suffix("").as_posix() for p in ROOT.rglob("*.yaml"))
     return sorted(n for n in found if keep(n))
@@ -48,7 +52,8 @@ def path(name: str) -> Path:
 
 def describe(kind: str) -> str:
     """The ``--help`` description of a recipe script: what ``--config`` takes, and the packaged recipes."""
-    what = "GLEAM-X supervised fine-tuning" if kind == "sft" else "GLEAM-C retrieval encoder training"
+    what = {"sft": "GLEAM-X supervised fine-tuning", "grpo": "GLEAM-X RL with verifiable rewards (GRPO)"}.get(
+        kind, "GLEAM-C retrieval encoder training")
     return (f"{what}. --config takes a recipe YAML path, or the name of a packaged recipe when no such file exists "
             f"({', '.join(names(kind))}); every option below overrides the recipe's value.")
 

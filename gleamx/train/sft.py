@@ -364,6 +364,29 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
 
 
 
+def train_and_save(trainer: Any, out: Path, signature: dict, resume: str | None) -> bool:
+    """Record the run's signature, train (from ``resume``), stop with a resumable checkpoint on SIGINT/SIGTERM,
+    and save the weights into ``out``; returns whether this process writes the run's other files.
+
+    Multi-process runs (DDP, ZeRO): only the saving process writes files, so ranks never race on one path;
+    ``save_model`` stays on every rank, since under ZeRO-3 it gathers the shards collectively.
+    """
+    writer = trainer.args.should_save
+    out.mkdir(parents=True, exist_ok=True)
+    if writer:
+        (out / RUN_FILE).write_text(json.dumps({"signature": signature}, indent=2, default=str) + "\n", encoding="utf-8")
+    interrupt = SaveOnInterrupt()
+    trainer.add_callback(interrupt)
+    trainer.train(resume_from_checkpoint=resume)
+    if interrupt.stopped_at is not None:
+        step = interrupt.stopped_at
+        raise GleamInterrupted(
+            f"interrupted at step {step}: checkpoint saved to {out / f'checkpoint-{step}'}; continue with the same "
+            "command plus --resume_from_checkpoint true", interrupt.signum or 2)
+    trainer.save_model(str(out))
+    return writer
+
+
 def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
     """Train and save; returns the output directory."""
     if not model_args.model_name_or_path:
@@ -382,22 +405,7 @@ def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_a
 
     trainer, processor, n_train, push = build_trainer(script_args, training_args, model_args, say)
 
-    # Multi-process runs (DDP, ZeRO): only the saving process writes files, so ranks never race on one path.
-    # save_model stays on every rank: under ZeRO-3 it gathers the shards collectively.
-    writer = training_args.should_save
-    out.mkdir(parents=True, exist_ok=True)
-    if writer:
-        (out / RUN_FILE).write_text(json.dumps({"signature": signature}, indent=2, default=str) + "\n", encoding="utf-8")
-    interrupt = SaveOnInterrupt()
-    trainer.add_callback(interrupt)
-    trainer.train(resume_from_checkpoint=resume)
-    if interrupt.stopped_at is not None:
-        step = interrupt.stopped_at
-        raise GleamInterrupted(
-            f"interrupted at step {step}: checkpoint saved to {out / f'checkpoint-{step}'}; continue with the same "
-            "command plus --resume_from_checkpoint true", interrupt.signum or 2)
-
-    trainer.save_model(str(out))
+    writer = train_and_save(trainer, out, signature, resume)
     if writer:
         processor.save_pretrained(str(out))
         from gleamx.train.outputs import write_outputs

@@ -1,0 +1,249 @@
+"""One GRPO run: GLEAM-X data -> prompt dataset -> policy (base model, or an SFT run) -> TRL's GRPOTrainer with
+gleamx's verifiable rewards -> adapter/weights, processor, card, reward and KL plots.
+
+TRL's ``GRPOTrainer`` does the RL as shipped: it samples ``num_generations`` answers per prompt (``model.generate``,
+or vLLM with ``use_vllm`` on a GPU), scores them with the rewards of :mod:`gleamx.train.rewards` (weighted by
+``reward_weights``, each logged as ``rewards/<name>/mean|std``), and updates the policy on the group-relative
+advantages (KL to the start policy when ``beta`` > 0). gleamx adds the data, the start from an SFT run, the checks
+that fail in one line before a model loads, and the outputs an SFT run leaves.
+
+Starting from an SFT adapter run, GRPO trains that adapter further (its processor and pixel budget are the run's),
+so the output is an adapter on the same base model: ``gleamx eval --model BASE --adapter OUT`` and ``gleamx push``
+work on it unchanged. With ``beta`` > 0 TRL keeps a frozen copy of the SFT adapter as the KL reference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import GRPOConfig, GRPOTrainer, ModelConfig
+
+from gleamx.console import console
+from gleamx.data.load import load_samples
+from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.train.freeze import apply_freezing, param_groups, trainable_counts
+from gleamx.train.grpo_args import GleamGRPOArguments
+from gleamx.train.grpo_data import GRPOData, build_grpo_dataset
+from gleamx.train.preflight import preflight
+from gleamx.train.rewards import RewardOptions, build_rewards, class_weights
+from gleamx.train.sft import (_float32_trainables, _run_signature, check_numbers, check_output_dir,
+                              check_zero3_save, lora_config, quantization_config, resolve_resume, train_and_save)
+
+
+class GleamGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` with separate learning rates for the vision tower and the merger (as SFT has)."""
+
+    def __init__(self, *args: Any, vision_lr: float | None = None, merger_lr: float | None = None, **kwargs: Any):
+        self.vision_lr, self.merger_lr = vision_lr, merger_lr
+        super().__init__(*args, **kwargs)
+
+    def _generate(self, prompts: list):  # noqa: ANN202
+        # TRL generates with the model unwrapped from the accelerator, so outside its mixed-precision autocast;
+        # trainable tensors kept in float32 beside bfloat16 frozen ones (the merger, see _float32_trainables)
+        # then meet bfloat16 inputs. The autocast training uses makes generation see the same dtypes.
+        with self.accelerator.autocast():
+            return super()._generate(prompts)
+
+    def create_optimizer(self, model=None):  # noqa: ANN001
+        if self.optimizer is None and (self.vision_lr or self.merger_lr):
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            decay = set(self.get_decay_parameter_names(self.model))
+            no_decay = {n for n, _ in self.model.named_parameters()} - decay
+            groups = param_groups(self.model, self.args.learning_rate, self.args.weight_decay,
+                                  vision_lr=self.vision_lr, merger_lr=self.merger_lr, no_decay=no_decay)
+            kwargs.pop("lr", None)
+            self.optimizer = cls(groups, **kwargs)
+            return self.optimizer
+        return super().create_optimizer() if model is None else super().create_optimizer(model)
+
+
+def check_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig) -> None:
+    """What no GRPO run can use, in one line before data or model load (TRL's own ``num_generations`` rule is
+    checked by ``GRPOConfig`` when the recipe is parsed)."""
+    if not model_args.model_name_or_path:
+        raise GleamConfigError("recipe: model_name_or_path: missing (a model directory, Hub id or gleamx SFT run)")
+    if not script_args.dataset_name:
+        raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
+    check_numbers(script_args, training_args, model_args)
+    weights = training_args.reward_weights
+    if weights is not None and len(weights) != len(script_args.reward_funcs):
+        raise GleamConfigError(f"recipe: reward_weights: {len(weights)} weight(s) for {len(script_args.reward_funcs)} "
+                               f"reward(s) ({', '.join(script_args.reward_funcs)}); give one weight per reward")
+    if script_args.class_balance and training_args.scale_rewards == "group":
+        raise GleamConfigError("recipe: class_balance: with scale_rewards group each prompt's rewards are divided by "
+                               "their own spread, which cancels a per-class weight; set scale_rewards: batch or none")
+    if training_args.max_completion_length is not None and training_args.max_completion_length < 1:
+        raise GleamConfigError(f"recipe: max_completion_length: expected an integer >= 1, got "
+                               f"{training_args.max_completion_length!r}")
+    if training_args.use_vllm:
+        import importlib.util
+
+        if not torch.cuda.is_available():
+            raise GleamConfigError("recipe: use_vllm: vLLM generation needs a CUDA GPU; set use_vllm: false "
+                                   "(transformers generation)")
+        if importlib.util.find_spec("vllm") is None:
+            raise GleamConfigError("recipe: use_vllm: the vllm package is not installed (pip install vllm), or set "
+                                   "use_vllm: false")
+
+
+def grpo_training_data(script_args: GleamGRPOArguments, say: Any = print) -> GRPOData:
+    """The train split as GRPO prompts; data without labels is refused (nothing to verify)."""
+    read = dict(format=script_args.dataset_format, columns=script_args.dataset_columns,
+                skip_bad=script_args.skip_bad, allow_outside_paths=script_args.allow_outside_paths)
+    try:
+        loaded = load_samples(script_args.dataset_name, split=script_args.dataset_train_split, **read)
+    except GleamDataError as e:
+        if e.problem.field == "label":
+            raise GleamDataError.at(e.problem.file, e.problem.line, "label", e.problem.message
+                                    + "; GRPO verifies verdicts against labels: nothing to verify without one") from None
+        raise
+    if loaded.n_bad:
+        say(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
+    data = loaded.dataset
+    if script_args.max_train_samples:
+        data = data.select(range(min(script_args.max_train_samples, len(data))))
+    return build_grpo_dataset(data, script_args.lang, script_args.task)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def sft_parent(source: str) -> dict[str, Any] | None:
+    """``{"run", "base", "adapter"}`` when ``source`` is a gleamx SFT output directory, else ``None``."""
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    if (path / "adapter_config.json").is_file():
+        base = _read_json(path / "adapter_config.json").get("base_model_name_or_path")
+        if not base:
+            raise GleamConfigError(f"model_name_or_path: {source} holds an adapter without base_model_name_or_path in "
+                                   "adapter_config.json (cannot tell which base model it belongs to)")
+        return {"run": str(path), "base": str(base), "adapter": True}
+    if (path / "gleamx_args.yaml").is_file():  # a full fine-tune run: a model directory of its own
+        import yaml
+
+        args = yaml.safe_load((path / "gleamx_args.yaml").read_text(encoding="utf-8")) or {}
+        base = (args.get("model") or {}).get("model_name_or_path")
+        return {"run": str(path), "base": str(base or path), "adapter": False}
+    return None
+
+
+def _trainable_adapter(model: Any) -> Any:
+    """A PEFT model loaded for inference made trainable again: its adapter tensors get gradients."""
+    for cfg in model.peft_config.values():
+        cfg.inference_mode = False
+    for name, p in model.named_parameters():
+        if "lora_" in name or "modules_to_save" in name:
+            p.requires_grad_(True)
+    return model.train()
+
+
+def load_policy(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig,
+                parent: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+    """``(model, processor, peft_config or None)``: the base model (fresh LoRA with ``use_peft``), or an SFT run."""
+    from gleamx.models import load_model_and_processor
+
+    quant = quantization_config(model_args)
+    if quant is not None and not training_args.bf16:
+        raise GleamConfigError("recipe: load_in_4bit/load_in_8bit (QLoRA) train adapters in bfloat16: set bf16: true")
+    load = dict(dtype=model_args.dtype or "auto", attn_implementation=model_args.attn_implementation,
+                quantization_config=quant, trust_remote_code=training_args.trust_remote_code)
+    if parent and parent["adapter"]:
+        from gleamx.models.adapter import load_adapter, load_inference_processor
+
+        # The SFT run's processor: the pixel budget and chat template the adapter was trained with.
+        processor, _ = load_inference_processor(parent["base"], parent["run"], min_pixels=script_args.min_pixels,
+                                                max_pixels=script_args.max_pixels, flag="model_name_or_path")
+        model, _ = load_model_and_processor(parent["base"], with_processor=False, **load)
+        model = load_adapter(model, parent["run"], flag="model_name_or_path")
+        if model_args.use_peft:
+            return _trainable_adapter(model), processor, None  # GRPO trains the SFT adapter further
+        model = model.merge_and_unload()  # full fine-tune of base + SFT adapter
+        apply_freezing(model, freeze_vision_tower=script_args.freeze_vision_tower,
+                       freeze_merger=script_args.freeze_merger)
+        return model, processor, None
+    model, processor = load_model_and_processor(model_args.model_name_or_path, min_pixels=script_args.min_pixels,
+                                                max_pixels=script_args.max_pixels, **load)
+    apply_freezing(model, freeze_vision_tower=script_args.freeze_vision_tower, freeze_merger=script_args.freeze_merger)
+    return model, processor, lora_config(model_args, script_args, model)
+
+
+def build_grpo_trainer(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig,
+                       say: Any = print, encoder_loader: Any = None) -> tuple[GleamGRPOTrainer, Any, GRPOData, bool]:
+    """Data, rewards, policy and ``GleamGRPOTrainer`` of a run, ready to train (no files written).
+
+    ``encoder_loader`` (``() -> texts -> embeddings``) serves ``reference_similarity``; it is called on the first
+    batch that needs it. Returns ``(trainer, processor, data, whether to push at the end)``.
+    """
+    data = grpo_training_data(script_args, say)  # data first: bad input fails in seconds
+    weights = class_weights(data.dataset["label"]) if script_args.class_balance else None
+    options = RewardOptions(no_verdict_penalty=script_args.no_verdict_penalty,
+                            format_min_chars=script_args.format_min_chars,
+                            format_max_chars=script_args.format_max_chars, class_weights=weights)
+    rewards = build_rewards(script_args.reward_funcs, options, encoder_loader)
+    parent = sft_parent(model_args.model_name_or_path)
+    model, processor, peft_config = load_policy(script_args, training_args, model_args, parent)
+
+    push, training_args.push_to_hub = training_args.push_to_hub, False  # gleamx pushes once, at the end
+    trainer = GleamGRPOTrainer(model=model, reward_funcs=rewards, args=training_args, train_dataset=data.dataset,
+                               processing_class=processor, peft_config=peft_config,
+                               vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr)
+    trainer.gleamx_parent = parent
+    _float32_trainables(trainer, training_args, model_args, say)
+    counts = trainable_counts(trainer.model)
+    start = f"SFT run {parent['run']}" if parent else model_args.model_name_or_path
+    say(f"{len(data.dataset)} prompts ({data.n_positive} matching) from {data.n_samples} samples, "
+        f"{training_args.num_generations} answers each; rewards: "
+        + ", ".join(f"{n} x{w:g}" for n, w in zip(script_args.reward_funcs, training_args.reward_weights
+                                                  or [1.0] * len(rewards)))
+        + (f" (class weights yes {weights[True]:.2f}, no {weights[False]:.2f})" if weights else "")
+        + f"; start: {start}; trainable parameters: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    return trainer, processor, data, push
+
+
+def run_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig, *,
+             encoder_loader: Any = None) -> Path:
+    """Train and save; returns the output directory."""
+    check_grpo(script_args, training_args, model_args)
+    out = Path(training_args.output_dir)
+    say = (lambda msg: console.print(msg, markup=False)) if training_args.process_index == 0 else (lambda *a, **k: None)
+    signature = _run_signature(script_args, training_args, model_args)
+    resume = resolve_resume(training_args.resume_from_checkpoint, out)
+    check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir, resuming=resume is not None)
+    check_zero3_save(training_args, model_args)
+    preflight(training_args, model_args, say)
+
+    trainer, processor, data, push = build_grpo_trainer(script_args, training_args, model_args, say, encoder_loader)
+
+    writer = train_and_save(trainer, out, signature, resume)
+    if writer:
+        ref = out / "ref"
+        if (ref / "adapter_config.json").is_file() and trainer.gleamx_parent:
+            # TRL's frozen KL reference (beta > 0 on an SFT adapter) is the SFT adapter itself, saved beside the
+            # trained one by PEFT; the card names the SFT run, so the output holds only the trained adapter.
+            import shutil
+
+            shutil.rmtree(ref)
+        processor.save_pretrained(str(out))
+        from gleamx.train.outputs import write_grpo_outputs
+
+        write_grpo_outputs(out, trainer, script_args, training_args, model_args, n_train=len(data.dataset),
+                           parent=trainer.gleamx_parent)
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+    if writer and push:
+        from gleamx.hub.push import push_output_dir
+
+        push_output_dir(out, repo_id=training_args.hub_model_id or out.name, private=bool(training_args.hub_private_repo))
+    return out
+
+
+__all__ = ["GleamGRPOTrainer", "build_grpo_trainer", "check_grpo", "grpo_training_data", "load_policy", "run_grpo",
+           "sft_parent"]

@@ -1,0 +1,265 @@
+"""GRPO through TRL's GRPOTrainer: recipes, start from an SFT run or a base model, outputs, eval and push on the
+output, resume, and bad input refused in one line before a model loads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gleamx.errors import GleamConfigError, GleamDataError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "recipes" / "tiny" / "grpo.yaml"
+GRPO_RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").rglob("grpo*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def grpo_inputs(tmp_path_factory, models_tiny_dir):
+    """Synthetic toy data, the tiny Qwen2.5-VL model, and a 3-step SFT LoRA run on it (the GRPO start)."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from gleamx.synth import synthesize
+    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.recipe import parse_recipe
+    from gleamx.train.sft import run_sft
+
+    root = tmp_path_factory.mktemp("grpo_inputs")
+    synthesize(root / "data", n=48, seed=3, difficulty="toy", image_size=64)
+    model = models_tiny_dir("qwen2_5_vl")
+    args = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), [
+        "--config", str(ROOT / "recipes" / "tiny" / "sft_lora.yaml"), "--model_name_or_path", str(model),
+        "--dataset_name", str(root / "data"), "--output_dir", str(root / "sft"), "--max_steps", "3",
+        "--save_strategy", "no", "--per_device_train_batch_size", "4"])
+    sft = run_sft(*args)
+    return {"data": root / "data", "model": model, "sft": sft}
+
+
+def _parse(*overrides: str, recipe: Path = TINY):
+    from trl import GRPOConfig, ModelConfig, TrlParser
+
+    from gleamx.train.grpo_args import GleamGRPOArguments
+    from gleamx.train.recipe import parse_recipe
+
+    return parse_recipe(TrlParser((GleamGRPOArguments, GRPOConfig, ModelConfig)), ["--config", str(recipe), *overrides])
+
+
+def _grpo(inputs, out: Path, *overrides: str, start: str = "sft", encoder_loader=None) -> Path:
+    from gleamx.train.grpo import run_grpo
+
+    args = _parse("--model_name_or_path", str(inputs[start]), "--dataset_name", str(inputs["data"]),
+                  "--output_dir", str(out), "--max_steps", "2", "--max_completion_length", "6",
+                  "--save_strategy", "no", *overrides)
+    return run_grpo(*args, encoder_loader=encoder_loader)
+
+
+def _encoder():
+    """A stand-in sentence encoder for reference_similarity: a fixed random vector per text."""
+    return lambda texts: np.stack([np.random.default_rng(sum(map(ord, t))).normal(size=8) for t in texts])
+
+
+def _history(out: Path) -> list[dict]:
+    return json.loads((out / "log_history.json").read_text())
+
+
+@pytest.mark.slow
+def test_grpo_from_an_sft_run_trains_its_adapter_and_leaves_sft_like_outputs(grpo_inputs, tmp_path, capsys):
+    from huggingface_hub import ModelCard
+    from safetensors.torch import load_file
+
+    from gleamx.cli.main import main as cli_main
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    out = _grpo(grpo_inputs, tmp_path / "run", "--learning_rate", "0.05")
+    for f in ("adapter_model.safetensors", "adapter_config.json", "processor_config.json", "chat_template.jinja",
+              "gleamx_args.yaml", "log_history.json", "reward_curve.png", "README.md"):
+        assert (out / f).is_file(), f
+    # each reward logged separately, mean and std, every step
+    logged = [h for h in _history(out) if "reward" in h]
+    assert len(logged) == 2
+    assert all({"rewards/verdict/mean", "rewards/verdict/std", "rewards/format/mean", "rewards/format/std"} <= set(h)
+               for h in logged)
+    # the SFT adapter was trained further: same tensors, an adapter on the same base model
+    sft, grpo = load_file(grpo_inputs["sft"] / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    assert set(sft) == set(grpo)
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(grpo_inputs["model"])
+    args = (out / "gleamx_args.yaml").read_text()
+    assert "method: grpo" in args and "sft_parent:" in args and "reward_funcs:" in args
+    # the card: base, SFT parent, rewards with their weights; eval results become model-index
+    card = (out / "README.md").read_text()
+    assert "SFT parent" in card and str(grpo_inputs["sft"]) in card and "| verdict | 1.0 |" in card
+    assert "| format | 0.5 |" in card and "- grpo" in card
+
+    # gleamx eval and gleamx push take the output as they take an SFT run
+    ev = tmp_path / "eval"
+    results = run_eval(EvalConfig(data=str(grpo_inputs["data"]), model=str(grpo_inputs["model"]), adapter=str(out),
+                                  task="label", max_new_tokens=4, limit=6, output=str(ev), bootstrap=0))
+    assert results["n"] > 0 and (ev / "results.json").is_file()
+    out2 = _grpo(grpo_inputs, tmp_path / "run2", "--eval_results", str(ev / "results.json"))
+    names = {r.metric_name: r.metric_value for r in ModelCard.load(out2 / "README.md").data.eval_results}
+    assert names["Match accuracy"] == round(100 * results["accuracy"], 2)
+    capsys.readouterr()
+    assert cli_main(["push", str(out), "--repo-id", "me/gleamx-grpo", "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert "adapter_model.safetensors" in said and "reward_curve.png" in said and "library_name: peft" in said
+
+
+@pytest.mark.slow
+def test_grpo_from_a_base_model_with_kl_and_every_reward(grpo_inputs, tmp_path):
+    """A fresh LoRA on the base model, explain task, all four rewards (reference similarity through the encoder
+    handed in), beta > 0 so TRL logs the KL and a KL plot is written."""
+    from gleamx.models import load_model_and_processor
+
+    out = _grpo(grpo_inputs, tmp_path / "base", "--task", "explain", "--lang", "en", "--beta", "0.1",
+                "--reward_funcs", "verdict", "format", "consistency", "reference_similarity",
+                "--reward_weights", "1.0", "0.5", "0.5", "0.25", start="model", encoder_loader=_encoder)
+    logged = [h for h in _history(out) if "reward" in h]
+    assert logged and all("kl" in h and "rewards/reference_similarity/mean" in h for h in logged)
+    # sampled answers differ in similarity, so the group advantages and the LoRA gradients are not zero
+    assert any(h["rewards/reference_similarity/std"] > 0 for h in logged)
+    assert any(h["grad_norm"] > 0 for h in logged)
+    assert (out / "kl_curve.png").is_file() and (out / "reward_curve.png").is_file()
+    card = (out / "README.md").read_text()
+    assert "none (GRPO from the base model)" in card and "| reference_similarity | 0.25 |" in card
+    # the output loads onto its base model as an SFT adapter does
+    from gleamx.models.adapter import load_adapter
+
+    base, _ = load_model_and_processor(grpo_inputs["model"])
+    assert load_adapter(base, out) is not None
+
+
+@pytest.mark.slow
+def test_cli_grpo_runs_the_packaged_tiny_recipe(grpo_inputs, tmp_path):
+    from gleamx.cli.main import main as cli_main
+
+    out = tmp_path / "cli"
+    rc = cli_main(["grpo", "--config", "tiny/grpo", "--model_name_or_path", str(grpo_inputs["sft"]),
+                   "--dataset_name", str(grpo_inputs["data"]), "--output_dir", str(out), "--max_steps", "1",
+                   "--max_completion_length", "4", "--save_strategy", "no", "--beta", "0.1"])
+    assert rc == 0 and (out / "adapter_model.safetensors").is_file() and (out / "kl_curve.png").is_file()
+    # beta > 0 on an SFT adapter: TRL's frozen reference copy (the SFT adapter itself) is not left in the output
+    assert not (out / "ref").exists()
+
+
+@pytest.mark.slow
+def test_resume_continues_with_the_same_rewards(grpo_inputs, tmp_path):
+    """Stopped after step 2 and resumed from checkpoint-2: steps 3-4 sample the same answers and get the same
+    rewards and losses (non-zero: reference_similarity spreads the rewards) as the straight run."""
+    over = ("--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--learning_rate", "0.05",
+            "--task", "explain", "--lang", "en", "--reward_funcs", "verdict", "reference_similarity",
+            "--reward_weights", "1", "1")
+    straight = _grpo(grpo_inputs, tmp_path / "straight", *over, start="model", encoder_loader=_encoder)
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(straight / "checkpoint-2", resumed_dir / "checkpoint-2")
+    resumed = _grpo(grpo_inputs, resumed_dir, *over, "--resume_from_checkpoint", "true", start="model",
+                    encoder_loader=_encoder)
+    a = {h["step"]: h for h in _history(straight) if "reward" in h}
+    b = {h["step"]: h for h in _history(resumed) if "reward" in h}
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]  # steps 1-2 from the checkpoint's state, 3-4 computed anew
+    for step in (3, 4):
+        for key in ("reward", "rewards/verdict/mean", "rewards/reference_similarity/mean", "loss", "grad_norm"):
+            assert a[step][key] == pytest.approx(b[step][key], abs=1e-5), (step, key)
+    assert any(a[s]["loss"] != 0 for s in (3, 4))
+
+
+def test_data_without_labels_is_refused_in_one_line(tmp_path):
+    from PIL import Image
+
+    from gleamx.train.grpo import grpo_training_data
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    row = {"id": "a", "query_image": "a.png", "satellite_image": "a.png", "query_view": "uav", "split": "train"}
+    (tmp_path / "d.jsonl").write_text(json.dumps(row) + "\n")
+    script, _, _ = _parse("--dataset_name", str(tmp_path / "d.jsonl"), "--output_dir", str(tmp_path / "o"))
+    with pytest.raises(GleamDataError, match=r"d\.jsonl:1: label: missing.*nothing to verify") as e:
+        grpo_training_data(script)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_recipes_are_one_line_before_any_model_loads(tmp_path):
+    # TRL's num_generations rule, at parse time
+    with pytest.raises(GleamConfigError, match=r"^recipe: generation_batch_size \(6\) must be divisible by "
+                                               r"num_generations \(4\)\.?$"):
+        _parse("--per_device_train_batch_size", "6")
+    # an unknown reward name, with a did-you-mean
+    with pytest.raises(GleamConfigError, match=r"unknown reward 'consistancy' \(did you mean 'consistency'\?\)"):
+        _parse("--reward_funcs", "verdict", "consistancy")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY.read_text().replace("reward_funcs: [verdict, format]", "reward_funcs: [verdict, fromat]"))
+    with pytest.raises(GleamConfigError, match=r"did you mean 'format'"):
+        _parse(recipe=recipe)
+    # checks that need both halves of the recipe, before data or model load (the model path does not exist)
+    from gleamx.train.grpo import run_grpo
+
+    base = ("--model_name_or_path", str(tmp_path / "no-model"), "--dataset_name", str(tmp_path / "no-data"),
+            "--output_dir", str(tmp_path / "o"))
+    with pytest.raises(GleamConfigError, match=r"reward_weights: 3 weight\(s\) for 2 reward\(s\)"):
+        run_grpo(*_parse(*base, "--reward_weights", "1", "1", "1"))
+    with pytest.raises(GleamConfigError, match="class_balance: with scale_rewards group"):
+        run_grpo(*_parse(*base, "--class_balance", "true"))
+    if not torch.cuda.is_available():
+        with pytest.raises(GleamConfigError, match="use_vllm: vLLM generation needs a CUDA GPU"):
+            run_grpo(*_parse(*base, "--use_vllm", "true"))
+
+
+def test_class_balance_runs_with_batch_scaling(grpo_inputs):
+    """class_balance with scale_rewards batch: the rewards TRL gets are weighted per label."""
+    from gleamx.train.grpo import grpo_training_data
+    from gleamx.train.rewards import class_weights
+
+    script, training, _ = _parse("--dataset_name", str(grpo_inputs["data"]), "--class_balance", "true",
+                                 "--scale_rewards", "batch", "--output_dir", "unused")
+    data = grpo_training_data(script)
+    w = class_weights(data.dataset["label"])
+    assert data.n_positive + (len(data.dataset) - data.n_positive) == len(data.dataset)
+    assert w[True] * data.n_positive == pytest.approx(w[False] * (len(data.dataset) - data.n_positive))
+    row = data.dataset[0]
+    assert [p["type"] for p in row["prompt"][0]["content"]] == ["image", "image", "text"] and len(row["images"]) == 2
+
+
+@pytest.mark.parametrize("recipe", GRPO_RECIPES)
+def test_every_grpo_recipe_parses(recipe):
+    cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    script, training, model = _parse(*cpu, recipe=ROOT / recipe)
+    assert model.model_name_or_path and script.dataset_name and training.output_dir
+    assert script.reward_funcs[0] == "verdict"
+    assert len(training.reward_weights) == len(script.reward_funcs)
+    assert training.generation_batch_size % training.num_generations == 0
+
+
+def test_grpo_recipes_are_their_own_kind():
+    from gleamx.recipes import names, resolve_config
+
+    assert set(names("grpo")) == {"tiny/grpo", "qwen2.5-vl-3b/grpo_lora", "qwen2.5-vl-3b/grpo_full",
+                                  "qwen3-vl-4b/grpo_lora"}
+    assert not any("grpo" in n for n in names("sft"))
+    with pytest.raises(GleamConfigError, match="packaged SFT recipes"):
+        resolve_config(["--config", "tiny/grpo"], "sft")
+    assert resolve_config(["--config", "tiny/grpo"], "grpo")[1].endswith("tiny/grpo.yaml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", [r for r in GRPO_RECIPES if not r.startswith("recipes/tiny/")])
+def test_gpu_grpo_recipe_runs_as_shipped(recipe, grpo_inputs, models_real_tiny_dir, tmp_path):
+    """One GRPO step of every GPU recipe through recipes/grpo.py's main, on the tiny random model built from the
+    real files of its family. Overridden: what a CPU forces (model path: a base model, as no SFT run exists here;
+    data; use_cpu; output dir) and the amount of work (one step of one prompt group, 8 answer tokens). Rewards
+    (reference similarity through the offline encoder), weights, bf16, LoRA or full fine-tuning stay as shipped."""
+    from gleamx.recipes.grpo import main as grpo_main
+
+    arch = {"qwen2.5-vl-3b": "qwen2_5_vl", "qwen3-vl-4b": "qwen3_vl"}[recipe.split("/")[1]]
+    _, shipped, shipped_model = _parse("--use_cpu", "true", recipe=ROOT / recipe)
+    out = tmp_path / "out"
+    grpo_main(["--config", str(ROOT / recipe), "--model_name_or_path", str(models_real_tiny_dir(arch)),
+               "--dataset_name", str(grpo_inputs["data"]), "--output_dir", str(out), "--use_cpu", "true",
+               "--max_steps", "1", "--gradient_accumulation_steps", "1",
+               "--per_device_train_batch_size", str(shipped.num_generations), "--max_completion_length", "8",
+               "--report_to", "none"])
+    logged = [h for h in _history(out) if "reward" in h]
+    assert len(logged) == 1 and all(f"rewards/{n}/mean" in logged[0] for n in ("verdict", "format"))
+    assert (out / ("adapter_model.safetensors" if shipped_model.use_peft else "model.safetensors")).is_file()
