@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"build"},                # GLEAM-X from real sources: pairs, MLLM annotation, human revision
     {"demo"},                 # the whole pipeline on generated data
     {"recipes"},              # the recipe scripts (entry points)
+    {"app"},                  # the Gradio app: verify and localize through eval's and localize's own calls
     {"cli"},                  # the gleamx command line (entry point)
 ]
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}

@@ -1,5 +1,5 @@
 """``gleamx``: data (synth, validate, convert, cvgl), models (tiny), sft, eval, retrieval (GLEAM-C train/eval),
-localize, push, merge, demo.
+localize, push, merge, demo, app.
 
 Every command is a config dataclass parsed by :class:`gleamx.cli.parser.GleamParser` (flags and
 ``--config FILE.yaml``) and one library call; this file only prints what the call returns.
@@ -159,6 +159,23 @@ def cmd_demo(cfg) -> int:
     from gleamx.demo import run_demo
 
     run_demo(cfg)
+    return 0
+
+
+def cmd_app(cfg) -> int:
+    if cfg.export_space:
+        from gleamx.app.space import export_space
+
+        out = export_space(cfg)
+        console.print(f"Space written to {out} (app.py, requirements.txt, README.md, gleamx/): push it with "
+                      f"`hf upload USER/SPACE {out} --repo-type space`", markup=False)
+        return 0
+    from gleamx.app.ui import serve
+
+    try:
+        serve(cfg)
+    except KeyboardInterrupt:
+        console.print("stopped")
     return 0
 
 
@@ -361,6 +378,9 @@ COMMANDS: dict[str, Command] = {
                      "merge a LoRA adapter into its base model"),
     "demo": Command(_config("gleamx.demo", "DemoConfig"), cmd_demo,
                     "run the pipeline end to end on generated data and a tiny model"),
+    "app": Command(_config("gleamx.app.config", "AppConfig"), cmd_app,
+                   "a Gradio page: verify and explain a pair, localize a query (tiny model and generated data "
+                   "without --model); --export-space DIR writes it as a Hugging Face Space"),
     "review serve": Command(_config("gleamx.build.review", "ReviewServeConfig"), cmd_review_serve,
                             "open the review page: accept, edit or reject each explanation, saved at once"),
     "review export": Command(_config("gleamx.build.review", "ReviewExportConfig"), cmd_review_export,

@@ -1,0 +1,121 @@
+"""``AppConfig``: what ``gleamx app`` serves (flags, ``--config FILE.yaml`` or the Python API)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gleamx.checks import check_choice, check_given, check_int, check_positive
+from gleamx.choices import ARCHS, DTYPES, LANGS, TASKS, Arch, Dtype, Lang, Task
+from gleamx.errors import GleamConfigError
+
+MB = 1 << 20
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _help(text: str, **more: Any) -> dict[str, Any]:
+    return {"help": text, **more}
+
+
+def default_workdir() -> Path:
+    """``$GLEAMX_CACHE/app``, else ``$XDG_CACHE_HOME/gleamx/app``, else ``~/.cache/gleamx/app``."""
+    if os.environ.get("GLEAMX_CACHE"):
+        return Path(os.environ["GLEAMX_CACHE"]) / "app"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gleamx" / "app"
+
+
+@dataclass(kw_only=True)
+class AppConfig:
+    """Serve the GLEAM-X app: verify and explain one pair; localize a query against a satellite gallery."""
+
+    model: str | None = field(default=None, metadata=_help(
+        "MLLM directory or Hub id (default: --adapter's base model; with neither, a tiny random model with a "
+        "short LoRA run, a tiny GLEAM-C encoder and generated data are built in --workdir on first start, like "
+        "gleamx demo)"))
+    adapter: str | None = field(default=None, metadata=_help(
+        "PEFT adapter directory from recipes/sft.py, or a Hub id (downloaded once); its saved processor sets the "
+        "pixel budget, as in gleamx eval"))
+    encoder: str | None = field(default=None, metadata=_help(
+        "trained GLEAM-C directory or Hub id for the Localize tab (goes with --gallery)"))
+    gallery: str | None = field(default=None, metadata=_help(
+        "satellite tiles for the Localize tab: a retrieval layout or GLEAM-X pairs, as gleamx localize's --data"))
+    split: str = field(default="test", metadata=_help("the gallery's split (default test)"))
+    k: int = field(default=5, metadata=_help(
+        "candidates per query in the Localize tab (default 5, or every tile of a smaller gallery)"))
+    lang: Lang = field(default="en", metadata=_help("language selected when the page opens"))
+    task: Task = field(default="explain", metadata=_help("task selected when the page opens"))
+    max_new_tokens: int | None = field(default=None, metadata=_help(
+        "longest answer generated (default 16 for the label task, 256 for explain, as gleamx localize)"))
+    repetition_penalty: float = field(default=1.0, metadata=_help("greedy decoding's repetition penalty (1.0: none)"))
+    batch_size: int = field(default=8, metadata=_help("candidate pairs per MLLM batch in the Localize tab"))
+    dtype: Dtype = field(default="auto", metadata=_help("the MLLM's weights' dtype"))
+    min_pixels: int | None = field(default=None, metadata=_help(
+        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)"))
+    max_pixels: int | None = field(default=None, metadata=_help(
+        "override the per-image pixel budget (default: the one the adapter's run trained with)"))
+    host: str = field(default="127.0.0.1", metadata=_help(
+        "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app to the network)"))
+    port: int = field(default=7860, metadata=_help("port to listen on (0: any free port)"))
+    share: bool = field(default=False, metadata=_help("also open a public gradio.live link (off unless asked)"))
+    max_upload_mb: float = field(default=20.0, metadata=_help("largest upload accepted, in MB (default 20)"))
+    max_upload_pixels: int = field(default=40_000_000, metadata=_help(
+        "largest image accepted, in pixels (width x height, read from the header before decoding; default 40 M)"))
+    workdir: str | None = field(default=None, metadata=_help(
+        "where the app keeps its examples and, without --model, its tiny model, encoder and data (default "
+        "$GLEAMX_CACHE/app or ~/.cache/gleamx/app)"))
+    embedding_cache: str | None = field(default=None, metadata=_help(
+        "directory of cached gallery embeddings (default $GLEAMX_CACHE/embeddings or ~/.cache/gleamx/embeddings; "
+        "'off': none)"))
+    arch: Arch = field(default="qwen2_5_vl", metadata=_help("Qwen-VL class of the tiny model built without --model"))
+    seed: int = field(default=0, metadata=_help("seed of the tiny model, encoder and generated data"))
+    export_space: str | None = field(default=None, metadata=_help(
+        "write a Hugging Face Space (app.py, requirements.txt, README.md) serving this app into this directory, "
+        "and exit"))
+
+    def __post_init__(self) -> None:
+        check_given("--host", self.host, "an address such as 127.0.0.1")
+        check_given("--split", self.split, "a split name such as test")
+        check_int("--port", self.port, 0)
+        if self.port > 65535:
+            raise GleamConfigError(f"--port: expected an integer from 0 to 65535, got {self.port!r}")
+        check_choice("--lang", self.lang, LANGS)
+        check_choice("--task", self.task, TASKS)
+        check_choice("--dtype", self.dtype, DTYPES)
+        check_choice("--arch", self.arch, ARCHS)
+        for flag, value, low, optional in (
+                ("--k", self.k, 1, False), ("--batch-size", self.batch_size, 1, False),
+                ("--max-new-tokens", self.max_new_tokens, 1, True), ("--min-pixels", self.min_pixels, 1, True),
+                ("--max-pixels", self.max_pixels, 1, True), ("--max-upload-pixels", self.max_upload_pixels, 1, False),
+                ("--seed", self.seed, 0, False)):
+            check_int(flag, value, low, optional=optional)
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise GleamConfigError(
+                f"--min-pixels: expected at most --max-pixels ({self.max_pixels}), got {self.min_pixels}")
+        check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
+        check_positive("--max-upload-mb", self.max_upload_mb, what="a positive number of MB")
+        if not self.tiny and bool(self.encoder) != bool(self.gallery):
+            given, missing = ("--encoder", "--gallery") if self.encoder else ("--gallery", "--encoder")
+            raise GleamConfigError(f"{given}: needs {missing} too (the Localize tab searches a gallery with an "
+                                   "encoder)")
+        if self.tiny and (self.encoder or self.gallery):
+            raise GleamConfigError("--encoder/--gallery: need --model or --adapter (without them the app builds "
+                                   "its own tiny model, encoder and gallery)")
+
+    @property
+    def tiny(self) -> bool:
+        """Whether the app runs on its own tiny model, encoder and generated data (no ``--model``, no
+        ``--adapter``)."""
+        return not self.model and not self.adapter
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+    def new_tokens(self, task: str) -> int:
+        """Longest answer for ``task``: ``--max-new-tokens``, else gleamx localize's default for it."""
+        return self.max_new_tokens or (16 if task == "label" else 256)
+
+    def work_dir(self) -> Path:
+        return Path(self.workdir).expanduser() if self.workdir else default_workdir()
