@@ -18,6 +18,12 @@ the most work each rule does) and compares that with a step's cost per answer.
 
     python benchmark/bench_grpo.py --quick     # 3 x 2 runs of 5 measured steps
     python benchmark/bench_grpo.py             # 3 x 2 runs of 15 measured steps
+
+``--full-recipe`` measures the same split on ``recipes/qwen2.5-vl-3b/grpo_lora.yaml`` as shipped (bf16, flash
+attention, 8 answers a prompt, 384 completion tokens, a fresh LoRA r 64) on a random-weight Qwen2.5-VL-3B built
+from the real checkpoint's files: that is the GPU measurement (``benchmark/gpu/bench_grpo.sh``). The rule rewards
+only (verdict, format, consistency): ``reference_similarity`` needs the eval's sentence encoder, loaded by the
+recipe script. ``--full-recipe --cpu-twin`` runs the same path on the tiny real-file model on a CPU (plumbing).
 """
 
 from __future__ import annotations
@@ -89,7 +95,13 @@ def probed_trainer(probe: Probe) -> type:
     return ProbedTrainer
 
 
-def one_run(setting: str, root: Path, data: Path, model: Path, steps: int, r: int) -> dict[str, float]:
+FULL_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "qwen2.5-vl-3b" / "grpo_lora.yaml"
+FULL_SETTING = ["--task", "explain", "--reward_funcs", "verdict", "format", "consistency", "--reward_weights", "1",
+                "0.25", "0.5"]
+
+
+def one_run(setting: str, root: Path, data: Path, model: Path, steps: int, r: int,
+            recipe: Path = RECIPE, extra: tuple[str, ...] = ()) -> dict[str, float]:
     from trl import GRPOConfig, ModelConfig, TrlParser
 
     from gleamx.train.grpo_args import GleamGRPOArguments
@@ -100,9 +112,9 @@ def one_run(setting: str, root: Path, data: Path, model: Path, steps: int, r: in
     grpo.GleamGRPOTrainer = probed_trainer(probe)
     try:
         args = parse_recipe(TrlParser((GleamGRPOArguments, GRPOConfig, ModelConfig)), [
-            "--config", str(RECIPE), "--model_name_or_path", str(model), "--dataset_name", str(data),
+            "--config", str(recipe), "--model_name_or_path", str(model), "--dataset_name", str(data),
             "--output_dir", str(root / f"{setting}-{r}"), "--max_steps", str(steps + WARMUP), "--save_strategy", "no",
-            "--logging_steps", "1", "--lang", "en", *SETTINGS[setting]])
+            "--logging_steps", "1", "--lang", "en", *SETTINGS[setting], *extra])
         grpo.run_grpo(*args)
     finally:
         grpo.GleamGRPOTrainer = original
@@ -135,9 +147,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="5 measured steps a run instead of 15")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see README: shared cores)")
+    ap.add_argument("--full-recipe", action="store_true",
+                    help="recipes/qwen2.5-vl-3b/grpo_lora.yaml on a random full-size Qwen2.5-VL-3B (GPU)")
+    ap.add_argument("--cpu-twin", action="store_true", help="with --full-recipe: the tiny real-file model on a CPU")
+    ap.add_argument("--steps", type=int, default=None, help="measured steps a run (default 15, --quick 5)")
     args = ap.parse_args()
-    steps = 5 if args.quick else 15
+    steps = args.steps or (5 if args.quick else 15)
     set_threads_and_describe(args.threads)
+    if args.full_recipe:
+        return full_recipe(steps, args.repeats, args.cpu_twin)
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-grpo-") as tmp:
         root = Path(tmp)
         synthesize(root / "data", 120, seed=0, image_size=64)
@@ -170,6 +188,45 @@ def main() -> int:
     worst = max(100 * x["rew"] / x["step"] for rs in runs.values() for x in rs)
     print(f"\nreward functions: at most {worst:.2f}% of a step in any run "
           f"({'under' if worst < 5 else 'OVER'} the 5% budget)")
+    return 0
+
+
+def full_recipe(steps: int, repeats: int, cpu_twin: bool) -> int:
+    """Generation / rewards / optimisation of the shipped 3B GRPO recipe (see the module docstring)."""
+    import torch
+
+    from gleamx.models.real_tiny import build_real_tiny_model
+
+    if not cpu_twin and not torch.cuda.is_available():
+        print("error: bench_grpo: --full-recipe measures a GPU and none is visible (--cpu-twin checks the plumbing)",
+              file=sys.stderr)
+        return 2
+    SETTINGS["full"] = FULL_SETTING
+    extra: tuple[str, ...] = ("--use_cpu", "true", "--bf16", "false", "--dtype", "float32",
+                              "--attn_implementation", "sdpa", "--max_completion_length", "16",
+                              "--per_device_train_batch_size", "4", "--num_generations", "4") if cpu_twin else ()
+    with tempfile.TemporaryDirectory(prefix="gleamx-bench-grpo-full-") as tmp:
+        root = Path(tmp)
+        synthesize(root / "data", 40, seed=0, image_size=64 if cpu_twin else 448)
+        model = build_real_tiny_model("qwen2_5_vl", root / "model", full_size=not cpu_twin,
+                                      device=None if cpu_twin else "cuda")
+        if not cpu_twin:
+            torch.cuda.reset_peak_memory_stats()
+        runs = alternate({"full": lambda r: one_run("full", root, root / "data", model, steps, r, FULL_RECIPE,
+                                                     extra)}, repeats)["full"]
+    what = "tiny real-file Qwen2.5-VL on the CPU (plumbing)" if cpu_twin else \
+        f"random-weight Qwen2.5-VL-3B on {torch.cuda.get_device_name()}"
+    print(f"\n{FULL_RECIPE.relative_to(FULL_RECIPE.parents[2])} as shipped{' (CPU twin overrides)' if cpu_twin else ''}, "
+          f"{what}; rewards verdict, format, consistency; {steps} measured steps after {WARMUP} warm-up, "
+          f"{repeats} run(s)")
+    print(f"  step                      {spread([x['step'] * 1000 for x in runs], '.1f', ' ms')}")
+    for key, name in (("gen", "generation"), ("rew", "reward computation"), ("opt", "optimisation + rest")):
+        print(f"  {name:<25} {spread([x[key] * 1000 for x in runs], '.2f', ' ms')}   "
+              f"share {spread([100 * x[key] / x['step'] for x in runs], '.2f', '%')}")
+    if not cpu_twin:
+        print(f"  peak GPU memory           {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    worst = max(100 * x["rew"] / x["step"] for x in runs)
+    print(f"reward functions: at most {worst:.2f}% of a step ({'under' if worst < 5 else 'OVER'} the 5% budget)")
     return 0
 
 
