@@ -14,6 +14,7 @@ from gleamx.errors import GleamConfigError
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS4 = ["uav", "street_map", "panorama", "ground"]
 
+from test_recipes import gleamc_data  # noqa: E402, F401  (900 toy pairs, 180 training locations)
 from test_retrieval import toy  # noqa: E402, F401  (synthetic toy level, 32 px: 60 locations, all four views)
 
 
@@ -243,19 +244,9 @@ def test_resuming_with_changed_phases_is_one_line(toy, tmp_path):
         train_gleamc(_cfg(toy, out, resume_from_checkpoint=str(ck)))
 
 
-@pytest.fixture(scope="module")
-def recipe_data(tmp_path_factory):
-    """180 training locations: the ConvNeXt-B recipe's global batch of 128 fits, one pair per location."""
-    from gleamx.synth import synthesize
-
-    root = tmp_path_factory.mktemp("gleamc-phase-recipes")
-    synthesize(root, n=900, seed=1, image_size=32, difficulty="toy")
-    return root
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["two_phase_tiny", "two_phase_convnext_base"])
-def test_two_phase_recipes_run_as_shipped_one_epoch_per_phase(recipe, recipe_data, tmp_path):
+def test_two_phase_recipes_run_as_shipped_one_epoch_per_phase(recipe, gleamc_data, tmp_path):
     """Each phase as shipped (views, mix, batch, optimiser, precision) for one epoch; the backbone becomes the
     tiny random ConvNeXt at 32 px, as in tests/test_recipes.py. ``--phases`` is the way to shorten phases
     from the command line, so the shipped list goes back in with ``epochs: 1``."""
@@ -267,7 +258,7 @@ def test_two_phase_recipes_run_as_shipped_one_epoch_per_phase(recipe, recipe_dat
     from gleamx.retrieval.train import train_gleamc
     from gleamx.train.recipe import parse_recipe
 
-    data = recipe_data
+    data = gleamc_data  # 180 training locations: the ConvNeXt-B recipe's global batch of 128 fits
     path = ROOT / "recipes" / "gleamc" / f"{recipe}.yaml"
     shipped = yaml.safe_load(path.read_text())["phases"]
     (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), [

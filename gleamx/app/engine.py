@@ -30,6 +30,7 @@ from PIL import Image
 
 from gleamx.app.assets import Assets
 from gleamx.app.config import MB, AppConfig
+from gleamx.checks import check_choice
 from gleamx.choices import LANGS, TASKS, VIEWS
 from gleamx.data.images import ImageTooLargeError, open_image
 from gleamx.data.schema import GleamSample
@@ -107,11 +108,6 @@ class Candidate:
     verification: Verification | None = None
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UploadError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-
-
 class _Streaming:
     """The model, with a streamer given to every ``generate`` call: ``generate_batch`` (the eval's own code,
     used as is) takes no streamer, and a streamer only watches the tokens, it changes none."""
@@ -154,7 +150,7 @@ class Engine:
 
     def pair(self, query: Any, satellite: Any, view: str) -> Pair:
         """A pair from two uploads' bytes."""
-        _check_choice("view", view, VIEWS)
+        check_choice("view", view, VIEWS)
         return Pair(self.image(query, "query image"), self.image(satellite, "satellite image"), view)
 
     # --- verification -------------------------------------------------------------------------------------
@@ -180,8 +176,8 @@ class Engine:
         """The answer's text so far, as it is generated, then the :class:`Verification`."""
         from transformers import TextIteratorStreamer
 
-        _check_choice("language", lang, LANGS)
-        _check_choice("task", task, TASKS)
+        check_choice("language", lang, LANGS)
+        check_choice("task", task, TASKS)
         sample = pair.sample()
         with self.lock:
             streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True,
@@ -264,9 +260,9 @@ class Engine:
         as ``gleamx localize`` ranks them (``rank`` set)."""
         from gleamx.retrieval.localize import rerank
 
-        _check_choice("view", view, VIEWS)
-        _check_choice("language", lang, LANGS)
-        _check_choice("task", task, TASKS)
+        check_choice("view", view, VIEWS)
+        check_choice("language", lang, LANGS)
+        check_choice("task", task, TASKS)
         with self.lock:
             cands = self.candidates(query, k or self.cfg.k)
             yield cands
