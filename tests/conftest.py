@@ -9,6 +9,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytest_plugins = ["pytester"]  # tests/test_strict_skips.py runs the suite's own guard on a tiny inner suite
+
+# --- one thread per xdist worker -----------------------------------------------------------------
+# The suite runs as `pytest -n auto` (pyproject's addopts): N workers on N cores. Each worker, and every
+# process a test starts from it (accelerate jobs, the wheel install), gets one BLAS/OpenMP thread, so
+# workers never fight over cores. Set before any test module imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 
 # --- CI cannot go quietly green -----------------------------------------------------------------
 # With GLEAMX_STRICT_SKIPS=1 (.ci/run sets it) a test that skips for a reason not listed here fails
@@ -23,11 +34,30 @@ def _strict_skips() -> bool:
     return os.environ.get("GLEAMX_STRICT_SKIPS") == "1"
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+def _hold_to_allow_list(report: pytest.TestReport | pytest.CollectReport) -> None:
     if report.skipped and _strict_skips():
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         if not any(allowed in reason for allowed in ALLOWED_SKIP_REASONS):
             _disallowed_skips.append((report.nodeid, reason))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _hold_to_allow_list(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A module-level skip (``pytest.importorskip`` at import, ``pytestmark = skip``) never reaches
+    # ``pytest_runtest_logreport``: its whole file would vanish from a strict run without this.
+    _hold_to_allow_list(report)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` a module's tests go to one worker, so its module-scoped fixtures (a trained
+    run, a served app) are built once; a test marked ``xdist_group("name")`` joins that group instead, which
+    lets two modules share one session-scoped fixture."""
+    for item in items:
+        if not any(m.name == "xdist_group" for m in item.iter_markers()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
@@ -81,6 +111,32 @@ def data_small_jsonl(tmp_path: Path) -> Path:
     return path
 
 
+# --- generated data, built once ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``get(n, seed=0, image_size=128, difficulty="medium") -> Path``: a generated GLEAM-X dataset (splits and
+    retrieval layout), built once per session (per xdist worker) for each argument set.
+
+    Shared between modules: read it, never change it; a test that edits files copies it first
+    (``shutil.copytree``).
+    """
+    from gleamx.synth import synthesize
+
+    built: dict[tuple[int, int, int, str], Path] = {}
+
+    def get(n: int, seed: int = 0, image_size: int = 128, difficulty: str = "medium") -> Path:
+        key = (n, seed, image_size, difficulty)
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"synth_{n}_{seed}_{image_size}_{difficulty}") / "data"
+            synthesize(out, n=n, seed=seed, image_size=image_size, difficulty=difficulty)
+            built[key] = out
+        return built[key]
+
+    return get
+
+
 # --- models_ fixtures (gleamx.models) ----------------------------------------------------------
 
 
@@ -121,5 +177,49 @@ def models_real_tiny_dir(tmp_path_factory: pytest.TempPathFactory):
         if arch not in built:
             built[arch] = build_real_tiny_model(arch, tmp_path_factory.mktemp(f"models_real_{arch}"))
         return built[arch]
+
+    return get
+
+
+# --- the CLI, in this process ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gleamx_cli(capsys: pytest.CaptureFixture[str]):
+    """``run(*args, entry=gleamx.cli.main.main) -> CliResult``: a command line run in this process, its output
+    captured. No cold interpreter per call (torch alone takes seconds to import); ``tests/test_cli.py`` keeps
+    one real subprocess per installed entry point. ``entry=script_entry(path)`` runs a recipe script."""
+    from cli_run import run_captured
+
+    return lambda *args, entry=None: run_captured(capsys, args, entry)
+
+
+# --- a tiny LoRA run, trained once ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_run(tmp_path_factory: pytest.TempPathFactory, models_tiny_dir):
+    """``get(data, *overrides) -> Path``: the packaged tiny SFT recipe (``recipes/tiny/sft_lora.yaml``, parsed
+    as ``recipes/sft.py`` parses it) on the tiny Qwen2.5-VL model and ``data``, ``--save_strategy no``, with
+    ``overrides`` (flags) on top; each distinct run is trained once per session. Read it, never change it."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from gleamx import recipes
+    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.recipe import parse_recipe
+    from gleamx.train.sft import run_sft
+
+    built: dict[tuple[str, ...], Path] = {}
+
+    def get(data: Path, *overrides: str) -> Path:
+        key = (str(data), *overrides)
+        if key not in built:
+            out = tmp_path_factory.mktemp("tiny_lora_run") / "sft"
+            args = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), [
+                "--config", str(recipes.path("tiny/sft_lora")), "--model_name_or_path",
+                str(models_tiny_dir("qwen2_5_vl")), "--dataset_name", str(data), "--output_dir", str(out),
+                "--save_strategy", "no", *overrides])
+            built[key] = run_sft(*args)
+        return built[key]
 
     return get

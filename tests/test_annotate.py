@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("openai")
+import openai  # noqa: E402,F401  dev dependency: a missing one fails, never skips
 
 from gleamx.build.annotate import (  # noqa: E402
     ANNOTATED_NAME,
@@ -267,11 +267,10 @@ def test_timeout_is_retried_and_a_hanging_server_fails_fast(stub, data, tmp_path
     summary = annotate(cfg(path, url, tmp_path / "a", lang=["en"], timeout=0.3))
     assert summary.as_dict()["n_ok"] == N and s.counts[("p0", "en")] == 2
 
-    _, url = stub(lambda sid, lang, n: (200, {}, 30.0))
-    t0 = time.monotonic()
+    s, url = stub(lambda sid, lang, n: (200, {}, 30.0))  # answers well, after 30 s: only the timeout fails it
     with pytest.raises(ApiUnavailableError, match=r"failed 2 times \(timeout after 0.5 s; see --timeout\)"):
         annotate(cfg(path, url, tmp_path / "b", lang=["en"], timeout=0.5, max_retries=1, limit=1))
-    assert time.monotonic() - t0 < 8
+    assert sum(s.counts.values()) == 2  # one try, one retry, each cut at 0.5 s
 
 
 @pytest.mark.parametrize("body", [b"<html>not json</html>", {"id": "x", "object": "chat.completion"},

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -210,16 +208,15 @@ def test_hf_dataset_with_column_mapping(data_small_jsonl, tmp_path):
         load_samples(tmp_path / "hf", columns="label=nope")
 
 
-def test_cli_validate_exit_codes_and_one_line_errors(data_small_jsonl, tmp_path):
-    gleamx = [sys.executable, "-m", "gleamx.cli.main"]
-    ok = subprocess.run([*gleamx, "data", "validate", str(data_small_jsonl)], capture_output=True, text=True)
+def test_cli_validate_exit_codes_and_one_line_errors(data_small_jsonl, tmp_path, gleamx_cli):
+    ok = gleamx_cli("data", "validate", data_small_jsonl)
     assert ok.returncode == 0, ok.stderr
     assert "4 valid of 4 records, 0 problem(s)" in ok.stdout
     line = _append(data_small_jsonl, _good_row(query_view="drone"))
-    bad = subprocess.run([*gleamx, "data", "validate", str(data_small_jsonl)], capture_output=True, text=True)
+    bad = gleamx_cli("data", "validate", data_small_jsonl)
     assert bad.returncode == 1
     assert f"{data_small_jsonl}:{line}: query_view: unknown view 'drone'" in bad.stdout
-    missing = subprocess.run([*gleamx, "data", "validate", str(tmp_path / "none.jsonl")], capture_output=True, text=True)
+    missing = gleamx_cli("data", "validate", tmp_path / "none.jsonl")
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "none.jsonl: path: not found" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -276,14 +273,12 @@ def test_loader_returns_a_features_dataset_that_training_consumes(data_small_jso
     assert sft.dataset["id"] == [r["id"] for r in build_sft_dataset(res.samples, "both", "explain").dataset]
 
 
-def test_convert_dataset_with_embedded_images_writes_image_files(data_small_jsonl, tmp_path):
+def test_convert_dataset_with_embedded_images_writes_image_files(data_small_jsonl, tmp_path, gleamx_cli):
     from PIL import Image
 
     samples = _hf_dict_with_embedded_images(data_small_jsonl, tmp_path / "hf")
-    gleamx = [sys.executable, "-m", "gleamx.cli.main"]
     out = tmp_path / "back" / "all.jsonl"
-    run = subprocess.run([*gleamx, "data", "convert", str(tmp_path / "hf"), "--to", "jsonl", "--out", str(out)],
-                         capture_output=True, text=True)
+    run = gleamx_cli("data", "convert", tmp_path / "hf", "--to", "jsonl", "--out", out)
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows[0]["query_image"] == "all_images/000001-query.png"  # relative to the JSONL, beside it
@@ -293,7 +288,6 @@ def test_convert_dataset_with_embedded_images_writes_image_files(data_small_json
     for got, want in zip(back, samples):
         assert Image.open(got.query_image).tobytes() == Image.open(want.query_image).convert("RGB").tobytes()
     sg = tmp_path / "sg" / "all.json"
-    run = subprocess.run([*gleamx, "data", "convert", str(tmp_path / "hf"), "--to", "sharegpt", "--task", "label",
-                          "--out", str(sg)], capture_output=True, text=True)
+    run = gleamx_cli("data", "convert", tmp_path / "hf", "--to", "sharegpt", "--task", "label", "--out", sg)
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
     assert [s.id for s in load_samples(sg).samples] == [s.id for s in samples]

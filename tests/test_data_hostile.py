@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +16,6 @@ from PIL import Image
 from gleamx.data import load_samples, validate, write_samples
 from gleamx.prompts import write_sharegpt
 from gleamx.errors import GleamConfigError, GleamDataError, GleamModelError
-
-GLEAMX = [sys.executable, "-m", "gleamx.cli.main"]
-
 
 def _row(**over):
     row = {"id": "x", "query_image": "images/q1.png", "satellite_image": "images/s1.png",
@@ -36,11 +31,7 @@ def _append(path: Path, row) -> int:
     return path.read_bytes().count(b"\n")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*GLEAMX, *args], capture_output=True, text=True)
-
-
-def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+def _one_line_error(proc, *needles: str) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
     for n in needles:
@@ -144,15 +135,15 @@ def test_bad_bytes_in_a_sharegpt_json_list_name_the_row_and_the_others_load(data
         load_samples(sg)
 
 
-def test_cli_validate_and_convert_skip_bad_with_bad_bytes(data_small_jsonl, tmp_path):
+def test_cli_validate_and_convert_skip_bad_with_bad_bytes(data_small_jsonl, tmp_path, gleamx_cli):
     bad = _append(data_small_jsonl, b'{"id": "\xff"}\n')
-    proc = _cli("data", "validate", str(data_small_jsonl))
+    proc = gleamx_cli("data", "validate", str(data_small_jsonl))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"{data_small_jsonl}:{bad}: encoding: invalid UTF-8 at byte" in proc.stdout
-    proc = _cli("data", "convert", str(data_small_jsonl), "--to", "jsonl", "--skip-bad", "--out", str(tmp_path / "o.jsonl"))
+    proc = gleamx_cli("data", "convert", str(data_small_jsonl), "--to", "jsonl", "--skip-bad", "--out", str(tmp_path / "o.jsonl"))
     assert proc.returncode == 0, proc.stderr
     assert "skipped 1 bad record(s)" in proc.stdout and "wrote 4 samples" in proc.stdout
-    _one_line_error(_cli("data", "convert", str(data_small_jsonl), "--to", "jsonl", "--out", str(tmp_path / "p.jsonl")),
+    _one_line_error(gleamx_cli("data", "convert", str(data_small_jsonl), "--to", "jsonl", "--out", str(tmp_path / "p.jsonl")),
                     f"{data_small_jsonl}:{bad}: encoding: invalid UTF-8")
 
 
@@ -316,13 +307,13 @@ def test_paths_leaving_the_dataset_are_refused_in_one_line_each(escaping):
     assert validate(escaping, allow_outside_paths=True).ok
 
 
-def test_cli_allow_outside_paths_flag(escaping, tmp_path):
-    proc = _cli("data", "validate", str(escaping))
+def test_cli_allow_outside_paths_flag(escaping, tmp_path, gleamx_cli):
+    proc = gleamx_cli("data", "validate", str(escaping))
     assert proc.returncode == 1 and proc.stdout.count("resolves") == 3
-    assert _cli("data", "validate", str(escaping), "--allow-outside-paths").returncode == 0
-    _one_line_error(_cli("data", "convert", str(escaping), "--to", "jsonl", "--out", str(tmp_path / "o.jsonl")),
+    assert gleamx_cli("data", "validate", str(escaping), "--allow-outside-paths").returncode == 0
+    _one_line_error(gleamx_cli("data", "convert", str(escaping), "--to", "jsonl", "--out", str(tmp_path / "o.jsonl")),
                     "satellite_image: image path ../../secret.png resolves outside")
-    proc = _cli("data", "convert", str(escaping), "--to", "jsonl", "--out", str(tmp_path / "o.jsonl"),
+    proc = gleamx_cli("data", "convert", str(escaping), "--to", "jsonl", "--out", str(tmp_path / "o.jsonl"),
                 "--allow-outside-paths")
     assert proc.returncode == 0 and "wrote 5 samples" in proc.stdout, proc.stderr
 
@@ -403,7 +394,7 @@ def test_hub_style_hf_dataset_paths_are_contained(tmp_path):
 
 
 def test_sft_recipe_key_allow_outside_paths_reaches_the_loader(escaping, tmp_path):
-    pytest.importorskip("trl")
+    import trl  # noqa: F401
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.args import GleamScriptArguments

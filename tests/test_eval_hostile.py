@@ -423,14 +423,14 @@ def test_hanging_judge_fails_within_seconds_with_flags(stub, tmp_path):
     """--judge-timeout 1 --judge-max-retries 1 against a stub that never answers in time: one line, fast."""
     from gleamx.eval.judge import JudgeConfig, JudgeItem, JudgeUnavailableError, judge_explanations
 
-    _, url = stub(lambda c, n: (200, {}, 30.0))  # "sleep 30 s, then answer"
+    s, url = stub(lambda c, n: (200, {}, 30.0))  # "sleep 30 s, then answer" (a good answer: see _hang)
 
-    t0 = time.monotonic()
+    # Without the 1 s timeout the client would wait out the 30 s and get a valid judgment: no error at all.
     with pytest.raises(JudgeUnavailableError, match=r"failed 2 times \(timeout after 1 s; see --judge-timeout\)"):
         judge_explanations([JudgeItem("s0", "en", True, "c\nAnswer: Yes", "r\nAnswer: Yes", "uav")],
                            JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY",
                                        timeout=1.0, max_retries=1), tmp_path / "judge.jsonl")
-    assert time.monotonic() - t0 < 6
+    assert sum(s.counts.values()) == 2  # one try and --judge-max-retries 1: no retry storm
     from gleamx.cli.main import parse_command
 
     cfg = parse_command("eval", ["--predictions", "p", "--data", "d", "--output", "o", "--judge-timeout", "1",
@@ -443,17 +443,15 @@ def test_hanging_judge_through_gleamx_eval(data, stub, tmp_path, capsys):
     from gleamx.cli.eval import main
 
     preds = _explain_preds(data, tmp_path, n=1)
-    _, url = stub(lambda c, n: (200, {}, 30.0))
-    t0 = time.monotonic()
+    s, url = stub(lambda c, n: (200, {}, 30.0))
     code = main(["--predictions", str(preds), "--data", str(data), "--task", "explain", "--limit", "1",
                  "--bootstrap", "0", "--judge-model", "judge", "--judge-base-url", url,
                  "--judge-api-key-env", "GLEAMX_TEST_JUDGE_KEY", "--judge-timeout", "1", "--judge-max-retries", "1",
                  "--output", str(tmp_path / "o")])
-    elapsed = time.monotonic() - t0
     assert code == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "timeout after 1 s; see --judge-timeout" in line and "--judge-max-retries: 1" in line
-    assert elapsed < 60  # explanation metrics load a small encoder first; the judge itself gives up in ~3 s
+    assert sum(s.counts.values()) == 2  # the flags reached the client: one try, one retry, each cut at 1 s
 
 
 # --- 6. an adapter of another architecture ------------------------------------------------------------------------
@@ -553,10 +551,8 @@ def test_second_writer_fails_at_once_and_a_killed_holder_frees_the_lock(data, tm
         samples = load_samples(data, split="test").samples
         preds = tmp_path / "p.jsonl"
         preds.write_text("".join(json.dumps({"id": s.id, "prediction": "Answer: No"}) + "\n" for s in samples))
-        t0 = time.monotonic()
-        with pytest.raises(GleamConfigError) as e:
+        with pytest.raises(GleamConfigError) as e:  # refused, not queued: the holder never lets go
             run_eval(_cfg(data, out, predictions=str(preds)))
-        assert time.monotonic() - t0 < 5
         assert str(e.value) == (f"{out}: another gleamx-eval is writing here (pid {holder.pid}); "
                                 "wait for it or use another --output")
         assert not (out / "results.json").exists()
@@ -566,13 +562,36 @@ def test_second_writer_fails_at_once_and_a_killed_holder_frees_the_lock(data, tm
     assert run_eval(_cfg(data, out, predictions=str(preds)))["n"] == 4  # the kernel dropped the dead holder's lock
 
 
+def _locked_elsewhere(directory: Path) -> bool:
+    """Whether another holder (a new open file description: what a second process has) is refused the lock."""
+    import fcntl
+
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def test_lock_nests_within_one_process(tmp_path):
+    """gleamx-eval holds OUTPUT and its judge asks again: the inner hold succeeds, and leaving it keeps the
+    outer hold (a second writer is still refused) until the outer block ends."""
     from gleamx.eval.appendlog import single_writer
 
-    with single_writer(tmp_path), single_writer(tmp_path):
-        pass
+    assert not _locked_elsewhere(tmp_path)
     with single_writer(tmp_path):
-        pass
+        assert _locked_elsewhere(tmp_path)
+        with single_writer(tmp_path):
+            assert _locked_elsewhere(tmp_path)
+        assert _locked_elsewhere(tmp_path)  # the inner exit did not release the outer hold
+    assert not _locked_elsewhere(tmp_path)
+    with single_writer(tmp_path):  # taken again after release
+        assert _locked_elsewhere(tmp_path)
 
 
 @pytest.mark.slow

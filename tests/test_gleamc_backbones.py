@@ -11,7 +11,7 @@ import torch
 
 from gleamx.errors import GleamConfigError, GleamModelError
 
-open_clip = pytest.importorskip("open_clip")
+import open_clip  # noqa: E402
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gleamx.errors import GleamConfigError, GleamDataError
+from training_checks import assert_gradients_flowed, assert_lora_trained, assert_moved
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "tiny" / "grpo.yaml"
@@ -19,24 +20,11 @@ GRPO_RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes")
 
 
 @pytest.fixture(scope="module")
-def grpo_inputs(tmp_path_factory, models_tiny_dir):
+def grpo_inputs(synth_dir, models_tiny_dir, tiny_lora_run):
     """Synthetic toy data, the tiny Qwen2.5-VL model, and a 3-step SFT LoRA run on it (the GRPO start)."""
-    from trl import ModelConfig, SFTConfig, TrlParser
-
-    from gleamx.synth import synthesize
-    from gleamx.train.args import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
-    from gleamx.train.sft import run_sft
-
-    root = tmp_path_factory.mktemp("grpo_inputs")
-    synthesize(root / "data", n=48, seed=3, difficulty="toy", image_size=64)
-    model = models_tiny_dir("qwen2_5_vl")
-    args = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), [
-        "--config", str(ROOT / "recipes" / "tiny" / "sft_lora.yaml"), "--model_name_or_path", str(model),
-        "--dataset_name", str(root / "data"), "--output_dir", str(root / "sft"), "--max_steps", "3",
-        "--save_strategy", "no", "--per_device_train_batch_size", "4"])
-    sft = run_sft(*args)
-    return {"data": root / "data", "model": model, "sft": sft}
+    data = synth_dir(48, seed=3, image_size=64, difficulty="toy")
+    sft = tiny_lora_run(data, "--max_steps", "3", "--per_device_train_batch_size", "4")
+    return {"data": data, "model": models_tiny_dir("qwen2_5_vl"), "sft": sft}
 
 
 def _parse(*overrides: str, recipe: Path = TINY):
@@ -74,7 +62,11 @@ def test_grpo_from_an_sft_run_trains_its_adapter_and_leaves_sft_like_outputs(grp
     from gleamx.cli.main import main as cli_main
     from gleamx.eval.run import EvalConfig, run_eval
 
-    out = _grpo(grpo_inputs, tmp_path / "run", "--learning_rate", "0.05")
+    # reference_similarity spreads the rewards within a group (a 3-step SFT's verdict and format rewards alone
+    # are equal across a group: zero advantage, zero gradient, nothing trained)
+    out = _grpo(grpo_inputs, tmp_path / "run", "--learning_rate", "0.05", "--task", "explain", "--lang", "en",
+                "--reward_funcs", "verdict", "format", "reference_similarity", "--reward_weights", "1.0", "0.5", "0.25",
+                encoder_loader=_encoder)
     for f in ("adapter_model.safetensors", "adapter_config.json", "processor_config.json", "chat_template.jinja",
               "gleamx_args.yaml", "log_history.json", "reward_curve.png", "README.md"):
         assert (out / f).is_file(), f
@@ -86,6 +78,8 @@ def test_grpo_from_an_sft_run_trains_its_adapter_and_leaves_sft_like_outputs(grp
     # the SFT adapter was trained further: same tensors, an adapter on the same base model
     sft, grpo = load_file(grpo_inputs["sft"] / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
     assert set(sft) == set(grpo)
+    assert_moved(sft, grpo, "the SFT adapter under GRPO")  # fails at --learning_rate 1e-30
+    assert_gradients_flowed(out)
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(grpo_inputs["model"])
     args = (out / "gleamx_args.yaml").read_text()
     assert "method: grpo" in args and "sft_parent:" in args and "reward_funcs:" in args
@@ -121,7 +115,8 @@ def test_grpo_from_a_base_model_with_kl_and_every_reward(grpo_inputs, tmp_path):
     assert logged and all("kl" in h and "rewards/reference_similarity/mean" in h for h in logged)
     # sampled answers differ in similarity, so the group advantages and the LoRA gradients are not zero
     assert any(h["rewards/reference_similarity/std"] > 0 for h in logged)
-    assert any(h["grad_norm"] > 0 for h in logged)
+    assert_gradients_flowed(out)
+    assert_lora_trained(out)
     assert (out / "kl_curve.png").is_file() and (out / "reward_curve.png").is_file()
     card = (out / "README.md").read_text()
     assert "none (GRPO from the base model)" in card and "| reference_similarity | 0.25 |" in card

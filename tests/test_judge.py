@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("openai")
+import openai  # noqa: E402,F401  dev dependency: a missing one fails, never skips
 
 from gleamx.errors import GleamConfigError  # noqa: E402
 from gleamx.eval.judge import (  # noqa: E402
@@ -274,7 +274,7 @@ def test_fenced_reply_and_transient_errors_are_retried(stub: Callable[..., tuple
     s, url = stub(reply)
     t0 = time.monotonic()
     summary = judge_explanations(items(4), cfg(url), tmp_path / "judge.jsonl")
-    assert time.monotonic() - t0 >= 2.0  # the server's wait, not the client's 0.5 s first backoff
+    assert time.monotonic() - t0 >= 2.0  # a lower bound only (load can only add): the server's Retry-After was kept
     assert summary.n_invalid == 0
     assert [s.counts[f"cand-{i}\nAnswer: Yes"] for i in range(4)] == [2, 2, 3, 1]
     assert [r.attempts for r in summary.results] == [2, 2, 3, 1]
@@ -326,10 +326,9 @@ def test_a_fatal_error_stops_the_other_workers_retries(stub: Callable[..., tuple
     """The client retries on its own; once one item ends the run, another worker's next retry is not sent."""
     s, url = stub(lambda c, n: (401, {}, {"error": {"message": "bad key"}}) if c.startswith("cand-0")
                   else (503, {}, {"error": {"message": "down"}}))
-    t0 = time.monotonic()
     with pytest.raises(GleamConfigError, match="HTTP 401"):
         judge_explanations(items(2), cfg(url, concurrency=2, max_retries=50), tmp_path / "judge.jsonl")
-    assert time.monotonic() - t0 < 15 and s.counts["cand-1\nAnswer: Yes"] < 10
+    assert s.counts["cand-1\nAnswer: Yes"] < 10  # of the 51 tries max_retries allows
 
 
 def test_refused_item_is_invalid_but_not_cached(stub: Callable[..., tuple[Stub, str]], tmp_path: Path) -> None:

@@ -14,12 +14,8 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def loss_inputs(tmp_path_factory, models_tiny_dir):
-    from gleamx.synth import synthesize
-
-    root = tmp_path_factory.mktemp("loss_inputs")
-    synthesize(root / "data", n=24, seed=5)
-    return {"data": root / "data", "model": models_tiny_dir("qwen2_5_vl")}
+def loss_inputs(synth_dir, models_tiny_dir):
+    return {"data": synth_dir(24, seed=5), "model": models_tiny_dir("qwen2_5_vl")}
 
 
 def _parse(out: Path, *overrides: str):

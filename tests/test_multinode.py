@@ -20,6 +20,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from training_checks import (assert_gradients_flowed, assert_lora_trained, assert_moved, tensors,
+                             tiny_encoder_at_start)
 from test_distributed import _free_port, _kill_tree, dist_inputs  # noqa: F401  (shared fixture and helpers)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +99,9 @@ def test_sft_two_nodes_equals_one_node_two_processes(dist_inputs: SimpleNamespac
 
     run_job(2, 1, args(tmp_path / "two_nodes"))
     run_job(1, 2, args(tmp_path / "one_node"))
+    for run in ("two_nodes", "one_node"):  # both trained: equal adapters are not two untouched ones
+        assert_lora_trained(tmp_path / run)
+        assert_gradients_flowed(tmp_path / run)
     _same_tensors(tmp_path / "two_nodes" / "adapter_model.safetensors",
                   tmp_path / "one_node" / "adapter_model.safetensors")
 
@@ -119,3 +124,7 @@ def test_gleamc_two_nodes_equals_one_node_two_processes(tmp_path: Path) -> None:
     run_job(1, 2, args(tmp_path / "one_node"))
     for name in ("phase-1/model.safetensors", "model.safetensors"):
         _same_tensors(tmp_path / "two_nodes" / name, tmp_path / "one_node" / name)
+    for run in ("two_nodes", "one_node"):  # each phase moved the weights, in both jobs
+        phase1 = tensors(tmp_path / run / "phase-1" / "model.safetensors")
+        assert_moved(tiny_encoder_at_start(img_size=32, seed=0), phase1, f"{run}: phase 1")
+        assert_moved(phase1, tensors(tmp_path / run / "model.safetensors"), f"{run}: phase 2")

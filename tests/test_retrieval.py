@@ -12,17 +12,15 @@ import torch
 
 from gleamx.errors import GleamConfigError, GleamDataError, GleamModelError
 
+from training_checks import assert_moved, tensors, tiny_encoder_at_start
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(synth_dir):
     """Synthetic data at the toy level (colour decides the location), 32 px: 60 locations."""
-    from gleamx.synth import synthesize
-
-    out = tmp_path_factory.mktemp("gleamc") / "data"
-    synthesize(out, n=240, seed=0, image_size=32, difficulty="toy")
-    return out
+    return synth_dir(240, seed=0, image_size=32, difficulty="toy")
 
 
 def _cfg(data: Path, out: Path, **kw):
@@ -211,6 +209,10 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     a = load_encoder(str(out)).state_dict()
     b = load_encoder(str(resumed)).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # epoch 0 and epoch 1 each trained: equal weights are not two runs that stood still after the checkpoint
+    epoch0 = tensors(out / "checkpoint-0" / "model.safetensors")
+    assert_moved(tiny_encoder_at_start(img_size=32, seed=0), epoch0, "epoch 0")
+    assert_moved(epoch0, tensors(resumed / "model.safetensors"), "the resumed epoch 1")
     assert json.loads((resumed / "results.json").read_text())["R@1"] == pytest.approx(results["R@1"])
     # resuming from a checkpoint that is not the newest, in the run's own dir, overwrites the later one
     again = train_gleamc(_cfg(toy, out, resume_from_checkpoint=str(out / "checkpoint-0")))
@@ -277,22 +279,20 @@ def test_gleamc_recipes_parse(recipe):
     assert cfg.batch_size >= 2 and cfg.encoder
 
 
-def test_cli_train_and_eval(toy, tmp_path):
+def test_cli_train_and_eval(toy, tmp_path, gleamx_cli):
     out = tmp_path / "cli"
-    run = [sys.executable, "-m", "gleamx.cli.main"]
-    r = subprocess.run([*run, "retrieval", "train", "--config", str(ROOT / "recipes" / "gleamc" / "tiny.yaml"),
-                        "--data", str(toy), "--output_dir", str(out), "--epochs", "1", "--img_size", "32",
-                        "--batch_size", "8"], capture_output=True, text=True, timeout=600)
+    r = gleamx_cli("retrieval", "train", "--config", ROOT / "recipes" / "gleamc" / "tiny.yaml", "--data", toy,
+                   "--output_dir", out, "--epochs", "1", "--img_size", "32", "--batch_size", "8")
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([*run, "retrieval", "eval", "--encoder", str(out), "--data", str(toy), "--split", "test",
-                        "--output", str(tmp_path / "ev")], capture_output=True, text=True, timeout=600)
+    assert_moved(tiny_encoder_at_start(img_size=32, seed=0), tensors(out / "model.safetensors"), "gleamx retrieval train")
+    r = gleamx_cli("retrieval", "eval", "--encoder", out, "--data", toy, "--split", "test", "--output", tmp_path / "ev")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "R@1" in r.stdout
     m = json.loads((tmp_path / "ev" / "retrieval_results.json").read_text())
     assert m["split"] == "test" and m["n_query"] == 4 * m["n_gallery"] > 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: x\nepoch: 3\n")
-    r = subprocess.run([*run, "retrieval", "train", "--config", str(bad)], capture_output=True, text=True, timeout=300)
+    r = gleamx_cli("retrieval", "train", "--config", bad)
     assert r.returncode != 0 and "unknown recipe key(s): 'epoch' (did you mean 'epochs'?)" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -373,6 +373,8 @@ def test_two_processes_with_gathered_features_train_like_one(toy, tmp_path):
     assert la == pytest.approx(lb, abs=1e-5)  # the sampler through accelerate's shard)
     a, b = (load_file(d / "checkpoint-1" / "model.safetensors") for d in (one, two))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    start = tiny_encoder_at_start(img_size=32, seed=0)
+    assert_moved(start, a, "one process") and assert_moved(start, b, "two processes")
     # epoch 2 sampled hard negatives (rank 0 mines them, all ranks use them); old checkpoints were pruned
     assert sorted(p.name for p in two.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert load_encoder(str(two)) is not None

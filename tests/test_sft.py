@@ -12,19 +12,16 @@ import pytest
 import torch
 
 from gleamx.errors import GleamConfigError, GleamDataError
+from training_checks import assert_gradients_flowed, assert_lora_trained, assert_moved, tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
 
 
 @pytest.fixture(scope="module")
-def sft_inputs(tmp_path_factory, models_tiny_dir):
-    """Synthetic data (small) and a tiny Qwen2.5-VL model, built once for this module."""
-    from gleamx.synth import synthesize
-
-    root = tmp_path_factory.mktemp("sft_inputs")
-    synthesize(root / "data", n=48, seed=3)
-    return {"data": root / "data", "model": models_tiny_dir("qwen2_5_vl")}
+def sft_inputs(synth_dir, models_tiny_dir):
+    """Synthetic data (small) and a tiny Qwen2.5-VL model, built once per session."""
+    return {"data": synth_dir(48, seed=3), "model": models_tiny_dir("qwen2_5_vl")}
 
 
 def _parse(*overrides: str):
@@ -139,6 +136,8 @@ def test_train_writes_adapter_card_plot_and_reloads_onto_fresh_base(sft_inputs, 
     assert "library_name: peft" in card and "image-text-to-text" in card and "learning_rate" in card
     assert "token" not in (out / "gleamx_args.yaml").read_text().lower().replace("tokens", "")
     weights = load_file(out / "adapter_model.safetensors")
+    assert_lora_trained(weights)
+    assert_gradients_flowed(out)
     lora = [k for k in weights if "lora_" in k]
     # LoRA sits on the language model only; the merger is trained in full (modules_to_save)
     assert lora and all("language_model" in k for k in lora)
@@ -165,6 +164,10 @@ def test_resume_gives_the_same_losses(sft_inputs, tmp_path):
     assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
+    # steps 4-6 trained in both runs: equal losses are not two runs that both stood still
+    at3 = tensors(resumed_dir / "checkpoint-3" / "adapter_model.safetensors")
+    for run in (straight, resumed):
+        assert_moved(at3, tensors(run / "adapter_model.safetensors"), f"{run.name} after checkpoint-3")
 
 
 def test_merge_writes_weights_that_load_and_match_the_adapter(sft_inputs, tmp_path):
@@ -224,11 +227,13 @@ def test_vision_lora_with_gradient_checkpointing(sft_inputs, tmp_path):
 
 @pytest.mark.slow
 def test_qlora_trains_on_cpu(sft_inputs, tmp_path):
-    pytest.importorskip("bitsandbytes")
+    import bitsandbytes  # noqa: F401
     out = _train(sft_inputs, tmp_path / "qlora", "--load_in_4bit", "true", "--use_bnb_nested_quant", "true",
                  "--bnb_4bit_quant_type", "nf4", "--dtype", "bfloat16", "--bf16", "true")
     losses = _losses(out)
     assert len(losses) == 2 and all(v == v for v in losses.values())  # finite, not NaN
+    assert_lora_trained(out)
+    assert_gradients_flowed(out)
     assert "qlora" in (out / "README.md").read_text()
     with pytest.raises(GleamConfigError, match="QLoRA.*set bf16: true"):
         _train(sft_inputs, tmp_path / "qlora-fp32", "--load_in_4bit", "true", "--bf16", "false")

@@ -13,6 +13,8 @@ import pytest
 
 from gleamx.errors import GleamConfigError
 
+from cli_run import script_entry
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
 
@@ -89,11 +91,10 @@ def test_output_dir_that_is_a_file_is_one_line(inputs, tmp_path):
         _train(inputs, f)
 
 
-def test_bad_numbers_on_the_command_line_are_one_line_without_traceback(inputs, tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "recipes" / "sft.py"), "--config", str(RECIPE),
-                        "--model_name_or_path", str(inputs["model"]), "--dataset_name", str(inputs["data"]),
-                        "--output_dir", str(tmp_path / "o"), "--per_device_train_batch_size", "0"],
-                       capture_output=True, text=True, timeout=300)
+def test_bad_numbers_on_the_command_line_are_one_line_without_traceback(inputs, tmp_path, gleamx_cli):
+    r = gleamx_cli("--config", RECIPE, "--model_name_or_path", inputs["model"], "--dataset_name", inputs["data"],
+                   "--output_dir", tmp_path / "o", "--per_device_train_batch_size", "0",
+                   entry=script_entry(ROOT / "recipes" / "sft.py"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "error: recipe: per_device_train_batch_size: expected an integer >= 1, got 0" in r.stderr
 

@@ -11,6 +11,9 @@ import torch
 
 from gleamx.errors import GleamConfigError
 
+from cli_run import script_entry
+from training_checks import assert_moved, tensors
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -119,21 +122,22 @@ def test_resume_values(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_true_continues_from_the_last_checkpoint(real_data, models_tiny_dir, tmp_path):
+def test_resume_true_continues_from_the_last_checkpoint(real_data, models_tiny_dir, tmp_path, gleamx_cli):
     """A run killed after checkpoint-2, started again with --resume_from_checkpoint true, ends as a straight run."""
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, str(ROOT / "recipes" / "sft.py"), "--config", str(ROOT / "recipes/tiny/sft_lora.yaml"),
-           "--model_name_or_path", str(models_tiny_dir("qwen2_5_vl")), "--dataset_name", str(real_data),
-           "--output_dir", str(tmp_path / "run"), "--max_steps", "4", "--save_steps", "2", "--logging_steps", "1",
-           "--per_device_train_batch_size", "2"]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    args = ["--config", ROOT / "recipes/tiny/sft_lora.yaml", "--model_name_or_path", models_tiny_dir("qwen2_5_vl"),
+            "--dataset_name", real_data, "--output_dir", tmp_path / "run", "--max_steps", "4", "--save_steps", "2",
+            "--logging_steps", "1", "--per_device_train_batch_size", "2"]
+    sft = script_entry(ROOT / "recipes" / "sft.py")
+    r = gleamx_cli(*args, entry=sft)
+    assert r.returncode == 0, r.stderr[-2000:]
     straight = {h["step"]: h["loss"] for h in json.loads((tmp_path / "run/log_history.json").read_text()) if "loss" in h}
     shutil.rmtree(tmp_path / "run" / "checkpoint-4")  # as if killed between steps 2 and 4
-    r = subprocess.run([*cmd, "--resume_from_checkpoint", "true"], capture_output=True, text=True, timeout=600)
+    r = gleamx_cli(*args, "--resume_from_checkpoint", "true", entry=sft)
     assert r.returncode == 0, r.stderr[-2000:]
     resumed = {h["step"]: h["loss"] for h in json.loads((tmp_path / "run/log_history.json").read_text()) if "loss" in h}
     assert set(resumed) == {1, 2, 3, 4}  # steps 1-2 come from checkpoint-2's trainer state
+    # steps 3-4 trained after the checkpoint: equal losses are not a run that stood still
+    assert_moved(tensors(tmp_path / "run" / "checkpoint-2" / "adapter_model.safetensors"),
+                 tensors(tmp_path / "run" / "adapter_model.safetensors"), "steps 3-4 of the resumed run")
     for step in (3, 4):
         assert resumed[step] == pytest.approx(straight[step], abs=1e-5)
