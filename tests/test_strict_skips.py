@@ -39,3 +39,21 @@ def test_a_skip_in_a_test_fails_unless_its_reason_is_allowed(inner: pytest.Pytes
     assert inner.runpytest_subprocess().ret == 1
     inner.makepyfile(test_skips='import pytest\n\ndef test_gpu():\n    pytest.skip("a GPU is visible: the GPU mode")\n')
     assert inner.runpytest_subprocess().ret == 0
+
+
+def test_ci_runs_the_readme_test_command_strictly() -> None:
+    """.ci/run ends with the README's test command, verbatim, under GLEAMX_STRICT_SKIPS=1, and pytest-xdist is
+    installed by the dev extra that .ci/run installs (the addopts need it)."""
+    import re
+    import tomllib
+
+    root = CONFTEST.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"Run the tests:\n\n```bash\n\. \.venv/bin/activate && (.+)\n```", readme).group(1)
+    ci = [line for line in (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+          if line.strip() and not line.lstrip().startswith("#")]
+    assert ci[-1] == command == "python -m pytest -q"
+    assert "export GLEAMX_STRICT_SKIPS=1" in ci and 'python -m pip install -e ".[dev]"' in ci
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "-n auto" in project["tool"]["pytest"]["ini_options"]["addopts"]
+    assert any(d.startswith("pytest-xdist") for d in project["project"]["optional-dependencies"]["dev"])
