@@ -81,3 +81,25 @@ def gleamx_provenance() -> dict[str, str | None]:
         except (OSError, subprocess.SubprocessError):
             commit = None
     return {"version": __version__, "commit": commit}
+
+
+def usable_cores() -> int:
+    """Cores one process of this launch may use: its CPU affinity, shared by the node's processes
+    (``LOCAL_WORLD_SIZE``, set by accelerate/torchrun)."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, cores // local)
+
+
+def cap_workers(asked: int) -> int:
+    """DataLoader worker processes: ``asked``, at most :func:`usable_cores` (more only queue on the same cores,
+    and torch warns about them)."""
+    return min(asked, usable_cores())

@@ -7,6 +7,9 @@ CLI above them.
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from collections.abc import Callable
 
 from rich.console import Console
@@ -40,8 +43,46 @@ def _one_line(message: str) -> str:
     return rest if sep and head.rsplit(".", 1)[-1].startswith("Gleam") else last
 
 
+class _ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+_ERRORS_ONLY = _ErrorsOnly()
+
+
+def verbose() -> bool:
+    """``--verbose`` on a gleamx command (or ``GLEAMX_VERBOSE=1``): show every library's warnings."""
+    return os.environ.get("GLEAMX_VERBOSE", "") == "1"
+
+
+def quiet_third_party() -> None:
+    """Hide library warnings that say nothing a gleamx user can act on (``--verbose`` shows them); errors pass.
+
+    * bitsandbytes, at import on every command: its optional CPU 4-bit kernel is a Hub download that an offline
+      or untrusted-code machine refuses; QLoRA runs without it.
+    * DeepSpeed, at import whenever it is installed ("Setting accelerator to CPU"): kept when the launch uses
+      DeepSpeed (``ACCELERATE_USE_DEEPSPEED``), where its lines concern the run.
+    * transformers' ``is_gradient_checkpointing`` deprecation, raised by TRL's and PEFT's own calls.
+
+    A filter, not a level: DeepSpeed sets its logger's level when it is imported, after this runs.
+    """
+    if verbose():
+        return
+    names = ["bitsandbytes.backends.cpu.ops"]
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true":
+        names.append("DeepSpeed")
+    for name in names:
+        logger = logging.getLogger(name)
+        if _ERRORS_ONLY not in logger.filters:
+            logger.addFilter(_ERRORS_ONLY)
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
 def run_cli(fn: Callable[[], int | None]) -> int:
-    """Run ``fn``; a :class:`GleamError` becomes one ``error: ...`` line and exit code 2."""
+    """Run ``fn``, quiet (:func:`quiet_third_party`); a :class:`GleamError` becomes one ``error: ...`` line and
+    exit code 2."""
+    quiet_third_party()
     try:
         return int(fn() or 0)
     except GleamError as e:

@@ -6,6 +6,7 @@ interpreter, as a user's shell does.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,40 @@ def test_installed_entry_points_start_in_a_fresh_interpreter(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.strip().count("\n") == 0, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_commands_are_quiet_by_default_and_verbose_shows_everything(monkeypatch, tmp_path, capsys):
+    """`gleamx sft --help` imports TRL, PEFT, bitsandbytes and DeepSpeed: none of their import-time warnings
+    (bitsandbytes' CPU kernel download, DeepSpeed's "Setting accelerator to CPU") reaches the user."""
+    import logging
+
+    from gleamx.console import quiet_third_party
+
+    r = subprocess.run([str(BIN / "gleamx"), "sft", "--help"], capture_output=True, text=True, timeout=300,
+                       env={k: v for k, v in os.environ.items() if k not in ("GLEAMX_VERBOSE", "ACCELERATE_USE_DEEPSPEED")})
+    assert r.returncode == 0 and "usage: gleamx sft" in r.stdout, r.stderr[-2000:]
+    assert r.stderr == ""
+    for noise in ("gemm_4bit_forward", "Setting accelerator", "[WARNING]"):  # DeepSpeed logs to stdout
+        assert noise not in r.stdout, noise
+    # what the filters let through: errors always; DeepSpeed's warnings when the launch uses DeepSpeed
+    deepspeed = logging.getLogger("DeepSpeed")
+    for env, kept in (({}, False), ({"ACCELERATE_USE_DEEPSPEED": "true"}, True), ({"GLEAMX_VERBOSE": "1"}, True)):
+        for f in list(deepspeed.filters):
+            deepspeed.removeFilter(f)
+        monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+        monkeypatch.delenv("GLEAMX_VERBOSE", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        quiet_third_party()
+        record = logging.LogRecord("DeepSpeed", logging.WARNING, __file__, 1, "Setting accelerator to CPU", None, None)
+        assert deepspeed.filter(record) == kept, env
+        assert deepspeed.filter(logging.LogRecord("DeepSpeed", logging.ERROR, __file__, 1, "boom", None, None))
+    # --verbose anywhere on a gleamx line: taken off the command's arguments, set for the process and its children
+    from gleamx.cli.main import main
+
+    monkeypatch.setenv("GLEAMX_VERBOSE", "0")  # restored after the test
+    assert main(["data", "synth", "--out", str(tmp_path / "d"), "--n", "4", "--verbose"]) == 0
+    assert os.environ["GLEAMX_VERBOSE"] == "1" and "wrote 4 samples" in capsys.readouterr().out
 
 
 @pytest.mark.slow

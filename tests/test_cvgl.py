@@ -50,7 +50,22 @@ def test_university1652_both_protocols_load_as_retrieval_sets(university, tmp_pa
     s = convert_university1652(university, tmp_path / "without", distractors=False)
     assert s.n_gallery == 3  # Sample4Geo's protocol: 701 instead of 951 on the real data
     train = convert_university1652(university, tmp_path / "train", split="train")
-    assert (train.n_gallery, train.n_queries) == (2, 4)
+    assert (train.n_gallery, train.n_queries) == (2, 4) and train.notes == []
+
+
+def test_university1652_folders_it_does_not_read_are_named(university, tmp_path, gleamx_cli):
+    """The release's train/google/ (web street views) and the test split's drone gallery are not read: said."""
+    _img(university / "train" / "google" / "0100" / "g.jpg", (5, 5, 5))
+    _img(university / "test" / "gallery_drone" / "0001" / "d.jpeg", (5, 5, 5))
+    r = gleamx_cli("data", "cvgl", university, "--layout", "university1652", "--split", "train", "--out",
+                   tmp_path / "train")
+    assert r.returncode == 0, r.stderr
+    assert "note: train/: not read: google (this layout takes drone, satellite, street)" in r.stdout
+    from gleamx.data.cvgl import convert_university1652
+
+    s = convert_university1652(university, tmp_path / "uav", views=("uav",))
+    assert s.notes == ["test/: not read: gallery_drone, query_street (this layout takes gallery_satellite, "
+                       "query_drone)"]
 
 
 def test_university1652_bad_trees_are_one_line(university, tmp_path):

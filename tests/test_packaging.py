@@ -148,3 +148,21 @@ def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_
             "--output_dir", "sft-out", "--max_steps", "1", "--save_strategy", "no", "--disable_tqdm", "true")
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert (work / "sft-out" / "adapter_model.safetensors").is_file()
+
+
+def test_readme_output_folders_are_ignored_by_git():
+    """Every top-level folder a README command writes (--out, --output, --output_dir) is in .gitignore, so
+    following the README in a checkout leaves `git status` clean; gleamx's own packages are not ignored."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tops = {m.split("/")[0] for m in re.findall(r"--(?:out|output|output_dir|output-dir) ([A-Za-z0-9_.-][^\s`]*)", readme)}
+    tops -= {"DIR"}  # a placeholder
+    assert {"data", "eval", "models", "gleamx-demo"} <= tops
+    r = subprocess.run(["git", "check-ignore", "--no-index", *[f"{t}/x" if "." not in t else t for t in sorted(tops)]],
+                       cwd=ROOT, capture_output=True, text=True)
+    ignored = {line.split("/")[0] for line in r.stdout.splitlines()}
+    assert ignored == tops, f"not ignored: {sorted(tops - ignored)}"
+    code = subprocess.run(["git", "check-ignore", "--no-index", "gleamx/data/load.py", "gleamx/eval/run.py"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert code.stdout == ""

@@ -104,6 +104,29 @@ def test_missing_tracker_and_flash_attention_fall_back_with_one_line(monkeypatch
         pf.require_deepspeed(SimpleNamespace(deepspeed="ds.json"))
 
 
+def test_dataloader_workers_never_exceed_this_processs_cores(monkeypatch):
+    """A GPU node's recipe (dataloader_num_workers: 4) on 2 cores: 2 workers and one line; 2 processes on the
+    node: 1 each; a count within the share is kept, silently."""
+    from types import SimpleNamespace
+
+    import gleamx.train.preflight as pf
+    from gleamx.checks import cap_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    said: list[str] = []
+    args = SimpleNamespace(dataloader_num_workers=4)
+    pf.resolve_workers(args, said.append)
+    assert args.dataloader_num_workers == 2
+    assert said == ["dataloader_num_workers: 4 is more than the 2 core(s) this process has; using 2"]
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert cap_workers(4) == 1 and cap_workers(0) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    args.dataloader_num_workers = 1
+    pf.resolve_workers(args, said.append)
+    assert args.dataloader_num_workers == 1 and len(said) == 1
+
+
 @pytest.fixture(scope="module")
 def gleamc_data(tmp_path_factory):
     """Enough training locations (180) for the ConvNeXt-B recipe's global batch of 128, one pair per location."""

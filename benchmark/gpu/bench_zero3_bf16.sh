@@ -8,7 +8,7 @@
 # Environment: MODEL (dir or Hub id; default: build the tiny model), DATA (GLEAM-X data; default:
 # synthesise 400 pairs), NGPU (default: all visible), STEPS (default 20), BATCH (per GPU, default 4),
 # BENCH_WARMUP (default 3), OUT (default outputs/bench-zero3-bf16), ATTN (force an attention kernel).
-# Extra arguments go to recipes/sft.py (e.g. --use_peft false, --gradient_checkpointing true).
+# Extra arguments go to recipes/sft.py (e.g. --use_peft false, --activation_checkpointing true).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

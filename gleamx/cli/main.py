@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -438,6 +439,9 @@ def parse_command(name: str, argv: list[str], prog: str | None = None) -> Any:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--verbose" in argv:  # anywhere on the line: every library's warnings (no command has a --verbose field)
+        argv = [a for a in argv if a != "--verbose"]
+        os.environ["GLEAMX_VERBOSE"] = "1"  # the recipe scripts' and accelerate's child processes see it too
     name, rest = command_of(argv)
     if name is None:
         build_parser().parse_args(argv)  # prints the help, or one line naming the unknown command

@@ -150,7 +150,14 @@ def convert_university1652(root: str | Path, out: str | Path, *, split: str = "t
     queried = {q["location_id"] for q in queries}
     keep = tiles if distractors else {k: v for k, v in tiles.items() if k in queried}
     gallery = [{"location_id": k, "image": v, "split": split} for k, v in keep.items()]
-    return _write(Path(out), gallery, queries, split, overwrite, root, "university1652")
+    summary = _write(Path(out), gallery, queries, split, overwrite, root, "university1652")
+    read = {folders["satellite"], *(folders[v] for v in views)}
+    # Said, not silently passed over: train/google/ (noisy web street views), the test split's drone and street
+    # galleries, a view left out by --views.
+    unread = sorted(p.name for p in (root / split).iterdir() if p.is_dir() and p.name not in read)
+    if unread:
+        summary.notes.append(f"{split}/: not read: {', '.join(unread)} (this layout takes {', '.join(sorted(read))})")
+    return summary
 
 
 def convert_cvusa(root: str | Path, out: str | Path, *, split: str = "test", overwrite: bool = False) -> LayoutSummary:

@@ -63,7 +63,7 @@ Loss on the assistant answer only (TRL `assistant_only_loss`). Final training lo
 
 _HP_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "warmup_steps",
             "gradient_accumulation_steps", "lr_scheduler_type", "weight_decay", "bf16", "seed",
-            "gradient_checkpointing")
+            "activation_checkpointing")
 
 
 def load_eval_results(path: str | Path) -> dict[str, Any]:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import sys
 
-from trl import TrlParser
+from gleamx.console import console, quiet_third_party
 
-from gleamx.console import console
-from gleamx.recipes import describe, resolve_config
-from gleamx.retrieval.config import GleamCConfig
-from gleamx.retrieval.train import train_gleamc
-from gleamx.train.recipe import parse_recipe
+quiet_third_party()  # before trl imports bitsandbytes and DeepSpeed (GLEAMX_VERBOSE=1 shows them)
+
+from trl import TrlParser  # noqa: E402
+
+from gleamx.recipes import describe, resolve_config  # noqa: E402
+from gleamx.retrieval.config import GleamCConfig  # noqa: E402
+from gleamx.retrieval.train import train_gleamc  # noqa: E402
+from gleamx.train.recipe import parse_recipe  # noqa: E402
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:

@@ -15,12 +15,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from trl import GRPOConfig, ModelConfig, TrlParser
+from gleamx.console import quiet_third_party
 
-from gleamx.recipes import describe, resolve_config
-from gleamx.train.grpo import run_grpo
-from gleamx.train.grpo_args import GleamGRPOArguments
-from gleamx.train.recipe import parse_recipe
+quiet_third_party()  # before trl imports bitsandbytes and DeepSpeed (GLEAMX_VERBOSE=1 shows them)
+
+from trl import GRPOConfig, ModelConfig, TrlParser  # noqa: E402
+
+from gleamx.recipes import describe, resolve_config  # noqa: E402
+from gleamx.train.grpo import run_grpo  # noqa: E402
+from gleamx.train.grpo_args import GleamGRPOArguments  # noqa: E402
+from gleamx.train.recipe import parse_recipe  # noqa: E402
 
 
 def sentence_encoder(model: str | None) -> Callable[[], Any]:

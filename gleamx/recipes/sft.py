@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import sys
 
-from trl import ModelConfig, SFTConfig, TrlParser
+from gleamx.console import quiet_third_party
 
-from gleamx.recipes import describe, resolve_config
-from gleamx.train.args import GleamScriptArguments
-from gleamx.train.recipe import parse_recipe
-from gleamx.train.sft import run_sft
+quiet_third_party()  # before trl imports bitsandbytes and DeepSpeed (GLEAMX_VERBOSE=1 shows them)
+
+from trl import ModelConfig, SFTConfig, TrlParser  # noqa: E402
+
+from gleamx.recipes import describe, resolve_config  # noqa: E402
+from gleamx.train.args import GleamScriptArguments  # noqa: E402
+from gleamx.train.recipe import parse_recipe  # noqa: E402
+from gleamx.train.sft import run_sft  # noqa: E402
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:

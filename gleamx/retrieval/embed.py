@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from gleamx.checks import cap_workers
 from gleamx.retrieval.dataset import ImageDataset
 from gleamx.retrieval.embed_cache import EmbeddingCache, encoder_key, images_key
 from gleamx.retrieval.encoder import GleamCEncoder
@@ -52,7 +53,7 @@ def _all_gather_rows(mine: torch.Tensor, n: int, world: int, device: torch.devic
 
 def _embed(encoder: GleamCEncoder, paths: Sequence[Path], transform: object, batch_size: int, num_workers: int,
            device: torch.device, desc: str, show: bool) -> torch.Tensor:
-    loader = DataLoader(ImageDataset(paths, transform), batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(ImageDataset(paths, transform), batch_size=batch_size, num_workers=cap_workers(num_workers))
     out = [encoder(pixels.to(device)).float().cpu()
            for pixels in tqdm(loader, desc=desc, leave=False, disable=not show or len(loader) < 4)]
     return torch.cat(out) if out else torch.empty(0, 0)

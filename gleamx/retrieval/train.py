@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from gleamx.checks import cap_workers
 from gleamx.errors import GleamConfigError
 from gleamx.retrieval.config import GleamCConfig, Phase
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
@@ -239,7 +240,7 @@ def setup_run(cfg: GleamCConfig, *, phase_index: int = 0, encoder: GleamCEncoder
                                        pair_views=[q.view for q in train.queries], view_mix=_view_mix(phase, train))
     except ValueError as e:
         raise GleamConfigError(f"{where}: {e}") from None
-    loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers)
+    loader = DataLoader(data, batch_sampler=sampler, num_workers=cap_workers(cfg.num_workers))
     total = len(sampler) * phase.epochs
     warmup = int(phase.warmup_steps * total) if phase.warmup_steps < 1 else int(phase.warmup_steps)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=phase.learning_rate, weight_decay=cfg.weight_decay)

@@ -82,8 +82,20 @@ def require_deepspeed(training_args: Any) -> None:
         raise GleamConfigError("deepspeed: this launch uses DeepSpeed, which is not installed: pip install 'gleamx[deepspeed]'")
 
 
+def resolve_workers(training_args: Any, say: Callable[[str], None]) -> None:
+    """``dataloader_num_workers`` above this process's share of the cores (a GPU node's recipe on a laptop):
+    that share, with one line saying so. The run signature ignores it, so a resume elsewhere is unaffected."""
+    from gleamx.checks import cap_workers
+
+    asked = training_args.dataloader_num_workers
+    if asked > (capped := cap_workers(asked)):
+        say(f"dataloader_num_workers: {asked} is more than the {capped} core(s) this process has; using {capped}")
+        training_args.dataloader_num_workers = capped
+
+
 def preflight(training_args: Any, model_args: Any, say: Callable[[str], None]) -> None:
-    """Every optional-package check of a run, before data or model are loaded."""
+    """Every optional-package check of a run, and what the machine can run, before data or model are loaded."""
     require_deepspeed(training_args)
+    resolve_workers(training_args, say)
     resolve_trackers(training_args, say)
     resolve_attention(model_args, say)
