@@ -23,7 +23,7 @@ from gleamx.errors import GleamConfigError
 RECIPE = recipes.path("tiny/sft_lora.yaml")  # package data: found in a wheel install as in a checkout
 
 
-def _tiny_recipe_args(model_dir: Path, data: Path, out: Path, seed: int) -> tuple:
+def tiny_recipe_args(model_dir: Path, data: Path, out: Path, seed: int) -> tuple:
     """The tiny recipe parsed exactly as ``recipes/sft.py`` parses it, pointed at the demo's files."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
@@ -35,6 +35,10 @@ def _tiny_recipe_args(model_dir: Path, data: Path, out: Path, seed: int) -> tupl
                                  "--dataset_name", str(data), "--output_dir", str(out), "--seed", str(seed),
                                  "--overwrite_output_dir", "true", "--disable_tqdm", "true"])
 
+
+OUTPUTS_FILE = "demo_outputs.json"
+"""Written last, into ``--out``: every stage's path. Its presence says the demo finished (``gleamx app`` reuses
+such a folder as its tiny model, adapter, encoder and examples)."""
 
 EVAL_LIMIT = 40
 """Test pairs each MLLM evaluation scores (keeps the demo to CPU minutes)."""
@@ -116,7 +120,7 @@ def fine_tune(cfg: DemoConfig, data: Path, model_dir: Path, out: Path) -> Path:
     from gleamx.train.sft import run_sft
 
     console.rule("[bold]6. LoRA SFT with the tiny recipe (TRL SFTTrainer, loss on the answer only)")
-    sft_dir = run_sft(*_tiny_recipe_args(model_dir, data, out / "sft", cfg.seed))
+    sft_dir = run_sft(*tiny_recipe_args(model_dir, data, out / "sft", cfg.seed))
     console.print(f"adapter, processor, model card and loss curve -> {sft_dir}")
     return sft_dir
 
@@ -191,8 +195,19 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     paths["gleamc"] = gc_dir = train_retriever(cfg, data, out)
     paths["localize"] = localize_test_queries(data, gc_dir, model_dir, sft_dir, out)
 
+    (out / OUTPUTS_FILE).write_text(json.dumps({k: str(v) for k, v in paths.items()}, indent=2) + "\n",
+                                    encoding="utf-8")
     console.rule("[bold]done")
     console.print(f"finished in {time.perf_counter() - t0:.0f}s. Outputs:")
     for name, p in paths.items():
         console.print(f"  {name:9s} {p}")
     return paths
+
+
+def finished_demo(out: str | Path) -> dict[str, Path] | None:
+    """The paths a finished demo in ``out`` wrote (its :data:`OUTPUTS_FILE`), or ``None`` if it did not finish."""
+    record = Path(out) / OUTPUTS_FILE
+    try:
+        return {k: Path(v) for k, v in json.loads(record.read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError):
+        return None

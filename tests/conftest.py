@@ -82,6 +82,23 @@ def _private_gleamx_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["GLEAMX_CACHE"] = old
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_torch_extensions(tmp_path_factory: pytest.TempPathFactory):
+    """DeepSpeed's JIT-built CPU op (``deepspeed_shm_comm``) goes to one folder of this test session, shared by its
+    xdist workers and every process they launch: built once per session (torch's lock makes a second builder
+    wait), never read from or written to the user's ``~/.cache/torch_extensions``."""
+    root = tmp_path_factory.getbasetemp()
+    shared = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "torch_extensions"
+    shared.mkdir(exist_ok=True)
+    old = os.environ.get("TORCH_EXTENSIONS_DIR")
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(shared)
+    yield
+    if old is None:
+        os.environ.pop("TORCH_EXTENSIONS_DIR", None)
+    else:
+        os.environ["TORCH_EXTENSIONS_DIR"] = old
+
+
 def _write_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (48, 48)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path)
@@ -223,3 +240,24 @@ def tiny_lora_run(tmp_path_factory: pytest.TempPathFactory, models_tiny_dir):
         return built[key]
 
     return get
+
+
+# --- the demo, run once: the demo test reads it, the app tests serve it ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``(workdir, stdout)``: ``gleamx demo`` run once into ``workdir/demo-qwen2_5_vl-s0``, the folder that
+    ``gleamx app --workdir workdir`` reuses as its tiny model, adapter, encoder and examples. Tests using it are
+    marked ``xdist_group("demo")`` so one worker runs it."""
+    import contextlib
+    import io
+
+    from gleamx.cli.main import main
+
+    work = tmp_path_factory.mktemp("demo_work")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["demo", "--out", str(work / "demo-qwen2_5_vl-s0")])
+    assert code == 0, out.getvalue()[-3000:]
+    return work, out.getvalue()

@@ -26,6 +26,8 @@ from gleamx.cli.main import main
 from gleamx.errors import GleamConfigError
 from gleamx.prompts.verdict import parse_verdict
 
+pytestmark = pytest.mark.xdist_group("demo")  # serves the session's demo run (tests/test_cli.py's demo test)
+
 MAX_NEW = 24  # short answers: the tiny model is fast, and the app and the CLI must agree on every token
 
 
@@ -120,14 +122,19 @@ def test_export_space_writes_a_space_folder(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory):
-    """``gleamx app`` with no model: tiny model + LoRA run, tiny encoder, generated data; served on a free port."""
+def served(demo_workdir):
+    """``gleamx app`` with no model: gleamx demo's tiny model + LoRA run, tiny encoder and generated data (the
+    session's demo run, in the app's --workdir: reused, not rebuilt); served on a free port."""
     from gleamx.app.ui import build_demo, launch, load
 
-    cfg = AppConfig(workdir=str(tmp_path_factory.mktemp("app_work")), port=0, max_new_tokens=MAX_NEW)
-    engine, assets = load(cfg)
+    cfg = AppConfig(workdir=str(demo_workdir[0]), port=0, max_new_tokens=MAX_NEW)
     cache = Path(os.environ["GLEAMX_CACHE"]) / "embeddings"
+    before = {p: p.stat().st_mtime_ns for p in cache.glob("*.safetensors")}
+    engine, assets = load(cfg)
+    assert Path(assets.adapter) == demo_workdir[0] / "demo-qwen2_5_vl-s0" / "sft"  # the demo's own run
     gallery_cache = {p: p.stat().st_mtime_ns for p in cache.glob("*.safetensors")}
+    # the demo's localize embedded this gallery with this encoder: the app read that entry, computed nothing
+    assert gallery_cache == before and gallery_cache
     demo = build_demo(engine, cfg, assets.notes)
     url = launch(demo, cfg, block=False)
     yield SimpleNamespace(cfg=cfg, engine=engine, assets=assets, demo=demo, url=url, gallery_cache=gallery_cache)
@@ -180,7 +187,6 @@ def test_the_engine_localizes_as_gleamx_localize(served, tmp_path: Path) -> None
     from gleamx.data.images import open_image
 
     a, engine = served.assets, served.engine
-    assert len(served.gallery_cache) == 1  # the gallery was embedded once, into the cache, when the app loaded
     out = tmp_path / "loc"
     assert main(["localize", "--encoder", a.encoder, "--model", a.model, "--adapter", a.adapter, "--data", a.gallery,
                  "--split", "test", "--limit", "1", "--k", "5", "--max-new-tokens", str(MAX_NEW),

@@ -98,13 +98,26 @@ def test_commands_are_quiet_by_default_and_verbose_shows_everything(monkeypatch,
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path, gleamx_cli):
-    out = tmp_path / "demo"
-    proc = gleamx_cli("demo", "--out", out, "--n", "48")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+@pytest.mark.xdist_group("demo")  # the run is shared with tests/test_app.py, which serves it
+def test_demo_runs_end_to_end(demo_workdir):
+    work, stdout = demo_workdir
+    out = work / "demo-qwen2_5_vl-s0"
     for p in ("data/train.jsonl", "llamafactory/gleamx_train.json", "models/tiny-qwen2_5_vl/config.json",
               "eval/untrained/results.json", "sft/adapter_model.safetensors", "sft/README.md",
               "eval/sft/report.html", "gleamc/model.safetensors", "gleamc/results.json",
               "localize/localize_results.json", "localize/ranked.jsonl", "localize/verify/report.html"):
         assert (out / p).is_file(), p
-    assert "fine-tuned: accuracy" in proc.stdout and "Outputs:" in proc.stdout
+    assert "fine-tuned: accuracy" in stdout and "Outputs:" in stdout
+    from gleamx.demo import finished_demo
+
+    record = finished_demo(out)  # written last: it says the demo finished (gleamx app reuses such a folder)
+    assert record["sft"] == out / "sft" and record["model"] == out / "models" / "tiny-qwen2_5_vl"
+    assert set(record) == {"data", "sharegpt", "model", "eval", "sft", "eval_sft", "gleamc", "localize"}
+
+
+def test_an_unfinished_demo_folder_is_not_taken_for_a_finished_one(tmp_path):
+    from gleamx.demo import OUTPUTS_FILE, finished_demo
+
+    assert finished_demo(tmp_path) is None  # killed before the record was written
+    (tmp_path / OUTPUTS_FILE).write_text('{"sft": "x"')  # or while writing it
+    assert finished_demo(tmp_path) is None

@@ -10,6 +10,7 @@ writes. The first DeepSpeed run on a machine JIT-builds DeepSpeed's shared-memor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -243,6 +244,8 @@ def test_zero_lora_saves_loadable_adapter(dist_inputs: SimpleNamespace, lora_run
     out = lora_runs(config)
     assert _zero_stage(out) == stage
     _check_adapter(out, dist_inputs)
+    # DeepSpeed's CPU op was built in this session's folder (tests/conftest.py), not the user's cache
+    assert list(Path(os.environ["TORCH_EXTENSIONS_DIR"]).rglob("deepspeed_shm_comm/*.so"))
 
 
 @pytest.mark.slow
@@ -289,3 +292,40 @@ def test_zero3_full_finetune_saves_consolidated_model(dist_inputs: SimpleNamespa
     # Recipe: vision tower frozen, merger and language model trained.
     assert any(".merger." in k for k in changed) and any("language_model" in k for k in changed)
     assert not any(".visual." in k and ".merger." not in k for k in changed), sorted(changed)[:5]
+
+
+def test_accelerate_config_names_and_paths_resolve_in_one_place(tmp_path: Path) -> None:
+    from gleamx import accelerate_configs
+    from gleamx.cli.main import _pop_option
+
+    assert {"cpu", "ddp", "zero2", "zero3", "multi_node_zero3"} <= set(accelerate_configs.names())
+    for spelling in ("zero2", "zero2.yaml", "accelerate_configs/zero2.yaml"):
+        assert accelerate_configs.resolve(spelling).resolve() == accelerate_configs.ROOT / "zero2.yaml", spelling
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("num_processes: 1\n")
+    assert accelerate_configs.resolve(str(mine)) == mine
+    with pytest.raises(GleamConfigError) as e:
+        accelerate_configs.resolve("zero5")
+    assert str(e.value).startswith("--accelerate_config zero5: neither a config file") and "zero3_cpu" in str(e.value)
+    assert _pop_option(["--config", "c", "--accelerate_config", "zero2", "--seed", "1"], "--accelerate_config") == \
+        ("zero2", ["--config", "c", "--seed", "1"])
+    assert _pop_option(["--accelerate-config=cpu"], "--accelerate_config") == ("cpu", [])
+    assert _pop_option(["--seed", "1"], "--accelerate_config") == (None, ["--seed", "1"])
+    with pytest.raises(GleamConfigError, match="^--accelerate_config: expected an accelerate config file"):
+        _pop_option(["--accelerate_config", "--seed", "1"], "--accelerate_config")
+
+
+@pytest.mark.slow
+def test_gleamx_sft_launches_itself_with_an_accelerate_config(dist_inputs: SimpleNamespace, tmp_path: Path,
+                                                              gleamx_cli) -> None:
+    """`gleamx sft --accelerate_config FILE` runs the recipe under accelerate launch: 2 CPU processes train."""
+    config = tmp_path / "cpu.yaml"  # the packaged cpu.yaml on a free port (tests run side by side)
+    config.write_text((CONFIGS / "cpu.yaml").read_text() + f"main_process_port: {_free_port()}\n")
+    out = tmp_path / "run"
+    r = gleamx_cli("sft", "--accelerate_config", config, "--config", "tiny/sft_lora", "--model_name_or_path",
+                   dist_inputs.model, "--dataset_name", dist_inputs.data, "--output_dir", out, *TRAIN_ARGS)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert f"accelerate launch --config_file {config} -m gleamx.recipes.sft" in r.stdout
+    assert_lora_trained(out)
+    assert_gradients_flowed(out)
+    assert json.loads((out / "log_history.json").read_text())[-1]["step"] == 3

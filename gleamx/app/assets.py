@@ -1,14 +1,12 @@
 """What the app serves besides its code: the model, the encoder, the gallery and the example pairs.
 
-Examples are synthetic pairs (:func:`gleamx.synth.synthesize`) generated into the work directory on first
-start, so the page has something to try offline. Without ``--model`` the app also builds, once, what
-``gleamx demo`` builds: a tiny random-initialised Qwen-VL-class model, a LoRA adapter trained on the generated
-pairs with the packaged tiny recipe (a few steps on a random model teach the verdict line, not the match: the
-page then shows verdicts and P(yes), whose values mean nothing), and a tiny GLEAM-C encoder trained for two
-epochs on the generated locations, whose test split is then the Localize tab's gallery (about a minute on a
-CPU). Each piece is
-built in a temporary directory renamed into place, so a killed first start leaves nothing half-built.
-"""
+Without ``--model`` the app serves what ``gleamx demo`` builds, run once in the work directory (:func:`demo_run`): a
+tiny random-initialised Qwen-VL-class model, a LoRA adapter trained on the generated pairs with the packaged tiny
+recipe (a few steps on a random model teach the verdict line, not the match: the page then shows verdicts and
+P(yes), whose values mean nothing), a tiny GLEAM-C encoder, and the generated data, whose test split is the
+Localize tab's gallery and whose pairs are the examples. With ``--model``/``--adapter`` the examples are generated
+pairs (:func:`gleamx.synth.synthesize`), built once in a temporary directory renamed into place, so a killed first
+start leaves nothing half-built."""
 
 from __future__ import annotations
 
@@ -63,40 +61,28 @@ def example_data(cfg: AppConfig) -> Path:
                   lambda d: synthesize(d, n=N_PAIRS, seed=cfg.seed, split_fractions=SPLIT_FRACTIONS))
 
 
-def tiny_model(cfg: AppConfig) -> Path:
-    """A tiny random-initialised ``cfg.arch`` model with its processor (``gleamx models tiny``)."""
-    from gleamx.models import build_tiny_model
+def demo_run(cfg: AppConfig) -> dict[str, Path]:
+    """``gleamx demo``'s outputs for ``cfg.arch`` and ``cfg.seed`` in the work directory, run there once (about a
+    minute on a CPU): a tiny random model, its LoRA adapter from the packaged tiny recipe, a tiny GLEAM-C encoder
+    and the generated data, whose test split (6 locations) is the Localize tab's gallery. A finished demo folder
+    (its ``demo_outputs.json``) is reused as it is; an unfinished one (a killed first start) is run again. Two app
+    processes starting at once take turns (a file lock), and the second reuses the first one's run."""
+    from filelock import FileLock
 
-    return _built(cfg.work_dir() / f"tiny-{cfg.arch}-s{cfg.seed}",
-                  lambda d: build_tiny_model(cfg.arch, d, seed=cfg.seed))
+    from gleamx.demo import DemoConfig, finished_demo, run_demo
 
+    target = cfg.work_dir() / f"demo-{cfg.arch}-s{cfg.seed}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        paths = finished_demo(target)
+        if paths is None:
+            from gleamx.console import console
 
-def tiny_adapter(cfg: AppConfig, data: Path, model: Path) -> Path:
-    """A LoRA adapter of the tiny model from the packaged tiny recipe (``gleamx demo``'s stage 6), label task."""
-    from gleamx.demo import _tiny_recipe_args  # the recipe parsed as recipes/sft.py parses it
-    from gleamx.train.sft import run_sft
-
-    def build(d: Path) -> None:
-        out = run_sft(*_tiny_recipe_args(model, data, d / "run", cfg.seed))
-        for ckpt in out.glob("checkpoint-*"):  # resumable training states: the app needs the adapter only
-            shutil.rmtree(ckpt, ignore_errors=True)
-
-    return _built(cfg.work_dir() / f"tiny-{cfg.arch}-s{cfg.seed}-sft", build) / "run"
-
-
-def tiny_encoder(cfg: AppConfig, data: Path) -> Path:
-    """A tiny GLEAM-C encoder trained for two epochs on the generated train split (as ``gleamx demo``)."""
-    from gleamx.retrieval.config import GleamCConfig
-    from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.train import train_gleamc
-
-    def build(d: Path) -> None:
-        n_train = len(load_retrieval(data, "train").gallery)  # a batch holds one pair per location
-        train_gleamc(GleamCConfig(data=str(data), output_dir=str(d), encoder="tiny", img_size=64, epochs=2,
-                                  batch_size=min(8, n_train), hard_negatives=2, eval_split="test", seed=cfg.seed,
-                                  logging_steps=5, save_total_limit=1))
-
-    return _built(cfg.work_dir() / f"gleamc-tiny-s{cfg.seed}", build)
+            console.print(f"building the tiny model, adapter, encoder and data with `gleamx demo --out {target}` "
+                          "(once, about a minute)", markup=False)
+            run_demo(DemoConfig(out=str(target), arch=cfg.arch, seed=cfg.seed))
+            paths = finished_demo(target)
+    return paths
 
 
 def _looks_like_hub_id(name: str) -> bool:
@@ -133,15 +119,13 @@ def base_model(adapter: str) -> str:
 
 def resolve(cfg: AppConfig) -> Assets:
     """Everything the app serves, building what is missing (the tiny model, encoder and examples)."""
-    data = example_data(cfg)
     if cfg.tiny:
-        model = tiny_model(cfg)
-        adapter = tiny_adapter(cfg, data, model)
-        encoder = tiny_encoder(cfg, data)
-        return Assets(model=str(model), adapter=str(adapter), encoder=str(encoder), gallery=str(data), split="test",
-                      examples=data, notes=[f"A tiny random {cfg.arch} model with a LoRA adapter of a few steps, a "
-                                            "tiny GLEAM-C encoder and generated data: the mechanics, not the "
-                                            "numbers."])
+        run = demo_run(cfg)
+        return Assets(model=str(run["model"]), adapter=str(run["sft"]), encoder=str(run["gleamc"]),
+                      gallery=str(run["data"]), split="test", examples=run["data"],
+                      notes=[f"A tiny random {cfg.arch} model with a LoRA adapter of a few steps, a tiny GLEAM-C "
+                             "encoder and generated data (gleamx demo's): the mechanics, not the numbers."])
+    data = example_data(cfg)
     adapter = local_adapter(cfg.adapter)
     return Assets(model=cfg.model or base_model(adapter), adapter=adapter, encoder=cfg.encoder, gallery=cfg.gallery,
                   split=cfg.split, examples=data)

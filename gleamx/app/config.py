@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gleamx.checks import check_choice, check_given, check_int, check_positive
+from gleamx.checks import check_choice, check_given, check_int, check_pixel_budget, check_positive
 from gleamx.choices import ARCHS, DTYPES, LANGS, TASKS, Arch, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 
@@ -31,9 +31,8 @@ class AppConfig:
     """Serve the GLEAM-X app: verify and explain one pair; localize a query against a satellite gallery."""
 
     model: str | None = field(default=None, metadata=_help(
-        "MLLM directory or Hub id (default: --adapter's base model; with neither, a tiny random model with a "
-        "short LoRA run, a tiny GLEAM-C encoder and generated data are built in --workdir on first start, like "
-        "gleamx demo)"))
+        "MLLM directory or Hub id (default: --adapter's base model; with neither, gleamx demo's tiny random model, "
+        "short LoRA run, tiny GLEAM-C encoder and generated data, run once into --workdir on first start)"))
     adapter: str | None = field(default=None, metadata=_help(
         "PEFT adapter directory from recipes/sft.py, or a Hub id (downloaded once); its saved processor sets the "
         "pixel budget, as in gleamx eval"))
@@ -86,13 +85,11 @@ class AppConfig:
         check_choice("--arch", self.arch, ARCHS)
         for flag, value, low, optional in (
                 ("--k", self.k, 1, False), ("--batch-size", self.batch_size, 1, False),
-                ("--max-new-tokens", self.max_new_tokens, 1, True), ("--min-pixels", self.min_pixels, 1, True),
-                ("--max-pixels", self.max_pixels, 1, True), ("--max-upload-pixels", self.max_upload_pixels, 1, False),
+                ("--max-new-tokens", self.max_new_tokens, 1, True),
+                ("--max-upload-pixels", self.max_upload_pixels, 1, False),
                 ("--seed", self.seed, 0, False)):
             check_int(flag, value, low, optional=optional)
-        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
-            raise GleamConfigError(
-                f"--min-pixels: expected at most --max-pixels ({self.max_pixels}), got {self.min_pixels}")
+        check_pixel_budget("--min-pixels", self.min_pixels, "--max-pixels", self.max_pixels)
         check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
         check_positive("--max-upload-mb", self.max_upload_mb, what="a positive number of MB")
         if not self.tiny and bool(self.encoder) != bool(self.gallery):
