@@ -18,14 +18,14 @@ PACKAGE = ROOT / "gleamx"
 # of any strictly lower layer.
 LAYERS: list[set[str]] = [
     {"gleamx", "errors", "choices"},   # what every layer shares: errors, choice lists
-    {"console", "checks", "config_args"},  # the terminal; config value checks; config parsing
+    {"console", "checks", "config_args", "accelerate_configs"},  # the terminal; value checks; config parsing; launch configs
     {"data"},                 # samples: schema, readers, writers, validation
     {"prompts"},              # samples -> chat messages; verdict parsing
     {"models", "synth"},      # model loading and tiny models; the synthetic world (writes data with prompts' verdicts)
     {"hub"},                  # model cards, push, merge
     {"train", "eval"},        # SFT; evaluation
     {"retrieval"},            # GLEAM-C, and localize (retrieval + eval's verification)
-    {"build"},                # GLEAM-X from real sources: pairs, MLLM annotation, human revision
+    {"curate", "build"},      # GLEAM-X from real sources: pairs, MLLM annotation, human revision (build: old alias)
     {"demo"},                 # the whole pipeline on generated data
     {"recipes"},              # the recipe scripts (entry points)
     {"app"},                  # the Gradio app: verify and localize through eval's and localize's own calls
@@ -113,3 +113,20 @@ def test_no_import_cycles() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+def test_old_package_name_gleamx_build_still_imports_with_a_notice() -> None:
+    """gleamx/build/ became gleamx/curate/ (tools skip folders named build); the old imports work until 0.3."""
+    import importlib
+    import sys
+
+    for name in [m for m in sys.modules if m == "gleamx.build" or m.startswith("gleamx.build.")]:
+        del sys.modules[name]
+    with pytest.warns(FutureWarning, match="gleamx.build is now gleamx.curate"):
+        old = importlib.import_module("gleamx.build.annotate")
+    import gleamx.curate.annotate as new
+
+    assert old is new and old.annotate is new.annotate
+    from gleamx.build import review  # noqa: F401  the from-import form too
+
+    assert review is importlib.import_module("gleamx.curate.review")

@@ -48,6 +48,12 @@ def test_readme_recipe_paths_exist_from_the_repo_root():
             "recipes/qwen2.5-vl-3b/sft_lora.yaml"} <= named
     for rel in sorted(named):
         assert (ROOT / rel).is_file(), f"README names {rel}, which does not exist"
+    # accelerate_configs/ likewise links to the packaged configs (gleamx/accelerate_configs, in the wheel)
+    assert os.readlink(ROOT / "accelerate_configs") == "gleamx/accelerate_configs"
+    configs = set(re.findall(r"(?<![\w/])accelerate_configs/[\w.-]+\.yaml", readme))
+    assert "accelerate_configs/zero2.yaml" in configs
+    for rel in sorted(configs):
+        assert (ROOT / rel).is_file(), f"README names {rel}, which does not exist"
 
 
 def test_package_data_covers_every_recipe():
@@ -115,6 +121,8 @@ def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_
     assert len(expected) > 10 and expected <= names, sorted(expected - names)
     assert "gleamx/recipes/tiny/sft_lora.yaml" in names and "gleamx/recipes/gleamc/tiny.yaml" in names
     assert "gleamx/recipes/eval/zh_explain.yaml" in names and "gleamx/eval/judge_prompts.yaml" in names
+    configs = {f"gleamx/accelerate_configs/{p.name}" for p in (ROOT / "gleamx" / "accelerate_configs").glob("*.yaml")}
+    assert len(configs) >= 10 and configs <= names and "gleamx/accelerate_configs/zero3.yaml" in names
 
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
@@ -138,6 +146,7 @@ def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_
     cli = ("-m", "gleamx.cli.main")
     r = run(*cli, "sft", "--help")
     assert r.returncode == 0 and "usage: gleamx sft" in r.stdout and "--max_steps" in r.stdout, r.stderr[-2000:]
+    assert "--accelerate_config FILE|NAME" in r.stdout and "multi_node_zero3" in r.stdout  # read from the install
 
     from gleamx.synth import synthesize
 

@@ -93,7 +93,7 @@ def cmd_data_cvgl(cfg) -> int:
 
 
 def cmd_data_pairs(cfg) -> int:
-    from gleamx.build.pairs import make_pairs
+    from gleamx.curate.pairs import make_pairs
 
     r = make_pairs(cfg)
     console.print(f"{r.source}: {r.by_label['positive']} positive and {r.by_label['negative']} negative pairs "
@@ -107,7 +107,7 @@ def cmd_data_pairs(cfg) -> int:
 
 
 def cmd_data_push(cfg) -> int:
-    from gleamx.build.publish import push_dataset
+    from gleamx.curate.publish import push_dataset
 
     plan = push_dataset(cfg)
     verb = "uploaded" if plan.uploaded else "would upload"
@@ -243,7 +243,7 @@ def cmd_localize(cfg) -> int:
 
 
 def cmd_annotate(cfg) -> int:
-    from gleamx.build.annotate import ANNOTATED_NAME, FLAGGED_NAME, annotate, cost_lines, failed_reasons
+    from gleamx.curate.annotate import ANNOTATED_NAME, FLAGGED_NAME, annotate, cost_lines, failed_reasons
 
     with progress() as bar:
         task = bar.add_task("annotating", total=None)
@@ -257,29 +257,63 @@ def cmd_annotate(cfg) -> int:
     return 1 if d["n_failed"] else 0
 
 
-def cmd_sft(argv: list[str]) -> int:
-    from gleamx.recipes.sft import main as sft_main  # the same main as recipes/sft.py
+def _pop_option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """``flag``'s value (``--flag V`` or ``--flag=V``; dashes or underscores) and ``argv`` without it."""
+    spellings = {flag, flag.replace("_", "-")}
+    rest: list[str] = []
+    value: str | None = None
+    it = iter(range(len(argv)))
+    for i in it:
+        a = argv[i]
+        name, eq, inline = a.partition("=")
+        if name in spellings:
+            if eq:
+                value = inline
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                value = argv[i + 1]
+                next(it)
+            else:
+                from gleamx.errors import GleamConfigError
 
-    sft_main(argv, prog="gleamx sft")
-    return 0
+                raise GleamConfigError(f"{flag}: expected an accelerate config file or a packaged config name")
+            continue
+        rest.append(a)
+    return value, rest
+
+
+def _run_recipe(module: str, argv: list[str], prog: str) -> int:
+    """A recipe script's ``main`` (``gleamx.recipes.sft`` ...) in this process; with ``--accelerate_config NAME|FILE``
+    under ``accelerate launch`` with that config (a packaged name: ``zero2``, ``zero3``, ``multi_node_zero2``...)."""
+    import importlib
+
+    launch, argv = _pop_option(argv, "--accelerate_config")
+    if launch is None:
+        importlib.import_module(module).main(argv, prog=prog)
+        return 0
+    import subprocess
+
+    from gleamx.accelerate_configs import resolve
+
+    config = resolve(launch)
+    console.print(f"accelerate launch --config_file {config} -m {module} {' '.join(argv)}", markup=False)
+    return subprocess.call([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+                            "-m", module, *argv])
+
+
+def cmd_sft(argv: list[str]) -> int:
+    return _run_recipe("gleamx.recipes.sft", argv, "gleamx sft")  # the same main as recipes/sft.py
 
 
 def cmd_grpo(argv: list[str]) -> int:
-    from gleamx.recipes.grpo import main as grpo_main  # the same main as recipes/grpo.py
-
-    grpo_main(argv, prog="gleamx grpo")
-    return 0
+    return _run_recipe("gleamx.recipes.grpo", argv, "gleamx grpo")  # the same main as recipes/grpo.py
 
 
 def cmd_retrieval_train(argv: list[str]) -> int:
-    from gleamx.recipes.gleamc import main as gleamc_main  # the same main as recipes/gleamc.py
-
-    gleamc_main(argv, prog="gleamx retrieval train")
-    return 0
+    return _run_recipe("gleamx.recipes.gleamc", argv, "gleamx retrieval train")  # the same main as recipes/gleamc.py
 
 
 def cmd_review_serve(cfg) -> int:
-    from gleamx.build.review import serve_review
+    from gleamx.curate.review import serve_review
 
     def ready(url: str, app) -> None:
         console.print(f"reviewing {len(app.order)} pairs of split {cfg.split} at {url} (Ctrl+C stops; every decision is "
@@ -293,7 +327,7 @@ def cmd_review_serve(cfg) -> int:
 
 
 def cmd_review_export(cfg) -> int:
-    from gleamx.build.review import export_sheet
+    from gleamx.curate.review import export_sheet
 
     out, n, n_done = export_sheet(cfg)
     console.print(f"wrote {n} rows ({n_done} with a decision) to {out}", markup=False)
@@ -301,7 +335,7 @@ def cmd_review_export(cfg) -> int:
 
 
 def cmd_review_import(cfg) -> int:
-    from gleamx.build.review import STATS_NAME, import_revisions
+    from gleamx.curate.review import STATS_NAME, import_revisions
 
     r = import_revisions(cfg)
     st = r.stats
@@ -351,26 +385,27 @@ COMMANDS: dict[str, Command] = {
     "data cvgl": Command(_config("gleamx.data.config", "CvglConfig"), cmd_data_cvgl,
                          "write the GLEAM-C retrieval layout for University-1652, VIGOR, CVUSA, CVACT or paired "
                          "folders on disk"),
-    "data pairs": Command(_config("gleamx.build.pairs", "PairsConfig"), cmd_data_pairs,
+    "data pairs": Command(_config("gleamx.curate.pairs", "PairsConfig"), cmd_data_pairs,
                           "matching and non-matching pairs (random and hard negatives) from a retrieval layout"),
-    "data push": Command(_config("gleamx.build.publish", "DataPushConfig"), cmd_data_push,
+    "data push": Command(_config("gleamx.curate.publish", "DataPushConfig"), cmd_data_push,
                          "publish a dataset to the Hub as a datasets-loadable repo (Parquet with images, card)"),
     "models tiny": Command(_config("gleamx.models.config", "TinyModelConfig"), cmd_models_tiny,
                            "build a tiny random-initialised Qwen-VL-class model"),
     "sft": Command(None, cmd_sft, "fine-tune from a recipe: --config tiny/sft_lora or a YAML path "
-                                  "(same as recipes/sft.py)"),
+                                  "(same as recipes/sft.py); --accelerate_config zero2 launches it with accelerate"),
     "grpo": Command(None, cmd_grpo, "RL with verifiable rewards (GRPO) from a recipe: --config tiny/grpo or a YAML "
-                                    "path (same as recipes/grpo.py)"),
+                                    "path (same as recipes/grpo.py); --accelerate_config zero3 launches it"),
     "eval": Command(_config("gleamx.eval.config", "EvalConfig"), cmd_eval,
                     "match accuracy and explanation quality of a model, or of a predictions file "
                     "(also: gleamx-eval)", recipes="eval"),
     "retrieval train": Command(None, cmd_retrieval_train, "train GLEAM-C from a recipe: --config gleamc/tiny or a "
-                                                          "YAML path (same as recipes/gleamc.py)"),
+                                                          "YAML path (same as recipes/gleamc.py); --accelerate_config "
+                                                          "ddp launches it"),
     "retrieval eval": Command(_config("gleamx.retrieval.run_config", "RetrievalEvalConfig"), cmd_retrieval_eval,
                               "R@k, R@1%, mAP of an encoder on a split, overall and per view"),
     "localize": Command(_config("gleamx.retrieval.run_config", "LocalizeConfig"), cmd_localize,
                         "GLEAM-C top-k candidates, verified and explained by the MLLM, reranked"),
-    "annotate": Command(_config("gleamx.build.annotate", "AnnotateConfig"), cmd_annotate,
+    "annotate": Command(_config("gleamx.curate.annotate", "AnnotateConfig"), cmd_annotate,
                         "explain pairs with an OpenAI-compatible MLLM (en, zh); replies that contradict the label "
                         "are flagged, not kept"),
     "push": Command(_config("gleamx.hub.config", "PushConfig"), cmd_push,
@@ -382,11 +417,11 @@ COMMANDS: dict[str, Command] = {
     "app": Command(_config("gleamx.app.config", "AppConfig"), cmd_app,
                    "a Gradio page: verify and explain a pair, localize a query (tiny model and generated data "
                    "without --model); --export-space DIR writes it as a Hugging Face Space"),
-    "review serve": Command(_config("gleamx.build.review", "ReviewServeConfig"), cmd_review_serve,
+    "review serve": Command(_config("gleamx.curate.review", "ReviewServeConfig"), cmd_review_serve,
                             "open the review page: accept, edit or reject each explanation, saved at once"),
-    "review export": Command(_config("gleamx.build.review", "ReviewExportConfig"), cmd_review_export,
+    "review export": Command(_config("gleamx.curate.review", "ReviewExportConfig"), cmd_review_export,
                              "write a split as a CSV/JSONL sheet for review in a spreadsheet"),
-    "review import": Command(_config("gleamx.build.review", "ReviewImportConfig"), cmd_review_import,
+    "review import": Command(_config("gleamx.curate.review", "ReviewImportConfig"), cmd_review_import,
                              "merge revisions into a new dataset and report edit statistics"),
 }
 _GROUPS = {"data": "make, check and convert GLEAM-X data", "models": "model utilities",

@@ -54,8 +54,12 @@ def describe(kind: str) -> str:
     """The ``--help`` description of a recipe script: what ``--config`` takes, and the packaged recipes."""
     what = {"sft": "GLEAM-X supervised fine-tuning", "grpo": "GLEAM-X RL with verifiable rewards (GRPO)"}.get(
         kind, "GLEAM-C retrieval encoder training")
+    from gleamx import accelerate_configs
+
     return (f"{what}. --config takes a recipe YAML path, or the name of a packaged recipe when no such file exists "
-            f"({', '.join(names(kind))}); every option below overrides the recipe's value.")
+            f"({', '.join(names(kind))}); every option below overrides the recipe's value. Through the gleamx "
+            f"command, --accelerate_config FILE|NAME runs it under accelerate launch (packaged: "
+            f"{', '.join(accelerate_configs.names())}).")
 
 
 def resolve_config(argv: list[str], kind: str) -> list[str]:
