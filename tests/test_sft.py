@@ -316,3 +316,28 @@ def test_model_card_carries_eval_results_as_model_index(sft_inputs, tmp_path):
     names = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert names["Match accuracy"] == round(100 * results["accuracy"], 2)
     assert "Accuracy on non-matching pairs" in names and "## Evaluation" in card.text
+
+
+def test_peft_and_quantization_configs_start_from_trls_helpers(sft_inputs, tmp_path):
+    """Every LoRA and bitsandbytes option of TRL's ModelConfig reaches the built configs (they start from TRL's
+    get_peft_config / get_quantization_config); gleamx only adds its targets, the merger and the skip list."""
+    import torch
+
+    from gleamx.models import load_model_and_processor
+    from gleamx.train.args import LLM_LORA_TARGETS
+    from gleamx.train.sft import lora_config, quantization_config
+
+    script, _, model_args = _parse("--output_dir", str(tmp_path / "o"), "--lora_target_parameters",
+                                   "mlp.experts.down_proj", "--load_in_4bit", "true", "--bnb_4bit_quant_storage",
+                                   "uint8", "--use_rslora", "true", "--lora_r", "4", "--dtype", "bfloat16")
+    model, _ = load_model_and_processor(sft_inputs["model"])
+    lora = lora_config(model_args, script, model)
+    assert lora.target_parameters == ["mlp.experts.down_proj"] and lora.use_rslora and lora.r == 4
+    assert lora.target_modules == LLM_LORA_TARGETS and "merger" in lora.modules_to_save
+    quant = quantization_config(model_args)
+    assert quant.load_in_4bit and quant.bnb_4bit_quant_storage == torch.uint8
+    assert quant.bnb_4bit_compute_dtype == torch.bfloat16  # the weights' dtype, as TRL does ...
+    assert quant.llm_int8_skip_modules == ["lm_head", "model.visual"]
+    for dtype, compute in (("float32", torch.float32), ("auto", torch.bfloat16)):  # ... and "auto" is bf16
+        _, _, args = _parse("--output_dir", str(tmp_path / "o"), "--load_in_4bit", "true", "--dtype", dtype)
+        assert quantization_config(args).bnb_4bit_compute_dtype == compute, dtype

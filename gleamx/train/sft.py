@@ -204,11 +204,16 @@ def check_zero3_save(training_args: SFTConfig, model_args: ModelConfig) -> None:
 
 
 def lora_config(model_args: ModelConfig, script_args: GleamScriptArguments, model: Any):
-    """PEFT LoRA on the language model's linear layers (and the vision tower's with ``lora_vision``)."""
-    if not model_args.use_peft:
-        return None
-    from peft import LoraConfig
+    """TRL's ``get_peft_config`` (every LoRA option of ``ModelConfig``, ``lora_target_parameters`` included), with
+    gleamx's defaults on top: the language model's linear layers as targets (the vision tower's too with
+    ``lora_vision``) when the recipe names none, and the merger trained in full unless ``freeze_merger``."""
+    from dataclasses import replace
 
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    if config is None:
+        return None
     if model_args.lora_target_modules:
         targets: Any = model_args.lora_target_modules
     else:
@@ -216,35 +221,29 @@ def lora_config(model_args: ModelConfig, script_args: GleamScriptArguments, mode
     to_save = list(model_args.lora_modules_to_save or [])
     if not script_args.freeze_merger:
         to_save += [m for m in merger_module_names(model) if m not in to_save]
-    return LoraConfig(
-        r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-        target_modules=targets, modules_to_save=to_save or None, task_type=model_args.lora_task_type,
-        use_rslora=model_args.use_rslora, use_dora=model_args.use_dora,
-    )
+    return replace(config, target_modules=targets, modules_to_save=to_save or None)
 
 
 def quantization_config(model_args: ModelConfig):
-    """bitsandbytes 4-bit (nf4, double quant) or 8-bit; the vision tower stays unquantised."""
+    """TRL's ``get_quantization_config`` (bitsandbytes 4-bit or 8-bit, ``bnb_4bit_quant_storage`` included), with
+    the vision tower and the LM head left unquantised and a compute dtype that ``dtype: auto`` cannot break."""
     if not (model_args.load_in_4bit or model_args.load_in_8bit):
         return None
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise GleamConfigError("recipe: load_in_4bit/load_in_8bit need bitsandbytes: pip install 'gleamx[quant]'") from None
-    from transformers import BitsAndBytesConfig
+    import copy
 
+    from trl import get_quantization_config
+
+    # TRL computes in the weights' dtype; "auto" or unset means bf16 here (float32 stays float32).
+    resolved = copy.copy(model_args)
+    resolved.dtype = "bfloat16" if model_args.dtype in ("bfloat16", None, "auto") else "float32"
+    config = get_quantization_config(resolved)
     # Full module prefixes: bitsandbytes matches llm_int8_skip_modules against qualified names.
-    skip = ["lm_head", "model.visual"]
-    if model_args.load_in_4bit:
-        import torch
-
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=model_args.bnb_4bit_quant_type,
-            bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
-            bnb_4bit_compute_dtype=torch.bfloat16 if model_args.dtype in ("bfloat16", None, "auto") else torch.float32,
-            llm_int8_skip_modules=skip,
-        )
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    config.llm_int8_skip_modules = ["lm_head", "model.visual"]
+    return config
 
 
 def _check_quantisable(model: Any) -> None:
