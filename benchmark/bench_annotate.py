@@ -98,7 +98,7 @@ def write_data(root: Path, n: int) -> Path:
 
 class StubProcess:
     def __init__(self, latency: float) -> None:
-        from gleamx.build.annotate import PROMPTS
+        from gleamx.curate.annotate import PROMPTS
 
         notes = [PROMPTS[lang]["label_given"][True] for lang in ("en", "zh")]
         self.proc = subprocess.Popen([sys.executable, "-c", _STUB, str(latency), *notes, json.dumps(USAGE)],
@@ -115,7 +115,7 @@ class StubProcess:
 
 
 def throughput(data: Path, url: str, work: Path, concurrency: int, tag: str) -> float:
-    from gleamx.build.annotate import AnnotateConfig, annotate
+    from gleamx.curate.annotate import AnnotateConfig, annotate
 
     marks: list[float] = []
     cfg = AnnotateConfig(data=str(data), model="bench-model", base_url=url, out=str(work / tag), api_key_env=ENV,
@@ -131,7 +131,7 @@ def kill_chain(data: Path, url: str, stub: StubProcess, out: Path, n_pairs: int,
     cmd = [sys.executable, "-m", "gleamx.cli.main", "annotate", "--data", str(data), "--model", "bench-model",
            "--base-url", url, "--out", str(out), "--api-key-env", ENV, "--concurrency", "16",
            "--price-in", "2.5", "--price-out", "10"]
-    from gleamx.build.annotate import CACHE_NAME
+    from gleamx.curate.annotate import CACHE_NAME
 
     cache = out / CACHE_NAME
     rng = random.Random(seed)
@@ -176,7 +176,7 @@ def kill_chain(data: Path, url: str, stub: StubProcess, out: Path, n_pairs: int,
     print(f"  chain wall time {wall:.1f} s (process starts included); last process: "
           f"{next((ln for ln in done.stdout.splitlines() if 'explained' in ln), '').strip()}")
     report = json.loads((out / "cost.json").read_text())
-    from gleamx.build.annotate import cost_lines
+    from gleamx.curate.annotate import cost_lines
 
     print("cost report (example prices 2.5 / 10 per 1 M tokens in / out):")
     for line in cost_lines(report):

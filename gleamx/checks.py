@@ -103,3 +103,12 @@ def cap_workers(asked: int) -> int:
     """DataLoader worker processes: ``asked``, at most :func:`usable_cores` (more only queue on the same cores,
     and torch warns about them)."""
     return min(asked, usable_cores())
+
+
+def check_pixel_budget(min_name: str, min_pixels: Any, max_name: str, max_pixels: Any) -> None:
+    """An image processor's pixel budget per image: each bound given is an integer >= 1, and min <= max
+    (``--min-pixels: expected at most --max-pixels (N), got M``). Every command and recipe checks it here."""
+    check_int(min_name, min_pixels, 1, optional=True)
+    check_int(max_name, max_pixels, 1, optional=True)
+    if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+        raise GleamConfigError(f"{min_name}: expected at most {max_name} ({max_pixels}), got {min_pixels}")

@@ -21,7 +21,7 @@ import pytest
 
 import openai  # noqa: E402,F401  dev dependency: a missing one fails, never skips
 
-from gleamx.build.annotate import (  # noqa: E402
+from gleamx.curate.annotate import (  # noqa: E402
     ANNOTATED_NAME,
     CACHE_NAME,
     COST_NAME,
@@ -474,9 +474,9 @@ def test_prompts_are_packaged_data() -> None:
     import tomllib
     from importlib import resources
 
-    from gleamx.build import annotate as mod
+    from gleamx.curate import annotate as mod
 
-    source = resources.files("gleamx.build").joinpath(mod.PROMPTS_FILE)
+    source = resources.files("gleamx.curate").joinpath(mod.PROMPTS_FILE)
     assert source.is_file() and set(PROMPTS) == {"en", "zh"}
     assert "Answer: Yes" in PROMPTS["en"]["user"] and "结论：是" in PROMPTS["zh"]["user"]
     root = Path(__file__).resolve().parents[1]

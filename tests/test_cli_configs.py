@@ -154,3 +154,21 @@ def test_each_choice_list_is_defined_once() -> None:
                  if p.name != "choices.py" and "metrics" not in p.parts
                  for pat in patterns if pat.search(p.read_text(encoding="utf-8"))]
     assert not offenders, offenders
+
+
+def test_one_pixel_budget_check_for_every_command_and_recipe():
+    """min > max is refused in one line by eval, localize, app and the SFT recipe alike (localize had no check)."""
+    from gleamx.app.config import AppConfig
+    from gleamx.cli.main import parse_command
+    from gleamx.train.args import GleamScriptArguments
+
+    for name, argv in (("eval", ["--predictions", "p", "--data", "d", "--output", "o"]),
+                       ("localize", ["--encoder", "e", "--model", "m", "--data", "d", "--output", "o"])):
+        with pytest.raises(GleamConfigError, match=r"^--min-pixels: expected at most --max-pixels \(100\), got 200$"):
+            parse_command(name, [*argv, "--min-pixels", "200", "--max-pixels", "100"])
+        with pytest.raises(GleamConfigError, match=r"^--max-pixels: expected an integer >= 1, got 0$"):
+            parse_command(name, [*argv, "--max-pixels", "0"])
+    with pytest.raises(GleamConfigError, match=r"^--min-pixels: expected at most"):
+        AppConfig(min_pixels=200, max_pixels=100)
+    with pytest.raises(GleamConfigError, match=r"^recipe: min_pixels: expected at most max_pixels \(100\), got 200$"):
+        GleamScriptArguments(min_pixels=200, max_pixels=100)

@@ -14,7 +14,7 @@ import pytest
 
 import openai  # noqa: E402,F401  dev dependency: a missing one fails, never skips
 
-from gleamx.build.annotate import COST_NAME, FLAGGED_NAME, PROMPTS  # noqa: E402
+from gleamx.curate.annotate import COST_NAME, FLAGGED_NAME, PROMPTS  # noqa: E402
 from gleamx.cli.main import main  # noqa: E402
 from gleamx.data import load_samples  # noqa: E402
 from test_cvgl import _img, university  # noqa: E402, F401  (the fixture tree)

@@ -67,7 +67,7 @@ def test_pairs_are_deterministic_for_a_seed(layout, tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert (tmp_path / "a" / "test.jsonl").read_bytes() != (tmp_path / "c" / "test.jsonl").read_bytes()
     with pytest.raises(GleamDataError, match="already holds pairs"):
-        from gleamx.build.pairs import PairsConfig, make_pairs
+        from gleamx.curate.pairs import PairsConfig, make_pairs
 
         make_pairs(PairsConfig(retrieval=str(layout), out=str(tmp_path / "a")))
     _pairs(layout, tmp_path / "a", "--seed", "3", "--overwrite")
@@ -83,7 +83,7 @@ def test_ratio_and_per_view_balance(layout, tmp_path):
     rows = _pairs(layout, tmp_path / "cap", "--max-per-view", "2", "--neg-ratio", "0.5", "--views", "uav")
     assert Counter(r["label"] for r in rows) == {True: 2, False: 1}
     with pytest.raises(GleamConfigError, match="--hard-ratio: expected a number from 0 to 1"):
-        from gleamx.build.pairs import PairsConfig
+        from gleamx.curate.pairs import PairsConfig
 
         PairsConfig(retrieval="x", out="y", hard_ratio=2)
     assert main(["data", "pairs", "--retrieval", "x", "--out", "y", "--split-fractions", "0.5,0.6,0"]) == 2

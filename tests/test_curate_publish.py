@@ -134,7 +134,7 @@ def test_dry_run_lists_every_file_and_writes_the_card(dataset: Path, monkeypatch
 def test_save_to_disk_and_parquet_round_trip(dataset: Path, tmp_path: Path) -> None:
     import datasets
 
-    from gleamx.build.publish import DataPushConfig, hub_dataset, push_dataset
+    from gleamx.curate.publish import DataPushConfig, hub_dataset, push_dataset
     from gleamx.data import load_samples
 
     want = _source(dataset)
@@ -234,7 +234,7 @@ def test_push_to_a_local_hub_stand_in_then_train_and_eval_read_it(dataset: Path,
 def test_bad_settings_are_one_line(dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     from huggingface_hub import HfApi
 
-    from gleamx.build.publish import DataPushConfig, push_dataset
+    from gleamx.curate.publish import DataPushConfig, push_dataset
 
     with pytest.raises(GleamConfigError, match=r"--repo-id: expected user/name, got 'nouser'"):
         DataPushConfig(data=str(dataset), repo_id="nouser")

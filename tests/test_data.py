@@ -291,3 +291,11 @@ def test_convert_dataset_with_embedded_images_writes_image_files(data_small_json
     run = gleamx_cli("data", "convert", tmp_path / "hf", "--to", "sharegpt", "--task", "label", "--out", sg)
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
     assert [s.id for s in load_samples(sg).samples] == [s.id for s in samples]
+
+
+def test_dataset_cards_share_one_size_category():
+    from gleamx.data.card import size_category
+
+    cases = {0: "n<1K", 999: "n<1K", 1000: "1K<n<10K", 99_999: "10K<n<100K", 100_000: "100K<n<1M",
+             1_000_000: "1M<n<10M", 10**9: "n>100M"}
+    assert {n: size_category(n) for n in cases} == cases

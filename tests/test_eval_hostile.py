@@ -288,7 +288,7 @@ def test_duplicate_id_in_predictions_is_one_line(data, tmp_path, capsys):
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: {preds}:3: id: duplicate id {samples[0].id!r} (first on line 1)")
     preds.write_bytes(b'{"id": "a", "prediction": "\xe4\xb8"}\n')  # not UTF-8
-    with pytest.raises(GleamDataError, match=r"p.jsonl:1: encoding: expected UTF-8"):
+    with pytest.raises(GleamDataError, match=r"p.jsonl:1: encoding: invalid UTF-8 at byte \d+ of the file .*; expected UTF-8 text"):
         from gleamx.eval.run import read_predictions
 
         read_predictions(preds)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gleamx.errors import GleamModelError
+from gleamx.errors import GleamConfigError, GleamModelError
 from gleamx.models import (
     ARCHS,
     QWEN_VL_CHAT_TEMPLATE,
@@ -230,9 +230,9 @@ def test_pixel_budget_parameters(tmp_path):
     _, processor = load_model_and_processor(d)
     assert image_token_count(processor, 224, 224) == 4
     assert image_token_count(processor, 20, 20) == 1
-    with pytest.raises(GleamModelError) as err:
+    with pytest.raises(GleamConfigError) as err:  # gleamx.checks.check_pixel_budget, as for every command
         build_tiny_model(arch, tmp_path / "bad", min_pixels=100_000, max_pixels=10)
-    _one_line(err)
+    assert _one_line(err) == "tiny model: min_pixels: expected at most max_pixels (10), got 100000"
 
 
 # --- chat template -----------------------------------------------------------------------------
@@ -456,6 +456,6 @@ def test_loader_dtype_and_pixel_budget(models_tiny_dir):
     chat = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "x"}]}]
     batch = small.apply_chat_template(chat, tokenize=True, return_dict=True, return_tensors="pt")
     assert int((batch["input_ids"] == model.config.image_token_id).sum()) == 16
-    with pytest.raises(GleamModelError) as err:
+    with pytest.raises(GleamConfigError) as err:
         load_model_and_processor(d, min_pixels=10_000, max_pixels=100)
-    _one_line(err)
+    assert _one_line(err) == "model: min_pixels: expected at most max_pixels (100), got 10000"

@@ -48,7 +48,7 @@ def test_load_retrieval_splits_and_positives(toy):
 
 
 @pytest.mark.parametrize(("which", "line", "match"), [
-    ("queries", "not json", r"queries\.jsonl:2: line: expected a JSON object"),
+    ("queries", "not json", r"queries\.jsonl:2: json: expected one JSON object per line"),
     ("queries", {"query_id": "x", "image": "../images/uav/loc00000.png", "query_view": "drone",
                  "location_id": "loc00000", "split": "train"}, r"queries\.jsonl:2: query_view: expected one of"),
     ("queries", {"query_id": "x", "image": "../images/uav/loc00000.png", "query_view": "uav",

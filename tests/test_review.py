@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gleamx.build.review import (
+from gleamx.curate.review import (
     ReviewApp,
     ReviewExportConfig,
     ReviewImportConfig,

@@ -27,6 +27,7 @@ import numpy as np
 
 from gleamx.checks import check_at_least, check_choice, check_given, check_int, comma_list
 from gleamx.choices import SPLITS, VIEWS, Split
+from gleamx.data.card import size_category
 from gleamx.data.cvgl import LAYOUT_FILE
 from gleamx.data.paths import MANIFEST_NAME
 from gleamx.data.schema import GleamSample
@@ -267,8 +268,7 @@ def _card(source: str, config: dict[str, Any], by_split: dict[str, list[GleamSam
     data = DatasetCardData(
         license="other", pretty_name=f"GLEAM-X pairs from {source}",
         task_categories=["image-text-to-text", "visual-question-answering"],
-        size_categories=["n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000
-                         else "100K<n<1M"],
+        size_categories=[size_category(n)],
         tags=["geo-localization", "cross-view", "gleamx"],
         configs=[{"config_name": "default",
                   "data_files": [{"split": s, "path": f"{s}.jsonl"} for s in SPLITS if by_split.get(s)]}])

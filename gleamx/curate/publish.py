@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gleamx.build.annotate import COST_NAME
 from gleamx.checks import check_given, check_positive
 from gleamx.choices import LANGS, SPLITS, VIEWS
+from gleamx.curate.annotate import COST_NAME
+from gleamx.data.card import size_category
 from gleamx.errors import GleamConfigError, GleamDataError, first_line
 
 PREVIEW_NAME = ".hub_preview"
@@ -212,13 +213,6 @@ class _Counts:
         return c
 
 
-def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "1M<n<10M"
-
-
 def _fmt(x: Any, pct: bool = False) -> str:
     if x is None:
         return "-"
@@ -276,7 +270,7 @@ def dataset_card(repo_id: str, dd: Any, cost: dict[str, Any] | None = None,
         license="other", pretty_name=f"GLEAM-X: {repo_id.split('/')[-1]}",
         task_categories=["image-text-to-text", "visual-question-answering"],
         language=[lang for lang in LANGS if any(n[f"lang_{lang}"] for n in c.splits.values())] or None,
-        size_categories=[_size_category(total)], tags=["geo-localization", "cross-view", "gleamx"],
+        size_categories=[size_category(total)], tags=["geo-localization", "cross-view", "gleamx"],
         configs=[{"config_name": "default",
                   "data_files": [{"split": s, "path": f"{DATA_DIR}/{s}-*"} for s in dd]}])
 

@@ -297,7 +297,7 @@ def _image_bytes(image: Any) -> tuple[bytes, str]:
 def _page() -> bytes:
     from importlib.resources import files
 
-    return files("gleamx.build").joinpath("review_page.html").read_bytes()
+    return files("gleamx.curate").joinpath("review_page.html").read_bytes()
 
 
 class ReviewApp:

@@ -40,6 +40,19 @@ def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         yield lineno, row
 
 
+
+def read_json_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """``(line_number, object)`` for every non-blank line of a JSONL file that must be read whole (a retrieval
+    layout, a predictions file): the first line that is not UTF-8, not JSON or not an object raises its one-line
+    ``file:line: field: expected ...`` error. The lenient form, for validators, is :func:`iter_jsonl_rows`."""
+    for lineno, row in iter_jsonl_rows(path):
+        if isinstance(row, Problem):
+            raise GleamDataError(row)
+        if not isinstance(row, dict):
+            raise GleamDataError.at(str(path), lineno, "json",
+                                    f"expected one JSON object per line, got {type(row).__name__}")
+        yield lineno, row
+
 def _rel(image: Any, base: Path) -> str:
     if not isinstance(image, (str, os.PathLike)):
         raise TypeError("sample_to_json needs image paths; write in-memory images with save_in_memory_images first")

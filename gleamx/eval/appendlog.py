@@ -4,9 +4,9 @@
   *last* line. :func:`repair_tail` drops it (whatever byte it ends in, the middle of a UTF-8
   character included) before anything is read or appended, and :func:`read_records` reads bytes,
   so a damaged line never makes a rerun fail.
-* :func:`single_writer` holds an exclusive lock on ``DIR/.lock`` while a run writes into ``DIR``:
-  a second run into the same directory fails at once with one line. On POSIX it is a ``flock``,
-  which the kernel releases when the holder dies, so a killed run never leaves a stale lock.
+* :func:`single_writer` holds an exclusive lock on ``DIR/.lock`` (``filelock``) while a run writes into
+  ``DIR``: a second run into the same directory fails at once with one line. It is an OS lock, which the
+  kernel releases when the holder dies, so a killed run never leaves a stale lock.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from gleamx.errors import GleamConfigError
 
 LOCK_NAME = ".lock"
 _BLOCK = 1 << 16
-_HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth (gleamx-eval holds OUTPUT, then the judge)
-_HELD_GUARD = threading.Lock()
+_LOCKS: dict[str, Any] = {}  # lock file -> its one FileLock in this process (re-entrant: holds nest)
+_LOCKS_GUARD = threading.Lock()
 
 
 def repair_tail(path: str | Path) -> int:
@@ -80,13 +80,20 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield lineno, row
 
 
-def _holder(fd: int) -> str:
+def _holder(path: str) -> str:
+    """The pid the lock file's holder wrote into it, else "unknown"."""
     try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 64).decode("ascii", "replace").strip()
+        with open(path, "rb") as f:
+            text = f.read(64).decode("ascii", "replace").strip()
     except OSError:
         text = ""
     return text if text.isdigit() else "unknown"
+
+
+def _write_pid(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()}\n".encode())
 
 
 @contextmanager
@@ -94,61 +101,28 @@ def single_writer(directory: str | Path, what: str = "gleamx-eval", flag: str = 
     """Hold ``DIRECTORY/.lock`` exclusively for the block; if another process holds it, fail at once with
     ``DIRECTORY: another gleamx-eval is writing here (pid N); wait for it or use another --output``.
 
-    The lock file stays (holding the last writer's pid); only the lock on it matters. Within one
-    process the lock nests (``gleamx-eval`` holds ``OUTPUT`` and its judge asks for it again).
+    A ``filelock.FileLock`` (an OS lock: the kernel releases it when the holder dies, so a killed run never
+    leaves a stale lock). The lock file stays, holding the last writer's pid. Within one process the lock nests
+    (``gleamx-eval`` holds ``OUTPUT`` and its judge asks for it again): one lock object per path, re-entrant.
     """
+    from filelock import FileLock, Timeout
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = str((directory / LOCK_NAME).resolve())
-    with _HELD_GUARD:
-        nested = path in _HELD
-        if nested:
-            _HELD[path] += 1
-    if nested:
-        try:
-            yield
-        finally:
-            with _HELD_GUARD:
-                _HELD[path] -= 1
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(path)
+        if lock is None:
+            lock = _LOCKS[path] = FileLock(path, timeout=0, thread_local=False, on_acquired=_write_pid)
     try:
-        try:
-            import fcntl
-        except ImportError:  # Windows: a byte-range lock, also released when the process dies
-            import msvcrt
-
-            def lock() -> None:
-                os.lseek(fd, 0, os.SEEK_SET)
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-
-            def unlock() -> None:
-                os.lseek(fd, 0, os.SEEK_SET)
-                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        else:
-            def lock() -> None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-            def unlock() -> None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        try:
-            lock()
-        except OSError:
-            raise GleamConfigError(f"{directory}: another {what} is writing here (pid {_holder(fd)}); "
-                                   f"wait for it or use another {flag}") from None
-        with _HELD_GUARD:
-            _HELD[path] = 1
-        try:
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            yield
-        finally:
-            with _HELD_GUARD:
-                del _HELD[path]
-            unlock()
+        lock.acquire()
+    except Timeout:
+        raise GleamConfigError(f"{directory}: another {what} is writing here (pid {_holder(path)}); "
+                               f"wait for it or use another {flag}") from None
+    try:
+        yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 __all__ = ["LOCK_NAME", "end_with_newline", "read_records", "repair_tail", "single_writer"]

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from gleamx.checks import check_choice, check_int, check_positive
+from gleamx.checks import check_choice, check_int, check_pixel_budget, check_positive
 from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 from gleamx.eval.decoding import greedy_decoding
@@ -89,14 +89,11 @@ class EvalConfig:
         check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
         for flag, value, low, optional in (
                 ("--batch-size", self.batch_size, 1, False), ("--max-new-tokens", self.max_new_tokens, 1, False),
-                ("--limit", self.limit, 1, True), ("--min-pixels", self.min_pixels, 1, True),
-                ("--max-pixels", self.max_pixels, 1, True), ("--bootstrap", self.bootstrap, 0, False),
+                ("--limit", self.limit, 1, True), ("--bootstrap", self.bootstrap, 0, False),
                 ("--judge-concurrency", self.judge_concurrency, 1, False),
                 ("--judge-max-retries", self.judge_max_retries, 0, False)):
             check_int(flag, value, low, optional=optional)
-        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
-            raise GleamConfigError(
-                f"--min-pixels: expected at most --max-pixels ({self.max_pixels}), got {self.min_pixels}")
+        check_pixel_budget("--min-pixels", self.min_pixels, "--max-pixels", self.max_pixels)
         check_positive("--judge-timeout", self.judge_timeout, what="a positive number of seconds")
 
     def generation_config(self) -> dict[str, Any]:

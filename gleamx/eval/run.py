@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gleamx.data.jsonl import read_json_objects
 from gleamx.data.load import load_samples
 from gleamx.data.schema import GleamSample, samples_of
 from gleamx.checks import gleamx_provenance
@@ -69,35 +70,23 @@ def read_predictions(path: str | Path, key: str | None = None,
     if not path.is_file():
         raise GleamDataError.at(str(path), None, "path", "predictions file not found (expected JSONL with id, prediction)")
     out, first_seen = {}, {}
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise GleamDataError.at(str(path), lineno, "encoding",
-                                        f"expected UTF-8 text (byte {e.start + 1} of the line is not)") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise GleamDataError.at(str(path), lineno, "json", "expected one JSON object per line") from None
-            if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("prediction"), str):
-                raise GleamDataError.at(str(path), lineno, "prediction",
-                                        "expected an object with 'id' and 'prediction' (text)")
-            if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
-                raise GleamDataError.at(str(path), lineno, "id", f"expected a string, got {row['id']!r}")
-            rid = str(row["id"])
-            if rid in first_seen:
-                raise GleamDataError.at(str(path), lineno, "id",
-                                        f"duplicate id {rid!r} (first on line {first_seen[rid]}); "
-                                        "expected one prediction per id")
-            p = row.get("p_yes")
-            if p is not None and not _is_probability(p):
-                raise GleamDataError.at(str(path), lineno, "p_yes",
-                                        f"expected a probability in [0, 1] or null, got {json.dumps(p)[:40]}")
-            first_seen[rid] = lineno
-            out[rid] = row
+    for lineno, row in read_json_objects(path):
+        if "id" not in row or not isinstance(row.get("prediction"), str):
+            raise GleamDataError.at(str(path), lineno, "prediction",
+                                    "expected an object with 'id' and 'prediction' (text)")
+        if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
+            raise GleamDataError.at(str(path), lineno, "id", f"expected a string, got {row['id']!r}")
+        rid = str(row["id"])
+        if rid in first_seen:
+            raise GleamDataError.at(str(path), lineno, "id",
+                                    f"duplicate id {rid!r} (first on line {first_seen[rid]}); "
+                                    "expected one prediction per id")
+        p = row.get("p_yes")
+        if p is not None and not _is_probability(p):
+            raise GleamDataError.at(str(path), lineno, "p_yes",
+                                    f"expected a probability in [0, 1] or null, got {json.dumps(p)[:40]}")
+        first_seen[rid] = lineno
+        out[rid] = row
     return out
 
 

@@ -1,5 +1,5 @@
 """One client for OpenAI-compatible chat endpoints (GPT-4o, Doubao on Volcengine Ark, a vLLM server), shared by
-the LLM judge (:mod:`gleamx.eval.judge`) and the annotator (:mod:`gleamx.build.annotate`).
+the LLM judge (:mod:`gleamx.eval.judge`) and the annotator (:mod:`gleamx.curate.annotate`).
 
 * The API key comes from an environment variable only (:func:`api_key`); it is handed to the ``openai``
   client and nowhere else, and every text that could echo it (a server's error message) goes through

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gleamx.checks import check_pixel_budget
 from gleamx.errors import GleamModelError, first_line
 
 from gleamx.choices import DTYPES  # noqa: F401  (re-exported)
@@ -98,8 +99,10 @@ def set_pixel_budget(processor: Any, min_pixels: int | None = None, max_pixels: 
     saved_lo, saved_hi = pixel_budget(processor)
     lo = int(min_pixels) if min_pixels is not None else saved_lo
     hi = int(max_pixels) if max_pixels is not None else saved_hi
-    if lo is None or hi is None or not 0 < lo <= hi:
-        raise GleamModelError(f"model: expected 0 < min_pixels <= max_pixels, got min_pixels={lo}, max_pixels={hi}")
+    if lo is None or hi is None:
+        raise GleamModelError(f"model: the processor keeps no pixel budget to complete (min_pixels={lo}, "
+                              f"max_pixels={hi}); pass both")
+    check_pixel_budget("model: min_pixels", lo, "max_pixels", hi)
     # Qwen-VL image processors (transformers 5) keep the pixel budget as size shortest/longest edge.
     size = {k: v for k, v in size.items() if k not in ("min_pixels", "max_pixels")}
     size.update(shortest_edge=lo, longest_edge=hi)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gleamx.checks import check_pixel_budget
 from gleamx.errors import GleamModelError
 from gleamx.models.chat_template import QWEN_VL_CHAT_TEMPLATE
 from gleamx.models.tokenizer import QWEN_MODEL_VOCAB_SIZE, SPECIAL_TOKENS, build_tokenizer
@@ -201,8 +202,7 @@ def tiny_processor(arch: str, tokenizer: Any, min_pixels: int | None = None, max
     lo, hi = default_pixels(arch)
     lo = lo if min_pixels is None else int(min_pixels)
     hi = hi if max_pixels is None else int(max_pixels)
-    if not 0 < lo <= hi:
-        raise GleamModelError(f"tiny model: expected 0 < min_pixels <= max_pixels, got {lo} and {hi}")
+    check_pixel_budget("tiny model: min_pixels", lo, "max_pixels", hi)
     patch = _patch_size(arch)
     # Qwen2-VL normalises with CLIP statistics, Qwen3-VL with 0.5/0.5 (the real checkpoints' values).
     stats: dict[str, Any] = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3} if arch == "qwen3_vl" else {}

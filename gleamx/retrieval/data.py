@@ -13,7 +13,6 @@ Image paths must resolve inside the dataset directory (the one holding ``retriev
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from gleamx.data.images import ImageTooLargeError, max_image_pixels, open_lazy
 from gleamx.data.paths import ImageRoots
 from gleamx.data.schema import SPLITS, VIEWS, canonical_split
-from gleamx.data.text import read_lines, surrogate_problem
+from gleamx.data.jsonl import read_json_objects
 from gleamx.errors import GleamDataError
 
 
@@ -73,18 +72,7 @@ def _read(path: Path, required: Sequence[str]) -> list[tuple[int, dict]]:
         raise GleamDataError.at(str(path), None, "file", "missing (expected the retrieval layout that "
                                 "`gleamx data synth` writes: retrieval/gallery.jsonl and retrieval/queries.jsonl)")
     rows = []
-    for n, line in read_lines(path):  # bytes decoded per line: a bad byte is file:line, not a traceback
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise GleamDataError.at(str(path), n, "line", f"expected a JSON object ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise GleamDataError.at(str(path), n, "line", "expected a JSON object")
-        problem = surrogate_problem(str(path), n, line, row)
-        if problem is not None:
-            raise GleamDataError(problem)
+    for n, row in read_json_objects(path):  # a bad byte, line or value is file:line, not a traceback
         for key in required:
             if not isinstance(row.get(key), str) or not row[key]:
                 raise GleamDataError.at(str(path), n, key, "expected a non-empty string")

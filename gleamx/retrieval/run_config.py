@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gleamx.checks import check_choice, check_given, check_int, check_positive, comma_list
+from gleamx.checks import check_choice, check_given, check_int, check_pixel_budget, check_positive, comma_list
 from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 
@@ -97,9 +97,9 @@ class LocalizeConfig:
         check_choice("--lang", self.lang, LANGS)
         check_choice("--task", self.task, TASKS)
         check_choice("--dtype", self.dtype, DTYPES)
-        for flag, value in (("--k", self.k), ("--limit", self.limit), ("--max-new-tokens", self.max_new_tokens),
-                            ("--min-pixels", self.min_pixels), ("--max-pixels", self.max_pixels)):
+        for flag, value in (("--k", self.k), ("--limit", self.limit), ("--max-new-tokens", self.max_new_tokens)):
             check_int(flag, value, 1, optional=True)
+        check_pixel_budget("--min-pixels", self.min_pixels, "--max-pixels", self.max_pixels)
         check_int("--batch-size", self.batch_size, 1)
         check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
 

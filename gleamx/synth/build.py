@@ -22,6 +22,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image
 
 from gleamx import __version__
+from gleamx.data.card import size_category
 from gleamx.data.jsonl import write_samples
 from gleamx.data.schema import LANGS, SPLITS, VIEWS, GleamSample
 from gleamx.synth.explain import Comparison, compare, explain, visible_buildings
@@ -352,10 +353,6 @@ def _write_retrieval(out: Path, locs: dict[str, list[_Location]], views: Sequenc
     return base / "gallery.jsonl", base / "queries.jsonl"
 
 
-def _size_category(n: int) -> str:
-    return "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M"
-
-
 def _count_row(name: str, rows: list[GleamSample], views: Sequence[str]) -> str:
     """One line of the card's counts table: samples, positives, negatives, hard negatives, per view."""
     return (f"| {name} | {len(rows)} | {sum(x.label for x in rows)} | {sum(not x.label for x in rows)} | "
@@ -371,7 +368,7 @@ def _card_text(config: dict[str, Any], samples: dict[str, list[GleamSample]], n_
         license="apache-2.0",
         pretty_name=f"GLEAM-X synthetic cross-view matching ({config['difficulty']}, seed {config['seed']})",
         task_categories=["image-text-to-text", "visual-question-answering"],
-        size_categories=[_size_category(len(allsamp))],
+        size_categories=[size_category(len(allsamp))],
         tags=["geo-localization", "cross-view", "synthetic", "gleamx"],
         configs=[{"config_name": "default",
                   "data_files": [{"split": s, "path": f"{s}.jsonl"} for s in SPLITS if by_split[s]]}],

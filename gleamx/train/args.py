@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
-from gleamx.checks import check_choice, check_int, check_positive
+from gleamx.checks import check_choice, check_int, check_pixel_budget, check_positive
 from gleamx.choices import FORMATS, LANGS_OR_BOTH, TASKS, DataFormat, LangOrBoth, Task
 from gleamx.errors import GleamConfigError
 
@@ -57,12 +57,9 @@ class GleamScriptArguments(ScriptArguments):
         check_choice("recipe: task", self.task, TASKS)
         check_choice("recipe: dataset_format", self.dataset_format, FORMATS)
         check_int("recipe: max_train_samples", self.max_train_samples, 1, optional=True)
-        check_int("recipe: min_pixels", self.min_pixels, 1, optional=True)
-        check_int("recipe: max_pixels", self.max_pixels, 1, optional=True)
+        check_pixel_budget("recipe: min_pixels", self.min_pixels, "max_pixels", self.max_pixels)
         check_positive("recipe: vision_lr", self.vision_lr, optional=True)
         check_positive("recipe: merger_lr", self.merger_lr, optional=True)
         if self.padding_free_vl is not None and not isinstance(self.padding_free_vl, bool):
             raise GleamConfigError(
                 f"recipe: padding_free_vl: expected true, false or null (auto), got {self.padding_free_vl!r}")
-        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
-            raise GleamConfigError(f"recipe: min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})")
