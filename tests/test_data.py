@@ -299,3 +299,15 @@ def test_dataset_cards_share_one_size_category():
     cases = {0: "n<1K", 999: "n<1K", 1000: "1K<n<10K", 99_999: "10K<n<100K", 100_000: "100K<n<1M",
              1_000_000: "1M<n<10M", 10**9: "n>100M"}
     assert {n: size_category(n) for n in cases} == cases
+
+
+def test_a_garbled_verdict_line_is_a_problem_where_data_enters(data_small_jsonl):
+    """`Answer: Nor` on a same-place pair is not "no verdict": validate and the loaders refuse it, as they refuse
+    a verdict that disagrees with the label; an explanation without any verdict line stays valid."""
+    line = _append(data_small_jsonl, _good_row(id="g", explanation={"en": "Roads match.\nAnswer: Nor"}))
+    _append(data_small_jsonl, _good_row(id="h", explanation={"en": "Roads match, no verdict line."}))
+    problems = [str(p) for p in validate(data_small_jsonl).problems]
+    assert problems == [f"{data_small_jsonl}:{line}: explanation.en: its verdict line is not a clear verdict "
+                        "(expected Answer: Yes or Answer: No, 结论：是 or 结论：否, as the last marked line)"]
+    with pytest.raises(GleamDataError, match=rf":{line}: explanation.en: its verdict line is not a clear verdict"):
+        load_samples(data_small_jsonl)

@@ -133,6 +133,11 @@ def test_bad_revisions_are_refused_in_one_line(server) -> None:
     status, body = _post(base, id="t1", decision="edit", explanation={"en": "Looks different.\nAnswer: No",
                                                                       "zh": ZH["t1"]})
     assert status == 400 and "its verdict line says no but label is true" in body["error"]
+    # a garbled verdict line is refused as a wrong one is (it used to be saved: "Nor" is no verdict at all)
+    status, body = _post(base, id="t1", decision="edit", explanation={"en": "Same roof.\nAnswer: Nor", "zh": ZH["t1"]})
+    assert status == 400 and "explanation.en: its verdict line is not a clear verdict" in body["error"]
+    status, body = _post(base, id="t1", decision="edit", explanation={"en": "Same roof.\nAnswer: Yes", "zh": "屋顶相同。\n结论：是吗"})
+    assert status == 400 and "explanation.zh: its verdict line is not a clear verdict" in body["error"]
     status, body = _post(base, id="t1", decision="edit", explanation={"en": "", "zh": ZH["t1"]})
     assert status == 400 and "explanation.en: empty" in body["error"]
     assert _call(f"{base}/api/revision", b"not json")[0] == 400
@@ -294,6 +299,10 @@ def test_unknown_duplicated_and_relabelled_rows_are_refused_in_one_line(review_d
     _write_log(log, [{"id": "t2", "decision": "accept"}, {"id": "t3", "decision": "accept", "label": False}])
     with pytest.raises(GleamDataError, match=rf"^{log}:2: label: changed from true to false"):
         read_sheet(log, samples, "test")
+    _write_log(log, [{"id": "t3", "decision": "edit", "explanation": {"en": "Grey blocks.\nAnswer: Nor",
+                                                                         "zh": ZH["t3"]}}])
+    with pytest.raises(GleamDataError, match=rf"^{log}:1: explanation.en: its verdict line is not a clear verdict"):
+        read_sheet(log, samples, "test")  # the import applies the same rule as the page
     _write_log(log, [{"id": "t2", "decision": "accept", "explanation": {"en": "changed\nAnswer: No"}}])
     with pytest.raises(GleamDataError, match=rf"^{log}:1: explanation.en: decision is accept but the text differs"):
         read_sheet(log, samples, "test")

@@ -168,7 +168,7 @@ def check_revision(sample: Any, decision: Any, explanation: Any, *, file: str, l
     or a :class:`GleamDataError` naming ``file:line``. An edit that changes nothing is an accept; a label
     other than the sample's, and an edited verdict line that disagrees with the label, are refused."""
     from gleamx.data.schema import parse_label
-    from gleamx.data.verdict import parse_verdict
+    from gleamx.data.verdict import verdict_problem
 
     def bad(fld: str, message: str) -> GleamDataError:
         return GleamDataError.at(file, line, fld, message)
@@ -212,10 +212,9 @@ def check_revision(sample: Any, decision: Any, explanation: Any, *, file: str, l
             raise bad(f"explanation.{lang}", f"empty for id {sample.id!r} (expected the revised text; "
                                              f"reject the sample to drop it)")
     for lang, text in texts.items():
-        said = parse_verdict(text)
-        if said is not None and said != sample.label:
-            raise bad(f"explanation.{lang}", f"its verdict line says {'yes' if said else 'no'} but label is "
-                                             f"{str(sample.label).lower()} for id {sample.id!r}")
+        problem = verdict_problem(text, sample.label)  # the rule validate and the loaders apply
+        if problem:
+            raise bad(f"explanation.{lang}", f"{problem} for id {sample.id!r}")
     if texts == original:
         return record | {"decision": "accept"}  # an edit that changes nothing
     return record | {"explanation": texts}

@@ -18,7 +18,7 @@ from gleamx.data.images import ImageTooLargeError, max_image_pixels, open_image,
 from gleamx.data.paths import ImageRoots
 from gleamx.data.schema import LANGS, REQUIRED_FIELDS, SPLITS, VIEWS, GleamSample, canonical_split, parse_label
 from gleamx.errors import GleamDataError, Problem
-from gleamx.data.verdict import parse_verdict
+from gleamx.data.verdict import verdict_problem
 
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS) | {"explanation", "source", "split", "meta"}
 IMAGE_FIELDS = ("query_image", "satellite_image")
@@ -188,10 +188,9 @@ def _check_explanation(row: dict, bad: Bad, label: bool | None) -> dict[str, str
         elif not isinstance(text, str) or not text.strip():
             bad(f"explanation.{lang}", "empty (expected non-empty text)")
         else:
-            said = parse_verdict(text)
-            if label is not None and said is not None and said != label:
-                bad(f"explanation.{lang}",
-                    f"its verdict line says {'yes' if said else 'no'} but label is {str(label).lower()}")
+            problem = verdict_problem(text, label)
+            if problem:
+                bad(f"explanation.{lang}", problem)
             explanation[lang] = text
     return explanation
 

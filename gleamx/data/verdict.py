@@ -248,6 +248,22 @@ def parse_verdict(text: str | None) -> bool | None:
     return verdict
 
 
+def verdict_problem(text: str, label: bool | None = None) -> str | None:
+    """What is wrong with the verdict of an explanation entering a dataset (a file, a review edit, an import), or
+    ``None``: a marked verdict line (``Answer:``, ``结论：``, ...) that :func:`parse_verdict` cannot read
+    (``Answer: Nor``), or a clear one that disagrees with ``label``. An explanation without a verdict line
+    passes: label-only and free-text explanations are data too. Every entry point checks with this one rule."""
+    said = parse_verdict(text)
+    if said is None:
+        if any(_MARKER.search(line) for line in map(_normalise, text.splitlines())):
+            return ("its verdict line is not a clear verdict (expected Answer: Yes or Answer: No, "
+                    "结论：是 or 结论：否, as the last marked line)")
+        return None
+    if label is not None and said != label:
+        return f"its verdict line says {'yes' if said else 'no'} but label is {str(label).lower()}"
+    return None
+
+
 def strip_verdict(text: str) -> str:
     """``text`` without a trailing verdict line (if its last line parses as one)."""
     lines = text.rstrip().splitlines()
