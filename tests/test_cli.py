@@ -121,3 +121,15 @@ def test_an_unfinished_demo_folder_is_not_taken_for_a_finished_one(tmp_path):
     assert finished_demo(tmp_path) is None  # killed before the record was written
     (tmp_path / OUTPUTS_FILE).write_text('{"sft": "x"')  # or while writing it
     assert finished_demo(tmp_path) is None
+
+
+def test_top_level_help_names_every_command(gleamx_cli):
+    from gleamx.cli.main import COMMANDS
+
+    r = gleamx_cli("--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())  # argparse wraps lines
+    for name in COMMANDS:
+        head, _, leaf = name.partition(" ")
+        assert (f"{head} " in text and leaf in text) if leaf else f" {head}" in text, name
+    assert "data synth|validate|convert|cvgl|pairs|push" in text and "review serve|export|import" in text

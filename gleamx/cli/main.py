@@ -1,5 +1,4 @@
-"""``gleamx``: data (synth, validate, convert, cvgl), models (tiny), sft, eval, retrieval (GLEAM-C train/eval),
-localize, push, merge, demo, app.
+"""``gleamx``: the command table (:data:`COMMANDS`); ``gleamx --help`` lists every command from it.
 
 Every command is a config dataclass parsed by :class:`gleamx.cli.parser.GleamParser` (flags and
 ``--config FILE.yaml``) and one library call; this file only prints what the call returns.
@@ -424,7 +423,7 @@ COMMANDS: dict[str, Command] = {
     "review import": Command(_config("gleamx.curate.review", "ReviewImportConfig"), cmd_review_import,
                              "merge revisions into a new dataset and report edit statistics"),
 }
-_GROUPS = {"data": "make, check and convert GLEAM-X data", "models": "model utilities",
+_GROUPS = {"data": "make, check, convert, pair and publish GLEAM-X data", "models": "model utilities",
            "retrieval": "GLEAM-C: train and score the retrieval encoder",
            "review": "human revision of explanations: review page, sheets, import"}
 
@@ -433,9 +432,19 @@ def _escape(text: str) -> str:
     return text.replace("%", "%%")
 
 
+def _every_command() -> str:
+    """``gleamx``: every command, a group's leaves together (``data synth|validate|...``), from :data:`COMMANDS`."""
+    seen: dict[str, list[str]] = {}
+    for name in COMMANDS:
+        head, _, leaf = name.partition(" ")
+        seen.setdefault(head, []).extend([leaf] if leaf else [])
+    return "gleamx commands: " + ", ".join(f"{h} {'|'.join(leaves)}" if leaves else h for h, leaves in seen.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``gleamx`` command tree, for ``--help`` and for finding a command; leaves parse nothing themselves."""
-    top = GleamParser(prog="gleamx", description=__doc__.split("\n\n")[0],
+    top = GleamParser(prog="gleamx", description=f"{_every_command()}\n\n`gleamx COMMAND --help` shows one "
+                                                 "command's options; --verbose anywhere shows every library warning.",
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=GleamParser)
     groups: dict[str, argparse._SubParsersAction] = {}
