@@ -1,4 +1,4 @@
-"""GLEAM-C: chunked top-k search vs the full similarity matrix, faiss vs torch, training throughput,
+"""Retrieval encoder: chunked top-k search vs the full similarity matrix, faiss vs torch, training throughput,
 and retrieval quality of the tiny encoder before and after training, all measured in one run.
 
     python benchmark/bench_retrieval.py            # ~3 min on 2 CPU cores
@@ -8,7 +8,7 @@ and retrieval quality of the tiny encoder before and after training, all measure
 Search: ``topk_search`` (query x gallery blocks, partial top-k merged) against ``torch.topk`` over
 the materialised ``queries @ gallery.T``. It reports the time ratio and the peak memory each needs for
 scores (measured: peak RSS growth of each search in a fresh process), and checks that the results are the same.
-Training: pairs/s of ``train_gleamc`` with the tiny encoder, and the share of an epoch that the
+Training: pairs/s of ``train_retrieval`` with the tiny encoder, and the share of an epoch that the
 similarity sampling (embedding the training gallery and finding neighbours) costs.
 Quality: R@1/R@5/mAP on the test split for the untrained tiny encoder and after training, at the
 ``toy`` level (colour decides the location) and at ``easy`` (layout decides).
@@ -109,21 +109,21 @@ def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int, repeats: int 
 
 def bench_training(root: Path, difficulty: str, n: int, epochs: int, batch: int, img: int, hard: int = 4) -> None:
     from gleamx.synth import synthesize
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
     from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
     from gleamx.retrieval.evaluate import evaluate_retrieval
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.train import train_retrieval
 
     data = root / f"data-{difficulty}"
     if not data.exists():
         synthesize(data, n=n, seed=0, image_size=img, difficulty=difficulty)
     test = load_retrieval(data, "test")
     torch.manual_seed(0)
-    before = evaluate_retrieval(GleamCEncoder.tiny(img), test)
-    out = root / f"gleamc-{difficulty}-hard{hard}"
+    before = evaluate_retrieval(RetrievalEncoder.tiny(img), test)
+    out = root / f"retrieval-{difficulty}-hard{hard}"
     t0 = time.perf_counter()
-    train_gleamc(GleamCConfig(data=str(data), output_dir=str(out), encoder="tiny", img_size=img, epochs=epochs,
+    train_retrieval(RetrievalConfig(data=str(data), output_dir=str(out), encoder="tiny", img_size=img, epochs=epochs,
                               batch_size=batch, hard_negatives=hard, hard_negatives_from_epoch=1, eval_split="test",
                               logging_steps=1000, seed=0))
     wall = time.perf_counter() - t0
@@ -143,12 +143,12 @@ def bench_training(root: Path, difficulty: str, n: int, epochs: int, batch: int,
 def bench_sampling_cost(root: Path, img: int) -> None:
     """Seconds of one epoch's training vs the similarity sampling that precedes it."""
     from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
     from gleamx.retrieval.train import similar_locations
 
     data = root / "data-toy"
     train = load_retrieval(data, "train")
-    enc = GleamCEncoder.tiny(img)
+    enc = RetrievalEncoder.tiny(img)
     t0 = time.perf_counter()
     similar_locations(enc, train, 16, 64)
     t = time.perf_counter() - t0
@@ -159,11 +159,11 @@ def bench_sampling_cost(root: Path, img: int) -> None:
 def bench_two_phase(root: Path, difficulty: str, n: int, img: int, batch: int, uav_epochs: int,
                     mixed_epochs: int, seeds: int, phase2_lr: float = 1e-3) -> None:
     """Two-phase (UAV, then all views balanced) vs one balanced mixed phase of the same optimizer steps."""
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.encoder import load_encoder
     from gleamx.retrieval.evaluate import evaluate_retrieval
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.train import train_retrieval
     from gleamx.synth import synthesize
 
     data = root / f"data-{difficulty}"
@@ -187,14 +187,14 @@ def bench_two_phase(root: Path, difficulty: str, n: int, img: int, batch: int, u
     t0 = time.perf_counter()
     for seed in range(seeds):  # the arms alternate within each seed: background load hits both alike
         two = root / f"two-phase-{seed}"
-        train_gleamc(GleamCConfig(output_dir=str(two), seed=seed, phases=[
+        train_retrieval(RetrievalConfig(output_dir=str(two), seed=seed, phases=[
             {"name": "uav", "views": ["uav"], "epochs": uav_epochs, "learning_rate": 1e-3, "batch_size": batch},
             {"name": "mixed", "views": views, "view_mix": "equal", "epochs": mixed_epochs, "learning_rate": phase2_lr,
              "batch_size": batch}], **common))
         score("two-phase, after phase 1 (UAV only)", two / "phase-1")
         score("two-phase, after phase 2 (all views)", two)
         one = root / f"one-phase-{seed}"
-        train_gleamc(GleamCConfig(output_dir=str(one), seed=seed, view_mix="equal", epochs=single_epochs,
+        train_retrieval(RetrievalConfig(output_dir=str(one), seed=seed, view_mix="equal", epochs=single_epochs,
                                   learning_rate=1e-3, batch_size=batch, **common))
         score("one mixed phase (all views)", one)
     wall = time.perf_counter() - t0

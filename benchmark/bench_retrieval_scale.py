@@ -1,4 +1,4 @@
-"""GLEAM-C evaluation past one process: embedding throughput with 1 vs 2 processes, and the peak memory of
+"""Retrieval encoder evaluation past one process: embedding throughput with 1 vs 2 processes, and the peak memory of
 evaluating a 50k-tile gallery (chunked ranks vs the full similarity matrix), each measured.
 
 1. **Sharded embedding.** ``accelerate launch`` (``accelerate_configs/cpu.yaml``, gloo) of this script in worker
@@ -44,11 +44,11 @@ def worker(encoder_dir: str, images: str, reference: str, result: str) -> None:
     from accelerate import PartialState
 
     from gleamx.retrieval.embed import embed_images
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
 
     torch.set_num_threads(1)
     state = PartialState(cpu=True)
-    enc = GleamCEncoder.from_pretrained(encoder_dir)
+    enc = RetrievalEncoder.from_pretrained(encoder_dir)
     paths = [Path(p) for p in json.loads(Path(images).read_text())]
     embed_images(enc, paths[: 2 * state.num_processes], shard=True)  # first-call costs off the clock
     state.wait_for_everyone()
@@ -80,7 +80,7 @@ def bench_sharding(tmp: Path, n_images: int, repeats: int) -> None:
     import torch
     from PIL import Image
 
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
     from machine import alternate, ratios, spread
 
     g = torch.Generator().manual_seed(0)
@@ -92,7 +92,7 @@ def bench_sharding(tmp: Path, n_images: int, repeats: int) -> None:
         paths.append(str(p))
     (tmp / "images.json").write_text(json.dumps(paths))
     torch.manual_seed(0)
-    GleamCEncoder.tiny(64).save_pretrained(tmp / "enc")
+    RetrievalEncoder.tiny(64).save_pretrained(tmp / "enc")
     ref = tmp / "reference.pt"
     runs = alternate({f"{n} process(es)": (lambda r, n=n: launch(n, tmp / "enc", tmp / "images.json", ref,
                                                                    tmp / f"r{n}-{r}.json"))

@@ -1,6 +1,6 @@
 """Parse a config dataclass from ``--config FILE.yaml`` plus flags with TRL's ``TrlParser``, every failure one line.
 
-Shared by the recipe scripts (SFT, GLEAM-C) and every ``gleamx`` command: TrlParser itself finds the YAML keys and
+Shared by the recipe scripts (SFT, GRPO, retrieval) and every ``gleamx`` command: TrlParser itself finds the YAML keys and
 flags no field takes; gleamx adds only the one-line errors and a did-you-mean hint for a misspelt key.
 """
 

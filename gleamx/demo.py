@@ -3,7 +3,7 @@
 Synthetic data -> validation -> ShareGPT export -> tiny Qwen2.5-VL-class model
 -> match scoring of the untrained model -> LoRA SFT with the packaged tiny recipe
 (``gleamx/recipes/tiny/sft_lora.yaml``, through TRL) -> match scoring of the trained
-adapter -> GLEAM-C: a tiny retrieval encoder trained on the same locations ->
+adapter -> retrieval: a tiny retrieval encoder trained on the same locations ->
 localize: its top-3 satellite candidates per test query, verified by the adapter.
 """
 
@@ -138,15 +138,15 @@ def compare_evaluations(untrained: dict, tuned: dict) -> None:
 
 
 def train_retriever(cfg: DemoConfig, data: Path, out: Path) -> Path:
-    """Stage 8: a tiny GLEAM-C encoder on the same locations."""
-    from gleamx.retrieval.config import GleamCConfig
+    """Stage 8: a tiny retrieval encoder on the same locations."""
+    from gleamx.retrieval.config import RetrievalConfig
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.train import train_retrieval
 
-    console.rule("[bold]8. GLEAM-C retrieval encoder (tiny ConvNeXt, InfoNCE, similarity-sampled negatives)")
+    console.rule("[bold]8. retrieval encoder (tiny ConvNeXt, InfoNCE, similarity-sampled negatives)")
     n_train = len(load_retrieval(data, "train").gallery)  # a batch holds one pair per location
-    gc_dir = train_gleamc(GleamCConfig(data=str(data), output_dir=str(out / "gleamc"), encoder="tiny", img_size=64,
+    gc_dir = train_retrieval(RetrievalConfig(data=str(data), output_dir=str(out / "retrieval"), encoder="tiny", img_size=64,
                                        epochs=2, batch_size=min(16, n_train), hard_negatives=4, eval_split="test",
                                        seed=cfg.seed, logging_steps=5))
     m = json.loads((gc_dir / "results.json").read_text())
@@ -156,7 +156,7 @@ def train_retriever(cfg: DemoConfig, data: Path, out: Path) -> Path:
 
 
 def localize_test_queries(data: Path, gc_dir: Path, model_dir: Path, sft_dir: Path, out: Path) -> Path:
-    """Stage 9: GLEAM-C's top-3 candidates per test query, verified by the fine-tuned MLLM."""
+    """Stage 9: The retrieval encoder's top-3 candidates per test query, verified by the fine-tuned MLLM."""
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.localize import LocalizeConfig, localize
     from gleamx.retrieval.metrics import percent_text as pc
@@ -192,7 +192,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     paths["eval_sft"] = out / "eval" / "sft"
     compare_evaluations(untrained, evaluate(data, model_dir, paths["eval_sft"], adapter=sft_dir))
 
-    paths["gleamc"] = gc_dir = train_retriever(cfg, data, out)
+    paths["retrieval"] = gc_dir = train_retriever(cfg, data, out)
     paths["localize"] = localize_test_queries(data, gc_dir, model_dir, sft_dir, out)
 
     (out / OUTPUTS_FILE).write_text(json.dumps({k: str(v) for k, v in paths.items()}, indent=2) + "\n",

@@ -72,7 +72,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_gleamx_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Caches (GLEAM-C embeddings) go to a temp dir of this session, never the user's ~/.cache/gleamx."""
+    """Caches (retrieval embeddings) go to a temp dir of this session, never the user's ~/.cache/gleamx."""
     old = os.environ.get("GLEAMX_CACHE")
     os.environ["GLEAMX_CACHE"] = str(tmp_path_factory.mktemp("gleamx_cache"))
     yield

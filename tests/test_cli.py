@@ -104,7 +104,7 @@ def test_demo_runs_end_to_end(demo_workdir):
     out = work / "demo-qwen2_5_vl-s0"
     for p in ("data/train.jsonl", "llamafactory/gleamx_train.json", "models/tiny-qwen2_5_vl/config.json",
               "eval/untrained/results.json", "sft/adapter_model.safetensors", "sft/README.md",
-              "eval/sft/report.html", "gleamc/model.safetensors", "gleamc/results.json",
+              "eval/sft/report.html", "retrieval/model.safetensors", "retrieval/results.json",
               "localize/localize_results.json", "localize/ranked.jsonl", "localize/verify/report.html"):
         assert (out / p).is_file(), p
     assert "fine-tuned: accuracy" in stdout and "Outputs:" in stdout
@@ -112,7 +112,7 @@ def test_demo_runs_end_to_end(demo_workdir):
 
     record = finished_demo(out)  # written last: it says the demo finished (gleamx app reuses such a folder)
     assert record["sft"] == out / "sft" and record["model"] == out / "models" / "tiny-qwen2_5_vl"
-    assert set(record) == {"data", "sharegpt", "model", "eval", "sft", "eval_sft", "gleamc", "localize"}
+    assert set(record) == {"data", "sharegpt", "model", "eval", "sft", "eval_sft", "retrieval", "localize"}
 
 
 def test_an_unfinished_demo_folder_is_not_taken_for_a_finished_one(tmp_path):

@@ -1,4 +1,4 @@
-"""University-1652 and CVUSA trees (built here, with the real folder layouts) -> the GLEAM-C retrieval layout."""
+"""University-1652 and CVUSA trees (built here, with the real folder layouts) -> the retrieval layout."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def _vigor(tmp_path: Path) -> Path:
 def test_vigor_same_and_cross_area_with_semi_positives_and_hit_rate(tmp_path):
     from gleamx.data.cvgl import convert_vigor
     from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
     from gleamx.retrieval.evaluate import evaluate_retrieval
 
     root = _vigor(tmp_path)
@@ -146,7 +146,7 @@ def test_vigor_same_and_cross_area_with_semi_positives_and_hit_rate(tmp_path):
     assert cross.n_gallery == 8 and {json.loads(x)["location_id"].split("/")[0] for x in
                                      (tmp_path / "cross" / "retrieval" / "queries.jsonl").read_text().splitlines()} \
         == {"SanFrancisco", "Chicago"}
-    m = evaluate_retrieval(GleamCEncoder.tiny(32).eval(), rset)
+    m = evaluate_retrieval(RetrievalEncoder.tiny(32).eval(), rset)
     # the hit rate counts semi-positives too, so it is never below R@1
     assert m["hit_rate@1"] >= m["R@1"] and "hit_rate@1" in m["by_view"]["panorama"]
     bad = root / "splits" / "Chicago" / "same_area_balanced_test.txt"
@@ -158,11 +158,11 @@ def test_vigor_same_and_cross_area_with_semi_positives_and_hit_rate(tmp_path):
 def test_hit_rate_is_absent_without_semi_positives(university, tmp_path):
     from gleamx.data.cvgl import convert_university1652
     from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
     from gleamx.retrieval.evaluate import evaluate_retrieval
 
     convert_university1652(university, tmp_path / "u")
-    assert "hit_rate@1" not in evaluate_retrieval(GleamCEncoder.tiny(32).eval(), load_retrieval(tmp_path / "u", "test"))
+    assert "hit_rate@1" not in evaluate_retrieval(RetrievalEncoder.tiny(32).eval(), load_retrieval(tmp_path / "u", "test"))
 
 
 def test_one_split_per_out_dir_and_symlinked_out_dirs(university, tmp_path):

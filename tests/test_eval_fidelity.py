@@ -127,11 +127,11 @@ def test_pixel_flags_still_override_the_runs_budget_and_say_so(fidelity_base, fi
 
 @pytest.mark.slow
 def test_localize_with_adapter_uses_the_runs_processor(fidelity_base, fidelity_data, fidelity_run, tmp_path):
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
     from gleamx.retrieval.localize import LocalizeConfig, localize
 
     enc = tmp_path / "enc"
-    GleamCEncoder.tiny(32).save_pretrained(enc)
+    RetrievalEncoder.tiny(32).save_pretrained(enc)
     r = localize(LocalizeConfig(encoder=str(enc), model=str(fidelity_base), adapter=str(fidelity_run),
                                 data=str(fidelity_data), split="test", k=2, limit=2, max_new_tokens=2, dtype="float32",
                                 output=str(tmp_path / "loc")))

@@ -1,4 +1,4 @@
-"""gleamx-eval, its judge and GLEAM-C retrieval eval against hostile inputs: nothing lost, nothing stale.
+"""gleamx-eval, its judge and retrieval eval against hostile inputs: nothing lost, nothing stale.
 
 Every case either gets a correct result or one ``error: ...`` line naming the flag/file/line/field and
 what was expected: never a traceback, never silence.
@@ -484,7 +484,7 @@ def test_load_adapter_refuses_another_arch_in_one_line(models_tiny_dir, tmp_path
     assert str(e.value).startswith(f"--adapter {adapter}: ") and "\n" not in str(e.value)
 
 
-# --- 7. GLEAM-C: recall on a gallery too small for k --------------------------------------------------------------
+# --- 7. Retrieval encoder: recall on a gallery too small for k --------------------------------------------------------------
 
 
 def test_retrieval_eval_nulls_recall_the_gallery_cannot_test(data, tmp_path, capsys):

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"models", "synth"},      # model loading and tiny models; the synthetic world (writes data with prompts' verdicts)
     {"hub"},                  # model cards, push, merge
     {"train", "eval"},        # SFT; evaluation
-    {"retrieval"},            # GLEAM-C, and localize (retrieval + eval's verification)
+    {"retrieval"},            # the retrieval encoder (GLEAM-C), and localize (retrieval + eval's verification)
     {"curate", "build"},      # GLEAM-X from real sources: pairs, MLLM annotation, human revision (build: old alias)
     {"demo"},                 # the whole pipeline on generated data
     {"recipes"},              # the recipe scripts (entry points)

@@ -72,10 +72,10 @@ def test_multi_node_configs_and_slurm_scripts_are_well_formed() -> None:
         assert cfg["rdzv_backend"] == "static" and cfg["num_processes"] % cfg["num_machines"] == 0
         if kind == "DEEPSPEED":  # one accelerate launch per node (srun), not DeepSpeed's pdsh launcher
             assert cfg["deepspeed_config"]["deepspeed_multinode_launcher"] == "standard"
-    for script in ("launch_node.sh", "sft.sbatch", "gleamc.sbatch"):
+    for script in ("launch_node.sh", "sft.sbatch", "retrieval.sbatch"):
         path = ROOT / "recipes" / "slurm" / script
         assert subprocess.run(["bash", "-n", str(path)]).returncode == 0, script
-    for script, recipe in (("sft.sbatch", "recipes/sft.py"), ("gleamc.sbatch", "recipes/gleamc.py")):
+    for script, recipe in (("sft.sbatch", "recipes/sft.py"), ("retrieval.sbatch", "recipes/retrieval.py")):
         text = (ROOT / "recipes" / "slurm" / script).read_text(encoding="utf-8")
         assert "#SBATCH --ntasks-per-node=1" in text and f"launch_node.sh \"$config\" {recipe}" in text
         default = text.split("recipe=${1:-", 1)[1].split("}", 1)[0]
@@ -107,17 +107,17 @@ def test_sft_two_nodes_equals_one_node_two_processes(dist_inputs: SimpleNamespac
 
 
 @pytest.mark.slow
-def test_gleamc_two_nodes_equals_one_node_two_processes(tmp_path: Path) -> None:
+def test_retrieval_two_nodes_equals_one_node_two_processes(tmp_path: Path) -> None:
     from gleamx.synth import synthesize
 
     synthesize(tmp_path / "data", n=160, seed=0, image_size=32, difficulty="toy")
 
     # the two-phase recipe (UAV, then all views balanced), one epoch a phase: phases across processes too
-    phases = yaml.safe_load((ROOT / "recipes" / "gleamc" / "two_phase_tiny.yaml").read_text())["phases"]
+    phases = yaml.safe_load((ROOT / "recipes" / "retrieval" / "two_phase_tiny.yaml").read_text())["phases"]
     short = json.dumps([{**p, "epochs": 1, "batch_size": 8, "hard_negatives": 0} for p in phases])
 
     def args(out: Path) -> list[str]:
-        return ["recipes/gleamc.py", "--config", "recipes/gleamc/two_phase_tiny.yaml", "--data",
+        return ["recipes/retrieval.py", "--config", "recipes/retrieval/two_phase_tiny.yaml", "--data",
                 str(tmp_path / "data"), "--output_dir", str(out), "--img_size", "32", "--phases", short]
 
     run_job(2, 1, args(tmp_path / "two_nodes"))

@@ -25,12 +25,12 @@ PACKAGED = ROOT / "gleamx" / "recipes"
 def test_recipes_found_through_the_package_helper():
     assert recipes.path("tiny/sft_lora") == recipes.path("tiny/sft_lora.yaml") == recipes.ROOT / "tiny" / "sft_lora.yaml"
     assert recipes.path("tiny/sft_lora").is_file() and recipes.path("sft.py").is_file()
-    assert recipes.path("gleamc.py").is_file() and recipes.path("recipes/gleamc/tiny.yaml").is_file()
+    assert recipes.path("retrieval.py").is_file() and recipes.path("recipes/retrieval/tiny.yaml").is_file()
     assert {"tiny/sft_lora", "qwen2.5-vl-3b/sft_lora", "qwen2.5-vl-3b/sft_qlora"} <= set(recipes.names("sft"))
-    assert recipes.names("gleamc") == ["gleamc/convnext_base", "gleamc/tiny", "gleamc/two_phase_convnext_base",
-                                       "gleamc/two_phase_tiny"]
+    assert recipes.names("retrieval") == ["retrieval/convnext_base", "retrieval/tiny", "retrieval/two_phase_convnext_base",
+                                       "retrieval/two_phase_tiny"]
     assert recipes.names("eval") == ["eval/en_label", "eval/zh_explain"]
-    assert sorted(recipes.names("sft") + recipes.names("grpo") + recipes.names("gleamc") + recipes.names("eval")) == recipes.names()
+    assert sorted(recipes.names("sft") + recipes.names("grpo") + recipes.names("retrieval") + recipes.names("eval")) == recipes.names()
     assert "tiny/grpo" in recipes.names("grpo") and not set(recipes.names("grpo")) & set(recipes.names("sft"))
     from gleamx.demo import RECIPE
 
@@ -44,7 +44,7 @@ def test_readme_recipe_paths_exist_from_the_repo_root():
     assert (ROOT / "recipes").is_symlink() and os.readlink(ROOT / "recipes") == "gleamx/recipes"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     named = set(re.findall(r"(?<![\w/])recipes/[\w./-]+\.(?:py|yaml)", readme))
-    assert {"recipes/sft.py", "recipes/gleamc.py", "recipes/tiny/sft_lora.yaml",
+    assert {"recipes/sft.py", "recipes/retrieval.py", "recipes/tiny/sft_lora.yaml",
             "recipes/qwen2.5-vl-3b/sft_lora.yaml"} <= named
     for rel in sorted(named):
         assert (ROOT / rel).is_file(), f"README names {rel}, which does not exist"
@@ -76,16 +76,16 @@ def test_resolve_config_takes_a_path_or_a_packaged_name(tmp_path):
         if not Path(name).is_file():  # run from the repo root, recipes/... is a file and is taken as one
             assert recipes.resolve_config(["--lr", "1", "--config", name], "sft") == ["--lr", "1", "--config", tiny]
     assert recipes.resolve_config(["--config=tiny/sft_lora"], "sft") == ["--config", tiny]
-    assert recipes.resolve_config(["--config", "gleamc/tiny"], "gleamc")[1] == str(recipes.path("gleamc/tiny"))
+    assert recipes.resolve_config(["--config", "retrieval/tiny"], "retrieval")[1] == str(recipes.path("retrieval/tiny"))
     assert recipes.resolve_config(["--seed", "1"], "sft") == ["--seed", "1"]
-    for value, kind in (("nowhere/x.yaml", "sft"), ("gleamc/tiny", "sft"), ("tiny/sft_lora", "gleamc"),
+    for value, kind in (("nowhere/x.yaml", "sft"), ("retrieval/tiny", "sft"), ("tiny/sft_lora", "retrieval"),
                         ("sft.py", "sft")):
         with pytest.raises(GleamConfigError) as e:
             recipes.resolve_config(["--config", value], kind)
         msg = str(e.value)
         assert msg.startswith(f"--config {value}: neither a recipe file (no {Path(value).absolute()})")
         listed = msg.split(" recipes: ", 1)[1].split(", ")
-        assert listed == recipes.names(kind) and f"packaged {'SFT' if kind == 'sft' else 'GLEAM-C'} recipes" in msg
+        assert listed == recipes.names(kind) and f"packaged {'SFT' if kind == 'sft' else 'retrieval'} recipes" in msg
 
 
 def test_cli_sft_names_both_on_a_bad_config_and_runs_the_script_through_the_link(gleamx_cli, monkeypatch):
@@ -102,7 +102,7 @@ def test_cli_sft_names_both_on_a_bad_config_and_runs_the_script_through_the_link
 
 @pytest.mark.slow
 def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_tiny_dir):
-    """Build the wheel, install it with --target, and from outside the repo: the demo's and GLEAM-C's recipes
+    """Build the wheel, install it with --target, and from outside the repo: the demo's and the retrieval encoder's recipes
     resolve inside the install, `gleamx sft --help`, and one SFT step from a packaged recipe name."""
     src = tmp_path / "src"  # a copy, so the build leaves no build/ or egg-info in the checkout
     src.mkdir()
@@ -117,9 +117,9 @@ def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
     expected = {f"gleamx/recipes/{p.relative_to(PACKAGED).as_posix()}" for p in PACKAGED.rglob("*.yaml")}
-    expected |= {"gleamx/recipes/__init__.py", "gleamx/recipes/sft.py", "gleamx/recipes/gleamc.py"}
+    expected |= {"gleamx/recipes/__init__.py", "gleamx/recipes/sft.py", "gleamx/recipes/retrieval.py"}
     assert len(expected) > 10 and expected <= names, sorted(expected - names)
-    assert "gleamx/recipes/tiny/sft_lora.yaml" in names and "gleamx/recipes/gleamc/tiny.yaml" in names
+    assert "gleamx/recipes/tiny/sft_lora.yaml" in names and "gleamx/recipes/retrieval/tiny.yaml" in names
     assert "gleamx/recipes/eval/zh_explain.yaml" in names and "gleamx/eval/judge_prompts.yaml" in names
     configs = {f"gleamx/accelerate_configs/{p.name}" for p in (ROOT / "gleamx" / "accelerate_configs").glob("*.yaml")}
     assert len(configs) >= 10 and configs <= names and "gleamx/accelerate_configs/zero3.yaml" in names
@@ -137,7 +137,7 @@ def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_
                               env=env)
 
     r = run("-c", "import gleamx, gleamx.demo, gleamx.recipes as r; print(gleamx.__file__); print(gleamx.demo.RECIPE);"
-                  " print(r.path('qwen2.5-vl-3b/sft_lora')); print(r.path('gleamc/tiny'))")
+                  " print(r.path('qwen2.5-vl-3b/sft_lora')); print(r.path('retrieval/tiny'))")
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.split()
     assert len(lines) == 4 and all(Path(p).resolve().is_relative_to(target.resolve()) for p in lines), r.stdout
@@ -175,3 +175,20 @@ def test_readme_output_folders_are_ignored_by_git():
     code = subprocess.run(["git", "check-ignore", "--no-index", "gleamx/data/load.py", "gleamx/eval/run.py"],
                           cwd=ROOT, capture_output=True, text=True)
     assert code.stdout == ""
+
+
+def test_old_retrieval_spellings_resolve_with_a_notice():
+    """One release of grace for the gleamc spellings: recipes, script and class names resolve, each with a notice."""
+    import gleamx.retrieval
+    from gleamx.retrieval.config import RetrievalConfig
+
+    with pytest.warns(FutureWarning, match=r"gleamc/tiny is now retrieval/tiny"):
+        assert recipes.path("gleamc/tiny") == recipes.path("retrieval/tiny")
+    with pytest.warns(FutureWarning, match=r"recipes/gleamc/tiny.yaml is now recipes/retrieval/tiny.yaml"):
+        argv = recipes.resolve_config(["--config", "recipes/gleamc/tiny.yaml"], "retrieval")
+    assert argv[1] == str(recipes.path("retrieval/tiny"))
+    with pytest.warns(FutureWarning, match=r"GleamCConfig is now gleamx.retrieval.config.RetrievalConfig"):
+        assert gleamx.retrieval.GleamCConfig is RetrievalConfig
+    with pytest.raises(AttributeError):
+        gleamx.retrieval.NoSuchName  # noqa: B018
+    assert "exec bash recipes/slurm/retrieval.sbatch" in (ROOT / "recipes" / "slurm" / "gleamc.sbatch").read_text()

@@ -128,34 +128,34 @@ def test_dataloader_workers_never_exceed_this_processs_cores(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def gleamc_data(tmp_path_factory):
+def retrieval_data(tmp_path_factory):
     """Enough training locations (180) for the ConvNeXt-B recipe's global batch of 128, one pair per location."""
     from gleamx.synth import synthesize
 
-    root = tmp_path_factory.mktemp("gleamc_recipe_data")
+    root = tmp_path_factory.mktemp("retrieval_recipe_data")
     synthesize(root, n=900, seed=1, image_size=64, difficulty="toy")
     return root
 
 
 @pytest.mark.slow
-# two_phase_*.yaml: --epochs does not shorten phases; tests/test_gleamc_phases.py runs them one epoch per phase
-@pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes" / "gleamc").glob("*.yaml")
+# two_phase_*.yaml: --epochs does not shorten phases; tests/test_retrieval_phases.py runs them one epoch per phase
+@pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes" / "retrieval").glob("*.yaml")
                                           if not p.stem.startswith("two_phase")))
-def test_gleamc_recipe_runs_as_shipped(recipe, gleamc_data, tmp_path):
-    """One epoch of every GLEAM-C recipe; the backbone becomes the tiny random ConvNeXt at 64 px (no ImageNet
+def test_retrieval_recipe_runs_as_shipped(recipe, retrieval_data, tmp_path):
+    """One epoch of every retrieval recipe; the backbone becomes the tiny random ConvNeXt at 64 px (no ImageNet
     download here, and a ConvNeXt-B step at 384 px takes minutes on a CPU). Batch, optimiser, hard negatives,
     workers and mixed precision stay as shipped."""
     from trl import TrlParser
 
-    from gleamx.retrieval.config import GleamCConfig
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.config import RetrievalConfig
+    from gleamx.retrieval.train import train_retrieval
     from gleamx.train.recipe import parse_recipe
 
-    (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), [
-        "--config", str(ROOT / recipe), "--data", str(gleamc_data), "--output_dir", str(tmp_path / "out"),
+    (cfg,) = parse_recipe(TrlParser((RetrievalConfig,)), [
+        "--config", str(ROOT / recipe), "--data", str(retrieval_data), "--output_dir", str(tmp_path / "out"),
         "--encoder", "tiny", "--img_size", "64", "--epochs", "1"])
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs with other precisions
-    out = Path(train_gleamc(cfg))
+    out = Path(train_retrieval(cfg))
     assert (out / "model.safetensors").is_file()

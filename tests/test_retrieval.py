@@ -1,4 +1,4 @@
-"""GLEAM-C: the retrieval layout reader, shared encoder, InfoNCE, location-aware batches, training, CLI."""
+"""Retrieval encoder: the retrieval layout reader, shared encoder, InfoNCE, location-aware batches, training, CLI."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ def toy(synth_dir):
 
 
 def _cfg(data: Path, out: Path, **kw):
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
 
     base = dict(data=str(data), output_dir=str(out), encoder="tiny", img_size=32, epochs=2, batch_size=8,
                 hard_negatives=2, logging_steps=2, seed=0)
-    return GleamCConfig(**{**base, **kw})
+    return RetrievalConfig(**{**base, **kw})
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -84,10 +84,10 @@ def test_bad_retrieval_lines_are_one_line_errors(toy, tmp_path, which, line, mat
 def test_tiny_encoder_embeds_every_view_and_round_trips(toy, tmp_path):
     from gleamx.data.schema import open_rgb
     from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+    from gleamx.retrieval.encoder import RetrievalEncoder, load_encoder
 
     rset = load_retrieval(toy, "val")
-    enc = GleamCEncoder.tiny(32).eval()
+    enc = RetrievalEncoder.tiny(32).eval()
     tf = enc.transform()
     images = [rset.gallery[0].image] + [q.image for q in rset.queries[:4]]  # satellite + 4 differently shaped views
     x = torch.stack([tf(open_rgb(p)) for p in images])
@@ -101,7 +101,7 @@ def test_tiny_encoder_embeds_every_view_and_round_trips(toy, tmp_path):
     with torch.no_grad():
         assert torch.allclose(back(x), e, atol=1e-6)
     with pytest.raises(GleamModelError, match="backbone 'no_such_net'"):
-        GleamCEncoder(backbone="no_such_net")
+        RetrievalEncoder(backbone="no_such_net")
 
 
 def test_info_nce_equals_the_formula_and_prefers_aligned_pairs():
@@ -173,11 +173,11 @@ def test_batches_keep_semi_positive_tiles_apart():
 
 def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     from gleamx.retrieval.encoder import load_encoder
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.train import train_retrieval
 
-    out = train_gleamc(_cfg(toy, tmp_path / "straight"))
+    out = train_retrieval(_cfg(toy, tmp_path / "straight"))
     for f in ("config.json", "model.safetensors", "README.md", "log_history.json", "results.json",
-              "gleamc_config.json", "checkpoint-0", "checkpoint-1"):
+              "retrieval_config.json", "checkpoint-0", "checkpoint-1"):
         assert (out / f).exists(), f
     hist = json.loads((out / "log_history.json").read_text())
     losses = [h["loss"] for h in hist if "loss" in h]
@@ -205,7 +205,7 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
 
     resumed_dir = tmp_path / "resumed"  # epoch 0's checkpoint of the same run, continued in a new dir
     shutil.copytree(out / "checkpoint-0", resumed_dir / "checkpoint-0")
-    resumed = train_gleamc(_cfg(toy, resumed_dir, resume_from_checkpoint=str(resumed_dir / "checkpoint-0")))
+    resumed = train_retrieval(_cfg(toy, resumed_dir, resume_from_checkpoint=str(resumed_dir / "checkpoint-0")))
     a = load_encoder(str(out)).state_dict()
     b = load_encoder(str(resumed)).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
@@ -215,7 +215,7 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     assert_moved(epoch0, tensors(resumed / "model.safetensors"), "the resumed epoch 1")
     assert json.loads((resumed / "results.json").read_text())["R@1"] == pytest.approx(results["R@1"])
     # resuming from a checkpoint that is not the newest, in the run's own dir, overwrites the later one
-    again = train_gleamc(_cfg(toy, out, resume_from_checkpoint=str(out / "checkpoint-0")))
+    again = train_retrieval(_cfg(toy, out, resume_from_checkpoint=str(out / "checkpoint-0")))
     c = load_encoder(str(again)).state_dict()
     assert all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0", "checkpoint-1"]
@@ -223,18 +223,18 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
 
 def test_push_to_hub_uploads_the_run_without_checkpoints(toy, tmp_path, monkeypatch):
     import gleamx.hub.push as hub_push
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.train import train_retrieval
 
     calls = []
     monkeypatch.setattr(hub_push, "push_output_dir", lambda out, repo, private=False: calls.append(
         (hub_push.plan_push(out, repo, private=private), private)))
-    train_gleamc(_cfg(toy, tmp_path / "o", epochs=1, push_to_hub=True, hub_model_id="me/gleamc", hub_private_repo=True))
+    train_retrieval(_cfg(toy, tmp_path / "o", epochs=1, push_to_hub=True, hub_model_id="me/gleamc", hub_private_repo=True))
     (plan, private), = calls
     assert plan.repo_id == "me/gleamc" and private
     assert "model.safetensors" in plan.files and not any(f.startswith("checkpoint-") for f in plan.files)
     assert "gleam-c" in plan.card
     with pytest.raises(GleamConfigError, match="hub_model_id"):
-        train_gleamc(_cfg(toy, tmp_path / "p", push_to_hub=True))
+        train_retrieval(_cfg(toy, tmp_path / "p", push_to_hub=True))
 
 
 @pytest.mark.parametrize(("kw", "match"), [
@@ -248,40 +248,40 @@ def test_push_to_hub_uploads_the_run_without_checkpoints(toy, tmp_path, monkeypa
     ({"push_to_hub": True, "hub_model_id": "gleamc"}, r"^hub_model_id: push_to_hub needs user/name, got 'gleamc'$"),
 ])
 def test_config_checks_each_value_when_built(kw, match):
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
 
     with pytest.raises(GleamConfigError, match=match):
-        GleamCConfig(**kw)
-    assert GleamCConfig(eval_split="Validation", save_total_limit=None).eval_split == "Validation"
-    assert GleamCConfig(eval_split="None").eval_split is None and GleamCConfig(eval_split="null").eval_split is None
+        RetrievalConfig(**kw)
+    assert RetrievalConfig(eval_split="Validation", save_total_limit=None).eval_split == "Validation"
+    assert RetrievalConfig(eval_split="None").eval_split is None and RetrievalConfig(eval_split="null").eval_split is None
 
 
 def test_bad_recipe_values_are_one_line(toy, tmp_path):
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.train import train_retrieval
 
     with pytest.raises(GleamConfigError, match="distinct locations"):
-        train_gleamc(_cfg(toy, tmp_path / "o", batch_size=1000))
+        train_retrieval(_cfg(toy, tmp_path / "o", batch_size=1000))
     with pytest.raises(GleamConfigError, match="resume_from_checkpoint"):
-        train_gleamc(_cfg(toy, tmp_path / "o", resume_from_checkpoint=str(tmp_path)))
+        train_retrieval(_cfg(toy, tmp_path / "o", resume_from_checkpoint=str(tmp_path)))
 
 
 # --- command line and recipes ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes" / "gleamc").glob("*.yaml")), ids=lambda p: p.stem)
-def test_gleamc_recipes_parse(recipe):
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes" / "retrieval").glob("*.yaml")), ids=lambda p: p.stem)
+def test_retrieval_recipes_parse(recipe):
     from trl import TrlParser
 
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
     from gleamx.train.recipe import parse_recipe
 
-    (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), ["--config", str(recipe)])
+    (cfg,) = parse_recipe(TrlParser((RetrievalConfig,)), ["--config", str(recipe)])
     assert cfg.batch_size >= 2 and cfg.encoder
 
 
 def test_cli_train_and_eval(toy, tmp_path, gleamx_cli):
     out = tmp_path / "cli"
-    r = gleamx_cli("retrieval", "train", "--config", ROOT / "recipes" / "gleamc" / "tiny.yaml", "--data", toy,
+    r = gleamx_cli("retrieval", "train", "--config", ROOT / "recipes" / "retrieval" / "tiny.yaml", "--data", toy,
                    "--output_dir", out, "--epochs", "1", "--img_size", "32", "--batch_size", "8")
     assert r.returncode == 0, r.stderr[-2000:]
     assert_moved(tiny_encoder_at_start(img_size=32, seed=0), tensors(out / "model.safetensors"), "gleamx retrieval train")
@@ -297,7 +297,7 @@ def test_cli_train_and_eval(toy, tmp_path, gleamx_cli):
     assert "Traceback" not in r.stderr
 
 
-# --- localize: GLEAM-C candidates verified by the MLLM -----------------------------------------------------
+# --- localize: retrieval candidates verified by the MLLM -----------------------------------------------------
 
 
 def test_rerank_puts_verified_yes_first_then_p_yes_then_retrieval_order():
@@ -314,11 +314,11 @@ def test_rerank_puts_verified_yes_first_then_p_yes_then_retrieval_order():
 
 
 def test_localize_verifies_top_k_candidates_and_resumes(toy, tmp_path, models_tiny_dir):
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
     from gleamx.retrieval.localize import LocalizeConfig, localize
 
     enc = tmp_path / "enc"
-    GleamCEncoder.tiny(32).save_pretrained(enc)
+    RetrievalEncoder.tiny(32).save_pretrained(enc)
     cfg = LocalizeConfig(encoder=str(enc), model=str(models_tiny_dir("qwen2_5_vl")), data=str(toy), split="test",
                          k=3, limit=4, output=str(tmp_path / "loc"), max_new_tokens=4)
     r = localize(cfg)
@@ -347,12 +347,12 @@ def test_two_processes_with_gathered_features_train_like_one(toy, tmp_path):
 
     from gleamx.retrieval.encoder import load_encoder
 
-    args = ["--config", str(ROOT / "recipes" / "gleamc" / "tiny.yaml"), "--data", str(toy), "--epochs", "3",
+    args = ["--config", str(ROOT / "recipes" / "retrieval" / "tiny.yaml"), "--data", str(toy), "--epochs", "3",
             "--img_size", "32", "--batch_size", "8", "--hard_negatives", "2", "--hard_negatives_from_epoch", "2",
             "--logging_steps", "1", "--eval_split", "val", "--save_total_limit", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = tmp_path / "one"
-    r = subprocess.run([sys.executable, str(ROOT / "recipes" / "gleamc.py"), *args, "--output_dir", str(one)],
+    r = subprocess.run([sys.executable, str(ROOT / "recipes" / "retrieval.py"), *args, "--output_dir", str(one)],
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     with socket.socket() as s:
@@ -361,7 +361,7 @@ def test_two_processes_with_gathered_features_train_like_one(toy, tmp_path):
     two = tmp_path / "two"
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                         str(ROOT / "accelerate_configs" / "cpu.yaml"), "--main_process_port", str(port),
-                        str(ROOT / "recipes" / "gleamc.py"), *args, "--output_dir", str(two)],
+                        str(ROOT / "recipes" / "retrieval.py"), *args, "--output_dir", str(two)],
                        capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "x 2 process(es)" in r.stdout + r.stderr
@@ -399,12 +399,12 @@ def test_hit_rate_counts_semi_positives_exactly():
 
 def test_localize_r_at_1_retrieval_is_the_encoders_own_top_1(toy, tmp_path, models_tiny_dir):
     from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+    from gleamx.retrieval.encoder import RetrievalEncoder, load_encoder
     from gleamx.retrieval.evaluate import propose_candidates
     from gleamx.retrieval.localize import LocalizeConfig, localize
 
     enc = tmp_path / "enc"
-    GleamCEncoder.tiny(32).save_pretrained(enc)
+    RetrievalEncoder.tiny(32).save_pretrained(enc)
     r = localize(LocalizeConfig(encoder=str(enc), model=str(models_tiny_dir("qwen2_5_vl")), data=str(toy),
                                 split="test", k=2, output=str(tmp_path / "loc"), max_new_tokens=2))
     rset = load_retrieval(toy, "test")
@@ -416,16 +416,16 @@ def test_localize_r_at_1_retrieval_is_the_encoders_own_top_1(toy, tmp_path, mode
 
 
 def test_encoder_loading_refuses_foreign_folders_and_builds_from_names(tmp_path, models_tiny_dir):
-    from gleamx.retrieval.config import GleamCConfig
-    from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+    from gleamx.retrieval.config import RetrievalConfig
+    from gleamx.retrieval.encoder import RetrievalEncoder, load_encoder
     from gleamx.retrieval.train import build_encoder
 
-    with pytest.raises(GleamModelError, match="not a GLEAM-C encoder"):
+    with pytest.raises(GleamModelError, match="not a retrieval encoder"):
         load_encoder(str(models_tiny_dir("qwen2_5_vl")))  # an MLLM folder, passed by mistake
-    GleamCEncoder.tiny(32).save_pretrained(tmp_path / "enc")
-    again = build_encoder(GleamCConfig(encoder=str(tmp_path / "enc")))
+    RetrievalEncoder.tiny(32).save_pretrained(tmp_path / "enc")
+    again = build_encoder(RetrievalConfig(encoder=str(tmp_path / "enc")))
     assert again.backbone_name == "convnext_atto" and again.img_size == 32
-    fresh = build_encoder(GleamCConfig(encoder="convnext_atto", pretrained=False, img_size=32))
+    fresh = build_encoder(RetrievalConfig(encoder="convnext_atto", pretrained=False, img_size=32))
     assert fresh.backbone_name == "convnext_atto"
 
 
@@ -433,7 +433,7 @@ def test_unknown_split_values_and_corrupt_images_are_one_line(toy, tmp_path):
     import shutil
 
     from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
     from gleamx.retrieval.evaluate import evaluate_retrieval
 
     data = tmp_path / "d"
@@ -451,6 +451,6 @@ def test_unknown_split_values_and_corrupt_images_are_one_line(toy, tmp_path):
     rset = load_retrieval(data, "test")
     rset.gallery[0].image.write_bytes(b"not a png")
     with pytest.raises(GleamDataError, match="image: cannot decode"):
-        evaluate_retrieval(GleamCEncoder.tiny(32), rset)
+        evaluate_retrieval(RetrievalEncoder.tiny(32), rset)
     with pytest.raises(GleamDataError, match="views: expected some of"):
         load_retrieval(data, "test", views=["drone"])

@@ -1,4 +1,4 @@
-"""GLEAM-C retrieval metrics (ranks, R@k, R@1%, both AP flavours) and chunked top-k search."""
+"""retrieval metrics (ranks, R@k, R@1%, both AP flavours) and chunked top-k search."""
 
 from __future__ import annotations
 

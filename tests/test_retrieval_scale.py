@@ -1,4 +1,4 @@
-"""GLEAM-C evaluation at scale: shards across processes, embeddings cached on disk."""
+"""Retrieval encoder evaluation at scale: shards across processes, embeddings cached on disk."""
 
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ from gleamx.retrieval import embed as embed_mod
 from gleamx.retrieval.data import load_retrieval
 from gleamx.retrieval.embed import embed_images, shard_bounds
 from gleamx.retrieval.embed_cache import EmbeddingCache, cache_dir, default_cache_dir
-from gleamx.retrieval.encoder import GleamCEncoder
+from gleamx.retrieval.encoder import RetrievalEncoder
 
 from test_retrieval import toy  # noqa: E402, F401  (the synthetic toy-level retrieval layout, 60 locations)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _encoder(seed: int = 0) -> GleamCEncoder:
+def _encoder(seed: int = 0) -> RetrievalEncoder:
     torch.manual_seed(seed)
-    return GleamCEncoder.tiny(32)
+    return RetrievalEncoder.tiny(32)
 
 
 @pytest.mark.parametrize(("n", "world"), [(10, 3), (7, 2), (2, 2), (100, 8), (5, 1)])
@@ -54,7 +54,7 @@ def test_cache_hits_only_for_the_same_encoder_and_images(toy: Path, tmp_path: Pa
     calls.clear()
     embed_images(_encoder(seed=1), paths, cache=cache)  # other weights: another entry
     assert len(calls) == 1
-    small = GleamCEncoder.tiny(48)
+    small = RetrievalEncoder.tiny(48)
     small.load_state_dict(enc.state_dict())
     embed_images(small, paths, cache=cache)  # same weights, other preprocessing (size): another entry
     assert len(calls) == 2

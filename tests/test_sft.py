@@ -283,8 +283,8 @@ def test_push_dry_run_lists_files_and_card_without_token(sft_inputs, tmp_path, m
 
 
 @pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").rglob("*.yaml")
-                                           if p.parent.name not in ("gleamc", "eval") and not p.stem.startswith("grpo")))
-# GLEAM-C recipes: test_retrieval.py; eval configs: test_cli_configs.py; GRPO recipes: test_grpo.py
+                                           if p.parent.name not in ("retrieval", "eval") and not p.stem.startswith("grpo")))
+# retrieval recipes: test_retrieval.py; eval configs: test_cli_configs.py; GRPO recipes: test_grpo.py
 def test_every_recipe_parses(recipe):
     from trl import ModelConfig, SFTConfig, TrlParser
 

@@ -53,10 +53,10 @@ def assert_gradients_flowed(run: Path | list[dict]) -> None:
 
 
 def tiny_encoder_at_start(img_size: int, seed: int) -> dict[str, torch.Tensor]:
-    """The weights a GLEAM-C run with ``encoder: tiny`` starts from (``setup_run`` seeds, then builds it)."""
+    """The weights a retrieval run with ``encoder: tiny`` starts from (``setup_run`` seeds, then builds it)."""
     from accelerate.utils import set_seed
 
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
 
     set_seed(seed)
-    return {k: v.detach().clone().float() for k, v in GleamCEncoder.tiny(img_size).state_dict().items()}
+    return {k: v.detach().clone().float() for k, v in RetrievalEncoder.tiny(img_size).state_dict().items()}

@@ -1,4 +1,4 @@
-"""``gleamx app``: a Gradio page over the GLEAM-X model and GLEAM-C.
+"""``gleamx app``: a Gradio page over the GLEAM-X model and the retrieval encoder.
 
 ``config`` (:class:`~gleamx.app.config.AppConfig`) -> ``assets`` (model, encoder, gallery, generated
 examples; built on first start without ``--model``) -> ``engine`` (verify a pair, localize a query: the

@@ -3,7 +3,7 @@
 Without ``--model`` the app serves what ``gleamx demo`` builds, run once in the work directory (:func:`demo_run`): a
 tiny random-initialised Qwen-VL-class model, a LoRA adapter trained on the generated pairs with the packaged tiny
 recipe (a few steps on a random model teach the verdict line, not the match: the page then shows verdicts and
-P(yes), whose values mean nothing), a tiny GLEAM-C encoder, and the generated data, whose test split is the
+P(yes), whose values mean nothing), a tiny retrieval encoder, and the generated data, whose test split is the
 Localize tab's gallery and whose pairs are the examples. With ``--model``/``--adapter`` the examples are generated
 pairs (:func:`gleamx.synth.synthesize`), built once in a temporary directory renamed into place, so a killed first
 start leaves nothing half-built."""
@@ -63,7 +63,7 @@ def example_data(cfg: AppConfig) -> Path:
 
 def demo_run(cfg: AppConfig) -> dict[str, Path]:
     """``gleamx demo``'s outputs for ``cfg.arch`` and ``cfg.seed`` in the work directory, run there once (about a
-    minute on a CPU): a tiny random model, its LoRA adapter from the packaged tiny recipe, a tiny GLEAM-C encoder
+    minute on a CPU): a tiny random model, its LoRA adapter from the packaged tiny recipe, a tiny retrieval encoder
     and the generated data, whose test split (6 locations) is the Localize tab's gallery. A finished demo folder
     (its ``demo_outputs.json``) is reused as it is; an unfinished one (a killed first start) is run again. Two app
     processes starting at once take turns (a file lock), and the second reuses the first one's run."""
@@ -121,9 +121,9 @@ def resolve(cfg: AppConfig) -> Assets:
     """Everything the app serves, building what is missing (the tiny model, encoder and examples)."""
     if cfg.tiny:
         run = demo_run(cfg)
-        return Assets(model=str(run["model"]), adapter=str(run["sft"]), encoder=str(run["gleamc"]),
+        return Assets(model=str(run["model"]), adapter=str(run["sft"]), encoder=str(run["retrieval"]),
                       gallery=str(run["data"]), split="test", examples=run["data"],
-                      notes=[f"A tiny random {cfg.arch} model with a LoRA adapter of a few steps, a tiny GLEAM-C "
+                      notes=[f"A tiny random {cfg.arch} model with a LoRA adapter of a few steps, a tiny retrieval "
                              "encoder and generated data (gleamx demo's): the mechanics, not the numbers."])
     data = example_data(cfg)
     adapter = local_adapter(cfg.adapter)

@@ -32,12 +32,12 @@ class AppConfig:
 
     model: str | None = field(default=None, metadata=_help(
         "MLLM directory or Hub id (default: --adapter's base model; with neither, gleamx demo's tiny random model, "
-        "short LoRA run, tiny GLEAM-C encoder and generated data, run once into --workdir on first start)"))
+        "short LoRA run, tiny retrieval encoder and generated data, run once into --workdir on first start)"))
     adapter: str | None = field(default=None, metadata=_help(
         "PEFT adapter directory from recipes/sft.py, or a Hub id (downloaded once); its saved processor sets the "
         "pixel budget, as in gleamx eval"))
     encoder: str | None = field(default=None, metadata=_help(
-        "trained GLEAM-C directory or Hub id for the Localize tab (goes with --gallery)"))
+        "trained retrieval encoder directory or Hub id for the Localize tab (goes with --gallery)"))
     gallery: str | None = field(default=None, metadata=_help(
         "satellite tiles for the Localize tab: a retrieval layout or GLEAM-X pairs, as gleamx localize's --data"))
     split: str = field(default="test", metadata=_help("the gallery's split (default test)"))

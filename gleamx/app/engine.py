@@ -8,7 +8,7 @@ the command line does for the same pair:
 * decoding is :func:`gleamx.eval.decoding.greedy_decoding` with the checkpoint's stop tokens, as an
   ``hf_generation_config``; prompts and batches come from :func:`gleamx.eval.generate.generate_batch`, and
   P(yes) from :func:`gleamx.eval.generate.verdict_p_yes` on each generated batch;
-* candidates come from the GLEAM-C encoder's embeddings (the gallery's read from and written to
+* candidates come from the retrieval encoder's embeddings (the gallery's read from and written to
   :class:`gleamx.retrieval.embed_cache.EmbeddingCache`, under the key ``gleamx localize`` uses) and
   :func:`gleamx.retrieval.search.topk_search`, and are reranked by :func:`gleamx.retrieval.localize.rerank`.
 
@@ -123,7 +123,7 @@ class _Streaming:
 
 
 class Engine:
-    """The loaded MLLM (and, with an encoder and a gallery, GLEAM-C); one request at a time."""
+    """The loaded MLLM (and, with an encoder and a gallery, the retrieval encoder); one request at a time."""
 
     def __init__(self, cfg: AppConfig, assets: Assets) -> None:
         from gleamx.eval.decoding import checkpoint_stop_token_ids
@@ -238,7 +238,7 @@ class Engine:
         return self.gallery is not None
 
     def candidates(self, query: Image.Image, k: int) -> list[Candidate]:
-        """GLEAM-C's top-``k`` gallery tiles for ``query`` (fewer when the gallery is smaller), best first."""
+        """The retrieval encoder's top-``k`` gallery tiles for ``query`` (fewer when the gallery is smaller), best first."""
         import torch
 
         from gleamx.retrieval.search import topk_search

@@ -65,7 +65,7 @@ short_description: Match and explain cross-view geo-localization pairs
 
 A [gleamx](https://arxiv.org/abs/2509.07450) app: **Verify** asks a GLEAM-X model whether a query view (UAV, street
 map, panorama or ground photo) and a satellite tile show the same place, streams its explanation and reads P(yes)
-at its verdict line; **Localize** retrieves a query's most similar gallery tiles with GLEAM-C, verifies each and
+at its verdict line; **Localize** retrieves a query's most similar gallery tiles with the retrieval encoder, verifies each and
 reranks them.
 
 Serving: {serving}.
@@ -120,7 +120,7 @@ def export_space(cfg: AppConfig) -> Path:
         "# gleamx's dependencies (gleamx itself is the copy in ./gleamx; gradio comes with the Space's sdk_version;\n"
         "# pillow is the one that gradio version accepts)\n" + "".join(f"{r}\n" for r in reqs), encoding="utf-8")
     if cfg.tiny:
-        serving = "a tiny random model with a short LoRA run, a tiny GLEAM-C encoder and generated data (built on " \
+        serving = "a tiny random model with a short LoRA run, a tiny retrieval encoder and generated data (built on " \
                   "first start: the mechanics, not the numbers)"
     else:
         serving = ", ".join(f"{name} `{value}`" for name in ("model", "adapter", "encoder", "gallery")

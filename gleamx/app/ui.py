@@ -159,7 +159,7 @@ class Handlers:
 INTRO = """# gleamx: match and explain cross-view pairs
 **Verify**: a query view (UAV, street map, panorama or ground photo) and a satellite tile go to the GLEAM-X model,
 which explains whether they show the same place and ends with a verdict line; P(yes) is read from the model at its
-verdict. **Localize**: GLEAM-C retrieves the gallery's most similar satellite tiles for a query, the model verifies
+verdict. **Localize**: the retrieval encoder retrieves the gallery's most similar satellite tiles for a query, the model verifies
 each one, and the candidates are reranked: its "yes" first, then by P(yes), then by retrieval similarity.
 Same prompts, processor, pixel budget and greedy decoding as `gleamx eval` and `gleamx localize`."""
 

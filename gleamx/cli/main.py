@@ -308,7 +308,7 @@ def cmd_grpo(argv: list[str]) -> int:
 
 
 def cmd_retrieval_train(argv: list[str]) -> int:
-    return _run_recipe("gleamx.recipes.gleamc", argv, "gleamx retrieval train")  # the same main as recipes/gleamc.py
+    return _run_recipe("gleamx.recipes.retrieval", argv, "gleamx retrieval train")  # the same main as recipes/retrieval.py
 
 
 def cmd_review_serve(cfg) -> int:
@@ -382,7 +382,7 @@ COMMANDS: dict[str, Command] = {
     "data convert": Command(_config("gleamx.data.config", "ConvertConfig"), cmd_data_convert,
                             "convert between gleamx JSONL and ShareGPT/LLaMA-Factory"),
     "data cvgl": Command(_config("gleamx.data.config", "CvglConfig"), cmd_data_cvgl,
-                         "write the GLEAM-C retrieval layout for University-1652, VIGOR, CVUSA, CVACT or paired "
+                         "write the retrieval layout for University-1652, VIGOR, CVUSA, CVACT or paired "
                          "folders on disk"),
     "data pairs": Command(_config("gleamx.curate.pairs", "PairsConfig"), cmd_data_pairs,
                           "matching and non-matching pairs (random and hard negatives) from a retrieval layout"),
@@ -397,13 +397,13 @@ COMMANDS: dict[str, Command] = {
     "eval": Command(_config("gleamx.eval.config", "EvalConfig"), cmd_eval,
                     "match accuracy and explanation quality of a model, or of a predictions file "
                     "(also: gleamx-eval)", recipes="eval"),
-    "retrieval train": Command(None, cmd_retrieval_train, "train GLEAM-C from a recipe: --config gleamc/tiny or a "
-                                                          "YAML path (same as recipes/gleamc.py); --accelerate_config "
+    "retrieval train": Command(None, cmd_retrieval_train, "train the retrieval encoder from a recipe: --config retrieval/tiny or a "
+                                                          "YAML path (same as recipes/retrieval.py); --accelerate_config "
                                                           "ddp launches it"),
     "retrieval eval": Command(_config("gleamx.retrieval.run_config", "RetrievalEvalConfig"), cmd_retrieval_eval,
                               "R@k, R@1%, mAP of an encoder on a split, overall and per view"),
     "localize": Command(_config("gleamx.retrieval.run_config", "LocalizeConfig"), cmd_localize,
-                        "GLEAM-C top-k candidates, verified and explained by the MLLM, reranked"),
+                        "the retrieval encoder's top-k candidates, verified and explained by the MLLM, reranked"),
     "annotate": Command(_config("gleamx.curate.annotate", "AnnotateConfig"), cmd_annotate,
                         "explain pairs with an OpenAI-compatible MLLM (en, zh); replies that contradict the label "
                         "are flagged, not kept"),
@@ -424,7 +424,7 @@ COMMANDS: dict[str, Command] = {
                              "merge revisions into a new dataset and report edit statistics"),
 }
 _GROUPS = {"data": "make, check, convert, pair and publish GLEAM-X data", "models": "model utilities",
-           "retrieval": "GLEAM-C: train and score the retrieval encoder",
+           "retrieval": "Retrieval encoder: train and score the retrieval encoder",
            "review": "human revision of explanations: review page, sheets, import"}
 
 

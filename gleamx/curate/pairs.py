@@ -4,7 +4,7 @@ then explains.
 Input is any ``DIR/retrieval/`` layout (``gleamx data cvgl`` for University-1652, VIGOR, CVUSA, CVACT and
 paired folders, or ``gleamx data synth``). Each query gives one positive (its own location's tile) and, on
 average, ``neg_ratio`` negatives (another location's tile of the same split): *hard* negatives are the
-query's nearest wrong tiles by a GLEAM-C encoder when ``encoder`` is given, else tiles of the query's region
+query's nearest wrong tiles by a retrieval encoder when ``encoder`` is given, else tiles of the query's region
 (the ``<region>/`` prefix of a location id, as in VIGOR's ``NewYork/...``; the whole split when there is
 none); the rest are *random*. A query's semi-positives (VIGOR) are never its negatives. Every location
 (query images and tile) lies in one split, so train, val and test share no place.
@@ -52,7 +52,7 @@ class PairsConfig:
         "help": "as many queries of each view per split as its rarest view has (default: every query)"})
     max_per_view: int | None = field(default=None, metadata={"help": "at most this many queries per view and split"})
     encoder: str | None = field(default=None, metadata={
-        "help": "GLEAM-C encoder dir or Hub id ('tiny': untrained, seeded by --seed) whose nearest wrong tiles are "
+        "help": "retrieval encoder dir or Hub id ('tiny': untrained, seeded by --seed) whose nearest wrong tiles are "
                 "the hard negatives (default: tiles of the same region, else split)"})
     img_size: int = field(default=64, metadata={"help": "input size of the untrained 'tiny' encoder"})
     batch_size: int = field(default=64, metadata={"help": "images per embedding batch"})

@@ -65,7 +65,7 @@ class ConvertConfig(DataSourceConfig):
 
 @dataclass(kw_only=True)
 class CvglConfig:
-    """Write the GLEAM-C retrieval layout for a CVGL dataset on disk (nothing is copied)."""
+    """Write the retrieval layout for a CVGL dataset on disk (nothing is copied)."""
 
     root: str = field(metadata={"positional": True, "help": "the dataset's root directory"})
     layout: Layout = field(metadata={

@@ -1,6 +1,6 @@
 """Public cross-view geo-localization (CVGL) datasets -> gleamx's retrieval layout.
 
-GLEAM-C trains and evaluates on ``DIR/retrieval/gallery.jsonl`` + ``queries.jsonl`` (see
+The retrieval encoder trains and evaluates on ``DIR/retrieval/gallery.jsonl`` + ``queries.jsonl`` (see
 :mod:`gleamx.retrieval.data`). These converters write that layout for datasets on local disk;
 image paths point into the original tree (relative to ``DIR/retrieval``), so nothing is copied.
 

@@ -1,5 +1,5 @@
-"""The packaged recipes: SFT, GRPO and GLEAM-C YAMLs, and the scripts that run them (``sft.py``, ``grpo.py``,
-``gleamc.py``).
+"""The packaged recipes: SFT, GRPO and retrieval-encoder YAMLs, and the scripts that run them (``sft.py``, ``grpo.py``,
+``retrieval.py``).
 
 They ship inside the package, so a pip-installed gleamx trains without a checkout
 (``gleamx sft --config tiny/sft_lora``). In a checkout the top-level ``recipes/`` is a
@@ -15,25 +15,44 @@ from gleamx.errors import GleamConfigError
 
 ROOT = Path(__file__).resolve().parent
 
-# kind -> which packaged recipes it runs (GLEAM-C recipes live in gleamc/, eval configs in eval/, GRPO recipes are
+# kind -> which packaged recipes it runs (retrieval recipes live in retrieval/, eval configs in eval/, GRPO recipes are
 # named grpo*.yaml, every other YAML is an SFT recipe)
 _is_grpo = lambda name: name.rsplit("/", 1)[-1].startswith("grpo")  # noqa: E731
-_KINDS = {"sft": lambda name: not name.startswith(("gleamc/", "eval/")) and not _is_grpo(name),
-          "gleamc": lambda name: name.startswith("gleamc/"), "eval": lambda name: name.startswith("eval/"),
-          "grpo": lambda name: not name.startswith(("gleamc/", "eval/")) and _is_grpo(name)}
-_WHAT = {"sft": "SFT recipes", "gleamc": "GLEAM-C recipes", "eval": "eval configs", "grpo": "GRPO recipes"}
+_KINDS = {"sft": lambda name: not name.startswith(("retrieval/", "eval/")) and not _is_grpo(name),
+          "retrieval": lambda name: name.startswith("retrieval/"), "eval": lambda name: name.startswith("eval/"),
+          "grpo": lambda name: not name.startswith(("retrieval/", "eval/")) and _is_grpo(name)}
+_WHAT = {"sft": "SFT recipes", "retrieval": "retrieval recipes", "eval": "eval configs", "grpo": "GRPO recipes"}
 
 
 def names(kind: str | None = None) -> list[str]:
-    """Names of the packaged recipes (``tiny/sft_lora``, ``gleamc/tiny``, ...); ``kind``: ``sft``, ``grpo``,
-    ``gleamc`` or ``eval``."""
+    """Names of the packaged recipes (``tiny/sft_lora``, ``retrieval/tiny``, ...); ``kind``: ``sft``, ``grpo``,
+    ``retrieval`` or ``eval``."""
     keep = _KINDS[kind] if kind else (lambda name: True)
     found = (p.relative_to(ROOT).with_suffix("").as_posix() for p in ROOT.rglob("*.yaml"))
     return sorted(n for n in found if keep(n))
 
 
+# Spellings of one release ago: the retrieval model's recipes and script were named "gleamc" (GLEAM-C, the paper's
+# name for it). They still resolve, with a notice.
+_OLD_PREFIXES = {"gleamc/": "retrieval/", "gleamc.py": "retrieval.py"}
+
+
+def _renamed(name: str) -> str:
+    """``name`` in today's spelling; an old one gets a one-line notice (removed in the next release)."""
+    import re
+
+    for old, new in _OLD_PREFIXES.items():
+        renamed = re.sub(rf"(^|/){re.escape(old)}", rf"\g<1>{new}", name, count=1)
+        if renamed != name:
+            import warnings
+
+            warnings.warn(f"{name} is now {renamed}; the old name goes in the next release", FutureWarning, stacklevel=3)
+            return renamed
+    return name
+
+
 def _find(name: str) -> Path | None:
-    name = name.replace("\\", "/")
+    name = _renamed(name.replace("\\", "/"))
     for candidate in (name, name.removeprefix("recipes/")):  # README paths name them recipes/...
         for n in (candidate, candidate + ".yaml"):
             p = ROOT / n
@@ -53,7 +72,7 @@ def path(name: str) -> Path:
 def describe(kind: str) -> str:
     """The ``--help`` description of a recipe script: what ``--config`` takes, and the packaged recipes."""
     what = {"sft": "GLEAM-X supervised fine-tuning", "grpo": "GLEAM-X RL with verifiable rewards (GRPO)"}.get(
-        kind, "GLEAM-C retrieval encoder training")
+        kind, "retrieval encoder training")
     from gleamx import accelerate_configs
 
     return (f"{what}. --config takes a recipe YAML path, or the name of a packaged recipe when no such file exists "

@@ -1,41 +1,18 @@
-"""GLEAM-C: train the shared-weight retrieval encoder (query views <-> satellite tiles).
-
-``gleamx retrieval train`` and ``recipes/gleamc.py`` both run this file's ``main``:
-
-    gleamx retrieval train --config gleamc/tiny                          # a packaged recipe, by name
-    python recipes/gleamc.py --config recipes/gleamc/tiny.yaml           # from a checkout (recipes/ links here)
-    accelerate launch --config_file accelerate_configs/ddp.yaml recipes/gleamc.py --config recipes/gleamc/convnext_base.yaml
-
-``--config`` takes a YAML path, or the name of a packaged recipe when no such file exists.
-Every option of the YAML can be overridden on the command line (``--epochs 3``).
-"""
+"""Old name of ``recipes/retrieval.py`` (one release): the same ``main``, with a notice."""
 
 from __future__ import annotations
 
 import sys
+import warnings
 
-from gleamx.console import console, quiet_third_party
+from gleamx.recipes.retrieval import main
 
-quiet_third_party()  # before trl imports bitsandbytes and DeepSpeed (GLEAMX_VERBOSE=1 shows them)
-
-from trl import TrlParser  # noqa: E402
-
-from gleamx.recipes import describe, resolve_config  # noqa: E402
-from gleamx.retrieval.config import GleamCConfig  # noqa: E402
-from gleamx.retrieval.train import train_gleamc  # noqa: E402
-from gleamx.train.recipe import parse_recipe  # noqa: E402
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    """Parse ``--config`` and the overrides with TrlParser, then train (``argv``: default ``sys.argv[1:]``)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = TrlParser((GleamCConfig,), prog=prog, description=describe("gleamc"))
-    (cfg,) = parse_recipe(parser, resolve_config(argv, "gleamc"))
-    out = train_gleamc(cfg)
-    console.print(f"GLEAM-C encoder, log and results -> {out}")
-
+warnings.warn("recipes/gleamc.py is now recipes/retrieval.py; the old name goes in the next release", FutureWarning,
+              stacklevel=2)
 
 if __name__ == "__main__":
     from gleamx.console import run_cli
 
     sys.exit(run_cli(main))
+
+__all__ = ["main"]

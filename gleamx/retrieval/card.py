@@ -1,4 +1,4 @@
-"""The model card of a trained GLEAM-C encoder (``huggingface_hub.ModelCard``), with model-index results."""
+"""The model card of a trained retrieval encoder (``huggingface_hub.ModelCard``), with model-index results."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from gleamx.retrieval.config import GleamCConfig
+from gleamx.retrieval.config import RetrievalConfig
 from gleamx.retrieval.encoder import TINY_BACKBONE, parse_backbone
 from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
 
@@ -48,7 +48,7 @@ def _phase_table(phases: list[dict[str, Any]]) -> str:
             "|---|---|---|---|---|---|---|---|\n" + rows + "\n")
 
 
-def gleamc_card(cfg: GleamCConfig, results: dict[str, Any] | None, n_params: int, num_processes: int,
+def retrieval_card(cfg: RetrievalConfig, results: dict[str, Any] | None, n_params: int, num_processes: int,
                 img_size: int | None = None, phases: list[dict[str, Any]] | None = None) -> ModelCard:
     """The card: what the encoder is, its scores (model-index and a per-view table), how it was trained
     (``phases``: one record per phase of a multi-phase run, with its optimizer steps)."""
@@ -101,9 +101,9 @@ MLLM then verifies and explains each candidate (`gleamx localize`).
 ## Use
 
 ```python
-from gleamx.retrieval.encoder import GleamCEncoder
+from gleamx.retrieval.encoder import RetrievalEncoder
 
-encoder = GleamCEncoder.from_pretrained("{Path(cfg.output_dir).name}")  # or the Hub repo id
+encoder = RetrievalEncoder.from_pretrained("{Path(cfg.output_dir).name}")  # or the Hub repo id
 transform = encoder.transform()  # PIL image -> tensor
 embeddings = encoder(transform(image).unsqueeze(0))  # (1, dim), L2-normalised
 ```

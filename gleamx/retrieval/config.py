@@ -1,4 +1,4 @@
-"""GLEAM-C training arguments: one dataclass, read from a recipe YAML plus command-line overrides."""
+"""Retrieval-encoder training arguments: one dataclass, read from a recipe YAML plus command-line overrides."""
 
 from __future__ import annotations
 
@@ -63,16 +63,16 @@ def parse_view_mix(name: str, value: Any, views: list[str] | None = None) -> dic
 
 
 @dataclass
-class GleamCConfig:
-    """Everything one GLEAM-C training run needs (``recipes/gleamc/*.yaml``)."""
+class RetrievalConfig:
+    """Everything one retrieval training run needs (``recipes/retrieval/*.yaml``)."""
 
     data: str = field(default="", metadata={"help": "dataset dir holding retrieval/gallery.jsonl + queries.jsonl"})
-    output_dir: str = field(default="outputs/gleamc", metadata={"help": "where the encoder, logs and results go"})
+    output_dir: str = field(default="outputs/retrieval", metadata={"help": "where the encoder, logs and results go"})
     encoder: str = field(default="tiny", metadata={
         "help": "'tiny' (random-init tiny ConvNeXt), a timm backbone name (e.g. convnext_base.fb_in22k_ft_in1k_384), "
                 "open_clip:NAME[:TAG] (an OpenCLIP image tower, e.g. open_clip:ViT-B-32), hf:ID (a transformers "
                 "vision encoder: a Hub id such as hf:facebook/dinov2-small, or a model_type such as hf:dinov2 "
-                "for a random init from a config), or a saved GLEAM-C encoder dir / Hub id to continue from"})
+                "for a random init from a config), or a saved retrieval encoder dir / Hub id to continue from"})
     pretrained: bool = field(default=True, metadata={
         "help": "the library's pretrained weights for a backbone name (timm ImageNet, the OpenCLIP tag, the Hub id's)"})
     # dict | str: a mapping in the YAML, JSON on the command line

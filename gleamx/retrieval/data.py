@@ -1,4 +1,4 @@
-"""The retrieval layout GLEAM-C trains and evaluates on: a satellite gallery and a query list.
+"""The retrieval layout the retrieval encoder trains and evaluates on: a satellite gallery and a query list.
 
 ``DIR/retrieval/gallery.jsonl`` holds one satellite tile per line
 (``{"location_id", "image", "split"}``) and ``DIR/retrieval/queries.jsonl`` one query view per

@@ -1,4 +1,4 @@
-"""Embed images with a GLEAM-C encoder, batched, in eval mode, with a progress bar; sharded across processes and
+"""Embed images with a retrieval encoder, batched, in eval mode, with a progress bar; sharded across processes and
 cached on disk when asked.
 
 Under ``accelerate launch`` (a ``torch.distributed`` process group of N processes) each process embeds one
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from gleamx.checks import cap_workers
 from gleamx.retrieval.dataset import ImageDataset
 from gleamx.retrieval.embed_cache import EmbeddingCache, encoder_key, images_key
-from gleamx.retrieval.encoder import GleamCEncoder
+from gleamx.retrieval.encoder import RetrievalEncoder
 
 
 def process_group() -> tuple[int, int]:
@@ -51,7 +51,7 @@ def _all_gather_rows(mine: torch.Tensor, n: int, world: int, device: torch.devic
     return torch.cat([p[:s].cpu() for p, s in zip(parts, sizes)])
 
 
-def _embed(encoder: GleamCEncoder, paths: Sequence[Path], transform: object, batch_size: int, num_workers: int,
+def _embed(encoder: RetrievalEncoder, paths: Sequence[Path], transform: object, batch_size: int, num_workers: int,
            device: torch.device, desc: str, show: bool) -> torch.Tensor:
     loader = DataLoader(ImageDataset(paths, transform), batch_size=batch_size, num_workers=cap_workers(num_workers))
     out = [encoder(pixels.to(device)).float().cpu()
@@ -60,7 +60,7 @@ def _embed(encoder: GleamCEncoder, paths: Sequence[Path], transform: object, bat
 
 
 @torch.inference_mode()
-def embed_images(encoder: GleamCEncoder, paths: Sequence[Path], *, batch_size: int = 64, num_workers: int = 0,
+def embed_images(encoder: RetrievalEncoder, paths: Sequence[Path], *, batch_size: int = 64, num_workers: int = 0,
                  device: str | torch.device | None = None, desc: str = "embedding",
                  cache: EmbeddingCache | None = None, shard: bool = False) -> torch.Tensor:
     """(len(paths), dim) L2-normalised float32 embeddings, on the CPU, in ``paths``' order.

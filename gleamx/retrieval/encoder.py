@@ -1,4 +1,4 @@
-"""The GLEAM-C encoder: one image backbone with shared weights for the satellite tiles and every query view.
+"""The retrieval encoder: one image backbone with shared weights for the satellite tiles and every query view.
 
 The backbone comes from one of three libraries, named by a prefix of the ``encoder`` setting
 (:func:`parse_backbone`): ``timm`` (no prefix, as before: ``convnext_base.fb_in22k_ft_in1k_384``),
@@ -10,7 +10,7 @@ from a config). Embeddings are the backbone's pooled features, L2-normalised, so
 The model carries its own learnable logit scale (CLIP-style temperature, initialised at 1/0.07 as in
 Sample4Geo) and its preprocessing (mean, std, interpolation; the input side is ``img_size``). Saving, loading
 and Hub upload come from ``huggingface_hub.PyTorchModelHubMixin``: ``save_pretrained`` writes ``config.json``
-(family, architecture, preprocessing) and ``model.safetensors``, and ``GleamCEncoder.from_pretrained`` rebuilds
+(family, architecture, preprocessing) and ``model.safetensors``, and ``RetrievalEncoder.from_pretrained`` rebuilds
 the model offline: an ``hf`` encoder keeps its whole transformers config, so loading never asks the Hub for it.
 """
 
@@ -59,7 +59,7 @@ def _timm() -> Any:
     try:
         import timm
     except ImportError:
-        raise GleamConfigError("GLEAM-C needs timm (a gleamx dependency): pip install timm") from None
+        raise GleamConfigError("the retrieval encoder needs timm (a gleamx dependency): pip install timm") from None
     return timm
 
 
@@ -67,7 +67,7 @@ def _open_clip() -> Any:
     try:
         import open_clip
     except ImportError:
-        raise GleamConfigError("open_clip backbones need open_clip_torch: pip install 'gleamx[gleamc-backbones]'"
+        raise GleamConfigError("open_clip backbones need open_clip_torch: pip install 'gleamx[retrieval-backbones]'"
                                ) from None
     return open_clip
 
@@ -114,7 +114,7 @@ def _build_backbone(family: str, backbone: str, kwargs: dict[str, Any], img_size
     raise GleamConfigError(f"encoder family: expected one of {', '.join(FAMILIES)}, got {family!r}")
 
 
-class GleamCEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
+class RetrievalEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
                     tags=["gleamx", "gleam-c", "cross-view-geo-localization", "image-feature-extraction"]):
     """Shared-weight image encoder: images -> L2-normalised embeddings.
 
@@ -141,7 +141,7 @@ class GleamCEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
 
     @classmethod
     def create(cls, backbone: str = DEFAULT_BACKBONE, img_size: int = 384, *, pretrained: bool = True,
-               backbone_kwargs: dict[str, Any] | None = None, family: str | None = None) -> GleamCEncoder:
+               backbone_kwargs: dict[str, Any] | None = None, family: str | None = None) -> RetrievalEncoder:
         """A new encoder from a backbone name (``open_clip:``/``hf:`` prefixes pick the library, see
         :func:`parse_backbone`), with the library's pretrained weights when ``pretrained``.
 
@@ -160,7 +160,7 @@ class GleamCEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
         raise GleamConfigError(f"encoder family: expected one of {', '.join(FAMILIES)}, got {family!r}")
 
     @classmethod
-    def _create_timm(cls, backbone: str, img_size: int, pretrained: bool, kwargs: dict[str, Any]) -> GleamCEncoder:
+    def _create_timm(cls, backbone: str, img_size: int, pretrained: bool, kwargs: dict[str, Any]) -> RetrievalEncoder:
         model = cls(backbone=backbone, img_size=img_size, backbone_kwargs=kwargs or None,
                     preprocess=_timm_preprocess(backbone))
         if pretrained:
@@ -174,7 +174,7 @@ class GleamCEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
 
     @classmethod
     def _create_open_clip(cls, backbone: str, img_size: int, pretrained: bool, kwargs: dict[str, Any]
-                          ) -> GleamCEncoder:
+                          ) -> RetrievalEncoder:
         open_clip = _open_clip()
         name, _, tag = backbone.partition(":")
         if name not in open_clip.list_models():
@@ -197,7 +197,7 @@ class GleamCEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
         return model
 
     @classmethod
-    def _create_hf(cls, backbone: str, img_size: int, pretrained: bool, kwargs: dict[str, Any]) -> GleamCEncoder:
+    def _create_hf(cls, backbone: str, img_size: int, pretrained: bool, kwargs: dict[str, Any]) -> RetrievalEncoder:
         from transformers import AutoConfig
 
         is_repo = "/" in backbone or Path(backbone).exists()
@@ -228,7 +228,7 @@ class GleamCEncoder(nn.Module, PyTorchModelHubMixin, library_name="gleamx",
         return model
 
     @classmethod
-    def tiny(cls, img_size: int = 64) -> GleamCEncoder:
+    def tiny(cls, img_size: int = 64) -> RetrievalEncoder:
         """The tiny random-init ConvNeXt (see :data:`TINY_KWARGS`)."""
         return cls(backbone=TINY_BACKBONE, img_size=img_size, backbone_kwargs=TINY_KWARGS)
 
@@ -328,18 +328,18 @@ def _rgb(image: Any) -> Any:  # module level: picklable for DataLoader workers
 
 
 def load_encoder(name_or_path: str, *, tiny_img_size: int = 64, device: str | torch.device | None = None
-                 ) -> GleamCEncoder:
+                 ) -> RetrievalEncoder:
     """A saved encoder (dir or Hub id), or ``"tiny"`` for a fresh tiny random one; on ``device``
     (default: the GPU when there is one)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name_or_path == "tiny":
-        return GleamCEncoder.tiny(tiny_img_size).to(device)
+        return RetrievalEncoder.tiny(tiny_img_size).to(device)
     config = Path(name_or_path, "config.json")
     if config.is_file() and "backbone" not in json.loads(config.read_text(encoding="utf-8")):
         # Another model's folder (an MLLM, say) would otherwise load as a random default backbone.
-        raise GleamModelError(f"encoder {name_or_path!r}: config.json has no 'backbone' (not a GLEAM-C encoder)")
+        raise GleamModelError(f"encoder {name_or_path!r}: config.json has no 'backbone' (not a retrieval encoder)")
     try:
         # strict: every weight must match, or the folder is not this encoder
-        return GleamCEncoder.from_pretrained(name_or_path, strict=True).to(device)
+        return RetrievalEncoder.from_pretrained(name_or_path, strict=True).to(device)
     except (OSError, ValueError, RuntimeError) as e:
         raise GleamModelError(f"encoder {name_or_path!r}: {first_line(e)}") from None

@@ -1,4 +1,4 @@
-"""Score a GLEAM-C encoder on a retrieval split, and propose top-k satellite candidates per query."""
+"""Score a retrieval encoder on a retrieval split, and propose top-k satellite candidates per query."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from gleamx.errors import GleamConfigError
 from gleamx.retrieval.data import Query, RetrievalSet
 from gleamx.retrieval.embed import embed_images
 from gleamx.retrieval.embed_cache import EmbeddingCache
-from gleamx.retrieval.encoder import GleamCEncoder
+from gleamx.retrieval.encoder import RetrievalEncoder
 from gleamx.retrieval.metrics import percent_cutoff, ranks_of_positives, summarise_ranks
 from gleamx.retrieval.run_config import RetrievalEvalConfig
 from gleamx.retrieval.search import rows_for_budget, similarity_chunks, topk_search
 
 
-def embed_set(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
+def embed_set(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
               cache: EmbeddingCache | None = None, shard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(query embeddings, gallery embeddings) in the set's order (``cache``, ``shard``: see
     :func:`~gleamx.retrieval.embed.embed_images`)."""
@@ -53,7 +53,7 @@ def trivial_recalls(n_gallery: int, ks: tuple[int, ...] = (1, 5, 10), percent: f
     return names, notes
 
 
-def evaluate_retrieval(encoder: GleamCEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
+def evaluate_retrieval(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
                        ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0, strict_ks: bool = False,
                        cache: EmbeddingCache | None = None, shard: bool = False) -> dict[str, Any]:
     """R@k, R@1%, mAP (standard and University-1652 trapezoid) over all queries and per query view,
@@ -118,9 +118,9 @@ class Candidates:
     scores: list[float]
 
 
-def propose_candidates(encoder: GleamCEncoder, rset: RetrievalSet, k: int = 10, *, batch_size: int = 64,
+def propose_candidates(encoder: RetrievalEncoder, rset: RetrievalSet, k: int = 10, *, batch_size: int = 64,
                        num_workers: int = 0, cache: EmbeddingCache | None = None) -> list[Candidates]:
-    """GLEAM-C's job in the pipeline: the ``k`` most similar satellite tiles for every query."""
+    """The retrieval encoder's job in the pipeline: the ``k`` most similar satellite tiles for every query."""
     if k < 1:
         raise GleamConfigError(f"k: expected at least 1 candidate per query, got {k}")
     if k > len(rset.gallery):
@@ -130,7 +130,7 @@ def propose_candidates(encoder: GleamCEncoder, rset: RetrievalSet, k: int = 10, 
     return [Candidates(query, i, s) for query, i, s in zip(rset.queries, idx.tolist(), scores.tolist())]
 
 
-def _broadcast_weights(encoder: GleamCEncoder) -> None:
+def _broadcast_weights(encoder: RetrievalEncoder) -> None:
     """Rank 0's weights on every process: shards embedded by different random ``tiny`` encoders would not
     compare (a saved encoder loads the same everywhere; this costs one broadcast per tensor)."""
     import torch.distributed as dist

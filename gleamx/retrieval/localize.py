@@ -1,4 +1,4 @@
-"""Localize: GLEAM-C proposes top-k satellite tiles per query, the MLLM verifies and explains each one.
+"""Localize: the retrieval encoder proposes top-k satellite tiles per query, the MLLM verifies and explains each one.
 
 encoder -> top-k candidates -> ``candidates.jsonl`` (GLEAM-X pairs, label = same location) ->
 ``gleamx-eval`` machinery (batched, resumable, P(yes) from the verdict token, report) in

@@ -1,4 +1,4 @@
-"""Retrieval metrics for GLEAM-C: ranks of the true satellite tiles, R@k, R@1%, mAP.
+"""Retrieval metrics for the retrieval encoder: ranks of the true satellite tiles, R@k, R@1%, mAP.
 
 Every metric is computed from *ranks*: for each query, the sorted 0-based
 positions of its positive gallery tiles in descending-score order. Computing
@@ -182,7 +182,7 @@ def mean_average_precision(ranks: Ranks) -> float:
 
 def retrieval_metrics(scores: Scores, positives: Positives, ks: Sequence[int] = (1, 5, 10),
                       percent: float = 1.0) -> dict[str, float | int]:
-    """All GLEAM-C retrieval metrics as one JSON-serialisable dict.
+    """All retrieval metrics as one JSON-serialisable dict.
 
     Keys: ``n_query``, ``n_gallery``, ``R@k`` for each k, ``R@1%`` and its
     cutoff ``R@1%_k`` (named after ``percent``), ``mAP`` (standard) and

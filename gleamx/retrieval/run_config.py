@@ -1,5 +1,5 @@
-"""Configs of the commands that use a trained GLEAM-C encoder: ``gleamx retrieval eval`` and ``gleamx localize``
-(training's config is :class:`gleamx.retrieval.config.GleamCConfig`)."""
+"""Configs of the commands that use a trained retrieval encoder: ``gleamx retrieval eval`` and ``gleamx localize``
+(training's config is :class:`gleamx.retrieval.config.RetrievalConfig`)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ _CACHE_HELP = ("directory of cached embeddings (.safetensors keyed by the encode
 class RetrievalEvalConfig:
     """R@k, R@1%, mAP of an encoder on a split, overall and per view."""
 
-    encoder: str = field(metadata={"help": "a trained GLEAM-C dir or Hub id ('tiny': untrained tiny)"})
+    encoder: str = field(metadata={"help": "a trained retrieval encoder dir or Hub id ('tiny': untrained tiny)"})
     data: str = field(metadata={"help": _DATA_HELP})
     output: str = field(metadata={"help": "directory for retrieval_results.json"})
     split: str = field(default="test", metadata={"help": "split to score"})
@@ -63,9 +63,9 @@ class RetrievalEvalConfig:
 
 @dataclass(kw_only=True)
 class LocalizeConfig:
-    """GLEAM-C top-k candidates, verified and explained by the MLLM, reranked."""
+    """the retrieval encoder's top-k candidates, verified and explained by the MLLM, reranked."""
 
-    encoder: str = field(metadata={"help": "trained GLEAM-C dir or Hub id"})
+    encoder: str = field(metadata={"help": "trained retrieval encoder dir or Hub id"})
     model: str = field(metadata={"help": "MLLM dir or Hub id (e.g. Qwen/Qwen2.5-VL-3B-Instruct)"})
     data: str = field(metadata={"help": _DATA_HELP})
     output: str = field(metadata={"help": "directory for localize_results.json, ranked.jsonl and verify/"})

@@ -1,4 +1,4 @@
-"""Training batches for GLEAM-C: one pair per location per batch, and hard negatives by similarity.
+"""Training batches for the retrieval encoder: one pair per location per batch, and hard negatives by similarity.
 
 InfoNCE treats every other satellite in a batch as a negative. Two queries of one location
 (its UAV view and its panorama, say) in one batch would make their shared satellite a false

@@ -1,4 +1,4 @@
-"""Train the GLEAM-C encoder: symmetric InfoNCE over (query, satellite) pairs, resumable per epoch.
+"""Train the retrieval encoder: symmetric InfoNCE over (query, satellite) pairs, resumable per epoch.
 
 data -> :class:`~gleamx.retrieval.dataset.PairDataset` -> :class:`~gleamx.retrieval.sampler.LocationBatchSampler`
 (one pair per location; hard negatives by embedding similarity from ``hard_negatives_from_epoch``)
@@ -12,7 +12,7 @@ from the weights the last one ended with; ``phase-<n>/`` keeps each finished pha
 numbered across the run, so ``checkpoint-<epoch>`` is unique and a resume lands in the right phase: mid-phase
 it restores the optimizer and schedule, on a phase boundary it starts the next phase from the weights.
 
-:func:`train_gleamc` is :func:`resume_point`, then per phase :func:`setup_run` (and :func:`resume`), then per
+:func:`train_retrieval` is :func:`resume_point`, then per phase :func:`setup_run` (and :func:`resume`), then per
 epoch :func:`set_hard_negatives`, :func:`train_one_epoch`, :func:`evaluate_epoch`, :func:`save_checkpoint`;
 then :func:`finish`.
 """
@@ -31,34 +31,35 @@ from tqdm.auto import tqdm
 
 from gleamx.checks import cap_workers
 from gleamx.errors import GleamConfigError
-from gleamx.retrieval.config import GleamCConfig, Phase
+from gleamx.retrieval.config import RetrievalConfig, Phase
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
 from gleamx.retrieval.dataset import PairDataset
 from gleamx.retrieval.embed import embed_images
-from gleamx.retrieval.encoder import GleamCEncoder, load_encoder, parse_backbone
+from gleamx.retrieval.encoder import RetrievalEncoder, load_encoder, parse_backbone
 from gleamx.retrieval.evaluate import evaluate_retrieval
 from gleamx.retrieval.loss import info_nce
 from gleamx.retrieval.sampler import LocationBatchSampler
 from gleamx.retrieval.search import topk_search
 
-STATE_FILE = "gleamc_state.json"
+STATE_FILE = "retrieval_state.json"
+OLD_STATE_FILE = "gleamc_state.json"  # written by the release before the rename; still read
 
 
-def build_encoder(cfg: GleamCConfig) -> GleamCEncoder:
-    """'tiny', a new backbone (``open_clip:``/``hf:`` names, or a name timm knows), or a saved GLEAM-C encoder
+def build_encoder(cfg: RetrievalConfig) -> RetrievalEncoder:
+    """'tiny', a new backbone (``open_clip:``/``hf:`` names, or a name timm knows), or a saved retrieval encoder
     (a dir or a Hub id)."""
     import timm
 
     if cfg.encoder == "tiny":
-        return GleamCEncoder.tiny(cfg.img_size)
+        return RetrievalEncoder.tiny(cfg.img_size)
     family, name = parse_backbone(cfg.encoder)
     if family != "timm" or (not Path(cfg.encoder).exists() and timm.is_model(cfg.encoder)):
-        return GleamCEncoder.create(name, cfg.img_size, pretrained=cfg.pretrained, family=family,
+        return RetrievalEncoder.create(name, cfg.img_size, pretrained=cfg.pretrained, family=family,
                                     backbone_kwargs=cfg.encoder_kwargs)
     return load_encoder(cfg.encoder)
 
 
-def similar_locations(encoder: GleamCEncoder, rset: RetrievalSet, k: int, batch_size: int,
+def similar_locations(encoder: RetrievalEncoder, rset: RetrievalSet, k: int, batch_size: int,
                       num_workers: int = 0) -> dict[str, list[str]]:
     """Each training location's ``k`` most similar other locations, by satellite embedding (no GPS)."""
     emb = embed_images(encoder, [t.image for t in rset.gallery], batch_size=batch_size, num_workers=num_workers,
@@ -80,10 +81,12 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(x))
 
 
-def _read_state(cfg: GleamCConfig) -> dict[str, Any] | None:
+def _read_state(cfg: RetrievalConfig) -> dict[str, Any] | None:
     if not cfg.resume_from_checkpoint:
         return None
     state = Path(cfg.resume_from_checkpoint, STATE_FILE)
+    if not state.is_file():
+        state = Path(cfg.resume_from_checkpoint, OLD_STATE_FILE)
     if not state.is_file():
         raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} has no {STATE_FILE} "
                                "(expected a checkpoint-<epoch> dir written by this trainer)")
@@ -109,7 +112,7 @@ def phase_bounds(plan: list[Phase]) -> list[int]:
     return bounds
 
 
-def resume_point(cfg: GleamCConfig) -> ResumePoint:
+def resume_point(cfg: RetrievalConfig) -> ResumePoint:
     """The first epoch to train and its phase, from ``resume_from_checkpoint`` (epoch 0 without one)."""
     state = _read_state(cfg)
     if state is None:
@@ -136,7 +139,7 @@ def resume_point(cfg: GleamCConfig) -> ResumePoint:
 # writing the new checkpoint (a failed save with total_limit=1 leaves none), does not restore its save counter on
 # load_state, refuses to save when resuming from any but the newest kept checkpoint, and writes
 # checkpoints/checkpoint_<n>, which the Hub upload's checkpoint-* ignore list would not skip. This prunes only
-# after the new checkpoint and its gleamc_state.json are complete, and overwrites a later one on resume.
+# after the new checkpoint and its retrieval_state.json are complete, and overwrites a later one on resume.
 def _prune_checkpoints(out: Path, keep: int | None) -> None:
     """Delete all but the newest ``keep`` checkpoint-<epoch> dirs (weights + optimizer state each)."""
     import shutil
@@ -153,7 +156,7 @@ def _prune_checkpoints(out: Path, keep: int | None) -> None:
 class _Run:
     """One training run, prepared: what every epoch reads and the log it appends to."""
 
-    cfg: GleamCConfig
+    cfg: RetrievalConfig
     accelerator: Any
     model: Any  # the prepared (possibly DDP-wrapped) encoder
     optimizer: Any
@@ -181,11 +184,11 @@ class _Run:
         return self.step_offset + (epoch - self.first_epoch) * self.steps_per_epoch + step
 
     @property
-    def encoder(self) -> GleamCEncoder:
+    def encoder(self) -> RetrievalEncoder:
         return self.accelerator.unwrap_model(self.model)
 
 
-def _make_accelerator(cfg: GleamCConfig) -> Any:
+def _make_accelerator(cfg: RetrievalConfig) -> Any:
     from datetime import timedelta
 
     from accelerate import Accelerator
@@ -213,7 +216,7 @@ def _view_mix(phase: Phase, train: RetrievalSet) -> dict[str, float] | None:
     return phase.view_mix  # type: ignore[return-value]  # a mapping or None once "equal" is resolved
 
 
-def setup_run(cfg: GleamCConfig, *, phase_index: int = 0, encoder: GleamCEncoder | None = None,
+def setup_run(cfg: RetrievalConfig, *, phase_index: int = 0, encoder: RetrievalEncoder | None = None,
               accelerator: Any = None, evalset: RetrievalSet | None | bool = False) -> _Run:
     """One phase's data, encoder (``encoder``, else a new one), location-aware sampler (with the phase's view
     mix) and AdamW + cosine schedule, all prepared by accelerate. The eval set (``evalset``, else loaded) has
@@ -270,7 +273,7 @@ def resume(run: _Run) -> int:
     return point.epoch
 
 
-def _checkpoint_weights(encoder: GleamCEncoder, ckpt: str) -> None:
+def _checkpoint_weights(encoder: RetrievalEncoder, ckpt: str) -> None:
     """The model weights of an accelerate checkpoint (not its optimizer): a new phase starts from them."""
     from safetensors.torch import load_file
 
@@ -372,16 +375,16 @@ def finish(run: _Run) -> None:
     cfg, out, final = run.cfg, run.out, run.encoder
     if run.accelerator.is_main_process:
         final.save_pretrained(out)
-        (out / "gleamc_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        (out / "retrieval_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
         (out / "log_history.json").write_text(json.dumps(run.history, indent=1) + "\n")
         last_eval = next((h["eval"] for h in reversed(run.history) if "eval" in h), None)
         results = {"split": cfg.eval_split, **last_eval} if last_eval is not None else None
         if results is not None:
             (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        from gleamx.retrieval.card import gleamc_card
+        from gleamx.retrieval.card import retrieval_card
 
         n_params = sum(p.numel() for p in final.parameters())
-        gleamc_card(cfg, results, n_params, run.accelerator.num_processes, final.img_size,
+        retrieval_card(cfg, results, n_params, run.accelerator.num_processes, final.img_size,
                     phases=_phase_records(run)).save(out / "README.md")
         if cfg.push_to_hub:
             from gleamx.hub import push as hub_push
@@ -411,13 +414,13 @@ def _describe(run: _Run) -> str:
     assert ph is not None
     head = f"phase {run.phase_index + 1}/{len(cfg.phase_plan())} ({ph.name}): " if cfg.phases else ""
     mix = "" if ph.view_mix is None else f", view mix {ph.view_mix}"
-    return (f"GLEAM-C: {head}{len(run.train.queries)} training pairs over {len(run.train.gallery)} locations, "
+    return (f"Retrieval encoder: {head}{len(run.train.queries)} training pairs over {len(run.train.gallery)} locations, "
             f"{run.steps_per_epoch} steps/epoch x {ph.epochs} epochs, batch {ph.batch_size} x "
             f"{run.accelerator.num_processes} process(es), lr {ph.learning_rate:g}{mix}; "
             f"{sum(p.numel() for p in run.encoder.parameters()):,} parameters ({cfg.encoder})")
 
 
-def train_gleamc(cfg: GleamCConfig) -> Path:
+def train_retrieval(cfg: RetrievalConfig) -> Path:
     """Train (phase after phase) and save; returns the output directory."""
     plan = cfg.phase_plan()
     bounds = phase_bounds(plan)
@@ -460,4 +463,4 @@ def train_gleamc(cfg: GleamCConfig) -> Path:
     return run.out
 
 
-__all__ = ["build_encoder", "evaluate_epoch", "similar_locations", "train_gleamc", "train_one_epoch"]
+__all__ = ["build_encoder", "evaluate_epoch", "similar_locations", "train_retrieval", "train_one_epoch"]

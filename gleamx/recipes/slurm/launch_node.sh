@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One node's share of a multi-node gleamx job: `srun` starts this once per node (see sft.sbatch, gleamc.sbatch),
+# One node's share of a multi-node gleamx job: `srun` starts this once per node (see sft.sbatch, retrieval.sbatch),
 # and it runs one `accelerate launch` that starts this node's processes and meets the other nodes.
 #
 #   launch_node.sh ACCELERATE_CONFIG SCRIPT [SCRIPT ARGS...]

@@ -1,4 +1,4 @@
-"""GLEAM-C in phases: the recipe's phase plan, view-balanced batches, a two-phase run and its resumes."""
+"""Retrieval encoder in phases: the recipe's phase plan, view-balanced batches, a two-phase run and its resumes."""
 
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ from gleamx.errors import GleamConfigError
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS4 = ["uav", "street_map", "panorama", "ground"]
 
-from test_recipes import gleamc_data  # noqa: E402, F401  (900 toy pairs, 180 training locations)
+from test_recipes import retrieval_data  # noqa: E402, F401  (900 toy pairs, 180 training locations)
 from test_retrieval import toy  # noqa: E402, F401  (synthetic toy level, 32 px: 60 locations, all four views)
 
 
 def _cfg(data: Path, out: Path, **kw):
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
 
     phases = [{"name": "uav", "views": ["uav"], "epochs": 1, "learning_rate": 1e-3, "batch_size": 8},
               {"name": "mixed", "views": VIEWS4, "view_mix": "equal", "epochs": 2, "learning_rate": 5e-4,
                "batch_size": 8, "hard_negatives": 2}]
     base = dict(data=str(data), output_dir=str(out), encoder="tiny", img_size=32, logging_steps=4, seed=0,
                 phases=phases, save_total_limit=None)
-    return GleamCConfig(**{**base, **kw})
+    return RetrievalConfig(**{**base, **kw})
 
 
 # --- the plan -------------------------------------------------------------------------------------------
@@ -35,24 +35,24 @@ def _cfg(data: Path, out: Path, **kw):
 def test_two_phase_recipes_parse_into_a_plan():
     from trl import TrlParser
 
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
     from gleamx.train.recipe import parse_recipe
 
     for name in ("two_phase_tiny", "two_phase_convnext_base"):
-        path = ROOT / "recipes" / "gleamc" / f"{name}.yaml"
-        (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), ["--config", str(path)])
+        path = ROOT / "recipes" / "retrieval" / f"{name}.yaml"
+        (cfg,) = parse_recipe(TrlParser((RetrievalConfig,)), ["--config", str(path)])
         one, two = cfg.phase_plan()
         assert one.views == ["uav"] and one.view_mix is None
         assert two.views == VIEWS4 and two.view_mix == "equal" and two.learning_rate < one.learning_rate
     # a phase's keys override the top-level ones; on the command line the phases are JSON
-    (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), [
-        "--config", str(ROOT / "recipes" / "gleamc" / "two_phase_tiny.yaml"),
+    (cfg,) = parse_recipe(TrlParser((RetrievalConfig,)), [
+        "--config", str(ROOT / "recipes" / "retrieval" / "two_phase_tiny.yaml"),
         "--phases", '[{"views": ["uav"], "epochs": 1}, {"view_mix": "uav=3,ground=1", "batch_size": 16}]'])
     one, two = cfg.phase_plan()
     assert (one.epochs, one.batch_size, two.batch_size) == (1, cfg.batch_size, 16)
     assert two.view_mix == {"uav": 3.0, "ground": 1.0} and two.views is None
     # single-phase recipes: one phase of the top-level settings, as before
-    (single,) = parse_recipe(TrlParser((GleamCConfig,)), ["--config", str(ROOT / "recipes" / "gleamc" / "tiny.yaml")])
+    (single,) = parse_recipe(TrlParser((RetrievalConfig,)), ["--config", str(ROOT / "recipes" / "retrieval" / "tiny.yaml")])
     (only,) = single.phase_plan()
     assert (only.epochs, only.batch_size, only.view_mix, only.name) == (single.epochs, single.batch_size, None, "train")
 
@@ -69,10 +69,10 @@ def test_two_phase_recipes_parse_into_a_plan():
     ({"view_mix": {"uav": -1}}, r"^view_mix\.uav: expected a weight >= 0, got -1$"),
 ])
 def test_bad_phase_settings_are_one_line(kw, match):
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
 
     with pytest.raises(GleamConfigError, match=match):
-        GleamCConfig(**kw)
+        RetrievalConfig(**kw)
 
 
 # --- view-balanced batches ----------------------------------------------------------------------------------
@@ -175,9 +175,9 @@ def test_two_phase_run_continues_from_phase_one_and_resumes_across_the_boundary(
     from huggingface_hub import ModelCard
     from safetensors.torch import load_file
 
-    from gleamx.retrieval.train import setup_run, train_gleamc
+    from gleamx.retrieval.train import setup_run, train_retrieval
 
-    straight = train_gleamc(_cfg(toy, tmp_path / "straight"))
+    straight = train_retrieval(_cfg(toy, tmp_path / "straight"))
     for f in ("phase-1/model.safetensors", "phase-2/model.safetensors", "model.safetensors", "results.json",
               "checkpoint-0", "checkpoint-2", "README.md"):
         assert (straight / f).exists(), f
@@ -206,13 +206,13 @@ def test_two_phase_run_continues_from_phase_one_and_resumes_across_the_boundary(
     boundary = tmp_path / "boundary"
     _kill_at(monkeypatch, 1)
     with pytest.raises(_Killed):
-        train_gleamc(_cfg(toy, boundary))
+        train_retrieval(_cfg(toy, boundary))
     assert (boundary / "checkpoint-0").is_dir() and not (boundary / "checkpoint-1").exists()
     monkeypatch.undo()
     import shutil
 
     shutil.rmtree(boundary / "phase-1")  # as if killed before phase-1/ was written: the resume writes it
-    train_gleamc(_cfg(toy, boundary, resume_from_checkpoint=str(boundary / "checkpoint-0")))
+    train_retrieval(_cfg(toy, boundary, resume_from_checkpoint=str(boundary / "checkpoint-0")))
     assert _same(_weights(boundary), final) and _same(_weights(boundary / "phase-1"), phase1)
     assert json.loads((boundary / "log_history.json").read_text()) == hist
 
@@ -220,10 +220,10 @@ def test_two_phase_run_continues_from_phase_one_and_resumes_across_the_boundary(
     inside = tmp_path / "inside"
     _kill_at(monkeypatch, 2)
     with pytest.raises(_Killed):
-        train_gleamc(_cfg(toy, inside))
+        train_retrieval(_cfg(toy, inside))
     monkeypatch.undo()
-    assert json.loads((inside / "checkpoint-1" / "gleamc_state.json").read_text())["phase"] == 1
-    train_gleamc(_cfg(toy, inside, resume_from_checkpoint=str(inside / "checkpoint-1")))
+    assert json.loads((inside / "checkpoint-1" / "retrieval_state.json").read_text())["phase"] == 1
+    train_retrieval(_cfg(toy, inside, resume_from_checkpoint=str(inside / "checkpoint-1")))
     assert _same(_weights(inside), final)
     assert json.loads((inside / "log_history.json").read_text()) == hist
     assert (json.loads((inside / "results.json").read_text())["R@1"]
@@ -231,22 +231,22 @@ def test_two_phase_run_continues_from_phase_one_and_resumes_across_the_boundary(
 
 
 def test_resuming_with_changed_phases_is_one_line(toy, tmp_path):
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.train import train_retrieval
 
     out = tmp_path / "o"
     ck = out / "checkpoint-4"
     ck.mkdir(parents=True)
-    (ck / "gleamc_state.json").write_text(json.dumps({"epoch": 4, "phase": 1, "step": 40}))
+    (ck / "retrieval_state.json").write_text(json.dumps({"epoch": 4, "phase": 1, "step": 40}))
     with pytest.raises(GleamConfigError, match=r"^resume_from_checkpoint: .* beyond this recipe's 3 epochs$"):
-        train_gleamc(_cfg(toy, out, resume_from_checkpoint=str(ck)))
-    (ck / "gleamc_state.json").write_text(json.dumps({"epoch": 0, "phase": 1, "step": 6}))
+        train_retrieval(_cfg(toy, out, resume_from_checkpoint=str(ck)))
+    (ck / "retrieval_state.json").write_text(json.dumps({"epoch": 0, "phase": 1, "step": 6}))
     with pytest.raises(GleamConfigError, match=r"written in phase 2, but epoch 0 is in phase 1 of"):
-        train_gleamc(_cfg(toy, out, resume_from_checkpoint=str(ck)))
+        train_retrieval(_cfg(toy, out, resume_from_checkpoint=str(ck)))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["two_phase_tiny", "two_phase_convnext_base"])
-def test_two_phase_recipes_run_as_shipped_one_epoch_per_phase(recipe, gleamc_data, tmp_path):
+def test_two_phase_recipes_run_as_shipped_one_epoch_per_phase(recipe, retrieval_data, tmp_path):
     """Each phase as shipped (views, mix, batch, optimiser, precision) for one epoch; the backbone becomes the
     tiny random ConvNeXt at 32 px, as in tests/test_recipes.py. ``--phases`` is the way to shorten phases
     from the command line, so the shipped list goes back in with ``epochs: 1``."""
@@ -254,19 +254,19 @@ def test_two_phase_recipes_run_as_shipped_one_epoch_per_phase(recipe, gleamc_dat
     from accelerate.state import AcceleratorState
     from trl import TrlParser
 
-    from gleamx.retrieval.config import GleamCConfig
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.config import RetrievalConfig
+    from gleamx.retrieval.train import train_retrieval
     from gleamx.train.recipe import parse_recipe
 
-    data = gleamc_data  # 180 training locations: the ConvNeXt-B recipe's global batch of 128 fits
-    path = ROOT / "recipes" / "gleamc" / f"{recipe}.yaml"
+    data = retrieval_data  # 180 training locations: the ConvNeXt-B recipe's global batch of 128 fits
+    path = ROOT / "recipes" / "retrieval" / f"{recipe}.yaml"
     shipped = yaml.safe_load(path.read_text())["phases"]
-    (cfg,) = parse_recipe(TrlParser((GleamCConfig,)), [
+    (cfg,) = parse_recipe(TrlParser((RetrievalConfig,)), [
         "--config", str(path), "--data", str(data), "--output_dir", str(tmp_path / "out"), "--encoder", "tiny",
         "--img_size", "32", "--num_workers", "0", "--phases", json.dumps([{**p, "epochs": 1} for p in shipped])])
     AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs with other precisions
     try:
-        out = Path(train_gleamc(cfg))
+        out = Path(train_retrieval(cfg))
     finally:  # the next test's runs are in full precision
         AcceleratorState._reset_state(reset_partial_state=True)
     assert (out / "phase-1" / "model.safetensors").is_file() and (out / "model.safetensors").is_file()

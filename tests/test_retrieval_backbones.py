@@ -1,4 +1,4 @@
-"""GLEAM-C backbones from timm, OpenCLIP and transformers: built offline from a config, saved with their
+"""Retrieval encoder backbones from timm, OpenCLIP and transformers: built offline from a config, saved with their
 preprocessing, loaded back to the same embeddings; the pretrained paths with the downloads stubbed."""
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ def _embed(enc, images) -> torch.Tensor:
     ("convnext_atto", {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]}, IMAGENET_MEAN, "timm"),
 ])
 def test_backbone_round_trips_with_its_preprocessing(tmp_path, name, kwargs, mean, family):
-    from gleamx.retrieval.encoder import GleamCEncoder, load_encoder
+    from gleamx.retrieval.encoder import RetrievalEncoder, load_encoder
 
     torch.manual_seed(0)
-    enc = GleamCEncoder.create(name, 32, pretrained=False, backbone_kwargs=kwargs)
+    enc = RetrievalEncoder.create(name, 32, pretrained=False, backbone_kwargs=kwargs)
     assert enc.family == family
     if family == "open_clip":
         assert not hasattr(enc.backbone, "transformer") or "text" not in type(enc.backbone).__name__.lower()
@@ -71,9 +71,9 @@ def test_backbone_round_trips_with_its_preprocessing(tmp_path, name, kwargs, mea
 
 
 def test_preprocessing_is_the_backbones_own_and_used_at_embed_time():
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
 
-    clip = GleamCEncoder.create("open_clip:ViT-B-32", 32, pretrained=False, backbone_kwargs=OPEN_CLIP_VIT)
+    clip = RetrievalEncoder.create("open_clip:ViT-B-32", 32, pretrained=False, backbone_kwargs=OPEN_CLIP_VIT)
     (norm,) = [t for t in clip.transform().transforms if type(t).__name__ == "Normalize"]
     assert list(norm.mean) == pytest.approx(CLIP_MEAN)
     # a white image normalises with CLIP's statistics, not ImageNet's
@@ -83,9 +83,9 @@ def test_preprocessing_is_the_backbones_own_and_used_at_embed_time():
     assert x.shape == (3, 32, 32)
     assert x[0, 0, 0].item() == pytest.approx((1 - CLIP_MEAN[0]) / 0.26862954, rel=1e-5)
     # an hf ViT at another size than its config's: position embeddings are interpolated
-    vit = GleamCEncoder.create("hf:siglip_vision_model", 48, pretrained=False, backbone_kwargs=HF_SMALL)
+    vit = RetrievalEncoder.create("hf:siglip_vision_model", 48, pretrained=False, backbone_kwargs=HF_SMALL)
     assert vit(torch.randn(2, 3, 48, 48)).shape == (2, 32)
-    ocv = GleamCEncoder.create("open_clip:ViT-B-32", 48, pretrained=False, backbone_kwargs=OPEN_CLIP_VIT)
+    ocv = RetrievalEncoder.create("open_clip:ViT-B-32", 48, pretrained=False, backbone_kwargs=OPEN_CLIP_VIT)
     assert ocv(torch.randn(2, 3, 48, 48)).shape == (2, 32)  # OpenCLIP builds the tower at img_size
 
 
@@ -93,7 +93,7 @@ def test_pretrained_paths_copy_the_librarys_weights_and_preprocessing(monkeypatc
     """The download itself needs the Hub; here the libraries' loaders are stubbed with seeded random models."""
     import transformers
 
-    from gleamx.retrieval.encoder import GleamCEncoder
+    from gleamx.retrieval.encoder import RetrievalEncoder
 
     real = open_clip.create_model
     calls = []
@@ -108,14 +108,14 @@ def test_pretrained_paths_copy_the_librarys_weights_and_preprocessing(monkeypatc
         return model
 
     monkeypatch.setattr(open_clip, "create_model", fake_create)
-    enc = GleamCEncoder.create("open_clip:ViT-B-32", 32, pretrained=True, backbone_kwargs=OPEN_CLIP_VIT)
+    enc = RetrievalEncoder.create("open_clip:ViT-B-32", 32, pretrained=True, backbone_kwargs=OPEN_CLIP_VIT)
     assert calls[0] == open_clip.list_pretrained_tags_by_model("ViT-B-32")[0]  # the first tag OpenCLIP lists
     torch.manual_seed(7)
     src = real("ViT-B-32", pretrained=None, **OPEN_CLIP_VIT).visual  # its vision_cfg is at 32 px already
     assert all(torch.equal(a, b) for a, b in zip(enc.backbone.state_dict().values(), src.state_dict().values()))
     assert enc.preprocess == {"mean": [0.1, 0.2, 0.3], "std": pytest.approx([0.26862954, 0.26130258, 0.27577711]),
                               "interpolation": "bilinear"}
-    GleamCEncoder.create("open_clip:ViT-B-32:openai", 32, pretrained=True, backbone_kwargs=OPEN_CLIP_VIT)
+    RetrievalEncoder.create("open_clip:ViT-B-32:openai", 32, pretrained=True, backbone_kwargs=OPEN_CLIP_VIT)
     assert calls[-2:] == ["openai", None]  # the tag asked for, then the random build it is copied into
 
     # hf: config and processor from the repo, weights through the tower's own class
@@ -129,14 +129,14 @@ def test_pretrained_paths_copy_the_librarys_weights_and_preprocessing(monkeypatc
     torch.manual_seed(3)
     weights = transformers.Dinov2Model(cfg)
     monkeypatch.setattr(transformers.Dinov2Model, "from_pretrained", classmethod(lambda cls, repo, **kw: weights))
-    hf = GleamCEncoder.create("hf:facebook/dinov2-small", 32, pretrained=True)
+    hf = RetrievalEncoder.create("hf:facebook/dinov2-small", 32, pretrained=True)
     assert hf.backbone_name == "facebook/dinov2-small" and hf.family == "hf"
     assert all(torch.equal(a, b) for a, b in zip(hf.backbone.state_dict().values(), weights.state_dict().values()))
     assert hf.preprocess == {"mean": [0.5] * 3, "std": [0.25] * 3, "interpolation": "bilinear"}
 
 
 def test_backbone_names_and_errors_are_one_line():
-    from gleamx.retrieval.encoder import GleamCEncoder, parse_backbone
+    from gleamx.retrieval.encoder import RetrievalEncoder, parse_backbone
 
     assert parse_backbone("convnext_base.fb_in22k_ft_in1k_384") == ("timm", "convnext_base.fb_in22k_ft_in1k_384")
     assert parse_backbone("timm:convnext_atto") == ("timm", "convnext_atto")
@@ -145,28 +145,28 @@ def test_backbone_names_and_errors_are_one_line():
     with pytest.raises(GleamConfigError, match=r"^encoder: 'hf:' names no model after 'hf:'$"):
         parse_backbone("hf:")
     with pytest.raises(GleamModelError, match=r"^backbone 'open_clip:NoSuchNet': not an OpenCLIP model name"):
-        GleamCEncoder.create("open_clip:NoSuchNet", 32, pretrained=False)
+        RetrievalEncoder.create("open_clip:NoSuchNet", 32, pretrained=False)
     with pytest.raises(GleamConfigError, match=r"^encoder: 'hf:dinov2' is a model_type .* set pretrained: false"):
-        GleamCEncoder.create("hf:dinov2", 32, pretrained=True)
+        RetrievalEncoder.create("hf:dinov2", 32, pretrained=True)
     with pytest.raises(GleamModelError, match=r"^backbone 'hf:no_such_type': "):
-        GleamCEncoder.create("hf:no_such_type", 32, pretrained=False)
+        RetrievalEncoder.create("hf:no_such_type", 32, pretrained=False)
 
 
 @pytest.mark.slow
 def test_training_with_an_hf_and_an_open_clip_backbone(tmp_path):
-    from gleamx.retrieval.config import GleamCConfig
+    from gleamx.retrieval.config import RetrievalConfig
     from gleamx.retrieval.encoder import load_encoder
-    from gleamx.retrieval.train import train_gleamc
+    from gleamx.retrieval.train import train_retrieval
     from gleamx.synth import synthesize
 
     data = tmp_path / "data"
     synthesize(data, n=64, seed=0, image_size=32, difficulty="toy")
     for name, kwargs in (("hf:dinov2", HF_SMALL), ("open_clip:ViT-B-32", OPEN_CLIP_VIT)):
         out = tmp_path / name.replace(":", "-")
-        cfg = GleamCConfig(data=str(data), output_dir=str(out), encoder=name, pretrained=False,
+        cfg = RetrievalConfig(data=str(data), output_dir=str(out), encoder=name, pretrained=False,
                            encoder_kwargs=json.dumps(kwargs), img_size=32, epochs=1, batch_size=4, eval_split="val",
                            logging_steps=1)
-        train_gleamc(cfg)
+        train_retrieval(cfg)
         enc = load_encoder(str(out), device="cpu")
         assert enc.family == name.split(":")[0]
         assert json.loads((out / "results.json").read_text())["n_query"] > 0
