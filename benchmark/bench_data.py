@@ -39,9 +39,9 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 from gleamx.data import load_samples
 from gleamx.synth import synthesize
 from gleamx.models import build_tiny_model, load_model_and_processor, training_chat_template
-from gleamx.prompts import user_prompt
+from gleamx.task import user_prompt
 from gleamx.train.assistant_mask import speed_up_assistant_masks
-from gleamx.train.dataset import build_sft_dataset
+from gleamx.train.sft_data import build_sft_dataset
 from machine import alternate, ratios, set_threads_and_describe, spread, timed  # benchmark/machine.py
 
 LANG, TASK = "en", "explain"  # one conversation per sample, the longest answers

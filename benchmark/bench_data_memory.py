@@ -37,7 +37,7 @@ SIZES = (1_000, 20_000)
 CHILD = r"""
 import resource, sys
 from gleamx.data import load_samples
-from gleamx.train.dataset import build_sft_dataset
+from gleamx.train.sft_data import build_sft_dataset
 
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -133,7 +133,7 @@ def score_timings(args: argparse.Namespace, all_samples: list, cache_dir: Path) 
     embedding model's bare batched forward pass over the same texts (target: at most 1.5x)."""
     from gleamx.eval.match import match_metrics
     from gleamx.eval.stats import bootstrap_ci
-    from gleamx.prompts.verdict import parse_verdict
+    from gleamx.task.verdict import parse_verdict
 
     # Explanations of the data against themselves with one word changed: every text distinct (the
     # worst case for deduplication), as a model's answers usually are.

@@ -104,7 +104,7 @@ def one_run(setting: str, root: Path, data: Path, model: Path, steps: int, r: in
             recipe: Path = RECIPE, extra: tuple[str, ...] = ()) -> dict[str, float]:
     from trl import GRPOConfig, ModelConfig, TrlParser
 
-    from gleamx.train.grpo_args import GleamGRPOArguments
+    from gleamx.train.arguments import GleamGRPOArguments
     from gleamx.train.recipe import parse_recipe
 
     probe = Probe()

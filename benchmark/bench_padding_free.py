@@ -79,7 +79,7 @@ def length_table(data: Path, model_dir: Path) -> dict[str, list[int]]:
 
     from gleamx.data import load_samples
     from gleamx.models import load_model_and_processor, training_chat_template
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
 
     _, processor = load_model_and_processor(model_dir, max_pixels=50176)
     collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True,
@@ -124,7 +124,7 @@ class Probe(TrainerCallback):
 def run_once(data: Path, model_dir: Path, out: Path, steps: int, padding_free: bool) -> Probe:
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     probe = Probe()

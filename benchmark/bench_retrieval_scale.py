@@ -8,7 +8,7 @@ evaluating a 50k-tile gallery (chunked ranks vs the full similarity matrix), eac
    imports are not counted) and checks the gathered matrix equals the 1-process one (saved by the first run).
    On an N-core machine with N free cores the ratio approaches N; with other jobs on the cores it cannot.
 2. **Evaluation memory.** In a fresh process each, the ranks of every query's positive over a gallery of
-   random L2-normalised embeddings, once through gleamx's chunked scan (``evaluate._scan``, the path
+   random L2-normalised embeddings, once through gleamx's chunked scan (``evaluate.scan_ranks``, the path
    ``gleamx retrieval eval`` runs) and once through the full ``queries @ gallery.T`` matrix; peak RSS growth
    from ``/proc/self/status`` (VmHWM after resetting it), and the ranks compared.
 
@@ -109,7 +109,7 @@ def bench_sharding(tmp: Path, n_images: int, repeats: int) -> None:
 _MEMORY_PROBE = r"""
 import sys, torch, torch.nn.functional as F
 from gleamx.retrieval.data import GalleryTile, Query, RetrievalSet
-from gleamx.retrieval.evaluate import _scan
+from gleamx.retrieval.evaluate import scan_ranks
 from gleamx.retrieval.metrics import ranks_of_positives
 n_q, n_g, dim, method = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)
@@ -127,7 +127,7 @@ before = kib("VmRSS:")
 if method == "full":
     ranks = ranks_of_positives(q @ gal.T, positives)
 else:
-    ranks, _ = _scan(q, gal, rset)
+    ranks, _ = scan_ranks(q, gal, rset)
 peak = (kib("VmHWM:") - before) / 1024
 print(peak, sum(int(r.min()) for r in ranks))
 """

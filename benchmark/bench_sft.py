@@ -220,7 +220,7 @@ def probed_trainer(probe: StepProbe) -> type:
 def run_probed_sft(data: Path, model_dir: Path, out: Path, steps: int, workers: int, batch: int) -> StepProbe:
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     argv = ["--config", str(RECIPE), "--model_name_or_path", str(model_dir), "--dataset_name", str(data),
@@ -243,7 +243,7 @@ def image_token_table(data: Path, model_dir: Path, budgets: list[int]) -> None:
     from PIL import Image
 
     from gleamx.data import load_samples
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     model, processor = load_model_and_processor(model_dir, dtype="float32")
@@ -297,8 +297,8 @@ def loss_anatomy(data: Path, model_dir: Path, batch_size: int, rounds: int = 3, 
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     from gleamx.data import load_samples
-    from gleamx.train.dataset import build_sft_dataset
-    from gleamx.train.loss_path import next_token_targets
+    from gleamx.train.sft_data import build_sft_dataset
+    from gleamx.train.labelled_loss import next_token_targets
 
     model, processor = load_model_and_processor(model_dir, dtype="float32")
     processor.chat_template = training_chat_template(processor)

@@ -63,7 +63,8 @@ def verdict_probs(model_path: Path, data: Path, max_pixels: int | None) -> dict[
     from gleamx.data.load import load_samples
     from gleamx.data.schema import GleamSample
     from gleamx.models import load_model_and_processor
-    from gleamx.prompts import build_messages, sample_images, verdict_line
+    from gleamx.prompts import build_messages, sample_images
+    from gleamx.task import verdict_line
 
     model, proc = load_model_and_processor(model_path, max_pixels=max_pixels, dtype="float32")
     model.eval()
@@ -89,9 +90,9 @@ def verdict_probs(model_path: Path, data: Path, max_pixels: int | None) -> dict[
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from trl import GRPOConfig, ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.grpo import run_grpo
-    from gleamx.train.grpo_args import GleamGRPOArguments
+    from gleamx.train.arguments import GleamGRPOArguments
     from gleamx.train.recipe import parse_recipe
     from gleamx.train.sft import run_sft
 

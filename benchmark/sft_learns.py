@@ -52,7 +52,7 @@ def pct(x: float | None) -> str:
 def one_seed(seed: int, args: argparse.Namespace, overrides: list[str], root: Path) -> dict[str, Any]:
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
     from gleamx.train.sft import run_sft
 

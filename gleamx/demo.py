@@ -27,7 +27,7 @@ def tiny_recipe_args(model_dir: Path, data: Path, out: Path, seed: int) -> tuple
     """The tiny recipe parsed exactly as ``recipes/sft.py`` parses it, pointed at the demo's files."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))

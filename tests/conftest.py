@@ -222,7 +222,7 @@ def tiny_lora_run(tmp_path_factory: pytest.TempPathFactory, models_tiny_dir):
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx import recipes
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
     from gleamx.train.sft import run_sft
 

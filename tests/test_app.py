@@ -24,7 +24,7 @@ from gleamx.app.config import AppConfig
 from gleamx.app.engine import UploadError, load_upload
 from gleamx.cli.main import main
 from gleamx.errors import GleamConfigError
-from gleamx.prompts.verdict import parse_verdict
+from gleamx.task.verdict import parse_verdict
 
 pytestmark = pytest.mark.xdist_group("demo")  # serves the session's demo run (tests/test_cli.py's demo test)
 

@@ -160,7 +160,7 @@ def test_one_pixel_budget_check_for_every_command_and_recipe():
     """min > max is refused in one line by eval, localize, app and the SFT recipe alike (localize had no check)."""
     from gleamx.app.config import AppConfig
     from gleamx.cli.main import parse_command
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
 
     for name, argv in (("eval", ["--predictions", "p", "--data", "d", "--output", "o"]),
                        ("localize", ["--encoder", "e", "--model", "m", "--data", "d", "--output", "o"])):

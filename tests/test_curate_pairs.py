@@ -32,7 +32,7 @@ def _pairs(layout: Path, out: Path, *flags: str) -> list[dict]:
 
 def test_pairs_counts_paths_meta_card_and_validate(layout, tmp_path):
     from gleamx.data import load_samples
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
 
     out = tmp_path / "pairs"
     rows = _pairs(layout, out)

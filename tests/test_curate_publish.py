@@ -163,7 +163,7 @@ def test_push_to_a_local_hub_stand_in_then_train_and_eval_read_it(dataset: Path,
     from huggingface_hub import HfApi
 
     from gleamx.data import load_samples
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
 
     hub = tmp_path / "hub"
     calls: list[tuple[str, Any]] = []

@@ -262,7 +262,7 @@ def test_datasetdict_splits_keep_their_names(data_small_jsonl, tmp_path):
 
 
 def test_loader_returns_a_features_dataset_that_training_consumes(data_small_jsonl):
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
 
     res = load_samples(data_small_jsonl, split="train")
     assert res.dataset.features == FEATURES and len(res.dataset) == 2 and res.n_bad == 0

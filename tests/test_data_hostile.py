@@ -397,7 +397,7 @@ def test_sft_recipe_key_allow_outside_paths_reaches_the_loader(escaping, tmp_pat
     import trl  # noqa: F401
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
     from gleamx.train.sft import build_trainer
 

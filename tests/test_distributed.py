@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from gleamx.errors import GleamConfigError
-from gleamx.train.args import LLM_LORA_TARGETS
-from gleamx.train.sft import check_zero3_save
+from gleamx.train.arguments import LLM_LORA_TARGETS
+from gleamx.train.run import check_zero3_save
 from training_checks import MIN_CHANGE, assert_gradients_flowed, assert_lora_trained, max_change
 
 ROOT = Path(__file__).resolve().parents[1]

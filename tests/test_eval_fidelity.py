@@ -40,7 +40,7 @@ def _sft(base: Path, data: Path, out: Path, *, max_pixels: int, n: int = 2) -> P
     """One LoRA step on the first ``n`` training samples (English, label task): one batch holds them all."""
     from trl import ModelConfig, SFTConfig
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.sft import run_sft
 
     script = GleamScriptArguments(dataset_name=str(data), lang="en", task="label", max_pixels=max_pixels,

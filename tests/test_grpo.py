@@ -30,7 +30,7 @@ def grpo_inputs(synth_dir, models_tiny_dir, tiny_lora_run):
 def _parse(*overrides: str, recipe: Path = TINY):
     from trl import GRPOConfig, ModelConfig, TrlParser
 
-    from gleamx.train.grpo_args import GleamGRPOArguments
+    from gleamx.train.arguments import GleamGRPOArguments
     from gleamx.train.recipe import parse_recipe
 
     return parse_recipe(TrlParser((GleamGRPOArguments, GRPOConfig, ModelConfig)), ["--config", str(recipe), *overrides])

@@ -18,9 +18,10 @@ PACKAGE = ROOT / "gleamx"
 # of any strictly lower layer.
 LAYERS: list[set[str]] = [
     {"gleamx", "errors", "choices"},   # what every layer shares: errors, choice lists
-    {"console", "checks", "config_args", "accelerate_configs"},  # the terminal; value checks; config parsing; launch configs
+    # the terminal; value checks; config parsing; launch configs; the task's vocabulary (templates, verdict)
+    {"console", "checks", "config_args", "accelerate_configs", "task"},
     {"data"},                 # samples: schema, readers, writers, validation
-    {"prompts"},              # samples -> chat messages; verdict parsing
+    {"prompts"},              # samples -> chat messages; the ShareGPT writer
     {"models", "synth"},      # model loading and tiny models; the synthetic world (writes data with prompts' verdicts)
     {"hub"},                  # model cards, push, merge
     {"train", "eval"},        # SFT; evaluation
@@ -130,3 +131,15 @@ def test_old_package_name_gleamx_build_still_imports_with_a_notice() -> None:
     from gleamx.build import review  # noqa: F401  the from-import form too
 
     assert review is importlib.import_module("gleamx.curate.review")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_imports_another_modules_private_names(path: Path) -> None:
+    """A name that starts with ``_`` is its module's own; another module that needs it wants a public name."""
+    here = _module(path)
+    private = [f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name} from {node.module}"
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+               and node.module.startswith("gleamx") and node.module != here
+               for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not private, "\n".join(private)

@@ -25,7 +25,7 @@ def pf_data(synth_dir):
 
 def _rows(data: Path, n: int = 4, task: str = "explain") -> list[dict]:
     from gleamx.data import load_samples
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
 
     samples = load_samples(data, split="train").samples[: (n + 1) // 2]
     ds = build_sft_dataset(samples, "both", task).dataset
@@ -205,7 +205,7 @@ def test_auto_default_and_refusals():
 def _parse(*overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     return parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)),
@@ -213,7 +213,7 @@ def _parse(*overrides: str):
 
 
 def test_recipe_field_parses_and_checks(tmp_path):
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
 
     assert _parse("--output_dir", str(tmp_path))[0].padding_free_vl is None
     script, training, _ = _parse("--output_dir", str(tmp_path), "--padding_free_vl", "false")
@@ -258,7 +258,7 @@ def test_trl_loss_path_and_token_count_on_packed_batches(models_tiny_dir, pf_dat
 
     from gleamx.data import load_samples
     from gleamx.models import load_model_and_processor
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
     from gleamx.train.packing import PaddingFreeCollator, padding_free_trainer
 
     _, training, _ = _parse("--output_dir", str(tmp_path / "o"), "--max_steps", "1")

@@ -3,18 +3,9 @@
 import pytest
 
 from gleamx.data import load_samples
-from gleamx.prompts import (
-    IMAGE_ORDER,
-    USER_TEMPLATES,
-    build_answer,
-    build_messages,
-    parse_verdict,
-    sample_images,
-    sample_languages,
-    user_prompt,
-    verdict_line,
-)
-from gleamx.prompts.templates import view_from_prompt
+from gleamx.prompts import build_answer, build_messages, sample_images, sample_languages
+from gleamx.task import IMAGE_ORDER, USER_TEMPLATES, parse_verdict, user_prompt, verdict_line
+from gleamx.task.templates import view_from_prompt
 
 
 @pytest.fixture

@@ -383,7 +383,7 @@ def test_two_processes_with_gathered_features_train_like_one(toy, tmp_path):
 
 def test_hit_rate_counts_semi_positives_exactly():
     from gleamx.retrieval.data import GalleryTile, Query, RetrievalSet
-    from gleamx.retrieval.evaluate import _scan
+    from gleamx.retrieval.evaluate import scan_ranks
 
     tiles = [GalleryTile(f"T{i}", Path(f"t{i}.png"), "test") for i in range(4)]
     queries = [Query("q0", Path("q0.png"), "panorama", "T0", "test", ("T1",)),   # top-1 is its semi-positive
@@ -392,7 +392,7 @@ def test_hit_rate_counts_semi_positives_exactly():
     rset = RetrievalSet(tiles, queries, "test")
     g = torch.eye(4)
     q = torch.tensor([[0.1, 0.9, 0.0, 0.0], [0.9, 0.0, 0.1, 0.1], [0.0, 0.0, 0.0, 1.0]])
-    ranks, hits = _scan(q, g, rset)
+    ranks, hits = scan_ranks(q, g, rset)
     assert hits == [True, False, True]
     assert [int(r[0]) for r in ranks] == [1, 2, 0]  # the positives' ranks come from the same pass
 

@@ -116,7 +116,7 @@ def test_consistency_on_every_synthetic_reference(tmp_path):
     """Every reference explanation the synthetic world writes (en and zh, 4 views, both labels) reads as consistent,
     and the same explanation with the opposite verdict line as inconsistent."""
     from gleamx.data import load_samples
-    from gleamx.data.verdict import strip_verdict, verdict_line
+    from gleamx.task.verdict import strip_verdict, verdict_line
     from gleamx.synth import synthesize
 
     synthesize(tmp_path, n=60, seed=7, image_size=48)

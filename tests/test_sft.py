@@ -27,7 +27,7 @@ def sft_inputs(synth_dir, models_tiny_dir):
 def _parse(*overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))
@@ -56,7 +56,7 @@ def test_labels_are_the_assistant_answer_only(sft_inputs, tmp_path):
     from gleamx.data import load_samples
     from gleamx.models import load_model_and_processor
     from gleamx.prompts import build_answer
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
 
     script, training, _ = _parse("--output_dir", str(tmp_path / "o"), "--task", "explain", "--max_steps", "1")
     samples = load_samples(sft_inputs["data"], split="train").samples[:3]
@@ -95,7 +95,7 @@ def test_fast_assistant_masks_equal_transformers_own(sft_inputs, tmp_path):
     from gleamx.data import load_samples
     from gleamx.models import load_model_and_processor
     from gleamx.train.assistant_mask import speed_up_assistant_masks
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
 
     script, training, _ = _parse("--output_dir", str(tmp_path / "o"), "--max_steps", "1")
     samples = load_samples(sft_inputs["data"], split="train").samples[:6]
@@ -288,7 +288,7 @@ def test_push_dry_run_lists_files_and_card_without_token(sft_inputs, tmp_path, m
 def test_every_recipe_parses(recipe):
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     # GPU recipes ask for bf16 on a GPU; transformers refuses that at parse time on a CPU-only machine
@@ -324,8 +324,8 @@ def test_peft_and_quantization_configs_start_from_trls_helpers(sft_inputs, tmp_p
     import torch
 
     from gleamx.models import load_model_and_processor
-    from gleamx.train.args import LLM_LORA_TARGETS
-    from gleamx.train.sft import lora_config, quantization_config
+    from gleamx.train.arguments import LLM_LORA_TARGETS
+    from gleamx.train.peft_configs import lora_config, quantization_config
 
     script, _, model_args = _parse("--output_dir", str(tmp_path / "o"), "--lora_target_parameters",
                                    "mlp.experts.down_proj", "--load_in_4bit", "true", "--bnb_4bit_quant_storage",

@@ -31,7 +31,7 @@ def inputs(tmp_path_factory, models_tiny_dir):
 def _args(inputs, out: Path, *overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     return parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), [

@@ -29,7 +29,7 @@ def real_data(tmp_path_factory):
 def _args(recipe: str, model: Path, data: Path, out: Path, *overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     return parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)),
@@ -45,7 +45,7 @@ def test_qwen3_vl_merger_lr_reaches_every_merger(recipe, real_data, models_real_
     from gleamx.train.sft import build_trainer
 
     script, training, model_args = _args(recipe, models_real_tiny_dir("qwen3_vl"), real_data, tmp_path / "o")
-    trainer, *_ = build_trainer(script, training, model_args, say=lambda *a: None)
+    trainer = build_trainer(script, training, model_args, say=lambda *a: None).trainer
     optimizer = trainer.create_optimizer()
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     trainable = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
@@ -68,7 +68,7 @@ def _merger_change(models_real_tiny_dir, real_data, out: Path, dtype: str) -> fl
         "--dtype", dtype, "--bf16", "true", "--max_steps", "1", "--warmup_steps", "0",
         "--lr_scheduler_type", "constant", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
         "--task", "label", "--save_strategy", "no")
-    trainer, *_ = build_trainer(script, training, model_args, say=lambda *a: None)
+    trainer = build_trainer(script, training, model_args, say=lambda *a: None).trainer
     merger = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad and ".merger." in n}
     assert merger, "the LoRA recipe trains the merger (modules_to_save)"
     before = {n: p.detach().float().clone() for n, p in merger.items()}
@@ -81,11 +81,11 @@ def _merger_change(models_real_tiny_dir, real_data, out: Path, dtype: str) -> fl
 def test_bf16_merger_updates_as_in_float32(real_data, models_real_tiny_dir, tmp_path, monkeypatch):
     """A bf16 checkpoint (dtype bfloat16, no DeepSpeed) trains its merger like a float32 one: the fp32 copies
     keep lr-1e-5 updates that bf16 weights would round away."""
-    import gleamx.train.sft as sft
+    import gleamx.train.run as run
 
     fp32 = _merger_change(models_real_tiny_dir, real_data, tmp_path / "fp32", "float32")
     bf16 = _merger_change(models_real_tiny_dir, real_data, tmp_path / "bf16", "bfloat16")
-    monkeypatch.setattr(sft, "upcast_trainable", lambda model: 0)  # what training did before the fix
+    monkeypatch.setattr(run, "upcast_trainable", lambda model: 0)  # what training did before the fix
     pure = _merger_change(models_real_tiny_dir, real_data, tmp_path / "pure", "bfloat16")
     print(f"merger elements changed by one step at lr 1e-5: float32 {fp32:.1%}, bf16 weights with fp32 copies "
           f"{bf16:.1%}, pure bf16 {pure:.1%}")
@@ -106,7 +106,7 @@ def test_pure_half_precision_training_is_refused(real_data, models_real_tiny_dir
 
 
 def test_resume_values(tmp_path):
-    from gleamx.train.sft import resolve_resume
+    from gleamx.train.run import resolve_resume
 
     assert resolve_resume(None, tmp_path) is None
     assert resolve_resume("false", tmp_path) is None and resolve_resume(False, tmp_path) is None

@@ -15,7 +15,7 @@ from gleamx.data.schema import VIEWS
 from gleamx.synth import compare, generate_scene, perturb_scene, render_view, synthesize
 from gleamx.synth.render import ID_BUILDING
 from gleamx.errors import GleamConfigError
-from gleamx.prompts.verdict import parse_verdict, verdict_line
+from gleamx.task.verdict import parse_verdict, verdict_line
 
 SIZE = 64  # small images keep the module fast; sizes scale with it
 

@@ -1,14 +1,14 @@
 """The verdict parser reads the final verdict line in either language, or gives None: it never guesses.
 
 Each case is (reason id, model output, expected). The reason ids name the rule in the
-``gleamx.prompts.verdict`` docstring that decides the case; the outputs are written the
+``gleamx.task.verdict`` docstring that decides the case; the outputs are written the
 way models answer: markdown, full-width characters, trailing reasons, refusals, echoes of
 the prompt's "Yes or No", hedges.
 """
 
 import pytest
 
-from gleamx.prompts.verdict import VERDICT_LINES, parse_verdict, strip_verdict, verdict_line
+from gleamx.task.verdict import VERDICT_LINES, parse_verdict, strip_verdict, verdict_line
 
 YES, NO, INVALID = True, False, None
 

@@ -37,7 +37,7 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 import gleamx.train.sft as sft
 from gleamx.console import run_cli
-from gleamx.train.args import GleamScriptArguments
+from gleamx.train.arguments import GleamScriptArguments
 from gleamx.train.packing import PaddingFreeCollator, pack_batch
 from gleamx.train.recipe import parse_recipe
 

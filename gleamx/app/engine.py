@@ -35,7 +35,7 @@ from gleamx.choices import LANGS, TASKS, VIEWS
 from gleamx.data.images import ImageTooLargeError, open_image
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamDataError, GleamError
-from gleamx.prompts.verdict import parse_verdict
+from gleamx.task.verdict import parse_verdict
 
 SOURCE = "gleamx-app"
 STREAM_TIMEOUT_S = 900.0  # a generation thread that sends nothing for this long has failed

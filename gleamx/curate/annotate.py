@@ -6,7 +6,7 @@ and sent as JPEG data URLs under a size cap, and a prompt (``annotate_prompts.ya
 and Chinese) that asks it to describe both images, compare landmarks and spatial layout, and end with gleamx's
 verdict line. The known label is stated in the prompt (``--label given``) or withheld (``--label withheld``).
 
-A reply is kept as a training explanation only when its verdict (:func:`gleamx.data.verdict.parse_verdict`)
+A reply is kept as a training explanation only when its verdict (:func:`gleamx.task.verdict.parse_verdict`)
 equals the label; its verdict line is then rewritten to the canonical one. A reply with no verdict is re-asked
 with a reminder of the verdict line, one that contradicts the label is re-asked as is (at
 ``--retry-temperature``), and after ``--verdict-retries`` re-asks the pair is *flagged*: written to
@@ -159,7 +159,7 @@ def build_messages(view: str, label: bool, lang: str, mode: str, images: tuple[s
 
 def canonical_explanation(text: str, label: bool, lang: str) -> str:
     """``text`` cut before its last verdict line, ending in gleamx's canonical verdict line instead."""
-    from gleamx.data.verdict import parse_verdict, verdict_line
+    from gleamx.task.verdict import parse_verdict, verdict_line
 
     lines = text.rstrip().splitlines()
     last = max((i for i, ln in enumerate(lines) if parse_verdict(ln) is not None), default=len(lines))
@@ -301,7 +301,7 @@ class _Annotator:
         return urls
 
     def annotate(self, sample: Any, lang: str, key: str) -> Annotation:
-        from gleamx.data.verdict import parse_verdict
+        from gleamx.task.verdict import parse_verdict
         from gleamx.models.api import redact
 
         cfg, label = self.cfg, bool(sample.label)

@@ -168,7 +168,7 @@ def check_revision(sample: Any, decision: Any, explanation: Any, *, file: str, l
     or a :class:`GleamDataError` naming ``file:line``. An edit that changes nothing is an accept; a label
     other than the sample's, and an edited verdict line that disagrees with the label, are refused."""
     from gleamx.data.schema import parse_label
-    from gleamx.data.verdict import verdict_problem
+    from gleamx.task.verdict import verdict_problem
 
     def bad(fld: str, message: str) -> GleamDataError:
         return GleamDataError.at(file, line, fld, message)

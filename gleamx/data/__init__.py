@@ -2,7 +2,7 @@
 
 The data layer sits below :mod:`gleamx.prompts` and never imports it: the verdict
 parser and the prompt templates the readers need live here
-(:mod:`gleamx.data.verdict`, :mod:`gleamx.data.templates`); the ShareGPT writer,
+(:mod:`gleamx.task.verdict`, :mod:`gleamx.task.templates`); the ShareGPT writer,
 which builds prompts, is :func:`gleamx.prompts.write_sharegpt`.
 """
 

@@ -18,7 +18,7 @@ from gleamx.data.images import ImageTooLargeError, max_image_pixels, open_image,
 from gleamx.data.paths import ImageRoots
 from gleamx.data.schema import LANGS, REQUIRED_FIELDS, SPLITS, VIEWS, GleamSample, canonical_split, parse_label
 from gleamx.errors import GleamDataError, Problem
-from gleamx.data.verdict import verdict_problem
+from gleamx.task.verdict import verdict_problem
 
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS) | {"explanation", "source", "split", "meta"}
 IMAGE_FIELDS = ("query_image", "satellite_image")

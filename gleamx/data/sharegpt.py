@@ -27,9 +27,9 @@ from typing import Any
 
 from gleamx.data.jsonl import iter_jsonl_rows
 from gleamx.data.schema import LANGS
-from gleamx.data.templates import view_from_prompt
+from gleamx.task.templates import view_from_prompt
 from gleamx.data.text import iter_json_list
-from gleamx.data.verdict import VERDICT_LINES, parse_verdict, strip_verdict
+from gleamx.task.verdict import VERDICT_LINES, parse_verdict, strip_verdict
 from gleamx.errors import GleamDataError, Problem
 
 IMAGE_TOKEN = "<image>"

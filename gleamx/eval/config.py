@@ -110,8 +110,8 @@ class EvalConfig:
 
     def generation_key(self) -> str:
         """Hash of :meth:`key_parts`: the ``config`` of every row this run writes to ``predictions.jsonl``."""
-        return _hash(self.key_parts())
+        return config_hash(self.key_parts())
 
 
-def _hash(parts: dict[str, Any]) -> str:
+def config_hash(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

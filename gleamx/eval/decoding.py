@@ -36,9 +36,9 @@ def checkpoint_stop_token_ids(model: str, tokenizer: Any) -> list[int]:
     """:func:`stop_token_ids` of a model directory or Hub id (its ``generation_config.json``, if any)."""
     from transformers import GenerationConfig
 
-    from gleamx.models.load import _resolve_source
+    from gleamx.models.load import resolve_source
 
-    source, local_only = _resolve_source(model)
+    source, local_only = resolve_source(model)
     try:
         eos = GenerationConfig.from_pretrained(source, local_files_only=local_only).eos_token_id
     except (OSError, ValueError):  # no generation_config.json: the tokenizer's eos only

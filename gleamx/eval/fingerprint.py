@@ -78,9 +78,9 @@ def _hub_revision(name: str) -> str | None:
     try:
         import huggingface_hub
 
-        from gleamx.models.load import _offline
+        from gleamx.models.load import hub_offline
 
-        if not _offline():
+        if not hub_offline():
             try:
                 sha = huggingface_hub.model_info(name, timeout=10).sha
                 if sha:
@@ -150,7 +150,7 @@ def sample_input_keys(processor: Any, samples: Sequence[Any], lang: str, task: s
     chat template renders it, both images' bytes, and the processor's effective pixel budget."""
     from gleamx.eval.generate import prompt_texts
     from gleamx.models.load import pixel_budget
-    from gleamx.prompts.templates import IMAGE_ORDER
+    from gleamx.task.templates import IMAGE_ORDER
 
     budget = list(pixel_budget(processor))
     images = ImageHasher()

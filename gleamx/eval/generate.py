@@ -13,7 +13,7 @@ import torch
 from gleamx.data.schema import GleamSample
 from gleamx.eval.decoding import greedy_decoding, hf_generation_config, stop_token_ids
 from gleamx.prompts import build_messages, sample_images
-from gleamx.prompts.templates import IMAGE_ORDER
+from gleamx.task.templates import IMAGE_ORDER
 
 
 def _image_size(image: Any) -> tuple[int, int]:

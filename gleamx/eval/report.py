@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.data.schema import GleamSample, open_rgb
-from gleamx.prompts.verdict import parse_verdict
+from gleamx.task.verdict import parse_verdict
 
 MATCH_COLUMNS = ("n", "accuracy", "accuracy_positive", "accuracy_negative", "precision", "recall", "f1", "invalid_rate")
 EXPLANATION_KEYS = ("sbert_cosine", "bleu", "chrf", "rouge_l", "bertscore_f1")

@@ -32,10 +32,10 @@ from gleamx.data.schema import GleamSample, samples_of
 from gleamx.checks import gleamx_provenance
 from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.eval.appendlog import read_records, repair_tail, single_writer
-from gleamx.eval.config import BACKENDS, EvalConfig, _hash  # noqa: F401  (EvalConfig, BACKENDS re-exported)
+from gleamx.eval.config import BACKENDS, EvalConfig, config_hash  # noqa: F401  (EvalConfig, BACKENDS re-exported)
 from gleamx.eval.match import grouped_match_metrics, match_metrics
 from gleamx.eval.stats import bootstrap_ci, calibration
-from gleamx.prompts.verdict import parse_verdict
+from gleamx.task.verdict import parse_verdict
 
 _FLAG = {"max_new_tokens": "--max-new-tokens", "repetition_penalty": "--repetition-penalty"}
 
@@ -236,7 +236,7 @@ def _write_atomic(path: Path, text: str) -> None:
 def _claim_output(out: Path, cfg: EvalConfig, mode: str, parts: dict[str, Any]) -> str:
     """Check that ``out`` holds nothing made by another mode or config (unless ``--overwrite``), then
     record this run in ``eval_config.json``. Returns the key. Call with the directory's lock held."""
-    key = _hash({"mode": mode, **parts}) if mode == "predictions" else _hash(parts)
+    key = config_hash({"mode": mode, **parts}) if mode == "predictions" else config_hash(parts)
     cfg_path, pred_path = out / "eval_config.json", out / "predictions.jsonl"
     has_work = (out / "results.json").is_file() or (pred_path.is_file() and pred_path.stat().st_size > 0)
     if not cfg.overwrite and has_work:

@@ -30,7 +30,7 @@ def _resolve_dtype(dtype: Any) -> Any:
     raise GleamModelError(f"model: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
     # Read the environment at call time as well: huggingface_hub freezes its constant at import.
     import huggingface_hub.constants as hc
 
@@ -49,7 +49,7 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
+def resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
     """``(what to pass to from_pretrained, local_files_only)``; raises a one-line error if unusable."""
     name = os.fspath(name_or_path)
     path = Path(name).expanduser()
@@ -71,7 +71,7 @@ def _resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
     except HFValidationError as e:
         raise fail(_one_line(e)) from e
     cached = isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str)
-    if _offline():
+    if hub_offline():
         if not cached:
             raise fail("not in the local Hub cache and HF_HUB_OFFLINE is set")
         return name, True
@@ -144,7 +144,7 @@ def load_processor(
     trust_remote_code: bool = False,
 ) -> Any:
     """The ``AutoProcessor`` of a local model directory or Hub id, with an optional pixel budget override."""
-    source, local_only = _resolve_source(name_or_path)
+    source, local_only = resolve_source(name_or_path)
     processor = _load_processor(source, _common_kwargs(local_only, trust_remote_code))
     set_pixel_budget(processor, min_pixels, max_pixels)
     return processor
@@ -173,7 +173,7 @@ def load_model_and_processor(
     from transformers import AutoModelForImageTextToText
 
     torch_dtype = _resolve_dtype(dtype)
-    source, local_only = _resolve_source(name_or_path)
+    source, local_only = resolve_source(name_or_path)
     common = _common_kwargs(local_only, trust_remote_code)
     processor = None
     if with_processor:

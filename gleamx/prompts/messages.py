@@ -1,7 +1,7 @@
 """GLEAM-X sample -> chat messages (the format TRL, transformers processors and vLLM take).
 
 The user turn holds two images, query view first and satellite second
-(:data:`~gleamx.prompts.templates.IMAGE_ORDER`), then the instruction text. The
+(:data:`~gleamx.task.templates.IMAGE_ORDER`), then the instruction text. The
 assistant turn is the explanation ending in its verdict line (``explain``) or
 the verdict line alone (``label``).
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 from gleamx.data.images import open_image
 from gleamx.data.schema import LANGS, GleamSample
-from gleamx.data.templates import IMAGE_ORDER, TASKS, user_prompt
-from gleamx.data.verdict import parse_verdict, verdict_line
+from gleamx.task.templates import IMAGE_ORDER, TASKS, user_prompt
+from gleamx.task.verdict import parse_verdict, verdict_line
 
 
 def build_answer(sample: GleamSample, lang: str, task: str = "explain") -> str:

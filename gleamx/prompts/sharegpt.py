@@ -21,7 +21,7 @@ from gleamx.data.sharegpt import IMAGE_TOKEN
 from gleamx.data.text import read_text
 from gleamx.errors import GleamDataError
 from gleamx.prompts.messages import answer_with_verdict, sample_languages
-from gleamx.prompts.templates import user_prompt
+from gleamx.task.templates import user_prompt
 
 
 def sample_to_sharegpt_rows(sample: GleamSample, base_dir: Path, lang: str = "both", task: str = "explain") -> list[dict]:

@@ -23,7 +23,7 @@ from trl import GRPOConfig, ModelConfig, TrlParser  # noqa: E402
 
 from gleamx.recipes import describe, resolve_config  # noqa: E402
 from gleamx.train.grpo import run_grpo  # noqa: E402
-from gleamx.train.grpo_args import GleamGRPOArguments  # noqa: E402
+from gleamx.train.arguments import GleamGRPOArguments  # noqa: E402
 from gleamx.train.recipe import parse_recipe  # noqa: E402
 
 

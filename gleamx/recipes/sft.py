@@ -20,7 +20,7 @@ quiet_third_party()  # before trl imports bitsandbytes and DeepSpeed (GLEAMX_VER
 from trl import ModelConfig, SFTConfig, TrlParser  # noqa: E402
 
 from gleamx.recipes import describe, resolve_config  # noqa: E402
-from gleamx.train.args import GleamScriptArguments  # noqa: E402
+from gleamx.train.arguments import GleamScriptArguments  # noqa: E402
 from gleamx.train.recipe import parse_recipe  # noqa: E402
 from gleamx.train.sft import run_sft  # noqa: E402
 

@@ -75,7 +75,7 @@ def evaluate_retrieval(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_s
                                f"expected each k < {n_gallery}")
     nulls, notes = trivial_recalls(n_gallery, ks, percent)
     q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers, cache=cache, shard=shard)
-    ranks, hits = _scan(q, g, rset)
+    ranks, hits = scan_ranks(q, g, rset)
 
     def summary(keep: list[bool]) -> dict[str, Any]:
         m: dict[str, Any] = summarise_ranks([r for r, k in zip(ranks, keep) if k], n_gallery, ks=ks,
@@ -92,7 +92,7 @@ def evaluate_retrieval(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_s
     return out
 
 
-def _scan(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet) -> tuple[list, list[bool] | None]:
+def scan_ranks(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet) -> tuple[list, list[bool] | None]:
     """One pass over the similarity blocks: each query's positive ranks and, where queries have
     semi-positive tiles (VIGOR), whether the top-1 tile is the positive or a semi-positive (its hit).
     ``argmax`` keeps the lower index among equal scores, as ``topk_search`` does."""

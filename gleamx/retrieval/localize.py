@@ -18,7 +18,7 @@ from gleamx.checks import gleamx_provenance
 from gleamx.data.jsonl import write_samples
 from gleamx.errors import GleamConfigError
 from gleamx.data.schema import GleamSample
-from gleamx.prompts.verdict import parse_verdict
+from gleamx.task.verdict import parse_verdict
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
 from gleamx.retrieval.embed_cache import EmbeddingCache, cache_dir
 from gleamx.retrieval.encoder import load_encoder

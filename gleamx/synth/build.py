@@ -29,7 +29,7 @@ from gleamx.synth.explain import Comparison, compare, explain, visible_buildings
 from gleamx.synth.render import ViewInfo, render_satellite, render_view
 from gleamx.synth.world import LAND_COVERS, Scene, generate_scene, perturb_scene, scene_similarity
 from gleamx.errors import GleamConfigError
-from gleamx.prompts.verdict import parse_verdict
+from gleamx.task.verdict import parse_verdict
 
 SOURCE = "gleamx-synth"
 _PURPOSE = {"scene": 1, "twin": 2, "render": 3, "assemble": 4, "explain": 5, "cover": 6}

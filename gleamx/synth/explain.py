@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gleamx.choices import LANGS
-from gleamx.prompts.verdict import verdict_line
+from gleamx.task.verdict import verdict_line
 from gleamx.synth.phrases import (
     BUILDING_NAMES, COLOUR_NAMES, COMPASS_NAMES, GROUND_SIDE_NAMES, JUNCTION_NAMES, LAND_COVER_NAMES,
     SATELLITE_NAME, VIEW_NAMES, WATER_NAMES, Bilingual, in_zh,

@@ -102,3 +102,27 @@ def param_groups(
         {"params": ps, "lr": lrs[part], "weight_decay": 0.0 if nd else weight_decay}
         for (part, nd), ps in sorted(groups.items())
     ]
+
+
+class PartLearningRates:
+    """Trainer mixin: ``vision_lr`` / ``merger_lr`` give the vision tower and the merger learning rates of their
+    own (:func:`param_groups`); unset, the trainer builds its optimizer as it always does.
+
+    Put it before the TRL trainer in the bases (``class T(PartLearningRates, SFTTrainer)``).
+    """
+
+    def __init__(self, *args: Any, vision_lr: float | None = None, merger_lr: float | None = None, **kwargs: Any):
+        self.vision_lr, self.merger_lr = vision_lr, merger_lr
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):  # noqa: ANN001, ANN201
+        if self.optimizer is None and (self.vision_lr or self.merger_lr):
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            decay = set(self.get_decay_parameter_names(self.model))
+            no_decay = {n for n, _ in self.model.named_parameters()} - decay
+            groups = param_groups(self.model, self.args.learning_rate, self.args.weight_decay,
+                                  vision_lr=self.vision_lr, merger_lr=self.merger_lr, no_decay=no_decay)
+            kwargs.pop("lr", None)
+            self.optimizer = cls(groups, **kwargs)
+            return self.optimizer
+        return super().create_optimizer() if model is None else super().create_optimizer(model)

@@ -15,30 +15,26 @@ work on it unchanged. With ``beta`` > 0 TRL keeps a frozen copy of the SFT adapt
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from gleamx.console import console
 from gleamx.data.load import load_samples
 from gleamx.errors import GleamConfigError, GleamDataError
-from gleamx.train.freeze import apply_freezing, param_groups, trainable_counts
-from gleamx.train.grpo_args import GleamGRPOArguments
+from gleamx.train.freeze import PartLearningRates, apply_freezing, trainable_counts
+from gleamx.train.arguments import GleamGRPOArguments
 from gleamx.train.grpo_data import GRPOData, build_grpo_dataset
-from gleamx.train.preflight import preflight
+from gleamx.train.peft_configs import lora_config, run_quantization_config
 from gleamx.train.rewards import RewardOptions, build_rewards, class_weights
-from gleamx.train.sft import (_float32_trainables, _run_signature, check_numbers, check_output_dir,
-                              check_zero3_save, lora_config, quantization_config, resolve_resume, train_and_save)
+from gleamx.train.run import BuiltRun, RunKind, Say, float32_trainables, run_training
 
 
-class GleamGRPOTrainer(GRPOTrainer):
+class GleamGRPOTrainer(PartLearningRates, GRPOTrainer):
     """``GRPOTrainer`` with separate learning rates for the vision tower and the merger (as SFT has)."""
-
-    def __init__(self, *args: Any, vision_lr: float | None = None, merger_lr: float | None = None, **kwargs: Any):
-        self.vision_lr, self.merger_lr = vision_lr, merger_lr
-        super().__init__(*args, **kwargs)
 
     def _generate(self, prompts: list):  # noqa: ANN202
         # TRL generates with the model unwrapped from the accelerator, so outside its mixed-precision autocast;
@@ -46,18 +42,6 @@ class GleamGRPOTrainer(GRPOTrainer):
         # then meet bfloat16 inputs. The autocast training uses makes generation see the same dtypes.
         with self.accelerator.autocast():
             return super()._generate(prompts)
-
-    def create_optimizer(self, model=None):  # noqa: ANN001
-        if self.optimizer is None and (self.vision_lr or self.merger_lr):
-            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
-            decay = set(self.get_decay_parameter_names(self.model))
-            no_decay = {n for n, _ in self.model.named_parameters()} - decay
-            groups = param_groups(self.model, self.args.learning_rate, self.args.weight_decay,
-                                  vision_lr=self.vision_lr, merger_lr=self.merger_lr, no_decay=no_decay)
-            kwargs.pop("lr", None)
-            self.optimizer = cls(groups, **kwargs)
-            return self.optimizer
-        return super().create_optimizer() if model is None else super().create_optimizer(model)
 
 
 def check_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig) -> None:
@@ -67,7 +51,6 @@ def check_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model
         raise GleamConfigError("recipe: model_name_or_path: missing (a model directory, Hub id or gleamx SFT run)")
     if not script_args.dataset_name:
         raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
-    check_numbers(script_args, training_args, model_args)
     weights = training_args.reward_weights
     if weights is not None and len(weights) != len(script_args.reward_funcs):
         raise GleamConfigError(f"recipe: reward_weights: {len(weights)} weight(s) for {len(script_args.reward_funcs)} "
@@ -150,9 +133,7 @@ def load_policy(script_args: GleamGRPOArguments, training_args: GRPOConfig, mode
     """``(model, processor, peft_config or None)``: the base model (fresh LoRA with ``use_peft``), or an SFT run."""
     from gleamx.models import load_model_and_processor
 
-    quant = quantization_config(model_args)
-    if quant is not None and not training_args.bf16:
-        raise GleamConfigError("recipe: load_in_4bit/load_in_8bit (QLoRA) train adapters in bfloat16: set bf16: true")
+    quant = run_quantization_config(model_args, training_args)
     load = dict(dtype=model_args.dtype or "auto", attn_implementation=model_args.attn_implementation,
                 quantization_config=quant, trust_remote_code=training_args.trust_remote_code)
     if parent and parent["adapter"]:
@@ -175,12 +156,20 @@ def load_policy(script_args: GleamGRPOArguments, training_args: GRPOConfig, mode
     return model, processor, lora_config(model_args, script_args, model)
 
 
+@dataclass
+class BuiltGRPORun(BuiltRun):
+    """A GRPO run's trainer, with its prompts and the SFT run it starts from (``None``: a base model)."""
+
+    data: GRPOData | None = None
+    parent: dict[str, Any] | None = None
+
+
 def build_grpo_trainer(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig,
-                       say: Any = print, encoder_loader: Any = None) -> tuple[GleamGRPOTrainer, Any, GRPOData, bool]:
+                       say: Say = print, encoder_loader: Any = None) -> BuiltGRPORun:
     """Data, rewards, policy and ``GleamGRPOTrainer`` of a run, ready to train (no files written).
 
     ``encoder_loader`` (``() -> texts -> embeddings``) serves ``reference_similarity``; it is called on the first
-    batch that needs it. Returns ``(trainer, processor, data, whether to push at the end)``.
+    batch that needs it.
     """
     data = grpo_training_data(script_args, say)  # data first: bad input fails in seconds
     weights = class_weights(data.dataset["label"]) if script_args.class_balance else None
@@ -191,12 +180,10 @@ def build_grpo_trainer(script_args: GleamGRPOArguments, training_args: GRPOConfi
     parent = sft_parent(model_args.model_name_or_path)
     model, processor, peft_config = load_policy(script_args, training_args, model_args, parent)
 
-    push, training_args.push_to_hub = training_args.push_to_hub, False  # gleamx pushes once, at the end
     trainer = GleamGRPOTrainer(model=model, reward_funcs=rewards, args=training_args, train_dataset=data.dataset,
                                processing_class=processor, peft_config=peft_config,
                                vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr)
-    trainer.gleamx_parent = parent
-    _float32_trainables(trainer, training_args, model_args, say)
+    float32_trainables(trainer, training_args, model_args, say)
     counts = trainable_counts(trainer.model)
     start = f"SFT run {parent['run']}" if parent else model_args.model_name_or_path
     say(f"{len(data.dataset)} prompts ({data.n_positive} matching) from {data.n_samples} samples, "
@@ -205,45 +192,31 @@ def build_grpo_trainer(script_args: GleamGRPOArguments, training_args: GRPOConfi
                                                   or [1.0] * len(rewards)))
         + (f" (class weights yes {weights[True]:.2f}, no {weights[False]:.2f})" if weights else "")
         + f"; start: {start}; trainable parameters: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
-    return trainer, processor, data, push
+    return BuiltGRPORun(trainer, processor, len(data.dataset), data=data, parent=parent)
+
+
+def write_grpo_run_outputs(out: Path, built: BuiltGRPORun, script_args: GleamGRPOArguments,
+                           training_args: GRPOConfig, model_args: ModelConfig) -> None:
+    ref = out / "ref"
+    if (ref / "adapter_config.json").is_file() and built.parent:
+        # TRL's frozen KL reference (beta > 0 on an SFT adapter) is the SFT adapter itself, saved beside the
+        # trained one by PEFT; the card names the SFT run, so the output holds only the trained adapter.
+        import shutil
+
+        shutil.rmtree(ref)
+    from gleamx.train.outputs import write_grpo_outputs
+
+    write_grpo_outputs(out, built.trainer, script_args, training_args, model_args, n_train=built.n_train,
+                       parent=built.parent)
 
 
 def run_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig, *,
              encoder_loader: Any = None) -> Path:
     """Train and save; returns the output directory."""
-    check_grpo(script_args, training_args, model_args)
-    out = Path(training_args.output_dir)
-    say = (lambda msg: console.print(msg, markup=False)) if training_args.process_index == 0 else (lambda *a, **k: None)
-    signature = _run_signature(script_args, training_args, model_args)
-    resume = resolve_resume(training_args.resume_from_checkpoint, out)
-    check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir, resuming=resume is not None)
-    check_zero3_save(training_args, model_args)
-    preflight(training_args, model_args, say)
-
-    trainer, processor, data, push = build_grpo_trainer(script_args, training_args, model_args, say, encoder_loader)
-
-    writer = train_and_save(trainer, out, signature, resume)
-    if writer:
-        ref = out / "ref"
-        if (ref / "adapter_config.json").is_file() and trainer.gleamx_parent:
-            # TRL's frozen KL reference (beta > 0 on an SFT adapter) is the SFT adapter itself, saved beside the
-            # trained one by PEFT; the card names the SFT run, so the output holds only the trained adapter.
-            import shutil
-
-            shutil.rmtree(ref)
-        processor.save_pretrained(str(out))
-        from gleamx.train.outputs import write_grpo_outputs
-
-        write_grpo_outputs(out, trainer, script_args, training_args, model_args, n_train=len(data.dataset),
-                           parent=trainer.gleamx_parent)
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
-    if writer and push:
-        from gleamx.hub.push import push_output_dir
-
-        push_output_dir(out, repo_id=training_args.hub_model_id or out.name, private=bool(training_args.hub_private_repo))
-    return out
+    kind = RunKind(check=check_grpo, build=partial(build_grpo_trainer, encoder_loader=encoder_loader),
+                   write_outputs=write_grpo_run_outputs)
+    return run_training(kind, script_args, training_args, model_args)
 
 
-__all__ = ["GleamGRPOTrainer", "build_grpo_trainer", "check_grpo", "grpo_training_data", "load_policy", "run_grpo",
+__all__ = ["BuiltGRPORun", "GleamGRPOTrainer", "build_grpo_trainer", "check_grpo", "grpo_training_data", "load_policy", "run_grpo",
            "sft_parent"]

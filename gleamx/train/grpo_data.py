@@ -16,7 +16,8 @@ import datasets
 from gleamx.data.arrow import batch_rows, map_batches
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamDataError
-from gleamx.prompts import IMAGE_ORDER, build_answer, build_messages, sample_languages
+from gleamx.prompts import build_answer, build_messages, sample_languages
+from gleamx.task import IMAGE_ORDER
 
 _PART = {"type": datasets.Value("string"), "text": datasets.Value("string")}
 GRPO_FEATURES = datasets.Features(

@@ -4,7 +4,8 @@ TRL's ``GRPOTrainer`` calls a reward with ``completions`` (``[{"role": "assistan
 every dataset column as a keyword list (``label``, ``lang``, ``task``, ``reference``, ...); it logs each one as
 ``rewards/<name>/mean|std`` and sums them with ``GRPOConfig.reward_weights``. The scoring rules live in the
 ``*_score`` functions (one answer in, one number or ``None`` out: ``None`` is "does not apply" and TRL leaves it
-out of that reward's mean); :class:`Reward` turns one into the batched callable TRL takes, under its own name.
+out of that reward's mean). :data:`REWARDS` is the registry: each name maps to a plain function that scores a batch
+of answers, and :class:`Reward` turns one into the callable TRL takes, under its own name.
 
 * ``verdict``: 1 correct, 0 wrong, ``-no_verdict_penalty`` when gleamx's verdict parser reads no verdict.
 * ``format``: the share of four checks passed: the answer ends in the requested language's verdict line, holds
@@ -24,12 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gleamx.data.verdict import parse_verdict, strip_verdict
+from gleamx.task.verdict import parse_verdict, strip_verdict
 from gleamx.errors import GleamConfigError
 
-REWARD_NAMES: tuple[str, ...] = ("verdict", "format", "consistency", "reference_similarity")
 
-# The verdict line of each language as gleamx writes it (gleamx.data.verdict.VERDICT_LINES), allowing case,
+# The verdict line of each language as gleamx writes it (gleamx.task.verdict.VERDICT_LINES), allowing case,
 # full-width colons and a closing full stop: what "ends in the requested language's verdict line" accepts.
 _VERDICT_LINE = {
     "en": re.compile(r"^answer\s*:\s*(?:yes|no)\s*\.?$", re.IGNORECASE),
@@ -221,7 +221,7 @@ def similarity_scores(answers: Sequence[str], references: Sequence[str | None], 
     return out
 
 
-# --- TRL glue --------------------------------------------------------------------------------------------------
+# --- the registry: name -> a plain function of one batch ------------------------------------------------------
 
 
 @dataclass
@@ -232,6 +232,48 @@ class RewardOptions:
     format_min_chars: int = 16
     format_max_chars: int = 2000
     class_weights: dict[bool, float] | None = None  # label -> weight (class balance); None: every answer counts 1
+
+
+@dataclass
+class RewardBatch:
+    """One batch of answers with the dataset columns a reward may read."""
+
+    answers: list[str]
+    label: list[bool]
+    lang: list[str]
+    task: list[str]
+    reference: list[str | None]
+
+
+BatchReward = Callable[[RewardBatch, RewardOptions, Callable[[], Encoder]], list[float | None]]
+
+
+def verdict_rewards(b: RewardBatch, o: RewardOptions, encoder: Callable[[], Encoder]) -> list[float | None]:
+    return [verdict_score(a, y, no_verdict_penalty=o.no_verdict_penalty) for a, y in zip(b.answers, b.label)]
+
+
+def format_rewards(b: RewardBatch, o: RewardOptions, encoder: Callable[[], Encoder]) -> list[float | None]:
+    return [format_score(a, lg, t, min_chars=o.format_min_chars, max_chars=o.format_max_chars)
+            for a, lg, t in zip(b.answers, b.lang, b.task)]
+
+
+def consistency_rewards(b: RewardBatch, o: RewardOptions, encoder: Callable[[], Encoder]) -> list[float | None]:
+    return [consistency_score(a, t) for a, t in zip(b.answers, b.task)]
+
+
+def reference_similarity_rewards(b: RewardBatch, o: RewardOptions,
+                                 encoder: Callable[[], Encoder]) -> list[float | None]:
+    return similarity_scores(b.answers, b.reference, encoder())
+
+
+REWARDS: dict[str, BatchReward] = {"verdict": verdict_rewards, "format": format_rewards,
+                                   "consistency": consistency_rewards,
+                                   "reference_similarity": reference_similarity_rewards}
+REWARD_NAMES: tuple[str, ...] = tuple(REWARDS)
+NEEDS_ENCODER = frozenset({"reference_similarity"})  # rewards that embed text (the encoder loads on first use)
+
+
+# --- TRL glue --------------------------------------------------------------------------------------------------
 
 
 class Reward:
@@ -251,19 +293,11 @@ class Reward:
     def __call__(self, completions: list[Any], label: list[bool], lang: list[str], task: list[str] | None = None,
                  reference: list[str | None] | None = None, **_: Any) -> list[float | None]:
         answers = [_text(c) for c in completions]
-        tasks = task or ["explain"] * len(answers)
-        o = self.options
-        if self.__name__ == "verdict":
-            scores = [verdict_score(a, y, no_verdict_penalty=o.no_verdict_penalty) for a, y in zip(answers, label)]
-        elif self.__name__ == "format":
-            scores = [format_score(a, lg, t, min_chars=o.format_min_chars, max_chars=o.format_max_chars)
-                      for a, lg, t in zip(answers, lang, tasks)]
-        elif self.__name__ == "consistency":
-            scores = [consistency_score(a, t) for a, t in zip(answers, tasks)]
-        else:
-            scores = similarity_scores(answers, reference or [None] * len(answers), self._encoder())
-        if o.class_weights:
-            scores = [None if s is None else s * o.class_weights[bool(y)] for s, y in zip(scores, label)]
+        batch = RewardBatch(answers, label, lang, task or ["explain"] * len(answers),
+                            reference or [None] * len(answers))
+        scores = REWARDS[self.__name__](batch, self.options, self._encoder)
+        if self.options.class_weights:
+            scores = [None if s is None else s * self.options.class_weights[bool(y)] for s, y in zip(scores, label)]
         return scores
 
 
@@ -288,10 +322,10 @@ def build_rewards(names: Sequence[str], options: RewardOptions,
                   encoder_loader: Callable[[], Encoder] | None = None) -> list[Reward]:
     """The named rewards, in order, as TRL reward functions."""
     check_reward_names(names)
-    if "reference_similarity" in names and encoder_loader is None:
+    if NEEDS_ENCODER & set(names) and encoder_loader is None:
         raise GleamConfigError("recipe: reward_funcs: reference_similarity needs a sentence encoder (run it through "
                                "gleamx grpo / recipes/grpo.py, or pass encoder_loader)")
-    return [Reward(n, options, encoder_loader if n == "reference_similarity" else None) for n in names]
+    return [Reward(n, options, encoder_loader if n in NEEDS_ENCODER else None) for n in names]
 
 
 def class_weights(labels: Sequence[bool]) -> dict[bool, float]:
@@ -304,6 +338,7 @@ def class_weights(labels: Sequence[bool]) -> dict[bool, float]:
     return {True: n / (2 * n_pos), False: n / (2 * n_neg)}
 
 
-__all__ = ["REWARD_NAMES", "Reward", "RewardOptions", "build_rewards", "check_reward_names", "class_weights",
-           "consistency_score", "explanation_conclusion", "format_checks", "format_score", "similarity_scores",
-           "verdict_score"]
+__all__ = ["NEEDS_ENCODER", "REWARDS", "REWARD_NAMES", "Reward", "RewardBatch", "RewardOptions", "build_rewards",
+           "check_reward_names", "class_weights", "consistency_rewards", "consistency_score", "explanation_conclusion",
+           "format_checks", "format_rewards", "format_score", "reference_similarity_rewards", "similarity_scores",
+           "verdict_rewards", "verdict_score"]

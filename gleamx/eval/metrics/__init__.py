@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gleamx.errors import GleamConfigError
-from gleamx.prompts.verdict import strip_verdict
+from gleamx.task.verdict import strip_verdict
 
 if TYPE_CHECKING:
     import evaluate

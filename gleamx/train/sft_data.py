@@ -18,7 +18,8 @@ from gleamx.data.arrow import batch_rows, map_batches
 from gleamx.data.load import to_dataset
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamDataError
-from gleamx.prompts import IMAGE_ORDER, build_messages, sample_languages
+from gleamx.prompts import build_messages, sample_languages
+from gleamx.task import IMAGE_ORDER
 
 _PART = {"type": datasets.Value("string"), "text": datasets.Value("string")}
 SFT_FEATURES = datasets.Features(

@@ -21,7 +21,7 @@ def loss_inputs(synth_dir, models_tiny_dir):
 def _parse(out: Path, *overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from gleamx.train.args import GleamScriptArguments
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.recipe import parse_recipe
 
     parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))
@@ -35,7 +35,7 @@ def _trainers(loss_inputs, tmp_path, task: str):
 
     from gleamx.data import load_samples
     from gleamx.models import load_model_and_processor
-    from gleamx.train.dataset import build_sft_dataset
+    from gleamx.train.sft_data import build_sft_dataset
     from gleamx.train.sft import GleamSFTTrainer
 
     _, training, _ = _parse(tmp_path / "o", "--max_steps", "1")
@@ -70,7 +70,7 @@ def _assert_same(stock, gleam, batch: dict, **kw) -> None:
 def test_loss_and_gradients_equal_trl_stock(loss_inputs, tmp_path, task):
     """Same batch, fp32: gleamx's compute_loss (fast path taken) equals TRL's to 1e-5, loss and every gradient,
     with and without ``num_items_in_batch``; and the metrics it logs equal TRL's on that batch."""
-    from gleamx.train import loss_path
+    from gleamx.train import labelled_loss as loss_path
 
     stock, gleam, batch = _trainers(loss_inputs, tmp_path, task)
     assert loss_path.fast_path_refusal(gleam, dict(batch), False) is None
@@ -104,7 +104,7 @@ def test_padding_free_batch_without_attention_mask(loss_inputs, tmp_path):
 
 
 def test_metrics_only_on_logging_steps(loss_inputs, tmp_path):
-    from gleamx.train import loss_path
+    from gleamx.train import labelled_loss as loss_path
 
     _, gleam, batch = _trainers(loss_inputs, tmp_path, "label")
     gleam.state.logging_steps, gleam.state.max_steps = 5, 100
@@ -121,7 +121,7 @@ def test_metrics_only_on_logging_steps(loss_inputs, tmp_path):
 
 
 def test_falls_back_to_trl_when_logits_would_not_fit(loss_inputs, tmp_path, monkeypatch):
-    from gleamx.train import loss_path
+    from gleamx.train import labelled_loss as loss_path
 
     stock, gleam, batch = _trainers(loss_inputs, tmp_path, "label")
     monkeypatch.setattr(loss_path, "MAX_LOGITS", 1)

@@ -8,9 +8,9 @@ prompt: **image 1 is the query view, image 2 is the satellite image**.
 
 from __future__ import annotations
 
-from gleamx.data.verdict import VERDICT_LINES
+from gleamx.task.verdict import VERDICT_LINES
 
-from gleamx.choices import TASKS  # noqa: F401  (re-exported)
+from gleamx.choices import TASKS
 
 IMAGE_ORDER: tuple[str, str] = ("query_image", "satellite_image")
 """Sample fields in the order their images appear in the user turn."""
