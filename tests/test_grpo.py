@@ -103,6 +103,25 @@ def test_grpo_from_an_sft_run_trains_its_adapter_and_leaves_sft_like_outputs(grp
 
 
 @pytest.mark.slow
+def test_a_grpo_run_that_cannot_learn_says_so_in_its_log_and_card(grpo_inputs, tmp_path, capsys):
+    """One-token answers never reach a verdict line: every answer is clipped and every group's rewards are equal
+    (zero advantage). The run still finishes, and says so on the console and in its model card, with what to
+    change; its last lines name the output, the steps, the final reward and the command to run next."""
+    out = _grpo(grpo_inputs, tmp_path / "flat", "--max_completion_length", "1")
+    history = _history(out)
+    assert all(h["completions/clipped_ratio"] == 1.0 for h in history if "completions/clipped_ratio" in h)
+    said = " ".join(capsys.readouterr().out.split())
+    card = " ".join((out / "README.md").read_text().split())
+    for text in (said, card):
+        assert "GRPO learned little" in text and "raise temperature or num_generations" in text, text[-800:]
+        assert "100% of answers were cut at max_completion_length (1 tokens) before they ended" in text
+    assert "this run may not have learned" in card
+    assert f"GRPO run saved to {out} after 2 step(s); final loss " in said and "reward " in said
+    base = grpo_inputs["model"]
+    assert f"next: gleamx eval --model {base} --adapter {out} --data {grpo_inputs['data']}" in said
+
+
+@pytest.mark.slow
 def test_grpo_from_a_base_model_with_kl_and_every_reward(grpo_inputs, tmp_path):
     """A fresh LoRA on the base model, explain task, all four rewards (reference similarity through the encoder
     handed in), beta > 0 so TRL logs the KL and a KL plot is written."""

@@ -18,8 +18,9 @@ PACKAGE = ROOT / "gleamx"
 # of any strictly lower layer.
 LAYERS: list[set[str]] = [
     {"gleamx", "errors", "choices"},   # what every layer shares: errors, choice lists
-    # the terminal; value checks; config parsing; launch configs; the task's vocabulary (templates, verdict)
-    {"console", "checks", "config_args", "accelerate_configs", "task"},
+    # the terminal; value checks; config parsing; launch configs; the task's vocabulary (templates, verdict);
+    # local path or Hub id
+    {"console", "checks", "config_args", "accelerate_configs", "task", "sources"},
     {"data"},                 # samples: schema, readers, writers, validation
     {"prompts"},              # samples -> chat messages; the ShareGPT writer
     {"models", "synth"},      # model loading and tiny models; the synthetic world (writes data with prompts' verdicts)

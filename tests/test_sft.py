@@ -122,13 +122,17 @@ def test_image_tokens_are_logged_with_dataloader_workers(sft_inputs, tmp_path):
     assert logged and all(h["image_tokens_per_batch"] > 0 and h["max_seq_len"] > 0 for h in logged)
 
 
-def test_train_writes_adapter_card_plot_and_reloads_onto_fresh_base(sft_inputs, tmp_path):
+def test_train_writes_adapter_card_plot_and_reloads_onto_fresh_base(sft_inputs, tmp_path, capsys):
     from peft import PeftModel
     from safetensors.torch import load_file
 
     from gleamx.models import load_model_and_processor
 
     out = _train(sft_inputs, tmp_path / "run")
+    # the run ends with what it did: where, how far, the final loss, and the command that scores it
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"SFT run saved to {out} after 2 step(s); final loss " in said, said[-600:]
+    assert f"next: gleamx eval --model {sft_inputs['model']} --adapter {out} --data {sft_inputs['data']}" in said
     for f in ("adapter_model.safetensors", "adapter_config.json", "processor_config.json", "tokenizer.json",
               "chat_template.jinja", "gleamx_args.yaml", "loss_curve.png", "log_history.json", "README.md"):
         assert (out / f).is_file(), f

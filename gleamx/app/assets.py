@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gleamx.app.config import AppConfig
 from gleamx.errors import GleamConfigError, GleamModelError, first_line
+from gleamx.sources import looks_like_path
 
 N_PAIRS = 64
 SPLIT_FRACTIONS = (0.5, 0.125, 0.375)  # a test split of 6 locations: a gallery worth searching, k = 5 < 6
@@ -85,14 +86,10 @@ def demo_run(cfg: AppConfig) -> dict[str, Path]:
     return paths
 
 
-def _looks_like_hub_id(name: str) -> bool:
-    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
-
-
 def local_adapter(adapter: str | None) -> str | None:
     """A local directory for ``adapter``: itself, or the Hub snapshot of a repo id (downloaded once, then
     read from the Hub cache), so the library's loaders find its ``adapter_config.json`` and saved processor."""
-    if adapter is None or Path(adapter).expanduser().is_dir() or not _looks_like_hub_id(adapter):
+    if adapter is None or Path(adapter).expanduser().exists() or adapter.count("/") != 1 or looks_like_path(adapter):
         return adapter
     from huggingface_hub import snapshot_download
 

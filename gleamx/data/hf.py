@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.errors import GleamDataError, first_line
+from gleamx.sources import hub_access
 
 
 def parse_column_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
@@ -40,7 +41,13 @@ def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
         ):
             ds = datasets.load_from_disk(source)
         else:
+            # A Hub id is checked with one quick call first: datasets retries for half a minute without a network.
+            problem = None if os.path.exists(source) else hub_access(source, "dataset")[0]
+            if problem:
+                raise GleamDataError.at(source, None, "dataset", problem)
             ds = datasets.load_dataset(source, split=split or None)
+    except GleamDataError:
+        raise
     except Exception as e:  # datasets raises many types (DatasetNotFoundError, ConnectionError, ...)
         first = first_line(e)
         raise GleamDataError.at(

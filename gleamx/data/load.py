@@ -27,6 +27,7 @@ from gleamx.data.check import RAW_FEATURES, Checker, Record, checked, empty_data
 from gleamx.data.hf import hf_record, hf_splits, parse_column_mapping, prepare_hf
 from gleamx.data.jsonl import iter_jsonl_rows
 from gleamx.data.paths import MANIFEST_NAME, ImageRoots
+from gleamx.sources import looks_like_path, missing_path
 from gleamx.data.schema import FEATURES, SPLITS, GleamSample, base_split, canonical_split, samples_of
 from gleamx.data.sharegpt import iter_sharegpt_rows, merge_language_rows, sharegpt_row_to_record
 from gleamx.errors import GleamDataError, Problem
@@ -80,9 +81,11 @@ def detect_format(source: str | os.PathLike) -> str:
         if (path / "dataset_info.json").is_file() and list(path.glob("*.json")) and not (path / "state.json").is_file():
             return "sharegpt"
         return "hf"
-    if str(source).count("/") == 1 and not str(source).startswith((".", "/", "~")):
-        return "hf"  # looks like owner/name on the Hub
-    raise GleamDataError.at(str(source), None, "path", "not found (expected a file, a directory or a Hub dataset id)")
+    if not looks_like_path(str(source)) and str(source).count("/") == 1:
+        return "hf"  # owner/name on the Hub
+    missing = missing_path(source)
+    raise GleamDataError.at(str(source), None, "path", "not found (" + (missing.split("(", 1)[1] if missing else
+                            "expected a file, a directory or a Hub dataset id)"))
 
 
 def _split_order(p: Path) -> tuple[int, str]:

@@ -78,7 +78,7 @@ def _hub_revision(name: str) -> str | None:
     try:
         import huggingface_hub
 
-        from gleamx.models.load import hub_offline
+        from gleamx.sources import hub_offline
 
         if not hub_offline():
             try:

@@ -37,7 +37,10 @@ A GLEAM-X model: given a query view (UAV, street map, panorama or ground photo) 
 whether they show the same place and explains why, ending with `Answer: Yes/No` (English) or `结论：是/否` (Chinese).
 Fine-tuned from [{{ base_model }}]({{ base_model_link }}) with gleamx ({{ method }}) on
 `{{ dataset }}` (task `{{ task }}`, language `{{ lang }}`, {{ n_train }} training conversations).
-
+{% if warnings %}
+> **Warning: this run may not have learned.**
+{% for w in warnings %}> - {{ w }}
+{% endfor %}{% endif %}
 ## Use
 
 ```python
@@ -126,8 +129,10 @@ def _card_data(out: Path, base: str, dataset: str, script: dict[str, Any], peft:
 
 
 def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: list[dict[str, Any]], *,
-                     n_train: int, eval_results: str | Path | None = None) -> ModelCard:
-    """The card for a run directory: metadata (base_model, datasets, tags, model-index) + a readable body."""
+                     n_train: int, eval_results: str | Path | None = None,
+                     warnings: list[str] | None = None) -> ModelCard:
+    """The card for a run directory: metadata (base_model, datasets, tags, model-index) + a readable body;
+    ``warnings``: a finished run's learning warnings, shown above the usage."""
     script, model, training = args["script"], args["model"], args["training"]
     base = model.get("model_name_or_path") or "unknown"
     dataset = script.get("dataset_name") or "unknown"
@@ -146,7 +151,7 @@ def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: li
         hyperparameters=[(k, training[k]) for k in _HP_KEYS if k in training] + [
             (k, model[k]) for k in ("lora_r", "lora_alpha", "lora_dropout") if peft and k in model] + [
             (k, script[k]) for k in ("min_pixels", "max_pixels", "freeze_vision_tower", "freeze_merger") if k in script],
-        final_loss=f"{losses[-1]:.4f}" if losses else "n/a",
+        final_loss=f"{losses[-1]:.4f}" if losses else "n/a", warnings=list(warnings or []),
         results_table=_results_table(card_data.eval_results or []),
     )
 
@@ -164,7 +169,10 @@ Trained with reinforcement learning from verifiable rewards (GRPO, TRL `GRPOTrai
 
 - Base model: [{{ base_model }}]({{ base_model_link }})
 - SFT parent: {{ parent }}
-
+{% if warnings %}
+> **Warning: this run may not have learned.**
+{% for w in warnings %}> - {{ w }}
+{% endfor %}{% endif %}
 ## Use
 
 ```python
@@ -210,7 +218,8 @@ def _last(log_history: list[dict[str, Any]], key: str) -> str:
 
 
 def build_grpo_model_card(out: Path, args: dict[str, Any], log_history: list[dict[str, Any]], *, n_train: int,
-                          eval_results: str | Path | None = None, parent: dict[str, Any] | None = None) -> ModelCard:
+                          eval_results: str | Path | None = None, parent: dict[str, Any] | None = None,
+                          warnings: list[str] | None = None) -> ModelCard:
     """The card of a GRPO run directory: what :func:`build_model_card` gives an SFT run, plus the SFT parent and
     every reward with its weight and its final mean and std; eval results become model-index metadata."""
     script, model, training = args["script"], args["model"], args["training"]
@@ -242,7 +251,7 @@ def build_grpo_model_card(out: Path, args: dict[str, Any], log_history: list[dic
         dataset=dataset, task=script.get("task"), lang=script.get("lang") or "both", n_train=n_train, load_snippet=load,
         rewards=[(n, w, _last(log_history, f"rewards/{n}/mean"), _last(log_history, f"rewards/{n}/std"))
                  for n, w in zip(names, weights)],
-        balance=balance,
+        balance=balance, warnings=list(warnings or []),
         hyperparameters=[(k, training[k]) for k in _GRPO_HP_KEYS if k in training] + [
             (k, model[k]) for k in ("lora_r", "lora_alpha", "lora_dropout") if adapter and k in model] + [
             (k, script[k]) for k in ("min_pixels", "max_pixels", "freeze_vision_tower", "freeze_merger",

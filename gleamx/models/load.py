@@ -8,9 +8,9 @@ from typing import Any
 
 from gleamx.checks import check_pixel_budget
 from gleamx.errors import GleamModelError, first_line
+from gleamx.sources import hub_access, missing_path
 
 from gleamx.choices import DTYPES  # noqa: F401  (re-exported)
-_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 def _one_line(e: BaseException) -> str:
@@ -30,25 +30,6 @@ def _resolve_dtype(dtype: Any) -> Any:
     raise GleamModelError(f"model: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
-def hub_offline() -> bool:
-    # Read the environment at call time as well: huggingface_hub freezes its constant at import.
-    import huggingface_hub.constants as hc
-
-    env = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return bool(hc.HF_HUB_OFFLINE) or any(v.upper() in _TRUE for v in env)
-
-
-def _looks_like_path(name: str) -> bool:
-    """A filesystem path rather than a Hub id (``org/name`` has at most one slash and no prefix)."""
-    return (
-        name.startswith(("/", "./", "../", "~", "\\"))
-        or name in (".", "..")
-        or name.count("/") > 1
-        or "\\" in name
-        or (len(name) > 1 and name[1] == ":")
-    )
-
-
 def resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
     """``(what to pass to from_pretrained, local_files_only)``; raises a one-line error if unusable."""
     name = os.fspath(name_or_path)
@@ -57,33 +38,17 @@ def resolve_source(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
         if not (path / "config.json").is_file():
             raise GleamModelError(f"model: directory {name!r} has no config.json (expected a saved model directory)")
         return str(path), True
-    if path.exists() or _looks_like_path(name):
+    if path.exists():
         raise GleamModelError(f"model: {name!r} is not a directory with config.json (no such local model directory)")
-
-    import huggingface_hub
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    def fail(why: str) -> GleamModelError:
-        return GleamModelError(f"model: {name!r} is neither a local directory with config.json nor a reachable Hub id ({why})")
-
-    try:
-        validate_repo_id(name)
-    except HFValidationError as e:
-        raise fail(_one_line(e)) from e
-    cached = isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str)
-    if hub_offline():
-        if not cached:
-            raise fail("not in the local Hub cache and HF_HUB_OFFLINE is set")
-        return name, True
+    missing = missing_path(name)
+    if missing:
+        raise GleamModelError(f"model: {missing}")
     # One quick metadata call: an unknown id or no network fails here in well under a second,
     # instead of from_pretrained's minutes of retries per file.
-    try:
-        huggingface_hub.model_info(name, timeout=15)
-    except Exception as e:
-        if cached:  # e.g. no network but downloaded before: use the cache
-            return name, True
-        raise fail(_one_line(e)) from e
-    return name, False
+    problem, cache_only = hub_access(name, "model")
+    if problem:
+        raise GleamModelError(f"model: {name!r}: {problem}")
+    return name, cache_only
 
 
 def set_pixel_budget(processor: Any, min_pixels: int | None = None, max_pixels: int | None = None) -> None:

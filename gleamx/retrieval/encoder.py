@@ -28,6 +28,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from gleamx.errors import GleamConfigError, GleamModelError, first_line
+from gleamx.sources import hub_access, missing_path
 
 DEFAULT_BACKBONE = "convnext_base.fb_in22k_ft_in1k_384"
 """The paper's GLEAM-C backbone: ConvNeXt-B at 384 px (88.6 M parameters), as in Sample4Geo."""
@@ -334,6 +335,11 @@ def load_encoder(name_or_path: str, *, tiny_img_size: int = 64, device: str | to
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name_or_path == "tiny":
         return RetrievalEncoder.tiny(tiny_img_size).to(device)
+    if not Path(name_or_path).expanduser().exists():  # a Hub id, or a mistyped path: said at once
+        missing = missing_path(name_or_path)
+        problem = missing or hub_access(name_or_path, "model")[0]
+        if problem:
+            raise GleamModelError(f"encoder: {problem}" if missing else f"encoder {name_or_path!r}: {problem}")
     config = Path(name_or_path, "config.json")
     if config.is_file() and "backbone" not in json.loads(config.read_text(encoding="utf-8")):
         # Another model's folder (an MLLM, say) would otherwise load as a random default backbone.

@@ -391,6 +391,15 @@ def finish(run: _Run) -> None:
 
             hub_push.push_output_dir(out, cfg.hub_model_id, private=cfg.hub_private_repo)
             run.accelerator.print(f"pushed to https://huggingface.co/{cfg.hub_model_id}")
+        from gleamx.train.learning_checks import loss_warnings
+        from gleamx.train.summary import RunSummary, last_logged
+
+        final_scores = {"loss": last_logged(run.history, "loss"), "R@1": (results or {}).get("R@1")}
+        summary = RunSummary("retrieval encoder", out, int(last_logged(run.history, "step") or 0), final_scores,
+                             loss_warnings(run.history),
+                             f"gleamx retrieval eval --encoder {out} --data {cfg.data} --split test")
+        for line in summary.summary_lines():
+            run.accelerator.print(line)
     run.accelerator.wait_for_everyone()
 
 

@@ -30,7 +30,8 @@ from gleamx.train.arguments import GleamGRPOArguments
 from gleamx.train.grpo_data import GRPOData, build_grpo_dataset
 from gleamx.train.peft_configs import lora_config, run_quantization_config
 from gleamx.train.rewards import RewardOptions, build_rewards, class_weights
-from gleamx.train.run import BuiltRun, RunKind, Say, float32_trainables, run_training
+from gleamx.train.learning_checks import grpo_warnings
+from gleamx.train.run import BuiltRun, RunKind, Say, eval_command, float32_trainables, run_training
 
 
 class GleamGRPOTrainer(PartLearningRates, GRPOTrainer):
@@ -210,11 +211,25 @@ def write_grpo_run_outputs(out: Path, built: BuiltGRPORun, script_args: GleamGRP
                        parent=built.parent)
 
 
+def grpo_run_warnings(log_history: list[dict[str, Any]], training_args: GRPOConfig) -> list[str]:
+    return grpo_warnings(log_history, training_args.max_completion_length)
+
+
+def grpo_next_command(out: Path, built: BuiltGRPORun, script_args: GleamGRPOArguments, model_args: ModelConfig) -> str:
+    parent = built.parent
+    if not model_args.use_peft:
+        return eval_command(str(out), None, script_args)
+    # The adapter sits on the SFT run's base (an adapter run) or on the SFT run itself (a full fine-tune run).
+    base = (parent["base"] if parent["adapter"] else parent["run"]) if parent else model_args.model_name_or_path
+    return eval_command(base, out, script_args)
+
+
 def run_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig, *,
              encoder_loader: Any = None) -> Path:
     """Train and save; returns the output directory."""
-    kind = RunKind(check=check_grpo, build=partial(build_grpo_trainer, encoder_loader=encoder_loader),
-                   write_outputs=write_grpo_run_outputs)
+    kind = RunKind(name="GRPO", check=check_grpo, build=partial(build_grpo_trainer, encoder_loader=encoder_loader),
+                   write_outputs=write_grpo_run_outputs, warnings=grpo_run_warnings, next_command=grpo_next_command,
+                   final_keys=("loss", "reward", "reward_std"))
     return run_training(kind, script_args, training_args, model_args)
 
 

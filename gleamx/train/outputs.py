@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from gleamx.train.learning_checks import learning_warnings
+
 ARGS_FILE = "gleamx_args.yaml"
 LOSS_PLOT = "loss_curve.png"
 LOG_FILE = "log_history.json"
@@ -77,7 +79,8 @@ def write_outputs(out: Path, trainer: Any, script_args: Any, training_args: Any,
     history = trainer.state.log_history
     (out / LOG_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
     plot_loss(history, out / LOSS_PLOT)
-    card = build_model_card(out, args, history, n_train=n_train, eval_results=script_args.eval_results)
+    card = build_model_card(out, args, history, n_train=n_train, eval_results=script_args.eval_results,
+                            warnings=learning_warnings(history, grpo=False))
     card.save(out / "README.md")
 
 
@@ -143,5 +146,6 @@ def write_grpo_outputs(out: Path, trainer: Any, script_args: Any, training_args:
     plot_rewards(history, out / REWARD_PLOT)
     plot_kl(history, out / KL_PLOT)
     card = build_grpo_model_card(out, args, history, n_train=n_train, eval_results=script_args.eval_results,
-                                 parent=parent)
+                                 parent=parent, warnings=learning_warnings(
+                                     history, grpo=True, max_completion_length=training_args.max_completion_length))
     card.save(out / "README.md")

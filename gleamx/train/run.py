@@ -23,6 +23,7 @@ from gleamx.errors import GleamConfigError, GleamInterrupted
 from gleamx.train.freeze import upcast_trainable
 from gleamx.train.interrupt import SaveOnInterrupt
 from gleamx.train.preflight import preflight
+from gleamx.train.summary import RunSummary, last_logged
 
 Say = Callable[[str], None]
 
@@ -209,12 +210,27 @@ class RunKind:
 
     ``check(script, training, model)``: its own one-line refusals (required fields first);
     ``build(script, training, model, say) -> BuiltRun``: data, model and trainer, no files written;
-    ``write_outputs(out, built, script, training, model)``: its files beside the saved weights (card, plots, ...).
+    ``write_outputs(out, built, script, training, model)``: its files beside the saved weights (card, plots, ...);
+    ``warnings(log_history, training)``: whether it learned (:mod:`gleamx.train.learning_checks`);
+    ``next_command(out, built, script, model)``: what to run on the result; ``final_keys``: the logged values
+    its last line reports.
     """
 
+    name: str
     check: Callable[[Any, Any, ModelConfig], None]
     build: Callable[[Any, Any, ModelConfig, Say], BuiltRun]
     write_outputs: Callable[[Path, BuiltRun, Any, Any, ModelConfig], None]
+    warnings: Callable[[list[dict[str, Any]], Any], list[str]]
+    next_command: Callable[[Path, BuiltRun, Any, ModelConfig], str]
+    final_keys: tuple[str, ...] = ("loss",)
+
+
+def eval_command(model: str, adapter: Path | str | None, script_args: Any) -> str:
+    """The ``gleamx eval`` line that scores a trained run on its data's test split."""
+    lang = "zh" if script_args.lang == "zh" else "en"
+    adapter_part = f" --adapter {adapter}" if adapter else ""
+    return (f"gleamx eval --model {model}{adapter_part} --data {script_args.dataset_name} --split test "
+            f"--lang {lang} --task {script_args.task}")
 
 
 def rank_zero_say(training_args: Any) -> Say:
@@ -244,6 +260,13 @@ def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args
     if writer:
         built.processor.save_pretrained(str(out))
         kind.write_outputs(out, built, script_args, training_args, model_args)
+        history = built.trainer.state.log_history
+        summary = RunSummary(kind.name, out, built.trainer.state.global_step,
+                             {k: last_logged(history, k) for k in kind.final_keys},
+                             kind.warnings(history, training_args),
+                             kind.next_command(out, built, script_args, model_args))
+        for line in summary.summary_lines():
+            say(line)
     # Every rank leaves together and tears the process group down itself: a rank that exits while its peers
     # still write can abort in the collective backend's thread teardown ("terminate called without an active
     # exception", SIGABRT) and fail a run whose model is already saved.

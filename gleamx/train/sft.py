@@ -27,7 +27,8 @@ from gleamx.train.labelled_loss import (TOKEN_METRICS, TokenMetrics, fast_path_r
                                      logs_this_step, masked_logits_supported)
 from gleamx.train.labelled_loss import vocab_size as loss_vocab_size
 from gleamx.train.peft_configs import check_quantisable, lora_config, run_quantization_config
-from gleamx.train.run import BuiltRun, RunKind, Say, float32_trainables, run_training
+from gleamx.train.learning_checks import loss_warnings
+from gleamx.train.run import BuiltRun, RunKind, Say, eval_command, float32_trainables, run_training
 
 
 class GleamSFTTrainer(PartLearningRates, SFTTrainer):
@@ -148,7 +149,14 @@ def write_sft_outputs(out: Path, built: BuiltRun, script_args: GleamScriptArgume
     write_outputs(out, built.trainer, script_args, training_args, model_args, n_train=built.n_train)
 
 
-SFT = RunKind(check=check_sft, build=build_trainer, write_outputs=write_sft_outputs)
+def sft_next_command(out: Path, built: BuiltRun, script_args: GleamScriptArguments, model_args: ModelConfig) -> str:
+    if model_args.use_peft:
+        return eval_command(model_args.model_name_or_path, out, script_args)
+    return eval_command(str(out), None, script_args)
+
+
+SFT = RunKind(name="SFT", check=check_sft, build=build_trainer, write_outputs=write_sft_outputs,
+              warnings=lambda history, training_args: loss_warnings(history), next_command=sft_next_command)
 
 
 def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
