@@ -350,3 +350,45 @@ def test_vllm_backend_is_imported_only_when_asked():
     assert verdict_p_yes_from_logprobs([7, 8], lps, "zh") == pytest.approx(
         __import__("math").exp(-2.0) / (__import__("math").exp(-2.0) + __import__("math").exp(-0.1)))
     assert verdict_p_yes_from_logprobs([7], [{7: _Logprob(0.0, "no prefix")}], "zh") is None
+
+
+def test_p_yes_is_read_where_a_merging_tokenizer_generated_the_verdict(eval_inputs):
+    """Qwen's tokenizer merges the marker's colon and the verdict word (``：是`` is one token): P(yes) is read at
+    that token's position, over that token and its ``：否`` twin, not one token later at a position generation
+    never used; English keeps ``Answer:`` then `` Yes``. The vLLM path picks the same slot from its log-probs."""
+    import math
+
+    import torch
+
+    from gleamx.data import load_samples
+    from gleamx.eval.generate import prompt_texts, verdict_p_yes, verdict_slot
+    from gleamx.eval.vllm_backend import verdict_p_yes_from_logprobs
+    from gleamx.models import load_model_and_processor
+    from gleamx.prompts import sample_images
+
+    model, processor = load_model_and_processor(eval_inputs["model"])
+    tok = processor.tokenizer
+    merged = tok.encode("：是", add_special_tokens=False)
+    assert len(merged) == 1, "the test tokenizer merges '：是' (as Qwen's does)"
+    answer = "两图一致。\n结论：是"
+    cut, yes_id, no_id = verdict_slot(tok, answer, "zh")
+    assert cut == "两图一致。\n结论" and [yes_id, no_id] == merged + tok.encode("：否", add_special_tokens=False)
+    # the answer's own tokens: the verdict token sits right after the cut, and it is the yes token
+    ids = tok.encode(answer, add_special_tokens=False)
+    assert ids[len(tok.encode(cut, add_special_tokens=False))] == yes_id
+    cut_en, yes_en, no_en = verdict_slot(tok, "Layouts match.\nAnswer: Yes", "en")
+    assert cut_en == "Layouts match.\nAnswer:" and tok.decode([yes_en]) == " Yes" and tok.decode([no_en]) == " No"
+    assert verdict_slot(tok, "no verdict here", "zh") is None
+
+    # P(yes) is the two-way softmax of the model's logits at that very position
+    sample = load_samples(eval_inputs["data"], split="test").samples[:1]
+    (p,) = verdict_p_yes(model, processor, sample, [answer], "zh", "label")
+    text = prompt_texts(processor, sample, "zh", "label")[0] + cut
+    inputs = processor(text=[text], images=[sample_images(sample[0])], return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**inputs).logits[0, -1].float()
+    assert p == pytest.approx(torch.softmax(logits[[yes_id, no_id]], dim=-1)[0].item(), abs=1e-5)
+
+    # vLLM: "结论" then the merged "：是" (the top candidates there: "：否" and "：是")
+    lps = [{7: _Logprob(0.0, "结论")}, {8: _Logprob(-0.1, "：否"), 9: _Logprob(-2.0, "：是")}]
+    assert verdict_p_yes_from_logprobs([7, 9], lps, "zh") == pytest.approx(math.exp(-2.0) / (math.exp(-2.0) + math.exp(-0.1)))

@@ -116,6 +116,32 @@ def _first_token(tokenizer: Any, text: str) -> int:
     return tokenizer.encode(text, add_special_tokens=False)[0]
 
 
+def verdict_slot(tokenizer: Any, answer: str, lang: str) -> tuple[str, int, int] | None:
+    """Where an answer's verdict token was generated: ``(the answer up to that token, the yes token, the no token)``,
+    or ``None`` without a verdict line.
+
+    The slot is the token that holds the verdict word's first character in the answer's own tokenization, so a
+    tokenizer that merges the marker's end with the word (Qwen's ``：是`` is one token) is read where generation
+    chose it; the yes and no tokens are that token's text with the word swapped."""
+    prefix = VERDICT_PREFIX[lang]
+    at = answer.rfind(prefix)
+    if at < 0:
+        return None
+    word_at = at + len(prefix)
+    while word_at < len(answer) and answer[word_at] == " ":
+        word_at += 1
+    yes_word, no_word = (w.strip() for w in VERDICT_WORDS[lang])
+    start = None
+    if word_at < len(answer):
+        offsets = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        start = next((int(a) for a, b in offsets if a <= word_at < b), None)
+    if start is None:  # the answer stops at its marker: the word would be the next token, as the template writes it
+        yes_text, no_text = VERDICT_WORDS[lang]
+        return answer[:at + len(prefix)], _first_token(tokenizer, yes_text), _first_token(tokenizer, no_text)
+    head = answer[start:word_at]  # what the verdict's token carries before the word ("：", " ", or nothing)
+    return answer[:start], _first_token(tokenizer, head + yes_word), _first_token(tokenizer, head + no_word)
+
+
 @torch.inference_mode()
 def verdict_p_yes(
     model: Any, processor: Any, samples: Sequence[GleamSample], answers: Sequence[str], lang: str,
@@ -123,17 +149,13 @@ def verdict_p_yes(
 ) -> list[float | None]:
     """P(yes) read from the model at its own final verdict line.
 
-    Each answer is cut right after its last verdict prefix (``Answer:`` / ``结论：``);
-    one forward pass over prompt + that prefix gives the next-token distribution,
-    and P(yes) = p(yes) / (p(yes) + p(no)) over the first tokens of the two verdict
-    words. ``None`` where the answer has no verdict prefix.
+    Each answer is cut right before the token that carries its verdict word (:func:`verdict_slot`); one forward
+    pass over prompt + that cut gives the next-token distribution there, and P(yes) = p(yes) / (p(yes) + p(no))
+    over the two tokens generation chose between. ``None`` where the answer has no verdict line.
     """
     tokenizer = processor.tokenizer
-    yes_id, no_id = (_first_token(tokenizer, w) for w in VERDICT_WORDS[lang])
-    if yes_id == no_id:
-        return [None] * len(samples)
-    prefix = VERDICT_PREFIX[lang]
-    todo = [(i, a[: a.rfind(prefix) + len(prefix)]) for i, a in enumerate(answers) if prefix in a]
+    slots = [verdict_slot(tokenizer, a, lang) for a in answers]
+    todo = [(i, slot) for i, slot in enumerate(slots) if slot is not None and slot[1] != slot[2]]
     out: list[float | None] = [None] * len(samples)
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # the last position of every row is its own next-token slot
@@ -141,11 +163,12 @@ def verdict_p_yes(
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             batch = [samples[i] for i, _ in chunk]
-            texts = [t + cut for t, (_, cut) in zip(prompt_texts(processor, batch, lang, task), chunk)]
+            texts = [t + cut for t, (_, (cut, _, _)) in zip(prompt_texts(processor, batch, lang, task), chunk)]
             inputs = processor(text=texts, images=[sample_images(s) for s in batch], padding=True,
                                return_tensors="pt").to(model.device)
             logits = model(**inputs).logits[:, -1, :].float()
-            pair = torch.softmax(logits[:, [yes_id, no_id]], dim=-1)[:, 0]
+            ids = torch.tensor([[yes_id, no_id] for _, (_, yes_id, no_id) in chunk], device=logits.device)
+            pair = torch.softmax(logits.gather(1, ids), dim=-1)[:, 0]
             for (i, _), p in zip(chunk, pair.tolist()):
                 out[i] = p
     finally:

@@ -21,23 +21,31 @@ CHUNK = 256
 
 def verdict_p_yes_from_logprobs(token_ids: Sequence[int], logprobs: Sequence[dict[int, Any]] | None,
                                 lang: str) -> float | None:
-    """P(yes) at the token right after the last verdict prefix, from vLLM's per-token top log-probs.
+    """P(yes) at the token that completes the last verdict line, from vLLM's per-token top log-probs.
 
-    ``logprobs[i]`` maps token ids to objects with ``logprob`` and ``decoded_token`` (vLLM's
-    ``Logprob``). ``None`` when the answer has no verdict prefix or either verdict word is not
-    among the top log-probs there.
+    ``logprobs[i]`` maps token ids to objects with ``logprob`` and ``decoded_token`` (vLLM's ``Logprob``). The
+    verdict's slot is the position where one top candidate completes the text so far to ``marker + yes`` and
+    another to ``marker + no``, so a tokenizer that merges the marker's end with the word (Qwen's ``：是``) is read
+    where generation chose it (as :func:`gleamx.eval.generate.verdict_slot` does for the transformers backend).
+    ``None`` when no position offers both verdicts among its top log-probs.
     """
+    import re
+
     from gleamx.eval.generate import VERDICT_PREFIX, VERDICT_WORDS
 
     yes_word, no_word = (w.strip() for w in VERDICT_WORDS[lang])
-    prefix = VERDICT_PREFIX[lang].rstrip()
+    ends = {word: re.compile(rf"{re.escape(VERDICT_PREFIX[lang])}\s*{re.escape(word)}$") for word in (yes_word, no_word)}
     p_yes, seen = None, ""
     for tok_id, lp in zip(token_ids, logprobs or []):
-        if seen.rstrip().endswith(prefix):
-            by_word = {v.decoded_token.strip(): v.logprob for v in lp.values()}
-            if yes_word in by_word and no_word in by_word:
-                a, b = math.exp(by_word[yes_word]), math.exp(by_word[no_word])
-                p_yes = a / (a + b)
+        by_word: dict[str, float] = {}
+        for v in lp.values():
+            completed = (seen + v.decoded_token).rstrip()
+            for word, end in ends.items():
+                if end.search(completed):
+                    by_word[word] = max(by_word.get(word, -math.inf), v.logprob)
+        if yes_word in by_word and no_word in by_word:
+            a, b = math.exp(by_word[yes_word]), math.exp(by_word[no_word])
+            p_yes = a / (a + b)
         seen += lp[tok_id].decoded_token if tok_id in lp else ""
     return p_yes
 
