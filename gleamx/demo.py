@@ -171,6 +171,13 @@ def localize_test_queries(data: Path, gc_dir: Path, model_dir: Path, sft_dir: Pa
     return out / "localize"
 
 
+def untrained_note(invalid_rate: float | None) -> str:
+    """What the untrained model's numbers mean: with no verdict line an answer is invalid and counts as wrong."""
+    if (invalid_rate or 0) >= 0.5:
+        return "a random model writes no verdict line: invalid answers count as wrong"
+    return "an untrained model's verdicts are chance"
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     """Run every stage into ``cfg.out`` and return the paths it wrote."""
     out = Path(cfg.out)
@@ -185,7 +192,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     paths["eval"] = out / "eval" / "untrained"
     untrained = evaluate(data, model_dir, paths["eval"])
     console.print(f"accuracy {100 * (untrained['accuracy'] or 0.0):.1f}% on {untrained['n']} test pairs, invalid "
-                  f"answers {100 * (untrained['invalid_rate'] or 0):.1f}% (an untrained model answers at random)")
+                  f"answers {100 * (untrained['invalid_rate'] or 0):.1f}% ({untrained_note(untrained['invalid_rate'])})")
 
     paths["sft"] = sft_dir = fine_tune(cfg, data, model_dir, out)
     console.rule("[bold]7. evaluation of the fine-tuned adapter")
@@ -201,6 +208,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     console.print(f"finished in {time.perf_counter() - t0:.0f}s. Outputs:")
     for name, p in paths.items():
         console.print(f"  {name:9s} {p}")
+    console.print(f"Open {paths['eval_sft'] / 'report.html'} in a browser: the fine-tuned adapter's report, pair by "
+                  "pair (untrained: eval/untrained/report.html)", markup=False)
     return paths
 
 

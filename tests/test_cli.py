@@ -108,6 +108,9 @@ def test_demo_runs_end_to_end(demo_workdir):
               "localize/localize_results.json", "localize/ranked.jsonl", "localize/verify/report.html"):
         assert (out / p).is_file(), p
     assert "fine-tuned: accuracy" in stdout and "Outputs:" in stdout
+    said = " ".join(stdout.split())
+    assert f"Open {out / 'eval' / 'sft' / 'report.html'} in a browser" in said  # the report a person reads
+    assert "answers at random" not in said and "SFT run saved to" in said and "retrieval encoder run saved to" in said
     from gleamx.demo import finished_demo
 
     record = finished_demo(out)  # written last: it says the demo finished (gleamx app reuses such a folder)

@@ -12,7 +12,7 @@ import torch
 
 from gleamx.errors import GleamConfigError, GleamDataError, GleamModelError
 
-from training_checks import assert_moved, tensors, tiny_encoder_at_start
+from training_checks import assert_moved, run_card_snippet, tensors, tiny_encoder_at_start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,6 +194,10 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     assert next(m for m in metrics if m.metric_type == "R@1").metric_value == round(100 * results["R@1"], 2)
     plan = plan_push(out, "me/gleamc-tiny")  # what `gleamx push --dry-run` would upload: no checkpoints
     assert {"config.json", "model.safetensors", "README.md"} <= set(plan.files)
+    assert "RUN = 'me/gleamc-tiny'" in plan.card
+    # the card's Use snippet, run as written beside a query image, loads this encoder and embeds it
+    query = next((toy / "images").rglob("*.png"))
+    assert "torch.Size([1, " in run_card_snippet(out / "README.md", tmp_path, {"query.jpg": query})
     assert not any(f.startswith("checkpoint-") for f in plan.files)
     # R@k with k >= the gallery size is 100% by construction: reported as null, with a note
     testable = [results[f"R@{k}"] for k in (1, 5, 10) if k < results["n_gallery"]]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gleamx.errors import GleamConfigError, GleamDataError
-from training_checks import assert_gradients_flowed, assert_lora_trained, assert_moved, tensors
+from training_checks import assert_gradients_flowed, assert_lora_trained, assert_moved, run_card_snippet, tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
@@ -268,6 +268,27 @@ def test_recipe_with_unknown_key_is_one_line(tmp_path):
     err = proc.stderr.strip().splitlines()
     assert err[-1] == f"error: {recipe}: unknown recipe key(s): 'learning_rat' (did you mean 'learning_rate'?)"
     assert "Traceback" not in proc.stderr
+
+
+def test_model_card_snippet_loads_the_run_and_answers_as_written(sft_inputs, tmp_path):
+    """The card's Use snippet, run as written (beside a query and a satellite image), loads the adapter on its base
+    and generates; the base model is code, not a link to a local folder; epochs are the ones trained; a push
+    names the repo in the snippet instead of the local folder."""
+    from gleamx.data import load_samples
+    from gleamx.hub.push import plan_push
+
+    out = _train(sft_inputs, tmp_path / "run")
+    sample = load_samples(sft_inputs["data"], split="test").samples[0]
+    work = tmp_path / "user"
+    work.mkdir()
+    printed = run_card_snippet(out / "README.md", work, {"query.jpg": sample.query_image,
+                                                         "satellite.jpg": sample.satellite_image})
+    assert printed.strip(), "the snippet printed no answer"
+    card = (out / "README.md").read_text()
+    assert f"Fine-tuned from `{sft_inputs['model']}`" in card and "](" + str(sft_inputs["model"]) not in card
+    assert "| epochs trained |" in card and "| num_train_epochs |" not in card  # max_steps 2 stops mid-epoch
+    pushed = plan_push(out, "me/gleamx-tiny").card
+    assert "RUN = 'me/gleamx-tiny'" in pushed and f"RUN = '{out}'" not in pushed and f"RUN = '{out}'" in card
 
 
 def test_push_dry_run_lists_files_and_card_without_token(sft_inputs, tmp_path, monkeypatch):

@@ -60,3 +60,27 @@ def tiny_encoder_at_start(img_size: int, seed: int) -> dict[str, torch.Tensor]:
 
     set_seed(seed)
     return {k: v.detach().clone().float() for k, v in RetrievalEncoder.tiny(img_size).state_dict().items()}
+
+
+def run_card_snippet(card: Path, workdir: Path, images: Mapping[str, Path]) -> str:
+    """Run a model card's Python usage snippet as written, in ``workdir`` holding ``images`` (name -> source
+    image, e.g. ``query.jpg``); returns what it printed. A snippet that does not load the run fails here."""
+    import contextlib
+    import io
+    import os
+    import re
+
+    from PIL import Image
+
+    match = re.search(r"```python\n(.*?)```", card.read_text(encoding="utf-8"), re.S)
+    assert match, f"{card}: no python usage snippet"
+    for name, source in images.items():
+        Image.open(source).convert("RGB").save(workdir / name)
+    printed, here = io.StringIO(), os.getcwd()
+    os.chdir(workdir)
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(match.group(1), str(card), "exec"), {"__name__": "__card__"})  # noqa: S102
+    finally:
+        os.chdir(here)
+    return printed.getvalue()

@@ -35,7 +35,7 @@ TEMPLATE = """---
 
 A GLEAM-X model: given a query view (UAV, street map, panorama or ground photo) and a satellite image, it says
 whether they show the same place and explains why, ending with `Answer: Yes/No` (English) or `结论：是/否` (Chinese).
-Fine-tuned from [{{ base_model }}]({{ base_model_link }}) with gleamx ({{ method }}) on
+Fine-tuned from {{ base_model_md }} with gleamx ({{ method }}) on
 `{{ dataset }}` (task `{{ task }}`, language `{{ lang }}`, {{ n_train }} training conversations).
 {% if warnings %}
 > **Warning: this run may not have learned.**
@@ -44,11 +44,11 @@ Fine-tuned from [{{ base_model }}]({{ base_model_link }}) with gleamx ({{ method
 ## Use
 
 ```python
-from transformers import AutoModelForImageTextToText, AutoProcessor
-{{ load_snippet }}
+{{ use_snippet }}
 ```
 
-Image 1 is the query view, image 2 the satellite image; see `gleamx.prompts.build_messages`.
+Image 1 is the query view, image 2 the satellite image (as `gleamx.prompts.build_messages` builds them); the prompt
+is the one the model was trained with.
 
 ## Training
 
@@ -110,6 +110,50 @@ def _is_hub_id(s: str) -> bool:
     return s.count("/") == 1 and not Path(s).exists()
 
 
+def base_model_markdown(base: str) -> str:
+    """A Hub id as a link to its page; a local path as code (a link to a local folder leads nowhere)."""
+    return f"[{base}](https://huggingface.co/{base})" if _is_hub_id(base) else f"`{base}`"
+
+
+RUN_LINE = "RUN = {run!r}  # this run: its folder, or its Hub repo id (gleamx push writes it there)"
+
+
+def use_snippet(run: str, base: str | None, lang: str, task: str) -> str:
+    """A runnable snippet that loads the run (``base``: the adapter's base model; ``None``: a full model) and asks
+    it about one pair, with the prompt it was trained on (``RUN`` is rewritten to the repo id by ``gleamx push``)."""
+    from gleamx.task import user_prompt
+
+    prompt = user_prompt("uav", "zh" if lang == "zh" else "en", task or "explain")
+    load = (f"base = AutoModelForImageTextToText.from_pretrained({base!r})\n"
+            "model = PeftModel.from_pretrained(base, RUN)" if base else
+            "model = AutoModelForImageTextToText.from_pretrained(RUN)")
+    imports = ("from peft import PeftModel\n" if base else "") + \
+        "from transformers import AutoModelForImageTextToText, AutoProcessor"
+    return f"""{imports}
+
+{RUN_LINE.format(run=run)}
+{load}
+processor = AutoProcessor.from_pretrained(RUN)
+
+messages = [{{"role": "user", "content": [
+    {{"type": "image", "image": "query.jpg"}},      # image 1: the query view (here a UAV photo)
+    {{"type": "image", "image": "satellite.jpg"}},  # image 2: the satellite tile
+    {{"type": "text", "text": {prompt!r}}},
+]}}]
+inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                       return_tensors="pt").to(model.device)
+out = model.generate(**inputs, max_new_tokens=256, do_sample=False)
+print(processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))"""
+
+
+def trained_epochs_rows(training: dict[str, Any], log_history: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """``num_train_epochs`` as the run used it: with ``max_steps`` set the epochs actually trained (from the log)."""
+    if (training.get("max_steps") or -1) > 0:
+        epochs = [h["epoch"] for h in log_history if isinstance(h.get("epoch"), (int, float))]
+        return [("epochs trained", round(epochs[-1], 4) if epochs else "n/a")]
+    return [("num_train_epochs", training.get("num_train_epochs"))]
+
+
 def _card_data(out: Path, base: str, dataset: str, script: dict[str, Any], peft: bool, tags: list[str],
                eval_results: str | None) -> ModelCardData:
     """The card's YAML metadata for a trained MLLM: base and dataset where they are Hub ids, languages, library,
@@ -140,15 +184,11 @@ def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: li
     method = ("QLoRA" if model.get("load_in_4bit") else "LoRA") if peft else "full fine-tuning"
     card_data = _card_data(out, base, dataset, script, peft, ["sft", method.lower()], eval_results)
     losses = [h["loss"] for h in log_history if "loss" in h]
-    load = (f"base = AutoModelForImageTextToText.from_pretrained({base!r})\n"
-            f"model = PeftModel.from_pretrained(base, 'REPO_OR_DIR')  # from peft import PeftModel"
-            if peft else "model = AutoModelForImageTextToText.from_pretrained('REPO_OR_DIR')")
     return ModelCard.from_template(
-        card_data, template_str=TEMPLATE, model_name=out.name, base_model=base,
-        base_model_link=f"https://huggingface.co/{base}" if _is_hub_id(base) else base,
+        card_data, template_str=TEMPLATE, model_name=out.name, base_model_md=base_model_markdown(base),
         method=method, dataset=dataset, task=script.get("task"), lang=script.get("lang") or "both", n_train=n_train,
-        load_snippet=load,
-        hyperparameters=[(k, training[k]) for k in _HP_KEYS if k in training] + [
+        use_snippet=use_snippet(str(out), base if peft else None, script.get("lang") or "en", script.get("task")),
+        hyperparameters=_hyperparameters(training, _HP_KEYS, log_history) + [
             (k, model[k]) for k in ("lora_r", "lora_alpha", "lora_dropout") if peft and k in model] + [
             (k, script[k]) for k in ("min_pixels", "max_pixels", "freeze_vision_tower", "freeze_merger") if k in script],
         final_loss=f"{losses[-1]:.4f}" if losses else "n/a", warnings=list(warnings or []),
@@ -167,7 +207,7 @@ whether they show the same place and explains why, ending with `Answer: Yes/No` 
 Trained with reinforcement learning from verifiable rewards (GRPO, TRL `GRPOTrainer`, {{ method }}) from
 {{ start }} on `{{ dataset }}` (task `{{ task }}`, language `{{ lang }}`, {{ n_train }} training prompts).
 
-- Base model: [{{ base_model }}]({{ base_model_link }})
+- Base model: {{ base_model_md }}
 - SFT parent: {{ parent }}
 {% if warnings %}
 > **Warning: this run may not have learned.**
@@ -176,11 +216,11 @@ Trained with reinforcement learning from verifiable rewards (GRPO, TRL `GRPOTrai
 ## Use
 
 ```python
-from transformers import AutoModelForImageTextToText, AutoProcessor
-{{ load_snippet }}
+{{ use_snippet }}
 ```
 
-Image 1 is the query view, image 2 the satellite image; see `gleamx.prompts.build_messages`.
+Image 1 is the query view, image 2 the satellite image (as `gleamx.prompts.build_messages` builds them); the prompt
+is the one the model was trained with.
 
 ## Rewards
 
@@ -212,6 +252,17 @@ _GRPO_HP_KEYS = ("learning_rate", "max_steps", "num_train_epochs", "per_device_t
                  "warmup_steps", "bf16", "seed")
 
 
+def _hyperparameters(training: dict[str, Any], keys: tuple[str, ...],
+                     log_history: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for k in keys:
+        if k == "num_train_epochs":
+            rows += trained_epochs_rows(training, log_history)
+        elif k in training:
+            rows.append((k, training[k]))
+    return rows
+
+
 def _last(log_history: list[dict[str, Any]], key: str) -> str:
     values = [h[key] for h in log_history if h.get(key) is not None]
     return f"{values[-1]:.4f}" if values else "n/a"
@@ -232,9 +283,6 @@ def build_grpo_model_card(out: Path, args: dict[str, Any], log_history: list[dic
     card_data = _card_data(out, base, dataset, script, adapter, ["grpo", method.lower()], eval_results)
     # A fresh LoRA on a full fine-tune SFT run sits on that run's weights, not on the original base model.
     adapter_base = parent["run"] if adapter and parent and not parent.get("adapter") else base
-    load = (f"base = AutoModelForImageTextToText.from_pretrained({adapter_base!r})\n"
-            f"model = PeftModel.from_pretrained(base, 'REPO_OR_DIR')  # from peft import PeftModel"
-            if adapter else "model = AutoModelForImageTextToText.from_pretrained('REPO_OR_DIR')")
     if parent:
         how = ("LoRA adapter, trained further here" if parent.get("adapter") and adapter else
                "LoRA adapter, merged into its base and fine-tuned in full here" if parent.get("adapter") else
@@ -245,14 +293,16 @@ def build_grpo_model_card(out: Path, args: dict[str, Any], log_history: list[dic
     balance = ("Class balance on: each prompt's rewards weighted by n / (2 n_class) of its label."
                if script.get("class_balance") else "")
     return ModelCard.from_template(
-        card_data, template_str=GRPO_TEMPLATE, model_name=out.name, base_model=base,
-        base_model_link=f"https://huggingface.co/{base}" if _is_hub_id(base) else base, method=method,
+        card_data, template_str=GRPO_TEMPLATE, model_name=out.name, base_model_md=base_model_markdown(base),
+        method=method,
         start=f"the SFT run `{parent['run']}`" if parent else f"`{base}`", parent=parent_text,
-        dataset=dataset, task=script.get("task"), lang=script.get("lang") or "both", n_train=n_train, load_snippet=load,
+        dataset=dataset, task=script.get("task"), lang=script.get("lang") or "both", n_train=n_train,
+        use_snippet=use_snippet(str(out), adapter_base if adapter else None, script.get("lang") or "en",
+                                script.get("task")),
         rewards=[(n, w, _last(log_history, f"rewards/{n}/mean"), _last(log_history, f"rewards/{n}/std"))
                  for n, w in zip(names, weights)],
         balance=balance, warnings=list(warnings or []),
-        hyperparameters=[(k, training[k]) for k in _GRPO_HP_KEYS if k in training] + [
+        hyperparameters=_hyperparameters(training, _GRPO_HP_KEYS, log_history) + [
             (k, model[k]) for k in ("lora_r", "lora_alpha", "lora_dropout") if adapter and k in model] + [
             (k, script[k]) for k in ("min_pixels", "max_pixels", "freeze_vision_tower", "freeze_merger",
                                      "no_verdict_penalty", "format_min_chars", "format_max_chars") if k in script],

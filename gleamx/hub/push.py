@@ -45,7 +45,18 @@ def plan_push(out: str | Path, repo_id: str, *, private: bool = False) -> PushPl
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     files = [f for f in files if not _ignored(f)]
     card = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
-    return PushPlan(repo_id, private, files, card)
+    return PushPlan(repo_id, private, files, card_for_repo(card, repo_id))
+
+
+def card_for_repo(card: str, repo_id: str) -> str:
+    """The card as the Hub shows it: its usage snippet's ``RUN = ...`` line names the repo, not the local folder."""
+    import re
+
+    from gleamx.hub.card import RUN_LINE
+
+    head, tail = RUN_LINE.split("{run!r}")
+    return re.sub(rf"^{re.escape(head)}.*?{re.escape(tail)}$", lambda m: RUN_LINE.format(run=repo_id), card,
+                  flags=re.MULTILINE)
 
 
 def push_output_dir(out: str | Path, repo_id: str, *, private: bool = False, dry_run: bool = False) -> PushPlan:
@@ -53,14 +64,16 @@ def push_output_dir(out: str | Path, repo_id: str, *, private: bool = False, dry
     plan = plan_push(out, repo_id, private=private)
     if dry_run:
         return plan
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi()  # reads HF_TOKEN or the login cache; we never handle the token ourselves
+    # One commit: every planned file from disk, the card as the Hub shows it (its snippet names the repo).
+    ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=plan.card.encode("utf-8") if f == "README.md"
+                              else str(Path(out) / f)) for f in plan.files]
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(out), repo_id=repo_id, allow_patterns=plan.files,
-                          commit_message="Upload GLEAM-X model trained with gleamx")
+        api.create_commit(repo_id=repo_id, operations=ops, commit_message="Upload GLEAM-X model trained with gleamx")
     except HfHubHTTPError as e:
         first = first_line(e)
         raise GleamConfigError(f"push to {repo_id}: {first}") from None

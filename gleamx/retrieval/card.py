@@ -7,6 +7,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from gleamx.hub.card import RUN_LINE
 from gleamx.retrieval.config import RetrievalConfig
 from gleamx.retrieval.encoder import TINY_BACKBONE, parse_backbone
 from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
@@ -88,7 +89,7 @@ def retrieval_card(cfg: RetrievalConfig, results: dict[str, Any] | None, n_param
 
 # {Path(cfg.output_dir).name}
 
-A **GLEAM-C** retrieval encoder trained with gleamx: one image encoder with shared
+A retrieval encoder (GLEAM-C in the paper) trained with gleamx: one image encoder with shared
 weights for satellite tiles and every query view (UAV, street map, panorama, ground photo). It embeds all
 of them into one space, and the nearest satellite tiles of a query are its candidate locations. A GLEAM-X
 MLLM then verifies and explains each candidate (`gleamx localize`).
@@ -101,11 +102,16 @@ MLLM then verifies and explains each candidate (`gleamx localize`).
 ## Use
 
 ```python
+from PIL import Image
+
 from gleamx.retrieval.encoder import RetrievalEncoder
 
-encoder = RetrievalEncoder.from_pretrained("{Path(cfg.output_dir).name}")  # or the Hub repo id
+{RUN_LINE.format(run=cfg.output_dir)}
+encoder = RetrievalEncoder.from_pretrained(RUN).eval()
 transform = encoder.transform()  # PIL image -> tensor
-embeddings = encoder(transform(image).unsqueeze(0))  # (1, dim), L2-normalised
+image = Image.open("query.jpg").convert("RGB")  # a query view or a satellite tile
+embedding = encoder(transform(image).unsqueeze(0))  # (1, dim), L2-normalised
+print(embedding.shape)
 ```
 
 ## Results
