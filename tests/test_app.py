@@ -263,6 +263,10 @@ def test_the_api_answers_as_gleamx_eval_and_refuses_bad_images(served, cli_eval,
     from gleamx.app.ui import verdict_text
 
     client = Client(served.url, verbose=False)
+    # every input and output of the API has a name a client can read (no gradio value_NN placeholders)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    names = {e: [x["label"] for x in api[e]["parameters"] + api[e]["returns"]] for e in ("/verify", "/localize")}
+    assert all(n and not n.startswith("value_") for ns in names.values() for n in ns), names
     samples, preds = cli_eval[("en", "explain")]
     s = samples[0]
     answer, verdict, p_yes, p_num = client.predict(handle_file(s.query_image), s.query_view, handle_file(s.satellite_image),

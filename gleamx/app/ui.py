@@ -201,8 +201,8 @@ def build_demo(engine: Engine, cfg: AppConfig, notes: list[str] | None = None) -
                 with gr.Column(scale=1):
                     verdict = gr.Textbox(label="Verdict", interactive=False, elem_id="verify-verdict")
                     p_yes = gr.Label(label="P(yes)", elem_id="verify-p-yes")
-                    p_num = gr.Number(label="P(yes), exact", precision=4, interactive=False,
-                                      elem_id="verify-p-yes-value")
+                    p_num = gr.Number(value=None, label="P(yes), exact", precision=4, interactive=False,
+                                      elem_id="verify-p-yes-value")  # empty, not 0, before a run
             examples = verify_examples(engine.assets)
             if examples:
                 gr.Examples(examples, inputs=[q_file, view, s_file], label="Generated pairs (gleamx.synth)",
@@ -225,9 +225,10 @@ def build_demo(engine: Engine, cfg: AppConfig, notes: list[str] | None = None) -
                         l_k = gr.Slider(1, n_gallery, value=min(cfg.k, n_gallery), step=1, label="Candidates (k)",
                                         elem_id="localize-k")
                         l_go = gr.Button("Localize", variant="primary", elem_id="localize-button")
-                l_status = gr.Markdown(elem_id="localize-status")
+                l_status = gr.Markdown(label="Status", elem_id="localize-status")
                 l_tiles = gr.Gallery(label="Candidates", columns=5, height=260, elem_id="localize-gallery")
-                l_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="localize-table")
+                l_table = gr.Dataframe(headers=TABLE_HEADERS, label="Candidates, reranked", interactive=False, wrap=True,
+                                       elem_id="localize-table")
                 lex = localize_examples(engine)
                 if lex:
                     gr.Examples(lex, inputs=[lq_file, l_view], label="Queries of the gallery's split",
