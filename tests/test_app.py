@@ -332,7 +332,7 @@ def test_the_page_in_headless_chromium(served, cli_eval, tmp_path: Path) -> None
     """Upload a pair, press Verify, read the verdict (equal to gleamx eval's); then localize a gallery query."""
     from playwright.sync_api import sync_playwright
 
-    from gleamx.app.ui import verdict_text
+    from gleamx.app.ui import TRUE_MARK, verdict_text
 
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed (apt-get install chromium)"
@@ -369,7 +369,11 @@ def test_the_page_in_headless_chromium(served, cli_eval, tmp_path: Path) -> None
             cells = [x.strip() for x in page.inner_text("#localize-table").splitlines() if x.strip()]
             at = [i for i, x in enumerate(cells) if x.startswith("loc")]  # the tile column; two ranks before it
             shown = [cells[i - 2:i + 1] for i in at]
-            assert shown == [[str(c.rank + 1), str(c.retrieval_rank + 1), c.location_id] for c in expected]
+            # a query of the gallery's split: the app knows its location and marks its true tile
+            assert shown == [[str(c.rank + 1), str(c.retrieval_rank + 1),
+                              f"{c.location_id} {TRUE_MARK}" if c.location_id == query.location_id else c.location_id]
+                             for c in expected]
+            assert f"the query's true tile, {query.location_id}, is" in page.inner_text("#localize-status")
             assert page.locator("#localize-gallery img").count() == len(expected)
             page.screenshot(path=str(tmp_path / "localize.png"), full_page=True)
         finally:

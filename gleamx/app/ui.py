@@ -11,9 +11,10 @@ with a one-line message (``gr.Error``), never a traceback. Every model call shar
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ VERDICT_TEXT = {True: "Yes: the same place", False: "No: different places",
 WORKING = "…"
 N_EXAMPLES = 6
 PREVIEW_SIDE = 384
+TRUE_MARK = "(true tile)"  # the candidate at the query's own location, when the app knows it (an example query)
 TABLE_HEADERS = ["rank (verified)", "rank (retrieval)", "tile", "similarity", "verdict", "P(yes)", "answer"]
 
 
@@ -91,6 +93,21 @@ class Handlers:
     """The functions behind the page's events (plain generators: also callable without a browser)."""
 
     engine: Engine
+    _known_queries: dict[str, str] | None = field(default=None, repr=False)
+
+    def true_location(self, query: bytes | None) -> str | None:
+        """The location of an uploaded query that is one of the gallery split's own query images (the Localize
+        examples), by content; ``None`` for any other image (its true tile is unknown)."""
+        if query is None or not self.engine.can_localize:
+            return None
+        if self._known_queries is None:
+            self._known_queries = {}
+            for q in self.engine.gallery.queries:
+                try:
+                    self._known_queries[hashlib.sha256(Path(q.image).read_bytes()).hexdigest()] = q.location_id
+                except OSError:
+                    continue
+        return self._known_queries.get(hashlib.sha256(query).hexdigest())
 
     def preview(self, data: bytes | None) -> Any:
         if data is None:
@@ -120,6 +137,7 @@ class Handlers:
         """Stream the candidates as they are verified; end with them reranked."""
         try:
             image = self.engine.image(query, "query image")
+            truth = self.true_location(query)
             n = 0
             for cands in self.engine.localize_stream(image, view, lang, task, int(k)):
                 n = len(cands)
@@ -127,27 +145,33 @@ class Handlers:
                 reranked = all(c.rank is not None for c in cands)
                 status = (f"{n} candidates reranked by the model's verdict, then P(yes), then retrieval"
                           if reranked else f"verifying the top {n} tiles: {done} of {n} done")
-                yield self._tiles(cands), self._rows(cands), status
+                if truth is not None:
+                    found = any(c.location_id == truth for c in cands)
+                    status += (f"; the query's true tile, {truth}, is marked {TRUE_MARK}" if found else
+                               f"; the query's true tile, {truth}, is not among the candidates")
+                yield self._tiles(cands, truth), self._rows(cands, truth), status
         except GleamError as e:
             raise gr.Error(str(e), print_exception=False) from None
 
     @staticmethod
-    def _tiles(cands: list[Candidate]) -> list[tuple[Any, str]]:
+    def _tiles(cands: list[Candidate], truth: str | None = None) -> list[tuple[Any, str]]:
         out = []
         for c in cands:
             v = c.verification
             rank = f"#{c.rank + 1} " if c.rank is not None else ""
             said = "" if v is None else f", {verdict_text(v.verdict).split(':')[0]}"
+            mark = f" {TRUE_MARK}" if c.location_id == truth else ""
             out.append((_preview(open_image(c.tile)),  # the server's own gallery file, never a user's path
-                        f"{rank}{c.location_id} (retrieval #{c.retrieval_rank + 1}{said})"))
+                        f"{rank}{c.location_id}{mark} (retrieval #{c.retrieval_rank + 1}{said})"))
         return out
 
     @staticmethod
-    def _rows(cands: list[Candidate]) -> list[list[Any]]:
+    def _rows(cands: list[Candidate], truth: str | None = None) -> list[list[Any]]:
         rows = []
         for c in cands:
             v = c.verification
-            rows.append([c.rank + 1 if c.rank is not None else "", c.retrieval_rank + 1, c.location_id,
+            tile = f"{c.location_id} {TRUE_MARK}" if c.location_id == truth else c.location_id
+            rows.append([c.rank + 1 if c.rank is not None else "", c.retrieval_rank + 1, tile,
                          round(c.retrieval_score, 4), "" if v is None else verdict_text(v.verdict).split(":")[0],
                          "" if v is None or v.p_yes is None else round(v.p_yes, 4), "" if v is None else v.answer])
         return rows
