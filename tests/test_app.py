@@ -426,3 +426,29 @@ def test_the_exported_space_starts_and_answers(served, cli_eval, tmp_path: Path)
     assert str(space / "gleamx") in subprocess.run(
         [sys.executable, "-c", "import gleamx; print(gleamx.__file__)"], cwd=space, env=env, capture_output=True,
         text=True).stdout  # the Space runs its own copy of gleamx
+
+
+@pytest.mark.slow
+def test_predict_answers_one_pair_as_the_app_and_gleamx_eval(served, cli_eval, tmp_path: Path) -> None:
+    """``gleamx predict`` (library call here; the CLI is a shell over it) loads what the app loads and answers one
+    pair as gleamx eval did: the same answer, verdict and P(yes); a missing image is one line."""
+    from gleamx.app.predict import PredictConfig, Prediction, predict
+    from gleamx.errors import GleamConfigError
+
+    for (lang, task), (samples, preds) in cli_eval.items():
+        s = samples[0]
+        got = predict(PredictConfig(query=str(s.query_image), satellite=str(s.satellite_image), view=s.query_view,
+                                    lang=lang, task=task, max_new_tokens=MAX_NEW, workdir=served.cfg.workdir))
+        want = preds[s.id]
+        assert isinstance(got, Prediction) and got.answer == want["prediction"]
+        assert got.verdict == parse_verdict(want["prediction"]) and Path(got.adapter) == Path(served.assets.adapter)
+        if want["p_yes"] is None:
+            assert got.p_yes is None
+        else:
+            assert got.p_yes == pytest.approx(want["p_yes"], abs=1e-4)
+        lines = got.summary_lines()
+        assert lines[0] == got.answer and lines[-2].startswith("verdict: ") and lines[-1].startswith("P(yes): ")
+        assert json.loads(got.json_text())["answer"] == got.answer
+    with pytest.raises(GleamConfigError, match=r"^--query: .*nope\.png: not found \(expected an image file\)$"):
+        predict(PredictConfig(query=str(tmp_path / "nope.png"), satellite=str(s.satellite_image),
+                              workdir=served.cfg.workdir))
