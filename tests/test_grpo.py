@@ -216,6 +216,12 @@ def test_bad_recipes_are_one_line_before_any_model_loads(tmp_path):
         run_grpo(*_parse(*base, "--reward_weights", "1", "1", "1"))
     with pytest.raises(GleamConfigError, match="class_balance: with scale_rewards group"):
         run_grpo(*_parse(*base, "--class_balance", "true"))
+    # a weight that is not a number would silently drop its reward from the sum
+    with pytest.raises(GleamConfigError, match=r"^recipe: reward_weights: expected finite numbers, got \[nan, 1.0\]$"):
+        run_grpo(*_parse(*base, "--reward_weights", "nan", "1"))
+    # a reward that scores the explanation has nothing to score in the label task: refused, not a silent 0 loss
+    with pytest.raises(GleamConfigError, match=r"'consistency' scores the explanation, and with task: label"):
+        _parse("--task", "label", "--reward_funcs", "verdict", "consistency")
     if not torch.cuda.is_available():
         with pytest.raises(GleamConfigError, match="use_vllm: vLLM generation needs a CUDA GPU"):
             run_grpo(*_parse(*base, "--use_vllm", "true"))

@@ -101,7 +101,7 @@ class GleamGRPOArguments(GleamScriptArguments):
         if isinstance(self.reward_funcs, str):  # one name on the command line
             self.reward_funcs = [self.reward_funcs]
         self.reward_funcs = [n for item in self.reward_funcs for n in str(item).replace(",", " ").split()]
-        check_reward_names(self.reward_funcs)
+        check_reward_names(self.reward_funcs, self.task)
         check_at_least("recipe: no_verdict_penalty", self.no_verdict_penalty, 0)
         check_int("recipe: format_min_chars", self.format_min_chars, 0)
         check_int("recipe: format_max_chars", self.format_max_chars, 1)

@@ -15,6 +15,7 @@ work on it unchanged. With ``beta`` > 0 TRL keeps a frozen copy of the SFT adapt
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,6 +54,8 @@ def check_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model
     if not script_args.dataset_name:
         raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
     weights = training_args.reward_weights
+    if weights is not None and not all(math.isfinite(w) for w in weights):
+        raise GleamConfigError(f"recipe: reward_weights: expected finite numbers, got {list(weights)}")
     if weights is not None and len(weights) != len(script_args.reward_funcs):
         raise GleamConfigError(f"recipe: reward_weights: {len(weights)} weight(s) for {len(script_args.reward_funcs)} "
                                f"reward(s) ({', '.join(script_args.reward_funcs)}); give one weight per reward")

@@ -271,6 +271,8 @@ REWARDS: dict[str, BatchReward] = {"verdict": verdict_rewards, "format": format_
                                    "reference_similarity": reference_similarity_rewards}
 REWARD_NAMES: tuple[str, ...] = tuple(REWARDS)
 NEEDS_ENCODER = frozenset({"reference_similarity"})  # rewards that embed text (the encoder loads on first use)
+# Rewards that score the explanation: with task "label" answers have none, so every value would be None.
+NEEDS_EXPLANATION = frozenset({"consistency", "reference_similarity"})
 
 
 # --- TRL glue --------------------------------------------------------------------------------------------------
@@ -301,8 +303,9 @@ class Reward:
         return scores
 
 
-def check_reward_names(names: Sequence[str]) -> None:
-    """Every name a known reward, or one line with a did-you-mean; no name twice."""
+def check_reward_names(names: Sequence[str], task: str = "explain") -> None:
+    """Every name a known reward, or one line with a did-you-mean; no name twice; none that scores an explanation
+    when the task has none (``label``: such a reward yields no values, and a run would learn nothing from it)."""
     import difflib
 
     if not names:
@@ -316,6 +319,10 @@ def check_reward_names(names: Sequence[str]) -> None:
     dup = sorted({n for n in names if list(names).count(n) > 1})
     if dup:
         raise GleamConfigError(f"recipe: reward_funcs: {dup[0]!r} named twice")
+    empty = [n for n in names if n in NEEDS_EXPLANATION] if task == "label" else []
+    if empty:
+        raise GleamConfigError(f"recipe: reward_funcs: {empty[0]!r} scores the explanation, and with task: label "
+                               "answers have none (every value would be empty); drop it or set task: explain")
 
 
 def build_rewards(names: Sequence[str], options: RewardOptions,
@@ -338,7 +345,7 @@ def class_weights(labels: Sequence[bool]) -> dict[bool, float]:
     return {True: n / (2 * n_pos), False: n / (2 * n_neg)}
 
 
-__all__ = ["NEEDS_ENCODER", "REWARDS", "REWARD_NAMES", "Reward", "RewardBatch", "RewardOptions", "build_rewards",
+__all__ = ["NEEDS_ENCODER", "NEEDS_EXPLANATION", "REWARDS", "REWARD_NAMES", "Reward", "RewardBatch", "RewardOptions", "build_rewards",
            "check_reward_names", "class_weights", "consistency_rewards", "consistency_score", "explanation_conclusion",
            "format_checks", "format_rewards", "format_score", "reference_similarity_rewards", "similarity_scores",
            "verdict_rewards", "verdict_score"]
