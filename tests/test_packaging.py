@@ -1,5 +1,6 @@
 """Packaging: the recipes ship inside the package (gleamx/recipes, linked as recipes/ in a checkout), a wheel
-install trains without a checkout (``gleamx sft --config tiny/sft_lora``), and the README's paths stay true."""
+install trains without a checkout (``gleamx sft --config tiny/sft_lora``), and the paths of the README and docs/*.md
+stay true."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gleamx import recipes
 from gleamx.errors import GleamConfigError
 
 from cli_run import script_entry
+from doc_commands import commands, doc_files, is_placeholder, paths, shown
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGED = ROOT / "gleamx" / "recipes"
@@ -39,21 +41,21 @@ def test_recipes_found_through_the_package_helper():
         recipes.path("nope")
 
 
-def test_readme_recipe_paths_exist_from_the_repo_root():
-    """recipes/ is a relative link to gleamx/recipes, so every recipes/... path the README names works."""
+def test_doc_recipe_paths_exist_from_the_repo_root():
+    """recipes/ is a relative link to gleamx/recipes, so every recipes/... path the README and docs/*.md name works."""
     assert (ROOT / "recipes").is_symlink() and os.readlink(ROOT / "recipes") == "gleamx/recipes"
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    named = set(re.findall(r"(?<![\w/])recipes/[\w./-]+\.(?:py|yaml)", readme))
+    named = {(page, rel) for page in doc_files() for _, rel in paths(page)}
+    recipe_files = {(page, rel) for page, rel in named if re.fullmatch(r"recipes/[\w./-]+\.(?:py|yaml|sh|sbatch)", rel)}
     assert {"recipes/sft.py", "recipes/retrieval.py", "recipes/tiny/sft_lora.yaml",
-            "recipes/qwen2.5-vl-3b/sft_lora.yaml"} <= named
-    for rel in sorted(named):
-        assert (ROOT / rel).is_file(), f"README names {rel}, which does not exist"
+            "recipes/qwen2.5-vl-3b/sft_lora.yaml"} <= {rel for _, rel in recipe_files}
+    for page, rel in sorted(recipe_files):
+        assert (ROOT / rel).is_file(), f"{shown(page)} names {rel}, which does not exist"
     # accelerate_configs/ likewise links to the packaged configs (gleamx/accelerate_configs, in the wheel)
     assert os.readlink(ROOT / "accelerate_configs") == "gleamx/accelerate_configs"
-    configs = set(re.findall(r"(?<![\w/])accelerate_configs/[\w.-]+\.yaml", readme))
-    assert "accelerate_configs/zero2.yaml" in configs
-    for rel in sorted(configs):
-        assert (ROOT / rel).is_file(), f"README names {rel}, which does not exist"
+    configs = {(page, rel) for page, rel in named if re.fullmatch(r"accelerate_configs/[\w.-]+\.yaml", rel)}
+    assert "accelerate_configs/zero2.yaml" in {rel for _, rel in configs}
+    for page, rel in sorted(configs):
+        assert (ROOT / rel).is_file(), f"{shown(page)} names {rel}, which does not exist"
 
 
 def test_package_data_covers_every_recipe():
@@ -159,15 +161,23 @@ def test_wheel_ships_the_recipes_and_trains_without_a_checkout(tmp_path, models_
     assert (work / "sft-out" / "adapter_model.safetensors").is_file()
 
 
-def test_readme_output_folders_are_ignored_by_git():
-    """Every top-level folder a README command writes (--out, --output, --output_dir) is in .gitignore, so
-    following the README in a checkout leaves `git status` clean; gleamx's own packages are not ignored."""
-    import re
+OUTPUT_FLAGS = ("--out", "--output", "--output_dir", "--output-dir", "--export-space", "--export_space")
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    tops = {m.split("/")[0] for m in re.findall(r"--(?:out|output|output_dir|output-dir) ([A-Za-z0-9_.-][^\s`]*)", readme)}
-    tops -= {"DIR"}  # a placeholder
-    assert {"data", "eval", "models", "gleamx-demo"} <= tops
+
+def test_doc_output_folders_are_ignored_by_git():
+    """Every top-level folder a command in the README or docs/*.md writes (--out, --output, --output_dir,
+    --export-space) is in .gitignore, so following the docs in a checkout leaves `git status` clean; gleamx's own
+    packages are not ignored."""
+    written = set()
+    for c in (c for page in doc_files() for c in commands(page)):
+        for i, w in enumerate(c.words):
+            flag, eq, inline = w.partition("=")
+            if flag in OUTPUT_FLAGS:
+                value = inline if eq else (c.words[i + 1] if i + 1 < len(c.words) else "")
+                if value and not value.startswith(("-", "/", "~")) and not is_placeholder(value):
+                    written.add(value)
+    tops = {value.split("/")[0] for value in written}
+    assert {"data", "eval", "models", "gleamx-demo", "outputs"} <= tops
     r = subprocess.run(["git", "check-ignore", "--no-index", *[f"{t}/x" if "." not in t else t for t in sorted(tops)]],
                        cwd=ROOT, capture_output=True, text=True)
     ignored = {line.split("/")[0] for line in r.stdout.splitlines()}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import doc_commands
+
 CONFTEST = Path(__file__).with_name("conftest.py")
 
 MODULES = {
@@ -48,7 +50,7 @@ def test_ci_runs_the_readme_test_command_strictly() -> None:
     import tomllib
 
     root = CONFTEST.parents[1]
-    readme = (root / "README.md").read_text(encoding="utf-8")
+    readme = doc_commands.text(doc_commands.README)
     command = re.search(r"Run the tests:\n\n```bash\n\. \.venv/bin/activate && (.+)\n```", readme).group(1)
     ci = [line for line in (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
           if line.strip() and not line.lstrip().startswith("#")]
@@ -57,3 +59,32 @@ def test_ci_runs_the_readme_test_command_strictly() -> None:
     project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     assert "-n auto" in project["tool"]["pytest"]["ini_options"]["addopts"]
     assert any(d.startswith("pytest-xdist") for d in project["project"]["optional-dependencies"]["dev"])
+
+
+def test_every_pytest_command_in_the_docs_selects_declared_markers() -> None:
+    """A pytest line in the README or docs/*.md (`python -m pytest -q -m "not slow"`) selects with `-m` only the
+    markers pyproject.toml declares, and `-n` takes a worker count; the README's test command is among them."""
+    import re
+    import tomllib
+
+    root = CONFTEST.parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = {m.split(":")[0].strip() for m in project["tool"]["pytest"]["ini_options"]["markers"]}
+    shown, problems = set(), []
+    for c in doc_commands.all_commands():
+        words = list(c.words)
+        if words[:3] == ["python", "-m", "pytest"]:
+            words = words[3:]
+        elif words[:1] == ["pytest"]:
+            words = words[1:]
+        else:
+            continue
+        shown.add(" ".join(c.words))
+        for flag, value in zip(words, words[1:]):
+            if flag == "-m":
+                unknown = set(re.findall(r"\w+", value)) - {"not", "and", "or"} - declared
+                problems += [f"{c}: -m {value!r}: marker {m!r} is not declared in pyproject.toml" for m in unknown]
+            elif flag == "-n" and not (value.isdigit() or value in ("auto", "logical")):
+                problems.append(f"{c}: -n {value!r}: expected a number of workers")
+    assert not problems, "\n".join(problems)
+    assert {"python -m pytest -q", "python -m pytest -q -m not slow", "python -m pytest -q -m slow"} <= shown, shown
