@@ -156,6 +156,19 @@ def test_train_writes_adapter_card_plot_and_reloads_onto_fresh_base(sft_inputs, 
             assert torch.equal(p.detach(), weights[key]), name  # the trained values, not a fresh init
 
 
+def test_a_checkpoint_of_another_run_is_refused_naming_what_changed(sft_inputs, tmp_path):
+    """Resuming another folder's checkpoint with a changed setting would train at the restored schedule while this
+    run records the new value: refused in one line before any work, naming the key."""
+    first = _train(sft_inputs, tmp_path / "first", "--save_steps", "1")
+    ckpt = first / "checkpoint-1"
+    assert ckpt.is_dir()
+    with pytest.raises(GleamConfigError, match=r"^resume_from_checkpoint: .*checkpoint-1 is a checkpoint of another "
+                                               r"run \(changed: training\.learning_rate\)"):
+        _train(sft_inputs, tmp_path / "second", "--save_steps", "1", "--learning_rate", "0.5",
+               "--resume_from_checkpoint", str(ckpt))
+    assert not (tmp_path / "second").exists()  # refused before anything was written
+
+
 def test_resume_gives_the_same_losses(sft_inputs, tmp_path):
     straight = _train(sft_inputs, tmp_path / "straight", "--max_steps", "6", "--save_steps", "3")
     resumed_dir = tmp_path / "resumed"

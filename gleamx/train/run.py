@@ -86,6 +86,33 @@ def check_numbers(script_args: Any, training_args: Any, model_args: ModelConfig)
         raise GleamConfigError(f"recipe: output_dir: {out} is a file (expected a directory to write the run into)")
 
 
+def changed_keys(signature: dict, old: dict | None) -> list[str]:
+    """``part.key`` of every setting that differs between two run signatures."""
+    old = old or {}
+    return sorted(f"{part}.{k}" for part in signature for k in set(signature[part]) | set(old.get(part, {}))
+                  if signature[part].get(k) != old.get(part, {}).get(k))
+
+
+def check_resume_source(resume: str | None, out: Path, signature: dict) -> None:
+    """A checkpoint from another folder must be of this run: its run's recorded signature, when it has one, must
+    equal this one (a new learning rate would otherwise train at the restored scheduler's rate while this run's
+    records state the new one)."""
+    if resume is None:
+        return
+    run_dir = Path(resume).resolve().parent
+    if run_dir == out.resolve() or not (run_dir / RUN_FILE).is_file():
+        return  # this folder's own checkpoint (check_output_dir's case), or a bare copied checkpoint
+    try:
+        old = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("signature")
+    except (OSError, ValueError):
+        return
+    changed = changed_keys(signature, old)
+    if changed:
+        raise GleamConfigError(
+            f"resume_from_checkpoint: {resume} is a checkpoint of another run (changed: {', '.join(changed[:5])}); "
+            "resume with that run's settings, or start a new run without resume_from_checkpoint")
+
+
 def check_output_dir(out: Path, signature: dict, *, overwrite: bool, resuming: bool) -> None:
     """Refuse, before any work, an output dir that holds a different run."""
     run_file = out / RUN_FILE
@@ -103,10 +130,7 @@ def check_output_dir(out: Path, signature: dict, *, overwrite: bool, resuming: b
         return
     old = json.loads(run_file.read_text(encoding="utf-8")).get("signature")
     if old != signature:
-        changed = sorted(
-            f"{part}.{k}" for part in signature for k in set(signature[part]) | set((old or {}).get(part, {}))
-            if signature[part].get(k) != (old or {}).get(part, {}).get(k)
-        )
+        changed = changed_keys(signature, old)
         raise GleamConfigError(
             f"{out}: holds a different run (changed: {', '.join(changed[:5]) or 'unknown'}); "
             "use another output_dir or set overwrite_output_dir: true"
@@ -249,6 +273,7 @@ def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args
     signature = run_signature(script_args, training_args, model_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, out)
     check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir, resuming=resume is not None)
+    check_resume_source(resume, out, signature)
     check_zero3_save(training_args, model_args)
     preflight(training_args, model_args, say)
 
