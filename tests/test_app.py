@@ -429,7 +429,7 @@ def test_the_exported_space_starts_and_answers(served, cli_eval, tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_predict_answers_one_pair_as_the_app_and_gleamx_eval(served, cli_eval, tmp_path: Path) -> None:
+def test_predict_answers_one_pair_as_the_app_and_gleamx_eval(served, cli_eval, tmp_path: Path, capsys) -> None:
     """``gleamx predict`` (library call here; the CLI is a shell over it) loads what the app loads and answers one
     pair as gleamx eval did: the same answer, verdict and P(yes); a missing image is one line."""
     from gleamx.app.predict import PredictConfig, Prediction, predict
@@ -449,6 +449,12 @@ def test_predict_answers_one_pair_as_the_app_and_gleamx_eval(served, cli_eval, t
         lines = got.summary_lines()
         assert lines[0] == got.answer and lines[-2].startswith("verdict: ") and lines[-1].startswith("P(yes): ")
         assert json.loads(got.json_text())["answer"] == got.answer
+    # the command line: a shell over the same call, printing the answer, the verdict and P(yes)
+    s = cli_eval[("en", "explain")][0][0]
+    capsys.readouterr()
+    code = main(["predict", "--query", str(s.query_image), "--satellite", str(s.satellite_image), "--view",
+                 s.query_view, "--max-new-tokens", str(MAX_NEW), "--workdir", str(served.cfg.workdir), "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["answer"] == cli_eval[("en", "explain")][1][s.id]["prediction"]
     with pytest.raises(GleamConfigError, match=r"^--query: .*nope\.png: not found \(expected an image file\)$"):
         predict(PredictConfig(query=str(tmp_path / "nope.png"), satellite=str(s.satellite_image),
                               workdir=served.cfg.workdir))

@@ -23,6 +23,18 @@ from gleamx.console import console, progress, run_cli
 # --- what each command prints (the work is one library call) ----------------------------------------------
 
 
+def cmd_predict(cfg) -> int:
+    from gleamx.app.predict import predict
+
+    result = predict(cfg)
+    if cfg.json:
+        print(result.json_text())
+    else:
+        for line in result.summary_lines():
+            print(line)
+    return 0
+
+
 def cmd_data_synth(cfg) -> int:
     from gleamx.synth import synthesize
 
@@ -413,6 +425,8 @@ COMMANDS: dict[str, Command] = {
                      "merge a LoRA adapter into its base model"),
     "demo": Command(_config("gleamx.demo", "DemoConfig"), cmd_demo,
                     "run the pipeline end to end on generated data and a tiny model"),
+    "predict": Command(_config("gleamx.app.predict", "PredictConfig"), cmd_predict,
+                       "one pair from the command line: the explanation, verdict and P(yes), as the app answers"),
     "app": Command(_config("gleamx.app.config", "AppConfig"), cmd_app,
                    "a Gradio page: verify and explain a pair, localize a query (tiny model and generated data "
                    "without --model); --export-space DIR writes it as a Hugging Face Space"),
