@@ -105,7 +105,7 @@ def one_run(setting: str, root: Path, data: Path, model: Path, steps: int, r: in
     from trl import GRPOConfig, ModelConfig, TrlParser
 
     from gleamx.train.arguments import GleamGRPOArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     probe = Probe()
     original = grpo.GleamGRPOTrainer

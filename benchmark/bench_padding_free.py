@@ -125,7 +125,7 @@ def run_once(data: Path, model_dir: Path, out: Path, steps: int, padding_free: b
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     probe = Probe()
 

@@ -221,7 +221,7 @@ def run_probed_sft(data: Path, model_dir: Path, out: Path, steps: int, workers: 
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     argv = ["--config", str(RECIPE), "--model_name_or_path", str(model_dir), "--dataset_name", str(data),
             "--output_dir", str(out), "--max_steps", str(steps + WARMUP), "--save_strategy", "no",

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.grpo import run_grpo
     from gleamx.train.arguments import GleamGRPOArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
     from gleamx.train.sft import run_sft
 
     t0 = time.perf_counter()

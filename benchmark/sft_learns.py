@@ -53,7 +53,7 @@ def one_seed(seed: int, args: argparse.Namespace, overrides: list[str], root: Pa
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
     from gleamx.train.sft import run_sft
 
     n = args.n or (300 if args.quick else 2000)

@@ -28,7 +28,7 @@ def tiny_recipe_args(model_dir: Path, data: Path, out: Path, seed: int) -> tuple
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))
     return parse_recipe(parser, ["--config", str(RECIPE), "--model_name_or_path", str(model_dir),

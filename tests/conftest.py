@@ -223,7 +223,7 @@ def tiny_lora_run(tmp_path_factory: pytest.TempPathFactory, models_tiny_dir):
 
     from gleamx import recipes
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
     from gleamx.train.sft import run_sft
 
     built: dict[tuple[str, ...], Path] = {}

@@ -398,7 +398,7 @@ def test_sft_recipe_key_allow_outside_paths_reaches_the_loader(escaping, tmp_pat
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
     from gleamx.train.sft import build_trainer
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft_lora.yaml"

@@ -35,7 +35,7 @@ def gleamx_options(name: str) -> dict[str, argparse.Action]:
         launch = argparse.Action(["--accelerate_config", "--accelerate-config"], "accelerate_config")
         options.update({s: launch for s in launch.option_strings})
     else:
-        from gleamx.cli.parser import command_parser
+        from gleamx.parsing import command_parser
 
         parser = command_parser(cmd.config(), prog=f"gleamx {name}")
         options = {s: a for a in parser._actions for s in a.option_strings}
@@ -469,3 +469,52 @@ def test_each_check_fails_on_a_wrong_page(tmp_path, monkeypatch):
              "recipes/nowhere.yaml does not exist")
     one_each(api_problems([page])[0], "gleamx.data.NO_SUCH_NAME: no NO_SUCH_NAME in gleamx.data")
     one_each(link_problems([page]), "missing.md does not exist", "no heading #nowhere")
+
+
+# --- the help a command prints -------------------------------------------------------------------------------
+
+
+def _examples() -> dict[str, tuple[str, ...]]:
+    from gleamx import recipes
+    from gleamx.cli.main import EXAMPLES
+
+    kind = {"sft": "sft", "grpo": "grpo", "retrieval train": "retrieval"}
+    return {**EXAMPLES, **{name: recipes.EXAMPLES[k] for name, k in kind.items()}}
+
+
+def test_every_command_has_examples_that_its_parser_takes():
+    """1-3 examples per command, each naming its own command, every flag one the command takes (checked as the
+    docs' commands are)."""
+    import shlex
+
+    from gleamx.cli.main import COMMANDS
+
+    examples = _examples()
+    assert set(examples) == set(COMMANDS), set(COMMANDS) ^ set(examples)
+    problems = []
+    for name, lines in examples.items():
+        assert 1 <= len(lines) <= 3, name
+        for line in lines:
+            words = shlex.split(line)
+            assert " ".join(words[1:1 + len(name.split())]) == name, line
+            problems += check_flags(f"gleamx {name} example", words[1 + len(name.split()):], gleamx_options(name))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", ["data synth", "predict", "eval", "sft", "retrieval train"])
+def test_help_starts_with_examples_and_says_required(name, capsys):
+    """``gleamx NAME --help``: the usage line, then the examples; a required option says "required", and no option
+    claims a default of None; a recipe's own options are listed before TRL's."""
+    from gleamx.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main([*name.split(), "--help"])
+    text = capsys.readouterr().out
+    head = text.split("\n\n")
+    assert head[0].startswith(f"usage: gleamx {name}") and head[1].startswith("examples:\n  gleamx " + name), text[:800]
+    assert "(default: None)" not in text
+    if name in ("data synth", "predict"):
+        assert re.search(r"--(out|query) \S+\s+.*\(required\)", text, re.S)
+    if name == "sft":
+        assert text.index("gleamx options (GleamScriptArguments)") < text.index("TRL options (SFTConfig)") \
+            < text.index("TRL options (ModelConfig)")

@@ -31,7 +31,7 @@ def _parse(*overrides: str, recipe: Path = TINY):
     from trl import GRPOConfig, ModelConfig, TrlParser
 
     from gleamx.train.arguments import GleamGRPOArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     return parse_recipe(TrlParser((GleamGRPOArguments, GRPOConfig, ModelConfig)), ["--config", str(recipe), *overrides])
 

@@ -22,7 +22,7 @@ def _parse(out: Path, *overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))
     return parse_recipe(parser, ["--config", str(TINY_RECIPE), "--output_dir", str(out), *overrides])

@@ -18,9 +18,9 @@ PACKAGE = ROOT / "gleamx"
 # of any strictly lower layer.
 LAYERS: list[set[str]] = [
     {"gleamx", "errors", "choices"},   # what every layer shares: errors, choice lists
-    # the terminal; value checks; config parsing; launch configs; the task's vocabulary (templates, verdict);
-    # local path or Hub id
-    {"console", "checks", "config_args", "accelerate_configs", "task", "sources"},
+    # the terminal; value checks; launch configs; the task's vocabulary (templates, verdict); local path or Hub id
+    {"console", "checks", "accelerate_configs", "task", "sources"},
+    {"parsing"},              # every command line and recipe: TrlParser over config dataclasses, one-line errors
     {"data"},                 # samples: schema, readers, writers, validation
     {"prompts"},              # samples -> chat messages; the ShareGPT writer
     {"models", "synth"},      # model loading and tiny models; the synthetic world (writes data with prompts' verdicts)
@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"demo"},                 # the whole pipeline on generated data
     {"recipes"},              # the recipe scripts (entry points)
     {"app"},                  # the Gradio app: verify and localize through eval's and localize's own calls
-    {"cli"},                  # the gleamx command line (entry point)
+    {"cli"},                  # the gleamx command line: the command table (entry point)
 ]
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 

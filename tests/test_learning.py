@@ -19,7 +19,7 @@ def test_sft_raises_run_eval_accuracy_on_the_pairs_it_trained_on(tmp_path):
     from gleamx.eval.run import EvalConfig, run_eval
     from gleamx.models import build_tiny_model
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
     from gleamx.train.sft import run_sft
 
     data = tmp_path / "data"

@@ -206,7 +206,7 @@ def _parse(*overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     return parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)),
                         ["--config", str(TINY_RECIPE), *overrides])

@@ -37,7 +37,7 @@ def _parse(recipe: str, *overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     return parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)),
                         ["--config", str(ROOT / recipe), *overrides])
@@ -149,7 +149,7 @@ def test_retrieval_recipe_runs_as_shipped(recipe, retrieval_data, tmp_path):
 
     from gleamx.retrieval.config import RetrievalConfig
     from gleamx.retrieval.train import train_retrieval
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     (cfg,) = parse_recipe(TrlParser((RetrievalConfig,)), [
         "--config", str(ROOT / recipe), "--data", str(retrieval_data), "--output_dir", str(tmp_path / "out"),

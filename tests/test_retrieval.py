@@ -277,7 +277,7 @@ def test_retrieval_recipes_parse(recipe):
     from trl import TrlParser
 
     from gleamx.retrieval.config import RetrievalConfig
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     (cfg,) = parse_recipe(TrlParser((RetrievalConfig,)), ["--config", str(recipe)])
     assert cfg.batch_size >= 2 and cfg.encoder

@@ -36,7 +36,7 @@ def test_two_phase_recipes_parse_into_a_plan():
     from trl import TrlParser
 
     from gleamx.retrieval.config import RetrievalConfig
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     for name in ("two_phase_tiny", "two_phase_convnext_base"):
         path = ROOT / "recipes" / "retrieval" / f"{name}.yaml"
@@ -256,7 +256,7 @@ def test_two_phase_recipes_run_as_shipped_one_epoch_per_phase(recipe, retrieval_
 
     from gleamx.retrieval.config import RetrievalConfig
     from gleamx.retrieval.train import train_retrieval
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     data = retrieval_data  # 180 training locations: the ConvNeXt-B recipe's global batch of 128 fits
     path = ROOT / "recipes" / "retrieval" / f"{recipe}.yaml"

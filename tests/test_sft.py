@@ -28,7 +28,7 @@ def _parse(*overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))
     return parse_recipe(parser, ["--config", str(TINY_RECIPE), *overrides])
@@ -327,7 +327,7 @@ def test_every_recipe_parses(recipe):
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     # GPU recipes ask for bf16 on a GPU; transformers refuses that at parse time on a CPU-only machine
     cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]

@@ -32,7 +32,7 @@ def _args(inputs, out: Path, *overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     return parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), [
         "--config", str(RECIPE), "--model_name_or_path", str(inputs["model"]), "--dataset_name", str(inputs["data"]),

@@ -30,7 +30,7 @@ def _args(recipe: str, model: Path, data: Path, out: Path, *overrides: str):
     from trl import ModelConfig, SFTConfig, TrlParser
 
     from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.recipe import parse_recipe
+    from gleamx.parsing import parse_recipe
 
     return parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)),
                         ["--config", str(ROOT / recipe), "--model_name_or_path", str(model), "--dataset_name", str(data),

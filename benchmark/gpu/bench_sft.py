@@ -39,7 +39,7 @@ import gleamx.train.sft as sft
 from gleamx.console import run_cli
 from gleamx.train.arguments import GleamScriptArguments
 from gleamx.train.packing import PaddingFreeCollator, pack_batch
-from gleamx.train.recipe import parse_recipe
+from gleamx.parsing import parse_recipe
 
 RESULT_FILE = "bench_result.json"
 

@@ -1,6 +1,6 @@
 """``gleamx``: the command table (:data:`COMMANDS`); ``gleamx --help`` lists every command from it.
 
-Every command is a config dataclass parsed by :class:`gleamx.cli.parser.GleamParser` (flags and
+Every command is a config dataclass parsed by :class:`gleamx.parsing.GleamParser` (flags and
 ``--config FILE.yaml``) and one library call; this file only prints what the call returns.
 ``sft`` and ``retrieval train`` hand their arguments to the recipe scripts, whose TrlParser reads them.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gleamx.cli.parser import GleamParser, command_parser
+from gleamx.parsing import GleamParser, command_parser
 from gleamx.console import console, progress, run_cli
 
 
@@ -377,6 +377,80 @@ class Command:
     recipes: str | None = None  # ``--config NAME`` also takes the packaged recipes of this kind
 
 
+# What ``gleamx COMMAND --help`` shows first (recipe commands: gleamx.recipes.EXAMPLES); tests/test_docs.py checks
+# every flag of every example as it checks the docs'.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    'data synth': (
+        'gleamx data synth --out data/synth --n 400 --seed 0',
+        'gleamx data synth --out data/toy --n 2000 --difficulty toy --image-size 64',
+    ),
+    'data validate': (
+        'gleamx data validate data/synth',
+        'gleamx data validate user/some-hf-dataset --columns query_image=drone,satellite_image=sat,label=match',
+    ),
+    'data convert': (
+        'gleamx data convert data/synth --split train --to sharegpt --out lf/gleamx_train.json',
+        'gleamx data convert lf/gleamx_train.json --to jsonl --out back/train.jsonl',
+    ),
+    'data cvgl': (
+        'gleamx data cvgl raw/University-Release --layout university1652 --split train --out data/u1652-train',
+    ),
+    'data pairs': (
+        'gleamx data pairs --retrieval data/u1652-train --out data/u1652-pairs --split-fractions 0.8,0.1,0.1',
+    ),
+    'data push': (
+        'gleamx data push data/u1652-gleamx --repo-id you/gleamx-u1652 --dry-run',
+    ),
+    'models tiny': (
+        'gleamx models tiny --arch qwen2_5_vl --out models/tiny',
+        'gleamx models tiny --arch qwen3_vl --from-real --out models/tiny-qwen3',
+    ),
+    'eval': (
+        'gleamx eval --model models/tiny --data data/synth --split test --lang zh --task label --output eval/tiny',
+        'gleamx eval --config eval/zh_explain --model Qwen/Qwen2.5-VL-3B-Instruct --adapter outputs/lora',
+    ),
+    'retrieval eval': (
+        'gleamx retrieval eval --encoder outputs/retrieval-tiny --data data/synth --split test --output eval/retrieval',
+    ),
+    'localize': (
+        'gleamx localize --encoder outputs/retrieval-tiny --model models/tiny --adapter outputs/tiny-sft-lora '
+        '--data data/synth --split test --k 3 --output eval/localize',
+    ),
+    'annotate': (
+        'gleamx annotate --data data/u1652-pairs --model gpt-4o --base-url https://api.openai.com/v1 '
+        '--lang en,zh --out data/u1652-annotated',
+    ),
+    'push': (
+        'gleamx push outputs/tiny-sft-lora --repo-id you/gleamx-tiny --dry-run',
+    ),
+    'merge': (
+        'gleamx merge --base Qwen/Qwen2.5-VL-3B-Instruct --adapter outputs/lora --out merged/',
+    ),
+    'demo': (
+        'gleamx demo --out gleamx-demo',
+    ),
+    'predict': (
+        'gleamx predict --query query.jpg --satellite satellite.jpg --view uav',
+        'gleamx predict --query q.jpg --satellite s.jpg --model Qwen/Qwen2.5-VL-3B-Instruct '
+        '--adapter outputs/lora --lang zh',
+    ),
+    'app': (
+        'gleamx app',
+        'gleamx app --model Qwen/Qwen2.5-VL-3B-Instruct --adapter outputs/lora --encoder outputs/retrieval '
+        '--gallery data/u1652-test',
+    ),
+    'review serve': (
+        'gleamx review serve --data data/u1652-annotated --split test',
+    ),
+    'review export': (
+        'gleamx review export --data data/u1652-annotated --split test --out sheet.csv',
+    ),
+    'review import': (
+        'gleamx review import --data data/u1652-annotated --split test --out data/u1652-gleamx',
+    ),
+}
+
+
 def _config(module: str, name: str) -> Callable[[], type]:
     def load() -> type:
         from importlib import import_module
@@ -491,7 +565,10 @@ def parse_command(name: str, argv: list[str], prog: str | None = None) -> Any:
         from gleamx.recipes import resolve_config
 
         argv = resolve_config(argv, cmd.recipes)
-    parser = command_parser(cmd.config(), prog=prog or f"gleamx {name}", description=_escape(cmd.help))
+    from gleamx.parsing import with_examples
+
+    parser = command_parser(cmd.config(), prog=prog or f"gleamx {name}",
+                            description=with_examples(EXAMPLES.get(name, ()), _escape(cmd.help)))
     return parser.parse_config(argv)
 
 

@@ -69,16 +69,30 @@ def path(name: str) -> Path:
     return p
 
 
+EXAMPLES = {
+    "sft": ("gleamx sft --config tiny/sft_lora",
+            "gleamx sft --config qwen2.5-vl-3b/sft_lora --dataset_name data/gleamx --output_dir outputs/lora",
+            "gleamx sft --accelerate_config zero2 --config qwen2.5-vl-3b/sft_lora"),
+    "grpo": ("gleamx grpo --config tiny/grpo",
+             "gleamx grpo --accelerate_config zero2 --config qwen2.5-vl-3b/grpo_lora --model_name_or_path outputs/lora"),
+    "retrieval": ("gleamx retrieval train --config retrieval/tiny",
+                  "gleamx retrieval train --config retrieval/convnext_base --data data/u1652-train"),
+}
+
+
 def describe(kind: str) -> str:
-    """The ``--help`` description of a recipe script: what ``--config`` takes, and the packaged recipes."""
+    """The ``--help`` description of a recipe script: examples, what ``--config`` takes, and the packaged recipes."""
+    from gleamx.parsing import with_examples
+
     what = {"sft": "GLEAM-X supervised fine-tuning", "grpo": "GLEAM-X RL with verifiable rewards (GRPO)"}.get(
-        kind, "retrieval encoder training")
+        kind, "Retrieval encoder training")
     from gleamx import accelerate_configs
 
-    return (f"{what}. --config takes a recipe YAML path, or the name of a packaged recipe when no such file exists "
-            f"({', '.join(names(kind))}); every option below overrides the recipe's value. Through the gleamx "
-            f"command, --accelerate_config FILE|NAME runs it under accelerate launch (packaged: "
-            f"{', '.join(accelerate_configs.names())}).")
+    return with_examples(EXAMPLES[kind], (
+        f"{what}. --config takes a recipe YAML path, or the name of a packaged recipe when no such file exists "
+        f"({', '.join(names(kind))}); every option below overrides the recipe's value (gleamx's options first, "
+        f"then TRL's). Through the gleamx command, --accelerate_config FILE|NAME runs it under accelerate launch "
+        f"(packaged: {', '.join(accelerate_configs.names())})."))
 
 
 def resolve_config(argv: list[str], kind: str) -> list[str]:

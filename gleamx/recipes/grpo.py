@@ -24,7 +24,7 @@ from trl import GRPOConfig, ModelConfig, TrlParser  # noqa: E402
 from gleamx.recipes import describe, resolve_config  # noqa: E402
 from gleamx.train.grpo import run_grpo  # noqa: E402
 from gleamx.train.arguments import GleamGRPOArguments  # noqa: E402
-from gleamx.train.recipe import parse_recipe  # noqa: E402
+from gleamx.parsing import grouped, parse_recipe  # noqa: E402
 
 
 def sentence_encoder(model: str | None) -> Callable[[], Any]:
@@ -43,7 +43,7 @@ def sentence_encoder(model: str | None) -> Callable[[], Any]:
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Parse ``--config`` and the overrides with TrlParser, then train (``argv``: default ``sys.argv[1:]``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = TrlParser((GleamGRPOArguments, GRPOConfig, ModelConfig), prog=prog, description=describe("grpo"))
+    parser = grouped(TrlParser)((GleamGRPOArguments, GRPOConfig, ModelConfig), prog=prog, description=describe("grpo"))
     script_args, training_args, model_args = parse_recipe(parser, resolve_config(argv, "grpo"))
     loader = sentence_encoder(script_args.reference_similarity_model) \
         if "reference_similarity" in script_args.reward_funcs else None

@@ -23,13 +23,13 @@ from trl import TrlParser  # noqa: E402
 from gleamx.recipes import describe, resolve_config  # noqa: E402
 from gleamx.retrieval.config import RetrievalConfig  # noqa: E402
 from gleamx.retrieval.train import train_retrieval  # noqa: E402
-from gleamx.train.recipe import parse_recipe  # noqa: E402
+from gleamx.parsing import grouped, parse_recipe  # noqa: E402
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Parse ``--config`` and the overrides with TrlParser, then train (``argv``: default ``sys.argv[1:]``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = TrlParser((RetrievalConfig,), prog=prog, description=describe("retrieval"))
+    parser = grouped(TrlParser)((RetrievalConfig,), prog=prog, description=describe("retrieval"))
     (cfg,) = parse_recipe(parser, resolve_config(argv, "retrieval"))
     out = train_retrieval(cfg)
     console.print(f"retrieval encoder, log and results -> {out}")

@@ -21,14 +21,14 @@ from trl import ModelConfig, SFTConfig, TrlParser  # noqa: E402
 
 from gleamx.recipes import describe, resolve_config  # noqa: E402
 from gleamx.train.arguments import GleamScriptArguments  # noqa: E402
-from gleamx.train.recipe import parse_recipe  # noqa: E402
+from gleamx.parsing import grouped, parse_recipe  # noqa: E402
 from gleamx.train.sft import run_sft  # noqa: E402
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Parse ``--config`` and the overrides with TrlParser, then train (``argv``: default ``sys.argv[1:]``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig), prog=prog, description=describe("sft"))
+    parser = grouped(TrlParser)((GleamScriptArguments, SFTConfig, ModelConfig), prog=prog, description=describe("sft"))
     script_args, training_args, model_args = parse_recipe(parser, resolve_config(argv, "sft"))
     run_sft(script_args, training_args, model_args)
 

@@ -1,0 +1,168 @@
+"""Every command line and recipe of gleamx, parsed one way: TRL's ``TrlParser`` over config dataclasses.
+
+A flag exists exactly when a field does (``--max_new_tokens`` and ``--max-new-tokens``), its choices come from the
+field's ``Literal`` type, its help from ``metadata["help"]``, and ``--config FILE.yaml`` sets any field from YAML.
+The recipe scripts (SFT, GRPO, retrieval: :func:`parse_recipe`, :func:`grouped`) and every ``gleamx`` command
+(:class:`GleamParser`, :func:`command_parser`) use this module; gleamx adds one-line errors, a did-you-mean for a
+misspelt key, positional fields (``metadata={"positional": True}``), comma-or-space list flags, examples at the top
+of ``--help``, ``(required)`` on options that must be given, and one heading per dataclass in a recipe's help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import sys
+import types
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import yaml
+from trl import TrlParser
+
+from gleamx.console import print_error
+from gleamx.errors import GleamConfigError, first_line
+
+
+def _unknown_keys(path: str, parser: Any, remaining: list[str], what: str) -> GleamConfigError:
+    """TrlParser's leftover ``--key value`` pairs from the YAML as one line, with a did-you-mean hint per key."""
+    known = {a.dest for a in parser._actions}
+    hints = []
+    for key in sorted({s[2:] for s in remaining[::2]}):
+        close = difflib.get_close_matches(key, known, n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return GleamConfigError(f"{path}: unknown {what} key(s): {', '.join(hints)}")
+
+
+def parse_with_config(parser: Any, argv: list[str], *, what: str, label: str) -> tuple[Any, ...]:
+    """``parser.parse_args_and_config(argv)`` with library errors turned into one line.
+
+    ``what`` names the YAML in messages (``recipe``, ``config``); ``label`` starts the lines that name no file
+    (``recipe``, ``gleamx eval``).
+    """
+    path = None
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise GleamConfigError(f"--config: expected a {what} YAML path")
+        path = argv[i + 1]
+        if not Path(path).is_file():
+            raise GleamConfigError(f"{path}: {what} not found (expected a YAML file)")
+    try:
+        *parsed, from_file, from_cli = parser.parse_args_and_config(
+            args=argv, return_remaining_strings=True, separate_remaining_strings=True)
+    except yaml.YAMLError as e:
+        raise GleamConfigError(f"{path}: not valid YAML ({first_line(e)})") from None
+    except (ValueError, TypeError) as e:
+        raise GleamConfigError(f"{label}: {first_line(e)}") from None
+    if from_file:
+        raise _unknown_keys(str(path), parser, from_file, what)
+    if from_cli:
+        raise GleamConfigError(f"{label}: unknown command-line argument(s): {' '.join(from_cli)}")
+    return tuple(parsed)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` as gleamx writes it: the description's examples kept line by line, a default shown where there is
+    one, and ``(required)`` instead of ``(default: None)`` on an option that must be given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.required and action.option_strings:
+            return f"{text} (required)".strip()
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+def with_examples(examples: list[str] | tuple[str, ...], text: str | None) -> str:
+    """A command's description: its examples first (``examples:`` and one per line), then ``text``."""
+    shown = "examples:\n" + "\n".join(f"  {e}" for e in examples) if examples else ""
+    return "\n\n".join(part for part in (shown, text or "") if part)
+
+
+def group_name(dtype: type) -> str:
+    """The ``--help`` heading of one dataclass's options: gleamx's own first, then TRL's, by class."""
+    owner = dtype.__module__.split(".")[0]
+    return f"{'TRL' if owner == 'trl' else owner} options ({dtype.__name__})"
+
+
+def grouped(parser_cls: type) -> type:
+    """``parser_cls`` (a TrlParser) whose ``--help`` puts each dataclass's options under a heading of its own, in
+    the order given (gleamx's before TRL's), instead of one 900-line list."""
+
+    class Grouped(parser_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", HelpFormatter)
+            # A recipe takes hundreds of options: the usage line names the shape, the groups below list them.
+            kwargs.setdefault("usage", "%(prog)s --config RECIPE [--OPTION VALUE ...]")
+            super().__init__(*args, **kwargs)
+
+        def _add_dataclass_arguments(self, dtype: Any) -> None:
+            if hasattr(dtype, "_argument_group_name"):
+                return super()._add_dataclass_arguments(dtype)
+            group = self.add_argument_group(group_name(dtype))
+            # The group takes the fields; TrlParser's field parser adds them to whatever it is handed.
+            original = self.add_argument
+            try:
+                self.add_argument = group.add_argument  # type: ignore[method-assign]
+                super()._add_dataclass_arguments(dtype)
+            finally:
+                self.add_argument = original  # type: ignore[method-assign]
+
+    Grouped.__name__ = Grouped.__qualname__ = f"Grouped{parser_cls.__name__}"
+    return Grouped
+
+
+def parse_recipe(parser: Any, argv: list[str]) -> tuple[Any, ...]:
+    """A recipe script's ``(script args, training args, model args)`` (or its one config) from ``argv``."""
+    return parse_with_config(parser, argv, what="recipe", label="recipe")
+
+
+def _list_field(tp: Any) -> bool:
+    if get_origin(tp) in (Union, types.UnionType):
+        tp = next((a for a in get_args(tp) if a is not type(None)), tp)
+    return get_origin(tp) is list
+
+
+class GleamParser(TrlParser):
+    """``TrlParser`` with positional fields, comma-or-space list flags and one-line errors."""
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        meta = dict(field.metadata)
+        default = None if field.default is dataclasses.MISSING else field.default
+        if meta.pop("positional", False):
+            parser.add_argument(field.name, nargs="?", default=default, help=meta.get("help"),
+                                metavar=field.name.upper())
+            return
+        if _list_field(field.type):  # strings here; __post_init__ splits commas and converts
+            names = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])
+            parser.add_argument(*names, nargs="+", type=str, default=default, help=meta.get("help"))
+            return
+        TrlParser._parse_dataclass_field(parser, field)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """A bad command line is one ``error: ...`` line (exit 2), like every other gleamx error."""
+        print_error(f"{self.prog}: {message} (see {self.prog} --help)")
+        sys.exit(2)
+
+    def parse_config(self, argv: list[str]) -> Any:
+        """The command's config from ``argv`` (flags, and ``--config FILE.yaml``); an unknown YAML key or flag is
+        one line naming it, with the closest field for a misspelt key."""
+        return parse_with_config(self, list(argv), what="config", label=self.prog)[0]
+
+
+def command_parser(config: type, prog: str, description: str | None = None,
+                   parent: argparse._SubParsersAction | None = None, name: str | None = None,
+                   help: str | None = None) -> GleamParser:
+    """The parser of one command over ``config``; under ``parent`` when given (``gleamx data validate``)."""
+    if parent is not None:
+        parser = parent.add_parser(name, help=help, description=description or help, dataclass_types=[config],
+                                   formatter_class=HelpFormatter)
+    else:
+        parser = GleamParser(dataclass_types=[config], prog=prog, description=description, formatter_class=HelpFormatter)
+    parser.add_argument("--config", default=None, metavar="FILE.yaml",
+                        help="read any of the options below from a YAML file (flags override it)")
+    return parser
