@@ -20,6 +20,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def field_help(text: str, **more: Any) -> dict[str, Any]:
+    """A config field's ``metadata``: its ``--help`` text (and any other keys, e.g. ``positional=True``); the
+    field's checks live in its config's ``__post_init__``, with the ``check_*`` functions below."""
+    return {"help": text, **more}
+
+
 def check_int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
     """``value`` is an integer >= ``low`` (or None when ``optional``)."""
     if value is None and optional:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from gleamx.checks import check_choice, check_given, check_int, check_pixel_budget, check_positive
+from gleamx.checks import (check_choice, check_given, check_int, check_pixel_budget, check_positive,
+                           field_help)
 from gleamx.choices import ARCHS, DTYPES, LANGS, TASKS, Arch, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 
 MB = 1 << 20
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-
-def _help(text: str, **more: Any) -> dict[str, Any]:
-    return {"help": text, **more}
 
 
 def default_workdir() -> Path:
@@ -30,46 +27,46 @@ def default_workdir() -> Path:
 class AppConfig:
     """Serve the GLEAM-X app: verify and explain one pair; localize a query against a satellite gallery."""
 
-    model: str | None = field(default=None, metadata=_help(
+    model: str | None = field(default=None, metadata=field_help(
         "MLLM directory or Hub id (default: --adapter's base model; with neither, gleamx demo's tiny random model, "
         "short LoRA run, tiny retrieval encoder and generated data, run once into --workdir on first start)"))
-    adapter: str | None = field(default=None, metadata=_help(
+    adapter: str | None = field(default=None, metadata=field_help(
         "PEFT adapter directory from recipes/sft.py, or a Hub id (downloaded once); its saved processor sets the "
         "pixel budget, as in gleamx eval"))
-    encoder: str | None = field(default=None, metadata=_help(
+    encoder: str | None = field(default=None, metadata=field_help(
         "trained retrieval encoder directory or Hub id for the Localize tab (goes with --gallery)"))
-    gallery: str | None = field(default=None, metadata=_help(
+    gallery: str | None = field(default=None, metadata=field_help(
         "satellite tiles for the Localize tab: a retrieval layout or GLEAM-X pairs, as gleamx localize's --data"))
-    split: str = field(default="test", metadata=_help("the gallery's split (default test)"))
-    k: int = field(default=5, metadata=_help(
+    split: str = field(default="test", metadata=field_help("the gallery's split (default test)"))
+    k: int = field(default=5, metadata=field_help(
         "candidates per query in the Localize tab (default 5, or every tile of a smaller gallery)"))
-    lang: Lang = field(default="en", metadata=_help("language selected when the page opens"))
-    task: Task = field(default="explain", metadata=_help("task selected when the page opens"))
-    max_new_tokens: int | None = field(default=None, metadata=_help(
+    lang: Lang = field(default="en", metadata=field_help("language selected when the page opens"))
+    task: Task = field(default="explain", metadata=field_help("task selected when the page opens"))
+    max_new_tokens: int | None = field(default=None, metadata=field_help(
         "longest answer generated (default 16 for the label task, 256 for explain, as gleamx localize)"))
-    repetition_penalty: float = field(default=1.0, metadata=_help("greedy decoding's repetition penalty (1.0: none)"))
-    batch_size: int = field(default=8, metadata=_help("candidate pairs per MLLM batch in the Localize tab"))
-    dtype: Dtype = field(default="auto", metadata=_help("the MLLM's weights' dtype"))
-    min_pixels: int | None = field(default=None, metadata=_help(
+    repetition_penalty: float = field(default=1.0, metadata=field_help("greedy decoding's repetition penalty (1.0: none)"))
+    batch_size: int = field(default=8, metadata=field_help("candidate pairs per MLLM batch in the Localize tab"))
+    dtype: Dtype = field(default="auto", metadata=field_help("the MLLM's weights' dtype"))
+    min_pixels: int | None = field(default=None, metadata=field_help(
         "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)"))
-    max_pixels: int | None = field(default=None, metadata=_help(
+    max_pixels: int | None = field(default=None, metadata=field_help(
         "override the per-image pixel budget (default: the one the adapter's run trained with)"))
-    host: str = field(default="127.0.0.1", metadata=_help(
+    host: str = field(default="127.0.0.1", metadata=field_help(
         "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app to the network)"))
-    port: int = field(default=7860, metadata=_help("port to listen on (0: any free port)"))
-    share: bool = field(default=False, metadata=_help("also open a public gradio.live link (off unless asked)"))
-    max_upload_mb: float = field(default=20.0, metadata=_help("largest upload accepted, in MB (default 20)"))
-    max_upload_pixels: int = field(default=40_000_000, metadata=_help(
+    port: int = field(default=7860, metadata=field_help("port to listen on (0: any free port)"))
+    share: bool = field(default=False, metadata=field_help("also open a public gradio.live link (off unless asked)"))
+    max_upload_mb: float = field(default=20.0, metadata=field_help("largest upload accepted, in MB (default 20)"))
+    max_upload_pixels: int = field(default=40_000_000, metadata=field_help(
         "largest image accepted, in pixels (width x height, read from the header before decoding; default 40 M)"))
-    workdir: str | None = field(default=None, metadata=_help(
+    workdir: str | None = field(default=None, metadata=field_help(
         "where the app keeps its examples and, without --model, its tiny model, encoder and data (default "
         "$GLEAMX_CACHE/app or ~/.cache/gleamx/app)"))
-    embedding_cache: str | None = field(default=None, metadata=_help(
+    embedding_cache: str | None = field(default=None, metadata=field_help(
         "directory of cached gallery embeddings (default $GLEAMX_CACHE/embeddings or ~/.cache/gleamx/embeddings; "
         "'off': none)"))
-    arch: Arch = field(default="qwen2_5_vl", metadata=_help("Qwen-VL class of the tiny model built without --model"))
-    seed: int = field(default=0, metadata=_help("seed of the tiny model, encoder and generated data"))
-    export_space: str | None = field(default=None, metadata=_help(
+    arch: Arch = field(default="qwen2_5_vl", metadata=field_help("Qwen-VL class of the tiny model built without --model"))
+    seed: int = field(default=0, metadata=field_help("seed of the tiny model, encoder and generated data"))
+    export_space: str | None = field(default=None, metadata=field_help(
         "write a Hugging Face Space (app.py, requirements.txt, README.md) serving this app into this directory, "
         "and exit"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.app.config import AppConfig
-from gleamx.checks import check_choice, check_int, check_pixel_budget
+from gleamx.checks import check_choice, check_int, check_pixel_budget, field_help
 from gleamx.choices import DTYPES, LANGS, TASKS, VIEWS, Dtype, Lang, Task, View
 from gleamx.errors import GleamConfigError
 
@@ -21,30 +21,27 @@ VERDICT_TEXT = {True: "yes (the same place)", False: "no (different places)",
                 None: "none (the answer has no verdict line)"}
 
 
-def _help(text: str) -> dict[str, Any]:
-    return {"help": text}
-
 
 @dataclass(kw_only=True)
 class PredictConfig:
     """Ask the model whether a query view and a satellite image show the same place, and why."""
 
-    query: str = field(metadata=_help("the query view image (UAV, street map, panorama or ground photo)"))
-    satellite: str = field(metadata=_help("the satellite image"))
-    view: View = field(default="uav", metadata=_help("what the query image is: " + ", ".join(VIEWS)))
-    model: str | None = field(default=None, metadata=_help(
+    query: str = field(metadata=field_help("the query view image (UAV, street map, panorama or ground photo)"))
+    satellite: str = field(metadata=field_help("the satellite image"))
+    view: View = field(default="uav", metadata=field_help("what the query image is: " + ", ".join(VIEWS)))
+    model: str | None = field(default=None, metadata=field_help(
         "MLLM directory or Hub id (default: --adapter's base model; with neither, the app's tiny demo model)"))
-    adapter: str | None = field(default=None, metadata=_help("PEFT adapter directory (an SFT or GRPO run) or Hub id"))
-    lang: Lang = field(default="en", metadata=_help("language of the prompt and the answer"))
-    task: Task = field(default="explain", metadata=_help("explain (explanation + verdict) or label (verdict only)"))
-    max_new_tokens: int | None = field(default=None, metadata=_help(
+    adapter: str | None = field(default=None, metadata=field_help("PEFT adapter directory (an SFT or GRPO run) or Hub id"))
+    lang: Lang = field(default="en", metadata=field_help("language of the prompt and the answer"))
+    task: Task = field(default="explain", metadata=field_help("explain (explanation + verdict) or label (verdict only)"))
+    max_new_tokens: int | None = field(default=None, metadata=field_help(
         "longest answer (default 16 for label, 256 for explain)"))
-    dtype: Dtype = field(default="auto", metadata=_help("the MLLM's weights' dtype"))
-    min_pixels: int | None = field(default=None, metadata=_help("override the per-image pixel floor"))
-    max_pixels: int | None = field(default=None, metadata=_help("override the per-image pixel budget"))
-    workdir: str | None = field(default=None, metadata=_help(
+    dtype: Dtype = field(default="auto", metadata=field_help("the MLLM's weights' dtype"))
+    min_pixels: int | None = field(default=None, metadata=field_help("override the per-image pixel floor"))
+    max_pixels: int | None = field(default=None, metadata=field_help("override the per-image pixel budget"))
+    workdir: str | None = field(default=None, metadata=field_help(
         "where the tiny demo model is built without --model/--adapter (default: the app's)"))
-    json: bool = field(default=False, metadata=_help("print the answer, verdict and P(yes) as JSON"))
+    json: bool = field(default=False, metadata=field_help("print the answer, verdict and P(yes) as JSON"))
 
     def __post_init__(self) -> None:
         check_choice("--view", self.view, VIEWS)

@@ -43,7 +43,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from gleamx.checks import check_at_least, check_choice, check_given, check_int, check_positive, comma_list
+from gleamx.checks import (check_at_least, check_choice, check_given, check_int, check_positive, comma_list,
+                           field_help)
 from gleamx.choices import LANGS
 from gleamx.errors import GleamConfigError
 from gleamx.models.api import ApiFlags, ApiUnavailableError, Usage
@@ -64,46 +65,43 @@ _FLAGS = ApiFlags(what="annotate", base_url="--base-url", model="--model", key_e
                   timeout="--timeout", max_retries="--max-retries")
 
 
-def _help(text: str) -> dict[str, Any]:
-    return {"help": text}
-
 
 @dataclass(kw_only=True)
 class AnnotateConfig:
     """Explain GLEAM-X pairs with an OpenAI-compatible MLLM; keep only replies whose verdict matches the label."""
 
-    data: str = field(metadata=_help("GLEAM-X data to annotate: JSONL/ShareGPT file, directory or Hub id"))
-    model: str = field(metadata=_help("model name the server expects (gpt-4o, a Doubao endpoint id, ...)"))
-    base_url: str = field(metadata=_help("OpenAI-compatible endpoint, e.g. https://api.openai.com/v1, "
+    data: str = field(metadata=field_help("GLEAM-X data to annotate: JSONL/ShareGPT file, directory or Hub id"))
+    model: str = field(metadata=field_help("model name the server expects (gpt-4o, a Doubao endpoint id, ...)"))
+    base_url: str = field(metadata=field_help("OpenAI-compatible endpoint, e.g. https://api.openai.com/v1, "
                                          "https://ark.cn-beijing.volces.com/api/v3 or http://localhost:8000/v1"))
-    out: str = field(metadata=_help("directory for annotated.jsonl (loadable as --data OUT) and annotate/ with "
+    out: str = field(metadata=field_help("directory for annotated.jsonl (loadable as --data OUT) and annotate/ with "
                                     "flagged.jsonl, cost.json and the cache annotations.jsonl (a rerun resumes)"))
-    lang: list[str] | None = field(default=None, metadata=_help("languages, comma-separated (default: en,zh)"))
-    label: LabelMode = field(default="given", metadata=_help(
+    lang: list[str] | None = field(default=None, metadata=field_help("languages, comma-separated (default: en,zh)"))
+    label: LabelMode = field(default="given", metadata=field_help(
         "given: the prompt states the known label; withheld: the model decides from the images alone"))
-    split: str | None = field(default=None, metadata=_help("only this split (default: every row)"))
-    limit: int | None = field(default=None, metadata=_help("only the first N samples"))
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
+    split: str | None = field(default=None, metadata=field_help("only this split (default: every row)"))
+    limit: int | None = field(default=None, metadata=field_help("only the first N samples"))
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata=field_help(
         "environment variable holding the API key (never written or printed)"))
-    concurrency: int = field(default=8, metadata=_help("requests in flight at once"))
-    timeout: float = field(default=120.0, metadata=_help("seconds one request may take before it is retried"))
-    max_retries: int = field(default=5, metadata=_help(
+    concurrency: int = field(default=8, metadata=field_help("requests in flight at once"))
+    timeout: float = field(default=120.0, metadata=field_help("seconds one request may take before it is retried"))
+    max_retries: int = field(default=5, metadata=field_help(
         "retries of a request after a timeout, 429 or 5xx (the client's backoff); then the run stops and a "
         "rerun resumes"))
-    verdict_retries: int = field(default=2, metadata=_help(
+    verdict_retries: int = field(default=2, metadata=field_help(
         "re-asks after a reply with no verdict or one that contradicts the label, before the pair is flagged"))
-    max_tokens: int = field(default=1024, metadata=_help("longest reply asked for"))
-    temperature: float = field(default=0.0, metadata=_help("sampling temperature of the first ask"))
-    retry_temperature: float = field(default=0.7, metadata=_help("sampling temperature of re-asks"))
-    image_side: int = field(default=1024, metadata=_help("longest side of an image sent, in pixels"))
-    image_bytes: int = field(default=400_000, metadata=_help(
+    max_tokens: int = field(default=1024, metadata=field_help("longest reply asked for"))
+    temperature: float = field(default=0.0, metadata=field_help("sampling temperature of the first ask"))
+    retry_temperature: float = field(default=0.7, metadata=field_help("sampling temperature of re-asks"))
+    image_side: int = field(default=1024, metadata=field_help("longest side of an image sent, in pixels"))
+    image_bytes: int = field(default=400_000, metadata=field_help(
         "most bytes of one image sent (JPEG; quality, then size, is lowered to fit)"))
-    price_in: float | None = field(default=None, metadata=_help(
+    price_in: float | None = field(default=None, metadata=field_help(
         "price per 1 M prompt tokens of --model, for the cost report (default: tokens only)"))
-    price_out: float | None = field(default=None, metadata=_help(
+    price_out: float | None = field(default=None, metadata=field_help(
         "price per 1 M completion tokens of --model, for the cost report"))
-    retry_flagged: bool = field(default=False, metadata=_help("ask flagged pairs in the cache again"))
-    allow_outside_paths: bool = field(default=False, metadata=_help(
+    retry_flagged: bool = field(default=False, metadata=field_help("ask flagged pairs in the cache again"))
+    allow_outside_paths: bool = field(default=False, metadata=field_help(
         "read images outside the dataset directory"))
 
     def __post_init__(self) -> None:

