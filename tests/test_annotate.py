@@ -482,3 +482,23 @@ def test_prompts_are_packaged_data() -> None:
     root = Path(__file__).resolve().parents[1]
     globs = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]
     assert Path(str(source)).resolve() in {p.resolve() for g in globs["gleamx"] for p in (root / "gleamx").glob(g)}
+
+
+def test_the_failure_report_lists_some_says_how_many_more_and_how_to_retry(tmp_path: Path) -> None:
+    """16 failed pairs: five with their reason, '... and 11 more failed', and the rerun that retries them; the
+    cost lines say which count is the cache's (one per reply) and which is this run's (re-asks included)."""
+    from gleamx.curate.annotate import Annotation, AnnotateSummary
+
+    failed = [Annotation(f"p{i}", "en", f"k{i}", "failed", reason="HTTP 500: down") for i in range(16)]
+    ok = [Annotation("q0", "en", "kq", "ok", explanation="Roads match.\nAnswer: Yes")]
+    usage = {"model": "annotator", "requests": 3, "prompt_tokens": 30, "completion_tokens": 6, "cost": None}
+    summary = AnnotateSummary(17, ["en"], failed + ok, 1, tmp_path, {"models": [usage], "this_run": usage})
+    lines = summary.summary_lines()
+    assert lines[0].startswith("17 samples x en: 1 explained, 0 flagged, 16 failed")
+    assert lines[1].startswith("cache, all runs (one per reply)  annotator: 3 requests")
+    assert lines[2].startswith("this run (re-asks and retries included)  annotator: 3 requests")
+    assert lines[3:8] == [f"p{i}/en: HTTP 500: down" for i in range(5)]
+    assert lines[8] == "... and 11 more failed"
+    assert lines[9].startswith("16 pair(s) failed: rerun the same command to retry them")
+    assert AnnotateSummary(1, ["en"], ok, 1, tmp_path, {"models": [], "this_run": usage}).summary_lines()[-1] \
+        .startswith("this run")  # nothing failed: no retry line

@@ -254,18 +254,15 @@ def cmd_localize(cfg) -> int:
 
 
 def cmd_annotate(cfg) -> int:
-    from gleamx.curate.annotate import ANNOTATED_NAME, FLAGGED_NAME, annotate, cost_lines, failed_reasons
+    from gleamx.curate.annotate import annotate
 
     with progress() as bar:
         task = bar.add_task("annotating", total=None)
         s = annotate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    d = s.as_dict()
-    console.print(f"{d['n_samples']} samples x {','.join(s.langs)}: {d['n_ok']} explained, {d['n_flagged']} flagged, "
-                  f"{d['n_failed']} failed ({d['n_cached']} from the cache); {d['n_written']} samples -> "
-                  f"{s.out / ANNOTATED_NAME}, flagged: {s.out / FLAGGED_NAME}", markup=False)
-    for line in cost_lines(s.cost) + failed_reasons(s)[:5]:
+    console.print(s.summary_lines()[0], markup=False)
+    for line in s.summary_lines()[1:]:
         print(line)
-    return 1 if d["n_failed"] else 0
+    return 1 if s.count("failed") else 0
 
 
 def _pop_option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:

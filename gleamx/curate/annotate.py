@@ -232,7 +232,10 @@ def cost_lines(report: dict[str, Any]) -> list[str]:
         return (f"{r['model']}: {r['requests']} requests, {r['prompt_tokens']:,} tokens in, "
                 f"{r['completion_tokens']:,} tokens out, {cost}")
 
-    return [f"cache total  {line(r)}" for r in report["models"]] + [f"this run     {line(report['this_run'])}"]
+    # The cache counts one request per kept reply (every run so far); this run counts every request it sent,
+    # re-asks and transport retries included, so the two differ by design: the labels say which is which.
+    return ([f"cache, all runs (one per reply)  {line(r)}" for r in report["models"]]
+            + [f"this run (re-asks and retries included)  {line(report['this_run'])}"])
 
 
 @dataclass
@@ -252,6 +255,22 @@ class AnnotateSummary:
     @property
     def n_cached(self) -> int:
         return sum(a.cached for a in self.annotations)
+
+    def summary_lines(self, shown_failures: int = 5) -> list[str]:
+        """What the CLI prints: the counts and where they went, the cost, and the failed pairs (the first
+        ``shown_failures`` with their reason, then how many more) with how to retry them."""
+        lines = [f"{self.n_samples} samples x {','.join(self.langs)}: {self.count('ok')} explained, "
+                 f"{self.count('flagged')} flagged, {self.count('failed')} failed ({self.n_cached} from the cache); "
+                 f"{self.n_written} samples -> {self.out / ANNOTATED_NAME}, flagged: {self.out / FLAGGED_NAME}"]
+        lines += cost_lines(self.cost)
+        failed = failed_reasons(self)
+        lines += failed[:shown_failures]
+        if len(failed) > shown_failures:
+            lines.append(f"... and {len(failed) - shown_failures} more failed")
+        if failed:
+            lines.append(f"{len(failed)} pair(s) failed: rerun the same command to retry them (the cache keeps every "
+                         "reply already paid for)")
+        return lines
 
     def as_dict(self) -> dict[str, Any]:
         return {"n_samples": self.n_samples, "langs": self.langs, "n_pairs": len(self.annotations),
@@ -326,7 +345,9 @@ class _Annotator:
                 reason = f"verdict {'yes' if verdict else 'no'} contradicts the label {'yes' if label else 'no'}"
                 messages = base  # asked afresh; the reply is not shown, so the label is not argued into it
             temperature = cfg.retry_temperature
-        reason = f"{reason} after {cfg.verdict_retries + 1} tries"
+        asks = cfg.verdict_retries + 1
+        # attempts counts HTTP requests (transport retries too); the reason counts the model's answers
+        reason = f"{reason} after {asks} tries" + (f" ({attempts} requests with retries)" if attempts != asks else "")
         return Annotation(sample.id, lang, key, "flagged", reason=reason, reply=text, attempts=attempts, usage=usage)
 
 
