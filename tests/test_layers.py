@@ -18,8 +18,9 @@ PACKAGE = ROOT / "gleamx"
 # of any strictly lower layer.
 LAYERS: list[set[str]] = [
     {"gleamx", "errors", "choices"},   # what every layer shares: errors, choice lists
-    # the terminal; value checks; launch configs; the task's vocabulary (templates, verdict); local path or Hub id
-    {"console", "checks", "accelerate_configs", "task", "sources"},
+    # the terminal; value checks; launch configs; the task's vocabulary (templates, verdict); local path or Hub id;
+    # arrays on disk under a content key (the embedding caches of eval and retrieval)
+    {"console", "checks", "accelerate_configs", "task", "sources", "keyed_store"},
     {"parsing"},              # every command line and recipe: TrlParser over config dataclasses, one-line errors
     {"data"},                 # samples: schema, readers, writers, validation
     {"prompts"},              # samples -> chat messages; the ShareGPT writer

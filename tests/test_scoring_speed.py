@@ -98,7 +98,7 @@ def test_reference_cache_is_keyed_on_model_and_texts(tmp_path):
     refs, preds = ["a", "b", "a", "c"], ["x", "b", "y", "x"]
     p0, r0, hit = embed_pairs(enc, preds, refs, model_id="m1", cache_dir=tmp_path)
     assert not hit and enc.calls == [["x", "b", "y", "a", "c"]]
-    assert [f.name for f in tmp_path.iterdir()] == [f"{PREFIX}{cache_key('m1', ['a', 'b', 'c'])}.npy"]
+    assert [f.name for f in tmp_path.iterdir()] == [f"{PREFIX}{cache_key('m1', ['a', 'b', 'c'])}.safetensors"]
     # same model, same references: only the predictions that are not references are embedded
     p1, r1, hit = embed_pairs(enc, ["z", "a"] + preds[2:], refs, model_id="m1", cache_dir=tmp_path)
     assert hit and enc.calls[-1] == ["z", "y", "x"]
@@ -108,7 +108,7 @@ def test_reference_cache_is_keyed_on_model_and_texts(tmp_path):
     assert not hit and sorted(enc.calls[-1]) == ["a", "b", "c", "x", "y"]
     _, _, hit = embed_pairs(enc, preds, ["a", "b", "a", "d"], model_id="m2", cache_dir=tmp_path)
     assert not hit and "d" in enc.calls[-1]
-    assert [f.name for f in tmp_path.iterdir()] == [f"{PREFIX}{cache_key('m2', ['a', 'b', 'd'])}.npy"]
+    assert [f.name for f in tmp_path.iterdir()] == [f"{PREFIX}{cache_key('m2', ['a', 'b', 'd'])}.safetensors"]
     # a damaged or mis-shaped file is embedded again and rewritten, never read
     (path,) = tmp_path.iterdir()
     path.write_bytes(b"\x93NUMPY garbage")
@@ -140,7 +140,7 @@ def test_eval_keeps_reference_embeddings_beside_its_predictions(tmp_path, monkey
                      output=str(tmp_path / "o"), bootstrap=0)
     run_eval(cfg)
     first = (tmp_path / "o" / "results.json").read_text(encoding="utf-8")
-    assert len(list((tmp_path / "o" / "embedding_cache").glob(f"{PREFIX}*.npy"))) == 1
+    assert len(list((tmp_path / "o" / "embedding_cache").glob(f"{PREFIX}*.safetensors"))) == 1
     assert len(enc.calls) == 1 and len(enc.calls[0]) == 1 + len({s.explanation["zh"] for s in samples})
     run_eval(cfg)
     assert enc.calls[-1] == ["天气很好。"]  # only the prediction

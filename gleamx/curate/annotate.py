@@ -47,7 +47,7 @@ from gleamx.checks import (check_at_least, check_choice, check_given, check_int,
                            field_help)
 from gleamx.choices import LANGS
 from gleamx.errors import GleamConfigError
-from gleamx.models.api import ApiFlags, ApiUnavailableError, Usage
+from gleamx.models.api import ApiFlags, Usage
 
 LabelMode = Literal["given", "withheld"]
 LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
@@ -289,14 +289,7 @@ class _Annotator:
         self.cfg, self.key = cfg, key
         self.lock = threading.Lock()
         self.urls: dict[str, list[Any]] = {}  # sample id -> [lock, (query URL, satellite URL), languages left]
-
-        def unavailable(item_id: str, tries: int, last: str) -> ApiUnavailableError:
-            return ApiUnavailableError(
-                f"annotate: request for {item_id!r} failed {tries} times ({last}); finished annotations are saved "
-                f"in {cache}, rerun to resume (--max-retries: {cfg.max_retries})")
-
-        self.api = ApiClient(cfg.base_url, cfg.api_key_env, key, timeout=cfg.timeout, max_retries=cfg.max_retries,
-                             flags=_FLAGS, model_name=cfg.model, unavailable=unavailable)
+        self.api = ApiClient(cfg, key, _FLAGS, saved=f"finished annotations are saved in {cache}")
 
     def images(self, sample: Any) -> tuple[str, str]:
         """Both data URLs of ``sample``, encoded once for all its languages (dropped after the last one)."""
@@ -365,10 +358,9 @@ def annotate(cfg: AnnotateConfig, progress: Callable[[int, int], None] | None = 
     in this thread after each (sample, language), cached ones first."""
     from gleamx.data import load_samples
     from gleamx.eval.appendlog import single_writer
-    from gleamx.models.api import api_key, check_base_url
+    from gleamx.models.api import checked_key
 
-    check_base_url(cfg.base_url, "--base-url")
-    key = api_key(cfg.api_key_env, _FLAGS)
+    key = checked_key(cfg, _FLAGS)
     samples = load_samples(cfg.data, split=cfg.split, allow_outside_paths=cfg.allow_outside_paths).samples
     samples = samples[: cfg.limit] if cfg.limit else samples
     ids = [s.id for s in samples]

@@ -27,7 +27,7 @@ import numpy as np
 
 from gleamx.checks import check_at_least, check_choice, check_given, check_int, comma_list
 from gleamx.choices import SPLITS, VIEWS, Split
-from gleamx.data.card import size_category
+from gleamx.data.card import PairCounts, size_category
 from gleamx.data.cvgl import LAYOUT_FILE
 from gleamx.data.paths import MANIFEST_NAME
 from gleamx.data.schema import GleamSample
@@ -90,13 +90,9 @@ class PairsConfig:
 
 
 @dataclass
-class PairsSummary:
+class PairsSummary(PairCounts):
     out_dir: Path
     source: str
-    by_split: dict[str, int]
-    by_view: dict[str, int]
-    by_label: dict[str, int]
-    by_negative: dict[str, int]
     short: int  # negatives asked for that no tile could supply (a split with too few locations)
     files: list[Path]
     card: Path
@@ -330,10 +326,4 @@ def make_pairs(cfg: PairsConfig) -> PairsSummary:
                                            newline="\n")
     card = out / "README.md"
     card.write_text(_card(source, config, by_split), encoding="utf-8", newline="\n")
-    rows = [s for v in by_split.values() for s in v]
-    return PairsSummary(
-        out_dir=out, source=source, by_split={s: len(v) for s, v in by_split.items()},
-        by_view=dict(Counter(s.query_view for s in rows)),
-        by_label={"positive": sum(s.label for s in rows), "negative": sum(not s.label for s in rows)},
-        by_negative=dict(Counter(s.meta["negative"] for s in rows if not s.label)), short=short, files=written,
-        card=card)
+    return PairsSummary(out_dir=out, source=source, **PairCounts.of(by_split), short=short, files=written, card=card)

@@ -54,8 +54,7 @@ from gleamx.models.api import (
     ApiClient,
     ApiFlags,
     ApiUnavailableError,
-    api_key,
-    check_base_url,
+    checked_key,
     image_data_url,
     redact,
     run_concurrently,
@@ -356,14 +355,13 @@ _FLAGS = ApiFlags(what="judge", base_url="--judge-base-url", model="--judge-mode
 
 def _check_config(cfg: JudgeConfig) -> str:
     """Validate what the user typed; returns the API key."""
-    check_base_url(cfg.base_url, "--judge-base-url")
     if not cfg.model:
         raise GleamConfigError("--judge-model: give the judge model name the server expects (e.g. gpt-4o)")
     if cfg.concurrency < 1 or cfg.max_retries < 0 or cfg.max_invalid_retries < 0:
         raise GleamConfigError("judge: concurrency must be >= 1 and retry counts >= 0")
     if not (isinstance(cfg.timeout, (int, float)) and math.isfinite(cfg.timeout) and cfg.timeout > 0):
         raise GleamConfigError(f"--judge-timeout: expected a positive number of seconds, got {cfg.timeout!r}")
-    return api_key(cfg.api_key_env, _FLAGS)
+    return checked_key(cfg, _FLAGS)
 
 
 class _Judge:
@@ -371,14 +369,8 @@ class _Judge:
 
     def __init__(self, cfg: JudgeConfig, key: str, cache_path: Path) -> None:
         self.cfg = cfg
-
-        def unavailable(item_id: str, tries: int, last: str) -> JudgeUnavailableError:
-            return JudgeUnavailableError(
-                f"judge: request for {item_id!r} failed {tries} times ({last}); finished judgments are saved in "
-                f"{cache_path}, rerun to resume (--judge-max-retries: {cfg.max_retries})")
-
-        self.api = ApiClient(cfg.base_url, cfg.api_key_env, key, timeout=cfg.timeout, max_retries=cfg.max_retries,
-                             flags=_FLAGS, model_name=cfg.model, unavailable=unavailable)
+        self.api = ApiClient(cfg, key, _FLAGS, saved=f"finished judgments are saved in {cache_path}",
+                             unavailable=JudgeUnavailableError)
 
     def judge(self, item: JudgeItem, key: str) -> JudgeResult:
         base = build_messages(item, self.cfg.include_images)

@@ -27,7 +27,8 @@ EXPLANATION_METRICS: dict[str, tuple[str, str]] = {
     "rouge_l": ("rouge", "Explanation ROUGE-L"),
 }
 
-TEMPLATE = """---
+# The two cards (SFT, GRPO) share their head, their "Use" section, the hyper-parameter table and the evaluation.
+_HEAD = """---
 {{ card_data }}
 ---
 
@@ -35,9 +36,8 @@ TEMPLATE = """---
 
 A GLEAM-X model: given a query view (UAV, street map, panorama or ground photo) and a satellite image, it says
 whether they show the same place and explains why, ending with `Answer: Yes/No` (English) or `结论：是/否` (Chinese).
-Fine-tuned from {{ base_model_md }} with gleamx ({{ method }}) on
-`{{ dataset }}` (task `{{ task }}`, language `{{ lang }}`, {{ n_train }} training conversations).
-{% if warnings %}
+"""
+_USE = """{% if warnings %}
 > **Warning: this run may not have learned.**
 {% for w in warnings %}> - {{ w }}
 {% endfor %}{% endif %}
@@ -50,19 +50,27 @@ Fine-tuned from {{ base_model_md }} with gleamx ({{ method }}) on
 Image 1 is the query view, image 2 the satellite image (as `gleamx.prompts.build_messages` builds them); the prompt
 is the one the model was trained with.
 
-## Training
+"""
+_TRAINING = """## Training
 
 | hyper-parameter | value |
 |---|---|
 {% for k, v in hyperparameters %}| {{ k }} | {{ v }} |
 {% endfor %}
-Loss on the assistant answer only (TRL `assistant_only_loss`). Final training loss: {{ final_loss }}.
-{% if results_table %}
+"""
+_EVALUATION = """{% if results_table %}
 ## Evaluation
 
 {{ results_table }}
 {% endif %}
 """
+
+TEMPLATE = _HEAD + """\
+Fine-tuned from {{ base_model_md }} with gleamx ({{ method }}) on
+`{{ dataset }}` (task `{{ task }}`, language `{{ lang }}`, {{ n_train }} training conversations).
+""" + _USE + _TRAINING + """\
+Loss on the assistant answer only (TRL `assistant_only_loss`). Final training loss: {{ final_loss }}.
+""" + _EVALUATION
 
 _HP_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "warmup_steps",
             "gradient_accumulation_steps", "lr_scheduler_type", "weight_decay", "bf16", "seed",
@@ -196,33 +204,13 @@ def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: li
     )
 
 
-GRPO_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ model_name }}
-
-A GLEAM-X model: given a query view (UAV, street map, panorama or ground photo) and a satellite image, it says
-whether they show the same place and explains why, ending with `Answer: Yes/No` (English) or `结论：是/否` (Chinese).
+GRPO_TEMPLATE = _HEAD + """\
 Trained with reinforcement learning from verifiable rewards (GRPO, TRL `GRPOTrainer`, {{ method }}) from
 {{ start }} on `{{ dataset }}` (task `{{ task }}`, language `{{ lang }}`, {{ n_train }} training prompts).
 
 - Base model: {{ base_model_md }}
 - SFT parent: {{ parent }}
-{% if warnings %}
-> **Warning: this run may not have learned.**
-{% for w in warnings %}> - {{ w }}
-{% endfor %}{% endif %}
-## Use
-
-```python
-{{ use_snippet }}
-```
-
-Image 1 is the query view, image 2 the satellite image (as `gleamx.prompts.build_messages` builds them); the prompt
-is the one the model was trained with.
-
-## Rewards
+""" + _USE + """## Rewards
 
 | reward | weight | final mean | final std |
 |---|---|---|---|
@@ -233,18 +221,7 @@ verdict: 1 correct, 0 wrong, minus the no-verdict penalty without a parseable ve
 consistency: the explanation's own conclusion agrees with the verdict line; reference_similarity: sentence-embedding
 cosine with the reference explanation. {{ balance }}
 
-## Training
-
-| hyper-parameter | value |
-|---|---|
-{% for k, v in hyperparameters %}| {{ k }} | {{ v }} |
-{% endfor %}
-{% if results_table %}
-## Evaluation
-
-{{ results_table }}
-{% endif %}
-"""
+""" + _TRAINING + _EVALUATION
 
 _GRPO_HP_KEYS = ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "num_generations", "max_completion_length", "temperature", "beta",

@@ -1,6 +1,9 @@
 """One client for OpenAI-compatible chat endpoints (GPT-4o, Doubao on Volcengine Ark, a vLLM server), shared by
 the LLM judge (:mod:`gleamx.eval.judge`) and the annotator (:mod:`gleamx.curate.annotate`).
 
+* Both read the same settings from their configs (:class:`ApiSettings`: model, base URL, key variable, timeout,
+  retries) and differ only in how their flags are spelled (:class:`ApiFlags`): :func:`checked_key` checks them
+  and :class:`ApiClient` is built from them, so every error names the calling command's flag.
 * The API key comes from an environment variable only (:func:`api_key`); it is handed to the ``openai``
   client and nowhere else, and every text that could echo it (a server's error message) goes through
   :func:`redact`.
@@ -24,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from gleamx.errors import GleamConfigError, GleamError, first_line
@@ -55,6 +58,16 @@ class ApiFlags:
     key_env: str
     timeout: str
     max_retries: str
+
+
+class ApiSettings(Protocol):
+    """The settings a command's config holds to reach its endpoint (``AnnotateConfig``, ``JudgeConfig``)."""
+
+    model: str
+    base_url: str
+    api_key_env: str
+    timeout: float
+    max_retries: int
 
 
 @dataclass
@@ -105,6 +118,12 @@ def api_key(env: str, flags: ApiFlags) -> str:
             f"{flags.what}: environment variable {env} is empty or unset; export the API key there "
             f"(any non-empty value for a server without auth) or name another variable with {flags.key_env}")
     return key
+
+
+def checked_key(settings: ApiSettings, flags: ApiFlags) -> str:
+    """What a run checks before its first request: the base URL's form, then the API key (returned)."""
+    check_base_url(settings.base_url, flags.base_url)
+    return api_key(settings.api_key_env, flags)
 
 
 def completion_text(resp: Any) -> str | None:
@@ -158,23 +177,26 @@ class _Stopped(Exception):
 
 
 class ApiClient:
-    """The ``openai`` client of one run, its stop flag, and whether any request has succeeded yet.
+    """The ``openai`` client of one run (``settings``, ``key``: see :func:`checked_key`), its stop flag, and
+    whether any request has succeeded yet.
 
-    ``unavailable(item_id, attempts, last)`` makes the run-ending error once the client's retries are
-    spent; ``params`` are sent with every request (``temperature``, ``max_tokens`` ...).
+    Once the client's retries are spent the run ends in one ``unavailable`` error (an
+    :class:`ApiUnavailableError` subclass) saying ``saved`` (where the finished results are) and to rerun;
+    ``params`` of :meth:`complete` are sent with its request (``temperature``, ``max_tokens`` ...).
     """
 
-    def __init__(self, base_url: str, key_env: str, key: str, *, timeout: float, max_retries: int,
-                 flags: ApiFlags, model_name: str, unavailable: Callable[[str, int, str], GleamError]) -> None:
+    def __init__(self, settings: ApiSettings, key: str, flags: ApiFlags, *, saved: str,
+                 unavailable: type[ApiUnavailableError] = ApiUnavailableError) -> None:
         try:
             import openai
         except ImportError:
             raise GleamConfigError(f"{flags.what}: the 'openai' package is missing; pip install 'gleamx[judge]'") \
                 from None
         self.openai = openai
-        self.base_url, self.key_env, self.key = base_url, key_env, key
+        base_url, timeout, max_retries = settings.base_url, settings.timeout, settings.max_retries
+        self.base_url, self.key_env, self.key = base_url, settings.api_key_env, key
         self.timeout, self.max_retries = timeout, max_retries
-        self.flags, self.model, self.unavailable = flags, model_name, unavailable
+        self.flags, self.model, self.saved, self.unavailable = flags, settings.model, saved, unavailable
         self.stop = threading.Event()
         self.any_success = threading.Event()
         self._tries = threading.local()  # requests sent for the current call of each worker thread
@@ -250,8 +272,11 @@ class ApiClient:
         usage.requests = self._tries.n
         return Reply(content, None, self._tries.n, usage)
 
-    def _unavailable(self, item_id: str, last: str) -> GleamError:
-        return self.unavailable(item_id, self._tries.n, redact(last, self.key))
+    def _unavailable(self, item_id: str, last: str) -> ApiUnavailableError:
+        f = self.flags
+        return self.unavailable(f"{f.what}: request for {item_id!r} failed {self._tries.n} times "
+                                f"({redact(last, self.key)}); {self.saved}, rerun to resume "
+                                f"({f.max_retries}: {self.max_retries})")
 
 
 def run_concurrently(client: ApiClient, work: Callable[[T], R], todo: Iterable[T], concurrency: int,

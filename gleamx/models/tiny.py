@@ -148,27 +148,25 @@ def _tiny_vision_config(arch: str) -> dict[str, Any]:
             "mlp_ratio": VISION_INTERMEDIATE // VISION_HIDDEN,
             "num_heads": VISION_HEADS,
         }
-    elif arch == "qwen2_5_vl":
+    else:  # Qwen2.5-VL and Qwen3-VL name the widths alike
         vision = {
             "depth": VISION_DEPTH,
             "hidden_size": VISION_HIDDEN,
             "intermediate_size": VISION_INTERMEDIATE,
             "num_heads": VISION_HEADS,
             "out_hidden_size": TEXT_HIDDEN,
-            "window_size": 112,  # 112 px = 4x4 merged patches per attention window, as in the real model
-            "fullatt_block_indexes": [VISION_DEPTH - 1],
-            "tokens_per_second": 2,
         }
-    else:
-        vision = {
-            "depth": VISION_DEPTH,
-            "hidden_size": VISION_HIDDEN,
-            "intermediate_size": VISION_INTERMEDIATE,
-            "num_heads": VISION_HEADS,
-            "out_hidden_size": TEXT_HIDDEN,
-            "num_position_embeddings": 24 * 24,  # learned grid (square), interpolated to the image grid
-            "deepstack_visual_indexes": [0],  # one deepstack merger, fed to the first text layer
-        }
+        if arch == "qwen2_5_vl":
+            vision.update({
+                "window_size": 112,  # 112 px = 4x4 merged patches per attention window, as in the real model
+                "fullatt_block_indexes": [VISION_DEPTH - 1],
+                "tokens_per_second": 2,
+            })
+        else:
+            vision.update({
+                "num_position_embeddings": 24 * 24,  # learned grid (square), interpolated to the image grid
+                "deepstack_visual_indexes": [0],  # one deepstack merger, fed to the first text layer
+            })
     vision.update(
         {
             "patch_size": _patch_size(arch),

