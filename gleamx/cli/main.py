@@ -259,8 +259,9 @@ def cmd_annotate(cfg) -> int:
     with progress() as bar:
         task = bar.add_task("annotating", total=None)
         s = annotate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(s.summary_lines()[0], markup=False)
-    for line in s.summary_lines()[1:]:
+    first, *rest = s.summary_lines()
+    console.print(first, markup=False)
+    for line in rest:
         print(line)
     return 1 if s.count("failed") else 0
 
