@@ -4,7 +4,9 @@ what it expects and what it got. The CLI, the recipes and API callers all meet t
 from __future__ import annotations
 
 import math
+import os
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -118,3 +120,39 @@ def check_pixel_budget(min_name: str, min_pixels: Any, max_name: str, max_pixels
     check_int(max_name, max_pixels, 1, optional=True)
     if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
         raise GleamConfigError(f"{min_name}: expected at most {max_name} ({max_pixels}), got {min_pixels}")
+
+
+# --- the docs' walk-through -------------------------------------------------------------------------------------
+
+WALKTHROUGH_ENV = "GLEAMX_WALKTHROUGH"
+# what a walk-through of the docs (tests/test_walkthrough.py) caps, whatever the command line says: synthetic pairs,
+# optimizer steps (SFT, GRPO), epochs (the retrieval encoder, and each of its phases)
+WALKTHROUGH_CAPS = {"n": 240, "max_steps": 2, "epochs": 1}
+
+
+def walkthrough() -> bool:
+    """``GLEAMX_WALKTHROUGH=1``: the docs' commands run as written, at tiny sizes."""
+    return os.environ.get(WALKTHROUGH_ENV, "") == "1"
+
+
+def cap_for_walkthrough(config: Any, label: str = "") -> Any:
+    """Under ``GLEAMX_WALKTHROUGH=1``, lower ``config``'s sample count, optimizer steps and epochs to
+    ``WALKTHROUGH_CAPS`` in place (a step budget of 0 or -1, i.e. "epochs decide", becomes the cap too), saying so in
+    one line on stderr; otherwise leave it alone. Returns ``config``."""
+    if not walkthrough():
+        return config
+    changed = []
+    for name, cap in WALKTHROUGH_CAPS.items():
+        value = getattr(config, name, None)
+        if not _is_int(value) or (0 < value <= cap) or (value <= 0 and name != "max_steps"):
+            continue
+        setattr(config, name, cap)
+        changed.append(f"{name} {value} -> {cap}")
+    for n, phase in enumerate(getattr(config, "phases", None) or []):
+        if isinstance(phase, dict) and _is_int(phase.get("epochs")) and phase["epochs"] > WALKTHROUGH_CAPS["epochs"]:
+            changed.append(f"phases[{n}].epochs {phase['epochs']} -> {WALKTHROUGH_CAPS['epochs']}")
+            phase["epochs"] = WALKTHROUGH_CAPS["epochs"]
+    if changed:
+        print(f"{WALKTHROUGH_ENV}=1: {label or type(config).__name__}: {', '.join(changed)} (a walk-through, "
+              "not a real run)", file=sys.stderr)
+    return config

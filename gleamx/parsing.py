@@ -22,6 +22,7 @@ import yaml
 from trl import TrlParser
 
 from gleamx.console import print_error
+from gleamx.checks import cap_for_walkthrough
 from gleamx.errors import GleamConfigError, first_line
 
 
@@ -60,7 +61,7 @@ def parse_with_config(parser: Any, argv: list[str], *, what: str, label: str) ->
         raise _unknown_keys(str(path), parser, from_file, what)
     if from_cli:
         raise GleamConfigError(f"{label}: unknown command-line argument(s): {' '.join(from_cli)}")
-    return tuple(parsed)
+    return tuple(cap_for_walkthrough(p, label) for p in parsed)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

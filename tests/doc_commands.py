@@ -195,6 +195,28 @@ def commands(path: Path) -> list[DocCommand]:
     return found
 
 
+def walk_order() -> list[Path]:
+    """The documents in the order a reader follows them: README.md, then the pages in the order of README's
+    documentation table (its ``| [docs/X.md](...) |`` rows); a page the table leaves out comes last, by name."""
+    listed = [ROOT / m.group(1) for m in re.finditer(r"^\|\s*\[(docs/[\w.-]+\.md)\]", _read(README), re.M)]
+    pages = [p for p in listed if p.is_file()]
+    return [README, *pages, *(p for p in sorted(DOCS.glob("*.md")) if p not in pages)]
+
+
+def section_of(path: Path, line: int) -> str:
+    """``FILE#heading`` of the section ``line`` lies in (the nearest heading above it, any level); ``FILE`` before
+    the first heading."""
+    _, prose = _split_fences(path)
+    title = ""
+    for n, text in prose:
+        if n > line:
+            break
+        m = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", text)
+        if m:
+            title = m.group(1)
+    return f"{shown(path)}#{title}" if title else shown(path)
+
+
 def all_commands() -> list[DocCommand]:
     """``commands`` of every document."""
     return [c for p in doc_files() for c in commands(p)]

@@ -518,3 +518,122 @@ def test_help_starts_with_examples_and_says_required(name, capsys):
     if name == "sft":
         assert text.index("gleamx options (GleamScriptArguments)") < text.index("TRL options (SFTConfig)") \
             < text.index("TRL options (ModelConfig)")
+
+
+# --- the folders the commands write and read ----------------------------------------------------------------------
+
+OUTPUT_FLAGS = ("--out", "--output", "--output_dir", "--output-dir", "--export-space", "--export_space")
+INPUT_FLAGS = ("--data", "--adapter", "--encoder", "--retrieval", "--gallery", "--annotations", "--dataset_name",
+               "--dataset-name", "--eval_data", "--eval-data", "--revisions")
+POSITIONAL_INPUT = ("data validate", "data convert", "data push", "push")  # their first word after the command
+BROUGHT = {"raw/University-Release"}  # downloads the reader brings: no command makes them
+
+
+def _norm(path: str) -> str:
+    import posixpath
+
+    return posixpath.normpath(path.rstrip("/"))
+
+
+def _yaml_output_dir(config: str, kind: str | None) -> str | None:
+    """The ``output_dir`` of recipe ``config`` (a file, or a packaged recipe of ``kind``), or None."""
+    import yaml
+
+    from gleamx import recipes
+
+    try:
+        path = Path(recipes.resolve_config(["--config", config], kind)[1]) if kind else Path(config)
+        data = yaml.safe_load((path if path.is_absolute() else ROOT / path).read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001  (test_every_config_a_doc_names_resolves reports it)
+        return None
+    return data.get("output_dir") if isinstance(data, dict) else None
+
+
+def written_folders(c: DocCommand) -> list[str]:
+    """The folders (or files) ``c`` writes: its ``--out``/``--output``/``--output_dir``/``--export-space``, else, for
+    a recipe run with ``--config`` (``gleamx sft|grpo|retrieval train``, ``python``/``accelerate launch`` of a recipe
+    script, ``sbatch`` of a recipe's SLURM script), the recipe's own ``output_dir``."""
+    words = [_clean(w) for w in c.words]
+    if words[0] == "sbatch":  # sbatch [opts] recipes/slurm/X.sbatch RECIPE.yaml ACCELERATE.yaml [recipe flags]
+        i = next((i for i, w in enumerate(words) if w.endswith(".sbatch")), None)
+        if i is None or i + 1 >= len(words):
+            return []
+        given = [v for f, v in flags(words[i + 1:]) if f in OUTPUT_FLAGS and v]
+        out = given or [_yaml_output_dir(words[i + 1], None)]
+        return [_norm(o) for o in out if o and not docs.is_placeholder(o)]
+    given = [v for f, v in flags(words) if f in OUTPUT_FLAGS and v and not docs.is_placeholder(v)]
+    if given:
+        return [_norm(v) for v in given]
+    found = _config_kind(c) if (gleamx_command(c) or recipe_run(c)) else None
+    if found is None:
+        return []
+    kind, rest = found
+    config = next((v for f, v in flags(rest) if f == "--config" and v), None)
+    if config is None or docs.is_placeholder(config) or kind not in ("sft", "grpo", "retrieval", None):
+        return []
+    out = _yaml_output_dir(config, kind)
+    return [_norm(out)] if out else []
+
+
+def read_folders(c: DocCommand) -> list[str]:
+    """The local folders or files ``c`` reads that some command should have made: ``--data``, ``--adapter``,
+    ``--encoder``, ``--retrieval``, ``--gallery``, ... and the first argument of ``data validate|convert|push`` and
+    ``push``."""
+    found = gleamx_command(c)
+    if found is None:
+        return []
+    names, rest = found
+    read = [v for f, v in flags(rest) if f in INPUT_FLAGS and v]
+    if names and names[0] in POSITIONAL_INPUT and rest and not rest[0].startswith("-"):
+        read.append(rest[0])
+    return [_norm(v) for v in read if not docs.is_placeholder(v) and "://" not in v]
+
+
+def folder_problems(pages: list[Path]) -> tuple[list[str], int]:
+    """Two sections (headings) of the docs writing the same folder, and a command reading a local folder that no
+    earlier command (README first, then the pages in README's table order) makes; and how many writes were
+    checked. A name no command writes under whose first part is no folder any command writes is a Hub id
+    (``you/gleamx-u1652``)."""
+    writers: dict[str, tuple[str, DocCommand]] = {}
+    problems, n = [], 0
+    cmds = [c for p in pages for c in docs.commands(p) if c.fenced]
+    roots = {w.split("/", 1)[0] for c in cmds for w in written_folders(c)}
+    made: set[str] = set(BROUGHT)
+    for c in cmds:
+        for r in read_folders(c):
+            parts = r.split("/")
+            local = parts[0] in roots or len(parts) != 2 or r.startswith((".", "~"))
+            if local and not any("/".join(parts[:i]) in made for i in range(len(parts), 0, -1)):
+                problems.append(f"{c}: reads {r}, which no earlier command of the docs makes")
+        section = docs.section_of(c.file, c.line)
+        for w in written_folders(c):
+            n += 1
+            made.add(w)
+            first = writers.setdefault(w, (section, c))
+            if first[0] != section:
+                problems.append(f"{c}: writes {w}, as {first[1].where} in another section ({first[0]}) does")
+    return problems, n
+
+
+def test_no_two_sections_write_the_same_folder_and_every_folder_read_is_made_first(monkeypatch):
+    """Following the docs top to bottom (README, then its table's pages), no section overwrites another section's
+    output folder (``--out``, ``--output``, ``--output_dir``, a ``--config`` recipe's own ``output_dir``), and every
+    local folder a command reads was made by an earlier command (or is a download the reader brings: ``BROUGHT``)."""
+    monkeypatch.chdir(ROOT)
+    problems, n = folder_problems(docs.walk_order())
+    assert n >= 30, n
+    assert not problems, "\n".join(problems)
+
+
+def test_the_folder_check_fails_on_a_wrong_page(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    page = tmp_path / "folders.md"
+    page.write_text("# A\n\n```bash\ngleamx data synth --out data/x --n 10\ngleamx sft --config tiny/sft_lora\n```\n\n"
+                    "## B\n\n```bash\ngleamx data synth --out data/x --n 20\n"
+                    "python recipes/sft.py --config recipes/tiny/sft_lora.yaml\n"
+                    "gleamx data validate data/never\ngleamx eval --model m --adapter outputs/tiny-sft-lora --data "
+                    "you/hub-set --output eval/y\n```\n", encoding="utf-8")
+    problems, _ = folder_problems([page])
+    assert len(problems) == 3, "\n".join(problems)
+    assert "writes data/x" in problems[0] and "writes outputs/tiny-sft-lora" in problems[1], problems
+    assert "reads data/never" in problems[2], problems
