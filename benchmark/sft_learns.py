@@ -42,7 +42,7 @@ def score(model_dir: Path, data: Path, out: Path, task: str, max_pixels: int | N
 
     return run_eval(EvalConfig(data=str(data), model=str(model or model_dir), adapter=str(adapter) if adapter else None,
                                split="test", task=task, lang=EVAL_LANG, max_new_tokens=8, batch_size=16, bootstrap=0,
-                               max_pixels=max_pixels, output=str(out), no_explanation_metrics=True))
+                               max_pixels=max_pixels, output=str(out), no_explanation_metrics=True)).results
 
 
 def pct(x: float | None) -> str:

@@ -22,6 +22,12 @@ console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 
+def percent_text(value: float | None, digits: int = 2, sign: str = "") -> str:
+    """``value`` (a fraction) as a percentage with ``digits`` decimals (then ``sign``), or ``-`` when it is not
+    reported (``None``: e.g. R@k on a gallery of at most k tiles)."""
+    return "-" if value is None else f"{100 * value:.{digits}f}{sign}"
+
+
 def print_error(message: str) -> None:
     """``error: message`` on stderr as one line (no markup is read from ``message``)."""
     err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)

@@ -112,7 +112,7 @@ def evaluate(data: Path, model_dir: Path, output: Path, adapter: Path | None = N
 
     return run_eval(EvalConfig(data=str(data), model=str(model_dir), adapter=str(adapter) if adapter else None,
                                lang="en", task="label", split="test", limit=EVAL_LIMIT, max_new_tokens=8,
-                               output=str(output), overwrite=True))
+                               output=str(output), overwrite=True)).results
 
 
 def fine_tune(cfg: DemoConfig, data: Path, model_dir: Path, out: Path) -> Path:
@@ -141,7 +141,7 @@ def train_retriever(cfg: DemoConfig, data: Path, out: Path) -> Path:
     """Stage 8: a tiny retrieval encoder on the same locations."""
     from gleamx.retrieval.config import RetrievalConfig
     from gleamx.retrieval.data import load_retrieval
-    from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
+    from gleamx.console import percent_text as pc  # "-": R@k on a gallery of <= k tiles
     from gleamx.retrieval.train import train_retrieval
 
     console.rule("[bold]8. retrieval encoder (tiny ConvNeXt, InfoNCE, similarity-sampled negatives)")
@@ -159,12 +159,12 @@ def localize_test_queries(data: Path, gc_dir: Path, model_dir: Path, sft_dir: Pa
     """Stage 9: The retrieval encoder's top-3 candidates per test query, verified by the fine-tuned MLLM."""
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.localize import LocalizeConfig, localize
-    from gleamx.retrieval.metrics import percent_text as pc
+    from gleamx.console import percent_text as pc
 
     console.rule("[bold]9. localize: top-3 candidates per query, verified by the fine-tuned MLLM")
     k = min(3, len(load_retrieval(data, "test").gallery))  # a small --n can leave fewer test tiles than 3
     loc = localize(LocalizeConfig(encoder=str(gc_dir), model=str(model_dir), adapter=str(sft_dir), data=str(data),
-                                  split="test", k=k, limit=8, output=str(out / "localize"), overwrite=True))
+                                  split="test", k=k, limit=8, output=str(out / "localize"), overwrite=True)).results
     console.print(f"{loc['n_query']} queries: right tile among the {loc['k']} candidates {pc(loc['recall_at_k'], 0)}%, "
                   f"R@1 {pc(loc['R@1_retrieval'], 0)}% by retrieval, {pc(loc['R@1_verified'], 0)}% after "
                   "verification (a tiny random MLLM: the mechanics, not the numbers)")

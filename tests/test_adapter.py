@@ -164,7 +164,7 @@ def test_merge_and_eval_load_old_layout_adapters_like_new_ones(adapters, data_sm
 
     inputs = _inputs(adapters["processor"], data_small_jsonl)
     want = _logits(PeftModel.from_pretrained(_fresh(adapters["base"]), str(adapters["new"])).eval(), inputs)
-    merged = merge_adapter(str(adapters["base"]), adapters["old"], tmp_path / "merged", dtype="float32")
+    merged = merge_adapter(str(adapters["base"]), adapters["old"], tmp_path / "merged", dtype="float32").out
     got = _logits(AutoModelForImageTextToText.from_pretrained(merged, dtype=torch.float32).eval(), inputs)
     assert torch.allclose(got, want, atol=1e-4)
 

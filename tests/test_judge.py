@@ -467,7 +467,7 @@ def test_gleamx_eval_runs_the_judge_end_to_end(stub: Callable[..., tuple[Stub, s
     cfg_ = EvalConfig(data=str(tmp_path / "data"), predictions=str(preds), lang="en", task="explain",
                       output=str(tmp_path / "out"), bootstrap=0, judge_model="judge", judge_base_url=url,
                       judge_api_key_env="GLEAMX_TEST_JUDGE_KEY")
-    results = run_eval(cfg_)
+    results = run_eval(cfg_).results
     judge = results["explanation"]["judge"]
     assert judge["n"] == len(samples) and judge["n_invalid"] == 0 and judge["overall"] is not None
     assert len(server.bodies) == len(samples)

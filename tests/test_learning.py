@@ -28,7 +28,7 @@ def test_sft_raises_run_eval_accuracy_on_the_pairs_it_trained_on(tmp_path):
 
     def accuracy(model_dir: Path, out: str) -> dict:
         return run_eval(EvalConfig(data=str(data), model=str(model_dir), split="train", task="label", lang="en",
-                                   max_new_tokens=8, batch_size=16, bootstrap=0, output=str(tmp_path / out)))
+                                   max_new_tokens=8, batch_size=16, bootstrap=0, output=str(tmp_path / out))).results
 
     before = accuracy(model, "eval-untrained")
     args = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), [

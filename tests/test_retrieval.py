@@ -325,7 +325,7 @@ def test_localize_verifies_top_k_candidates_and_resumes(toy, tmp_path, models_ti
     RetrievalEncoder.tiny(32).save_pretrained(enc)
     cfg = LocalizeConfig(encoder=str(enc), model=str(models_tiny_dir("qwen2_5_vl")), data=str(toy), split="test",
                          k=3, limit=4, output=str(tmp_path / "loc"), max_new_tokens=4)
-    r = localize(cfg)
+    r = localize(cfg).results
     out = tmp_path / "loc"
     cands = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
     assert len(cands) == 12 and {c["source"] for c in cands} == {"gleamc-candidates"}
@@ -337,7 +337,7 @@ def test_localize_verifies_top_k_candidates_and_resumes(toy, tmp_path, models_ti
     assert 0 <= r["R@1_verified"] <= r["recall_at_k"]
     assert (out / "verify" / "report.html").is_file()
     before = (out / "verify" / "predictions.jsonl").read_text()
-    assert localize(cfg) == r  # a rerun generates nothing new and gives the same numbers
+    assert localize(cfg).results == r  # a rerun generates nothing new and gives the same numbers
     assert (out / "verify" / "predictions.jsonl").read_text() == before
 
 
@@ -410,7 +410,7 @@ def test_localize_r_at_1_retrieval_is_the_encoders_own_top_1(toy, tmp_path, mode
     enc = tmp_path / "enc"
     RetrievalEncoder.tiny(32).save_pretrained(enc)
     r = localize(LocalizeConfig(encoder=str(enc), model=str(models_tiny_dir("qwen2_5_vl")), data=str(toy),
-                                split="test", k=2, output=str(tmp_path / "loc"), max_new_tokens=2))
+                                split="test", k=2, output=str(tmp_path / "loc"), max_new_tokens=2)).results
     rset = load_retrieval(toy, "test")
     cands = propose_candidates(load_encoder(str(enc)), rset, 2)
     top1 = sum(rset.gallery[c.gallery_indices[0]].location_id == c.query.location_id for c in cands) / len(cands)

@@ -255,8 +255,8 @@ def test_jsonl_sheet_round_trip_equals_the_log(review_data: Path, tmp_path: Path
                       "explanation": {"en": "The road bends the other way.\nAnswer: No", "zh": ZH["t4"]}},
                      {"id": "t2", "decision": "reject"}])
     sheet = tmp_path / "sheet.jsonl"
-    out, n, n_done = export_sheet(ReviewExportConfig(data=str(review_data), out=str(sheet)))
-    assert (n, n_done) == (4, 2)
+    export = export_sheet(ReviewExportConfig(data=str(review_data), out=str(sheet)))
+    assert (export.n_rows, export.n_decided) == (4, 2)
     by_log = import_revisions(ReviewImportConfig(data=str(review_data), out=str(tmp_path / "a"))).stats
     by_sheet = import_revisions(ReviewImportConfig(data=str(review_data), revisions=str(sheet),
                                                    out=str(tmp_path / "b"))).stats

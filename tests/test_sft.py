@@ -198,7 +198,7 @@ def test_merge_writes_weights_that_load_and_match_the_adapter(sft_inputs, tmp_pa
     from gleamx.prompts import sample_images
 
     out = _train(sft_inputs, tmp_path / "run")
-    merged_dir = merge_adapter(str(sft_inputs["model"]), out, tmp_path / "merged")
+    merged_dir = merge_adapter(str(sft_inputs["model"]), out, tmp_path / "merged").out
     merged = AutoModelForImageTextToText.from_pretrained(merged_dir).eval()
     base, processor = load_model_and_processor(sft_inputs["model"])
     peft_model = PeftModel.from_pretrained(base, str(out)).eval()

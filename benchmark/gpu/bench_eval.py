@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     try:
-        results = run_eval(cfg)
+        results = run_eval(cfg).results
     finally:
         meter.uninstall()
     wall = time.perf_counter() - t0

@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 
 from gleamx.app.config import AppConfig
-from gleamx.console import console
 
 # Settings that describe where the app runs, not what it serves: the Space decides them.
 _NOT_CARRIED = ("host", "port", "share", "export_space", "workdir")
@@ -101,8 +100,22 @@ def _local_paths(cfg: AppConfig) -> list[str]:
             if (value := getattr(cfg, name)) and Path(value).expanduser().exists()]
 
 
-def export_space(cfg: AppConfig) -> Path:
-    """Write the Space folder ``cfg.export_space``; returns it."""
+@dataclasses.dataclass
+class ExportedSpace:
+    """The Space folder :func:`export_space` wrote, and the settings that name paths on this machine."""
+
+    out: Path
+    local_paths: list[str]  # ``--adapter runs/lora``: found on the Space only if it exists there too
+
+    def summary_lines(self) -> list[str]:
+        return [*(f"note: {p} is a path on this machine: the Space finds it only if it exists there too (push it "
+                  "to the Hub and pass its id)" for p in self.local_paths),
+                f"Space written to {self.out} (app.py, requirements.txt, README.md, gleamx/): push it with "
+                f"`hf upload USER/SPACE {self.out} --repo-type space`"]
+
+
+def export_space(cfg: AppConfig) -> ExportedSpace:
+    """Write the Space folder ``cfg.export_space``."""
     import gleamx
 
     try:
@@ -132,10 +145,7 @@ def export_space(cfg: AppConfig) -> Path:
     package = Path(gleamx.__file__).resolve().parent
     shutil.rmtree(out / "gleamx", ignore_errors=True)
     shutil.copytree(package, out / "gleamx", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for note in _local_paths(cfg):
-        console.print(f"note: {note} is a path on this machine: the Space finds it only if it exists there too "
-                      "(push it to the Hub and pass its id)", markup=False)
-    return out
+    return ExportedSpace(out, _local_paths(cfg))
 
 
-__all__ = ["export_space", "space_requirements", "space_settings"]
+__all__ = ["ExportedSpace", "export_space", "space_requirements", "space_settings"]

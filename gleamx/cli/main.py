@@ -1,7 +1,8 @@
 """``gleamx``: the command table (:data:`COMMANDS`); ``gleamx --help`` lists every command from it.
 
 Every command is a config dataclass parsed by :class:`gleamx.parsing.GleamParser` (flags and
-``--config FILE.yaml``) and one library call; this file only prints what the call returns.
+``--config FILE.yaml``) and one library call, whose result (a small dataclass of the library) says what to print:
+``summary_lines()``, or ``as_dict()`` under ``--json``; the progress bars are this file's own.
 ``sft`` and ``retrieval train`` hand their arguments to the recipe scripts, whose TrlParser reads them.
 """
 
@@ -13,25 +14,47 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from gleamx.parsing import GleamParser, command_parser
 from gleamx.console import console, progress, run_cli
+from gleamx.parsing import GleamParser, command_parser
 
 
-# --- what each command prints (the work is one library call) ----------------------------------------------
+# --- what each command prints (the work is one library call; its result says what to print) ------------------
+
+
+def _show(result: Any, as_json: bool = False) -> None:
+    """``result.summary_lines()`` as plain lines (no markup, never wrapped), or with ``as_json`` its JSON."""
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+        return
+    for line in result.summary_lines():
+        print(line)
+
+
+def _load(ref: str) -> Any:
+    """``"data.cvgl:convert_layout"``: ``gleamx.data.cvgl.convert_layout``, imported only now (``gleamx --help``
+    imports no command's module)."""
+    from importlib import import_module
+
+    module, _, name = ref.partition(":")
+    return getattr(import_module(f"gleamx.{module}"), name)
+
+
+def _prints(ref: str) -> Callable[[Any], int]:
+    """A command that prints what the library call ``ref`` (``"module:function"`` of gleamx) returns for its
+    config."""
+    def run(cfg: Any) -> int:
+        _show(_load(ref)(cfg))
+        return 0
+
+    return run
 
 
 def cmd_predict(cfg) -> int:
     from gleamx.app.predict import predict
 
-    result = predict(cfg)
-    if cfg.json:
-        print(result.json_text())
-    else:
-        for line in result.summary_lines():
-            print(line)
+    _show(predict(cfg), cfg.json)
     return 0
 
 
@@ -44,26 +67,8 @@ def cmd_data_synth(cfg) -> int:
             cfg.out, n=cfg.n, seed=cfg.seed, image_size=cfg.image_size, difficulty=cfg.difficulty,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    console.print(f"wrote {summary.n_samples} samples to {cfg.out}")
-    for split, n in summary.by_split.items():
-        console.print(f"  {split}: {n}")
+    _show(summary)
     return 0
-
-
-def _print_report(report, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
-        return
-    from rich.table import Table
-
-    console.print(f"{report.n_valid} valid of {report.n_records} records, {len(report.problems)} problem(s)")
-    table = Table(show_header=False, box=None, padding=(0, 2))
-    for title, counter in (("split", report.by_split), ("view", report.by_view),
-                           ("label", report.by_label), ("language", report.by_lang)):
-        table.add_row(f"by {title}", "  ".join(f"{k}={n}" for k, n in sorted(counter.items())) or "-")
-    console.print(table)
-    for p in report.problems:  # plain print: one problem per line, never wrapped or styled
-        print(p)
 
 
 def cmd_data_validate(cfg) -> int:
@@ -71,99 +76,21 @@ def cmd_data_validate(cfg) -> int:
 
     report = validate(cfg.path, format=cfg.format, split=cfg.split, columns=cfg.columns,
                       decode_images=cfg.decode, allow_outside_paths=cfg.allow_outside_paths)
-    _print_report(report, cfg.json)
+    _show(report, cfg.json)
     return 0 if report.ok else 1
-
-
-def cmd_data_convert(cfg) -> int:
-    from gleamx.data import load_samples, write_samples
-    from gleamx.prompts import write_sharegpt
-
-    res = load_samples(cfg.src, format=cfg.format, split=cfg.split, columns=cfg.columns, skip_bad=cfg.skip_bad,
-                       allow_outside_paths=cfg.allow_outside_paths)
-    if res.n_bad:
-        console.print(f"skipped {res.n_bad} bad record(s) (--skip-bad); first: {res.problems[0]}")
-    if cfg.to == "sharegpt":
-        n = write_sharegpt(res.dataset, cfg.out, lang=cfg.lang, task=cfg.task)
-        console.print(f"wrote {n} conversations from {len(res.dataset)} samples to {cfg.out} (+ dataset_info.json)")
-    else:
-        n = write_samples(res.dataset, cfg.out)
-        console.print(f"wrote {n} samples to {cfg.out}")
-    return 0
-
-
-def cmd_data_cvgl(cfg) -> int:
-    from gleamx.data.cvgl import convert_layout
-
-    summary = convert_layout(cfg)
-    console.print(f"{cfg.layout} {summary.split}: gallery {summary.n_gallery} tiles, {summary.n_queries} queries "
-                  f"({', '.join(f'{k}={v}' for k, v in summary.by_view.items())}) -> {summary.out_dir / 'retrieval'}")
-    for note in summary.notes:
-        console.print(f"note: {note}", markup=False)
-    return 0
-
-
-def cmd_data_pairs(cfg) -> int:
-    from gleamx.curate.pairs import make_pairs
-
-    r = make_pairs(cfg)
-    console.print(f"{r.source}: {r.by_label['positive']} positive and {r.by_label['negative']} negative pairs "
-                  f"({', '.join(f'{k}={v}' for k, v in r.by_negative.items()) or 'no negatives'}) -> {r.out_dir}")
-    for split, n in r.by_split.items():
-        console.print(f"  {split}: {n}")
-    if r.short:
-        console.print(f"note: {r.short} negative(s) left out: a split has too few other locations", markup=False)
-    console.print(f"dataset card: {r.card}")
-    return 0
-
-
-def cmd_data_push(cfg) -> int:
-    from gleamx.curate.publish import push_dataset
-
-    plan = push_dataset(cfg)
-    verb = "uploaded" if plan.uploaded else "would upload"
-    splits = ", ".join(f"{k}={n}" for k, n in plan.splits.items())
-    print(f"{verb} {len(plan.files)} file(s) to dataset {plan.repo_id} ({'private' if plan.private else 'public'}; "
-          f"{splits}), written to {plan.preview_dir}:")
-    for name, size in plan.files:
-        print(f"  {name} ({size:,} bytes)")
-    return 0
-
-
-def cmd_models_tiny(cfg) -> int:
-    if cfg.from_real or cfg.full_size:
-        from gleamx.models.real_tiny import REAL_CHECKPOINTS, build_real_tiny_model
-
-        out = build_real_tiny_model(cfg.arch, cfg.out, seed=cfg.seed, full_size=cfg.full_size)
-        size = "full-size" if cfg.full_size else "tiny"
-        console.print(f"{size} random {cfg.arch} model from {REAL_CHECKPOINTS[cfg.arch][1]}'s own files saved to {out}")
-        return 0
-    from gleamx.models import build_tiny_model
-
-    out = build_tiny_model(cfg.arch, cfg.out, tokenizer=cfg.tokenizer, seed=cfg.seed)
-    console.print(f"tiny {cfg.arch} model ({cfg.tokenizer} tokenizer) saved to {out}")
-    return 0
 
 
 def cmd_push(cfg) -> int:
     from gleamx.hub.push import push_output_dir
 
-    plan = push_output_dir(cfg.output_dir, cfg.repo_id, private=cfg.private, dry_run=cfg.dry_run)
-    verb = "would upload" if cfg.dry_run else "uploaded"
-    print(f"{verb} {len(plan.files)} file(s) to {plan.repo_id} ({'private' if plan.private else 'public'}):")
-    for f in plan.files:
-        print(f"  {f}")
-    if cfg.dry_run:
-        print("--- model card (README.md) ---")
-        print(plan.card or "(no README.md in the output dir)")
+    _show(push_output_dir(cfg.output_dir, cfg.repo_id, private=cfg.private, dry_run=cfg.dry_run))
     return 0
 
 
 def cmd_merge(cfg) -> int:
     from gleamx.hub.merge import merge_adapter
 
-    out = merge_adapter(cfg.base, cfg.adapter, cfg.out, dtype=cfg.dtype)
-    console.print(f"merged model -> {out} (loads with AutoModelForImageTextToText.from_pretrained)")
+    _show(merge_adapter(cfg.base, cfg.adapter, cfg.out, dtype=cfg.dtype))
     return 0
 
 
@@ -178,9 +105,7 @@ def cmd_app(cfg) -> int:
     if cfg.export_space:
         from gleamx.app.space import export_space
 
-        out = export_space(cfg)
-        console.print(f"Space written to {out} (app.py, requirements.txt, README.md, gleamx/): push it with "
-                      f"`hf upload USER/SPACE {out} --repo-type space`", markup=False)
+        _show(export_space(cfg))
         return 0
     from gleamx.app.ui import serve
 
@@ -191,79 +116,14 @@ def cmd_app(cfg) -> int:
     return 0
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}%"
-
-
-def cmd_eval(cfg) -> int:
-    from gleamx.eval.run import run_eval
-
-    results = run_eval(cfg)
-    console.print(
-        f"n={results['n']}  accuracy={_pct(results['accuracy'])}  on matching pairs={_pct(results['accuracy_positive'])}"
-        f"  on non-matching pairs={_pct(results['accuracy_negative'])}  invalid={_pct(results['invalid_rate'])}")
-    images = results.get("images") or {}
-    if images.get("image_tokens_per_sample") is not None and images.get("min_pixels") and images.get("max_pixels"):
-        console.print(f"images: {images['min_pixels']:,} to {images['max_pixels']:,} pixels each, "
-                      f"{images['image_tokens_per_sample']:.1f} image tokens per sample "
-                      f"(processor of {images['processor']})", markup=False)
-    expl = results.get("explanation") or {}
-    if expl.get("sbert_cosine") is not None:
-        rescaled = expl.get("sbert_cosine_rescaled")
-        console.print(f"explanations: sbert_cosine={expl['sbert_cosine']:.4f} "
-                      f"(rescaled {'-' if rescaled is None else f'{rescaled:.4f}'}; {expl.get('sbert_model')})  "
-                      f"bleu={expl.get('bleu', 0):.2f}  chrf={expl.get('chrf', 0):.2f}  "
-                      f"rouge_l={expl.get('rouge_l', 0):.4f}")
-    console.print(f"report: {cfg.output}/report.html  tables: {cfg.output}/results.md  "
-                  f"numbers: {cfg.output}/results.json")
-    return 0
-
-
-def cmd_retrieval_eval(cfg) -> int:
-    from gleamx.retrieval.evaluate import run_retrieval_eval
-    from gleamx.retrieval.metrics import percent_text as pc
-
-    m = run_retrieval_eval(cfg)
-    if not m["is_main"]:  # accelerate launch: the first process reports
-        return 0
-    ks = tuple(cfg.ks or (1, 5, 10))
-    pct = f"R@{1:g}%"
-    console.print(f"{m['n_query']} queries, gallery {m['n_gallery']}: "
-                  + "  ".join(f"R@{k} {pc(m[f'R@{k}'])}" for k in ks)
-                  + f"  {pct} {pc(m[pct])} (top {m[pct + '_k']})  mAP {pc(m['mAP'])}"
-                  + (f"  hit rate {pc(m['hit_rate@1'])}" if "hit_rate@1" in m else ""))
-    for view, v in m["by_view"].items():
-        console.print(f"  {view:<10} R@1 {pc(v['R@1'])}  R@{ks[-1]} {pc(v[f'R@{ks[-1]}'])}  mAP {pc(v['mAP'])}")
-    for note in m["notes"]:
-        console.print(f"note: {note}", markup=False)
-    console.print(f"numbers: {Path(cfg.output) / 'retrieval_results.json'}")
-    return 0
-
-
-def cmd_localize(cfg) -> int:
-    from gleamx.retrieval.localize import localize
-    from gleamx.retrieval.metrics import percent_text as pc
-
-    r = localize(cfg)
-    console.print(f"{r['n_query']} queries, top-{r['k']} of {r['n_gallery']} tiles: the right tile is among the "
-                  f"candidates for {pc(r['recall_at_k'], 1)}%; R@1 {pc(r['R@1_retrieval'], 1)}% by retrieval, "
-                  f"{pc(r['R@1_verified'], 1)}% after the MLLM's verification")
-    console.print(f"ranked candidates with answers: {Path(cfg.output) / 'ranked.jsonl'}  "
-                  f"verification report: {Path(cfg.output) / 'verify' / 'report.html'}")
-    return 0
-
-
 def cmd_annotate(cfg) -> int:
     from gleamx.curate.annotate import annotate
 
     with progress() as bar:
         task = bar.add_task("annotating", total=None)
-        s = annotate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    first, *rest = s.summary_lines()
-    console.print(first, markup=False)
-    for line in rest:
-        print(line)
-    return 1 if s.count("failed") else 0
+        summary = annotate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    _show(summary)
+    return 1 if summary.count("failed") else 0
 
 
 def _pop_option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
@@ -332,32 +192,6 @@ def cmd_review_serve(cfg) -> int:
         serve_review(cfg, on_ready=ready)
     except KeyboardInterrupt:  # the way to stop it: every decision is already on disk
         console.print("stopped; every decision made is saved")
-    return 0
-
-
-def cmd_review_export(cfg) -> int:
-    from gleamx.curate.review import export_sheet
-
-    out, n, n_done = export_sheet(cfg)
-    console.print(f"wrote {n} rows ({n_done} with a decision) to {out}", markup=False)
-    return 0
-
-
-def cmd_review_import(cfg) -> int:
-    from gleamx.curate.review import STATS_NAME, import_revisions
-
-    r = import_revisions(cfg)
-    st = r.stats
-    console.print(f"split {st['split']}: {st['n_reviewed']} of {st['n_split']} reviewed: {st['n_accepted']} accepted, "
-                  f"{st['n_edited']} edited, {st['n_rejected']} rejected (left out), {st['n_unreviewed']} unreviewed"
-                  f" ({'kept' if cfg.keep_unreviewed else 'left out'}); share edited {_pct(st['share_edited'])}",
-                  markup=False)
-    for lang, v in st["languages"].items():
-        if v["n"]:
-            console.print(f"  {lang}: {v['n_edited']} of {v['n']} edited ({_pct(v['share_edited'])}), mean edit "
-                          f"distance {v['mean_edit_distance']:.2f} characters", markup=False)
-    files = ", ".join(f"{name}.jsonl ({n})" for name, n in r.written.items())
-    console.print(f"wrote {files} and {STATS_NAME} to {r.out}", markup=False)
     return 0
 
 
@@ -449,64 +283,60 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _config(module: str, name: str) -> Callable[[], type]:
-    def load() -> type:
-        from importlib import import_module
-
-        return getattr(import_module(module), name)
-
-    return load
+def _config(ref: str) -> Callable[[], type]:
+    """The config dataclass ``ref`` (``"module:Class"`` of gleamx), imported when its command is parsed."""
+    return lambda: _load(ref)
 
 
 COMMANDS: dict[str, Command] = {
-    "data synth": Command(_config("gleamx.synth.config", "SynthConfig"), cmd_data_synth,
+    "data synth": Command(_config("synth.config:SynthConfig"), cmd_data_synth,
                           "generate the procedural cross-view dataset"),
-    "data validate": Command(_config("gleamx.data.config", "ValidateConfig"), cmd_data_validate,
+    "data validate": Command(_config("data.config:ValidateConfig"), cmd_data_validate,
                              "count samples and list every problem (exit 1 if any)"),
-    "data convert": Command(_config("gleamx.data.config", "ConvertConfig"), cmd_data_convert,
+    "data convert": Command(_config("data.config:ConvertConfig"), _prints("prompts.convert:convert"),
                             "convert between gleamx JSONL and ShareGPT/LLaMA-Factory"),
-    "data cvgl": Command(_config("gleamx.data.config", "CvglConfig"), cmd_data_cvgl,
+    "data cvgl": Command(_config("data.config:CvglConfig"), _prints("data.cvgl:convert_layout"),
                          "write the retrieval layout for University-1652, VIGOR, CVUSA, CVACT or paired "
                          "folders on disk"),
-    "data pairs": Command(_config("gleamx.curate.pairs", "PairsConfig"), cmd_data_pairs,
+    "data pairs": Command(_config("curate.pairs:PairsConfig"), _prints("curate.pairs:make_pairs"),
                           "matching and non-matching pairs (random and hard negatives) from a retrieval layout"),
-    "data push": Command(_config("gleamx.curate.publish", "DataPushConfig"), cmd_data_push,
+    "data push": Command(_config("curate.publish:DataPushConfig"), _prints("curate.publish:push_dataset"),
                          "publish a dataset to the Hub as a datasets-loadable repo (Parquet with images, card)"),
-    "models tiny": Command(_config("gleamx.models.config", "TinyModelConfig"), cmd_models_tiny,
+    "models tiny": Command(_config("models.config:TinyModelConfig"), _prints("models.tiny:build_tiny"),
                            "build a tiny random-initialised Qwen-VL-class model"),
     "sft": Command(None, cmd_sft, "fine-tune from a recipe: --config tiny/sft_lora or a YAML path "
                                   "(same as recipes/sft.py); --accelerate_config zero2 launches it with accelerate"),
     "grpo": Command(None, cmd_grpo, "RL with verifiable rewards (GRPO) from a recipe: --config tiny/grpo or a YAML "
                                     "path (same as recipes/grpo.py); --accelerate_config zero3 launches it"),
-    "eval": Command(_config("gleamx.eval.config", "EvalConfig"), cmd_eval,
+    "eval": Command(_config("eval.config:EvalConfig"), _prints("eval.run:run_eval"),
                     "match accuracy and explanation quality of a model, or of a predictions file "
                     "(also: gleamx-eval)", recipes="eval"),
-    "retrieval train": Command(None, cmd_retrieval_train, "train the retrieval encoder from a recipe: --config retrieval/tiny or a "
-                                                          "YAML path (same as recipes/retrieval.py); --accelerate_config "
-                                                          "ddp launches it"),
-    "retrieval eval": Command(_config("gleamx.retrieval.run_config", "RetrievalEvalConfig"), cmd_retrieval_eval,
+    "retrieval train": Command(None, cmd_retrieval_train,
+                               "train the retrieval encoder from a recipe: --config retrieval/tiny or a YAML path "
+                               "(same as recipes/retrieval.py); --accelerate_config ddp launches it"),
+    "retrieval eval": Command(_config("retrieval.run_config:RetrievalEvalConfig"),
+                              _prints("retrieval.evaluate:run_retrieval_eval"),
                               "R@k, R@1%, mAP of an encoder on a split, overall and per view"),
-    "localize": Command(_config("gleamx.retrieval.run_config", "LocalizeConfig"), cmd_localize,
+    "localize": Command(_config("retrieval.run_config:LocalizeConfig"), _prints("retrieval.localize:localize"),
                         "the retrieval encoder's top-k candidates, verified and explained by the MLLM, reranked"),
-    "annotate": Command(_config("gleamx.curate.annotate", "AnnotateConfig"), cmd_annotate,
+    "annotate": Command(_config("curate.annotate:AnnotateConfig"), cmd_annotate,
                         "explain pairs with an OpenAI-compatible MLLM (en, zh); replies that contradict the label "
                         "are flagged, not kept"),
-    "push": Command(_config("gleamx.hub.config", "PushConfig"), cmd_push,
+    "push": Command(_config("hub.config:PushConfig"), cmd_push,
                     "upload a training output dir (adapter/model, processor, card) to the Hub"),
-    "merge": Command(_config("gleamx.hub.config", "MergeConfig"), cmd_merge,
-                     "merge a LoRA adapter into its base model"),
-    "demo": Command(_config("gleamx.demo", "DemoConfig"), cmd_demo,
+    "merge": Command(_config("hub.config:MergeConfig"), cmd_merge, "merge a LoRA adapter into its base model"),
+    "demo": Command(_config("demo:DemoConfig"), cmd_demo,
                     "run the pipeline end to end on generated data and a tiny model"),
-    "predict": Command(_config("gleamx.app.predict", "PredictConfig"), cmd_predict,
+    "predict": Command(_config("app.predict:PredictConfig"), cmd_predict,
                        "one pair from the command line: the explanation, verdict and P(yes), as the app answers"),
-    "app": Command(_config("gleamx.app.config", "AppConfig"), cmd_app,
+    "app": Command(_config("app.config:AppConfig"), cmd_app,
                    "a Gradio page: verify and explain a pair, localize a query (tiny model and generated data "
                    "without --model); --export-space DIR writes it as a Hugging Face Space"),
-    "review serve": Command(_config("gleamx.curate.review", "ReviewServeConfig"), cmd_review_serve,
+    "review serve": Command(_config("curate.review:ReviewServeConfig"), cmd_review_serve,
                             "open the review page: accept, edit or reject each explanation, saved at once"),
-    "review export": Command(_config("gleamx.curate.review", "ReviewExportConfig"), cmd_review_export,
+    "review export": Command(_config("curate.review:ReviewExportConfig"), _prints("curate.review:export_sheet"),
                              "write a split as a CSV/JSONL sheet for review in a spreadsheet"),
-    "review import": Command(_config("gleamx.curate.review", "ReviewImportConfig"), cmd_review_import,
+    "review import": Command(_config("curate.review:ReviewImportConfig"), _prints("curate.review:import_revisions"),
                              "merge revisions into a new dataset and report edit statistics"),
 }
 _GROUPS = {"data": "make, check, convert, pair and publish GLEAM-X data", "models": "model utilities",

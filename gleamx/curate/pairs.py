@@ -97,6 +97,15 @@ class PairsSummary(PairCounts):
     files: list[Path]
     card: Path
 
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx data pairs`` prints: the pairs by label and kind of negative, each split, the card."""
+        negatives = ", ".join(f"{k}={v}" for k, v in self.by_negative.items()) or "no negatives"
+        lines = [f"{self.source}: {self.by_label['positive']} positive and {self.by_label['negative']} negative pairs "
+                 f"({negatives}) -> {self.out_dir}", *self.split_lines()]
+        if self.short:
+            lines.append(f"note: {self.short} negative(s) left out: a split has too few other locations")
+        return lines + [f"dataset card: {self.card}"]
+
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])

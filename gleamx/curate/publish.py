@@ -83,6 +83,14 @@ class DataPushPlan:
     card: str
     uploaded: bool = False
 
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx data push`` prints: what went (or would go) where, then each file and its size."""
+        verb = "uploaded" if self.uploaded else "would upload"
+        splits = ", ".join(f"{k}={n}" for k, n in self.splits.items())
+        return [f"{verb} {len(self.files)} file(s) to dataset {self.repo_id} "
+                f"({'private' if self.private else 'public'}; {splits}), written to {self.preview_dir}:",
+                *(f"  {name} ({size:,} bytes)" for name, size in self.files)]
+
 
 # --- samples -> DatasetDict ----------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from gleamx.checks import check_given, check_int
 from gleamx.choices import LANGS
+from gleamx.console import percent_text
 from gleamx.errors import GleamConfigError, GleamDataError
 
 DECISIONS: tuple[str, ...] = ("accept", "edit", "reject")
@@ -439,9 +440,20 @@ def _rel_image(image: Any, base: Path) -> str:
     return "(in-memory image)"
 
 
-def export_sheet(cfg: ReviewExportConfig) -> tuple[Path, int, int]:
-    """Write the split as a sheet (CSV with a BOM so spreadsheets read UTF-8, or JSONL); returns the path, the
-    number of rows and how many already have a decision."""
+@dataclass
+class SheetExport:
+    """What :func:`export_sheet` wrote: the sheet, its rows, and how many of them already have a decision."""
+
+    out: Path
+    n_rows: int
+    n_decided: int
+
+    def summary_lines(self) -> list[str]:
+        return [f"wrote {self.n_rows} rows ({self.n_decided} with a decision) to {self.out}"]
+
+
+def export_sheet(cfg: ReviewExportConfig) -> SheetExport:
+    """Write the split as a sheet (CSV with a BOM so spreadsheets read UTF-8, or JSONL)."""
     samples = load_split(cfg.data, cfg.split, allow_outside_paths=cfg.allow_outside_paths)
     by_id = {s.id: s for s in samples}
     revisions = Path(cfg.revisions) if cfg.revisions else default_revisions_path(cfg.data)
@@ -475,7 +487,7 @@ def export_sheet(cfg: ReviewExportConfig) -> tuple[Path, int, int]:
                 row["explanation"] = {k: v for k, v in expl.items() if v}
                 row["original_explanation"] = {k: v for k, v in orig.items() if v}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return out, len(rows), len(latest)
+    return SheetExport(out, len(rows), len(latest))
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -561,6 +573,20 @@ class ImportSummary:
     out: Path
     written: dict[str, int]
     stats: dict[str, Any]
+    keep_unreviewed: bool = False  # the reviewed split's unreviewed samples were written too
+
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx review import`` prints: the decisions, each language's edits, and what was written."""
+        st = self.stats
+        lines = [f"split {st['split']}: {st['n_reviewed']} of {st['n_split']} reviewed: {st['n_accepted']} accepted, "
+                 f"{st['n_edited']} edited, {st['n_rejected']} rejected (left out), {st['n_unreviewed']} unreviewed "
+                 f"({'kept' if self.keep_unreviewed else 'left out'}); share edited "
+                 f"{percent_text(st['share_edited'], sign='%')}"]
+        lines += [f"  {lang}: {v['n_edited']} of {v['n']} edited ({percent_text(v['share_edited'], sign='%')}), mean "
+                  f"edit distance {v['mean_edit_distance']:.2f} characters" for lang, v in st["languages"].items()
+                  if v["n"]]
+        files = ", ".join(f"{name}.jsonl ({n})" for name, n in self.written.items())
+        return lines + [f"wrote {files} and {STATS_NAME} to {self.out}"]
 
 
 def edit_stats(samples: list[Any], latest: dict[str, dict[str, Any]], split: str) -> dict[str, Any]:
@@ -647,10 +673,10 @@ def import_revisions(cfg: ReviewImportConfig) -> ImportSummary:
     written = {name: write_samples(rows, out / f"{name}.jsonl") for name, rows in by_split.items()}
     stats["n_written"] = written.get(split, 0)
     (out / STATS_NAME).write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return ImportSummary(out, written, stats)
+    return ImportSummary(out, written, stats, cfg.keep_unreviewed)
 
 
 __all__ = ["DECISIONS", "ImportSummary", "ReviewApp", "ReviewExportConfig", "ReviewImportConfig",
-           "ReviewServeConfig", "RevisionLog", "check_revision", "default_revisions_path", "edit_stats",
-           "export_sheet", "import_revisions", "levenshtein", "make_server", "read_revisions", "read_sheet",
-           "serve_review"]
+           "ReviewServeConfig", "RevisionLog", "SheetExport", "check_revision", "default_revisions_path",
+           "edit_stats", "export_sheet", "import_revisions", "levenshtein", "make_server", "read_revisions",
+           "read_sheet", "serve_review"]

@@ -37,3 +37,7 @@ class PairCounts:
                 "by_view": dict(Counter(s.query_view for s in rows)),
                 "by_label": {"positive": sum(s.label for s in rows), "negative": sum(not s.label for s in rows)},
                 "by_negative": dict(Counter(s.meta["negative"] for s in rows if not s.label))}
+
+    def split_lines(self) -> list[str]:
+        """``  split: n``, one line per split (the writers' summaries end with them)."""
+        return [f"  {split}: {n}" for split, n in self.by_split.items()]

@@ -73,6 +73,13 @@ class LayoutSummary:
     by_view: dict[str, int]
     split: str
     notes: list[str] = field(default_factory=list)
+    layout: str | None = None  # which converter wrote it (``university1652`` ...)
+
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx data cvgl`` prints: the counts and where the layout went, then the notes."""
+        views = ", ".join(f"{k}={v}" for k, v in self.by_view.items())
+        return [f"{self.layout} {self.split}: gallery {self.n_gallery} tiles, {self.n_queries} queries ({views}) -> "
+                f"{self.out_dir / 'retrieval'}", *(f"note: {note}" for note in self.notes)]
 
 
 def _images(folder: Path) -> list[Path]:
@@ -107,7 +114,7 @@ def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: s
     record_image_roots(base, images, roots=[root] if root is not None else [], replace=True)
     if layout is not None:
         (base / LAYOUT_FILE).write_text(json.dumps({"layout": layout, "split": split}) + "\n", encoding="utf-8")
-    return LayoutSummary(out, n_g, n_q, by_view, split)
+    return LayoutSummary(out, n_g, n_q, by_view, split, layout=layout)
 
 
 def _rel(image: Path, real_base: Path) -> str:

@@ -42,6 +42,16 @@ class ValidationReport:
             "problems": [str(p) for p in self.problems],
         }
 
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx data validate`` prints: the totals, the counts by split/view/label/language, then one
+        line per problem."""
+        rows = [(f"by {title}", "  ".join(f"{k}={n}" for k, n in sorted(counter.items())) or "-")
+                for title, counter in (("split", self.by_split), ("view", self.by_view), ("label", self.by_label),
+                                       ("language", self.by_lang))]
+        width = max(len(title) for title, _ in rows)
+        return [f"{self.n_valid} valid of {self.n_records} records, {len(self.problems)} problem(s)",
+                *(f"  {title:<{width}}    {counts}" for title, counts in rows), *(str(p) for p in self.problems)]
+
 
 def count(data: Any) -> dict[str, Counter]:
     """Counters by split, view, label (``match``/``no_match``) and explanation language, over a

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from gleamx.data.jsonl import read_json_objects
 from gleamx.data.load import load_samples
 from gleamx.data.schema import GleamSample, samples_of
 from gleamx.checks import gleamx_provenance
+from gleamx.console import percent_text
 from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.eval.appendlog import read_records, repair_tail, single_writer
 from gleamx.eval.config import BACKENDS, EvalConfig, config_hash  # noqa: F401  (EvalConfig, BACKENDS re-exported)
@@ -265,9 +266,42 @@ def _claim_output(out: Path, cfg: EvalConfig, mode: str, parts: dict[str, Any]) 
     return key
 
 
-def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+@dataclass
+class EvalResult:
+    """What :func:`run_eval` wrote: ``results`` is ``results.json`` (scores, config, provenance), ``output`` the
+    folder holding it with ``results.md``, ``report.html`` and the predictions."""
+
+    results: dict[str, Any]
+    output: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.results
+
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx eval`` prints: accuracy overall and by label, the image budget, the explanation scores,
+        and where the report, tables and numbers are."""
+        r, pct = self.results, lambda x: percent_text(x, sign="%")
+        lines = [f"n={r['n']}  accuracy={pct(r['accuracy'])}  on matching pairs={pct(r['accuracy_positive'])}"
+                 f"  on non-matching pairs={pct(r['accuracy_negative'])}  invalid={pct(r['invalid_rate'])}"]
+        images = r.get("images") or {}
+        if images.get("image_tokens_per_sample") is not None and images.get("min_pixels") and images.get("max_pixels"):
+            lines.append(f"images: {images['min_pixels']:,} to {images['max_pixels']:,} pixels each, "
+                         f"{images['image_tokens_per_sample']:.1f} image tokens per sample "
+                         f"(processor of {images['processor']})")
+        expl = r.get("explanation") or {}
+        if expl.get("sbert_cosine") is not None:
+            rescaled = expl.get("sbert_cosine_rescaled")
+            lines.append(f"explanations: sbert_cosine={expl['sbert_cosine']:.4f} "
+                         f"(rescaled {'-' if rescaled is None else f'{rescaled:.4f}'}; {expl.get('sbert_model')})  "
+                         f"bleu={expl.get('bleu', 0):.2f}  chrf={expl.get('chrf', 0):.2f}  "
+                         f"rouge_l={expl.get('rouge_l', 0):.4f}")
+        return lines + [f"report: {self.output}/report.html  tables: {self.output}/results.md  "
+                        f"numbers: {self.output}/results.json"]
+
+
+def run_eval(cfg: EvalConfig) -> EvalResult:
     """Evaluate and write predictions, ``results.json``, ``results.md`` and ``report.html`` under ``cfg.output``."""
-    return evaluate(cfg)[0]
+    return EvalResult(evaluate(cfg)[0], Path(cfg.output))
 
 
 def evaluate(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from gleamx.errors import GleamModelError, first_line
 
 
-def merge_adapter(base: str, adapter: str | Path, out: str | Path, *, dtype: str = "auto") -> Path:
+@dataclass
+class MergedModel:
+    """Where :func:`merge_adapter` saved the merged model and its processor."""
+
+    out: Path
+
+    def summary_lines(self) -> list[str]:
+        return [f"merged model -> {self.out} (loads with AutoModelForImageTextToText.from_pretrained)"]
+
+
+def merge_adapter(base: str, adapter: str | Path, out: str | Path, *, dtype: str = "auto") -> MergedModel:
     """Load ``base`` + ``adapter``, merge, save model + processor to ``out`` (loads with AutoModelForImageTextToText).
 
     The adapter is loaded as ``gleamx-eval`` loads it (every tensor matched, old key layouts renamed),
@@ -26,4 +37,4 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, *, dtype: str
     out = Path(out)
     merged.save_pretrained(out)
     processor.save_pretrained(out)
-    return out
+    return MergedModel(out)

@@ -23,6 +23,16 @@ class PushPlan:
     private: bool
     files: list[str]
     card: str
+    uploaded: bool = False
+
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx push`` prints: the files; before an upload (``--dry-run``) the card as the Hub shows it."""
+        verb = "uploaded" if self.uploaded else "would upload"
+        lines = [f"{verb} {len(self.files)} file(s) to {self.repo_id} ({'private' if self.private else 'public'}):",
+                 *(f"  {f}" for f in self.files)]
+        if not self.uploaded:
+            lines += ["--- model card (README.md) ---", self.card or "(no README.md in the output dir)"]
+        return lines
 
 
 def _ignored(rel: str) -> bool:
@@ -79,4 +89,5 @@ def push_output_dir(out: str | Path, repo_id: str, *, private: bool = False, dry
         raise GleamConfigError(f"push to {repo_id}: {first}") from None
     except Exception as e:  # offline, no token, ...
         raise GleamConfigError(f"push to {repo_id}: {first_line(e, with_type=True)}") from None
+    plan.uploaded = True
     return plan

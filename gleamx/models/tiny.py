@@ -8,8 +8,9 @@ most 64 image tokens) so a few hundred CPU training steps take minutes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gleamx.checks import check_pixel_budget
 from gleamx.errors import GleamModelError
@@ -17,6 +18,9 @@ from gleamx.models.chat_template import QWEN_VL_CHAT_TEMPLATE
 from gleamx.models.tokenizer import QWEN_MODEL_VOCAB_SIZE, SPECIAL_TOKENS, build_tokenizer
 
 from gleamx.choices import ARCHS  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from gleamx.models.config import TinyModelConfig
 
 # arch -> transformers class names: config, model, processor, image processor, video processor.
 _CLASSES: dict[str, tuple[str, str, str, str, str]] = {
@@ -272,6 +276,35 @@ def build_tiny_model(
     return out
 
 
+@dataclass
+class TinyModel:
+    """What :func:`build_tiny` saved: where, which class, and from what."""
+
+    out: Path
+    arch: str
+    tokenizer: str  # "bpe" or "qwen"
+    real_checkpoint: str | None = None  # built from this Hub checkpoint's own files (``--from-real``)
+    full_size: bool = False
+
+    def summary_lines(self) -> list[str]:
+        if self.real_checkpoint is None:
+            return [f"tiny {self.arch} model ({self.tokenizer} tokenizer) saved to {self.out}"]
+        size = "full-size" if self.full_size else "tiny"
+        return [f"{size} random {self.arch} model from {self.real_checkpoint}'s own files saved to {self.out}"]
+
+
+def build_tiny(cfg: TinyModelConfig) -> TinyModel:
+    """``gleamx models tiny``: :func:`build_tiny_model`, or with ``from_real``/``full_size``
+    :func:`~gleamx.models.real_tiny.build_real_tiny_model`."""
+    if cfg.from_real or cfg.full_size:
+        from gleamx.models.real_tiny import REAL_CHECKPOINTS, build_real_tiny_model
+
+        out = build_real_tiny_model(cfg.arch, cfg.out, seed=cfg.seed, full_size=cfg.full_size)
+        return TinyModel(out, cfg.arch, "qwen", REAL_CHECKPOINTS[cfg.arch][1], cfg.full_size)
+    out = build_tiny_model(cfg.arch, cfg.out, tokenizer=cfg.tokenizer, seed=cfg.seed)
+    return TinyModel(out, cfg.arch, cfg.tokenizer)
+
+
 def linear_widths(model: Any) -> dict[str, tuple[int, int]]:
     """``{module name: (in_features, out_features)}`` of every ``nn.Linear`` in ``model``."""
     import torch
@@ -281,7 +314,9 @@ def linear_widths(model: Any) -> dict[str, tuple[int, int]]:
 
 __all__ = [
     "ARCHS",
+    "TinyModel",
     "available_archs",
+    "build_tiny",
     "build_tiny_model",
     "default_pixels",
     "linear_widths",

@@ -7,10 +7,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from gleamx.console import percent_text as pc  # "-": R@k on a gallery of <= k tiles
 from gleamx.hub.card import RUN_LINE
 from gleamx.retrieval.config import RetrievalConfig
 from gleamx.retrieval.encoder import TINY_BACKBONE, parse_backbone
-from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
 
 _METRICS = {"R@1": "Recall@1", "R@5": "Recall@5", "R@10": "Recall@10", "R@1%": "Recall@1%", "mAP": "mAP"}
 _HP = ("epochs", "batch_size", "learning_rate", "weight_decay", "warmup_steps", "label_smoothing", "hard_negatives",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from gleamx.console import percent_text as pc
 from gleamx.errors import GleamConfigError
 from gleamx.retrieval.data import Query, RetrievalSet
 from gleamx.retrieval.embed import embed_images
@@ -144,9 +146,37 @@ def _broadcast_weights(encoder: RetrievalEncoder) -> None:
             t.copy_(cpu)
 
 
-def run_retrieval_eval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
+@dataclass
+class RetrievalEvalResult:
+    """What :func:`run_retrieval_eval` wrote: ``results`` is ``retrieval_results.json`` in ``output``; ``is_main``:
+    this process is the one that reports (the first under ``accelerate launch``)."""
+
+    results: dict[str, Any]
+    output: Path
+    ks: tuple[int, ...]
+    is_main: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.results
+
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx retrieval eval`` prints (on the first process only): R@k, R@1%, mAP (and the hit rate
+        where there are semi-positives), each view's, the notes, and where the numbers are."""
+        if not self.is_main:
+            return []
+        m, ks, pct = self.results, self.ks, "R@1%"
+        lines = [f"{m['n_query']} queries, gallery {m['n_gallery']}: "
+                 + "  ".join(f"R@{k} {pc(m[f'R@{k}'])}" for k in ks)
+                 + f"  {pct} {pc(m[pct])} (top {m[pct + '_k']})  mAP {pc(m['mAP'])}"
+                 + (f"  hit rate {pc(m['hit_rate@1'])}" if "hit_rate@1" in m else "")]
+        lines += [f"  {view:<10} R@1 {pc(v['R@1'])}  R@{ks[-1]} {pc(v[f'R@{ks[-1]}'])}  mAP {pc(v['mAP'])}"
+                  for view, v in m["by_view"].items()]
+        return lines + [f"note: {note}" for note in m["notes"]] + [f"numbers: {self.output / 'retrieval_results.json'}"]
+
+
+def run_retrieval_eval(cfg: RetrievalEvalConfig) -> RetrievalEvalResult:
     """``gleamx retrieval eval``: score ``cfg.encoder`` on ``cfg.split`` and write ``retrieval_results.json``
-    (the metrics plus the resolved config) into ``cfg.output``; returns what it wrote (with ``is_main``).
+    (the metrics plus the resolved config) into ``cfg.output``.
 
     Under ``accelerate launch`` with N processes the gallery and the queries are embedded in N shards (see
     :func:`~gleamx.retrieval.embed.embed_images`); the first process writes the results.
@@ -154,7 +184,6 @@ def run_retrieval_eval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     import json
     import os
     from dataclasses import asdict
-    from pathlib import Path
 
     from accelerate import PartialState
 
@@ -189,4 +218,4 @@ def run_retrieval_eval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "retrieval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     state.wait_for_everyone()
-    return {**results, "is_main": state.is_main_process}
+    return RetrievalEvalResult(results, out, ks, state.is_main_process)

@@ -10,11 +10,12 @@ retrieval similarity -> ``localize_results.json`` with R@1 before and after veri
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from gleamx.checks import gleamx_provenance
+from gleamx.console import percent_text as pc
 from gleamx.data.jsonl import write_samples
 from gleamx.errors import GleamConfigError
 from gleamx.data.schema import GleamSample
@@ -59,12 +60,33 @@ def _recall_at_1(ranked: dict[str, list[dict[str, Any]]]) -> float:
     return sum(bool(c) and c[0]["is_match"] for c in ranked.values()) / max(1, len(ranked))
 
 
-def localize(cfg: LocalizeConfig) -> dict[str, Any]:
-    """Run the pipeline into ``cfg.output``; returns the numbers written to ``localize_results.json``."""
+@dataclass
+class LocalizeResult:
+    """What :func:`localize` wrote: ``results`` is ``localize_results.json`` in ``output``."""
+
+    results: dict[str, Any]
+    output: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.results
+
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx localize`` prints: the recall of the candidates, R@1 before and after verification, and
+        where the ranked candidates and the verification report are."""
+        r = self.results
+        return [f"{r['n_query']} queries, top-{r['k']} of {r['n_gallery']} tiles: the right tile is among the "
+                f"candidates for {pc(r['recall_at_k'], 1)}%; R@1 {pc(r['R@1_retrieval'], 1)}% by retrieval, "
+                f"{pc(r['R@1_verified'], 1)}% after the MLLM's verification",
+                f"ranked candidates with answers: {self.output / 'ranked.jsonl'}  "
+                f"verification report: {self.output / 'verify' / 'report.html'}"]
+
+
+def localize(cfg: LocalizeConfig) -> LocalizeResult:
+    """Run the pipeline into ``cfg.output``."""
     from gleamx.eval.appendlog import single_writer
 
     with single_writer(cfg.output, "gleamx localize"):
-        return _localize(cfg, Path(cfg.output))
+        return LocalizeResult(_localize(cfg, Path(cfg.output)), Path(cfg.output))
 
 
 def _candidate_count(cfg: LocalizeConfig, rset: RetrievalSet) -> tuple[int, list[str]]:

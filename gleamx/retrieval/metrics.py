@@ -208,9 +208,3 @@ def summarise_ranks(ranks: Ranks, n_gallery: int, ks: Sequence[int] = (1, 5, 10)
         "mAP_trapezoid": float(np.mean(average_precision_trapezoid(ranks))),
     }
 
-
-def percent_text(value: float | None, digits: int = 2) -> str:
-    """``value`` (a fraction) as a percentage with ``digits`` decimals, or ``-`` when it is not reported
-    (``None``: e.g. R@k on a gallery of at most k tiles)."""
-    return "-" if value is None else f"{100 * value:.{digits}f}"
-

@@ -351,7 +351,7 @@ def evaluate_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     cfg = run.cfg
     m = evaluate_retrieval(run.encoder, run.evalset, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
     record["eval"] = m
-    from gleamx.retrieval.metrics import percent_text as pc  # "-": R@k on a gallery of <= k tiles
+    from gleamx.console import percent_text as pc  # "-": R@k on a gallery of <= k tiles
 
     run.accelerator.print(f"epoch {epoch}: {cfg.eval_split} R@1 {pc(m['R@1'])}  R@5 {pc(m['R@5'])}  "
                           f"R@10 {pc(m['R@10'])}  mAP {pc(m['mAP'])}")

@@ -71,6 +71,10 @@ class SynthSummary(PairCounts):
     config: Path
     image_dirs: dict[str, Path] = field(default_factory=dict)
 
+    def summary_lines(self) -> list[str]:
+        """What ``gleamx data synth`` prints: how many samples went where, then the count of each split."""
+        return [f"wrote {self.n_samples} samples to {self.out_dir}", *self.split_lines()]
+
 
 @dataclass
 class _Location:
