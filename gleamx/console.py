@@ -66,7 +66,8 @@ def quiet_third_party() -> None:
     """Hide library warnings that say nothing a gleamx user can act on (``--verbose`` shows them); errors pass.
 
     * bitsandbytes, at import on every command: its optional CPU 4-bit kernel is a Hub download that an offline
-      or untrusted-code machine refuses; QLoRA runs without it.
+      or untrusted-code machine refuses; QLoRA runs without it. Offline, the ``kernels`` package that would fetch
+      it says so too ("Skipping publisher trust check ...").
     * DeepSpeed, at import whenever it is installed ("Setting accelerator to CPU"): kept when the launch uses
       DeepSpeed (``ACCELERATE_USE_DEEPSPEED``), where its lines concern the run.
     * transformers' ``is_gradient_checkpointing`` deprecation, raised by TRL's and PEFT's own calls.
@@ -75,7 +76,7 @@ def quiet_third_party() -> None:
     """
     if verbose():
         return
-    names = ["bitsandbytes.backends.cpu.ops"]
+    names = ["bitsandbytes.backends.cpu.ops", "kernels._internals.hf_hub"]
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true":
         names.append("DeepSpeed")
     for name in names:

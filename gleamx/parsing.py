@@ -36,6 +36,18 @@ def _unknown_keys(path: str, parser: Any, remaining: list[str], what: str) -> Gl
     return GleamConfigError(f"{path}: unknown {what} key(s): {', '.join(hints)}")
 
 
+# What transformers' TrainingArguments says, and what a gleamx user does about it.
+_REMEDIES = {
+    "doesn't support bf16/gpu": "bf16: true needs a CUDA GPU with bf16, and this machine has none (a GPU recipe "
+                                "run here): add --use_cpu true to train in bf16 on the CPU, or --bf16 false",
+}
+
+
+def _with_remedy(message: str) -> str:
+    """``message``, or the gleamx line for a library message that names no setting a gleamx user can change."""
+    return next((remedy for known, remedy in _REMEDIES.items() if known in message), message)
+
+
 def parse_with_config(parser: Any, argv: list[str], *, what: str, label: str) -> tuple[Any, ...]:
     """``parser.parse_args_and_config(argv)`` with library errors turned into one line.
 
@@ -56,7 +68,7 @@ def parse_with_config(parser: Any, argv: list[str], *, what: str, label: str) ->
     except yaml.YAMLError as e:
         raise GleamConfigError(f"{path}: not valid YAML ({first_line(e)})") from None
     except (ValueError, TypeError) as e:
-        raise GleamConfigError(f"{label}: {first_line(e)}") from None
+        raise GleamConfigError(f"{label}: {_with_remedy(first_line(e))}") from None
     if from_file:
         raise _unknown_keys(str(path), parser, from_file, what)
     if from_cli:

@@ -13,6 +13,8 @@ retry for half a minute before naming the Hub instead of the missing folder. Her
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gleamx.errors import first_line
@@ -27,6 +29,27 @@ def hub_offline() -> bool:
 
     env = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
     return bool(hc.HF_HUB_OFFLINE) or any(v.upper() in _TRUE for v in env)
+
+
+@contextmanager
+def offline_if_asked() -> Iterator[None]:
+    """Inside: huggingface_hub and datasets offline when :func:`hub_offline` says so now, though both froze
+    ``HF_HUB_OFFLINE`` when they were imported (a caller that sets it later would otherwise wait out datasets'
+    half-minute of retries)."""
+    import sys
+
+    import huggingface_hub.constants as hc
+
+    modules = [hc] + ([sys.modules["datasets"].config] if "datasets" in sys.modules else [])
+    before = [m.HF_HUB_OFFLINE for m in modules]
+    if hub_offline():
+        for m in modules:
+            m.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for m, was in zip(modules, before):
+            m.HF_HUB_OFFLINE = was
 
 
 def looks_like_path(name: str) -> bool:

@@ -184,3 +184,12 @@ def test_adapter_without_config_is_one_line(adapters, tmp_path):
 
     with pytest.raises(GleamConfigError, match=r"^--adapter: .* has no adapter_config.json \(expected a PEFT adapter"):
         load_adapter(_fresh(adapters["base"]), tmp_path)
+
+
+def test_adapter_folder_that_is_not_there_is_not_found(adapters, tmp_path):
+    """A mistyped adapter folder says ``not found``, not what a folder that is not there lacks."""
+    from gleamx.errors import GleamConfigError
+    from gleamx.models.adapter import load_adapter
+
+    with pytest.raises(GleamConfigError, match=r"^--adapter: .*outputs/typo: not found \(expected a PEFT adapter"):
+        load_adapter(_fresh(adapters["base"]), tmp_path / "outputs" / "typo")

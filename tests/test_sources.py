@@ -84,3 +84,24 @@ def test_offline_a_model_outside_the_cache_is_one_line(monkeypatch, no_hub):
     problem, cache_only = sources.hub_access("someone/not-cached", "model")
     assert problem == "not a local path, and not a Hub id in the local Hub cache (HF_HUB_OFFLINE is set)" and cache_only
     assert sources.hub_access("someone/ds", "dataset") == (None, True)  # datasets reads its own cache offline
+
+
+def test_offline_set_after_datasets_was_imported_is_honoured(monkeypatch):
+    """``HF_HUB_OFFLINE=1`` set once ``datasets`` has frozen it: a Hub dataset id fails at once (no half minute of
+    retries), and the libraries' own settings are put back afterwards."""
+    import time
+
+    import datasets
+    import huggingface_hub.constants as hc
+
+    from gleamx.data.hf import hf_splits
+    from gleamx.errors import GleamDataError
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(GleamDataError, match="OfflineModeIsEnabled"):
+        hf_splits("user/some-hf-dataset", None)
+    assert time.perf_counter() - start < 5
+    assert hc.HF_HUB_OFFLINE is False and datasets.config.HF_HUB_OFFLINE is False

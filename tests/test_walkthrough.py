@@ -9,7 +9,9 @@ its reason (installs, servers, GPUs, downloads, API keys, the Hub). A command th
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,16 +22,26 @@ from doc_commands import ROOT
 from test_docs import written_folders
 
 RUN = "run"
+
+
+@dataclass(frozen=True)
+class Fails:
+    """A command that cannot succeed here (offline, no download, no key): run as written, it must stop with one
+    ``error: WHAT: why`` line (docs/install.md's promise), quickly: WHAT names what it lacks (a Hub id, a folder, a
+    key) or the setting that stops it."""
+
+    needs: str
+
 INSTALL = "installs packages / makes the venv the test already runs in"
 SUITE = "the test suite itself"
 SERVER = "serves a page until stopped"
 GPU = "needs CUDA GPUs (DeepSpeed / multi-GPU accelerate config)"
-HUB = "needs Qwen/Qwen2.5-VL-3B-Instruct from the Hub (unreachable offline) and the GPU-trained adapter"
-DOWNLOAD = "needs the University-1652 download (raw/University-Release), or what is made from it"
-API = "needs an OpenAI-compatible API server and key"
+HUB = Fails("Qwen/Qwen2.5-VL-3B-Instruct from the Hub (unreachable offline) and the GPU-trained adapter")
+DOWNLOAD = Fails("the University-1652 download (raw/University-Release), or what is made from it")
+API = Fails("an OpenAI-compatible API server and key, or the data annotated with one")
 SLURM = "needs a SLURM cluster"
 
-PLAN: dict[tuple[str, str], str] = {
+PLAN: dict[tuple[str, str], str | Fails] = {
     ("README.md", "python3 -m venv .venv"): INSTALL,
     ("README.md", ". .venv/bin/activate"): INSTALL,
     ("README.md", "pip install -e .[dev]"): INSTALL,
@@ -51,13 +63,13 @@ PLAN: dict[tuple[str, str], str] = {
     ("docs/data.md", "gleamx data convert data/synth --split train --to sharegpt --out lf/gleamx_train.json"): RUN,
     ("docs/data.md", "gleamx data convert lf/gleamx_train.json --to jsonl --out back/train.jsonl"): RUN,
     ("docs/data.md", "gleamx data validate user/some-hf-dataset --columns "
-                     "query_image=drone,satellite_image=sat,label=match"): "a placeholder Hub dataset id",
+                     "query_image=drone,satellite_image=sat,label=match"): Fails("a placeholder Hub dataset id"),
     ("docs/data.md", "gleamx data cvgl raw/University-Release --layout university1652 --split train --out "
                      "data/u1652-layout"): DOWNLOAD,
     ("docs/data.md", "gleamx data pairs --retrieval data/u1652-layout --out data/u1652-labels --split-fractions "
                      "0.9,0.1,0 --neg-ratio 1 --hard-ratio 0.5 --seed 0"): DOWNLOAD,
     ("docs/data.md", "gleamx data validate data/u1652-labels"): DOWNLOAD,
-    ("docs/data.md", "export OPENAI_API_KEY=..."): API,
+    ("docs/data.md", "export OPENAI_API_KEY=..."): "a shell line (sets the API key)",
     ("docs/data.md", "gleamx annotate --data data/u1652-labels --model gpt-4o --base-url https://api.openai.com/v1 "
                      "--lang en,zh --out data/annotated --label given --concurrency 16 --price-in 2.5 "
                      "--price-out 10"): API,
@@ -84,7 +96,7 @@ PLAN: dict[tuple[str, str], str] = {
     ("docs/data.md", "gleamx data push data/u1652-gleamx --repo-id you/gleamx-u1652 --annotations "
                      "data/u1652-annotated --dry-run"): API,
     ("docs/data.md", "gleamx data push data/u1652-gleamx --repo-id you/gleamx-u1652 --annotations "
-                     "data/u1652-annotated --private"): "uploads to the Hub (token, network)",
+                     "data/u1652-annotated --private"): Fails("uploads to the Hub (token, network)"),
     ("docs/data.md", "gleamx localize --encoder outputs/u1652-retrieval --model Qwen/Qwen2.5-VL-3B-Instruct --adapter "
                      "outputs/u1652-lora --data you/gleamx-u1652 --split test --k 5 --output eval/u1652-localize"): HUB,
     ("docs/training.md", "gleamx models tiny --arch qwen2_5_vl --out models/tiny"): RUN,
@@ -121,11 +133,11 @@ PLAN: dict[tuple[str, str], str] = {
                            "outputs/qwen2.5-vl-3b-gleamx-lora --data data/gleamx --split test --lang zh --task explain "
                            "--batch-size 16 --output eval/zh"): HUB,
     ("docs/evaluation.md", "gleamx-eval --predictions preds.jsonl --data data/gleamx --lang en --output eval/api"):
-        "preds.jsonl: the reader's answers, made elsewhere",
+        Fails("preds.jsonl: the reader's answers, made elsewhere"),
     ("docs/evaluation.md", "gleamx-eval ... --judge-model gpt-4o --judge-base-url https://api.openai.com/v1"):
         "a placeholder line (`...`); the judge needs an API server",
     ("docs/evaluation.md", "gleamx eval --config eval/zh_explain --model Qwen/Qwen2.5-VL-3B-Instruct --adapter RUN_DIR"):
-        "a placeholder (RUN_DIR) and a Hub model",
+        Fails("a placeholder (RUN_DIR) and a Hub model"),
     ("docs/retrieval.md", "gleamx data synth --out data/synth-toy --n 2000 --difficulty toy --image-size 64"): RUN,
     ("docs/retrieval.md", "gleamx retrieval train --config recipes/retrieval/tiny.yaml --data data/synth-toy"): RUN,
     ("docs/retrieval.md", "accelerate launch --config_file accelerate_configs/ddp.yaml recipes/retrieval.py --config "
@@ -142,7 +154,7 @@ PLAN: dict[tuple[str, str], str] = {
                     "outputs/u1652-retrieval --gallery data/u1652-gleamx"): SERVER,
     ("docs/app.md", "gleamx app --export-space my-space --adapter user/gleamx-lora"): RUN,
     ("docs/app.md", "gleamx predict --query query.jpg --satellite satellite.jpg --view uav --lang zh"):
-        "query.jpg, satellite.jpg: the reader's own photos",
+        Fails("query.jpg, satellite.jpg: the reader's own photos"),
     ("docs/app.md", "gleamx predict --query query.jpg --satellite satellite.jpg --model Qwen/Qwen2.5-VL-3B-Instruct "
                     "--adapter outputs/u1652-lora --json"): HUB,
 }
@@ -179,29 +191,53 @@ def _entry(c: docs.DocCommand):
     raise AssertionError(f"{c}: PLAN says run, but the walk-through cannot run a {words[0]!r} line in-process")
 
 
+def _runnable(c: docs.DocCommand) -> bool:
+    return c.words[0] in ("gleamx", "gleamx-eval") or (c.words[0] in ("python", "python3")
+                                                         and c.words[1].endswith(".py"))
+
+
+def _check_fails_in_one_line(c: docs.DocCommand, result, seconds: float) -> None:
+    """``c`` (a :class:`Fails` line) stopped with one ``error:`` line naming a word of its own, within seconds."""
+    said = f"{c}\nexit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode != 0, "exit 0 where it cannot succeed: " + said
+    assert "Traceback" not in result.stderr, "a traceback, not one line: " + said
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, "not one error: line: " + said
+    assert re.match(r"error: \S+: \S", errors[0]), "not `error: WHAT: why`: " + said
+    assert seconds < 10, f"took {seconds:.1f} s to fail: " + said
+
+
 @pytest.mark.slow
 def test_the_docs_walk_through(tmp_path, monkeypatch, capsys):
-    """Every command PLAN marks RUN exits 0, in order, in one fresh directory at walk-through sizes."""
+    """In order, in one fresh directory at walk-through sizes: every command PLAN marks RUN exits 0, and every one it
+    marks :class:`Fails` stops with one error line that names what it lacks (offline, with no API key)."""
     monkeypatch.chdir(tmp_path)
     for name in ("recipes", "accelerate_configs"):  # a checkout's root, as the docs assume
         (tmp_path / name).symlink_to(ROOT / name)
     monkeypatch.setenv("GLEAMX_WALKTHROUGH", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("GLEAMX_CACHE", str(tmp_path / ".cache"))
-    ran, times = 0, []
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    ran, failed, times = 0, 0, []
     for c in walk():
         plan = PLAN[_key(c)]
-        if plan != RUN:
+        if plan != RUN and not (isinstance(plan, Fails) and _runnable(c)):
             continue
         entry, args = _entry(c)
         start = time.perf_counter()
         result = run_captured(capsys, args, entry)
-        times.append((time.perf_counter() - start, str(c)))
+        seconds = time.perf_counter() - start
+        times.append((seconds, str(c)))
+        if isinstance(plan, Fails):
+            _check_fails_in_one_line(c, result, seconds)
+            failed += 1
+            continue
         assert result.returncode == 0, f"{c}\nexit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         for out in written_folders(c):  # it made what the docs say it makes
             assert any((tmp_path / out).iterdir()) if (tmp_path / out).is_dir() else (tmp_path / out).is_file(), \
                 f"{c}: exit 0 but {out} was not written"
         ran += 1
     assert ran == sum(p == RUN for p in PLAN.values())
+    assert failed >= 20  # the Hub, download and API lines are checked, not skipped
     with capsys.disabled():  # what each step took, shown with -s
         print("\n" + "\n".join(f"{t:6.1f}s  {what}" for t, what in times))

@@ -34,6 +34,7 @@ from gleamx.choices import LANGS, SPLITS, VIEWS
 from gleamx.curate.annotate import COST_NAME
 from gleamx.data.card import size_category
 from gleamx.errors import GleamConfigError, GleamDataError, first_line
+from gleamx.sources import missing_path
 
 PREVIEW_NAME = ".hub_preview"
 MARKER = ".gleamx_hub_preview"  # says a preview folder is gleamx's own, so a new push may replace it
@@ -325,13 +326,16 @@ def dataset_card(repo_id: str, dd: Any, cost: dict[str, Any] | None = None,
 def _preview_dir(cfg: DataPushConfig) -> Path:
     if cfg.preview_dir:
         return Path(cfg.preview_dir)
+    problem = missing_path(cfg.data)
+    if problem:  # a local folder that is not there: say so, not what would follow from it
+        raise GleamConfigError(problem)
     data = Path(cfg.data)
     if data.is_dir():
         return data / PREVIEW_NAME
     if data.is_file():
         return data.parent / PREVIEW_NAME
-    raise GleamConfigError(f"--preview-dir: missing (expected a local folder for the repo, since {cfg.data!r} is "
-                           f"not a local directory)")
+    raise GleamConfigError(f"{cfg.data}: no such local folder (for a Hub dataset id, name a local folder to write "
+                           "the repo in with --preview-dir)")
 
 
 def _clear(folder: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.errors import GleamDataError, first_line
-from gleamx.sources import hub_access
+from gleamx.sources import hub_access, offline_if_asked
 
 
 def parse_column_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
@@ -45,7 +45,8 @@ def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
             problem = None if os.path.exists(source) else hub_access(source, "dataset")[0]
             if problem:
                 raise GleamDataError.at(source, None, "dataset", problem)
-            ds = datasets.load_dataset(source, split=split or None)
+            with offline_if_asked():
+                ds = datasets.load_dataset(source, split=split or None)
     except GleamDataError:
         raise
     except Exception as e:  # datasets raises many types (DatasetNotFoundError, ConnectionError, ...)

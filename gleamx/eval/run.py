@@ -191,8 +191,10 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
 
 def _check_paths(cfg: EvalConfig) -> None:
     """What only the file system can say (the values themselves are checked when the config is made)."""
-    if cfg.adapter and not Path(cfg.adapter, "adapter_config.json").is_file():
-        raise GleamConfigError(f"--adapter: {cfg.adapter} has no adapter_config.json (expected a PEFT adapter dir)")
+    if cfg.adapter:
+        from gleamx.models.adapter import check_adapter_dir
+
+        check_adapter_dir(cfg.adapter)
 
 
 def _source(value: str | None) -> str | None:

@@ -118,6 +118,16 @@ def _rename(state: dict[str, Any], renames: list[tuple[str, str]]) -> dict[str, 
     return out
 
 
+def check_adapter_dir(adapter: str | Path, flag: str = "--adapter") -> None:
+    """One line unless ``adapter`` is a folder holding ``adapter_config.json`` (a PEFT adapter, e.g. a LoRA run's
+    ``output_dir``): a folder that is not there says ``not found``, not what it lacks."""
+    if not Path(adapter).exists():
+        raise GleamConfigError(f"{flag}: {adapter}: not found (expected a PEFT adapter directory, e.g. a LoRA run's "
+                               "output_dir)")
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise GleamConfigError(f"{flag}: {adapter} has no adapter_config.json (expected a PEFT adapter directory)")
+
+
 def _n_fitting(state: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> int:
     return sum(1 for k, v in state.items() if expected.get(k) == tuple(v.shape))
 
@@ -127,8 +137,7 @@ def _read_adapter(adapter: Path, flag: str) -> tuple[Any, dict[str, Any]]:
     from peft import PeftConfig
     from peft.utils import load_peft_weights
 
-    if not (adapter / "adapter_config.json").is_file():
-        raise GleamConfigError(f"{flag}: {adapter} has no adapter_config.json (expected a PEFT adapter directory)")
+    check_adapter_dir(adapter, flag)
     try:
         return PeftConfig.from_pretrained(str(adapter)), load_peft_weights(str(adapter), device="cpu")
     except Exception as e:  # noqa: BLE001 - json, safetensors and PEFT errors alike
@@ -214,8 +223,8 @@ def load_for_inference(
     """
     from gleamx.models.load import load_model_and_processor
 
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise GleamConfigError(f"{flag}: {adapter} has no adapter_config.json (expected a PEFT adapter directory)")
+    if adapter is not None:
+        check_adapter_dir(adapter, flag)
     if processor is None:
         processor, _ = load_inference_processor(model, adapter, min_pixels=min_pixels, max_pixels=max_pixels,
                                                 flag=flag)

@@ -227,13 +227,14 @@ def setup_run(cfg: RetrievalConfig, *, phase_index: int = 0, encoder: RetrievalE
     if not cfg.data:
         raise GleamConfigError("data: missing (a dataset dir with retrieval/gallery.jsonl and queries.jsonl)")
     phase = cfg.phase_plan()[phase_index]
+    # The data first: a missing or broken layout is one line before accelerate starts (or sets its process state).
+    train = load_retrieval(cfg.data, "train", views=phase.views)
+    if evalset is False:
+        evalset = load_retrieval(cfg.eval_data or cfg.data, cfg.eval_split, views=cfg.views) if cfg.eval_split else None
     accelerator = accelerator or _make_accelerator(cfg)
     # A phase's seed, set before anything random: a run resumed at a phase boundary starts the phase as a
     # straight run does. Phase 0 keeps the seed single-phase runs always had.
     set_seed(cfg.seed + phase_index)
-    train = load_retrieval(cfg.data, "train", views=phase.views)
-    if evalset is False:
-        evalset = load_retrieval(cfg.eval_data or cfg.data, cfg.eval_split, views=cfg.views) if cfg.eval_split else None
     encoder = encoder if encoder is not None else build_encoder(cfg)
     data = PairDataset(train, encoder.transform())
     where = f"phases[{phase_index}]" if cfg.phases else "recipe"
