@@ -332,7 +332,7 @@ def test_the_page_in_headless_chromium(served, cli_eval, tmp_path: Path) -> None
     """Upload a pair, press Verify, read the verdict (equal to gleamx eval's); then localize a gallery query."""
     from playwright.sync_api import sync_playwright
 
-    from gleamx.app.ui import TRUE_MARK, verdict_text
+    from gleamx.app.ui import TRUE_MARK, localize_examples, verdict_text, verify_examples
 
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed (apt-get install chromium)"
@@ -346,6 +346,10 @@ def test_the_page_in_headless_chromium(served, cli_eval, tmp_path: Path) -> None
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(served.url)
             page.wait_for_selector("#verify-button")
+            # the example tables show the images themselves: a thumbnail for each query and satellite image
+            rows = verify_examples(served.engine.assets)
+            page.wait_for_selector("#verify-examples img", timeout=20_000)
+            assert page.locator("#verify-examples img").count() == 2 * len(rows) > 0
             page.set_input_files("#verify-query input[type=file]", str(s.query_image))
             page.set_input_files("#verify-satellite input[type=file]", str(s.satellite_image))
             page.wait_for_selector("#verify-query-preview img")
@@ -361,6 +365,7 @@ def test_the_page_in_headless_chromium(served, cli_eval, tmp_path: Path) -> None
 
             page.get_by_role("tab", name="Localize").click()
             page.wait_for_selector("#localize-button")
+            assert page.locator("#localize-examples img").count() == len(localize_examples(served.engine)) > 0
             page.set_input_files("#localize-query input[type=file]", str(query.image))
             page.wait_for_selector("#localize-query-preview img")
             page.click("#localize-button")
@@ -376,6 +381,12 @@ def test_the_page_in_headless_chromium(served, cli_eval, tmp_path: Path) -> None
             assert f"the query's true tile, {query.location_id}, is" in page.inner_text("#localize-status")
             assert page.locator("#localize-gallery img").count() == len(expected)
             page.screenshot(path=str(tmp_path / "localize.png"), full_page=True)
+
+            page.get_by_role("tab", name="Verify").click()  # an example fills the file inputs the model reads
+            other = next(r for r in rows if Path(r[1]).stem != Path(s.query_image).stem)
+            page.locator("#verify-examples tbody tr").nth(rows.index(other)).locator("img").first.click()
+            page.wait_for_function(f"() => (document.querySelector('#verify-query')?.innerText || '')"
+                                   f".includes('{Path(other[1]).stem}')", timeout=20_000)  # shown as stem, suffix
         finally:
             browser.close()
     assert (tmp_path / "verify.png").stat().st_size > 10_000

@@ -68,7 +68,9 @@ def verify_examples(assets: Assets) -> list[list[Any]]:
             if s is not None:
                 picked.append(s)
     picked = sorted(picked[:N_EXAMPLES], key=lambda s: (VIEWS.index(s.query_view), not s.label))
-    return [[s.query_image, s.query_view, s.satellite_image] for s in picked]
+    # Each image twice: the preview (its thumbnail is what the examples table shows) and the file the model reads.
+    # The table keys its columns by label, so every input's label differs ("Query preview", "Query view image").
+    return [[s.query_image, s.query_image, s.query_view, s.satellite_image, s.satellite_image] for s in picked]
 
 
 def localize_examples(engine: Engine) -> list[list[Any]]:
@@ -82,7 +84,7 @@ def localize_examples(engine: Engine) -> list[list[Any]]:
         q = next((q for q in of_view if q.location_id not in used), of_view[0] if of_view else None)
         if q is not None:
             picked[view] = q
-    return [[str(q.image), q.view] for q in picked.values()]
+    return [[str(q.image), str(q.image), q.view] for q in picked.values()]  # preview (thumbnail) and file
 
 
 # --- event handlers ---------------------------------------------------------------------------------------
@@ -209,11 +211,11 @@ def build_demo(engine: Engine, cfg: AppConfig, notes: list[str] | None = None) -
                 with gr.Column():
                     q_file = gr.File(label="Query view image", type="binary", file_types=["image"],
                                      elem_id="verify-query")
-                    q_prev = gr.Image(label="Query view", interactive=False, height=220, elem_id="verify-query-preview")
+                    q_prev = gr.Image(label="Query preview", interactive=False, height=220, elem_id="verify-query-preview")
                 with gr.Column():
                     s_file = gr.File(label="Satellite image", type="binary", file_types=["image"],
                                      elem_id="verify-satellite")
-                    s_prev = gr.Image(label="Satellite", interactive=False, height=220,
+                    s_prev = gr.Image(label="Satellite preview", interactive=False, height=220,
                                       elem_id="verify-satellite-preview")
             with gr.Row(equal_height=True):
                 view = gr.Dropdown(list(VIEWS), value=VIEWS[0], label="Query view", elem_id="verify-view")
@@ -229,7 +231,7 @@ def build_demo(engine: Engine, cfg: AppConfig, notes: list[str] | None = None) -
                                       elem_id="verify-p-yes-value")  # empty, not 0, before a run
             examples = verify_examples(engine.assets)
             if examples:
-                gr.Examples(examples, inputs=[q_file, view, s_file], label="Generated pairs (gleamx.synth)",
+                gr.Examples(examples, inputs=[q_prev, q_file, view, s_prev, s_file], label="Generated pairs (gleamx.synth)",
                             cache_examples=False, elem_id="verify-examples")
         with gr.Tab("Localize", id="localize"):
             if engine.can_localize:
@@ -240,7 +242,7 @@ def build_demo(engine: Engine, cfg: AppConfig, notes: list[str] | None = None) -
                     with gr.Column():
                         lq_file = gr.File(label="Query view image", type="binary", file_types=["image"],
                                           elem_id="localize-query")
-                        lq_prev = gr.Image(label="Query view", interactive=False, height=220,
+                        lq_prev = gr.Image(label="Query preview", interactive=False, height=220,
                                            elem_id="localize-query-preview")
                     with gr.Column():
                         l_view = gr.Dropdown(list(VIEWS), value=VIEWS[0], label="Query view", elem_id="localize-view")
@@ -255,7 +257,7 @@ def build_demo(engine: Engine, cfg: AppConfig, notes: list[str] | None = None) -
                                        elem_id="localize-table")
                 lex = localize_examples(engine)
                 if lex:
-                    gr.Examples(lex, inputs=[lq_file, l_view], label="Queries of the gallery's split",
+                    gr.Examples(lex, inputs=[lq_prev, lq_file, l_view], label="Queries of the gallery's split",
                                 cache_examples=False, elem_id="localize-examples")
             else:
                 gr.Markdown("No gallery: start the app with `--encoder DIR --gallery DIR` to localize queries.")
