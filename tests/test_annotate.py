@@ -273,9 +273,52 @@ def test_timeout_is_retried_and_a_hanging_server_fails_fast(stub, data, tmp_path
     assert sum(s.counts.values()) == 2  # one try, one retry, each cut at 0.5 s
 
 
-@pytest.mark.parametrize("body", [b"<html>not json</html>", {"id": "x", "object": "chat.completion"},
-                                  {"choices": []}], ids=["not-json", "no-choices", "empty-choices"])
-def test_malformed_body_fails_the_pair_only_and_is_asked_again(stub, data, tmp_path: Path, body: Any) -> None:
+GARBLED = [b"<html>not json</html>", b'{"id": "chatcmpl-1", "choices": [', {"id": "x", "object": "chat.completion"},
+           {"choices": []}, {"choices": [{"index": 0, "message": {"role": "assistant"}}]}]
+GARBLED_IDS = ["not-json", "cut-json", "no-choices", "empty-choices", "no-content"]
+
+
+@pytest.mark.parametrize("body", GARBLED, ids=GARBLED_IDS)
+def test_a_garbled_200_is_asked_again_within_the_run(stub, data, tmp_path: Path, body: Any) -> None:
+    """An HTTP 200 that is no chat completion, then a good one: one run explains the pair (issue 22)."""
+    path, labels = data
+    s, url = stub(lambda sid, lang, n: (200, {}, body) if sid == "p1" and n == 1
+                  else completion(explanation(sid, lang, labels[sid])))
+    out = tmp_path / "out"
+    # no verdict re-asks: the second request can only be the client's retry of the garbled body
+    summary = annotate(cfg(path, url, out, lang=["en"], verdict_retries=0))
+    d = summary.as_dict()
+    assert (d["n_ok"], d["n_failed"], d["n_flagged"]) == (N, 0, 0)
+    assert [s.counts[(f"p{i}", "en")] for i in range(N)] == [1, 2, 1, 1, 1, 1]
+    assert [a.attempts for a in summary.annotations] == [1, 2, 1, 1, 1, 1]
+    assert summary.cost["this_run"]["requests"] == N + 1
+    assert "p1" in {r["id"] for r in read_jsonl(out / CACHE_NAME)}
+
+
+def test_a_garbled_200_and_a_5xx_share_one_retry_budget(stub, data, tmp_path: Path) -> None:
+    """500, then a garbled 200, then a good reply: --max-retries 2 covers both; with 1, the garbled 200 spends the
+    last retry and the pair fails (the run goes on)."""
+    path, labels = data
+
+    def reply(sid: str, lang: str, n: int) -> Reply:
+        if sid == "p0" and n % 3 == 1:
+            return 500, {"retry-after-ms": "10"}, {"error": {"message": "boom"}}
+        if sid == "p0" and n % 3 == 2:
+            return 200, {}, b"<html>not json</html>"
+        return completion(explanation(sid, lang, labels[sid]))
+
+    s, url = stub(reply)
+    one = annotate(cfg(path, url, tmp_path / "a", lang=["en"], limit=2, max_retries=1))
+    assert one.annotations[0].status == "failed" and s.counts[("p0", "en")] == 2
+    assert "HTTP 200 whose body is not a chat completion, 2 time(s)" in (one.annotations[0].reason or "")
+    assert one.annotations[1].status == "ok"
+    s.counts.clear()
+    two = annotate(cfg(path, url, tmp_path / "b", lang=["en"], limit=2, max_retries=2))
+    assert two.annotations[0].status == "ok" and two.annotations[0].attempts == 3 == s.counts[("p0", "en")]
+
+
+@pytest.mark.parametrize("body", GARBLED, ids=GARBLED_IDS)
+def test_an_always_garbled_200_fails_the_pair_only_and_is_asked_again(stub, data, tmp_path: Path, body: Any) -> None:
     path, labels = data
     broken = {"on": True}
 
@@ -286,11 +329,12 @@ def test_malformed_body_fails_the_pair_only_and_is_asked_again(stub, data, tmp_p
 
     s, url = stub(reply)
     out = tmp_path / "out"
-    summary = annotate(cfg(path, url, out, lang=["en"]))
+    summary = annotate(cfg(path, url, out, lang=["en"], max_retries=1))
     d = summary.as_dict()
     assert (d["n_ok"], d["n_failed"], d["n_flagged"]) == (N - 1, 1, 0)
     bad = summary.annotations[1]
     assert bad.status == "failed" and "HTTP 200 whose body is not a chat completion" in (bad.reason or "")
+    assert s.counts[("p1", "en")] == 2  # one try and --max-retries 1
     assert "p1" not in {r["id"] for r in read_jsonl(out / CACHE_NAME)}  # not cached
     assert "p1" not in {r["id"] for r in read_jsonl(out / ANNOTATED_NAME)}
     broken["on"] = False
@@ -448,6 +492,46 @@ def test_401_is_one_line_without_the_key(stub, data, tmp_path: Path) -> None:
     with pytest.raises(GleamConfigError) as e:
         annotate(cfg(path, url, tmp_path / "out"))
     assert "HTTP 401" in str(e.value) and ENV in str(e.value) and SECRET not in str(e.value)
+
+
+def test_a_one_character_key_leaves_saved_text_as_the_server_sent_it(stub, data, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENAI_API_KEY=a (a keyless local server): explanations, replies and the cache are saved exactly as the
+    model wrote them (no "Ro***ds"), read back, and the rerun asks for nothing."""
+    path, labels = data
+    monkeypatch.setenv(ENV, "a")
+    said = {sid: explanation(sid, "en", labels[sid]) for sid in labels}
+    said["p5"] = "Roads and buildings differ, a lot."  # no verdict line: flagged, its reply kept as is
+    s, url = stub(lambda sid, lang, n: completion(said[sid]))
+    out = tmp_path / "out"
+    annotate(cfg(path, url, out, lang=["en"], verdict_retries=0))
+    assert s.auth == ["Bearer a"] * N  # the key went out in the header, and only there
+    cache = (out / CACHE_NAME).read_bytes()
+    assert {r["id"]: r["reply"] for r in read_jsonl(out / CACHE_NAME)} == said
+    rows = {r["id"]: r["explanation"]["en"] for r in read_jsonl(out / ANNOTATED_NAME)}
+    assert rows == {sid: canonical_explanation(said[sid], labels[sid], "en") for sid in labels if sid != "p5"}
+    assert [r["reply"] for r in read_jsonl(out / FLAGGED_NAME)] == [said["p5"]]
+    s.counts.clear()
+    again = annotate(cfg(path, url, out, lang=["en"], verdict_retries=0))
+    assert sum(s.counts.values()) == 0 and again.n_cached == N and (out / CACHE_NAME).read_bytes() == cache
+
+
+@pytest.mark.parametrize("base", ["{url}?key=SECRET123", "{url}?model=m&api_key=SECRET123", "{url}?sig=SECRET123",
+                                  "http://me:SECRET123@{host}/v1"])
+def test_a_key_in_the_base_url_is_refused_before_anything_is_printed_or_saved(stub, data, tmp_path: Path, capsys,
+                                                                              caplog, base: str) -> None:
+    from gleamx.cli.main import main
+
+    path, _ = data
+    s, url = stub()
+    out = tmp_path / "out"
+    code = main(["annotate", "--data", str(path), "--model", "annotator", "--out", str(out), "--api-key-env", ENV,
+                 "--base-url", base.format(url=url, host=url.split("//")[1].split("/")[0])])
+    printed = capsys.readouterr()
+    assert code != 0 and "--base-url" in printed.err and "carries a credential" in printed.err
+    assert len([ln for ln in printed.err.splitlines() if ln.strip()]) == 1
+    assert "SECRET123" not in printed.out + printed.err + caplog.text
+    assert not out.exists() and not s.bodies
 
 
 def test_cli_end_to_end_never_prints_the_key(stub, data, tmp_path: Path, capsys, caplog) -> None:

@@ -351,8 +351,8 @@ def _explain_preds(data: Path, tmp_path: Path, n: int = 3) -> Path:
 
 @pytest.mark.slow
 def test_judge_non_json_body_is_an_item_failure_and_results_are_written(data, stub, raw_bodies, tmp_path, capsys):
-    """HTTP 200 with an HTML page (one item) and with a broken JSON body (another): both counted as judge
-    failures in one warning line; results.json is written; a rerun asks only for those two again."""
+    """HTTP 200 with an HTML page (one item) and with a broken JSON body (another), on every try: both counted as
+    judge failures in one warning line; results.json is written; a rerun asks only for those two again."""
     from gleamx.eval.run import run_eval
 
     preds = _explain_preds(data, tmp_path)
@@ -371,7 +371,8 @@ def test_judge_non_json_body_is_an_item_failure_and_results_are_written(data, st
 
     s, url = stub(reply)
     cfg = _cfg(data, tmp_path / "o", predictions=str(preds), task="explain", limit=3, judge_model="judge",
-               judge_base_url=url, judge_api_key_env="GLEAMX_TEST_JUDGE_KEY", judge_concurrency=1)
+               judge_base_url=url, judge_api_key_env="GLEAMX_TEST_JUDGE_KEY", judge_concurrency=1,
+               judge_max_retries=1)
     results = run_eval(cfg).results
     judge = results["explanation"]["judge"]
     assert (judge["n"], judge["n_invalid"], judge["n_failed"]) == (3, 2, 2)
@@ -381,7 +382,7 @@ def test_judge_non_json_body_is_an_item_failure_and_results_are_written(data, st
     assert (tmp_path / "o" / "results.json").is_file()
     s.counts.clear()
     run_eval(cfg)
-    assert sum(s.counts.values()) == 2  # the failures were not cached; the good judgment was
+    assert sum(s.counts.values()) == 4  # the failures were not cached (a try and a retry each); the good one was
 
 
 class RawBody(bytes):
@@ -412,7 +413,7 @@ def test_judge_broken_bodies_do_not_raise(stub, raw_bodies, tmp_path):
     _, url = stub(lambda c, n: (200, {}, RawBody(b"<html>not json</html>")) if c.startswith("c0")
                   else (200, {"Content-Type": "text/plain"}, "plain text") if c.startswith("c1") else good(c, n))
     items = [JudgeItem(f"s{i}", "en", True, f"c{i}\nAnswer: Yes", "ref\nAnswer: Yes", "uav") for i in range(3)]
-    cfg = JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", timeout=5)
+    cfg = JudgeConfig(model="judge", base_url=url, api_key_env="GLEAMX_TEST_JUDGE_KEY", timeout=5, max_retries=1)
     summary = judge_explanations(items, cfg, tmp_path / "judge.jsonl")
     assert (summary.n_invalid, summary.n_failed) == (2, 2)
     assert all("HTTP 200 whose body is not a chat completion" in (r.error or "") for r in summary.results[:2])

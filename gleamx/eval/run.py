@@ -190,11 +190,17 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
 
 
 def _check_paths(cfg: EvalConfig) -> None:
-    """What only the file system can say (the values themselves are checked when the config is made)."""
+    """What only the file system (or one quick Hub call) can say (the values themselves are checked when the
+    config is made)."""
     if cfg.adapter:
         from gleamx.models.adapter import check_adapter_dir
 
         check_adapter_dir(cfg.adapter)
+    if cfg.task == "explain" and not cfg.no_explanation_metrics:  # the metric models: said now, not after generating
+        from gleamx.eval.metrics import check_metric_model
+
+        check_metric_model("--sbert-model", cfg.sbert_model, "sbert_cosine")
+        check_metric_model("--bertscore-model", cfg.bertscore_model, "bertscore")
 
 
 def _source(value: str | None) -> str | None:

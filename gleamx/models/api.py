@@ -4,16 +4,24 @@ the LLM judge (:mod:`gleamx.eval.judge`) and the annotator (:mod:`gleamx.curate.
 * Both read the same settings from their configs (:class:`ApiSettings`: model, base URL, key variable, timeout,
   retries) and differ only in how their flags are spelled (:class:`ApiFlags`): :func:`checked_key` checks them
   and :class:`ApiClient` is built from them, so every error names the calling command's flag.
-* The API key comes from an environment variable only (:func:`api_key`); it is handed to the ``openai``
-  client and nowhere else, and every text that could echo it (a server's error message) goes through
-  :func:`redact`.
+* Secrets are kept out by structure, never by searching saved text. The API key comes from an environment
+  variable only (:func:`api_key`) and is handed to the ``openai`` client, which sends it as the request's
+  ``Authorization`` header and nowhere else; replies and caches are saved exactly as the server sent them. A
+  base URL that carries a credential itself (``user:password@``, or a query parameter named like one:
+  ``key=``, ``api_key=``, ``access_token=``, ``sig=``, ...) is refused in one line that shows it with the
+  values masked (:func:`check_base_url`): a URL is printed in messages and saved in results and configs, so a
+  key in it would leak there. Only a server's error message (which may echo the key) is scrubbed, and only
+  of a key long enough to be a secret (:func:`scrub_message`).
 * Timeouts, connection errors, 408, 409, 429 and 5xx are retried by the ``openai`` client itself
-  (``max_retries``, jittered exponential backoff, ``Retry-After`` honoured). A request hook counts the
+  (``max_retries``, jittered exponential backoff, ``Retry-After`` honoured). An HTTP 200 whose body is not a
+  chat completion (not JSON, or no ``choices[0].message.content``) is retried here, with the same backoff and
+  out of the same budget: ``max_retries`` retries in all, whatever went wrong. A request hook counts the
   attempts of the current call per thread and stops a worker between two of them once the run is torn down.
 * :meth:`ApiClient.complete` sorts every outcome three ways: a reply (text, token usage, attempts); a
-  failure of this request only (the server refused it, HTTP 400/413/..., or a 200 whose body is not a chat
-  completion), returned as ``refused``; and what ends the run: a bad key or URL (:class:`GleamConfigError`)
-  or retries run out (``unavailable``, an :class:`ApiUnavailableError`), each one line naming the flag.
+  failure of this request only (the server refused it, HTTP 400/413/..., or every try got a 200 whose body
+  is not a chat completion), returned as ``refused``; and what ends the run: a bad key or URL
+  (:class:`GleamConfigError`) or retries run out on timeouts, 429 or 5xx (``unavailable``, an
+  :class:`ApiUnavailableError`), each one line naming the flag.
 * :func:`image_data_url` re-encodes an image as a JPEG data URL under a side and byte cap.
 * :func:`run_concurrently` runs the calls on a thread pool and hands each result to the calling thread.
 """
@@ -24,11 +32,13 @@ import base64
 import concurrent.futures as cf
 import io
 import os
+import random
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from gleamx.errors import GleamConfigError, GleamError, first_line
 
@@ -41,7 +51,17 @@ R = TypeVar("R")
 REFUSED = "refused by the server"
 """Prefix of a request the server refused (HTTP 400, 413, ...): that item fails, the run goes on."""
 FAILED = "server failure"
-"""Prefix of an HTTP 200 whose body is no chat completion: that item fails, the run goes on."""
+"""Prefix of an HTTP 200 whose body is no chat completion on every try: that item fails, the run goes on."""
+MIN_SECRET_LEN = 8
+"""Shorter keys are not scrubbed from messages: a keyless local server takes any value (``a``), and scrubbing
+that would mangle every word with an ``a`` in it. Such a key guards nothing, so nothing leaks."""
+# Query-parameter names that carry a credential: the whole name or one of its words (api_key, X-Amz-Signature,
+# accessToken), or a word ending in one (apikey, xtoken).
+_CREDENTIAL_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "pwd", "sig", "signature",
+                               "auth", "authorization", "credential", "credentials", "session", "jwt", "bearer"})
+_CREDENTIAL_ENDINGS = ("key", "token", "secret", "password", "signature", "credential")
+# Backoff between two tries of a 200 that is no chat completion: the openai client's own for a 5xx.
+_RETRY_DELAY_S, _MAX_RETRY_DELAY_S = 0.5, 8.0
 
 
 class ApiUnavailableError(GleamError):
@@ -90,8 +110,9 @@ class Usage:
 
 @dataclass
 class Reply:
-    """One call's outcome: ``text`` (``""`` when the completion had none) or, when the server failed this
-    request only, ``refused`` (why, redacted). ``attempts`` counts the HTTP requests sent."""
+    """One call's outcome: ``text`` (``""`` when the completion had none), exactly as the server sent it, or,
+    when the server failed this request only, ``refused`` (why; see :func:`scrub_message`). ``attempts`` counts
+    the HTTP requests sent."""
 
     text: str | None
     refused: str | None
@@ -99,15 +120,56 @@ class Reply:
     usage: Usage
 
 
-def redact(text: str, secret: str) -> str:
-    """``text`` with ``secret`` replaced by ``***``."""
-    return text.replace(secret, "***") if secret else text
+def scrub_message(text: str, key: str) -> str:
+    """A message (never saved data) with ``key`` replaced by ``***``, when the key is at least
+    :data:`MIN_SECRET_LEN` characters long; a shorter one is left alone (it guards nothing)."""
+    return text.replace(key, "***") if len(key) >= MIN_SECRET_LEN else text
 
 
-def check_base_url(url: str | None, flag: str) -> None:
-    parts = urlsplit(url or "")
+def is_credential_name(name: str) -> bool:
+    """Whether a URL query parameter called ``name`` looks like it carries a credential."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)  # accessToken -> access Token
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    return any(w in _CREDENTIAL_WORDS or w.endswith(_CREDENTIAL_ENDINGS) for w in words)
+
+
+def masked_url(url: str) -> str:
+    """``url`` fit to print: as typed when it holds no credential (:func:`url_credentials`); else without
+    ``user:password@`` and with the value of every credential-like query parameter ``***`` (the names stay, so
+    the user sees which one to remove)."""
+    if not url_credentials(url):
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    query = "&".join(f"{k}=***" if is_credential_name(k) else (f"{k}={v}" if v else k)
+                     for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def url_credentials(url: str) -> list[str]:
+    """What in ``url`` is a credential: ``user:password@`` and the names of credential-like query parameters."""
+    parts = urlsplit(url)
+    found = ["user:password@"] if "@" in parts.netloc else []
+    return found + [k for k, _ in parse_qsl(parts.query, keep_blank_values=True) if is_credential_name(k)]
+
+
+def check_base_url(url: str | None, flag: str, key_env_flag: str = "the API key variable") -> None:
+    """One line unless ``url`` is an http(s) URL without a credential in it.
+
+    A key in the URL is refused, not stripped: the URL is echoed in messages and saved in results and configs,
+    and a quietly edited URL would reach another endpoint than the one typed. The key belongs in the environment
+    variable (``key_env_flag`` names it), which is sent as the ``Authorization`` header only."""
+    text = url or ""
+    parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise GleamConfigError(f"{flag}: expected an http(s) URL such as https://api.openai.com/v1, got {url!r}")
+        raise GleamConfigError(f"{flag}: expected an http(s) URL such as https://api.openai.com/v1, "
+                               f"got {masked_url(text)!r}")
+    found = url_credentials(text)
+    if found:
+        raise GleamConfigError(
+            f"{flag}: {masked_url(text)} carries a credential ({', '.join(found)}), which would be printed and "
+            f"saved with the URL; remove it and put the key in the environment variable named by {key_env_flag} "
+            "(sent only as the Authorization header)")
 
 
 def api_key(env: str, flags: ApiFlags) -> str:
@@ -122,17 +184,21 @@ def api_key(env: str, flags: ApiFlags) -> str:
 
 def checked_key(settings: ApiSettings, flags: ApiFlags) -> str:
     """What a run checks before its first request: the base URL's form, then the API key (returned)."""
-    check_base_url(settings.base_url, flags.base_url)
+    check_base_url(settings.base_url, flags.base_url, flags.key_env)
     return api_key(settings.api_key_env, flags)
 
 
 def completion_text(resp: Any) -> str | None:
-    """The reply text of a chat completion (``""`` when it has none); ``None`` when ``resp`` is not one."""
+    """The reply text of a chat completion; ``None`` when ``resp`` is not one (no ``choices[0].message``, or a
+    message without a ``content`` field). ``content: null`` (a refusal, say) is a reply with no text: ``""``."""
     choices = getattr(resp, "choices", None)
     if not isinstance(choices, list) or not choices:
         return None
     message = getattr(choices[0], "message", None)
-    content = getattr(message, "content", None) if message is not None else None
+    present = getattr(message, "model_fields_set", None)  # the fields the body held (the SDK's models)
+    if message is None or not isinstance(present, (set, frozenset)) or "content" not in present:
+        return None
+    content = getattr(message, "content", None)
     return content if isinstance(content, str) else ""
 
 
@@ -229,19 +295,36 @@ class ApiClient:
     def _server_message(self, exc: Any) -> str:
         body = getattr(exc, "body", None)
         msg = body.get("message") if isinstance(body, dict) else None
-        return redact(" ".join(str(msg or "").split())[:200], self.key)
+        return scrub_message(" ".join(str(msg or "").split())[:200], self.key)
 
     def complete(self, item_id: str, messages: list[dict[str, Any]], **params: Any) -> Reply:
         """Ask for one chat completion of ``messages``; see the module docstring for the outcomes."""
-        openai, f = self.openai, self.flags
         self._tries.n = 0
+        while True:
+            outcome = self._send(item_id, messages, params)
+            if isinstance(outcome, Reply):
+                return outcome
+            # A 200 that is no chat completion (a proxy's error page, a cut body) is as transient as a 502:
+            # asked again now, out of what is left of the same retry budget, after the client's backoff.
+            sent = self._tries.n
+            if sent > self.max_retries:
+                return self._fail(f"{FAILED}: HTTP 200 whose body is not a chat completion, {sent} time(s) "
+                                  f"({outcome}); see {self.flags.max_retries}")
+            delay = min(_RETRY_DELAY_S * 2 ** (sent - 1), _MAX_RETRY_DELAY_S) * (1 - 0.25 * random.random())
+            if self.stop.wait(delay):
+                raise _Stopped()
 
-        def fail(what: str) -> Reply:
-            return Reply(None, redact(what, self.key), self._tries.n, Usage(requests=self._tries.n))
+    def _fail(self, why: str) -> Reply:
+        """This request's failure (``refused``): counted, not fatal."""
+        return Reply(None, scrub_message(why, self.key), self._tries.n, Usage(requests=self._tries.n))
 
+    def _send(self, item_id: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Reply | str:
+        """One ``create`` (the client retrying timeouts, 429 and 5xx within what is left of the budget): a
+        :class:`Reply` (a completion, or a refusal), or why the HTTP 200 it got is not a chat completion."""
+        openai, f, sent = self.openai, self.flags, self._tries.n
+        client = self.client if sent == 0 else self.client.with_options(max_retries=self.max_retries - sent)
         try:
-            raw = self.client.chat.completions.with_raw_response.create(model=self.model, messages=messages,
-                                                                        **params)
+            raw = client.chat.completions.with_raw_response.create(model=self.model, messages=messages, **params)
             resp = raw.parse()
         except openai.APIStatusError as exc:
             fatal = self._status_error(exc)
@@ -253,7 +336,7 @@ class ApiClient:
             if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
                 last = f"HTTP {exc.status_code}" + (f": {msg}" if msg else "")
                 raise self._unavailable(item_id, last) from None
-            return fail(f"{REFUSED} (HTTP {exc.status_code}): {msg}")
+            return self._fail(f"{REFUSED} (HTTP {exc.status_code}): {msg}")
         except openai.APITimeoutError:
             raise self._unavailable(item_id, f"timeout after {self.timeout:g} s; see {f.timeout}") from None
         except openai.APIConnectionError:
@@ -262,11 +345,10 @@ class ApiClient:
                                        "and that the server is running") from None
             raise self._unavailable(item_id, "connection error") from None
         except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not a completion (broken JSON)
-            return fail(f"{FAILED}: HTTP 200 whose body is not a chat completion ({first_line(exc, with_type=True)})")
+            return first_line(exc, with_type=True)
         content = completion_text(resp)
         if content is None:  # e.g. an HTML page served with HTTP 200 (the SDK returns it as a str)
-            return fail(f"{FAILED}: HTTP 200 whose body is not a chat completion "
-                        f"(got {type(resp).__name__}: {str(resp)[:80]!r})")
+            return f"got {type(resp).__name__}: {str(resp)[:80]!r}"
         self.any_success.set()
         usage = completion_usage(resp)
         usage.requests = self._tries.n
@@ -275,7 +357,7 @@ class ApiClient:
     def _unavailable(self, item_id: str, last: str) -> ApiUnavailableError:
         f = self.flags
         return self.unavailable(f"{f.what}: request for {item_id!r} failed {self._tries.n} times "
-                                f"({redact(last, self.key)}); {self.saved}, rerun to resume "
+                                f"({scrub_message(last, self.key)}); {self.saved}, rerun to resume "
                                 f"({f.max_retries}: {self.max_retries})")
 
 

