@@ -19,6 +19,7 @@ from gleamx.checks import check_choice
 from gleamx.choices import ARCHS, Arch
 from gleamx.console import console
 from gleamx.errors import GleamConfigError
+from gleamx.outputs import claim_folder, overwrite_option
 
 RECIPE = recipes.path("tiny/sft_lora.yaml")  # package data: found in a wheel install as in a checkout
 
@@ -52,6 +53,7 @@ class DemoConfig:
     n: int = field(default=240, metadata={"help": "number of synthetic pairs"})
     arch: Arch = field(default="qwen2_5_vl", metadata={"help": "Qwen-VL class of the tiny random-initialised model"})
     seed: int = field(default=0, metadata={"help": "seed for the data, the tiny model and both trainings"})
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -179,8 +181,11 @@ def untrained_note(invalid_rate: float | None) -> str:
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Path]:
-    """Run every stage into ``cfg.out`` and return the paths it wrote."""
-    out = Path(cfg.out)
+    """Run every stage into ``cfg.out`` and return the paths it wrote. A rerun with the same settings runs again
+    in place; other settings need ``overwrite`` (:mod:`gleamx.outputs`)."""
+    folder = claim_folder(cfg.out, "--out", command="demo", overwrite=cfg.overwrite, marker=OUTPUTS_FILE,
+                          identity={"n": cfg.n, "arch": cfg.arch, "seed": cfg.seed})
+    out = folder.path
     t0 = time.perf_counter()
     paths: dict[str, Path] = {}
     paths["data"] = data = make_data(cfg, out)
@@ -204,6 +209,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
 
     (out / OUTPUTS_FILE).write_text(json.dumps({k: str(v) for k, v in paths.items()}, indent=2) + "\n",
                                     encoding="utf-8")
+    folder.done()
     console.rule("[bold]done")
     console.print(f"finished in {time.perf_counter() - t0:.0f}s. Outputs:")
     for name, p in paths.items():

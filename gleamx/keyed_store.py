@@ -1,5 +1,6 @@
 """Arrays kept on disk under a content key: the one store behind gleamx's embedding caches
-(:mod:`gleamx.retrieval.embed_cache`, :mod:`gleamx.eval.metrics.embedding_cache`).
+(:mod:`gleamx.retrieval.embed_cache`, :mod:`gleamx.eval.metrics.embedding_cache`); and where gleamx's per-user
+cache folder is (:func:`user_cache_dir`).
 
 An entry is one ``.safetensors`` file holding one 2-d float array and, in the file's metadata, the full key it
 was stored under: named fingerprints such as ``{"encoder": ..., "images": ...}``. The caller names the file
@@ -21,6 +22,15 @@ from pathlib import Path
 import numpy as np
 
 SUFFIX = ".safetensors"
+CACHE_ENV = "GLEAMX_CACHE"
+
+
+def user_cache_dir() -> Path:
+    """gleamx's per-user cache folder, decided here only: ``$GLEAMX_CACHE``, else ``$XDG_CACHE_HOME/gleamx``, else
+    ``~/.cache/gleamx`` (embeddings, the app's files and the manifest key live under it)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gleamx"
 _ARRAY = "embeddings"  # the array's name inside the file
 
 

@@ -389,6 +389,30 @@ def test_contradicting_verdict_is_retried_then_flagged(stub, data, tmp_path: Pat
     assert set(s.counts) == {("p0", "en"), ("p0", "zh")}
 
 
+def test_a_reply_in_the_wrong_language_is_reasked_then_flagged(stub, data, tmp_path: Path) -> None:
+    """The right verdict in the wrong script is no training explanation: asked again, then flagged."""
+    path, labels = data
+
+    def reply(sid: str, lang: str, n: int) -> Reply:
+        other = "en" if lang == "zh" else "zh"
+        if sid == "p0" and lang == "zh":  # always English, with the Chinese verdict line
+            return completion(explanation(sid, other, labels[sid]).rsplit("\n", 1)[0] + "\n结论：是")
+        if sid == "p1" and n == 1:  # Chinese once (with the English verdict line), then English
+            return completion(explanation(sid, other, labels[sid]).rsplit("\n", 1)[0] + "\nAnswer: No")
+        return completion(explanation(sid, lang, labels[sid]))
+
+    s, url = stub(reply)
+    out = tmp_path / "out"
+    d = annotate(cfg(path, url, out, verdict_retries=1)).as_dict()
+    assert (d["n_ok"], d["n_flagged"]) == (2 * N - 1, 1)
+    assert s.counts[("p0", "zh")] == 2 and s.counts[("p1", "en")] == 2
+    flagged = read_jsonl(out / FLAGGED_NAME)
+    assert [(r["id"], r["lang"], r["reason"]) for r in flagged] == [("p0", "zh", "reply not written in Chinese "
+                                                                                 "after 2 tries")]
+    kept = {r["id"]: r["explanation"] for r in read_jsonl(out / ANNOTATED_NAME)}
+    assert "zh" not in kept["p0"] and kept["p1"]["en"].startswith("Image 1 shows p1")
+
+
 def test_no_verdict_is_reasked_with_a_reminder_then_flagged(stub, data, tmp_path: Path) -> None:
     path, labels = data
 

@@ -71,6 +71,8 @@ def declared_png(width: int, height: int) -> bytes:
 BAD_UPLOADS = {  # name -> (bytes, the start of the message)
     "truncated": (_png((64, 64))[:60], "query image: not a readable image: cannot decode"),
     "not an image": (b"GIF? no: plain text", "query image: not a readable image: cannot decode"),
+    "1x300": (_png((1, 300)), "query image: 1x300: expected sides at most 200 times one another (the model's "
+                              "image processor refuses more)"),
     "30000x30000": (declared_png(30000, 30000),
                     "query image: 900,000,000 pixels, over the app's limit of 40,000,000 pixels"),
 }

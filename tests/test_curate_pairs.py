@@ -11,7 +11,7 @@ import pytest
 from test_cvgl import _vigor, university  # noqa: F401  (the fixture trees, with the real folder and file naming)
 
 from gleamx.cli.main import main
-from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.errors import GleamConfigError
 
 
 def _rows(path: Path) -> list[dict]:
@@ -66,10 +66,11 @@ def test_pairs_are_deterministic_for_a_seed(layout, tmp_path):
     for name in ("test.jsonl", "README.md", "pairs_config.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert (tmp_path / "a" / "test.jsonl").read_bytes() != (tmp_path / "c" / "test.jsonl").read_bytes()
-    with pytest.raises(GleamDataError, match="already holds pairs"):
+    with pytest.raises(GleamConfigError, match=r"holds a data pairs run with other settings \(changed: seed\)"):
         from gleamx.curate.pairs import PairsConfig, make_pairs
 
         make_pairs(PairsConfig(retrieval=str(layout), out=str(tmp_path / "a")))
+    _pairs(layout, tmp_path / "a", "--seed", "3")  # the same settings again: a rerun, let in
     _pairs(layout, tmp_path / "a", "--seed", "3", "--overwrite")
     assert (tmp_path / "a" / "test.jsonl").read_bytes() == (tmp_path / "b" / "test.jsonl").read_bytes()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gleamx.errors import GleamDataError
+from gleamx.errors import GleamConfigError, GleamDataError
 
 
 def _img(path: Path, colour: tuple[int, int, int]) -> None:
@@ -170,7 +170,7 @@ def test_one_split_per_out_dir_and_symlinked_out_dirs(university, tmp_path):
     from gleamx.retrieval.data import load_retrieval
 
     convert_university1652(university, tmp_path / "u")
-    with pytest.raises(GleamDataError, match="already holds a retrieval layout"):
+    with pytest.raises(GleamConfigError, match=r"holds a data cvgl run with other settings \(changed: split\)"):
         convert_university1652(university, tmp_path / "u", split="train")
     assert convert_university1652(university, tmp_path / "u", split="train", overwrite=True).split == "train"
     (tmp_path / "real" / "outs").mkdir(parents=True)

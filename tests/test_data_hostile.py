@@ -336,6 +336,13 @@ def test_converted_copies_elsewhere_load_back_through_their_manifest(data_small_
     (hostile / "gleamx_manifest.json").write_text(json.dumps({"image_roots": ["/"]}))
     with pytest.raises(GleamDataError, match="written_in: written for None"):
         load_samples(hostile)
+    # a correctly guessed written_in is not enough: only a manifest gleamx signed for this user may widen
+    for extra in ({}, {"signature": "0" * 64}):
+        (hostile / "gleamx_manifest.json").write_text(json.dumps(
+            {"gleamx_manifest": 1, "written_in": os.path.realpath(hostile), "image_roots": ["/"], **extra}))
+        with pytest.raises(GleamDataError, match=r"gleamx_manifest\.json: signature: not written by gleamx for "
+                                                 r"this user on this machine, so it may not name image roots"):
+            load_samples(hostile)
     (hostile / "gleamx_manifest.json").write_bytes(b"{\xff")
     with pytest.raises(GleamDataError, match=r"gleamx_manifest\.json:1: encoding: invalid UTF-8"):
         load_samples(hostile)
@@ -427,3 +434,22 @@ def test_a_row_in_another_splits_file_is_a_problem_not_left_out_of_that_split(tm
     assert [s.id for s in load_samples(d, split="test").samples] == ["y"]
     (d / "test.jsonl").unlink()  # no test.jsonl: --split test reads every file, and finds the row
     assert validate(d).ok and [s.id for s in load_samples(d, split="test").samples] == ["x"]
+
+
+@pytest.mark.parametrize("size", [(1, 300), (250, 1)])
+def test_an_image_the_processor_would_refuse_is_one_line_where_it_enters(tmp_path, size):
+    """A valid PNG of a few dozen bytes whose sides are over 200 times apart crashes Qwen-VL's image processor
+    (smart_resize); it is refused where data enters (validate, every load) naming the file, before any model."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    Image.new("RGB", size).save(tmp_path / "q.png")
+    Image.new("RGB", (64, 64)).save(tmp_path / "s.png")
+    (tmp_path / "d.jsonl").write_text(json.dumps(_row(query_image="q.png", satellite_image="s.png")) + "\n")
+    with pytest.raises(ValueError, match="aspect ratio"):  # what it would do mid-run
+        smart_resize(size[1], size[0])
+    message = f"q.png is {size[0]}x{size[1]}: expected sides at most 200 times one another"
+    with pytest.raises(GleamDataError, match=message) as e:
+        load_samples(tmp_path / "d.jsonl")
+    assert "\n" not in str(e.value)
+    report = validate(tmp_path / "d.jsonl")
+    assert not report.ok and any(message in str(p) for p in report.problems)

@@ -55,6 +55,9 @@ def test_load_retrieval_splits_and_positives(toy):
                  "location_id": "nowhere", "split": "train"}, r"location_id: 'nowhere' has no gallery tile"),
     ("gallery", {"location_id": "loc00000", "image": "../images/satellite/missing.png", "split": "train"},
      r"gallery\.jsonl:2: image: file not found"),
+    ("queries", {"query_id": "loc00000-uav", "image": "../images/uav/loc00001.png", "query_view": "uav",
+                 "location_id": "loc00001", "split": "train"},
+     r"queries\.jsonl:2: query_id: duplicate 'loc00000-uav' \(first on line 1; expected one line per query\)"),
 ])
 def test_bad_retrieval_lines_are_one_line_errors(toy, tmp_path, which, line, match):
     import shutil
@@ -223,6 +226,20 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     c = load_encoder(str(again)).state_dict()
     assert all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0", "checkpoint-1"]
+    # run identity: a finished run retrained with another seed, or resumed with another learning rate, or another
+    # run's checkpoint resumed with changed settings, is refused before any work, naming what changed
+    from gleamx.errors import GleamConfigError
+
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(GleamConfigError, match=r"^output_dir: .* holds a retrieval train run with other settings "
+                                               r"\(changed: seed\); .*overwrite_output_dir: true"):
+        train_retrieval(_cfg(toy, out, seed=1))
+    with pytest.raises(GleamConfigError, match=r"other settings \(changed: learning_rate\)"):
+        train_retrieval(_cfg(toy, out, learning_rate=1e-2, resume_from_checkpoint=str(out / "checkpoint-0")))
+    with pytest.raises(GleamConfigError, match=r"^resume_from_checkpoint: .*checkpoint-0 is a checkpoint of a run "
+                                               r"with other settings \(changed: img_size\)"):
+        train_retrieval(_cfg(toy, tmp_path / "other", img_size=48, resume_from_checkpoint=str(out / "checkpoint-0")))
+    assert (out / "model.safetensors").read_bytes() == before and not (tmp_path / "other").exists()
 
 
 def test_push_to_hub_uploads_the_run_without_checkpoints(toy, tmp_path, monkeypatch):

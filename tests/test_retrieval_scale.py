@@ -62,14 +62,21 @@ def test_cache_hits_only_for_the_same_encoder_and_images(toy: Path, tmp_path: Pa
     assert len(calls) == 3
     changed = tmp_path / "changed.png"
     changed.write_bytes(paths[0].read_bytes())
-    embed_images(enc, [changed, *paths[1:]], cache=cache)
-    assert len(calls) == 4
-    os.utime(changed, ns=(1, 1))  # touched: the entry is stale
-    embed_images(enc, [changed, *paths[1:]], cache=cache)
-    assert len(calls) == 5
+    embed_images(enc, [changed, *paths[1:]], cache=cache)  # a copy elsewhere: the same content, the same entry
+    assert len(calls) == 3
+    # another image swapped in place, its size and modification time kept: the entry is stale
+    stamp = changed.stat()
+    changed.write_bytes(bytes(reversed(changed.read_bytes())))  # other bytes, the same size
+    os.utime(changed, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert changed.stat().st_size == stamp.st_size and changed.stat().st_mtime_ns == stamp.st_mtime_ns
+    calls.clear()
+    from gleamx.retrieval.embed_cache import encoder_key, images_key
+
+    assert images_key([changed, *paths[1:]]) != images_key(paths)
+    assert cache.load(encoder_key(enc, enc.transform()), images_key([changed, *paths[1:]]), len(paths)) is None
     for f in (tmp_path / "cache").glob("*.safetensors"):
         f.write_bytes(b"not a safetensors file")  # damaged entries are recomputed, never trusted
-    assert torch.equal(embed_images(enc, paths, cache=cache), first) and len(calls) == 6
+    assert torch.equal(embed_images(enc, paths, cache=cache), first) and calls == [len(paths)]
 
 
 def test_cache_dir_setting(monkeypatch, tmp_path: Path) -> None:

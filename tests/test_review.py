@@ -212,8 +212,15 @@ def test_import_of_the_review_log(review_data: Path, tmp_path: Path, capsys) -> 
     keep = import_revisions(ReviewImportConfig(data=str(review_data), out=str(out), keep_unreviewed=True,
                                                overwrite=True))
     assert keep.written == {"train": 1, "test": 3}
-    with pytest.raises(GleamConfigError, match="already holds data files"):
+    with pytest.raises(GleamConfigError, match=r"holds a review import run with other settings \(changed: "
+                                               r"keep_unreviewed\)"):
         import_revisions(ReviewImportConfig(data=str(review_data), out=str(out)))
+    # --overwrite replaces what the import wrote and nothing else: the user's file stays
+    (out / "my_notes.jsonl").write_text("{}\n")
+    import_revisions(ReviewImportConfig(data=str(review_data), out=str(out), overwrite=True))
+    assert (out / "my_notes.jsonl").read_text() == "{}\n" and (out / "test.jsonl").is_file()
+    with pytest.raises(GleamConfigError, match=r"lies in --data .*: a command never writes into its own input"):
+        import_revisions(ReviewImportConfig(data=str(review_data), out=str(review_data / "revised"), overwrite=True))
 
 
 def _rows(path: Path) -> list[dict]:

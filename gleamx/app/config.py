@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +16,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def default_workdir() -> Path:
-    """``$GLEAMX_CACHE/app``, else ``$XDG_CACHE_HOME/gleamx/app``, else ``~/.cache/gleamx/app``."""
-    if os.environ.get("GLEAMX_CACHE"):
-        return Path(os.environ["GLEAMX_CACHE"]) / "app"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gleamx" / "app"
+    """``app/`` in gleamx's per-user cache folder (:func:`gleamx.keyed_store.user_cache_dir`)."""
+    from gleamx.keyed_store import user_cache_dir
+
+    return user_cache_dir() / "app"
 
 
 @dataclass(kw_only=True)
@@ -69,6 +68,9 @@ class AppConfig:
     export_space: str | None = field(default=None, metadata=field_help(
         "write a Hugging Face Space (app.py, requirements.txt, README.md) serving this app into this directory, "
         "and exit"))
+    overwrite: bool = field(default=False, metadata=field_help(
+        "--export-space: replace a Space gleamx wrote there with other settings (files gleamx did not write are "
+        "kept)"))
 
     def __post_init__(self) -> None:
         check_given("--host", self.host, "an address such as 127.0.0.1")

@@ -32,7 +32,7 @@ from gleamx.app.assets import Assets
 from gleamx.app.config import MB, AppConfig
 from gleamx.checks import check_choice
 from gleamx.choices import LANGS, TASKS, VIEWS
-from gleamx.data.images import ImageTooLargeError, open_image
+from gleamx.data.images import ImageShapeError, ImageTooLargeError, open_image
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamDataError, GleamError
 from gleamx.task.verdict import parse_verdict
@@ -64,6 +64,8 @@ def load_upload(data: Any, what: str, *, max_bytes: int, max_pixels: int) -> Ima
     except ImageTooLargeError as e:
         size = re.sub(r",? over the limit of .*$", "", e.problem.message)
         raise UploadError(f"{what}: {size}, over the app's limit of {max_pixels:,} pixels") from None
+    except ImageShapeError as e:
+        raise UploadError(f"{what}: {e.problem.message}") from None
     except GleamDataError as e:
         reason = re.sub(r"\s*<_io\.BytesIO object[^>]*>", "", e.problem.message)  # no object reprs for a user
         raise UploadError(f"{what}: not a readable image: {reason}") from None

@@ -18,9 +18,10 @@ import shutil
 from pathlib import Path
 
 from gleamx.app.config import AppConfig
+from gleamx.outputs import claim_folder
 
 # Settings that describe where the app runs, not what it serves: the Space decides them.
-_NOT_CARRIED = ("host", "port", "share", "export_space", "workdir")
+_NOT_CARRIED = ("host", "port", "share", "export_space", "workdir", "overwrite")
 # gradio 6.31 caps pillow below 13, which gleamx's own lower bound excludes; on a Space the pillow gradio
 # brings is kept (the pixel checks use only long-standing PIL calls).
 _LEFT_TO_GRADIO = ("pillow",)
@@ -123,9 +124,13 @@ def export_space(cfg: AppConfig) -> ExportedSpace:
         sdk_version = gradio.__version__
     except ImportError:  # exporting needs no gradio here; the Space gets the version gleamx was tested with
         sdk_version = "6.31.0"
-    out = Path(cfg.export_space).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     settings = space_settings(cfg)
+    folder = claim_folder(Path(cfg.export_space).expanduser(), "--export-space", command="app --export-space",
+                          identity=settings, overwrite=cfg.overwrite, writes=["app.py", "requirements.txt",
+                                                                              "README.md", "gleamx"],
+                          inputs={"--adapter": cfg.adapter, "--model": cfg.model, "--encoder": cfg.encoder,
+                                  "--gallery": cfg.gallery})
+    out = folder.path
     (out / "app.py").write_text(APP_PY.format(settings=pprint.pformat(settings, sort_dicts=False, width=100)),
                                 encoding="utf-8")
     reqs = space_requirements()
@@ -145,6 +150,7 @@ def export_space(cfg: AppConfig) -> ExportedSpace:
     package = Path(gleamx.__file__).resolve().parent
     shutil.rmtree(out / "gleamx", ignore_errors=True)
     shutil.copytree(package, out / "gleamx", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    folder.done()
     return ExportedSpace(out, _local_paths(cfg))
 
 

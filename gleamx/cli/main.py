@@ -65,7 +65,7 @@ def cmd_data_synth(cfg) -> int:
         task = bar.add_task("rendering", total=cfg.n)
         summary = synthesize(
             cfg.out, n=cfg.n, seed=cfg.seed, image_size=cfg.image_size, difficulty=cfg.difficulty,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=lambda done, total: bar.update(task, completed=done, total=total), overwrite=cfg.overwrite,
         )
     _show(summary)
     return 0
@@ -90,7 +90,7 @@ def cmd_push(cfg) -> int:
 def cmd_merge(cfg) -> int:
     from gleamx.hub.merge import merge_adapter
 
-    _show(merge_adapter(cfg.base, cfg.adapter, cfg.out, dtype=cfg.dtype))
+    _show(merge_adapter(cfg.base, cfg.adapter, cfg.out, dtype=cfg.dtype, overwrite=cfg.overwrite))
     return 0
 
 

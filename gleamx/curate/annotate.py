@@ -51,6 +51,7 @@ from gleamx.checks import (check_at_least, check_choice, check_given, check_int,
 from gleamx.choices import LANGS
 from gleamx.errors import GleamConfigError
 from gleamx.models.api import ApiFlags, Usage
+from gleamx.outputs import claim_folder
 
 LabelMode = Literal["given", "withheld"]
 LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
@@ -104,6 +105,9 @@ class AnnotateConfig:
     price_out: float | None = field(default=None, metadata=field_help(
         "price per 1 M completion tokens of --model, for the cost report"))
     retry_flagged: bool = field(default=False, metadata=field_help("ask flagged pairs in the cache again"))
+    overwrite: bool = field(default=False, metadata=field_help(
+        "start --out over: replace what gleamx wrote there, the cache of paid answers too (files gleamx did not "
+        "write are kept)"))
     allow_outside_paths: bool = field(default=False, metadata=field_help(
         "read images outside the dataset directory"))
 
@@ -314,6 +318,7 @@ class _Annotator:
         return urls
 
     def annotate(self, sample: Any, lang: str, key: str) -> Annotation:
+        from gleamx.task.language import LANG_NAMES, written_in
         from gleamx.task.verdict import parse_verdict
 
         cfg, label = self.cfg, bool(sample.label)
@@ -329,10 +334,13 @@ class _Annotator:
                 return Annotation(sample.id, lang, key, "failed", reason=reply.refused, attempts=attempts, usage=usage)
             text = reply.text or ""  # kept as the server sent it: saved text is never rewritten
             verdict = parse_verdict(text)
-            if verdict == label:
+            if verdict == label and written_in(text, lang):
                 return Annotation(sample.id, lang, key, "ok", canonical_explanation(text, label, lang), reply=text,
                                   attempts=attempts, usage=usage)
-            if verdict is None:
+            if verdict == label:  # right verdict, wrong language: asked afresh, like a contradiction
+                reason = f"reply not written in {LANG_NAMES[lang]}"
+                messages = base
+            elif verdict is None:
                 reason = "no verdict line"
                 messages = base + [{"role": "assistant", "content": text},
                                    {"role": "user", "content": PROMPTS[lang]["verdict_reminder"]}]
@@ -368,9 +376,19 @@ def annotate(cfg: AnnotateConfig, progress: Callable[[int, int], None] | None = 
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         raise GleamConfigError(f"--data: duplicate sample id {next(i for i in ids if ids.count(i) > 1)!r}")
-    out = Path(cfg.out)
-    with single_writer(out, "gleamx annotate", "--out"):
-        return _annotate_locked(cfg, key, samples, out, progress)
+    # One dataset per folder (its cache answers other models and settings too, so a rerun with them is let in).
+    folder = claim_folder(cfg.out, "--out", command="annotate", overwrite=cfg.overwrite,
+                          identity={"data": _source_name(cfg.data), "split": cfg.split}, inputs={"--data": cfg.data},
+                          writes=[ANNOTATED_NAME, RUN_DIR], marker=CACHE_NAME)
+    with single_writer(folder.path, "gleamx annotate", "--out"):
+        summary = _annotate_locked(cfg, key, samples, folder.path, progress)
+    folder.done()
+    return summary
+
+
+def _source_name(data: str) -> str:
+    """A local dataset by its absolute path (one dataset, however it is typed); a Hub id as it is."""
+    return str(Path(data).resolve()) if Path(data).exists() else data
 
 
 def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Path,

@@ -32,7 +32,11 @@ from gleamx.data.cvgl import LAYOUT_FILE
 from gleamx.data.paths import MANIFEST_NAME
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.outputs import claim_folder, overwrite_option
 from gleamx.retrieval.data import GalleryTile, Query, RetrievalSet, load_retrieval
+
+
+CONFIG_NAME = "pairs_config.json"  # the settings (also what marks an older gleamx's output)
 
 
 @dataclass(kw_only=True)
@@ -61,7 +65,7 @@ class PairsConfig:
     seed: int = field(default=0, metadata={"help": "random seed; same seed, same bytes"})
     allow_outside_paths: bool = field(default=False, metadata={
         "help": "accept layout image paths outside the dataset dir and its manifest's roots"})
-    overwrite: bool = field(default=False, metadata={"help": "replace pairs already in --out"})
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         check_given("--retrieval", self.retrieval, "a dataset dir holding retrieval/")
@@ -305,12 +309,16 @@ def make_pairs(cfg: PairsConfig) -> PairsSummary:
     from gleamx import __version__
     from gleamx.data.jsonl import write_samples
 
-    out = Path(cfg.out)
-    files = [out / f"{s}.jsonl" for s in SPLITS]
-    if any(f.exists() for f in files) and not cfg.overwrite:
-        raise GleamDataError.at(str(out), None, "out", "already holds pairs (pass --overwrite to replace them)")
-    rset = load_retrieval(cfg.retrieval, cfg.split, views=cfg.views, allow_outside_paths=cfg.allow_outside_paths)
     source = _source(cfg)
+    config = {**asdict(cfg), "source": source}
+    for key in ("retrieval", "out", "overwrite", "allow_outside_paths"):
+        config.pop(key)  # where it ran, not what it made: the bytes do not depend on it
+    folder = claim_folder(cfg.out, "--out", command="data pairs", identity=config, overwrite=cfg.overwrite,
+                          inputs={"--retrieval": cfg.retrieval, "--encoder": cfg.encoder},
+                          writes=[*(f"{s}.jsonl" for s in SPLITS), MANIFEST_NAME, CONFIG_NAME, "README.md"],
+                          marker=CONFIG_NAME)
+    out = folder.path
+    rset = load_retrieval(cfg.retrieval, cfg.split, views=cfg.views, allow_outside_paths=cfg.allow_outside_paths)
     loc_split = _location_splits(rset, cfg.split_fractions, cfg.seed)
     encoded = _Encoded(cfg) if cfg.encoder and cfg.neg_ratio > 0 and cfg.hard_ratio > 0 else None
     by_split: dict[str, list[GleamSample]] = {}
@@ -321,18 +329,16 @@ def make_pairs(cfg: PairsConfig) -> PairsSummary:
         if queries:
             by_split[split], n_short = _split_pairs(split, queries, tiles, cfg, source, encoded, k)
             short += n_short
-    out.mkdir(parents=True, exist_ok=True)
-    for f in files + [out / MANIFEST_NAME]:
-        f.unlink(missing_ok=True)  # --overwrite: no split or image root of an earlier run stays behind
+    for f in [*(out / f"{s}.jsonl" for s in SPLITS), out / MANIFEST_NAME]:
+        f.unlink(missing_ok=True)  # a rerun: no split or image root of the last one stays behind
     written = []
     for split, samples in by_split.items():
         write_samples(samples, out / f"{split}.jsonl")
         written.append(out / f"{split}.jsonl")
-    config = {**asdict(cfg), "source": source, "gleamx_version": __version__}
-    for key in ("retrieval", "out", "overwrite", "allow_outside_paths"):
-        config.pop(key)  # where it ran, not what it made: the bytes do not depend on it
-    (out / "pairs_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8",
-                                           newline="\n")
+    config = {**config, "gleamx_version": __version__}
+    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8",
+                                   newline="\n")
     card = out / "README.md"
     card.write_text(_card(source, config, by_split), encoding="utf-8", newline="\n")
+    folder.done()
     return PairsSummary(out_dir=out, source=source, **PairCounts.of(by_split), short=short, files=written, card=card)

@@ -34,9 +34,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from gleamx.checks import check_given, check_int
-from gleamx.choices import LANGS
+from gleamx.choices import LANGS, SPLITS
 from gleamx.console import percent_text
 from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.outputs import claim_file, claim_folder, overwrite_option
 
 DECISIONS: tuple[str, ...] = ("accept", "edit", "reject")
 REVISIONS_NAME = Path("review") / "revisions.jsonl"
@@ -90,6 +91,7 @@ class ReviewExportConfig(_ReviewDataConfig):
     out: str = field(metadata={"help": "the sheet to write: a .csv or .jsonl file"})
     revisions: str | None = field(default=None, metadata={
         "help": "revisions to include (default: review/revisions.jsonl beside the data, if it exists)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace the sheet if --out exists"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -108,7 +110,7 @@ class ReviewImportConfig(_ReviewDataConfig):
                 "(default: review/revisions.jsonl beside the data)"})
     keep_unreviewed: bool = field(default=False, metadata={
         "help": "keep the split's samples nobody reviewed (default: the split is its reviewed samples only)"})
-    overwrite: bool = field(default=False, metadata={"help": "replace data files already in --out"})
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -459,8 +461,8 @@ def export_sheet(cfg: ReviewExportConfig) -> SheetExport:
     if cfg.revisions and not revisions.is_file():
         raise GleamConfigError(f"--revisions: {revisions}: file not found")
     latest = read_revisions(revisions, by_id, cfg.split) if revisions.is_file() else {}
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = claim_file(cfg.out, "--out", overwrite=cfg.overwrite,
+                     inputs={"--data": cfg.data, "--revisions": revisions if revisions.is_file() else None})
     rows = []
     for s in samples:
         record = latest.get(s.id, {})
@@ -639,14 +641,9 @@ def import_revisions(cfg: ReviewImportConfig) -> ImportSummary:
     from gleamx.data import load_samples, write_samples
     from gleamx.data.schema import canonical_split
 
-    out = Path(cfg.out)
-    data = Path(cfg.data)
-    if out.resolve() == (data if data.is_dir() else data.parent).resolve():
-        raise GleamConfigError(f"--out: {out} is the dataset's own directory (expected a new directory)")
-    if out.is_dir() and any(out.glob("*.jsonl")) and not cfg.overwrite:
-        raise GleamConfigError(f"--out: {out} already holds data files (use --overwrite to replace them)")
     revisions = Path(cfg.revisions) if cfg.revisions else default_revisions_path(cfg.data)
     split = canonical_split(cfg.split) or cfg.split
+    data = Path(cfg.data)
     every = load_samples(cfg.data, allow_outside_paths=cfg.allow_outside_paths).samples
     reviewed = [s for s in every if s.split == split]
     if not reviewed:
@@ -665,13 +662,19 @@ def import_revisions(cfg: ReviewImportConfig) -> ImportSummary:
             else:
                 s = _revised(s, record)
         by_split.setdefault(s.split, []).append(s)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.overwrite:
-        for old in out.glob("*.jsonl"):
+    folder = claim_folder(cfg.out, "--out", command="review import", overwrite=cfg.overwrite,
+                          identity={"data": str(data.resolve()), "revisions": str(revisions.resolve()),
+                                    "split": split, "keep_unreviewed": cfg.keep_unreviewed},
+                          inputs={"--data": data, "--revisions": revisions},
+                          writes=[*(f"{s}.jsonl" for s in SPLITS), STATS_NAME], marker=STATS_NAME)
+    out = folder.path  # claimed once the revisions are read: a bad sheet leaves no folder behind
+    for old in out.glob("*.jsonl"):  # the last run's splits, not the user's files
+        if old.name not in folder.kept:
             old.unlink()
     written = {name: write_samples(rows, out / f"{name}.jsonl") for name, rows in by_split.items()}
     stats["n_written"] = written.get(split, 0)
     (out / STATS_NAME).write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    folder.done()
     return ImportSummary(out, written, stats, cfg.keep_unreviewed)
 
 

@@ -10,6 +10,7 @@ from gleamx.errors import GleamConfigError
 from gleamx.choices import (FORMATS, LANGS_OR_BOTH, SPLITS, TASKS, VIEWS, DataFormat, LangOrBoth, Split, Task,
                             View)
 from gleamx.data.cvgl import CVACT_SETS, LAYOUTS, CvactSet, Layout
+from gleamx.outputs import overwrite_option
 
 
 @dataclass(kw_only=True)
@@ -53,6 +54,7 @@ class ConvertConfig(DataSourceConfig):
     task: Task = field(default="explain", metadata={"help": "ShareGPT: answer variant"})
     skip_bad: bool = field(default=False, metadata={
         "help": "skip bad records (and report how many) instead of stopping"})
+    overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,7 +86,7 @@ class CvglConfig:
     view: View | None = field(default=None, metadata={
         "help": "paired: read only ROOT/<view>/ (or ROOT/query/ when there is no such folder) as this view "
                 "(default: every ROOT/<view>/ folder named after a view)"})
-    overwrite: bool = field(default=False, metadata={"help": "replace a retrieval layout already in --out"})
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         check_given("root", self.root, "the dataset's root directory")

@@ -53,6 +53,7 @@ from gleamx.choices import VIEWS
 from gleamx.data.paths import record_image_roots
 from gleamx.data.text import read_lines, read_text
 from gleamx.errors import GleamDataError
+from gleamx.outputs import claim_folder
 
 if TYPE_CHECKING:
     from gleamx.data.config import CvglConfig
@@ -88,11 +89,13 @@ def _images(folder: Path) -> list[Path]:
 
 def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: str,
            overwrite: bool = False, root: Path | None = None, layout: str | None = None) -> LayoutSummary:
+    # One split per folder (VIGOR's same-area splits share tiles, so they cannot share a gallery file): another
+    # split or source in --out is refused unless --overwrite, by the one output rule (gleamx.outputs).
+    folder = claim_folder(out, "--out", command="data cvgl", overwrite=overwrite, marker=f"retrieval/{LAYOUT_FILE}",
+                          identity={"layout": layout, "split": split,
+                                    "root": None if root is None else str(Path(root).resolve())},
+                          inputs={"root": root}, writes=["retrieval"])
     base = out / "retrieval"
-    if (base / "gallery.jsonl").exists() and not overwrite:
-        # One split per directory: VIGOR's same-area splits share tiles, so they cannot share a gallery file.
-        raise GleamDataError.at(str(base), None, "out", "already holds a retrieval layout (write each split to "
-                                "its own --out, or pass --overwrite)")
     base.mkdir(parents=True, exist_ok=True)
     real = base.resolve()
     n_g = n_q = 0
@@ -114,6 +117,7 @@ def _write(out: Path, gallery: Iterable[dict], queries: Iterable[dict], split: s
     record_image_roots(base, images, roots=[root] if root is not None else [], replace=True)
     if layout is not None:
         (base / LAYOUT_FILE).write_text(json.dumps({"layout": layout, "split": split}) + "\n", encoding="utf-8")
+    folder.done()
     return LayoutSummary(out, n_g, n_q, by_view, split, layout=layout)
 
 

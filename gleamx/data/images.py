@@ -1,4 +1,5 @@
-"""Every image gleamx decodes goes through :func:`open_image`: its pixel count is checked first.
+"""Every image gleamx decodes goes through :func:`open_image`: its pixel count (and its aspect ratio, which the
+model's image processor bounds) is checked first.
 
 ``PIL.Image.open`` is lazy: it reads the header, so ``size`` is known before a single pixel is
 decoded. A 12000x12000 PNG can be a few hundred kilobytes on disk and 432 MB once decoded (and
@@ -26,9 +27,18 @@ DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
 ENV_MAX_IMAGE_PIXELS = "GLEAMX_MAX_IMAGE_PIXELS"
 
+MAX_ASPECT_RATIO = 200
+"""The longest side over the shortest that the Qwen-VL image processors accept (their ``smart_resize`` raises
+past it): checked with the pixel count, so such an image is one line where it enters, not a processor traceback
+mid-run."""
+
 
 class ImageTooLargeError(GleamDataError):
     """An image whose header says it has more pixels than the cap."""
+
+
+class ImageShapeError(GleamDataError):
+    """A readable image whose shape the model's image processor refuses (:data:`MAX_ASPECT_RATIO`)."""
 
 
 def max_image_pixels(value: int | None = None) -> int:
@@ -68,11 +78,15 @@ def _too_large(name: str, width: int | None, height: int | None, pixels: int, ca
 
 
 def check_size(image: Image.Image, *, max_pixels: int | None = None, name: str | None = None) -> None:
-    """Raise :class:`ImageTooLargeError` if ``image`` (opened, not necessarily decoded) is over the cap."""
+    """Raise :class:`ImageTooLargeError` if ``image`` (opened, not necessarily decoded) is over the cap, and a
+    :class:`GleamDataError` if its sides are further apart than :data:`MAX_ASPECT_RATIO`."""
     cap = max_image_pixels(max_pixels)
     width, height = image.size
     if width * height > cap:
         raise _too_large(_name(image, name), width, height, width * height, cap)
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageShapeError.at(_name(image, name), None, "image", f"{width}x{height}: expected sides at most "
+                                f"{MAX_ASPECT_RATIO} times one another (the model's image processor refuses more)")
 
 
 def open_lazy(src: Any, *, max_pixels: int | None = None, name: str | None = None) -> Image.Image:

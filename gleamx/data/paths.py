@@ -14,8 +14,11 @@ extra image roots in a manifest beside them, :data:`MANIFEST_NAME`::
      "image_roots": ["../../raw/University-1652"]}
 
 Roots are relative to the manifest's directory (or absolute). A root outside the dataset
-directory counts only while the manifest is read where it was written (``written_in``): a
-manifest that arrives with a downloaded or moved dataset cannot widen what gleamx reads.
+directory counts only while the manifest is read where it was written (``written_in``), and only
+when it carries the ``signature`` gleamx gave it (an HMAC of ``written_in`` and the roots under a
+random key kept in the user's gleamx cache folder, :func:`gleamx.keyed_store.user_cache_dir`): a
+manifest that arrives with a downloaded or moved dataset, or one written by hand with a guessed
+``written_in``, can only narrow what gleamx reads, never widen it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from gleamx.errors import GleamDataError
 
 MANIFEST_NAME = "gleamx_manifest.json"
+KEY_NAME = "manifest.key"  # in the user's gleamx cache folder: 32 random bytes, this user's only
 ALLOW_HINT = "--allow-outside-paths / allow_outside_paths=True allows it"
 
 
@@ -38,6 +42,34 @@ def _real(path: str | os.PathLike) -> str:
 
 def _inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _manifest_key(create: bool) -> bytes | None:
+    """This user's manifest key (made on first use when ``create``; ``None`` when there is none)."""
+    from gleamx.keyed_store import user_cache_dir
+
+    path = user_cache_dir() / KEY_NAME
+    if create and not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # O_EXCL: two processes making it at once keep the first one's key
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+    try:
+        key = path.read_bytes()
+    except OSError:
+        return None
+    return key if len(key) == 32 else None
+
+
+def _signature(key: bytes, written_in: str, roots: list[str]) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(key, json.dumps([written_in, roots]).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def read_manifest(directory: str | os.PathLike) -> list[str]:
@@ -68,6 +100,17 @@ def read_manifest(directory: str | os.PathLike) -> list[str]:
             name, None, "written_in",
             f"written for {written_in!r}, read in {here!r}: a moved or downloaded dataset may not name image roots "
             f"outside itself ({outside[0]}); re-run the gleamx command that wrote it, or {ALLOW_HINT}")
+    key = _manifest_key(create=False) if outside else None
+    if outside:
+        import hmac
+
+        signature = data.get("signature")
+        if key is None or not isinstance(signature, str) or not hmac.compare_digest(
+                signature, _signature(key, written_in, roots)):  # type: ignore[arg-type]  # checked a str above
+            raise GleamDataError.at(
+                name, None, "signature", f"not written by gleamx for this user on this machine, so it may not name "
+                f"image roots outside its dataset ({outside[0]}); re-run the gleamx command that wrote it, or "
+                f"{ALLOW_HINT}")
     return real_roots
 
 
@@ -154,6 +197,10 @@ def record_image_roots(directory: str | os.PathLike, images: Iterable[Any] = (),
             merged.append(r)
     rel = [Path(os.path.relpath(r, here)).as_posix() if os.path.splitdrive(r)[0] == os.path.splitdrive(here)[0]
            else r for r in merged]
-    path.write_text(json.dumps({"gleamx_manifest": 1, "written_in": os.path.realpath(directory),
-                                "image_roots": rel}, indent=2) + "\n", encoding="utf-8")
+    written_in = os.path.realpath(directory)
+    key = _manifest_key(create=True)
+    record: dict[str, Any] = {"gleamx_manifest": 1, "written_in": written_in, "image_roots": rel}
+    if key is not None:  # without a writable cache folder the manifest is unsigned, and refused when read
+        record["signature"] = _signature(key, written_in, rel)
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path

@@ -53,7 +53,7 @@ class ImageChecker:
         try:
             with open_lazy(path, max_pixels=self.max_pixels) as im:
                 im.load()  # full decode: catches truncated files that verify() lets through
-        except ImageTooLargeError as e:
+        except GleamDataError as e:  # too large, or a shape the model's processor refuses
             return "image {path} is " + _escape(e.problem.message)
         except Exception as e:  # PIL raises several types for bad files
             detail = _escape(f"{type(e).__name__}: {e}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from gleamx.checks import check_choice, check_given
 from gleamx.choices import DTYPES, Dtype
+from gleamx.outputs import overwrite_option
 
 
 @dataclass(kw_only=True)
@@ -30,6 +31,7 @@ class MergeConfig:
     adapter: str = field(metadata={"help": "adapter directory (a training output dir)"})
     out: str = field(metadata={"help": "output directory"})
     dtype: Dtype = field(default="auto", metadata={"help": "dtype of the merged weights"})
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         check_given("--base", self.base, "a base model directory or Hub id")

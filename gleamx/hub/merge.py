@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gleamx.errors import GleamModelError, first_line
+from gleamx.outputs import claim_folder
 
 
 @dataclass
@@ -18,23 +19,28 @@ class MergedModel:
         return [f"merged model -> {self.out} (loads with AutoModelForImageTextToText.from_pretrained)"]
 
 
-def merge_adapter(base: str, adapter: str | Path, out: str | Path, *, dtype: str = "auto") -> MergedModel:
+def merge_adapter(base: str, adapter: str | Path, out: str | Path, *, dtype: str = "auto",
+                  overwrite: bool = False) -> MergedModel:
     """Load ``base`` + ``adapter``, merge, save model + processor to ``out`` (loads with AutoModelForImageTextToText).
 
     The adapter is loaded as ``gleamx-eval`` loads it (every tensor matched, old key layouts renamed),
     and the processor saved is the run's own when the adapter dir holds one (its pixel budget and its
-    chat template), else the base's.
+    chat template), else the base's. ``out`` follows :mod:`gleamx.outputs` (never the base's or the adapter's
+    folder; a folder of its own, replaced only with ``overwrite``).
     """
     from gleamx.models.adapter import load_for_inference
 
     adapter = Path(adapter)
+    folder = claim_folder(out, "--out", command="merge", overwrite=overwrite, exclusive=True,
+                          identity={"base": base, "adapter": str(adapter.resolve()), "dtype": dtype},
+                          inputs={"--base": base, "--adapter": adapter})
     model, processor = load_for_inference(base, adapter, dtype=dtype, flag="--adapter", device=None)
     try:
         merged = model.merge_and_unload()
     except Exception as e:  # noqa: BLE001 - PEFT/torch errors; the user needs one line
         raise GleamModelError(f"--adapter {adapter}: could not be merged into {base!r} "
                               f"({first_line(e, with_type=True)})") from None
-    out = Path(out)
-    merged.save_pretrained(out)
-    processor.save_pretrained(out)
-    return MergedModel(out)
+    merged.save_pretrained(folder.path)
+    processor.save_pretrained(folder.path)
+    folder.done()
+    return MergedModel(folder.path)

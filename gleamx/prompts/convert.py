@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gleamx.data.config import ConvertConfig
+from gleamx.outputs import claim_file
 
 
 @dataclass
@@ -35,6 +36,7 @@ def convert(cfg: ConvertConfig) -> Conversion:
 
     res = load_samples(cfg.src, format=cfg.format, split=cfg.split, columns=cfg.columns, skip_bad=cfg.skip_bad,
                        allow_outside_paths=cfg.allow_outside_paths)
+    claim_file(cfg.out, "--out", overwrite=cfg.overwrite, inputs={"src": cfg.src})
     if cfg.to == "sharegpt":
         n = write_sharegpt(res.dataset, cfg.out, lang=cfg.lang, task=cfg.task)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from gleamx.checks import check_at_least, check_choice, check_int, check_positive
@@ -125,6 +126,23 @@ class RetrievalConfig:
         "help": "upload the encoder, card and logs (not checkpoints) when training ends; token from HF_TOKEN or login"})
     hub_model_id: str | None = field(default=None, metadata={"help": "user/name on the Hub"})
     hub_private_repo: bool = False
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "replace a run with other settings that gleamx wrote in output_dir (files it did not write are kept)"})
+
+    # Where and how a run goes, not what it trains: these may change between a run and its resume.
+    _NOT_IDENTITY = ("output_dir", "resume_from_checkpoint", "num_workers", "logging_steps", "ddp_timeout",
+                     "save_total_limit", "eval_batch_size", "push_to_hub", "hub_model_id", "hub_private_repo",
+                     "overwrite_output_dir")
+
+    def run_identity(self) -> dict[str, Any]:
+        """The settings that decide what this run trains (a resume, or a rerun into the same folder, must match)."""
+        from dataclasses import asdict
+
+        identity = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}
+        for key in ("data", "eval_data"):  # one dataset, however its path is typed
+            if identity[key] and Path(identity[key]).exists():
+                identity[key] = str(Path(identity[key]).resolve())
+        return identity
 
     def __post_init__(self) -> None:
         """Every value checked on its own; the dataset (``data``) is checked when training starts."""

@@ -163,8 +163,13 @@ def load_retrieval(root: str | Path, split: str | None = None, *, views: Sequenc
             gallery.append(GalleryTile(row["location_id"], image(gpath, n, row["image"]), row_split))
     locations = {t.location_id for t in gallery}
     queries: list[Query] = []
+    first_line: dict[str, int] = {}  # query_id -> its line: every split's, so an id is one query everywhere
     for n, row in _read(qpath, ("query_id", "image", "query_view", "location_id", "split")):
         row_split = _check_split(qpath, n, row)
+        if str(row["query_id"]) in first_line:  # localize, pairs and eval key their records by it
+            raise GleamDataError.at(str(qpath), n, "query_id", f"duplicate {row['query_id']!r} (first on line "
+                                    f"{first_line[str(row['query_id'])]}; expected one line per query)")
+        first_line[str(row["query_id"])] = n
         if split is not None and row_split != split:
             continue
         if row["query_view"] not in VIEWS:

@@ -3,8 +3,8 @@ reuse it.
 
 One entry of :mod:`gleamx.keyed_store` (a ``.safetensors`` file) per (encoder, image list): the encoder's key
 hashes its weights and its preprocessing (the transform's description: size, mean, std), so a retrained or
-differently-sized encoder never reads another's embeddings; the image list's key hashes each image's resolved
-path, size and modification time, so an edited or replaced image invalidates the entry. Both full keys are stored
+differently-sized encoder never reads another's embeddings; the image list's key hashes each image's content, so
+an edited or replaced image invalidates the entry (even one swapped in place with its size and time kept). Both full keys are stored
 in the file's metadata and checked on load; a write is a temporary file renamed into place, so a killed run leaves
 no half-written entry.
 """
@@ -12,25 +12,20 @@ no half-written entry.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from gleamx.errors import GleamConfigError
-from gleamx.keyed_store import SUFFIX, load_array, save_array
+from gleamx.keyed_store import SUFFIX, load_array, save_array, user_cache_dir
 
-ENV = "GLEAMX_CACHE"
 OFF = "off"
 
 
 def default_cache_dir() -> Path:
-    """``$GLEAMX_CACHE/embeddings``, else ``$XDG_CACHE_HOME/gleamx/embeddings``, else ``~/.cache/gleamx/embeddings``."""
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV]) / "embeddings"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gleamx" / "embeddings"
+    """``embeddings/`` in gleamx's per-user cache folder (:func:`gleamx.keyed_store.user_cache_dir`)."""
+    return user_cache_dir() / "embeddings"
 
 
 def cache_dir(value: str | None) -> Path | None:
@@ -51,15 +46,14 @@ def encoder_key(encoder: torch.nn.Module, transform: object) -> str:
 
 
 def images_key(paths: Sequence[Path]) -> str:
-    """Hash of the image list, in order: each file's resolved path, size and modification time."""
+    """Hash of the image list, in order: each file's content (not its size and modification time, which an image
+    swapped in place can keep). Reading the files costs far less than decoding and embedding them."""
+    from gleamx.eval.fingerprint import ImageHasher
+
+    hasher = ImageHasher()  # a missing file hashes as "missing:PATH"; embedding names it in one line
     h = hashlib.sha256(str(len(paths)).encode())
     for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            h.update(f"{os.path.realpath(p)}|missing\n".encode())  # embedding will name the file in one line
-            continue
-        h.update(f"{os.path.realpath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{hasher(p)}\n".encode())
     return h.hexdigest()
 
 

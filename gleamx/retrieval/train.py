@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gleamx.checks import cap_workers
+from gleamx.outputs import OutputFolder, changed_settings, claim_folder, read_record
 from gleamx.errors import GleamConfigError
 from gleamx.retrieval.config import RetrievalConfig, Phase
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
@@ -430,11 +431,37 @@ def _describe(run: _Run) -> str:
             f"{sum(p.numel() for p in run.encoder.parameters()):,} parameters ({cfg.encoder})")
 
 
+def claim_output_dir(cfg: RetrievalConfig) -> OutputFolder | None:
+    """The run's identity checked before any work (on the first process; the others never write there):
+    ``output_dir`` under :mod:`gleamx.outputs`' rule (another run's settings, or files gleamx did not write, need
+    ``overwrite_output_dir``), and a ``resume_from_checkpoint`` of another folder must come from a run with the
+    same settings. Returns the claimed folder, or ``None`` on the other processes."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    identity, adopt = cfg.run_identity(), []
+    if cfg.resume_from_checkpoint:
+        checkpoint = Path(cfg.resume_from_checkpoint).resolve()
+        source = checkpoint.parent
+        if source == Path(cfg.output_dir).resolve():
+            adopt.append(checkpoint.name)  # copied in to resume from (or this run's own): the run's from now on
+        record = read_record(source) if source != Path(cfg.output_dir).resolve() else None
+        if record is not None and record.get("identity") != identity:
+            changed = changed_settings(identity, record["identity"])
+            raise GleamConfigError(
+                f"resume_from_checkpoint: {cfg.resume_from_checkpoint} is a checkpoint of a run with other settings "
+                f"(changed: {', '.join(changed[:6])}); resume with that run's settings, or start a new run")
+    return claim_folder(cfg.output_dir, "output_dir", command="retrieval train", identity=identity,
+                        overwrite=cfg.overwrite_output_dir, marker="retrieval_config.json", adopt=adopt,
+                        overwrite_flag="overwrite_output_dir: true",
+                        inputs={"data": cfg.data, "eval_data": cfg.eval_data})
+
+
 def train_retrieval(cfg: RetrievalConfig) -> Path:
     """Train (phase after phase) and save; returns the output directory."""
     plan = cfg.phase_plan()
     bounds = phase_bounds(plan)
     point = resume_point(cfg)
+    folder: OutputFolder | None = None
     accelerator, evalset, encoder = None, False, None
     history: list[dict[str, Any]] = []
     step_offset = point.step or 0
@@ -449,6 +476,8 @@ def train_retrieval(cfg: RetrievalConfig) -> Path:
             encoder = build_encoder(cfg)
             _checkpoint_weights(encoder, cfg.resume_from_checkpoint)  # type: ignore[arg-type]
         run = setup_run(cfg, phase_index=p, encoder=encoder, accelerator=accelerator, evalset=evalset)
+        if p == point.phase:  # the data read and checked, nothing written yet
+            folder = claim_output_dir(cfg)
         accelerator, evalset = run.accelerator, run.evalset
         run.history, run.step_offset = history, step_offset
         start = bounds[p]
@@ -470,6 +499,8 @@ def train_retrieval(cfg: RetrievalConfig) -> Path:
             save_phase(run, p + 1)
     assert run is not None
     finish(run)
+    if folder is not None:
+        folder.done()
     return run.out
 
 

@@ -28,9 +28,11 @@ from gleamx.synth.explain import Comparison, compare, explain, visible_buildings
 from gleamx.synth.render import ViewInfo, render_satellite, render_view
 from gleamx.synth.world import LAND_COVERS, Scene, generate_scene, perturb_scene, scene_similarity
 from gleamx.errors import GleamConfigError
+from gleamx.outputs import claim_folder
 from gleamx.task.verdict import parse_verdict
 
 SOURCE = "gleamx-synth"
+CONFIG_NAME = "synth_config.json"  # the settings a dataset was made with (also what marks an older gleamx's output)
 _PURPOSE = {"scene": 1, "twin": 2, "render": 3, "assemble": 4, "explain": 5, "cover": 6}
 
 
@@ -426,21 +428,28 @@ def synthesize(
     hard_negative_ratio: float | None = None,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> SynthSummary:
     """Write a synthetic GLEAM-X dataset of ``n`` pairs to ``out_dir``; same arguments, same bytes.
 
     ``hard_negative_ratio`` (share of negatives drawn from look-alike locations)
     defaults by ``difficulty`` (toy 0, easy 0.2, medium 0.4, hard 0.7). ``progress(done,
     total)`` is called after each location is rendered. Bad arguments raise
-    :class:`~gleamx.errors.GleamConfigError`.
+    :class:`~gleamx.errors.GleamConfigError`. ``out_dir`` follows :mod:`gleamx.outputs`: a folder holding
+    other files or another dataset is refused unless ``overwrite``, which replaces only what gleamx wrote.
     """
     views = tuple(views)
     if difficulty not in DIFFICULTIES:
         raise GleamConfigError(f"synthesize: difficulty: expected one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
     hard_ratio = DIFFICULTIES[difficulty].hard_negative_ratio if hard_negative_ratio is None else hard_negative_ratio
     _check(n, seed, image_size, difficulty, views, neg_ratio, hard_ratio, split_fractions)
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    config = {"n": n, "seed": seed, "image_size": image_size, "difficulty": difficulty, "views": list(views),
+              "neg_ratio": neg_ratio, "hard_negative_ratio": hard_ratio, "split_fractions": list(split_fractions),
+              "generator": "gleamx.synth"}
+    folder = claim_folder(out_dir, "--out", command="data synth", identity=config, overwrite=overwrite,
+                          writes=[*(f"{s}.jsonl" for s in SPLITS), "images", "retrieval", "scenes", CONFIG_NAME,
+                                  "README.md"], marker=CONFIG_NAME)
+    out = folder.path.resolve()
     counts = split_counts(n, split_fractions)
     want_hard = hard_ratio > 0 and neg_ratio > 0
     locs = _make_locations(out, counts, seed, image_size, difficulty, views, want_hard, progress)
@@ -452,14 +461,13 @@ def synthesize(
     gallery, queries = _write_retrieval(out, locs, views)
     locations = out / "scenes" / "locations.jsonl"  # kept apart from the split files, which are the data
     _write_jsonl([{"split": loc.split, **loc.scene.facts()} for s in SPLITS for loc in locs[s]], locations)
-    config = {"n": n, "seed": seed, "image_size": image_size, "difficulty": difficulty, "views": list(views),
-              "neg_ratio": neg_ratio, "hard_negative_ratio": hard_ratio, "split_fractions": list(split_fractions),
-              "generator": "gleamx.synth", "gleamx_version": __version__}
-    config_path = out / "synth_config.json"
+    config = {**config, "gleamx_version": __version__}
+    config_path = out / CONFIG_NAME
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8", newline="\n")
     n_locations = sum(len(v) for v in locs.values())
     card = out / "README.md"
     card.write_text(_card_text(config, samples, n_locations), encoding="utf-8", newline="\n")
+    folder.done()
 
     return SynthSummary(
         out_dir=out, seed=seed, difficulty=difficulty, n_samples=sum(len(samples[s]) for s in SPLITS),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from gleamx.checks import check_choice, check_given, check_int
 from gleamx.choices import DIFFICULTY_NAMES, Difficulty
 from gleamx.errors import GleamConfigError
+from gleamx.outputs import overwrite_option
 
 
 @dataclass(kw_only=True)
@@ -19,6 +20,7 @@ class SynthConfig:
     image_size: int = field(default=128, metadata={"help": "satellite tile side in pixels"})
     difficulty: Difficulty = field(default="medium", metadata={
         "help": "toy: each location washed in its own land-cover colour, decidable from colour alone"})
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         check_given("--out", self.out, "an output directory")
