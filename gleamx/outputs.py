@@ -117,9 +117,16 @@ def _write_record(folder: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, folder / RECORD)
 
 
-def changed_settings(identity: Mapping[str, Any], old: Mapping[str, Any]) -> list[str]:
-    """The keys whose values differ between two identities."""
-    return sorted(k for k in set(identity) | set(old) if identity.get(k) != old.get(k))
+def changed_settings(identity: Mapping[str, Any], old: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The keys whose values differ between two identities; nested settings as ``part.key``."""
+    changed = []
+    for k in sorted(set(identity) | set(old)):
+        a, b = identity.get(k), old.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changed += changed_settings(a, b, f"{prefix}{k}.")
+        elif a != b:
+            changed.append(f"{prefix}{k}")
+    return changed
 
 
 def _remove(path: Path) -> None:
@@ -132,7 +139,8 @@ def _remove(path: Path) -> None:
 def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identity: Mapping[str, Any],
                  overwrite: bool, inputs: Inputs = {}, writes: Iterable[str] = (),
                  marker: str | None = None, exclusive: bool = False, adopt: Iterable[str] = (),
-                 overwrite_flag: str = "--overwrite") -> OutputFolder:
+                 overwrite_flag: str = "--overwrite", legacy_identity: Mapping[str, Any] | None = None,
+                 write: bool = True) -> OutputFolder:
     """Check ``out`` against the module's rule for ``command`` with ``identity`` (its settings, JSON-able), then
     make it, with ``--overwrite`` delete what gleamx wrote there, and record the claim. ``writes``: top-level
     names the command writes, which must not be the user's even under ``--overwrite``. ``marker``: a file the
@@ -141,7 +149,8 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
     ``exclusive``: the folder must hold nothing but this command's output, even under ``--overwrite`` (a model
     folder, whose file names the saving library chooses and whose loader reads what it finds). ``adopt``: entries
     the user named as this run's own (a checkpoint copied in to resume from). ``overwrite_flag``: the command's
-    spelling of ``--overwrite`` in the messages."""
+    spelling of ``--overwrite`` in the messages. ``legacy_identity``: the settings an older gleamx recorded its own
+    way (beside ``marker``). ``write=False`` only checks (the other processes of a multi-process run)."""
     path = Path(out)
     check_not_input(path, flag, inputs)
     if path.exists() and not path.is_dir():
@@ -150,7 +159,8 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
     record = read_record(path)
     entries = _entries(path)
     if record is None and marker and (path / marker).is_file():  # written by an older gleamx: all of it is its own
-        record = {"command": command, "identity": {"written by": "an older gleamx"}, "written": entries}
+        record = {"command": command, "identity": dict(legacy_identity or {"written by": "an older gleamx"}),
+                  "written": entries}
     if record is None:
         accepted, ours = [], []
     else:  # the user's entries accepted before (--overwrite wrote beside them), and what gleamx wrote
@@ -162,7 +172,7 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
     if not overwrite:
         if record is not None and (record.get("command") != command or record.get("identity") != identity):
             what = (f"the output of `gleamx {record.get('command')}`" if record.get("command") != command else
-                    f"a {command} run with other settings (changed: "
+                    f"a run of `gleamx {command}` with other settings (changed: "
                     f"{', '.join(changed_settings(identity, record['identity'])[:6])})")
             raise GleamConfigError(f"{flag}: {out} holds {what}; choose another {flag}, or pass {overwrite_flag} "
                                    "to replace it (files gleamx did not write are kept)")
@@ -177,11 +187,13 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
     if clash:
         raise GleamConfigError(f"{flag}: {out}/{clash[0]} was not written by gleamx and this command would replace "
                                "it; move it away or choose another folder")
+    folder = OutputFolder(path, command, identity, kept)
+    if not write:
+        return folder
     if overwrite:
         for name in ours:
             _remove(path / name)
     path.mkdir(parents=True, exist_ok=True)
-    folder = OutputFolder(path, command, identity, kept)
     _write_record(path, {"command": command, "identity": identity, "kept": kept, "written": None})
     return folder
 

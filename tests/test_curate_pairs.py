@@ -66,7 +66,7 @@ def test_pairs_are_deterministic_for_a_seed(layout, tmp_path):
     for name in ("test.jsonl", "README.md", "pairs_config.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert (tmp_path / "a" / "test.jsonl").read_bytes() != (tmp_path / "c" / "test.jsonl").read_bytes()
-    with pytest.raises(GleamConfigError, match=r"holds a data pairs run with other settings \(changed: seed\)"):
+    with pytest.raises(GleamConfigError, match=r"holds a run of `gleamx data pairs` with other settings \(changed: seed\)"):
         from gleamx.curate.pairs import PairsConfig, make_pairs
 
         make_pairs(PairsConfig(retrieval=str(layout), out=str(tmp_path / "a")))

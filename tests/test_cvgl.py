@@ -170,7 +170,7 @@ def test_one_split_per_out_dir_and_symlinked_out_dirs(university, tmp_path):
     from gleamx.retrieval.data import load_retrieval
 
     convert_university1652(university, tmp_path / "u")
-    with pytest.raises(GleamConfigError, match=r"holds a data cvgl run with other settings \(changed: split\)"):
+    with pytest.raises(GleamConfigError, match=r"holds a run of `gleamx data cvgl` with other settings \(changed: split\)"):
         convert_university1652(university, tmp_path / "u", split="train")
     assert convert_university1652(university, tmp_path / "u", split="train", overwrite=True).split == "train"
     (tmp_path / "real" / "outs").mkdir(parents=True)

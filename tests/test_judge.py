@@ -571,3 +571,14 @@ def test_gleamx_eval_runs_the_judge_end_to_end(stub: Callable[..., tuple[Stub, s
     assert len(server.bodies) == len(samples)
     everything = "".join(p.read_text(errors="ignore") for p in (tmp_path / "out").iterdir() if p.is_file())
     assert SECRET not in everything
+
+
+@pytest.mark.parametrize("extra, why", [({"no_explanation_metrics": True}, "--no-explanation-metrics turns them off"),
+                                        ({"task": "label"}, "--task label has none")])
+def test_a_judge_with_nothing_to_judge_is_refused(extra: dict, why: str) -> None:
+    """--judge-model where no explanation is scored would send nothing and say nothing: one line instead."""
+    from gleamx.eval.config import EvalConfig
+
+    with pytest.raises(GleamConfigError, match=rf"^--judge-model: the judge scores explanations, and {why}; "):
+        EvalConfig(predictions="p.jsonl", data="d", judge_model="judge", judge_base_url="http://127.0.0.1:9/v1",
+                   **extra)

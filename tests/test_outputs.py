@@ -38,7 +38,7 @@ def test_other_settings_or_another_command_are_refused_naming_the_change(tmp_pat
                        overwrite=False)
     _write(out.path, "train.jsonl")
     out.done()
-    with pytest.raises(GleamConfigError, match=r"^--out: .* a data synth run with other settings \(changed: seed\); "
+    with pytest.raises(GleamConfigError, match=r"^--out: .* a run of `gleamx data synth` with other settings \(changed: seed\); "
                                                r".*--overwrite"):
         claim_folder(tmp_path / "out", "--out", command="data synth", identity={"n": 4, "seed": 1}, overwrite=False)
     with pytest.raises(GleamConfigError, match=r"holds the output of `gleamx data synth`"):
@@ -129,7 +129,7 @@ def test_a_folder_from_before_records_is_the_commands_own(tmp_path):
     """A folder holding the command's marker file and no record: an older gleamx wrote it; refused as another run,
     replaced whole by --overwrite."""
     _write(tmp_path / "out", "synth_config.json", "train.jsonl")
-    with pytest.raises(GleamConfigError, match=r"a data synth run with other settings"):
+    with pytest.raises(GleamConfigError, match=r"a run of `gleamx data synth` with other settings"):
         claim_folder(tmp_path / "out", "--out", command="data synth", identity={"n": 1}, overwrite=False,
                      marker="synth_config.json")
     claim_folder(tmp_path / "out", "--out", command="data synth", identity={"n": 1}, overwrite=True,
@@ -145,7 +145,7 @@ def test_data_synth_keeps_to_the_rule(tmp_path, gleamx_cli):
     assert gleamx_cli("data", "synth", "--out", out, "--n", "8").returncode == 0
     again = gleamx_cli("data", "synth", "--out", out, "--n", "12")
     assert again.returncode == 2 and again.stderr.strip().endswith(
-        "holds a data synth run with other settings (changed: n); choose another --out, or pass --overwrite to "
+        "holds a run of `gleamx data synth` with other settings (changed: n); choose another --out, or pass --overwrite to "
         "replace it (files gleamx did not write are kept)")
     (out / "my_notes.txt").write_text("mine")
     assert gleamx_cli("data", "synth", "--out", out, "--n", "12", "--overwrite").returncode == 0

@@ -231,7 +231,7 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
     from gleamx.errors import GleamConfigError
 
     before = (out / "model.safetensors").read_bytes()
-    with pytest.raises(GleamConfigError, match=r"^output_dir: .* holds a retrieval train run with other settings "
+    with pytest.raises(GleamConfigError, match=r"^output_dir: .* holds a run of `gleamx retrieval train` with other settings "
                                                r"\(changed: seed\); .*overwrite_output_dir: true"):
         train_retrieval(_cfg(toy, out, seed=1))
     with pytest.raises(GleamConfigError, match=r"other settings \(changed: learning_rate\)"):

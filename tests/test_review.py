@@ -212,7 +212,7 @@ def test_import_of_the_review_log(review_data: Path, tmp_path: Path, capsys) -> 
     keep = import_revisions(ReviewImportConfig(data=str(review_data), out=str(out), keep_unreviewed=True,
                                                overwrite=True))
     assert keep.written == {"train": 1, "test": 3}
-    with pytest.raises(GleamConfigError, match=r"holds a review import run with other settings \(changed: "
+    with pytest.raises(GleamConfigError, match=r"holds a run of `gleamx review import` with other settings \(changed: "
                                                r"keep_unreviewed\)"):
         import_revisions(ReviewImportConfig(data=str(review_data), out=str(out)))
     # --overwrite replaces what the import wrote and nothing else: the user's file stays

@@ -268,7 +268,7 @@ def test_bad_inputs_fail_before_training_with_one_line(sft_inputs, tmp_path):
         _train({**sft_inputs, "data": bad}, tmp_path / "b")
     # an output dir that holds a different run
     _train(sft_inputs, tmp_path / "c")
-    with pytest.raises(GleamConfigError, match=r"holds a different run \(changed: script.lang"):
+    with pytest.raises(GleamConfigError, match=r"holds a run of `gleamx sft` with other settings \(changed: script.lang"):
         _train(sft_inputs, tmp_path / "c", "--lang", "zh")
 
 

@@ -51,8 +51,11 @@ def test_user_files_in_output_dir_are_never_overwritten(inputs, tmp_path):
     out.mkdir()
     (out / "README.md").write_text("my notes\n")
     (out / "log_history.json").write_text("[1, 2, 3]\n")
-    with pytest.raises(GleamConfigError, match=r"not a gleamx run \(e.g. README.md\).*overwrite_output_dir"):
+    with pytest.raises(GleamConfigError, match=r"holds files gleamx did not write \(e.g. README.md\).*overwrite"):
         _train(inputs, out)
+    with pytest.raises(GleamConfigError, match=r"holds files gleamx did not write \(e.g. README.md\) and this "
+                                               r"command needs a folder of its own"):
+        _train(inputs, out, "--overwrite_output_dir", "true")  # the Trainer would write over README.md
     assert (out / "README.md").read_text() == "my notes\n" and (out / "log_history.json").read_text() == "[1, 2, 3]\n"
 
 
@@ -62,7 +65,7 @@ def test_a_finished_run_rerun_with_other_settings_is_refused(inputs, tmp_path):
     assert "hf_secret_never_written" not in (out / "gleamx_run.json").read_text()
     for override in (["--lr_scheduler_type", "linear"], ["--warmup_steps", "1"], ["--weight_decay", "0.1"],
                      ["--adam_beta2", "0.95"], ["--max_grad_norm", "0.5"]):
-        with pytest.raises(GleamConfigError, match=f"holds a different run .*training.{override[0][2:]}"):
+        with pytest.raises(GleamConfigError, match=f"holds a run of `gleamx sft` with other settings .*training.{override[0][2:]}"):
             _train(inputs, out, *override)
     assert (out / "adapter_model.safetensors").read_bytes() == adapter
     # Where and how often a run logs or saves is not "another run".

@@ -81,6 +81,10 @@ class EvalConfig:
         check_choice("--dtype", self.dtype, DTYPES)
         if bool(self.judge_model) != bool(self.judge_base_url):
             raise GleamConfigError("--judge-model and --judge-base-url go together")
+        if self.judge_model and (self.no_explanation_metrics or self.task == "label"):  # it would send nothing
+            why = "--no-explanation-metrics turns them off" if self.no_explanation_metrics else "--task label has none"
+            raise GleamConfigError(f"--judge-model: the judge scores explanations, and {why}; drop --judge-model or "
+                                   "score explanations (--task explain)")
         if self.judge_base_url:  # here, before the URL is printed or saved in eval_config.json and results.json
             from gleamx.models.api import check_base_url  # not at the top: gleamx.models imports torch
 

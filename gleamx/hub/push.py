@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gleamx.errors import GleamConfigError, first_line
+from gleamx.outputs import RECORD
 
 # Checkpoints, optimizer states and pickled args are not part of a release.
 IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.bin", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "runs/**",
-          "gleamx_run.json"]
+          "gleamx_run.json", RECORD, ".lock"]  # the last three: gleamx's own records of the folder
 IGNORE_OK = ["pytorch_model.bin"]  # a legacy weight file is still a model
 
 

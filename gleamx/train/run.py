@@ -20,6 +20,7 @@ from trl import ModelConfig
 from gleamx.checks import check_at_least, check_int, check_positive
 from gleamx.console import console
 from gleamx.errors import GleamConfigError, GleamInterrupted
+from gleamx.outputs import OutputFolder, claim_folder
 from gleamx.train.freeze import upcast_trainable
 from gleamx.train.interrupt import SaveOnInterrupt
 from gleamx.train.preflight import preflight
@@ -101,7 +102,7 @@ def check_resume_source(resume: str | None, out: Path, signature: dict) -> None:
         return
     run_dir = Path(resume).resolve().parent
     if run_dir == out.resolve() or not (run_dir / RUN_FILE).is_file():
-        return  # this folder's own checkpoint (check_output_dir's case), or a bare copied checkpoint
+        return  # this folder's own checkpoint (claim_output_dir's case), or a bare copied checkpoint
     try:
         old = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("signature")
     except (OSError, ValueError):
@@ -113,33 +114,28 @@ def check_resume_source(resume: str | None, out: Path, signature: dict) -> None:
             "resume with that run's settings, or start a new run without resume_from_checkpoint")
 
 
-def check_output_dir(out: Path, signature: dict, *, overwrite: bool, resuming: bool) -> None:
-    """Refuse, before any work, an output dir that holds a different run."""
-    run_file = out / RUN_FILE
-    if overwrite:
-        return
-    if not run_file.is_file():
-        # Resuming a copied checkpoint into a fresh dir is fine; anything else is somebody's files.
-        foreign = sorted(p.name for p in out.iterdir() if not (resuming and p.name.startswith("checkpoint-"))) \
-            if out.is_dir() else []
-        if foreign:
-            first = foreign[0]
-            raise GleamConfigError(
-                f"{out}: holds files that are not a gleamx run (e.g. {first}); training would overwrite them: "
-                "use another output_dir or set overwrite_output_dir: true")
-        return
-    old = json.loads(run_file.read_text(encoding="utf-8")).get("signature")
-    if old != signature:
-        changed = changed_keys(signature, old)
-        raise GleamConfigError(
-            f"{out}: holds a different run (changed: {', '.join(changed[:5]) or 'unknown'}); "
-            "use another output_dir or set overwrite_output_dir: true"
-        )
-    if not resuming and any(out.glob("checkpoint-*")):
+def claim_output_dir(out: Path, signature: dict, *, command: str, overwrite: bool, resume: str | None,
+                     write: bool) -> OutputFolder:
+    """Before any work, ``out`` under :mod:`gleamx.outputs`' rule: a folder of its own (user files are refused even
+    with ``overwrite_output_dir``: the Trainer writes names of its choosing), another run (other settings) only
+    with ``overwrite_output_dir``, which deletes that run first; a checkpoint copied in to resume from is adopted.
+    A finished run's own folder with checkpoints needs ``--resume_from_checkpoint`` (or the overwrite)."""
+    legacy = None
+    if (out / RUN_FILE).is_file():  # a run an older gleamx wrote: its signature is in gleamx_run.json
+        try:
+            legacy = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("signature")
+        except (OSError, ValueError, AttributeError):
+            legacy = None
+    adopt = [Path(resume).name] if resume is not None and Path(resume).resolve().parent == out.resolve() else []
+    folder = claim_folder(out, "output_dir", command=command, identity=signature, overwrite=overwrite, exclusive=True,
+                          marker=RUN_FILE, legacy_identity=legacy, adopt=adopt, write=write,
+                          overwrite_flag="overwrite_output_dir: true")
+    if not overwrite and resume is None and any(out.glob("checkpoint-*")):
         raise GleamConfigError(
             f"{out}: holds checkpoints of this run; pass --resume_from_checkpoint true to continue "
             "or set overwrite_output_dir: true to start over"
         )
+    return folder
 
 
 def check_zero3_save(training_args: Any, model_args: ModelConfig) -> None:
@@ -272,10 +268,12 @@ def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args
     say = rank_zero_say(training_args)
     signature = run_signature(script_args, training_args, model_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, out)
-    check_output_dir(out, signature, overwrite=script_args.overwrite_output_dir, resuming=resume is not None)
     check_resume_source(resume, out, signature)
     check_zero3_save(training_args, model_args)
     preflight(training_args, model_args, say)
+    # claimed once every check passed: a refused run leaves no folder behind
+    folder = claim_output_dir(out, signature, command=kind.name.lower(), overwrite=script_args.overwrite_output_dir,
+                              resume=resume, write=training_args.process_index == 0)
 
     # gleamx pushes once at the end (weights + card); the Trainer's own push would open a Hub repo at start-up.
     push, training_args.push_to_hub = training_args.push_to_hub, False
@@ -292,6 +290,7 @@ def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args
                              kind.next_command(out, built, script_args, model_args))
         for line in summary.summary_lines():
             say(line)
+        folder.done()
     # Every rank leaves together and tears the process group down itself: a rank that exits while its peers
     # still write can abort in the collective backend's thread teardown ("terminate called without an active
     # exception", SIGABRT) and fail a run whose model is already saved.
