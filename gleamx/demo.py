@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gleamx import recipes
-from gleamx.checks import check_choice
+from gleamx.checks import SEED_MAX, check_choice, check_int, check_ranges, field_help
 from gleamx.choices import ARCHS, Arch
 from gleamx.console import console
 from gleamx.errors import GleamConfigError
@@ -50,15 +50,18 @@ class DemoConfig:
     """What ``gleamx demo`` runs on (``gleamx demo --out DIR --n N --arch ARCH --seed S``)."""
 
     out: str = field(default="gleamx-demo", metadata={"help": "output directory (default ./gleamx-demo)"})
-    n: int = field(default=240, metadata={"help": "number of synthetic pairs"})
+    n: int = field(default=240, metadata=field_help("number of synthetic pairs", low=1, high=100_000))
     arch: Arch = field(default="qwen2_5_vl", metadata={"help": "Qwen-VL class of the tiny random-initialised model"})
-    seed: int = field(default=0, metadata={"help": "seed for the data, the tiny model and both trainings"})
+    seed: int = field(default=0, metadata=field_help("seed for the data, the tiny model and both trainings", low=0,
+                                                     high=SEED_MAX))
     overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
-        if self.n < 1:
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
             raise GleamConfigError(f"--n: expected a positive number of pairs, got {self.n}")
         check_choice("--arch", self.arch, ARCHS)
+        check_int("--seed", self.seed, 0)
+        check_ranges(self)
 
 
 def make_data(cfg: DemoConfig, out: Path) -> Path:

@@ -6,6 +6,12 @@ The recipe scripts (SFT, GRPO, retrieval: :func:`parse_recipe`, :func:`grouped`)
 (:class:`GleamParser`, :func:`command_parser`) use this module; gleamx adds one-line errors, a did-you-mean for a
 misspelt key, positional fields (``metadata={"positional": True}``), comma-or-space list flags, examples at the top
 of ``--help``, ``(required)`` on options that must be given, and one heading per dataclass in a recipe's help.
+
+Every YAML gleamx reads from a user (``--config``, a recipe, a JSON/YAML option value) goes through
+:func:`load_yaml`: at most ``MAX_YAML_BYTES``, ``MAX_YAML_DEPTH`` levels and ``MAX_YAML_NODES`` nodes with aliases
+expanded (a "billion laughs" file fails in milliseconds), numbers of at most ``MAX_NUMBER_CHARS`` characters, and each
+mapping key once. Every number a flag or YAML gives is finite and fits 64 bits before any dataclass sees it (TRL's
+included); a field's range (``field_help(low=, high=)``) is its config's to check (:func:`gleamx.checks.check_ranges`).
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import re
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
@@ -22,8 +30,131 @@ import yaml
 from trl import TrlParser
 
 from gleamx.console import print_error
-from gleamx.checks import cap_for_walkthrough
+from gleamx.checks import cap_for_walkthrough, check_range, option_flag, recipe_option
 from gleamx.errors import GleamConfigError, first_line
+
+MAX_YAML_BYTES = 1 << 20      # a config or recipe is a few KB
+MAX_YAML_DEPTH = 32           # a recipe nests 3 levels; PyYAML's composer recurses per level
+MAX_YAML_NODES = 100_000      # nodes with every alias expanded: what a reader of the result may walk
+MAX_NUMBER_CHARS = 100        # a longer int is a ValueError in int(), a longer float is inf
+
+
+class YamlLimitError(yaml.YAMLError):
+    """A YAML input over one of this module's limits, or with a key given twice (``line N: ...``)."""
+
+
+def _at(node_or_event: Any) -> str:
+    return f"line {node_or_event.start_mark.line + 1}"
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` within limits. Sizes are counted while composing, before anything is built: an alias
+    adds the size of the node it names, so exponential expansion is refused after a few hundred events."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes it expands to (known once it is composed)
+
+    def _grow(self, n: int, where: Any) -> None:
+        self._nodes += n
+        if self._nodes > MAX_YAML_NODES:
+            raise YamlLimitError(f"{_at(where)}: more than {MAX_YAML_NODES} values with aliases expanded "
+                                 "(aliases that repeat aliases: a 'billion laughs' file?)")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:  # the alias sits inside the node it names
+                raise YamlLimitError(f"{_at(event)}: alias *{event.anchor} refers to a value that contains it")
+            self._grow(size, event)
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise YamlLimitError(f"{_at(self.peek_event())}: nested deeper than {MAX_YAML_DEPTH} levels")
+        before = self._nodes
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._grow(1, node)
+        self._sizes[id(node)] = self._nodes - before
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in seen:
+                    raise YamlLimitError(f"{_at(key)}: duplicate key {key.value!r} (give each key once; the last "
+                                         "one would win silently)")
+                seen.add((key.tag, key.value))
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_number(self, node: Any) -> Any:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise YamlLimitError(f"{_at(node)}: a number of {len(node.value)} characters (expected at most "
+                                 f"{MAX_NUMBER_CHARS})")
+        kind = "int" if node.tag.endswith(":int") else "float"
+        return getattr(yaml.SafeLoader, f"construct_yaml_{kind}")(self, node)
+
+
+for _tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+    _BoundedLoader.add_constructor(_tag, _BoundedLoader.construct_number)
+
+
+def load_yaml(text: str, name: str, what: str = "YAML") -> Any:
+    """YAML (or JSON) ``text`` as Python values, within this module's limits; any problem is one
+    :class:`GleamConfigError` line starting with ``name`` (a file, or an option; ``what`` names the format)."""
+    if len(text) > MAX_YAML_BYTES:
+        raise GleamConfigError(f"{name}: larger than {MAX_YAML_BYTES} characters (expected a config of a few KB)")
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader with limits)
+    except YamlLimitError as e:
+        raise GleamConfigError(f"{name}: {e}") from None
+    except yaml.YAMLError as e:
+        raise GleamConfigError(f"{name}: not valid {what} ({first_line(e)})") from None
+
+
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """A YAML file (``--config``, a recipe) through :func:`load_yaml`, read only if it is small enough."""
+    path = Path(path)
+    if not path.is_file():
+        raise GleamConfigError(f"{path}: {what} not found (expected a YAML file)")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise GleamConfigError(f"{path}: larger than {MAX_YAML_BYTES} bytes (expected a {what} of a few KB)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise GleamConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    return load_yaml(text, str(path))
+
+
+def _short(message: str) -> str:
+    """An argparse message with any long quoted value cut (``invalid int value: '9999...'`` of 5000 digits)."""
+    return re.sub(r"'([^']{60,})'", lambda m: f"'{m.group(1)[:20]}...' ({len(m.group(1))} characters)", message)
+
+
+class _CheckedNumbers:
+    """Parser mixin: every number a dataclass field gets, from a flag or the YAML, is finite and fits 64 bits
+    before the dataclasses are built (TRL's ``__post_init__`` turns ``save_steps: .inf`` into an OverflowError);
+    and argparse's own errors never echo a huge value."""
+
+    option_name: Callable[[str], str] = staticmethod(option_flag)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        namespace, rest = super().parse_known_args(args, namespace)  # type: ignore[misc]
+        for dtype in getattr(self, "dataclass_types", ()):
+            for f in dataclasses.fields(dtype):
+                if hasattr(namespace, f.name):
+                    check_range(self.option_name(f.name), getattr(namespace, f.name))
+        return namespace, rest
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        super().error(_short(message))  # type: ignore[misc]
 
 
 def _unknown_keys(path: str, parser: Any, remaining: list[str], what: str) -> GleamConfigError:
@@ -60,8 +191,7 @@ def parse_with_config(parser: Any, argv: list[str], *, what: str, label: str) ->
         if i + 1 >= len(argv):
             raise GleamConfigError(f"--config: expected a {what} YAML path")
         path = argv[i + 1]
-        if not Path(path).is_file():
-            raise GleamConfigError(f"{path}: {what} not found (expected a YAML file)")
+        read_yaml(path, what)  # within limits and each key once; TrlParser then reads the same small file
     try:
         *parsed, from_file, from_cli = parser.parse_args_and_config(
             args=argv, return_remaining_strings=True, separate_remaining_strings=True)
@@ -105,7 +235,9 @@ def grouped(parser_cls: type) -> type:
     """``parser_cls`` (a TrlParser) whose ``--help`` puts each dataclass's options under a heading of its own, in
     the order given (gleamx's before TRL's), instead of one 900-line list."""
 
-    class Grouped(parser_cls):  # type: ignore[misc, valid-type]
+    class Grouped(_CheckedNumbers, parser_cls):  # type: ignore[misc, valid-type]
+        option_name = staticmethod(recipe_option)
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("formatter_class", HelpFormatter)
             # A recipe takes hundreds of options: the usage line names the shape, the groups below list them.
@@ -139,12 +271,12 @@ def _list_field(tp: Any) -> bool:
     return get_origin(tp) is list
 
 
-class GleamParser(TrlParser):
-    """``TrlParser`` with positional fields, comma-or-space list flags and one-line errors."""
+class GleamParser(_CheckedNumbers, TrlParser):
+    """``TrlParser`` with positional fields, comma-or-space list flags, numbers checked and one-line errors."""
 
     @staticmethod
     def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
-        meta = dict(field.metadata)
+        meta = field.metadata.copy()  # as add_argument takes it (FieldMetadata: the range said in the help)
         default = None if field.default is dataclasses.MISSING else field.default
         if meta.pop("positional", False):
             parser.add_argument(field.name, nargs="?", default=default, help=meta.get("help"),
@@ -158,7 +290,7 @@ class GleamParser(TrlParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         """A bad command line is one ``error: ...`` line (exit 2), like every other gleamx error."""
-        print_error(f"{self.prog}: {message} (see {self.prog} --help)")
+        print_error(f"{self.prog}: {_short(message)} (see {self.prog} --help)")
         sys.exit(2)
 
     def parse_config(self, argv: list[str]) -> Any:

@@ -15,16 +15,21 @@ import pytest
 from PIL import Image
 
 from gleamx.curate.review import (
+    FORMULA_STARTS,
     ReviewApp,
     ReviewExportConfig,
     ReviewImportConfig,
     ReviewServeConfig,
+    as_text_cell,
     default_revisions_path,
     export_sheet,
+    from_text_cell,
+    host_allowed,
     import_revisions,
     levenshtein,
     load_split,
     make_server,
+    read_revisions,
     read_sheet,
 )
 from gleamx.cli.main import main
@@ -148,6 +153,68 @@ def test_bad_revisions_are_refused_in_one_line(server) -> None:
     assert not revisions.exists() or revisions.read_text() == ""
 
 
+def _port(base: str) -> int:
+    return int(base.rsplit(":", 1)[1])
+
+
+def test_requests_for_another_host_are_refused(server) -> None:
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends Host: evil.example."""
+    base, revisions = server
+    port = _port(base)
+    for path in ("/", "/api/samples", "/image?id=t1&which=query"):
+        status, body = _call(base + path, headers={"Host": f"evil.example:{port}"})
+        assert status == 403 and "is not this server" in json.loads(body)["error"], path
+        assert _call(base + path, headers={"Host": "evil.example"})[0] == 403
+    status, body = _call(f"{base}/api/revision", {"id": "t1", "decision": "accept"},
+                         headers={"Host": f"evil.example:{port}"})
+    assert status == 403 and "is not this server" in json.loads(body)["error"]
+    assert _call(f"{base}/api/samples", headers={"Host": f"127.0.0.1:{port + 1}"})[0] == 403  # another port
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert _call(f"{base}/api/samples", headers={"Host": host})[0] == 200
+    assert not revisions.exists() or revisions.read_text() == ""
+
+
+def test_state_changes_need_this_servers_origin(server) -> None:
+    base, revisions = server
+    port = _port(base)
+    for origin in ("http://evil.example", "null", f"http://localhost:{port + 1}", f"https://127.0.0.1:{port}"):
+        status, body = _call(f"{base}/api/revision", {"id": "t1", "decision": "accept"}, headers={"Origin": origin})
+        assert status == 403 and "may not write revisions" in json.loads(body)["error"], origin
+    assert not revisions.exists() or revisions.read_text() == ""
+    status, _ = _call(f"{base}/api/revision", {"id": "t1", "decision": "accept"},
+                      headers={"Origin": f"http://127.0.0.1:{port}"})
+    assert status == 200 and json.loads(revisions.read_text())["id"] == "t1"
+
+
+@pytest.mark.parametrize(("header", "bound", "allowed"), [
+    ("127.0.0.1:8765", "127.0.0.1", True), ("localhost:8765", "127.0.0.1", True), ("[::1]:8765", "127.0.0.1", True),
+    ("evil.example:8765", "127.0.0.1", False), ("127.0.0.1.nip.io:8765", "127.0.0.1", False),
+    ("127.0.0.1:8766", "127.0.0.1", False), ("127.0.0.1", "127.0.0.1", False), (None, "127.0.0.1", False),
+    ("user@127.0.0.1:8765", "127.0.0.1", False), ("127.0.0.1:x", "127.0.0.1", False),
+    ("192.168.1.5:8765", "127.0.0.1", False), ("192.168.1.5:8765", "0.0.0.0", True),
+    ("review.lan:8765", "review.lan", True), ("evil.example:8765", "0.0.0.0", False),
+])
+def test_host_allowed(header, bound, allowed) -> None:
+    assert host_allowed(header, bound, 8765) is allowed
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    # a valid edit but for a lone surrogate, which no UTF-8 file can hold (it was an empty reply)
+    (json.dumps({"id": "t1", "decision": "edit", "explanation": {"en": "\ud800 roof\nAnswer: Yes",
+                                                                 "zh": ZH["t1"]}}).encode(),
+     "POST /api/revision: encoding: lone surrogate escape \\ud800"),
+    (b"[" * 5000 + b"]" * 5000, "nested deeper than"),
+    (b'{"id": ' + b"9" * 5000 + b"}", "a number too long to convert"),
+    (b'{"id": "t1\xed\xa0\x80"}', "invalid continuation byte"),  # a surrogate encoded as UTF-8 bytes
+    (b'["t1"]', "expected a JSON object {id, decision, explanation}, got list"),
+])
+def test_bad_bodies_get_a_400_that_says_why(server, body: bytes, message: str) -> None:
+    base, revisions = server
+    status, raw = _call(f"{base}/api/revision", body)
+    assert status == 400 and message in json.loads(raw)["error"], raw[:300]
+    assert not revisions.exists() or revisions.read_text() == ""
+
+
 def test_only_the_datasets_images_are_served(server, review_data: Path) -> None:
     base, _ = server
     status, body = _call(f"{base}/image?id=t2&which=satellite")
@@ -177,6 +244,39 @@ def test_levenshtein() -> None:
     assert levenshtein("红色屋顶", "红色的屋顶") == 1
     assert levenshtein("same", "same") == 0
     assert levenshtein("abcXdef", "abcYYdef") == 2
+
+
+def _table_distance(a: str, b: str) -> int:
+    """The textbook dynamic programme, to check the bit-parallel one against."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def test_levenshtein_equals_the_textbook_table() -> None:
+    import random
+
+    rnd = random.Random(0)
+    for _ in range(500):
+        a, b = ("".join(rnd.choice("ab红 ") for _ in range(rnd.randint(0, 90))) for _ in range(2))
+        assert levenshtein(a, b) == _table_distance(a, b), (a, b)
+
+
+def test_levenshtein_of_a_whole_rewrite_at_the_text_limit_is_fast() -> None:
+    """A 19k-character rewrite took 74 s in the pure-Python table; the import scores one per language."""
+    import random
+    import time
+
+    rnd = random.Random(1)
+    a, b = ("".join(rnd.choice("abcdefghij klmnop") for _ in range(19_000)) for _ in range(2))
+    start = time.perf_counter()
+    distance = levenshtein(a, b)
+    assert time.perf_counter() - start < 2
+    assert 0 < distance <= 19_000 and levenshtein(a[:300], b[:300]) == _table_distance(a[:300], b[:300])
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -317,6 +417,41 @@ def test_unknown_duplicated_and_relabelled_rows_are_refused_in_one_line(review_d
     bad_header.write_text("sample,verdict\nt1,yes\n", encoding="utf-8")
     with pytest.raises(GleamDataError, match=rf"^{bad_header}:1: header: missing column\(s\) id, decision, en, zh"):
         read_sheet(bad_header, samples, "test")
+
+
+def test_cells_that_start_like_formulas_get_an_apostrophe_and_lose_exactly_it() -> None:
+    values = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'=1", "''@x", "'plain", "plain", "", "-", "'"]
+    for value in values:
+        cell = as_text_cell(value)
+        assert from_text_cell(cell) == value, value
+        assert not cell.startswith(FORMULA_STARTS), value  # a spreadsheet shows it as text
+    assert [as_text_cell(v) for v in ("=1+1", "'=1", "'plain", "plain")] == ["'=1+1", "''=1", "'plain", "plain"]
+    assert from_text_cell("'plain") == "'plain" and as_text_cell(True) is True
+
+
+def test_csv_export_neutralises_formulas_and_the_round_trip_is_lossless(review_data: Path, tmp_path: Path) -> None:
+    log = default_revisions_path(review_data)
+    texts = {"t1": {"en": '=HYPERLINK("http://evil.example")\nAnswer: Yes', "zh": "+1 红色屋顶。\n结论：是"},
+             "t2": {"en": "-2 no roof here.\nAnswer: No", "zh": "\t制表符开头。\n结论：否"},
+             "t3": {"en": "@SUM(A1) grey blocks.\nAnswer: Yes", "zh": "'=已经有撇号。\n结论：是"},
+             "t4": {"en": "'quoted river.\nAnswer: No", "zh": "''-两个撇号。\n结论：否"}}
+    _write_log(log, [{"id": sid, "decision": "edit", "explanation": texts[sid]} for sid in texts])
+    sheet = tmp_path / "sheet.csv"
+    export_sheet(ReviewExportConfig(data=str(review_data), out=str(sheet)))
+    cells = {r["id"]: r for r in _rows(sheet)}
+    for sid, langs in texts.items():
+        for lang, text in langs.items():
+            shown = cells[sid][lang]
+            assert not shown.startswith(FORMULA_STARTS), (sid, lang, shown)
+            assert shown == (text if text.startswith("'quoted") else "'" + text), (sid, lang)
+    samples = {s.id: s for s in load_split(review_data, "test")}
+    assert read_sheet(sheet, samples, "test") == {sid: {k: v for k, v in r.items() if k != "time"}
+                                                  for sid, r in read_revisions(log, samples, "test").items()}
+    revised = import_revisions(ReviewImportConfig(data=str(review_data), revisions=str(sheet),
+                                                  out=str(tmp_path / "out")))
+    assert revised.stats["n_edited"] == 4
+    got = {s.id: s.explanation for s in load_samples(tmp_path / "out", split="test").samples}
+    assert got == texts
 
 
 # --- the page in a real browser -----------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.app.config import AppConfig
-from gleamx.checks import check_choice, check_int, check_pixel_budget, field_help
+from gleamx.checks import (PIXELS_MAX, TOKENS_MAX, check_choice, check_int, check_pixel_budget, check_ranges,
+                           field_help)
 from gleamx.choices import DTYPES, LANGS, TASKS, VIEWS, Dtype, Lang, Task, View
 from gleamx.errors import GleamConfigError
 
@@ -35,10 +36,12 @@ class PredictConfig:
     lang: Lang = field(default="en", metadata=field_help("language of the prompt and the answer"))
     task: Task = field(default="explain", metadata=field_help("explain (explanation + verdict) or label (verdict only)"))
     max_new_tokens: int | None = field(default=None, metadata=field_help(
-        "longest answer (default 16 for label, 256 for explain)"))
+        "longest answer (default 16 for label, 256 for explain)", low=1, high=TOKENS_MAX))
     dtype: Dtype = field(default="auto", metadata=field_help("the MLLM's weights' dtype"))
-    min_pixels: int | None = field(default=None, metadata=field_help("override the per-image pixel floor"))
-    max_pixels: int | None = field(default=None, metadata=field_help("override the per-image pixel budget"))
+    min_pixels: int | None = field(default=None, metadata=field_help("override the per-image pixel floor", low=1,
+                                                                     high=PIXELS_MAX))
+    max_pixels: int | None = field(default=None, metadata=field_help("override the per-image pixel budget", low=1,
+                                                                     high=PIXELS_MAX))
     workdir: str | None = field(default=None, metadata=field_help(
         "where the tiny demo model is built without --model/--adapter (default: the app's)"))
     json: bool = field(default=False, metadata=field_help("print the answer, verdict and P(yes) as JSON"))
@@ -50,6 +53,7 @@ class PredictConfig:
         check_choice("--dtype", self.dtype, DTYPES)
         check_int("--max-new-tokens", self.max_new_tokens, 1, optional=True)
         check_pixel_budget("--min-pixels", self.min_pixels, "--max-pixels", self.max_pixels)
+        check_ranges(self)
 
 
 @dataclass

@@ -46,8 +46,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from gleamx.checks import (check_at_least, check_choice, check_given, check_int, check_positive, comma_list,
-                           field_help)
+from gleamx.checks import (COUNT_MAX, RETRIES_MAX, SECONDS_MAX, SIDE_MAX, TOKENS_MAX, WORKERS_MAX, check_at_least,
+                           check_choice, check_given, check_int, check_positive, check_ranges, comma_list, field_help)
 from gleamx.choices import LANGS
 from gleamx.errors import GleamConfigError
 from gleamx.models.api import ApiFlags, Usage
@@ -84,26 +84,32 @@ class AnnotateConfig:
     label: LabelMode = field(default="given", metadata=field_help(
         "given: the prompt states the known label; withheld: the model decides from the images alone"))
     split: str | None = field(default=None, metadata=field_help("only this split (default: every row)"))
-    limit: int | None = field(default=None, metadata=field_help("only the first N samples"))
+    limit: int | None = field(default=None, metadata=field_help("only the first N samples", low=1, high=COUNT_MAX))
     api_key_env: str = field(default="OPENAI_API_KEY", metadata=field_help(
         "environment variable holding the API key (never written or printed)"))
-    concurrency: int = field(default=8, metadata=field_help("requests in flight at once"))
-    timeout: float = field(default=120.0, metadata=field_help("seconds one request may take before it is retried"))
+    concurrency: int = field(default=8, metadata=field_help("requests in flight at once", low=1, high=WORKERS_MAX))
+    timeout: float = field(default=120.0, metadata=field_help("seconds one request may take before it is retried",
+                                                              low=0, high=SECONDS_MAX))
     max_retries: int = field(default=5, metadata=field_help(
         "retries of a request after a timeout, 429 or 5xx (the client's backoff); then the run stops and a "
-        "rerun resumes"))
+        "rerun resumes", low=0, high=RETRIES_MAX))
     verdict_retries: int = field(default=2, metadata=field_help(
-        "re-asks after a reply with no verdict or one that contradicts the label, before the pair is flagged"))
-    max_tokens: int = field(default=1024, metadata=field_help("longest reply asked for"))
-    temperature: float = field(default=0.0, metadata=field_help("sampling temperature of the first ask"))
-    retry_temperature: float = field(default=0.7, metadata=field_help("sampling temperature of re-asks"))
-    image_side: int = field(default=1024, metadata=field_help("longest side of an image sent, in pixels"))
+        "re-asks after a reply with no verdict or one that contradicts the label, before the pair is flagged",
+        low=0, high=RETRIES_MAX))
+    max_tokens: int = field(default=1024, metadata=field_help("longest reply asked for", low=1, high=TOKENS_MAX))
+    # 2: the largest temperature OpenAI-compatible APIs accept
+    temperature: float = field(default=0.0, metadata=field_help("sampling temperature of the first ask", low=0,
+                                                                high=2))
+    retry_temperature: float = field(default=0.7, metadata=field_help("sampling temperature of re-asks", low=0,
+                                                                      high=2))
+    image_side: int = field(default=1024, metadata=field_help("longest side of an image sent, in pixels", low=16,
+                                                              high=SIDE_MAX))
     image_bytes: int = field(default=400_000, metadata=field_help(
-        "most bytes of one image sent (JPEG; quality, then size, is lowered to fit)"))
+        "most bytes of one image sent (JPEG; quality, then size, is lowered to fit)", low=1024, high=50_000_000))
     price_in: float | None = field(default=None, metadata=field_help(
-        "price per 1 M prompt tokens of --model, for the cost report (default: tokens only)"))
+        "price per 1 M prompt tokens of --model, for the cost report (default: tokens only)", low=0, high=1e6))
     price_out: float | None = field(default=None, metadata=field_help(
-        "price per 1 M completion tokens of --model, for the cost report"))
+        "price per 1 M completion tokens of --model, for the cost report", low=0, high=1e6))
     retry_flagged: bool = field(default=False, metadata=field_help("ask flagged pairs in the cache again"))
     overwrite: bool = field(default=False, metadata=field_help(
         "start --out over: replace what gleamx wrote there, the cache of paid answers too (files gleamx did not "
@@ -134,6 +140,7 @@ class AnnotateConfig:
         check_at_least("--retry-temperature", self.retry_temperature, 0)
         check_at_least("--price-in", self.price_in, 0, optional=True)
         check_at_least("--price-out", self.price_out, 0, optional=True)
+        check_ranges(self)
         if (self.price_in is None) != (self.price_out is None):
             raise GleamConfigError("--price-in and --price-out go together (prices per 1 M tokens in and out)")
 

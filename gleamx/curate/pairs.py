@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from gleamx.checks import check_at_least, check_choice, check_given, check_int, comma_list
+from gleamx.checks import (BATCH_MAX, COUNT_MAX, SEED_MAX, SIDE_MAX, check_at_least, check_choice, check_given,
+                           check_int, check_ranges, comma_list, field_help, shown)
 from gleamx.choices import SPLITS, VIEWS, Split
 from gleamx.data.card import PairCounts, size_category
 from gleamx.data.cvgl import LAYOUT_FILE
@@ -46,23 +47,28 @@ class PairsConfig:
     retrieval: str = field(metadata={"help": "dataset dir holding retrieval/ (gleamx data cvgl or synth writes one)"})
     out: str = field(metadata={"help": "output dir for {train,val,test}.jsonl, README.md and pairs_config.json"})
     split: Split | None = field(default=None, metadata={"help": "only this split of the layout (default: all)"})
-    split_fractions: list[float] | None = field(default=None, metadata={
-        "help": "re-split the locations train,val,test by these fractions, e.g. 0.9,0.1,0 (default: each "
-                "location keeps its tile's split)"})
+    split_fractions: list[float] | None = field(default=None, metadata=field_help(
+        "re-split the locations train,val,test by these fractions, e.g. 0.9,0.1,0 (default: each location keeps "
+        "its tile's split)", low=0, high=1))
     views: list[str] | None = field(default=None, metadata={"help": "query views, comma-separated (default: all)"})
-    neg_ratio: float = field(default=1.0, metadata={"help": "negatives per positive (positive:negative = 1:R)"})
-    hard_ratio: float = field(default=0.5, metadata={"help": "share of the negatives that are hard (0 to 1)"})
+    # 100: every query's negatives are held in memory, and 1:100 is already far past any paper's ratio
+    neg_ratio: float = field(default=1.0, metadata=field_help("negatives per positive (positive:negative = 1:R)",
+                                                              low=0, high=100))
+    hard_ratio: float = field(default=0.5, metadata=field_help("share of the negatives that are hard (0 to 1)",
+                                                               low=0, high=1))
     balance_views: bool = field(default=False, metadata={
         "help": "as many queries of each view per split as its rarest view has (default: every query)"})
-    max_per_view: int | None = field(default=None, metadata={"help": "at most this many queries per view and split"})
+    max_per_view: int | None = field(default=None, metadata=field_help(
+        "at most this many queries per view and split", low=1, high=COUNT_MAX))
     encoder: str | None = field(default=None, metadata={
         "help": "retrieval encoder dir or Hub id ('tiny': untrained, seeded by --seed) whose nearest wrong tiles are "
                 "the hard negatives (default: tiles of the same region, else split)"})
-    img_size: int = field(default=64, metadata={"help": "input size of the untrained 'tiny' encoder"})
-    batch_size: int = field(default=64, metadata={"help": "images per embedding batch"})
+    img_size: int = field(default=64, metadata=field_help("input size of the untrained 'tiny' encoder", low=1,
+                                                          high=SIDE_MAX))
+    batch_size: int = field(default=64, metadata=field_help("images per embedding batch", low=1, high=BATCH_MAX))
     source: str | None = field(default=None, metadata={
         "help": "the samples' source (default: the layout that gleamx data cvgl recorded, else the dir's name)"})
-    seed: int = field(default=0, metadata={"help": "random seed; same seed, same bytes"})
+    seed: int = field(default=0, metadata=field_help("random seed; same seed, same bytes", low=0, high=SEED_MAX))
     allow_outside_paths: bool = field(default=False, metadata={
         "help": "accept layout image paths outside the dataset dir and its manifest's roots"})
     overwrite: bool = overwrite_option()
@@ -78,9 +84,10 @@ class PairsConfig:
         try:
             self.split_fractions = comma_list(self.split_fractions, float)
         except ValueError:
-            raise GleamConfigError(f"--split-fractions: expected three numbers, got {self.split_fractions!r}") from None
+            raise GleamConfigError(f"--split-fractions: expected three numbers, got {shown(self.split_fractions)}") \
+                from None
         fr = self.split_fractions
-        if fr is not None and (len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6):
+        if fr is not None and (len(fr) != 3 or not all(0 <= x <= 1 for x in fr) or abs(sum(fr) - 1) > 1e-6):
             raise GleamConfigError(f"--split-fractions: expected three numbers >= 0 summing to 1 (train,val,test), "
                                    f"got {fr!r}")
         check_at_least("--neg-ratio", self.neg_ratio, 0)
@@ -91,6 +98,7 @@ class PairsConfig:
         check_int("--img-size", self.img_size, 1)
         check_int("--batch-size", self.batch_size, 1)
         check_int("--seed", self.seed, 0)
+        check_ranges(self)
 
 
 @dataclass

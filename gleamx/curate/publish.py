@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gleamx.checks import check_given, check_positive
+from gleamx.checks import check_given, check_positive, check_ranges, field_help
 from gleamx.choices import LANGS, SPLITS, VIEWS
 from gleamx.curate.annotate import COST_NAME
 from gleamx.data.card import size_category
@@ -59,7 +59,8 @@ class DataPushConfig:
     annotations: str | None = field(default=None, metadata={
         "help": "gleamx annotate --out directory (or its cost.json) whose models and tokens the card reports "
                 "(default: DIR/cost.json when present)"})
-    max_shard_size: float = field(default=500.0, metadata={"help": "largest Parquet shard, in MB"})
+    max_shard_size: float = field(default=500.0, metadata=field_help("largest Parquet shard, in MB", low=0,
+                                                                     high=100_000))
     allow_outside_paths: bool = field(default=False, metadata={
         "help": "read images outside the dataset directory and its manifest's roots"})
 
@@ -70,6 +71,7 @@ class DataPushConfig:
         if len(parts) != 2 or not all(re.fullmatch(r"[\w.-]+", p) for p in parts):
             raise GleamConfigError(f"--repo-id: expected user/name, got {self.repo_id!r}")
         check_positive("--max-shard-size", self.max_shard_size, what="a size in MB > 0")
+        check_ranges(self)
 
 
 @dataclass

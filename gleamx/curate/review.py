@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
+import ipaddress
 import json
 import os
 import threading
@@ -33,10 +34,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gleamx.checks import check_given, check_int
+from gleamx.checks import PORT_MAX, check_given, check_int, check_ranges, field_help, shown
 from gleamx.choices import LANGS, SPLITS
 from gleamx.console import percent_text
-from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.errors import GleamConfigError, GleamDataError, first_line
 from gleamx.outputs import claim_file, claim_folder, overwrite_option
 
 DECISIONS: tuple[str, ...] = ("accept", "edit", "reject")
@@ -45,6 +46,8 @@ STATS_NAME = "review_stats.json"
 SHEET_COLUMNS: tuple[str, ...] = ("id", "label", "query_view", "decision", "en", "zh", "original_en", "original_zh",
                                   "query_image", "satellite_image")
 MAX_TEXT_CHARS = 20_000
+# What a spreadsheet reads as the start of a formula (OWASP, CSV injection): such a CSV cell gets a leading "'"
+FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 MAX_BODY_BYTES = 1 << 20
 
 
@@ -73,15 +76,14 @@ class ReviewServeConfig(_ReviewDataConfig):
         "help": "the append-only revisions file (default: review/revisions.jsonl beside the data)"})
     host: str = field(default="127.0.0.1", metadata={
         "help": "address to listen on (default 127.0.0.1: this machine only)"})
-    port: int = field(default=8765, metadata={"help": "port to listen on (0: any free port)"})
+    port: int = field(default=8765, metadata=field_help("port to listen on (0: any free port)", low=0, high=PORT_MAX))
     open_browser: bool = field(default=False, metadata={"help": "open the page in the default browser"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_given("--host", self.host, "an address such as 127.0.0.1")
         check_int("--port", self.port, 0)
-        if self.port > 65535:
-            raise GleamConfigError(f"--port: expected an integer from 0 to 65535, got {self.port!r}")
+        check_ranges(self)
 
 
 @dataclass(kw_only=True)
@@ -145,7 +147,11 @@ def _now() -> str:
 
 
 def levenshtein(a: str, b: str) -> int:
-    """Character edit distance (insertions, deletions, substitutions each cost 1), over code points."""
+    """Character edit distance (insertions, deletions, substitutions each cost 1), over code points.
+
+    Exact, by Myers' bit-parallel algorithm (Hyyro's form for edit distance): one column of the table is a pair of
+    Python integers used as bit vectors, so each character of ``b`` costs a dozen big-integer operations instead of
+    ``len(a)`` Python steps; two 20,000-character texts (``MAX_TEXT_CHARS``) take well under a second."""
     start = 0
     while start < min(len(a), len(b)) and a[start] == b[start]:
         start += 1
@@ -153,15 +159,28 @@ def levenshtein(a: str, b: str) -> int:
     while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
         end += 1
     a, b = a[start:len(a) - end], b[start:len(b) - end]
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i]
-        for j, cb in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
+    if not a or not b:
+        return len(a) + len(b)
+    masks: dict[str, int] = {}  # character -> bit i set where a[i] is it
+    for i, ch in enumerate(a):
+        masks[ch] = masks.get(ch, 0) | (1 << i)
+    full, top = (1 << len(a)) - 1, 1 << (len(a) - 1)
+    plus, minus, distance = full, 0, len(a)  # vertical +1 / -1 deltas of the current column
+    for ch in b:
+        eq = masks.get(ch, 0)
+        xv = eq | minus
+        xh = (((eq & plus) + plus) ^ plus) | eq
+        h_plus = minus | (~(xh | plus) & full)
+        h_minus = plus & xh
+        if h_plus & top:
+            distance += 1
+        elif h_minus & top:
+            distance -= 1
+        h_plus = ((h_plus << 1) | 1) & full  # row 0 grows by one per character of b
+        h_minus = (h_minus << 1) & full
+        plus = h_minus | (~(xv | h_plus) & full)
+        minus = h_plus & xv
+    return distance
 
 
 def check_revision(sample: Any, decision: Any, explanation: Any, *, file: str, line: int | None,
@@ -315,9 +334,42 @@ class ReviewApp:
                 "samples": [self.log.state(self.samples[i]) for i in self.order]}
 
 
+def host_allowed(host_header: str | None, bound_host: str, port: int) -> bool:
+    """Whether a request's ``Host`` names this server: its port, and a name no DNS answer can move elsewhere
+    (``localhost``, the address it listens on, a loopback address; any IP address when it listens on all of them).
+    A page served from ``evil.example`` whose name an attacker re-points at 127.0.0.1 (DNS rebinding) still
+    sends ``Host: evil.example``, and is refused."""
+    if not host_header:
+        return False
+    try:
+        url = urlsplit(f"//{host_header}")
+        name, given_port = (url.hostname or "").lower(), url.port or 80
+    except ValueError:
+        return False
+    bound = bound_host.strip("[]").lower()
+    if given_port != port or url.username is not None or url.password is not None:
+        return False
+    if name in ("localhost", bound):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # another DNS name: what a rebinding page sends
+    return address.is_loopback or bound in ("", "0.0.0.0", "::")  # an address literal cannot be re-pointed
+
+
 def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "gleamx-review"
+
+        def _own_host(self) -> bool:
+            """Refuse (403) a request whose ``Host`` is not this server's: DNS rebinding."""
+            host, port = self.server.server_address[:2]
+            if host_allowed(self.headers.get("Host"), str(host), int(port)):
+                return True
+            self._error(403, f"refused: Host {shown(self.headers.get('Host'))} is not this server (open "
+                             f"http://127.0.0.1:{port}/ or the address gleamx review serve printed)")
+            return False
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (quiet: the terminal is the user's)
             return
@@ -338,6 +390,21 @@ def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
             self._json(status, {"error": message})
 
         def do_GET(self) -> None:  # noqa: N802
+            self._guarded(self._get)
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._guarded(self._post)
+
+        def _guarded(self, handle: Callable[[], None]) -> None:
+            """``handle()``; an error it did not expect is a 500 that names it, not a dropped connection."""
+            try:
+                handle()
+            except Exception as e:  # noqa: BLE001
+                self._error(500, f"internal error: {first_line(e, with_type=True)}")
+
+        def _get(self) -> None:
+            if not self._own_host():
+                return
             url = urlsplit(self.path)
             if url.path in ("/", "/index.html"):
                 self._send(200, _page(), "text/html; charset=utf-8")
@@ -359,13 +426,15 @@ def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
             else:
                 self._error(404, f"not found: {url.path}")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def _post(self) -> None:
+            if not self._own_host():
+                return
             if urlsplit(self.path).path != "/api/revision":
                 self._error(404, f"not found: {urlsplit(self.path).path}")
                 return
             origin = self.headers.get("Origin")
-            if origin and urlsplit(origin).netloc != self.headers.get("Host"):
-                self._error(403, f"refused: a page from {origin} may not write revisions")
+            if origin is not None and origin != f"http://{self.headers.get('Host')}":
+                self._error(403, f"refused: a page from {shown(origin)} may not write revisions")
                 return
             if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
                 self._error(415, "expected Content-Type: application/json")
@@ -377,13 +446,8 @@ def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
             if not 0 < size <= MAX_BODY_BYTES:
                 self._error(413, f"expected a JSON body of 1 to {MAX_BODY_BYTES} bytes")
                 return
-            try:
-                body = json.loads(self.rfile.read(size).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                self._error(400, "expected a JSON object {id, decision, explanation}")
-                return
-            if not isinstance(body, dict):
-                self._error(400, "expected a JSON object {id, decision, explanation}")
+            body = self._json_body(size)
+            if body is None:
                 return
             try:
                 record = app.log.append(body.get("id"), body.get("decision"), body.get("explanation"))
@@ -394,6 +458,27 @@ def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                 self._error(500, f"{app.log.path}: could not save ({e.strerror or e})")
                 return
             self._json(200, app.log.state(app.samples[record["id"]]))
+
+        def _json_body(self, size: int) -> dict[str, Any] | None:
+            """The request's JSON object, or None after a 400 saying why (not UTF-8 or JSON, past the JSON
+            limits, a lone surrogate that no file can hold, not an object)."""
+            from gleamx.data.text import parse_json, surrogate_problem
+
+            expected = "expected a JSON object {id, decision, explanation}"
+            try:
+                text = self.rfile.read(size).decode("utf-8")
+                body = parse_json(text)
+            except ValueError as e:  # UnicodeDecodeError included
+                self._error(400, f"{expected} ({first_line(e)})")
+                return None
+            problem = surrogate_problem("POST /api/revision", None, text, body)
+            if problem is not None:
+                self._error(400, str(problem))
+                return None
+            if not isinstance(body, dict):
+                self._error(400, f"{expected}, got {type(body).__name__}")
+                return None
+            return body
 
     return Handler
 
@@ -477,7 +562,7 @@ def export_sheet(cfg: ReviewExportConfig) -> SheetExport:
         with out.open("w", encoding="utf-8-sig", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=SHEET_COLUMNS)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: as_text_cell(v) for k, v in row.items()} for row in rows)
     else:
         with out.open("w", encoding="utf-8", newline="\n") as f:
             for row in rows:
@@ -491,8 +576,25 @@ def export_sheet(cfg: ReviewExportConfig) -> SheetExport:
     return SheetExport(out, len(rows), len(latest))
 
 
+def _formula_like(value: str) -> bool:
+    """Whether ``value``, less any leading apostrophes, starts like a formula. Apostrophes count so that a text
+    that itself starts with ``'=`` gets one more, and reading undoes exactly what writing did."""
+    return value.lstrip("'").startswith(FORMULA_STARTS)
+
+
+def as_text_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: ``'`` before a value that would start a formula."""
+    return "'" + value if isinstance(value, str) and _formula_like(value) else value
+
+
+def from_text_cell(value: Any) -> Any:
+    """The value :func:`as_text_cell` was given: one leading ``'`` dropped where it added one, nothing else."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") and _formula_like(value) else value
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line, row)`` of a CSV sheet; ``line`` is where the row starts (a cell may span lines)."""
+    """``(line, row)`` of a CSV sheet, its cells as written before export protected them from formulas;
+    ``line`` is where the row starts (a cell may span lines)."""
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
@@ -505,6 +607,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             for row in reader:
                 if None in row:
                     raise GleamDataError.at(str(path), start, "row", "more cells than the header has columns")
+                row = {k: from_text_cell(v) for k, v in row.items()}
                 if any((v or "").strip() for v in row.values()):
                     explanation = {lang: row.get(lang) or "" for lang in LANGS}
                     yield start, {"id": (row.get("id") or "").strip(), "decision": row.get("decision"),
@@ -678,7 +781,7 @@ def import_revisions(cfg: ReviewImportConfig) -> ImportSummary:
     return ImportSummary(out, written, stats, cfg.keep_unreviewed)
 
 
-__all__ = ["DECISIONS", "ImportSummary", "ReviewApp", "ReviewExportConfig", "ReviewImportConfig",
-           "ReviewServeConfig", "RevisionLog", "SheetExport", "check_revision", "default_revisions_path",
-           "edit_stats", "export_sheet", "import_revisions", "levenshtein", "make_server", "read_revisions",
-           "read_sheet", "serve_review"]
+__all__ = ["DECISIONS", "FORMULA_STARTS", "ImportSummary", "ReviewApp", "ReviewExportConfig", "ReviewImportConfig",
+           "ReviewServeConfig", "RevisionLog", "SheetExport", "as_text_cell", "check_revision",
+           "default_revisions_path", "edit_stats", "export_sheet", "from_text_cell", "host_allowed",
+           "import_revisions", "levenshtein", "make_server", "read_revisions", "read_sheet", "serve_review"]

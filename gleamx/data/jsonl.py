@@ -12,7 +12,7 @@ from typing import Any
 from gleamx.data.images import open_image
 from gleamx.data.paths import record_image_roots
 from gleamx.data.schema import GleamSample, samples_of
-from gleamx.data.text import iter_lines, surrogate_problem
+from gleamx.data.text import iter_lines, parse_json, surrogate_problem
 from gleamx.errors import GleamDataError, Problem
 
 
@@ -32,9 +32,9 @@ def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            row = Problem(str(path), lineno, "json", f"expected one JSON object per line ({e.msg} at column {e.colno})")
+            row = parse_json(line)
+        except ValueError as e:
+            row = Problem(str(path), lineno, "json", f"expected one JSON object per line ({e})")
         else:
             row = surrogate_problem(str(path), lineno, line, row) or row
         yield lineno, row

@@ -12,7 +12,6 @@ with ``skip_bad=True``, bad records are left out and counted.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from gleamx.data.arrow import batch_rows, write_dataset
 from gleamx.data.check import RAW_FEATURES, Checker, Record, checked, empty_dataset, raw_row
 from gleamx.data.hf import hf_record, hf_splits, parse_column_mapping, prepare_hf
 from gleamx.data.jsonl import iter_jsonl_rows
+from gleamx.data.text import parse_json
 from gleamx.data.paths import MANIFEST_NAME, ImageRoots
 from gleamx.sources import looks_like_path, missing_path
 from gleamx.data.schema import FEATURES, SPLITS, GleamSample, base_split, canonical_split, samples_of
@@ -61,8 +61,8 @@ def _peek_is_sharegpt(path: Path) -> bool:
             line = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
             if line.strip():
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
+                    row = parse_json(line)
+                except ValueError:  # the reader reports it, with its line
                     return False
                 return isinstance(row, dict) and ("messages" in row or "conversations" in row)
     return False

@@ -81,11 +81,14 @@ def read_manifest(directory: str | os.PathLike) -> list[str]:
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
         return []
-    from gleamx.data.text import read_text
+    from gleamx.data.text import MAX_JSON_DEPTH, json_too_deep, read_text
 
     name = str(path)
+    text = read_text(path)
+    if json_too_deep(text):
+        raise GleamDataError.at(name, None, "json", f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        data = json.loads(read_text(path))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise GleamDataError.at(name, e.lineno, "json", f"expected a JSON object ({e.msg})") from None
     roots = data.get("image_roots") if isinstance(data, dict) else None

@@ -4,6 +4,11 @@ A byte that is not UTF-8 (or a file cut inside a multi-byte character) becomes o
 :class:`~gleamx.errors.Problem` naming its line and byte offset, and the lines after it are
 still read, so one bad line does not hide the rest. A JSON ``\\ud800``-style escape of a lone
 surrogate is reported the same way: it is not text either, and writing it back would fail.
+
+Limits, so a hostile file costs a line of output, not memory or a traceback: a line longer than
+``MAX_LINE_BYTES`` is skipped in small reads and reported; JSON is parsed by :func:`parse_json`, which refuses
+nesting deeper than ``MAX_JSON_DEPTH`` before parsing (Python's parser recurses per level) and an integer too long
+for Python to convert.
 """
 
 from __future__ import annotations
@@ -14,12 +19,80 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gleamx.errors import GleamDataError, Problem
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
+
+MAX_LINE_BYTES = 64 << 20   # one record; a gleamx sample is a few KB (its images are paths)
+MAX_JSON_DEPTH = 64         # a sample nests 3 levels; Python's parser recurses per level
+_READ = 1 << 20             # how much of an over-long line is read at a time while it is skipped
+
+
+def raw_lines(f: BinaryIO, limit: int | None = None) -> Iterator[bytes | int]:
+    """Each line of the binary file ``f`` (with its newline), or, for a line longer than ``limit`` bytes
+    (default ``MAX_LINE_BYTES``), its length: such a line is skipped in small reads, never held whole."""
+    limit = limit or MAX_LINE_BYTES
+    while True:
+        raw = f.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield raw
+            continue
+        size = len(raw)
+        while raw and not raw.endswith(b"\n"):
+            raw = f.readline(_READ)
+            size += len(raw)
+        yield size
+
+
+def _too_long(file: str | os.PathLike, line: int, size: int) -> Problem:
+    """``file:line: line: longer than N bytes (M); expected one record per line``."""
+    return Problem(str(file), line, "line", f"longer than {MAX_LINE_BYTES} bytes ({size}); expected one record "
+                                            "per line")
+
+
+def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON ``text`` nests lists and objects deeper than ``limit``: brackets are counted outside
+    strings, before any parsing, in one pass."""
+    if text.count("[") + text.count("{") <= limit:  # fast path: too few brackets to nest that deep
+        return False
+    depth, in_string, skip = 0, False, -1
+    for m in _JSON_SPECIAL.finditer(text):
+        c, i = m.group(), m.start()
+        if in_string:
+            if i == skip:  # the character a backslash escapes
+                continue
+            if c == "\\":
+                skip = i + 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)`` within limits; a ``ValueError`` whose message is one line otherwise: not JSON
+    (``msg at column N``), nested deeper than ``MAX_JSON_DEPTH``, or an integer too long to convert."""
+    if json_too_deep(text):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{e.msg} at column {e.colno}") from None
+    except ValueError:  # int("9" * 5000): more digits than sys.get_int_max_str_digits()
+        raise ValueError("a number too long to convert (more digits than Python converts)") from None
 
 
 def utf8_problem(file: str | os.PathLike, line: int | None, file_offset: int, line_offset: int | None = None,
@@ -32,11 +105,16 @@ def utf8_problem(file: str | os.PathLike, line: int | None, file_offset: int, li
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | Problem]]:
     """``(line_number, text)`` for every line of a file, or ``(line_number, Problem)`` for a line that is
-    not UTF-8. A UTF-8 byte-order mark at the start is dropped. Lines keep their ``\\n``."""
+    not UTF-8 or longer than ``MAX_LINE_BYTES``. A UTF-8 byte-order mark at the start is dropped. Lines keep
+    their ``\\n``."""
     path = Path(path)
     offset = 0
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        for lineno, raw in enumerate(raw_lines(f), start=1):
+            if isinstance(raw, int):
+                offset += raw
+                yield lineno, _too_long(path, lineno, raw)
+                continue
             start, offset = offset, offset + len(raw)
             skip = 3 if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else 0
             try:
@@ -142,6 +220,10 @@ def iter_json_list(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             row, end = decoder.raw_decode(text, i)
         except json.JSONDecodeError as e:
             raise fail(e.pos, f"expected a JSON list of conversations ({e.msg})") from None
+        except RecursionError:  # a whole file is not scanned for depth first (too slow): its parser stops
+            raise fail(i, f"row {index + 1} nests too deeply to parse") from None
+        except ValueError:  # an integer with more digits than Python converts
+            raise fail(i, f"row {index + 1} holds a number too long to convert") from None
         index += 1
         bad = _SURROGATE.search(text, i, end)
         if bad is not None:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -62,19 +61,22 @@ def end_with_newline(path: str | Path) -> None:
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each complete line of a cache that is a UTF-8 JSON object.
 
-    Anything else (a partial last line, bytes that are not UTF-8, not JSON) is skipped: in a cache
-    it is a record lost to a kill, and it is simply made again.
+    Anything else (a partial last line, bytes that are not UTF-8, not JSON, a line past
+    :func:`gleamx.data.text.parse_json`'s limits) is skipped: in a cache it is a record lost to a kill, and it
+    is simply made again.
     """
+    from gleamx.data.text import parse_json, raw_lines
+
     path = Path(path)
     if not path.is_file():
         return
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                continue  # half-written by a killed run
+        for lineno, raw in enumerate(raw_lines(f), start=1):
+            if isinstance(raw, int) or not raw.endswith(b"\n"):
+                continue  # over-long (never a record gleamx wrote), or half-written by a killed run
             try:
-                row = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+                row = parse_json(raw.decode("utf-8"))
+            except ValueError:  # not UTF-8, not JSON, or past parse_json's limits
                 continue
             if isinstance(row, dict):
                 yield lineno, row

@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from gleamx.checks import check_choice, check_int, check_pixel_budget, check_positive, field_help
+from gleamx.checks import (BATCH_MAX, COUNT_MAX, PIXELS_MAX, RETRIES_MAX, SECONDS_MAX, TOKENS_MAX, WORKERS_MAX,
+                           check_choice, check_int, check_pixel_budget, check_positive, check_ranges, field_help)
 from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 from gleamx.eval.decoding import greedy_decoding
@@ -36,16 +37,19 @@ class EvalConfig:
         "for Hugging Face datasets: gleamx_field=column pairs, e.g. query_image=drone,label=match"))
     task: Task = field(default="explain", metadata=field_help("explain: verdict and explanation; label: the verdict alone"))
     backend: Backend = field(default="hf", metadata=field_help("vllm needs the 'vllm' extra and a GPU"))
-    batch_size: int = field(default=8, metadata=field_help("samples per generation batch"))
-    max_new_tokens: int = field(default=256, metadata=field_help("longest answer generated"))
+    batch_size: int = field(default=8, metadata=field_help("samples per generation batch", low=1, high=BATCH_MAX))
+    max_new_tokens: int = field(default=256, metadata=field_help("longest answer generated", low=1, high=TOKENS_MAX))
     repetition_penalty: float = field(default=1.0, metadata=field_help(
         "greedy decoding's repetition penalty (1.0: none); the checkpoint's generation_config.json is never "
-        "used, so every backend decodes alike"))
-    limit: int | None = field(default=None, metadata=field_help("evaluate only the first N samples (N >= 1)"))
+        "used, so every backend decodes alike", low=0, high=10))
+    limit: int | None = field(default=None, metadata=field_help("evaluate only the first N samples (N >= 1)", low=1,
+                                                                high=COUNT_MAX))
     min_pixels: int | None = field(default=None, metadata=field_help(
-        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)"))
+        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)", low=1,
+        high=PIXELS_MAX))
     max_pixels: int | None = field(default=None, metadata=field_help(
-        "override the per-image pixel budget (default: the one the adapter's run trained with)"))
+        "override the per-image pixel budget (default: the one the adapter's run trained with)", low=1,
+        high=PIXELS_MAX))
     dtype: Dtype = field(default="auto", metadata=field_help("weights' dtype"))
     sbert_model: str | None = field(default=None, metadata=field_help(
         "sentence-transformers id or path for explanation similarity (default: multilingual-e5-small from the "
@@ -60,13 +64,16 @@ class EvalConfig:
         "e.g. https://api.openai.com/v1 or a vLLM server"))
     judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata=field_help(
         "environment variable holding the API key"))
-    judge_concurrency: int = field(default=8, metadata=field_help("judge requests in flight at once"))
+    judge_concurrency: int = field(default=8, metadata=field_help("judge requests in flight at once", low=1,
+                                                                  high=WORKERS_MAX))
     judge_timeout: float = field(default=60.0, metadata=field_help(
-        "seconds one judge request may take before it is retried (default 60)"))
+        "seconds one judge request may take before it is retried (default 60)", low=0, high=SECONDS_MAX))
     judge_max_retries: int = field(default=5, metadata=field_help(
         "retries of a judge request after a timeout, 429 or 5xx (default 5); then the run stops, and a rerun "
-        "resumes from judge.jsonl"))
-    bootstrap: int = field(default=1000, metadata=field_help("bootstrap resamples for 95%% intervals (0: none)"))
+        "resumes from judge.jsonl", low=0, high=RETRIES_MAX))
+    # each resample recomputes every metric: 100k already takes minutes on a large test set
+    bootstrap: int = field(default=1000, metadata=field_help("bootstrap resamples for 95%% intervals (0: none)",
+                                                             low=0, high=100_000))
     overwrite: bool = field(default=False, metadata=field_help(
         "discard what --output holds from another model, adapter, decoding config or mode"))
 
@@ -100,6 +107,7 @@ class EvalConfig:
             check_int(flag, value, low, optional=optional)
         check_pixel_budget("--min-pixels", self.min_pixels, "--max-pixels", self.max_pixels)
         check_positive("--judge-timeout", self.judge_timeout, what="a positive number of seconds")
+        check_ranges(self)
 
     def generation_config(self) -> dict[str, Any]:
         """The full decoding config both backends get (greedy; see :func:`gleamx.eval.decoding.greedy_decoding`)."""

@@ -18,7 +18,7 @@ from gleamx.data.jsonl import images_dir, sample_to_json, save_in_memory_images
 from gleamx.data.paths import record_image_roots
 from gleamx.data.schema import GleamSample, samples_of
 from gleamx.data.sharegpt import IMAGE_TOKEN
-from gleamx.data.text import read_text
+from gleamx.data.text import MAX_JSON_DEPTH, json_too_deep, read_text
 from gleamx.errors import GleamDataError
 from gleamx.prompts.messages import answer_with_verdict, sample_languages
 from gleamx.task.templates import user_prompt
@@ -60,8 +60,11 @@ def _read_info(info_path: Path) -> dict[str, Any]:
     """The ``dataset_info.json`` beside the output (read before writing anything: a broken one stops here)."""
     if not info_path.is_file():
         return {}
+    text = read_text(info_path)
+    if json_too_deep(text):
+        raise GleamDataError.at(str(info_path), None, "json", f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        info = json.loads(read_text(info_path))
+        info = json.loads(text)
     except json.JSONDecodeError as e:
         raise GleamDataError.at(str(info_path), e.lineno, "json", f"expected a JSON object ({e.msg})") from None
     if not isinstance(info, dict):

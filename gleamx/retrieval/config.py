@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from gleamx.checks import check_at_least, check_choice, check_int, check_positive
+from gleamx.checks import (BATCH_MAX, COUNT_MAX, SECONDS_MAX, SEED_MAX, SIDE_MAX, WORKERS_MAX, check_at_least,
+                           check_choice, check_field, check_int, check_positive, check_ranges, field_help)
 from gleamx.choices import SPLITS, VIEWS
 from gleamx.errors import GleamConfigError
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
 """accelerate's mixed-precision modes."""
 
+
+_EPOCHS = 10_000  # epochs (and checkpoints kept): more than any run trains
 
 PHASE_KEYS = ("name", "views", "epochs", "learning_rate", "batch_size", "view_mix", "warmup_steps",
               "hard_negatives", "hard_negatives_from_epoch")
@@ -80,7 +84,8 @@ class RetrievalConfig:
     encoder_kwargs: dict[str, Any] | str | None = field(default=None, metadata={
         "help": "keyword arguments for the backbone's constructor (timm/open_clip create_model, the hf config), "
                 "e.g. a small config for tests; JSON on the command line"})
-    img_size: int = field(default=384, metadata={"help": "square input side for every view (tiny: 64)"})
+    img_size: int = field(default=384, metadata=field_help("square input side for every view (tiny: 64)", low=1,
+                                                           high=SIDE_MAX))
     # list[str], not list[View]: HfArgumentParser cannot parse a list of Literal values; __post_init__ checks them.
     views: list[str] | None = field(default=None, metadata={"help": "query views to train on (default: all)"})
     view_mix: dict[str, float] | str | None = field(default=None, metadata={
@@ -90,19 +95,22 @@ class RetrievalConfig:
         "help": "train in phases, each continuing from the last one's weights in the same output_dir: a list of "
                 f"mappings with any of {', '.join(PHASE_KEYS)} (others: the top-level value); JSON on the "
                 "command line. Unset: one phase of the top-level settings"})
-    epochs: int = 1
-    batch_size: int = field(default=32, metadata={
-        "help": "pairs per optimizer step over all processes, one per location; each process embeds "
-                "batch_size / num_processes of them and InfoNCE sees the gathered whole"})
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: float = field(default=0.1, metadata={"help": "warm-up steps, or a fraction of all steps if < 1"})
-    label_smoothing: float = 0.1
-    hard_negatives: int = field(default=0, metadata={
-        "help": "Dynamic Similarity Sampling: pairs of the most similar other locations pulled into each "
-                "anchor's batch (0: random batches)"})
-    hard_negatives_from_epoch: int = field(default=1, metadata={
-        "help": "first epoch (0-based; in a phase, counted from the phase's first) that samples by similarity"})
+    epochs: int = field(default=1, metadata=field_help("passes over the training locations", low=1, high=_EPOCHS))
+    batch_size: int = field(default=32, metadata=field_help(
+        "pairs per optimizer step over all processes, one per location; each process embeds batch_size / "
+        "num_processes of them and InfoNCE sees the gathered whole", low=2, high=BATCH_MAX))
+    # 1: past it AdamW diverges at once; a typo, not a setting
+    learning_rate: float = field(default=1e-3, metadata=field_help("peak learning rate (AdamW)", low=0, high=1))
+    weight_decay: float = field(default=0.01, metadata=field_help("AdamW's decoupled weight decay", low=0, high=1))
+    warmup_steps: float = field(default=0.1, metadata=field_help(
+        "warm-up steps, or a fraction of all steps if < 1", low=0, high=COUNT_MAX))
+    label_smoothing: float = field(default=0.1, metadata=field_help("InfoNCE's label smoothing", low=0, high=1))
+    hard_negatives: int = field(default=0, metadata=field_help(
+        "Dynamic Similarity Sampling: pairs of the most similar other locations pulled into each anchor's batch "
+        "(0: random batches)", low=0, high=BATCH_MAX))
+    hard_negatives_from_epoch: int = field(default=1, metadata=field_help(
+        "first epoch (0-based; in a phase, counted from the phase's first) that samples by similarity", low=0,
+        high=_EPOCHS))
     gather_features: bool = field(default=True, metadata={
         "help": "multi-process: all-gather embeddings (with gradient) so every pair's negatives are the whole "
                 "global batch, as in OpenCLIP; off: each process's InfoNCE sees only its own slice"})
@@ -110,18 +118,22 @@ class RetrievalConfig:
     eval_split: str | None = field(default="val", metadata={"help": "split scored after every epoch (None: none)"})
     eval_data: str | None = field(default=None, metadata={
         "help": "dataset dir for eval_split when it is not `data` (e.g. a converted test set: one split per dir)"})
-    eval_batch_size: int = 64
+    eval_batch_size: int = field(default=64, metadata=field_help("images per embedding batch when scoring", low=1,
+                                                                 high=BATCH_MAX))
     mixed_precision: MixedPrecision = field(default="no", metadata={
         "help": "accelerate mixed precision: no, bf16 or fp16"})
-    num_workers: int = 0
-    seed: int = 0
-    save_total_limit: int | None = field(default=2, metadata={
-        "help": "keep only the newest N checkpoint-<epoch> dirs (None: all); each holds weights + optimizer state"})
-    ddp_timeout: int = field(default=10800, metadata={
-        "help": "seconds processes wait for each other (rank 0 scores the eval split and mines neighbours alone)"})
+    num_workers: int = field(default=0, metadata=field_help("DataLoader workers that decode images", low=0,
+                                                            high=WORKERS_MAX))
+    seed: int = field(default=0, metadata=field_help("random seed", low=0, high=SEED_MAX))
+    save_total_limit: int | None = field(default=2, metadata=field_help(
+        "keep only the newest N checkpoint-<epoch> dirs (None: all); each holds weights + optimizer state", low=1,
+        high=_EPOCHS))
+    ddp_timeout: int = field(default=10800, metadata=field_help(
+        "seconds processes wait for each other (rank 0 scores the eval split and mines neighbours alone)", low=1,
+        high=SECONDS_MAX))
     resume_from_checkpoint: str | None = field(default=None, metadata={
         "help": "a checkpoint-<epoch> dir of this output_dir to continue from"})
-    logging_steps: int = 10
+    logging_steps: int = field(default=10, metadata=field_help("log the loss every N steps", low=1, high=COUNT_MAX))
     push_to_hub: bool = field(default=False, metadata={
         "help": "upload the encoder, card and logs (not checkpoints) when training ends; token from HF_TOKEN or login"})
     hub_model_id: str | None = field(default=None, metadata={"help": "user/name on the Hub"})
@@ -154,6 +166,8 @@ class RetrievalConfig:
         for name in ("hard_negatives", "num_workers"):
             check_int(name, getattr(self, name), 0)
         check_int("save_total_limit", self.save_total_limit, 1, optional=True)
+        check_int("ddp_timeout", self.ddp_timeout, 1)
+        check_int("seed", self.seed, 0)
         for view in self.views or []:
             check_choice("views", view, VIEWS)
         self.encoder_kwargs = _mapping("encoder_kwargs", self.encoder_kwargs)
@@ -169,10 +183,12 @@ class RetrievalConfig:
             if canonical_split(self.eval_split) not in SPLITS:
                 raise GleamConfigError(f"eval_split: expected one of {', '.join(SPLITS)} (any case) or None, "
                                        f"got {self.eval_split!r}")
+        check_ranges(self, str)
 
     def phase_plan(self) -> list[Phase]:
         """The phases to train, in order; without ``phases``, one of the top-level settings."""
         entries = self.phases or [{}]
+        fields = {f.name: f for f in dataclasses.fields(self)}
         plan = []
         for n, entry in enumerate(entries):
             where = f"phases[{n}]" if self.phases else ""
@@ -197,6 +213,9 @@ class RetrievalConfig:
             check_at_least(label("warmup_steps"), get["warmup_steps"], 0)
             check_int(label("hard_negatives"), get["hard_negatives"], 0)
             check_int(label("hard_negatives_from_epoch"), get["hard_negatives_from_epoch"], 0)
+            for key in entry:  # a phase's own numbers meet the ranges of the top-level settings they replace
+                if key in fields:
+                    check_field(fields[key], label(key), entry[key])
             mix = parse_view_mix(label("view_mix"), get["view_mix"], views)
             name = entry.get("name") or (f"phase-{n + 1}" if self.phases else "train")
             plan.append(Phase(name=str(name), views=views, epochs=get["epochs"],
@@ -207,12 +226,9 @@ class RetrievalConfig:
 
 
 def _yaml_value(name: str, value: str) -> Any:
-    import yaml  # JSON is YAML too: one parser for the command line's JSON and a YAML flow mapping
+    from gleamx.parsing import load_yaml  # JSON is YAML too: one parser, with one set of limits
 
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError as e:
-        raise GleamConfigError(f"{name}: not valid JSON/YAML ({str(e).splitlines()[0]})") from None
+    return load_yaml(value, name, what="JSON/YAML")
 
 
 def _mapping(name: str, value: Any) -> dict[str, Any] | None:

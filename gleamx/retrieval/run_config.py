@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gleamx.checks import check_choice, check_given, check_int, check_pixel_budget, check_positive, comma_list
+from gleamx.checks import (BATCH_MAX, CANDIDATES_MAX, COUNT_MAX, PIXELS_MAX, SIDE_MAX, TOKENS_MAX, WORKERS_MAX,
+                           check_choice, check_given, check_int, check_pixel_budget, check_positive, check_ranges,
+                           comma_list, field_help, shown)
 from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 
@@ -22,7 +24,7 @@ def _int_list(flag: str, value: list | None) -> list[int] | None:
     else:
         bad = ks is not None and (not ks or min(ks) < 1)
     if bad:
-        raise GleamConfigError(f"{flag}: expected comma-separated integers >= 1, got {value!r}")
+        raise GleamConfigError(f"{flag}: expected comma-separated integers >= 1, got {shown(value)}")
     return ks
 
 
@@ -43,12 +45,14 @@ class RetrievalEvalConfig:
     output: str = field(metadata={"help": "directory for retrieval_results.json"})
     split: str = field(default="test", metadata={"help": "split to score"})
     views: list[str] | None = field(default=None, metadata={"help": _VIEWS_HELP})
-    ks: list[int] | None = field(default=None, metadata={
-        "help": "R@k cutoffs, e.g. 1,5,10 (the default; a k >= the gallery size is then reported as null with a "
-                "note, and is an error when named here)"})
-    batch_size: int = field(default=64, metadata={"help": "images per embedding batch"})
-    img_size: int = field(default=64, metadata={"help": "input size of the untrained 'tiny' encoder"})
-    num_workers: int = field(default=4, metadata={"help": "DataLoader workers that decode images"})
+    ks: list[int] | None = field(default=None, metadata=field_help(
+        "R@k cutoffs, e.g. 1,5,10 (the default; a k >= the gallery size is then reported as null with a note, and "
+        "is an error when named here)", low=1, high=COUNT_MAX))
+    batch_size: int = field(default=64, metadata=field_help("images per embedding batch", low=1, high=BATCH_MAX))
+    img_size: int = field(default=64, metadata=field_help("input size of the untrained 'tiny' encoder", low=1,
+                                                          high=SIDE_MAX))
+    num_workers: int = field(default=4, metadata=field_help("DataLoader workers that decode images", low=0,
+                                                            high=WORKERS_MAX))
     embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
 
     def __post_init__(self) -> None:
@@ -59,6 +63,7 @@ class RetrievalEvalConfig:
         check_int("--batch-size", self.batch_size, 1)
         check_int("--img-size", self.img_size, 1)
         check_int("--num-workers", self.num_workers, 0)
+        check_ranges(self)
 
 
 @dataclass(kw_only=True)
@@ -71,21 +76,25 @@ class LocalizeConfig:
     output: str = field(metadata={"help": "directory for localize_results.json, ranked.jsonl and verify/"})
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter dir from recipes/sft.py"})
     split: str = field(default="test", metadata={"help": "split whose queries are localized"})
-    k: int | None = field(default=None, metadata={
-        "help": "candidates per query (default 5, or every tile of a smaller gallery; a --k above the gallery "
-                "size is an error)"})
+    k: int | None = field(default=None, metadata=field_help(
+        "candidates per query (default 5, or every tile of a smaller gallery; a --k above the gallery size is an "
+        "error)", low=1, high=CANDIDATES_MAX))
     lang: Lang = field(default="en", metadata={"help": "language of the MLLM's prompts and answers"})
     task: Task = field(default="label", metadata={"help": "explain: the MLLM explains each pair"})
     views: list[str] | None = field(default=None, metadata={"help": _VIEWS_HELP})
-    limit: int | None = field(default=None, metadata={"help": "only the first N queries"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per MLLM batch"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "default 16 (label) or 256 (explain)"})
-    repetition_penalty: float = field(default=1.0, metadata={"help": "greedy decoding's repetition penalty (1.0: none)"})
+    limit: int | None = field(default=None, metadata=field_help("only the first N queries", low=1, high=COUNT_MAX))
+    batch_size: int = field(default=8, metadata=field_help("pairs per MLLM batch", low=1, high=BATCH_MAX))
+    max_new_tokens: int | None = field(default=None, metadata=field_help("default 16 (label) or 256 (explain)",
+                                                                         low=1, high=TOKENS_MAX))
+    repetition_penalty: float = field(default=1.0, metadata=field_help(
+        "greedy decoding's repetition penalty (1.0: none)", low=0, high=10))
     dtype: Dtype = field(default="auto", metadata={"help": "the MLLM's weights' dtype"})
-    min_pixels: int | None = field(default=None, metadata={
-        "help": "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)"})
-    max_pixels: int | None = field(default=None, metadata={
-        "help": "override the per-image pixel budget (default: the one the adapter's run trained with)"})
+    min_pixels: int | None = field(default=None, metadata=field_help(
+        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)", low=1,
+        high=PIXELS_MAX))
+    max_pixels: int | None = field(default=None, metadata=field_help(
+        "override the per-image pixel budget (default: the one the adapter's run trained with)", low=1,
+        high=PIXELS_MAX))
     overwrite: bool = field(default=False, metadata={"help": "discard verifications made with another config"})
     embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
 
@@ -102,6 +111,7 @@ class LocalizeConfig:
         check_pixel_budget("--min-pixels", self.min_pixels, "--max-pixels", self.max_pixels)
         check_int("--batch-size", self.batch_size, 1)
         check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
+        check_ranges(self)
 
     @property
     def candidates(self) -> int:

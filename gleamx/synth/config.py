@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gleamx.checks import check_choice, check_given, check_int
+from gleamx.checks import SEED_MAX, check_choice, check_given, check_int, check_ranges, field_help
 from gleamx.choices import DIFFICULTY_NAMES, Difficulty
 from gleamx.errors import GleamConfigError
 from gleamx.outputs import overwrite_option
@@ -15,9 +15,11 @@ class SynthConfig:
     """Generate the procedural cross-view dataset."""
 
     out: str = field(metadata={"help": "output directory"})
-    n: int = field(default=400, metadata={"help": "number of image pairs"})
-    seed: int = field(default=0, metadata={"help": "random seed (the same seed writes the same bytes)"})
-    image_size: int = field(default=128, metadata={"help": "satellite tile side in pixels"})
+    # every pair is rendered and held as images: a million already takes hours
+    n: int = field(default=400, metadata=field_help("number of image pairs", low=1, high=1_000_000))
+    seed: int = field(default=0, metadata=field_help("random seed (the same seed writes the same bytes)", low=0,
+                                                     high=SEED_MAX))
+    image_size: int = field(default=128, metadata=field_help("satellite tile side in pixels", low=16, high=4096))
     difficulty: Difficulty = field(default="medium", metadata={
         "help": "toy: each location washed in its own land-cover colour, decidable from colour alone"})
     overwrite: bool = overwrite_option()
@@ -29,3 +31,4 @@ class SynthConfig:
         check_int("--seed", self.seed, 0)
         check_int("--image-size", self.image_size, 16)
         check_choice("--difficulty", self.difficulty, DIFFICULTY_NAMES)
+        check_ranges(self)

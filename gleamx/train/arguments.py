@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
-from gleamx.checks import check_at_least, check_choice, check_int, check_pixel_budget, check_positive
+from gleamx.checks import (COUNT_MAX, PIXELS_MAX, check_at_least, check_choice, check_int, check_pixel_budget,
+                           check_positive, check_ranges, field_help, recipe_option)
 from gleamx.choices import FORMATS, LANGS_OR_BOTH, TASKS, DataFormat, LangOrBoth, Task
 from gleamx.errors import GleamConfigError
 from gleamx.train.rewards import REWARD_NAMES, check_reward_names
@@ -16,6 +17,7 @@ from gleamx.train.rewards import REWARD_NAMES, check_reward_names
 # so a plain name list would put LoRA on the vision tower too.
 LLM_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 VISION_LORA_TARGETS = r".*visual\.blocks.*\.(qkv|proj|attn\.proj|gate_proj|up_proj|down_proj|linear_fc1|linear_fc2)"
+_CHARS_MAX = 1_000_000  # characters of one generated explanation
 
 
 @dataclass
@@ -28,16 +30,20 @@ class GleamScriptArguments(ScriptArguments):
     )
     lang: LangOrBoth = field(default="both", metadata={"help": "en, zh or both (one example per language)"})
     task: Task = field(default="explain", metadata={"help": "explain (explanation + verdict) or label (verdict only)"})
-    min_pixels: int | None = field(default=None, metadata={"help": "per-image pixel floor for the image processor"})
-    max_pixels: int | None = field(
-        default=None, metadata={"help": "per-image pixel budget; bounds image tokens (Qwen's default is 12.8M pixels)"}
-    )
+    min_pixels: int | None = field(default=None, metadata=field_help(
+        "per-image pixel floor for the image processor", low=1, high=PIXELS_MAX))
+    max_pixels: int | None = field(default=None, metadata=field_help(
+        "per-image pixel budget; bounds image tokens (Qwen's default is 12.8M pixels)", low=1, high=PIXELS_MAX))
     freeze_vision_tower: bool = field(default=True, metadata={"help": "keep the vision encoder frozen"})
     freeze_merger: bool = field(default=False, metadata={"help": "keep the vision->text merger (projector) frozen"})
-    vision_lr: float | None = field(default=None, metadata={"help": "learning rate of the vision tower (if trained)"})
-    merger_lr: float | None = field(default=None, metadata={"help": "learning rate of the merger (if trained)"})
+    # 1: past it AdamW diverges at once; a typo, not a setting
+    vision_lr: float | None = field(default=None, metadata=field_help(
+        "learning rate of the vision tower (if trained)", low=0, high=1))
+    merger_lr: float | None = field(default=None, metadata=field_help(
+        "learning rate of the merger (if trained)", low=0, high=1))
     lora_vision: bool = field(default=False, metadata={"help": "LoRA on the vision tower's linear layers too"})
-    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training samples"})
+    max_train_samples: int | None = field(default=None, metadata=field_help(
+        "use only the first N training samples", low=1, high=COUNT_MAX))
     skip_bad: bool = field(default=False, metadata={"help": "skip bad records (and report how many) instead of stopping"})
     allow_outside_paths: bool = field(
         default=False, metadata={"help": "accept image paths that resolve outside the dataset directory"}
@@ -65,6 +71,7 @@ class GleamScriptArguments(ScriptArguments):
         if self.padding_free_vl is not None and not isinstance(self.padding_free_vl, bool):
             raise GleamConfigError(
                 f"recipe: padding_free_vl: expected true, false or null (auto), got {self.padding_free_vl!r}")
+        check_ranges(self, recipe_option)  # a subclass's fields too
 
 
 @dataclass
@@ -80,12 +87,13 @@ class GleamGRPOArguments(GleamScriptArguments):
         default_factory=lambda: ["verdict", "format", "consistency"],
         metadata={"help": f"rewards to combine, weighted by reward_weights: some of {', '.join(REWARD_NAMES)}"},
     )
-    no_verdict_penalty: float = field(
-        default=0.5, metadata={"help": "verdict reward of an answer with no parseable verdict is minus this"})
-    format_min_chars: int = field(
-        default=16, metadata={"help": "format reward: shortest explanation (characters, verdict line excluded)"})
-    format_max_chars: int = field(
-        default=2000, metadata={"help": "format reward: longest explanation (characters, verdict line excluded)"})
+    # 100: a penalty a hundred times the verdict reward's scale drowns every other reward
+    no_verdict_penalty: float = field(default=0.5, metadata=field_help(
+        "verdict reward of an answer with no parseable verdict is minus this", low=0, high=100))
+    format_min_chars: int = field(default=16, metadata=field_help(
+        "format reward: shortest explanation (characters, verdict line excluded)", low=0, high=_CHARS_MAX))
+    format_max_chars: int = field(default=2000, metadata=field_help(
+        "format reward: longest explanation (characters, verdict line excluded)", low=1, high=_CHARS_MAX))
     class_balance: bool = field(
         default=False,
         metadata={"help": "weigh each prompt's rewards by n / (2 n_class) of its label, so the majority class does "

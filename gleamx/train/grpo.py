@@ -114,10 +114,11 @@ def sft_parent(source: str) -> dict[str, Any] | None:
                                    "adapter_config.json (cannot tell which base model it belongs to)")
         return {"run": str(path), "base": str(base), "adapter": True}
     if (path / "gleamx_args.yaml").is_file():  # a full fine-tune run: a model directory of its own
-        import yaml
+        from gleamx.parsing import read_yaml
 
-        args = yaml.safe_load((path / "gleamx_args.yaml").read_text(encoding="utf-8")) or {}
-        base = (args.get("model") or {}).get("model_name_or_path")
+        args = read_yaml(path / "gleamx_args.yaml", "run's arguments") or {}
+        model = args.get("model") if isinstance(args, dict) else None
+        base = model.get("model_name_or_path") if isinstance(model, dict) else None
         return {"run": str(path), "base": str(base or path), "adapter": False}
     return None
 
