@@ -61,6 +61,20 @@ def field_help(text: str, *, low: float | None = None, high: float | None = None
     return meta
 
 
+def pixel_floor_option() -> Any:
+    """The ``min_pixels`` field of every command that runs the MLLM on images (eval, localize, the app)."""
+    return dataclasses.field(default=None, metadata=field_help(
+        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)", low=1,
+        high=PIXELS_MAX))
+
+
+def pixel_budget_option() -> Any:
+    """The ``max_pixels`` field of every command that runs the MLLM on images (eval, localize, the app)."""
+    return dataclasses.field(default=None, metadata=field_help(
+        "override the per-image pixel budget (default: the one the adapter's run trained with)", low=1,
+        high=PIXELS_MAX))
+
+
 def shown(value: Any, limit: int = 80) -> str:
     """``repr(value)`` for a one-line error: a huge integer as its size (its repr may not even be allowed), a
     list item by item, anything long cut to ``limit`` characters."""

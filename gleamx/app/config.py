@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gleamx.checks import (BATCH_MAX, CANDIDATES_MAX, PIXELS_MAX, PORT_MAX, SEED_MAX, TOKENS_MAX, check_choice,
-                           check_given, check_int, check_pixel_budget, check_positive, check_ranges, field_help)
+                           check_given, check_int, check_pixel_budget, check_positive, check_ranges, field_help,
+                           pixel_budget_option, pixel_floor_option)
 from gleamx.choices import ARCHS, DTYPES, LANGS, TASKS, Arch, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 
@@ -50,12 +51,8 @@ class AppConfig:
     batch_size: int = field(default=8, metadata=field_help("candidate pairs per MLLM batch in the Localize tab",
                                                            low=1, high=BATCH_MAX))
     dtype: Dtype = field(default="auto", metadata=field_help("the MLLM's weights' dtype"))
-    min_pixels: int | None = field(default=None, metadata=field_help(
-        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)", low=1,
-        high=PIXELS_MAX))
-    max_pixels: int | None = field(default=None, metadata=field_help(
-        "override the per-image pixel budget (default: the one the adapter's run trained with)", low=1,
-        high=PIXELS_MAX))
+    min_pixels: int | None = pixel_floor_option()
+    max_pixels: int | None = pixel_budget_option()
     host: str = field(default="127.0.0.1", metadata=field_help(
         "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app to the network)"))
     port: int = field(default=7860, metadata=field_help("port to listen on (0: any free port)", low=0,

@@ -93,7 +93,8 @@ def predict(cfg: PredictConfig) -> Prediction:
     query, satellite = _image_bytes(cfg.query, "--query"), _image_bytes(cfg.satellite, "--satellite")
     app = AppConfig(model=cfg.model, adapter=cfg.adapter, lang=cfg.lang, task=cfg.task,
                     max_new_tokens=cfg.max_new_tokens, dtype=cfg.dtype, min_pixels=cfg.min_pixels,
-                    max_pixels=cfg.max_pixels, workdir=cfg.workdir, max_upload_mb=1e6, max_upload_pixels=10**12)
+                    max_pixels=cfg.max_pixels, workdir=cfg.workdir, max_upload_mb=4096,
+                    max_upload_pixels=PIXELS_MAX)  # the user's own files: the app's caps (for strangers) at their widest
     if app.tiny:
         run = demo_run(app)
         model, adapter = str(run["model"]), str(run["sft"])

@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from gleamx.checks import (BATCH_MAX, COUNT_MAX, PIXELS_MAX, RETRIES_MAX, SECONDS_MAX, TOKENS_MAX, WORKERS_MAX,
-                           check_choice, check_int, check_pixel_budget, check_positive, check_ranges, field_help)
+from gleamx.checks import (BATCH_MAX, COUNT_MAX, RETRIES_MAX, SECONDS_MAX, TOKENS_MAX, WORKERS_MAX, check_choice,
+                           check_int, check_pixel_budget, check_positive, check_ranges, field_help, pixel_budget_option,
+                           pixel_floor_option)
 from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 from gleamx.eval.decoding import greedy_decoding
@@ -44,12 +45,8 @@ class EvalConfig:
         "used, so every backend decodes alike", low=0, high=10))
     limit: int | None = field(default=None, metadata=field_help("evaluate only the first N samples (N >= 1)", low=1,
                                                                 high=COUNT_MAX))
-    min_pixels: int | None = field(default=None, metadata=field_help(
-        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)", low=1,
-        high=PIXELS_MAX))
-    max_pixels: int | None = field(default=None, metadata=field_help(
-        "override the per-image pixel budget (default: the one the adapter's run trained with)", low=1,
-        high=PIXELS_MAX))
+    min_pixels: int | None = pixel_floor_option()
+    max_pixels: int | None = pixel_budget_option()
     dtype: Dtype = field(default="auto", metadata=field_help("weights' dtype"))
     sbert_model: str | None = field(default=None, metadata=field_help(
         "sentence-transformers id or path for explanation similarity (default: multilingual-e5-small from the "

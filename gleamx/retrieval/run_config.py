@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gleamx.checks import (BATCH_MAX, CANDIDATES_MAX, COUNT_MAX, PIXELS_MAX, SIDE_MAX, TOKENS_MAX, WORKERS_MAX,
-                           check_choice, check_given, check_int, check_pixel_budget, check_positive, check_ranges,
-                           comma_list, field_help, shown)
+from gleamx.checks import (BATCH_MAX, CANDIDATES_MAX, COUNT_MAX, SIDE_MAX, TOKENS_MAX, WORKERS_MAX, check_choice,
+                           check_given, check_int, check_pixel_budget, check_positive, check_ranges, comma_list,
+                           field_help, pixel_budget_option, pixel_floor_option, shown)
 from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
 
@@ -89,12 +89,8 @@ class LocalizeConfig:
     repetition_penalty: float = field(default=1.0, metadata=field_help(
         "greedy decoding's repetition penalty (1.0: none)", low=0, high=10))
     dtype: Dtype = field(default="auto", metadata={"help": "the MLLM's weights' dtype"})
-    min_pixels: int | None = field(default=None, metadata=field_help(
-        "override the per-image pixel floor (default: the processor saved with --adapter, else --model's)", low=1,
-        high=PIXELS_MAX))
-    max_pixels: int | None = field(default=None, metadata=field_help(
-        "override the per-image pixel budget (default: the one the adapter's run trained with)", low=1,
-        high=PIXELS_MAX))
+    min_pixels: int | None = pixel_floor_option()
+    max_pixels: int | None = pixel_budget_option()
     overwrite: bool = field(default=False, metadata={"help": "discard verifications made with another config"})
     embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
 
