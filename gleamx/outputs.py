@@ -90,8 +90,11 @@ class OutputFolder:
                                   "written": names})
 
 
+OWN = (RECORD, f"{RECORD}.tmp", ".lock")  # gleamx's own bookkeeping (the record; the single-writer lock file)
+
+
 def _entries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name != RECORD) if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir() if p.name not in OWN) if folder.is_dir() else []
 
 
 def _top_name(folder: Path, written: str | os.PathLike[str]) -> str:
@@ -140,7 +143,7 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
                  overwrite: bool, inputs: Inputs = {}, writes: Iterable[str] = (),
                  marker: str | None = None, exclusive: bool = False, adopt: Iterable[str] = (),
                  overwrite_flag: str = "--overwrite", legacy_identity: Mapping[str, Any] | None = None,
-                 write: bool = True) -> OutputFolder:
+                 write: bool = True, replace: bool = True) -> OutputFolder:
     """Check ``out`` against the module's rule for ``command`` with ``identity`` (its settings, JSON-able), then
     make it, with ``--overwrite`` delete what gleamx wrote there, and record the claim. ``writes``: top-level
     names the command writes, which must not be the user's even under ``--overwrite``. ``marker``: a file the
@@ -150,7 +153,9 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
     folder, whose file names the saving library chooses and whose loader reads what it finds). ``adopt``: entries
     the user named as this run's own (a checkpoint copied in to resume from). ``overwrite_flag``: the command's
     spelling of ``--overwrite`` in the messages. ``legacy_identity``: the settings an older gleamx recorded its own
-    way (beside ``marker``). ``write=False`` only checks (the other processes of a multi-process run)."""
+    way (beside ``marker``). ``write=False`` only checks (the other processes of a multi-process run).
+    ``replace=False``: ``--overwrite`` lets the command write beside the user's files but deletes nothing (eval,
+    whose own record decides which of its answers and paid judge replies a new config may reuse)."""
     path = Path(out)
     check_not_input(path, flag, inputs)
     if path.exists() and not path.is_dir():
@@ -190,7 +195,7 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
     folder = OutputFolder(path, command, identity, kept)
     if not write:
         return folder
-    if overwrite:
+    if overwrite and replace:
         for name in ours:
             _remove(path / name)
     path.mkdir(parents=True, exist_ok=True)

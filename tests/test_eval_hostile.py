@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from gleamx.errors import GleamConfigError, GleamDataError, GleamModelError
+from gleamx.outputs import RECORD
 
 from test_judge import _key, good, stub  # noqa: F401  (tests/test_judge.py's loopback judge stub and key fixture)
 
@@ -303,7 +304,7 @@ def test_predictions_eval_does_not_overwrite_a_model_eval(data, model, straight,
 
     out = tmp_path / "out"
     shutil.copytree(straight, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name not in (".lock", RECORD)}
     samples = load_samples(data, split="test").samples
     preds = tmp_path / "p.jsonl"
     preds.write_text("".join(json.dumps({"id": s.id, "prediction": "Answer: Yes"}) + "\n" for s in samples))
@@ -312,7 +313,7 @@ def test_predictions_eval_does_not_overwrite_a_model_eval(data, model, straight,
     assert main(argv) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "holds the results of a model eval (--model" in line and "--overwrite" in line
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name not in (".lock", RECORD)} == before
     assert main([*argv, "--overwrite"]) == 0
     record = json.loads((out / "eval_config.json").read_text())
     assert record["mode"] == "predictions" and not (out / "predictions.jsonl").exists()
@@ -333,7 +334,8 @@ def test_results_without_a_record_are_not_overwritten(data, tmp_path):
     (out / "results.json").write_text("{}")
     preds = tmp_path / "p.jsonl"
     preds.write_text("")
-    with pytest.raises(GleamConfigError, match="unknown eval .no readable eval_config.json.; use another --output"):
+    with pytest.raises(GleamConfigError, match=r"holds files gleamx did not write \(e.g. results.json\); choose "
+                                               r"another --output"):
         run_eval(_cfg(data, out, predictions=str(preds)))
 
 

@@ -168,3 +168,20 @@ def test_convert_and_merge_never_write_into_their_input(tmp_path, gleamx_cli):
     r = gleamx_cli("merge", "--base", base, "--adapter", tmp_path / "adapter", "--out", base)
     assert r.returncode == 2 and f"--out: {base} is --base {base}" in r.stderr
     assert (base / "config.json").read_text() == "{}"
+
+
+def test_eval_and_models_tiny_keep_to_the_rule(tmp_path, gleamx_cli):
+    data = tmp_path / "synth"
+    assert gleamx_cli("data", "synth", "--out", data, "--n", "8").returncode == 0
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("")
+    r = gleamx_cli("eval", "--predictions", preds, "--data", data, "--output", data / "eval", "--overwrite")
+    assert r.returncode == 2 and f"--output: {data / 'eval'} lies in --data {data}" in r.stderr
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("my report")
+    r = gleamx_cli("eval", "--predictions", preds, "--data", data, "--output", mine)
+    assert r.returncode == 2 and "holds files gleamx did not write (e.g. report.html)" in r.stderr
+    assert (mine / "report.html").read_text() == "my report"
+    r = gleamx_cli("models", "tiny", "--out", mine, "--overwrite")
+    assert r.returncode == 2 and "needs a folder of its own" in r.stderr

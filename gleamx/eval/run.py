@@ -32,6 +32,7 @@ from gleamx.data.schema import GleamSample, samples_of
 from gleamx.checks import gleamx_provenance
 from gleamx.console import percent_text
 from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.outputs import claim_folder
 from gleamx.eval.appendlog import read_records, repair_tail, single_writer
 from gleamx.eval.config import BACKENDS, EvalConfig, config_hash  # noqa: F401  (EvalConfig, BACKENDS re-exported)
 from gleamx.eval.match import grouped_match_metrics, match_metrics
@@ -316,8 +317,16 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
     """:func:`run_eval`, also returning the predictions scored (``{id: row}``)."""
     _check_paths(cfg)
     out = Path(cfg.output)
+    # The one output rule (gleamx.outputs): never into an input, and a folder of the user's files only with
+    # --overwrite; which earlier answers a config may reuse is eval_config.json's to say (_claim_output).
+    folder = claim_folder(out, "--output", command="eval", identity={}, overwrite=cfg.overwrite, replace=False,
+                          marker="eval_config.json",
+                          inputs={"--data": cfg.data, "--predictions": cfg.predictions, "--adapter": cfg.adapter,
+                                  "--model": cfg.model})
     with single_writer(out, "gleamx-eval"):
-        return _evaluate(cfg, out)
+        result = _evaluate(cfg, out)
+    folder.done()
+    return result
 
 
 def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from gleamx.checks import SEED_MAX, check_choice, check_given, check_int, check_ranges, field_help
 from gleamx.choices import ARCHS, Arch
+from gleamx.outputs import overwrite_option
 
 
 @dataclass(kw_only=True)
@@ -23,6 +24,7 @@ class TinyModelConfig:
                 "(Qwen2-VL-2B, Qwen2.5-VL-3B, Qwen3-VL-4B), sizes shrunk, real vocabulary"})
     full_size: bool = field(default=False, metadata={
         "help": "with the real files, keep the real sizes too (a random 2-4B model, for GPU benchmarks)"})
+    overwrite: bool = overwrite_option()
 
     def __post_init__(self) -> None:
         check_given("--out", self.out, "an output directory")

@@ -295,13 +295,20 @@ class TinyModel:
 
 def build_tiny(cfg: TinyModelConfig) -> TinyModel:
     """``gleamx models tiny``: :func:`build_tiny_model`, or with ``from_real``/``full_size``
-    :func:`~gleamx.models.real_tiny.build_real_tiny_model`."""
+    :func:`~gleamx.models.real_tiny.build_real_tiny_model`. ``cfg.out`` follows :mod:`gleamx.outputs` (a model
+    folder of its own)."""
+    from gleamx.outputs import claim_folder
+
+    folder = claim_folder(cfg.out, "--out", command="models tiny", overwrite=cfg.overwrite, exclusive=True,
+                          identity={k: getattr(cfg, k) for k in ("arch", "tokenizer", "seed", "from_real", "full_size")})
     if cfg.from_real or cfg.full_size:
         from gleamx.models.real_tiny import REAL_CHECKPOINTS, build_real_tiny_model
 
         out = build_real_tiny_model(cfg.arch, cfg.out, seed=cfg.seed, full_size=cfg.full_size)
+        folder.done()
         return TinyModel(out, cfg.arch, "qwen", REAL_CHECKPOINTS[cfg.arch][1], cfg.full_size)
     out = build_tiny_model(cfg.arch, cfg.out, tokenizer=cfg.tokenizer, seed=cfg.seed)
+    folder.done()
     return TinyModel(out, cfg.arch, cfg.tokenizer)
 
 
