@@ -104,7 +104,7 @@ def test_dry_run_lists_every_file_and_writes_the_card(dataset: Path, monkeypatch
     out = capsys.readouterr().out
     preview = dataset / ".hub_preview"
     on_disk = sorted(p.relative_to(preview).as_posix() for p in preview.rglob("*")
-                     if p.is_file() and p.name != ".gleamx_hub_preview")
+                     if p.is_file() and p.name not in (".gleamx_hub_preview", ".gleamx_outputs.json"))
     assert on_disk == ["README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
                        "data/val_hard-00000-of-00001.parquet"]
     assert "would upload 4 file(s) to dataset me/gleamx-u1652 (public; train=3, val_hard=1, test=2)" in out
@@ -243,7 +243,7 @@ def test_bad_settings_are_one_line(dataset: Path, tmp_path: Path, monkeypatch, c
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
-    with pytest.raises(GleamConfigError, match="not empty and was not written by gleamx data push"):
+    with pytest.raises(GleamConfigError, match="holds files gleamx did not write .* needs a folder of its own"):
         push_dataset(DataPushConfig(data=str(dataset), repo_id="a/b", dry_run=True, preview_dir=str(busy)))
     assert (busy / "keep.txt").read_text() == "mine"
     with pytest.raises(GleamConfigError, match=r"--annotations: .*nowhere.* not found"):

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from gleamx.choices import LANGS, SPLITS, VIEWS
 from gleamx.curate.annotate import COST_NAME
 from gleamx.data.card import size_category
 from gleamx.errors import GleamConfigError, GleamDataError, first_line
+from gleamx.outputs import claim_folder
 from gleamx.sources import missing_path
 
 PREVIEW_NAME = ".hub_preview"
@@ -341,15 +341,10 @@ def _preview_dir(cfg: DataPushConfig) -> Path:
 
 
 def _clear(folder: Path) -> None:
-    """Make ``folder`` an empty gleamx preview folder; a folder that holds anything else is refused."""
-    if folder.exists() and not folder.is_dir():
-        raise GleamConfigError(f"--preview-dir: {folder} is a file (expected a folder for the repo)")
-    if folder.is_dir() and any(folder.iterdir()):
-        if not (folder / MARKER).is_file():
-            raise GleamConfigError(f"--preview-dir: {folder} is not empty and was not written by gleamx data push "
-                                   f"(expected a new or empty folder)")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Make ``folder`` an empty preview folder under the one output rule (:mod:`gleamx.outputs`): what an earlier
+    push wrote there is replaced (it is a scratch copy of the repo), a folder holding anything else is refused."""
+    claim_folder(folder, "--preview-dir", command="data push", identity={}, overwrite=True, exclusive=True,
+                 marker=MARKER)
     (folder / MARKER).write_text("written by gleamx data push; replaced by the next push\n", encoding="utf-8")
 
 
