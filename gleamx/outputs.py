@@ -81,28 +81,20 @@ class OutputFolder:
     identity: dict[str, Any]
     kept: list[str] = field(default_factory=list)  # the user's entries, there before gleamx wrote here
 
-    def done(self, written: Iterable[str | os.PathLike[str]] | None = None) -> None:
-        """Record the finished run: ``written`` (top-level names or paths under the folder; default: every entry
-        but the user's)."""
-        names = (sorted({_top_name(self.path, w) for w in written}) if written is not None
-                 else [n for n in _entries(self.path) if n not in self.kept])
+    def done(self) -> None:
+        """Record the finished run: every entry of the folder but the user's is what it wrote."""
         _write_record(self.path, {"command": self.command, "identity": self.identity, "kept": self.kept,
-                                  "written": names})
+                                  "written": _entries(self.path, skip=self.kept)})
 
 
-OWN = (RECORD, f"{RECORD}.tmp", ".lock")  # gleamx's own bookkeeping (the record; the single-writer lock file)
+LOCK_NAME = ".lock"  # the single-writer lock file (gleamx.eval.appendlog.single_writer)
+OWN = (RECORD, f"{RECORD}.tmp", LOCK_NAME)  # gleamx's own bookkeeping in a folder it writes
 
 
-def _entries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name not in OWN) if folder.is_dir() else []
-
-
-def _top_name(folder: Path, written: str | os.PathLike[str]) -> str:
-    """The entry of ``folder`` that ``written`` (a path in it, or a name relative to it) is or lies in."""
-    try:
-        return Path(written).resolve().relative_to(folder.resolve()).parts[0]
-    except ValueError:  # not a path under the folder: a name relative to it
-        return Path(written).parts[0]
+def _entries(folder: Path, skip: Iterable[str] = ()) -> list[str]:
+    """The folder's entries, gleamx's bookkeeping and ``skip`` left out."""
+    left_out = {*OWN, *skip}
+    return sorted(p.name for p in folder.iterdir() if p.name not in left_out) if folder.is_dir() else []
 
 
 def read_record(folder: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -55,7 +55,7 @@ def test_a_folder_of_the_users_files_is_refused_and_overwrite_keeps_them(tmp_pat
     out.done()
     # a rerun (same settings) is not refused for the files accepted once; a new --overwrite keeps them again
     claim_folder(folder, "--out", command="data synth", identity={}, overwrite=False).done()
-    claim_folder(folder, "--out", command="data synth", identity={"n": 2}, overwrite=True).done([])
+    claim_folder(folder, "--out", command="data synth", identity={"n": 2}, overwrite=True).done()
     assert (folder / "notes.txt").read_text() == "notes.txt" and (folder / "mine" / "photo.png").is_file()
     assert not (folder / "train.jsonl").exists()  # gleamx's own file was replaced
 
@@ -63,7 +63,7 @@ def test_a_folder_of_the_users_files_is_refused_and_overwrite_keeps_them(tmp_pat
 def test_overwrite_deletes_only_what_gleamx_wrote(tmp_path):
     out = claim_folder(tmp_path / "out", "--out", command="data pairs", identity={"seed": 0}, overwrite=False)
     _write(out.path, "train.jsonl", "test.jsonl")
-    out.done(["train.jsonl", out.path / "test.jsonl"])
+    out.done()
     _write(out.path, "my_analysis.csv")  # the user adds a file afterwards
     claim_folder(tmp_path / "out", "--out", command="data pairs", identity={"seed": 1}, overwrite=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [RECORD, "my_analysis.csv"]

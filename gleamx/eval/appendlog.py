@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.errors import GleamConfigError
+from gleamx.outputs import LOCK_NAME
 
-LOCK_NAME = ".lock"
 _BLOCK = 1 << 16
 _LOCKS: dict[str, Any] = {}  # lock file -> its one FileLock in this process (re-entrant: holds nest)
 _LOCKS_GUARD = threading.Lock()
