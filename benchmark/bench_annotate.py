@@ -10,7 +10,7 @@ usage. Throughput is pairs (sample x language) per second over the request phase
 first progress call, after loading and hashing, to the last), at ``--concurrency 1`` and ``16``, alternating
 (1, 16, 1, 16, 1, 16) so that background load hits both alike; the ratio is per round. The kill chain runs
 ``gleamx annotate`` as a process, SIGKILLs it once ``annotations.jsonl`` holds a random number of lines, restarts
-it with the same command and lets the last one finish.
+it with the same command and lets the last one finish. Figures go to ``benchmark/results/bench_annotate.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from machine import alternate, ratios, set_threads_and_describe, spread  # benchmark/machine.py
+from results import Results  # benchmark/results.py
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = "GLEAMX_BENCH_ANNOTATE_KEY"
@@ -126,12 +127,14 @@ def throughput(data: Path, url: str, work: Path, concurrency: int, tag: str) -> 
     return pairs / (marks[-1] - marks[0])
 
 
-def kill_chain(data: Path, url: str, stub: StubProcess, out: Path, n_pairs: int, kills: int, seed: int) -> None:
+def kill_chain(data: Path, url: str, stub: StubProcess, out: Path, n_pairs: int, kills: int,
+               seed: int) -> dict[str, float]:
+    """Kill, restart, ... finish; print what was lost, duplicated and sent again, and return those counts."""
     before = stub.stats()
     cmd = [sys.executable, "-m", "gleamx.cli.main", "annotate", "--data", str(data), "--model", "bench-model",
            "--base-url", url, "--out", str(out), "--api-key-env", ENV, "--concurrency", "16",
            "--price-in", "2.5", "--price-out", "10"]
-    from gleamx.curate.annotate import CACHE_NAME
+    from gleamx.curate.annotate import CACHE_NAME, COST_NAME
 
     cache = out / CACHE_NAME
     rng = random.Random(seed)
@@ -175,7 +178,7 @@ def kill_chain(data: Path, url: str, stub: StubProcess, out: Path, n_pairs: int,
           f"a kill (reply never saved); at most 16 per kill at concurrency 16")
     print(f"  chain wall time {wall:.1f} s (process starts included); last process: "
           f"{next((ln for ln in done.stdout.splitlines() if 'explained' in ln), '').strip()}")
-    report = json.loads((out / "cost.json").read_text())
+    report = json.loads((out / COST_NAME).read_text())
     from gleamx.curate.annotate import cost_lines
 
     print("cost report (example prices 2.5 / 10 per 1 M tokens in / out):")
@@ -187,6 +190,12 @@ def kill_chain(data: Path, url: str, stub: StubProcess, out: Path, n_pairs: int,
           f"tokens out {m['completion_tokens']:,} = {len(rows)} x {USAGE['completion_tokens']}: "
           f"{m['completion_tokens'] == len(rows) * USAGE['completion_tokens']}; the stub served "
           f"{after['prompt_tokens'] - before['prompt_tokens']:,} in (the difference: replies lost to the kills)")
+    return {"lost": len(expected - set(ids)), "duplicated": len(ids) - len(set(ids)),
+            "cache_duplicated": len(keys) - len(set(keys)), "resent": extra, "resent_pairs": again,
+            "cost_matches": float(m["prompt_tokens"] == len(rows) * USAGE["prompt_tokens"]
+                                  and m["completion_tokens"] == len(rows) * USAGE["completion_tokens"]),
+            "tokens_lost_in": after["prompt_tokens"] - before["prompt_tokens"] - m["prompt_tokens"],
+            "wall_s": wall}
 
 
 def main() -> None:
@@ -201,6 +210,9 @@ def main() -> None:
     n = args.samples or (24 if args.quick else 48)
     os.environ[ENV] = "sk-bench-not-a-real-key"
     set_threads_and_describe(1)
+    results = Results("bench_annotate", quick=args.quick,
+                      settings={"samples": n, "latency": args.latency, "repeats": args.repeats, "kills": args.kills,
+                                "seed": args.seed})
     stub = StubProcess(args.latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -216,9 +228,24 @@ def main() -> None:
             r = ratios(runs["concurrent"], runs["sequential"])
             print(f"  ratio concurrent / sequential: {spread(r, '.2f', 'x')}; target >= 8x; "
                   f"ideal {min(16, 2 * n):d}x at this latency")
-            kill_chain(data, stub.url, stub, work / "chain", 2 * n, args.kills, args.seed)
+            chain = kill_chain(data, stub.url, stub, work / "chain", 2 * n, args.kills, args.seed)
     finally:
         stub.close()
+    results.add("sequential_pairs_s", runs["sequential"], unit="pairs/s", fmt=".1f", label="sequential (concurrency 1)")
+    results.add("concurrent_pairs_s", runs["concurrent"], unit="pairs/s", fmt=".1f",
+                label="concurrent (concurrency 16)")
+    results.add("concurrency_ratio", r, unit="x", fmt=".2f", label="concurrent / sequential throughput, per round")
+    labels = {"lost": "kill chain: samples lost", "duplicated": "kill chain: samples duplicated in annotated.jsonl",
+              "cache_duplicated": "kill chain: (sample, language) pairs duplicated in the cache",
+              "resent": "kill chain: requests sent again (in flight at a kill)",
+              "resent_pairs": "kill chain: pairs asked again", "cost_matches":
+              "cost report equals the stub's usage of the saved replies (1 = yes)",
+              "tokens_lost_in": "kill chain: prompt tokens of replies lost to the kills",
+              "wall_s": "kill chain wall time"}
+    for key, label in labels.items():
+        results.add(f"chain.{key}", chain[key], unit="s" if key == "wall_s" else "", label=label,
+                    fmt=".1f" if key == "wall_s" else ",.0f")
+    results.write()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ with its min and max, and the ratio is the median of the per-round ratios.
 
     python benchmark/bench_data.py            # 1000 samples (800 train), 3 runs per path, 3 min at load 6
     python benchmark/bench_data.py --quick    # 200 samples, 3 runs per path
+
+Figures go to ``benchmark/results/bench_data.json`` (``results/quick/`` for ``--quick``).
 """
 
 from __future__ import annotations
@@ -43,8 +45,18 @@ from gleamx.task import user_prompt
 from gleamx.train.assistant_mask import speed_up_assistant_masks
 from gleamx.train.sft_data import build_sft_dataset
 from machine import alternate, ratios, set_threads_and_describe, spread, timed  # benchmark/machine.py
+from results import Results  # benchmark/results.py
 
 LANG, TASK = "en", "explain"  # one conversation per sample, the longest answers
+# the timer's names, as printed, and the short keys their figures are recorded under
+PART_KEYS = {"load_samples (parse + validate + decode check)": "load_samples",
+             "build_sft_dataset (Arrow)": "build_sft_dataset",
+             "row access (Arrow -> PIL decode)": "row_access",
+             "collator (chat template + image processor + mask)": "collator",
+             "load_dataset json": "load_dataset",
+             "PIL open + convert": "pil_open",
+             "chat text by hand": "chat_text",
+             "processor (tokenise + image processor)": "processor"}
 
 
 class Timer:
@@ -159,10 +171,14 @@ def main() -> None:
     repeats = args.repeats
 
     set_threads_and_describe(args.threads)
+    results = Results("bench_data", quick=args.quick,
+                      settings={"n": n, "repeats": repeats, "batch_size": args.batch_size, "lang": LANG, "task": TASK})
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-data-") as tmp:
         root = Path(tmp)
         rate, dt = synth_rate(root / "synth", n)
         print(f"synthesize: {n} samples (128 px, 5 images/location) in {dt:.1f} s = {rate:.1f} samples/s")
+        results.add("synth_samples_s", rate, unit="samples/s", label="synthesis (128 px, 5 images/location), one run",
+                    fmt=".1f")
         _, processor = load_model_and_processor(build_tiny_model("qwen2_5_vl", root / "model"), dtype="float32")
         processor.chat_template = training_chat_template(processor)  # what run_sft does,
         speed_up_assistant_masks(processor)  # ... and this too
@@ -192,6 +208,12 @@ def main() -> None:
         ratio = ratios(p_times, g_times)
         print(f"ratio gleamx/plain throughput, per round: {spread(ratio, '.2f', 'x')} "
               f"({'gleamx faster' if statistics.median(ratio) >= 1 else 'gleamx SLOWER'})")
+        results.add("same_inputs", float(same), unit="", label="same input_ids and pixel_values (1 = yes)")
+        results.add("gleamx_samples_s", [n_train / t for t in g_times], unit="samples/s", fmt=".1f",
+                    label="gleamx path (load_samples + build_sft_dataset + TRL collator)")
+        results.add("plain_samples_s", [n_train / t for t in p_times], unit="samples/s", fmt=".1f",
+                    label="plain loop (load_dataset json + PIL + processor one by one)")
+        results.add("throughput_ratio", ratio, unit="x", fmt=".2f", label="gleamx / plain throughput, per round")
 
         # Steady state: a second epoch of training repeats only the row access + collator part.
         def epoch(tm: Timer) -> float:
@@ -201,6 +223,10 @@ def main() -> None:
         print(f"gleamx per-epoch part only (rows + collator, what each later epoch costs): "
               f"{spread([n_train / t for t in g_epoch], '.1f', ' samples/s')} = "
               f"{spread(ratios(p_times, g_epoch), '.2f', 'x')} the plain loop")
+        results.add("epoch_samples_s", [n_train / t for t in g_epoch], unit="samples/s", fmt=".1f",
+                    label="gleamx per-epoch part (rows + collator)")
+        results.add("epoch_ratio", ratios(p_times, g_epoch), unit="x", fmt=".2f",
+                    label="gleamx per-epoch part / plain loop throughput, per round")
         n_anatomy = min(20, n_train // args.batch_size)
         print(f"\ncollator anatomy (ms per sample over the same {n_anatomy} batches, the four variants alternating "
               f"batch by batch; {repeats} rounds: median (min, max)):")
@@ -210,11 +236,22 @@ def main() -> None:
         full, bare = "TRL collator, assistant-only mask (the training path)", "TRL collator, no mask"
         print(f"  => assistant-mask computation: {spread([1000 * (r[full] - r[bare]) for r in rounds], '.2f', ' ms/sample')}"
               f", {spread([100 * (r[full] - r[bare]) / r[full] for r in rounds], '.0f', '%')} of the collator")
+        results.add("collator_ms", [1000 * r[full] for r in rounds], unit="ms/sample", fmt=".2f",
+                    label="TRL collator with the assistant-only mask (the training path)")
+        results.add("collator_no_mask_ms", [1000 * r[bare] for r in rounds], unit="ms/sample", fmt=".2f",
+                    label="TRL collator without the mask")
+        results.add("mask_ms", [1000 * (r[full] - r[bare]) for r in rounds], unit="ms/sample", fmt=".2f",
+                    label="assistant-mask computation")
+        results.add("mask_share", [100 * (r[full] - r[bare]) / r[full] for r in rounds], unit="%", fmt=".0f",
+                    label="assistant-mask computation, share of the collator")
         for name, parts, total in (("gleamx", g_parts, g_med), ("plain", p_parts, p_med)):
             print(f"\nwhere {name} time goes (median s over runs, share of the median total):")
             for k in parts[0].t:
                 v = statistics.median(tm.t[k] for tm in parts)
                 print(f"  {k:<52} {v:6.2f} s  {100 * v / total:5.1f}%")
+                results.add(f"{name}_part.{PART_KEYS[k]}", [tm.t[k] for tm in parts], unit="s", fmt=".2f",
+                            label=f"{name}: {k}", share_of_median_total=100 * v / total)
+    results.write()
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,8 @@ the most work each rule does) and compares that with a step's cost per answer.
     python benchmark/bench_grpo.py --quick     # 3 x 2 runs of 5 measured steps
     python benchmark/bench_grpo.py             # 3 x 2 runs of 15 measured steps
 
+Figures go to ``benchmark/results/bench_grpo.json`` (not for ``--full-recipe``, which prints only).
+
 ``--full-recipe`` measures the same split on ``recipes/qwen2.5-vl-3b/grpo_lora.yaml`` as shipped (bf16, flash
 attention, 8 answers a prompt, 384 completion tokens, a fresh LoRA r 64) on a random-weight Qwen2.5-VL-3B built
 from the real checkpoint's files: that is the GPU measurement (``benchmark/gpu/bench_grpo.sh``). The rule rewards
@@ -43,8 +45,10 @@ from gleamx.data import load_samples
 from gleamx.models import build_tiny_model
 from gleamx.synth import synthesize
 from machine import alternate, set_threads_and_describe, spread  # benchmark/machine.py
+from results import Results  # benchmark/results.py
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "grpo.yaml"
+SHARE_KEYS = {"gen": "generation", "rew": "reward", "opt": "optimisation"}  # recorded as <setting>.<key>_share
 WARMUP = 2  # the first steps pay one-off costs (allocator, lazy imports)
 SETTINGS = {
     "label": ["--task", "label", "--reward_funcs", "verdict", "format", "--reward_weights", "1", "0.5",
@@ -156,6 +160,8 @@ def main() -> int:
     set_threads_and_describe(args.threads)
     if args.full_recipe:
         return full_recipe(steps, args.repeats, args.cpu_twin)
+    results = Results("bench_grpo", quick=args.quick, settings={"steps": steps, "warmup": WARMUP,
+                                                                "repeats": args.repeats, "answers_per_step": 4})
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-grpo-") as tmp:
         root = Path(tmp)
         synthesize(root / "data", 120, seed=0, image_size=64)
@@ -173,9 +179,12 @@ def main() -> int:
               f"{', '.join(SETTINGS[s][SETTINGS[s].index('--reward_funcs') + 1:SETTINGS[s].index('--reward_weights')])}, "
               f"{SETTINGS[s][-1]} completion tokens")
         print(f"  step                      {spread([x['step'] * 1000 for x in rs], '.1f', ' ms')}")
+        results.add(f"{s}.step_ms", [x["step"] * 1000 for x in rs], unit="ms", fmt=".1f", label=f"{s}: step")
         for key, name in (("gen", "generation"), ("rew", "reward computation"), ("opt", "optimisation + rest")):
             print(f"  {name:<25} {spread([x[key] * 1000 for x in rs], '.2f', ' ms')}   "
                   f"share {spread([100 * x[key] / x['step'] for x in rs], '.2f', '%')}")
+            results.add(f"{s}.{SHARE_KEYS[key]}_share", [100 * x[key] / x["step"] for x in rs], unit="%", fmt=".2f",
+                        label=f"{s}: {name}, share of the step")
     per_answer_ms = statistics.median(x["step"] for x in runs["explain"]) * 1000 / 4
     print(f"\nreward functions on {n_answers} synthetic reference answers (en + zh explanations with a verdict line), "
           f"{args.repeats} passes; per answer, and as a share of the explain step's cost per answer "
@@ -184,10 +193,19 @@ def main() -> int:
     for name, us in cost.items():
         total += statistics.median(us)
         print(f"  {name:<12} {spread(us, '.1f', ' us')}   {100 * statistics.median(us) / 1000 / per_answer_ms:.4f}%")
+        results.add(f"reward_us.{name}", us, unit="us/answer", fmt=".1f",
+                    label=f"reward {name} on the synthetic reference answers, per answer")
     print(f"  all three    {total:.1f} us per answer = {100 * total / 1000 / per_answer_ms:.4f}% of a step's cost per answer")
     worst = max(100 * x["rew"] / x["step"] for rs in runs.values() for x in rs)
     print(f"\nreward functions: at most {worst:.2f}% of a step in any run "
           f"({'under' if worst < 5 else 'OVER'} the 5% budget)")
+    results.add("reward_us.all", total, unit="us/answer", fmt=".0f",
+                label="all three rule rewards, per answer (sum of the medians)")
+    results.add("reward_share_of_answer", 100 * total / 1000 / per_answer_ms, unit="%", fmt=".2f",
+                label="all three rule rewards, share of the explain step's cost per answer")
+    results.add("reward_share_worst", worst, unit="%", fmt=".2f",
+                label="reward computation, largest share of a step in any run")
+    results.write()
     return 0
 
 

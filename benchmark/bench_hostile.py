@@ -30,6 +30,9 @@ issue 23's classes: it keeps a refusal that names nothing, or a refused valid in
     python benchmark/bench_hostile.py --quick          # skips the cases over ~20 s (~20 s in all)
     python benchmark/bench_hostile.py --only synth-into-user-folder,synth-yaml-duplicate-keys
     python benchmark/bench_hostile.py --list
+
+The counts go to ``benchmark/results/bench_hostile.json`` (``results/quick/`` for ``--quick``); a run of chosen
+cases (``--only``) writes none: it is not the benchmark.
 """
 
 from __future__ import annotations
@@ -892,6 +895,11 @@ def main(argv: list[str] | None = None) -> int:
     from machine import set_threads_and_describe  # benchmark/machine.py
 
     set_threads_and_describe(args.threads)
+    from results import Results as Figures  # benchmark/results.py (``results`` below is this run's list)
+
+    # started here, so that the file's start time, machine line and seconds are the run's
+    figures = None if only else Figures("bench_hostile", quick=args.quick,
+                                        settings={"skipped": [c.name for c in skipped]})
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="gleamx-hostile-"))
     work.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
@@ -928,7 +936,19 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("per class: " + ", ".join(f"{c} {n}" for c, n in counts.items() if n))
     print(f"hostile cases: {counts['clean']} clean of {len(results)}", flush=True)
+    if figures is not None:
+        record(figures, results, counts)
     return 0
+
+
+def record(figures: Any, results: list[Result], counts: dict[str, int]) -> None:
+    """The counts the READMEs quote, to benchmark/results/bench_hostile.json (``figures``: a ``Results``)."""
+    figures.settings["classes"] = {r.case.name: r.cls for r in results}
+    figures.add("cases", len(results), unit="cases", fmt="d", label="hostile cases run")
+    for cls in CLASSES:
+        figures.add(f"class.{cls}", counts[cls], unit="cases", fmt="d", label=f"cases classified {cls}")
+    figures.add("causes", len({r.case.cause for r in results}), unit="causes", fmt="d", label="causes covered")
+    figures.write()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ Each figure is the median over the runs with its min and max; the speed-up is th
 (each round's pair shared the same background load).
 
     python benchmark/bench_padding_free.py                  # 3 x 2 runs of 8 measured steps
-    python benchmark/bench_padding_free.py --steps 4 --n 64 # smaller
+    python benchmark/bench_padding_free.py --quick          # smaller: --steps 4 --n 64
+
+Figures go to ``benchmark/results/bench_padding_free.json``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import gleamx.train.sft as sft
 from gleamx.models import build_tiny_model
 from gleamx.synth import synthesize
 from machine import alternate, ratios, set_threads_and_describe, spread, timed  # benchmark/machine.py
+from results import Results  # benchmark/results.py
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft_lora.yaml"
 WARMUP = 2  # first steps pay one-off costs (allocator, lazy imports) in both settings
@@ -93,10 +96,14 @@ def length_table(data: Path, model_dir: Path) -> dict[str, list[int]]:
     return {"conversation": total, "answer": answer}
 
 
+def _p90(values: list[int]) -> int:
+    v = sorted(values)
+    return v[min(len(v) - 1, math.ceil(0.9 * len(v)) - 1)]
+
+
 def _dist(values: list[int]) -> str:
     v = sorted(values)
-    p90 = v[min(len(v) - 1, math.ceil(0.9 * len(v)) - 1)]
-    return f"min {v[0]}, median {statistics.median(v):.0f}, p90 {p90}, max {v[-1]} (n={len(v)})"
+    return f"min {v[0]}, median {statistics.median(v):.0f}, p90 {_p90(v)}, max {v[-1]} (n={len(v)})"
 
 
 class Probe(TrainerCallback):
@@ -166,9 +173,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="rounds of padded + padding-free runs (default 3)")
     ap.add_argument("--median-words", type=float, default=90.0, help="median explanation length in words")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: a shared 2-core box)")
+    ap.add_argument("--quick", action="store_true", help="--steps 4 --n 64")
     args = ap.parse_args()
+    if args.quick:
+        args.steps, args.n = 4, 64
 
     set_threads_and_describe(args.threads)
+    results = Results("bench_padding_free", quick=args.quick,
+                      settings={"n": args.n, "steps": args.steps, "repeats": args.repeats, "warmup": WARMUP,
+                                "median_words": args.median_words})
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-pf-") as tmp:
         root = Path(tmp)
         data = root / "synth"
@@ -178,6 +191,11 @@ def main() -> None:
         lengths = length_table(data, model_dir)
         print(f"tokens per conversation (2 images + prompt + answer): {_dist(lengths['conversation'])}")
         print(f"tokens per answer (explanation + verdict, learned):   {_dist(lengths['answer'])}")
+        for kind in ("conversation", "answer"):
+            results.add(f"tokens.{kind}", statistics.median(lengths[kind]), unit="tokens", fmt=".0f",
+                        label=f"tokens per {kind}, median over the training samples",
+                        p90=_p90(lengths[kind]),
+                        lowest=min(lengths[kind]), highest=max(lengths[kind]), samples=len(lengths[kind]))
 
         def one(padding_free: bool) -> Any:
             def run(r: int) -> dict[str, Any]:
@@ -202,6 +220,16 @@ def main() -> None:
             "the two settings trained on different tokens"
         per_round = ratios([m["tok_s"] for m in res["padding-free"]], [m["tok_s"] for m in res["padded"]])
         print(f"padding-free / padded tokens/s, per round: {spread(per_round, '.2f', 'x')} (same batches, same tokens)")
+        for name, key in (("padded", "padded"), ("padding-free", "packed")):
+            runs = res[name]
+            results.add(f"{key}.tok_s", [m["tok_s"] for m in runs], unit="tokens/s", fmt=".0f",
+                        label=f"{name}: non-padding tokens per second")
+            results.add(f"{key}.step_ms", [m["step_ms"] for m in runs], unit="ms", fmt=".0f",
+                        label=f"{name}: median step time")
+            results.add(f"{key}.padding_share", [m["pad"] for m in runs], unit="%", fmt=".1f",
+                        label=f"{name}: padding positions / all positions")
+        results.add("speedup", per_round, unit="x", fmt=".2f", label="padding-free / padded tokens/s, per round")
+    results.write()
 
 
 if __name__ == "__main__":

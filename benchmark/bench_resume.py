@@ -13,6 +13,8 @@ the batches in flight) as the median of the per-round ratios with min and max.
 
     python benchmark/bench_resume.py              # 200 samples, 5 kills, 3 rounds: ~3 min on 2 idle cores
     python benchmark/bench_resume.py --quick      # 48 samples, 2 kills, 3 rounds: ~1.5 min
+
+Figures go to ``benchmark/results/bench_resume.json``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 from machine import alternate, ratios, set_threads_and_describe, spread  # benchmark/machine.py
+from results import Results  # benchmark/results.py
 
 
 def _complete_rows(path: Path) -> int:
@@ -56,6 +59,9 @@ def main() -> int:
     if args.quick:
         args.n, args.kills = 48, 2
     set_threads_and_describe(args.threads)
+    results = Results("bench_resume", quick=args.quick,
+                      settings={"n": args.n, "kills": args.kills, "repeats": args.repeats, "batch_size": args.batch_size,
+                                "max_new_tokens": args.max_new_tokens, "threads": args.threads, "seed": args.seed})
     rng = random.Random(args.seed)
 
     from gleamx.synth import synthesize
@@ -158,7 +164,30 @@ def main() -> int:
               f"{spread([c['t_noop'] for c in chains], '.1f', ' s')}, results.json unchanged: "
               f"{'yes' if all(c['noop_same'] for c in chains) else 'NO'}; so a kill costs about one restart plus the "
               "batch it interrupted")
+        record(results, t_straight, chains, per_kill, args.kills)
         return 0 if ok else 1
+
+
+def record(results: Results, t_straight: list[float], chains: list[dict], per_kill: list[float], kills: int) -> None:
+    """The figures the READMEs quote, to benchmark/results/bench_resume.json."""
+    t_chain = [c["t"] for c in chains]
+    results.add("kills", kills * len(chains), unit="kills", fmt="d", label="SIGKILLs in all rounds")
+    results.add("rounds_identical", sum(c["same"] for c in chains), unit="rounds", fmt="d",
+                label="rounds whose results.json was byte-identical to the straight run's")
+    results.add("rounds_same_answers", sum(c["same_answers"] for c in chains), unit="rounds", fmt="d",
+                label="rounds with every answer and P(yes) identical")
+    results.add("rounds_same_reports", sum(c["same_report"] for c in chains), unit="rounds", fmt="d",
+                label="rounds with results.md and report.html identical")
+    results.add("generated_twice", sum(c["twice"] for c in chains), unit="answers", fmt="d",
+                label=f"answers generated twice, of {sum(c['n'] for c in chains)}")
+    results.add("straight_s", t_straight, unit="s", fmt=".1f", label="uninterrupted eval, wall time")
+    results.add("chain_s", t_chain, unit="s", fmt=".1f", label=f"chain of {kills} kills, wall time")
+    results.add("chain_over_straight", ratios(t_chain, t_straight), unit="x", fmt=".2f",
+                label="chain / straight wall time, per round")
+    results.add("per_kill_s", per_kill, unit="s", fmt=".1f", label="time lost per kill")
+    results.add("noop_s", [c["t_noop"] for c in chains], unit="s", fmt=".1f",
+                label="a rerun with nothing left to generate (one restart)")
+    results.write()
 
 if __name__ == "__main__":
     sys.exit(main())

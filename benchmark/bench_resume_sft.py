@@ -11,12 +11,15 @@ restarts, model loads, checkpoint writes) as the median of the per-round ratios 
 
     python benchmark/bench_resume_sft.py              # 60 steps, 5 kills, 3 rounds: ~10 min on 2 idle cores
     python benchmark/bench_resume_sft.py --quick      # 24 steps, 2 kills, 3 rounds: ~4 min idle, ~9 min loaded
+
+Figures go to ``benchmark/results/bench_resume_sft.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import signal
 import subprocess
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 from machine import alternate, ratios, set_threads_and_describe, spread, timed  # benchmark/machine.py
+from results import Results  # benchmark/results.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
@@ -46,6 +50,8 @@ def main() -> int:
     if args.quick:
         args.steps, args.kills = 24, 2
     set_threads_and_describe(2)
+    results = Results("bench_resume_sft", quick=args.quick,
+                      settings={"steps": args.steps, "kills": args.kills, "repeats": args.repeats, "seed": args.seed})
     rng = random.Random(args.seed)
 
     from gleamx.synth import synthesize
@@ -119,6 +125,19 @@ def main() -> int:
     print(f"wall time, median (min, max): straight {spread(t_straight, '.1f', ' s')}, with {args.kills} kills "
           f"{spread(t_chain, '.1f', ' s')}")
     print(f"ratio chain / straight, per round: {spread(ratios(t_chain, t_straight), '.2f', 'x')}")
+    results.add("kills", args.kills * len(chains), unit="kills", fmt="d", label="SIGTERMs in all rounds")
+    results.add("rounds_losses_equal", sum(c["worst"] <= 1e-5 and c["same_steps"] for c in chains), unit="rounds",
+                fmt="d", label="rounds with every loss equal (<= 1e-5) to the straight run's")
+    if all(math.isfinite(c["worst"]) for c in chains):  # inf: a chain shared no logged step with its straight run
+        results.add("worst_loss_diff", [c["worst"] for c in chains], unit="", fmt=".1e",
+                    label="largest loss difference to the straight run, per round")
+    results.add("rounds_adapter_identical", sum(c["same_adapter"] for c in chains), unit="rounds", fmt="d",
+                label="rounds whose final adapter was byte-identical")
+    results.add("straight_s", t_straight, unit="s", fmt=".1f", label="straight run, wall time")
+    results.add("chain_s", t_chain, unit="s", fmt=".1f", label=f"with {args.kills} kills, wall time")
+    results.add("chain_over_straight", ratios(t_chain, t_straight), unit="x", fmt=".2f",
+                label="chain / straight wall time, per round")
+    results.write()
     return 0 if ok else 1
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ and retrieval quality of the tiny encoder before and after training, all measure
     python benchmark/bench_retrieval.py --two-phase [--seeds 3]   # only the two-phase section, 6-10 min
 
 Search: ``topk_search`` (query x gallery blocks, partial top-k merged) against ``torch.topk`` over
-the materialised ``queries @ gallery.T``. It reports the time ratio and the peak memory each needs for
-scores (measured: peak RSS growth of each search in a fresh process), and checks that the results are the same.
+the materialised ``queries @ gallery.T``, alternating ``--repeats`` (3) rounds in this process. It reports the
+time ratio and the peak memory each needs for scores (measured: peak RSS growth of each search in a fresh process,
+full and chunked alternating, ``--repeats`` processes each; the ratio is the median of the per-round ratios), and
+checks that the results are the same. Figures go to ``benchmark/results/bench_retrieval.json``
+(``bench_retrieval_two_phase.json`` for ``--two-phase``).
 Training: pairs/s of ``train_retrieval`` with the tiny encoder, and the share of an epoch that the
 similarity sampling (embedding the training gallery and finding neighbours) costs.
 Quality: R@1/R@5/mAP on the test split for the untrained tiny encoder and after training, at the
@@ -28,7 +31,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from machine import set_threads_and_describe, spread  # benchmark/machine.py (the script's own folder)
+from machine import alternate, ratios, set_threads_and_describe, spread  # benchmark/machine.py (the script's folder)
+from results import Results  # benchmark/results.py
 
 
 _MEMORY_PROBE = """
@@ -51,13 +55,15 @@ print((kib("VmHWM:") - before) / 1024)
 """
 
 
-def _peak_mib(n_q: int, n_g: int, dim: int, k: int, chunk: int, method: str) -> float | None:
-    """Peak RSS growth (MiB) of one search in a fresh process (Linux /proc), or None where unsupported."""
+def _peak_mib(n_q: int, n_g: int, dim: int, k: int, chunk: int, method: str) -> float:
+    """Peak RSS growth (MiB) of one search in a fresh process (Linux /proc)."""
     import subprocess
 
     r = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, *map(str, (n_q, n_g, dim, k, chunk)), method],
                        capture_output=True, text=True)
-    return float(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
+    if r.returncode or not r.stdout.strip():
+        raise SystemExit(f"memory probe ({method}) failed (it needs Linux /proc):\n{r.stderr[-2000:]}")
+    return float(r.stdout.strip())
 
 
 def _spread(values: list[float]) -> str:
@@ -66,7 +72,7 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):7.3f} s (min {min(values):.3f}, max {max(values):.3f})"
 
 
-def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int, repeats: int = 5) -> None:
+def bench_search(results: Results, n_q: int, n_g: int, dim: int, k: int, chunk: int, repeats: int = 3) -> None:
     import statistics
 
     from gleamx.retrieval.search import faiss_topk, topk_search
@@ -75,7 +81,7 @@ def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int, repeats: int 
     q = F.normalize(torch.randn(n_q, dim, generator=g), dim=-1)
     gal = F.normalize(torch.randn(n_g, dim, generator=g), dim=-1)
     times: dict[str, list[float]] = {"full": [], "chunked": [], "faiss": []}
-    ratios: list[float] = []
+    time_ratio: list[float] = []
     for _ in range(repeats):  # alternate, so load from other processes hits all alike
         t0 = time.perf_counter()
         full_s, full_i = torch.topk(q @ gal.T, k, dim=1)
@@ -83,7 +89,7 @@ def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int, repeats: int 
         t0 = time.perf_counter()
         ch_s, ch_i = topk_search(q, gal, k, chunk_size=chunk)
         times["chunked"].append(time.perf_counter() - t0)
-        ratios.append(times["chunked"][-1] / times["full"][-1])
+        time_ratio.append(times["chunked"][-1] / times["full"][-1])
         try:
             t0 = time.perf_counter()
             fa_s, fa_i = faiss_topk(q, gal, k)
@@ -92,22 +98,46 @@ def bench_search(n_q: int, n_g: int, dim: int, k: int, chunk: int, repeats: int 
             fa_s = None
     same_scores = torch.allclose(full_s, ch_s, atol=1e-5)
     same_indices = (full_i == ch_i).float().mean().item()
-    full_mb, chunk_mb = (_peak_mib(n_q, n_g, dim, k, chunk, m) for m in ("full", "chunked"))
+    # full, chunked, full, chunked, ...: each a fresh process; the ratio is the median of the per-round ratios
+    mem = alternate({m: (lambda r, m=m: _peak_mib(n_q, n_g, dim, k, chunk, m)) for m in ("full", "chunked")},
+                    max(repeats, 3))
+    full_mb, chunk_mb = statistics.median(mem["full"]), statistics.median(mem["chunked"])
+    mem_ratio = ratios(mem["full"], mem["chunked"])
     print(f"search: {n_q:,} queries x {n_g:,} gallery, dim {dim}, top-{k}, chunk {chunk} (median of {repeats} "
           f"alternating runs, {torch.get_num_threads()} threads)")
-    print(f"  full matrix + torch.topk : {_spread(times['full'])}   peak memory {full_mb or float('nan'):8.1f} MiB")
-    print(f"  gleamx topk_search       : {_spread(times['chunked'])}   peak memory {chunk_mb or float('nan'):8.1f} MiB")
+    n_mem = len(mem["full"])
+    for name, secs, mib in (("full matrix + torch.topk", times["full"], full_mb),
+                            ("gleamx topk_search", times["chunked"], chunk_mb)):
+        print(f"  {name:<24} : {_spread(secs)}   peak memory {mib:8.1f} MiB (median of {n_mem} fresh processes)")
     if times["faiss"]:
         print(f"  faiss IndexFlatIP        : {_spread(times['faiss'])}")
-    memory = f"{full_mb / chunk_mb:.1f}x" if full_mb and chunk_mb else "not measured (needs Linux /proc)"
-    print(f"  time ratio chunked / full: {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
-          f"measured peak-memory ratio full / chunked: {memory}")
+    print(f"  time ratio chunked / full: {statistics.median(time_ratio):.2f}x (min {min(time_ratio):.2f}, "
+          f"max {max(time_ratio):.2f}); measured peak-memory ratio full / chunked, per round of fresh processes: "
+          f"{spread(mem_ratio, '.1f', 'x')}")
     print(f"  same top-k scores: {same_scores}; same indices: {100 * same_indices:.2f}% (ties may swap places)")
     if fa_s is not None:
         print(f"  faiss scores equal: {torch.allclose(full_s, fa_s, atol=1e-4)}")
+    results.settings.update(search={"queries": n_q, "gallery": n_g, "dim": dim, "k": k, "chunk": chunk,
+                                    "repeats": repeats})
+    results.add("search.full_s", times["full"], unit="s", fmt=".2f", label="full matrix + torch.topk")
+    results.add("search.chunked_s", times["chunked"], unit="s", fmt=".2f", label="gleamx topk_search (chunked)")
+    if times["faiss"]:
+        results.add("search.faiss_s", times["faiss"], unit="s", fmt=".2f", label="faiss IndexFlatIP")
+        results.add("search.full_over_faiss", ratios(times["full"], times["faiss"]), unit="x", fmt=".1f",
+                    label="full matrix time / faiss time, per round")
+    results.add("search.time_ratio", time_ratio, unit="x", fmt=".2f", label="chunked / full matrix time, per round")
+    results.add("search.full_mib", mem["full"], unit="MiB", fmt=",.0f",
+                label="peak RSS growth of the full matrix search, fresh processes")
+    results.add("search.chunked_mib", mem["chunked"], unit="MiB", fmt=",.0f",
+                label="peak RSS growth of the chunked search, fresh processes")
+    results.add("search.memory_ratio", mem_ratio, unit="x", fmt=".1f",
+                label="peak memory full / chunked, per round of fresh processes")
+    results.add("search.same_scores", float(same_scores), unit="", label="same top-k scores (1 = yes)")
+    results.add("search.same_indices", 100 * same_indices, unit="%", fmt=".2f", label="same top-k indices")
 
 
-def bench_training(root: Path, difficulty: str, n: int, epochs: int, batch: int, img: int, hard: int = 4) -> None:
+def bench_training(results: Results, root: Path, difficulty: str, n: int, epochs: int, batch: int, img: int,
+                   hard: int = 4) -> None:
     from gleamx.synth import synthesize
     from gleamx.retrieval.config import RetrievalConfig
     from gleamx.retrieval.data import load_retrieval
@@ -138,9 +168,24 @@ def bench_training(root: Path, difficulty: str, n: int, epochs: int, batch: int,
     for name, m in (("untrained", before), ("trained", after)):
         print(f"  {name:<10} R@1 {100 * m['R@1']:5.1f}  R@5 {100 * m['R@5']:5.1f}  mAP {100 * m['mAP']:5.1f}   "
               + "  ".join(f"{v} R@1 {100 * m['by_view'][v]['R@1']:.0f}" for v in sorted(m["by_view"])))
+    # one training run per setting (deterministic per seed): each figure is a single value, n=1
+    arm = f"{difficulty}{'' if hard else '_random'}"
+    what = f"{difficulty} level, {'hard negatives' if hard else 'random batches'}"
+    for name, m in (("untrained", before), ("trained", after)):
+        for metric in ("R@1", "R@5", "mAP"):
+            results.add(f"{arm}.{name}.{metric.replace('@', '').lower()}", 100 * m[metric], unit="%", fmt=".1f",
+                        label=f"{what}: {name} {metric}")
+        for v in sorted(m["by_view"]):
+            results.add(f"{arm}.{name}.r1.{v}", 100 * m["by_view"][v]["R@1"], unit="%", fmt=".0f",
+                        label=f"{what}: {name} R@1, {v} queries")
+    results.add(f"{arm}.train_s", wall, unit="s", fmt=".0f",
+                label=f"{what}: training wall time, per-epoch eval included")
+    results.add(f"{arm}.pairs_s", epochs * n_train / wall, unit="pairs/s", fmt=".0f",
+                label=f"{what}: training pairs per second, per-epoch eval included")
+    results.add(f"{arm}.chance_r1", 100 / after["n_gallery"], unit="%", fmt=".1f", label=f"{what}: chance R@1")
 
 
-def bench_sampling_cost(root: Path, img: int) -> None:
+def bench_sampling_cost(results: Results, root: Path, img: int) -> None:
     """Seconds of one epoch's training vs the similarity sampling that precedes it."""
     from gleamx.retrieval.data import load_retrieval
     from gleamx.retrieval.encoder import RetrievalEncoder
@@ -154,9 +199,11 @@ def bench_sampling_cost(root: Path, img: int) -> None:
     t = time.perf_counter() - t0
     print(f"\nsimilarity sampling: embedding {len(train.gallery)} training tiles + top-16 neighbours: {t:.2f} s "
           f"(~{t / max(len(train.gallery), 1) * 1000:.1f} ms per location, once per epoch)")
+    results.add("sampling_ms", t / max(len(train.gallery), 1) * 1000, unit="ms/location", fmt=".1f",
+                label="similarity sampling (embed the training tiles + top-16 neighbours), per location")
 
 
-def bench_two_phase(root: Path, difficulty: str, n: int, img: int, batch: int, uav_epochs: int,
+def bench_two_phase(results: Results, root: Path, difficulty: str, n: int, img: int, batch: int, uav_epochs: int,
                     mixed_epochs: int, seeds: int, phase2_lr: float = 1e-3) -> None:
     """Two-phase (UAV, then all views balanced) vs one balanced mixed phase of the same optimizer steps."""
     from gleamx.retrieval.config import RetrievalConfig
@@ -205,10 +252,16 @@ def bench_two_phase(root: Path, difficulty: str, n: int, img: int, batch: int, u
           f"equal shares = {steps_one} steps")
     print(f"  test R@1 %, gallery {len(test.gallery)} tiles (chance {100 / len(test.gallery):.1f}%), "
           f"{len(test.queries)} queries ({len(test.queries) // len(views)} per view)")
+    keys = dict(zip(r1, ("phase1", "phase2", "one_phase")))  # short keys, in the order the arms were scored
     for arm, by_view in r1.items():
         print(f"  {arm}")
         for v, vals in by_view.items():
             print(f"    {v:<11} {spread(vals, '.1f')}")
+            results.add(f"{keys[arm]}.r1.{v}", vals, unit="%", fmt=".1f", label=f"{arm}: test R@1, {v} queries",
+                        per_seed=vals)
+    results.settings.update(difficulty=difficulty, n=n, img=img, batch=batch, uav_epochs=uav_epochs,
+                            mixed_epochs=mixed_epochs, seeds=seeds, phase2_lr=phase2_lr, steps_two=steps_two,
+                            steps_one=steps_one)
 
 
 def main() -> None:
@@ -218,26 +271,33 @@ def main() -> None:
     ap.add_argument("--two-phase", action="store_true", help="only the two-phase vs one-phase section")
     ap.add_argument("--seeds", type=int, default=3, help="--two-phase: training seeds per arm")
     ap.add_argument("--phase2-lr", type=float, default=1e-3, help="--two-phase: phase 2's learning rate")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="alternating search rounds, and fresh processes per memory measurement (at least 3)")
     args = ap.parse_args()
     set_threads_and_describe(args.threads)
     if args.two_phase:
+        results = Results("bench_retrieval_two_phase", quick=args.quick)
         with tempfile.TemporaryDirectory(prefix="gleamx-bench-two-phase-") as tmp:
             n = 800 if args.quick else 2000
-            bench_two_phase(Path(tmp), "easy", n, 64, 32, uav_epochs=4, mixed_epochs=2, seeds=args.seeds,
+            bench_two_phase(results, Path(tmp), "easy", n, 64, 32, uav_epochs=4, mixed_epochs=2, seeds=args.seeds,
                             phase2_lr=args.phase2_lr)
+        results.write()
         return
+    results = Results("bench_retrieval", quick=args.quick)
     if args.quick:
-        bench_search(4000, 4000, 128, 10, 1024)
+        bench_search(results, 4000, 4000, 128, 10, 1024, args.repeats)
     else:
-        bench_search(20000, 20000, 128, 10, 4096)
+        bench_search(results, 20000, 20000, 128, 10, 4096, args.repeats)
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-retrieval-") as tmp:
         root = Path(tmp)
         n, epochs = (800, 3) if args.quick else (2000, 6)
-        bench_training(root, "toy", n, epochs, 32, 64)
-        bench_sampling_cost(root, 64)
+        results.settings.update(n=n, epochs=epochs, batch=32, img=64)
+        bench_training(results, root, "toy", n, epochs, 32, 64)
+        bench_sampling_cost(results, root, 64)
         if not args.quick:
-            bench_training(root, "easy", n, epochs, 32, 64)
-            bench_training(root, "easy", n, epochs, 32, 64, hard=0)  # the same without similarity sampling
+            bench_training(results, root, "easy", n, epochs, 32, 64)
+            bench_training(results, root, "easy", n, epochs, 32, 64, hard=0)  # the same without similarity sampling
+    results.write()
 
 
 if __name__ == "__main__":
