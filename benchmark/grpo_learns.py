@@ -1,247 +1,213 @@
-"""Does GRPO learn? Verdict reward and test accuracy of a tiny model after a short SFT, before and after GRPO.
+"""Does GRPO beat more SFT? From one SFT checkpoint, GRPO vs continued SFT at matched compute, over a grid of data
+seeds x training seeds, scored with gleamx-eval's own ``run_eval``.
 
-For one seed: synthesises the ``toy`` level (as ``sft_learns.py``), builds the tiny random Qwen2.5-VL model,
-runs a short SFT with ``recipes/tiny/sft_learns.yaml`` (``--sft_steps``; a random model writes no verdict, so a
-verdict reward would be flat), scores that model on the test split with gleamx-eval's ``run_eval`` (label task,
-greedy), runs ``run_grpo`` with ``recipes/tiny/grpo.yaml`` from the SFT run (verdict reward only, full
-fine-tuning like the SFT, ``--grpo_steps`` steps) and scores the result the same way. Prints accuracy overall,
-on matching and on non-matching pairs, the invalid rate, the test verdict reward (accuracy - penalty x invalid),
-the training reward curve (mean verdict reward per logged step), steps and wall times.
+Each cell (data seed d: the synthetic ``toy`` data; training seed t: the random model, data order and sampling):
+  1. start: ``recipes/tiny/sft_learns.yaml`` for ``--sft_steps`` from the random model (a random model writes no
+     verdict, so a verdict reward would be flat);
+  2. GRPO: ``recipes/tiny/grpo.yaml`` from the start (verdict reward, full fine-tuning like the SFT,
+     ``--grpo_steps`` x ``--prompts`` prompts x ``--num_generations`` answers);
+  3. control, same samples: the start continued by SFT on as many training pairs as GRPO saw prompts;
+  4. control, same compute: the start continued by SFT until it has used the CPU time of GRPO's training loop
+     (one torch thread, so CPU time is compute; wall time would also charge the other jobs on the machine).
+All four are scored on ``--split`` (greedy, label task). Prints each cell, then every arm's mean +- sd with a
+Student-t 95% interval over cells, and GRPO minus each control (and minus the start), paired on the same samples:
+a bootstrap interval per cell and a t-interval over cells. Settings are chosen with ``--split val``; the recorded
+figures are one run on ``test``.
 
-    python benchmark/grpo_learns.py --quick        # smoke run (~1 min): the path, too short to learn
-    python benchmark/grpo_learns.py                # 2000 samples, SFT 400 steps, GRPO 120 x 4 prompts, lr 1e-4 (~4 min)
-    python benchmark/grpo_learns.py --sft_steps 800 --grpo_steps 60   # the old default: a confident SFT, no change
-
-The default SFT stops while the seed-0 model is partly right and unsure (66.5%, P(right) ~0.55), so the 8 answers
-of a prompt disagree and GRPO has something to rank; GRPO then raises test accuracy to 87.5%. At --seed 1 the
-400-step SFT is still at the label prior and GRPO moves nothing: the SFT steps to that state depend on the seed.
-Trials: ``--work_dir DIR`` keeps data, model and SFT run and reuses them (each trial then costs GRPO + one eval),
-``--sft_save_steps K`` / ``--sft_checkpoint N`` start GRPO from an SFT checkpoint, ``--grpo_seed`` varies GRPO
-alone, ``--temperature``/``--top_k``/``--class_balance``/``--no_verdict_penalty``/``--scale_rewards`` the GRPO run.
-benchmark/README.md lists the settings tried and what each gave.
+    python benchmark/grpo_learns.py --jobs 2                # the recorded run: test, data seeds 0,1,2 x training seeds 0,1
+    python benchmark/grpo_learns.py --split val --grpo_lr 3e-4 --jobs 2   # choosing a setting on val
+    python benchmark/grpo_learns.py --quick                 # smoke run (~2 min): the whole path, too short to learn
 """
 
 from __future__ import annotations
 
+import learning  # noqa: I001 - first: pins the kernels before torch loads (benchmark/learning.py)
+
 import argparse
-import json
-import shutil
-import statistics
+import math
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from gleamx.models import build_tiny_model
-from gleamx.synth import synthesize
+from learning import (FIELDS, CpuClock, Scored, diff_text, interval_text, make_data, make_model, paired, pct,
+                      run_cells, score, seeds)
 from machine import set_threads_and_describe  # benchmark/machine.py (the script's own folder)
-from sft_learns import score  # benchmark/sft_learns.py: run_eval on the test split, label task, greedy
+from results import Results
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT_RECIPE = ROOT / "recipes" / "tiny" / "sft_learns.yaml"
 GRPO_RECIPE = ROOT / "recipes" / "tiny" / "grpo.yaml"
-FIELDS = ("accuracy", "accuracy_positive", "accuracy_negative", "invalid_rate")
-PROBS = ("p_right_positive", "p_right_negative")
+ARMS = ("start", "grpo", "sft_same_samples", "sft_same_compute")
+CONTROLS = ("sft_same_samples", "sft_same_compute", "start")
+SFT_BATCH = 8
+# The start and the SFT controls train at these settings whatever the shipped recipe's schedule becomes: the
+# experiment's starting point must not move when sft_learns.yaml is tuned for its own (longer) run.
+SFT_SETTINGS = ["--learning_rate", "1e-3", "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20"]
 
 
-def pct(x: float | None) -> str:
-    return "    -" if x is None else f"{100 * x:5.1f}"
+def sft(model: Path, data: Path, out: Path, seed: int, steps: int, clock: CpuClock, extra: list[str]) -> tuple[Path, float]:
+    """``run_sft`` with ``sft_learns.yaml`` for ``steps`` steps; (output folder, wall seconds)."""
+    from trl import ModelConfig, SFTConfig, TrlParser
 
-
-def test_reward(m: dict[str, Any], penalty: float) -> float:
-    """Mean verdict reward of the greedy test answers: 1 per correct, 0 per wrong, -penalty per invalid."""
-    return (m["accuracy"] or 0.0) - penalty * (m["invalid_rate"] or 0.0)
-
-
-def verdict_probs(model_path: Path, data: Path, max_pixels: int | None) -> dict[str, float]:
-    """Mean probability of the right verdict on the test split, per class: the model's (teacher-forced) sequence
-    probabilities of the two verdict lines, renormalised over the two. Greedy accuracy only sees which side of
-    0.5 a pair falls; this shows whether GRPO moved the policy at all, and how sure it is."""
-    from gleamx.data.load import load_samples
-    from gleamx.data.schema import GleamSample
-    from gleamx.models import load_model_and_processor
-    from gleamx.prompts import build_messages, sample_images
-    from gleamx.task import verdict_line
-
-    model, proc = load_model_and_processor(model_path, max_pixels=max_pixels, dtype="float32")
-    model.eval()
-    right: dict[bool, list[float]] = {True: [], False: []}
-    for row in load_samples(str(data), split="test").dataset:
-        s = GleamSample.from_features_dict(row)
-        images = sample_images(s)
-        prompt = proc.apply_chat_template(build_messages(s, "en", "label", with_answer=False),
-                                          add_generation_prompt=True, tokenize=False)
-        n_prompt = proc(text=[prompt], images=images, return_tensors="pt")["input_ids"].shape[1]
-        logp = []
-        for verdict in (True, False):
-            enc = proc(text=[prompt + verdict_line(verdict, "en")], images=images, return_tensors="pt")
-            with torch.no_grad():
-                lp = model(**enc).logits[0].float().log_softmax(-1)
-            ids = enc["input_ids"][0]
-            logp.append(sum(lp[i - 1, ids[i]] for i in range(n_prompt, len(ids))))
-        p_yes = torch.stack(logp).softmax(0)[0].item()
-        right[bool(s.label)].append(p_yes if s.label else 1.0 - p_yes)
-    return {"p_right_positive": statistics.mean(right[True]), "p_right_negative": statistics.mean(right[False])}
-
-
-def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    from trl import GRPOConfig, ModelConfig, SFTConfig, TrlParser
-
-    from gleamx.train.arguments import GleamScriptArguments
-    from gleamx.train.grpo import run_grpo
-    from gleamx.train.arguments import GleamGRPOArguments
     from gleamx.parsing import parse_recipe
+    from gleamx.train.arguments import GleamScriptArguments
     from gleamx.train.sft import run_sft
 
+    parsed = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), [
+        "--config", str(SFT_RECIPE), "--model_name_or_path", str(model), "--dataset_name", str(data),
+        "--output_dir", str(out), "--seed", str(seed), "--max_steps", str(steps),
+        "--logging_steps", str(max(1, min(steps, 10**6) // 5)), *SFT_SETTINGS, *extra])
     t0 = time.perf_counter()
-    sft_dir = root / "sft"
-    meta = {"n": args.n, "seed": args.seed, "sft_steps": args.sft_steps, "sft_save_steps": args.sft_save_steps}
-    reuse = (root / "sft_done.json").is_file() and json.loads((root / "sft_done.json").read_text()) == meta
-    if not reuse:  # a fresh folder, or one holding another setting's data and SFT run: make them anew
-        for old in (root / "sft_done.json", *root.glob("before-*.json")):
-            old.unlink(missing_ok=True)
-        for old in ("data", "model", "sft"):
-            shutil.rmtree(root / old, ignore_errors=True)
-        synthesize(root / "data", args.n, seed=args.seed, difficulty="toy", image_size=64)
-        build_tiny_model("qwen2_5_vl", root / "model", seed=args.seed)
-    model_dir = root / "model"
-    save = ["--save_strategy", "steps", "--save_steps", str(args.sft_save_steps), "--save_total_limit", "100",
-            "--save_only_model", "true"] if args.sft_save_steps else []
-    sft_args = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)), [
-        "--config", str(SFT_RECIPE), "--model_name_or_path", str(model_dir), "--dataset_name", str(root / "data"),
-        "--output_dir", str(sft_dir), "--seed", str(args.seed), "--max_steps", str(args.sft_steps),
-        "--logging_steps", str(max(1, args.sft_steps // 5)), *save])
-    if reuse:
-        print(f"reusing the SFT run in {sft_dir} ({meta})", flush=True)
-    else:
-        run_sft(*sft_args)
-        (root / "sft_done.json").write_text(json.dumps(meta))
-    sft_s = time.perf_counter() - t0
-    start = sft_dir / f"checkpoint-{args.sft_checkpoint}" if args.sft_checkpoint else sft_dir
-    if not start.is_dir():
-        raise SystemExit(f"--sft_checkpoint {args.sft_checkpoint}: no {start} (save it with --sft_save_steps)")
+    return run_sft(*parsed, callbacks=[clock]), time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    cached = root / f"before-{start.name}.json"
-    before = json.loads(cached.read_text()) if cached.is_file() else {}
-    if "p_right_negative" not in before:
-        before = score(model_dir, root / "data", root / f"eval0-{start.name}", "label", sft_args[0].max_pixels,
-                       model=start)
-        before.update(verdict_probs(start, root / "data", sft_args[0].max_pixels))
-        cached.write_text(json.dumps({k: before[k] for k in (*FIELDS, *PROBS, "n")}))
-    eval_s = time.perf_counter() - t0
-    print(f"after SFT ({start.name}, {sft_s:.0f} s): accuracy {pct(before['accuracy'])}%, "
-          f"matching {pct(before['accuracy_positive'])}%, "
-          f"non-matching {pct(before['accuracy_negative'])}%, invalid {pct(before['invalid_rate'])}%", flush=True)
 
-    grpo_dir = Path(tempfile.mkdtemp(prefix="grpo-", dir=root))
-    grpo_args = parse_recipe(TrlParser((GleamGRPOArguments, GRPOConfig, ModelConfig)), [
-        "--config", str(GRPO_RECIPE), "--model_name_or_path", str(start), "--dataset_name", str(root / "data"),
-        "--output_dir", str(grpo_dir), "--seed", str(args.seed if args.grpo_seed is None else args.grpo_seed),
-        "--lang", "en", "--task", "label",
+def grpo(start: Path, data: Path, out: Path, seed: int, args: argparse.Namespace, clock: CpuClock) -> tuple[Path, float]:
+    """``run_grpo`` with ``grpo.yaml`` from the start: verdict reward only, full fine-tuning, the English label task."""
+    from trl import GRPOConfig, ModelConfig, TrlParser
+
+    from gleamx.parsing import parse_recipe
+    from gleamx.train.arguments import GleamGRPOArguments
+    from gleamx.train.grpo import run_grpo
+
+    parsed = parse_recipe(TrlParser((GleamGRPOArguments, GRPOConfig, ModelConfig)), [
+        "--config", str(GRPO_RECIPE), "--model_name_or_path", str(start), "--dataset_name", str(data),
+        "--output_dir", str(out), "--seed", str(seed), "--lang", "en", "--task", "label",
         "--use_peft", "false", "--freeze_merger", "true", "--reward_funcs", "verdict", "--reward_weights", "1",
-        "--no_verdict_penalty", str(args.no_verdict_penalty), "--class_balance", str(args.class_balance).lower(),
-        "--scale_rewards", args.scale_rewards,
+        "--no_verdict_penalty", str(args.no_verdict_penalty), "--scale_rewards", args.scale_rewards,
         "--max_steps", str(args.grpo_steps), "--learning_rate", str(args.grpo_lr),
         "--num_generations", str(args.num_generations),
         "--per_device_train_batch_size", str(args.num_generations * args.prompts),
         "--max_completion_length", "6", "--save_strategy", "no", "--logging_steps", "1",
-        "--temperature", str(args.temperature), "--top_k", str(args.top_k),
-        "--max_pixels", str(sft_args[0].max_pixels)])
+        "--temperature", str(args.temperature)])
     t0 = time.perf_counter()
-    out = run_grpo(*grpo_args)
-    grpo_s = time.perf_counter() - t0
-    after = score(model_dir, root / "data", grpo_dir / "eval1", "label", sft_args[0].max_pixels, model=out)
-    after.update(verdict_probs(out, root / "data", sft_args[0].max_pixels))
-    history = json.loads((out / "log_history.json").read_text())
-    curve = [(h["step"], h["rewards/verdict/mean"], h.get("frac_reward_zero_std")) for h in history
-             if "rewards/verdict/mean" in h]
-    return {"before": before, "after": after, "reused": reuse, "sft_s": sft_s, "eval_s": eval_s, "grpo_s": grpo_s, "curve": curve,
-            "penalty": grpo_args[0].no_verdict_penalty, "batch": grpo_args[1].per_device_train_batch_size}
+    return run_grpo(*parsed, callbacks=[clock]), time.perf_counter() - t0
+
+
+def one_cell(d: int, t: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    from gleamx.parsing import load_yaml
+
+    max_pixels = load_yaml(SFT_RECIPE.read_text(encoding="utf-8"), str(SFT_RECIPE))["max_pixels"]
+    data, model = root / f"data-{d}", root / f"model-{t}"
+    cell = root / f"d{d}-t{t}"
+    runs: dict[str, dict[str, Any]] = {}
+
+    clock = CpuClock()
+    start, wall = sft(model, data, cell / "start", t, args.sft_steps, clock, [])
+    runs["start"] = {"path": start, "cpu_s": clock.used, "wall_s": wall, "steps": clock.steps}
+    clock = CpuClock()
+    path, wall = grpo(start, data, cell / "grpo", t, args, clock)
+    runs["grpo"] = {"path": path, "cpu_s": clock.used, "wall_s": wall, "steps": clock.steps,
+                    "samples": clock.steps * args.prompts}
+    if args.no_controls:
+        return finish(d, t, runs, data, cell, args, max_pixels)
+    # The controls continue the start as a resumed run would (no new warm-up); the SFT recipe's constant rate.
+    same = math.ceil(runs["grpo"]["samples"] / SFT_BATCH)
+    clock = CpuClock()
+    path, wall = sft(start, data, cell / "sft_same_samples", t, same, clock, ["--warmup_steps", "0"])
+    runs["sft_same_samples"] = {"path": path, "cpu_s": clock.used, "wall_s": wall, "steps": clock.steps,
+                                "samples": clock.steps * SFT_BATCH}
+    clock = CpuClock(budget=runs["grpo"]["cpu_s"])
+    path, wall = sft(start, data, cell / "sft_same_compute", t, 10**6, clock, ["--warmup_steps", "0"])
+    runs["sft_same_compute"] = {"path": path, "cpu_s": clock.used, "wall_s": wall, "steps": clock.steps,
+                                "samples": clock.steps * SFT_BATCH}
+    return finish(d, t, runs, data, cell, args, max_pixels)
+
+
+def finish(d: int, t: int, runs: dict[str, dict[str, Any]], data: Path, cell: Path, args: argparse.Namespace,
+           max_pixels: int) -> dict[str, Any]:
+    """Score every arm's model on the split."""
+    scores = {arm: score(data, cell / f"eval-{args.split}-{arm}", args.split, max_pixels, model=r.pop("path")) for arm, r in runs.items()}
+    return {"data_seed": d, "train_seed": t, "runs": runs, "scores": scores}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 300 samples, 60 SFT steps, 10 GRPO steps of 2 prompts")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--grpo_seed", type=int, default=None, help="seed of the GRPO run alone (default: --seed)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see README: shared cores)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 300 samples, one cell, 60 SFT steps, 6 GRPO steps")
+    ap.add_argument("--data_seeds", default="0,1,2", help="comma-separated data seeds (default 0,1,2)")
+    ap.add_argument("--train_seeds", default="0,1",
+                    help="comma-separated training seeds: model init, data order, sampling (default 0,1)")
+    ap.add_argument("--split", default="test", choices=("val", "test"),
+                    help="where to score (default test: the reported run; choose settings with val)")
+    ap.add_argument("--jobs", type=int, default=1, help="cells at once, one process and torch thread each (default 1)")
     ap.add_argument("--n", type=int, default=None, help="synthetic samples (default 2000; quick 300)")
     ap.add_argument("--sft_steps", type=int, default=None, help="SFT steps x batch 8 before GRPO (default 400; quick 60)")
-    ap.add_argument("--grpo_steps", type=int, default=None, help="GRPO steps (default 120; quick 10)")
-    ap.add_argument("--grpo_lr", type=float, default=1e-4, help="GRPO learning rate (full fine-tuning)")
-    ap.add_argument("--num_generations", type=int, default=8, help="answers per prompt")
-    ap.add_argument("--prompts", type=int, default=4, help="prompts per GRPO step (quick 2)")
-    ap.add_argument("--temperature", type=float, default=1.0, help="GRPO sampling temperature")
-    ap.add_argument("--top_k", type=int, default=0, help="sample GRPO answers from the k likeliest tokens (0: all)")
+    ap.add_argument("--grpo_steps", type=int, default=None, help="GRPO steps (default 120; quick 6)")
+    ap.add_argument("--grpo_lr", type=float, default=1e-4, help="GRPO learning rate (full fine-tuning; default 1e-4)")
+    ap.add_argument("--num_generations", type=int, default=8, help="answers per prompt (default 8)")
+    ap.add_argument("--prompts", type=int, default=4, help="prompts per GRPO step (default 4; quick 2)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="GRPO sampling temperature (default 1)")
     ap.add_argument("--no_verdict_penalty", type=float, default=0.5, help="verdict reward of an answer without one: minus this")
-    ap.add_argument("--class_balance", action="store_true", help="weigh rewards by class (sets --scale_rewards batch)")
-    ap.add_argument("--scale_rewards", default=None, help="TRL's scale_rewards: group (default), batch or none")
-    ap.add_argument("--work_dir", type=Path, default=None,
-                    help="keep data, model and SFT run here and reuse them when n, seed and SFT steps match "
-                         "(else its data/, model/ and sft/ are made anew; default: a temporary folder); each GRPO "
-                         "trial then costs GRPO + one eval")
-    ap.add_argument("--sft_save_steps", type=int, default=0, help="save an SFT checkpoint every this many steps")
-    ap.add_argument("--sft_checkpoint", type=int, default=0,
-                    help="start GRPO from SFT checkpoint-N (needs --sft_save_steps) instead of the final SFT model")
+    ap.add_argument("--scale_rewards", default="group", choices=("group", "batch", "none"), help="TRL's scale_rewards")
+    ap.add_argument("--no_controls", action="store_true",
+                    help="start and GRPO only (choosing GRPO's settings on val: the controls do not depend on them)")
+    ap.add_argument("--work_dir", type=Path, default=None, help="keep data, models and runs here (default: a temp folder)")
     args = ap.parse_args()
     args.n = args.n or (300 if args.quick else 2000)
     args.sft_steps = args.sft_steps or (60 if args.quick else 400)
-    args.grpo_steps = args.grpo_steps or (10 if args.quick else 120)
-    if args.quick and args.prompts == 4:
-        args.prompts = 2
-    args.scale_rewards = args.scale_rewards or ("batch" if args.class_balance else "group")
-    set_threads_and_describe(args.threads)
-    if args.work_dir:
-        args.work_dir.mkdir(parents=True, exist_ok=True)
-        r = run(args, args.work_dir.resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="gleamx-grpo-learns-") as tmp:
-            r = run(args, Path(tmp))
-
-    b, a = r["before"], r["after"]
-    print(f"\ndata: synthesize(n={args.n}, difficulty='toy', image_size=64, seed={args.seed}), test split {a['n']} pairs; "
-          f"model: tiny qwen2_5_vl (seed {args.seed})")
-    print(f"SFT: sft_learns.yaml, {args.sft_steps} steps x batch 8, full fine-tuning, {r['sft_s']:.0f} s"
-          + (f"; GRPO starts from its checkpoint at step {args.sft_checkpoint}" if args.sft_checkpoint else "")
-          + (" (reused)" if r["reused"] else ""))
-    print(f"GRPO: grpo.yaml, full fine-tuning, {args.grpo_steps} steps x {args.prompts} prompts x "
-          f"{args.num_generations} answers (batch {r['batch']}), lr {args.grpo_lr:g}, temperature {args.temperature:g}"
-          f"{f', top_k {args.top_k}' if args.top_k else ''}, "
-          f"reward verdict only (no-verdict penalty {r['penalty']:g}"
-          f"{', class-balanced' if args.class_balance else ''}), scale_rewards {args.scale_rewards}, {r['grpo_s']:.0f} s "
-          f"({r['grpo_s'] / args.grpo_steps:.2f} s/step); {torch.get_num_threads()} torch thread(s)")
-    print("eval: run_eval, test split, lang=en, task=label, greedy, 8 new tokens\n")
-    print(f"{'model':<12} " + " ".join(f"{f:>18}" for f in FIELDS) + f" {'test verdict reward':>20}")
-    for name, m in (("after SFT", b), ("after GRPO", a)):
-        print(f"{name:<12} " + " ".join(f"{pct(m[f]):>18}" for f in FIELDS)
-              + f" {test_reward(m, r['penalty']):>20.3f}")
-    print("\nprobability of the right verdict (teacher-forced 'Answer: Yes' vs 'Answer: No', renormalised), mean on "
-          "matching / non-matching test pairs:\n" + "\n".join(
-              f"  {name:<12} {m['p_right_positive']:.3f} / {m['p_right_negative']:.3f}" for name, m in
-              (("after SFT", b), ("after GRPO", a))))
-    curve = r["curve"]
-    k = max(1, len(curve) // 5)
-    first, last = [c[1] for c in curve[:k]], [c[1] for c in curve[-k:]]
-    print(f"\ntraining verdict reward (mean of sampled answers): first {k} steps {statistics.mean(first):.3f}, "
-          f"last {k} steps {statistics.mean(last):.3f}")
-    print("reward curve (step: mean verdict reward, share of prompts whose answers all scored alike):")
-    for lo in range(0, len(curve), k):
-        chunk = curve[lo:lo + k]
-        zero = [c[2] for c in chunk if c[2] is not None]
-        print(f"  steps {chunk[0][0]:>4}-{chunk[-1][0]:<4} {statistics.mean(c[1] for c in chunk):6.3f}"
-              + (f"   flat groups {statistics.mean(zero):.2f}" if zero else ""))
-    up_reward = test_reward(a, r["penalty"]) > test_reward(b, r["penalty"]) and statistics.mean(last) > statistics.mean(first)
-    up_classes = (a["accuracy_positive"] or 0) >= (b["accuracy_positive"] or 0) and \
-        (a["accuracy_negative"] or 0) >= (b["accuracy_negative"] or 0) and (a["accuracy"] or 0) > (b["accuracy"] or 0)
-    print("\nverdict:", "GRPO RAISED the verdict reward and test accuracy, neither class falling"
-          if up_reward and up_classes else
-          "GRPO did NOT raise both the verdict reward and test accuracy (both classes) in this setting")
-    print(f"wall: SFT {r['sft_s']:.0f} s, one eval {r['eval_s']:.0f} s, GRPO {r['grpo_s']:.0f} s")
+    args.grpo_steps = args.grpo_steps or (6 if args.quick else 120)
+    if args.quick:
+        args.prompts = 2 if args.prompts == 4 else args.prompts
+        args.data_seeds, args.train_seeds = args.data_seeds.split(",")[0], args.train_seeds.split(",")[0]
+    print(learning.pin_and_describe())
+    set_threads_and_describe(1)
+    grid = [(d, t) for d in seeds(args.data_seeds) for t in seeds(args.train_seeds)]
+    with tempfile.TemporaryDirectory(prefix="gleamx-grpo-learns-") as tmp:
+        root = args.work_dir or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        for d, t in grid:  # made once, before any job starts: the jobs share them
+            make_data(root, d, args.n, "toy", 64)
+            make_model(root, t)
+        cells = run_cells(one_cell, [(d, t, args, root) for d, t in grid], args.jobs)
+    report(cells, args)
     return 0
+
+
+def report(cells: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    n = cells[0]["scores"]["grpo"]["n"]
+    arms = [a for a in ARMS if a in cells[0]["scores"]]
+    print(f"\ndata: synthesize(n={args.n}, difficulty='toy', image_size=64) per data seed {args.data_seeds}; "
+          f"{args.split} split, {n} pairs; model: tiny qwen2_5_vl per training seed {args.train_seeds}")
+    print(f"start: sft_learns.yaml {' '.join(SFT_SETTINGS)}, {args.sft_steps} steps x batch {SFT_BATCH}, full fine-tuning")
+    print(f"GRPO: grpo.yaml, {args.grpo_steps} steps x {args.prompts} prompts x {args.num_generations} answers, "
+          f"lr {args.grpo_lr:g}, temperature {args.temperature:g}, verdict reward (no-verdict penalty "
+          f"{args.no_verdict_penalty:g}), scale_rewards {args.scale_rewards}")
+    print("controls: sft_learns.yaml continued from the start, no warm-up: as many pairs as GRPO saw prompts "
+          "(sft_same_samples), or GRPO's training CPU time (sft_same_compute)")
+    print(f"eval: run_eval, {args.split} split, lang=en, greedy, 8 new tokens\n")
+    print(f"{'data':>4} {'train':>5} {'arm':<17} " + " ".join(f"{f:>18}" for f in FIELDS)
+          + f" {'steps':>6} {'samples':>7} {'CPU s':>6} {'wall s':>6}")
+    for c in cells:
+        for arm in arms:
+            m: Scored = c["scores"][arm]
+            r = c["runs"][arm]
+            print(f"{c['data_seed']:>4} {c['train_seed']:>5} {arm:<17} " + " ".join(f"{pct(m[f]):>18}" for f in FIELDS)
+                  + f" {r['steps']:>6} {r.get('samples', r['steps'] * SFT_BATCH):>7} {r['cpu_s']:>6.0f} {r['wall_s']:>6.0f}")
+    results = Results("grpo_learns" + ("_val" if args.split == "val" else ""), quick=args.quick, settings={
+        k: getattr(args, k) for k in ("split", "data_seeds", "train_seeds", "n", "sft_steps", "grpo_steps", "grpo_lr",
+                                      "num_generations", "prompts", "temperature", "no_verdict_penalty", "scale_rewards")})
+    print("\nover cells (Student t over the cells: the spread between seeds):")
+    for arm in arms:
+        for f in ("accuracy", "accuracy_negative"):
+            values = [c["scores"][arm][f] or 0.0 for c in cells]
+            print(f"  {arm:<17} {f:<18} {interval_text(values)}")
+            results.add(f"{arm}.{f}", values, unit="fraction", label=f"{arm}: {f} on {args.split}, one value per cell")
+    for key in ("cpu_s", "steps"):
+        if "sft_same_compute" in arms:
+            results.add(f"sft_same_compute.{key}", [c["runs"]["sft_same_compute"][key] for c in cells], unit=key,
+                        label=f"the compute-matched SFT control's {key}")
+        results.add(f"grpo.{key}", [c["runs"]["grpo"][key] for c in cells], unit=key, label=f"GRPO's {key}")
+    print("\nGRPO minus each other arm, accuracy, paired on the same samples:")
+    for other in (a for a in CONTROLS if a in arms):
+        diffs = [paired(c["scores"][other], c["scores"]["grpo"], seed=i) for i, c in enumerate(cells)]
+        print(f"  vs {other}: over cells {interval_text([x['diff'] for x in diffs], unit=' points')}")
+        for c, x in zip(cells, diffs):
+            print(f"      data seed {c['data_seed']}, training seed {c['train_seed']}: {diff_text(x)}")
+        results.add(f"grpo_minus_{other}", [x["diff"] for x in diffs], unit="fraction",
+                    label=f"paired accuracy difference GRPO - {other}, per cell",
+                    per_cell_ci=[[x["ci_low"], x["ci_high"]] for x in diffs])
+    results.write()
 
 
 if __name__ == "__main__":

@@ -60,12 +60,18 @@ BENCHES: tuple[Bench, ...] = (
     Bench("bench_retrieval_scale", "bench_retrieval_scale.py", minutes=5),
     Bench("bench_retrieval_two_phase", "bench_retrieval.py", full=("--two-phase",),
           quick=("--two-phase", "--quick", "--seeds", "1"), minutes=6),
-    Bench("bench_sft", "bench_sft.py", minutes=14),
+    Bench("bench_sft", "bench_sft.py", minutes=5),
+    Bench("bench_sft_qwen3b", "bench_sft.py", full=("--shape", "qwen3b"), quick=("--shape", "qwen3b", "--quick"),
+          minutes=10),
     Bench("bench_resume_sft", "bench_resume_sft.py", minutes=30),
     Bench("bench_resume", "bench_resume.py", minutes=20),
-    Bench("bench_eval", "bench_eval.py", minutes=21),
-    Bench("grpo_learns", "grpo_learns.py", minutes=5),
-    Bench("sft_learns", "sft_learns.py", minutes=50),
+    Bench("bench_eval_generation", "bench_eval.py", full=("--generation-only",),
+          quick=("--generation-only", "--quick"), minutes=10),
+    Bench("bench_eval_scoring", "bench_eval.py", full=("--scoring-only",), quick=("--scoring-only", "--quick"),
+          minutes=15),
+    # The learning experiments: a grid of data seeds x training seeds, two cells at a time (one core each).
+    Bench("sft_learns", "sft_learns.py", full=("--jobs", "2"), minutes=40),
+    Bench("grpo_learns", "grpo_learns.py", full=("--jobs", "2"), minutes=60),
 )
 
 

@@ -103,3 +103,35 @@ def calibration(labels: Sequence[bool], p_yes: Sequence[float | None], n_bins: i
         "brier": float(((p - y) ** 2).mean()),
         "reliability": table,
     }
+
+
+def paired_bootstrap_diff(
+    a: Sequence[float], b: Sequence[float], *, n_resamples: int = 2000, seed: int = 0, level: float = 0.95,
+) -> dict[str, float]:
+    """Mean of ``b - a`` over paired items (the same samples scored by two systems: 1/0 correct, or any score)
+    with a percentile bootstrap interval that resamples the *pairs*, so what both systems share cancels."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+        raise ValueError(f"paired values need two equal, non-empty 1-D lists (got {x.shape} and {y.shape})")
+    d = y - x
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(n_resamples, d.size))
+    means = d[idx].mean(1)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return {"diff": float(d.mean()), "ci_low": float(np.percentile(means, lo)), "ci_high": float(np.percentile(means, hi)),
+            "n": int(d.size)}
+
+
+def mean_t_interval(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
+    """Mean, sample standard deviation and Student-t interval of the mean over independent runs (seeds): the
+    interval a reader needs when the run-to-run spread, not the test-set size, dominates. One value: no interval."""
+    from scipy import stats as scipy_stats
+
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.size == 0 or not np.isfinite(v).all():
+        raise ValueError(f"need finite values, one per run (got {list(values)})")
+    mean = float(v.mean())
+    if v.size == 1:
+        return {"mean": mean, "sd": 0.0, "ci_low": float("nan"), "ci_high": float("nan"), "n": 1}
+    sd = float(v.std(ddof=1))
+    half = float(scipy_stats.t.ppf((1 + level) / 2, v.size - 1)) * sd / np.sqrt(v.size)
+    return {"mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half, "n": int(v.size)}

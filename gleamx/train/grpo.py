@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -229,12 +230,12 @@ def grpo_next_command(out: Path, built: BuiltGRPORun, script_args: GleamGRPOArgu
 
 
 def run_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model_args: ModelConfig, *,
-             encoder_loader: Any = None) -> Path:
-    """Train and save; returns the output directory."""
+             encoder_loader: Any = None, callbacks: Sequence[Any] = ()) -> Path:
+    """Train and save; returns the output directory. ``callbacks`` (``TrainerCallback``) join the trainer's own."""
     kind = RunKind(name="GRPO", check=check_grpo, build=partial(build_grpo_trainer, encoder_loader=encoder_loader),
                    write_outputs=write_grpo_run_outputs, warnings=grpo_run_warnings, next_command=grpo_next_command,
                    final_keys=("loss", "reward", "reward_std"))
-    return run_training(kind, script_args, training_args, model_args)
+    return run_training(kind, script_args, training_args, model_args, callbacks)
 
 
 __all__ = ["BuiltGRPORun", "GleamGRPOTrainer", "build_grpo_trainer", "check_grpo", "grpo_training_data", "load_policy", "run_grpo",

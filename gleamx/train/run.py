@@ -9,7 +9,7 @@ end. A kind of run brings only a :class:`RunKind`: its own checks, a builder of 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -260,8 +260,10 @@ def rank_zero_say(training_args: Any) -> Say:
     return lambda *a, **k: None
 
 
-def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args: ModelConfig) -> Path:
-    """Check, build, train, save, write the kind's outputs and push; returns the output directory."""
+def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args: ModelConfig,
+                 callbacks: Sequence[Any] = ()) -> Path:
+    """Check, build, train, save, write the kind's outputs and push; returns the output directory. ``callbacks``
+    (``transformers.TrainerCallback``) join the trainer's own, as ``Trainer(callbacks=...)`` would add them."""
     kind.check(script_args, training_args, model_args)
     check_numbers(script_args, training_args, model_args)
     out = Path(training_args.output_dir)
@@ -278,6 +280,8 @@ def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args
     # gleamx pushes once at the end (weights + card); the Trainer's own push would open a Hub repo at start-up.
     push, training_args.push_to_hub = training_args.push_to_hub, False
     built = kind.build(script_args, training_args, model_args, say)
+    for callback in callbacks:
+        built.trainer.add_callback(callback)
 
     writer = train_and_save(built.trainer, out, signature, resume)
     if writer:

@@ -11,9 +11,11 @@ tokens get label -100 and the end token is learned.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from gleamx.data.load import load_samples
@@ -159,6 +161,7 @@ SFT = RunKind(name="SFT", check=check_sft, build=build_trainer, write_outputs=wr
               warnings=lambda history, training_args: loss_warnings(history), next_command=sft_next_command)
 
 
-def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
-    """Train and save; returns the output directory."""
-    return run_training(SFT, script_args, training_args, model_args)
+def run_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig,
+            callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Train and save; returns the output directory. ``callbacks`` join the trainer's own."""
+    return run_training(SFT, script_args, training_args, model_args, callbacks)
