@@ -152,6 +152,10 @@ def main() -> int:
         args.data_seeds, args.train_seeds = args.data_seeds.split(",")[0], args.train_seeds.split(",")[0]
     print(learning.pin_and_describe())
     set_threads_and_describe(1)
+    # made now: its start time and machine line are the run's, not the report's
+    results = Results("grpo_learns" + ("_val" if args.split == "val" else ""), quick=args.quick, settings={
+        k: getattr(args, k) for k in ("split", "data_seeds", "train_seeds", "n", "sft_steps", "grpo_steps", "grpo_lr",
+                                      "num_generations", "prompts", "temperature", "no_verdict_penalty", "scale_rewards")})
     grid = [(d, t) for d in seeds(args.data_seeds) for t in seeds(args.train_seeds)]
     with tempfile.TemporaryDirectory(prefix="gleamx-grpo-learns-") as tmp:
         root = args.work_dir or Path(tmp)
@@ -160,11 +164,11 @@ def main() -> int:
             make_data(root, d, args.n, "toy", 64)
             make_model(root, t)
         cells = run_cells(one_cell, [(d, t, args, root) for d, t in grid], args.jobs)
-    report(cells, args)
+    report(cells, args, results)
     return 0
 
 
-def report(cells: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def report(cells: list[dict[str, Any]], args: argparse.Namespace, results: Results) -> None:
     n = cells[0]["scores"]["grpo"]["n"]
     arms = [a for a in ARMS if a in cells[0]["scores"]]
     print(f"\ndata: synthesize(n={args.n}, difficulty='toy', image_size=64) per data seed {args.data_seeds}; "
@@ -184,9 +188,6 @@ def report(cells: list[dict[str, Any]], args: argparse.Namespace) -> None:
             r = c["runs"][arm]
             print(f"{c['data_seed']:>4} {c['train_seed']:>5} {arm:<17} " + " ".join(f"{pct(m[f]):>18}" for f in FIELDS)
                   + f" {r['steps']:>6} {r.get('samples', r['steps'] * SFT_BATCH):>7} {r['cpu_s']:>6.0f} {r['wall_s']:>6.0f}")
-    results = Results("grpo_learns" + ("_val" if args.split == "val" else ""), quick=args.quick, settings={
-        k: getattr(args, k) for k in ("split", "data_seeds", "train_seeds", "n", "sft_steps", "grpo_steps", "grpo_lr",
-                                      "num_generations", "prompts", "temperature", "no_verdict_penalty", "scale_rewards")})
     print("\nover cells (Student t over the cells: the spread between seeds):")
     for arm in arms:
         for f in ("accuracy", "accuracy_negative"):

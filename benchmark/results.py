@@ -51,13 +51,30 @@ def commit() -> str:
 
 
 def summarise(values: Sequence[float]) -> dict[str, float | int]:
-    """median, min, max and n of finite values (a benchmark that measured NaN has a bug: refuse it)."""
+    """median, min, max and n of finite values (a benchmark that measured NaN has a bug: refuse it); with two or
+    more, also the mean, the sample sd and the Student-t 95% interval of the mean (``ci_low``, ``ci_high``): the
+    interval over seeds or runs that the learning experiments quote."""
     vals = [float(v) for v in values]
     if not vals:
         raise ValueError("a figure needs at least one measured value")
     if not all(math.isfinite(v) for v in vals):
         raise ValueError(f"a figure holds a non-finite value: {vals}")
-    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+    out: dict[str, float | int] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+    if len(vals) > 1:
+        from gleamx.eval.stats import mean_t_interval
+
+        t = mean_t_interval(vals)
+        out.update(mean=t["mean"], sd=t["sd"], ci_low=t["ci_low"], ci_high=t["ci_high"])
+    return out
+
+
+def resummarise(path: Path) -> None:
+    """Recompute every figure's summary from its recorded ``values`` (after the summary gained a field): the
+    measurements are untouched, only what is derived from them is written again."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for fig in data["figures"].values():
+        fig.update(summarise(fig["values"]))
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 class Results:
@@ -103,3 +120,13 @@ def load(name: str, quick: bool = False) -> dict[str, Any]:
     """The latest recorded results of one benchmark."""
     path = (RESULTS_DIR / "quick" if quick else RESULTS_DIR) / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="recompute the summaries of recorded results from their values")
+    ap.add_argument("--resummarise", nargs="+", metavar="NAME", required=True, help="results names (benchmark/results/NAME.json)")
+    for name in ap.parse_args().resummarise:
+        resummarise(RESULTS_DIR / f"{name}.json")
+        print(f"resummarised {RESULTS_DIR / name}.json")

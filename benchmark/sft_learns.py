@@ -156,6 +156,12 @@ def main() -> int:
         args.data_seeds, args.train_seeds = args.data_seeds.split(",")[0], args.train_seeds.split(",")[0]
     print(learning.pin_and_describe())
     set_threads_and_describe(1)
+    # made now: its start time and machine line are the run's, not the report's
+    name = "sft_learns" + ("" if args.difficulty == "toy" else f"_{args.difficulty}") + ("_val" if args.split == "val" else "")
+    results = Results(name, quick=args.quick,
+                      settings={"recipe": args.recipe.name, "overrides": overrides, "split": args.split,
+                                "data_seeds": args.data_seeds, "train_seeds": args.train_seeds, "n": args.n,
+                                "difficulty": args.difficulty, "baseline": args.baseline})
     grid = [(d, t) for d in seeds(args.data_seeds) for t in seeds(args.train_seeds)]
     arms = {"recipe": overrides, **({"baseline": [*overrides, *shlex.split(args.baseline)]} if args.baseline else {})}
     with tempfile.TemporaryDirectory(prefix="gleamx-sft-learns-") as tmp:
@@ -181,11 +187,6 @@ def main() -> int:
           f"{c0['batch']}, lr {c0['lr']:g}")
     print(f"eval: run_eval, {args.split} split, lang=en, greedy, 8 new tokens; intervals: Student t over the "
           f"{len(grid)} cells (the spread between seeds, not the test set's sampling error)")
-    name = "sft_learns" + ("" if args.difficulty == "toy" else f"_{args.difficulty}") + ("_val" if args.split == "val" else "")
-    results = Results(name, quick=args.quick,
-                      settings={"recipe": args.recipe.name, "overrides": overrides, "split": args.split,
-                                "data_seeds": args.data_seeds, "train_seeds": args.train_seeds, "n": args.n,
-                                "difficulty": args.difficulty, "baseline": args.baseline})
     for arm, cells in out.items():
         print_cells(cells, f"{arm} ({' '.join(arms[arm]) or 'as shipped'})")
         for f in FIELDS:
