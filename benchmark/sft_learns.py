@@ -194,6 +194,9 @@ def main() -> int:
                         label=f"{arm}: {f} on {args.split}, one value per cell (data seed x training seed)")
         if all(c["train_s"] == c["train_s"] for c in cells):  # NaN: reused runs, trained by an earlier command
             results.add(f"{arm}.train_s", [c["train_s"] for c in cells], unit="s", label=f"{arm}: training wall time")
+        for step in sorted(set.intersection(*(set(c["curve"]) for c in cells))) if cells[0]["curve"] else []:
+            results.add(f"{arm}.curve.{step}", [c["curve"][step] for c in cells], unit="fraction",
+                        label=f"{arm}: accuracy on {args.split} of the checkpoint at step {step}, one value per cell")
         results.add(f"{arm}.cells_learned", sum(learned(c["after"]) for c in cells), unit="cells",
                     label=f"{arm}: cells with >= 75% accuracy and both classes above 50%, of {len(cells)}")
     if args.baseline:
