@@ -294,6 +294,24 @@ def test_zero3_full_finetune_saves_consolidated_model(dist_inputs: SimpleNamespa
     assert not any(".visual." in k and ".merger." not in k for k in changed), sorted(changed)[:5]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["cpu.yaml", "zero3_cpu.yaml"])
+def test_match_eval_on_two_processes_finishes_and_keeps_a_checkpoint(dist_inputs: SimpleNamespace,
+                                                                      config: str) -> None:
+    """Every rank generates the same verdicts at the evaluation (collective under ZeRO-3): no hang, one score,
+    and the best checkpoint is reloaded on every rank."""
+    if config.startswith("zero") and (why := _deepspeed_ready()):
+        pytest.skip(why)
+    out = dist_inputs.root / f"match_{Path(config).stem}"
+    _launch(dist_inputs, config, out, "--eval_strategy", "steps", "--eval_steps", "3", "--eval_match_samples", "4",
+            "--eval_match_max_new_tokens", "6", "--metric_for_best_model", "match_accuracy",
+            "--load_best_model_at_end", "true")
+    evals = [h for h in json.loads((out / "log_history.json").read_text()) if "eval_loss" in h]
+    assert len(evals) == 1 and 0.0 <= evals[0]["eval_match_accuracy"] <= 1.0
+    kept = json.loads((out / "gleamx_run.json").read_text())["kept_checkpoint"]
+    assert kept["checkpoint"] == "checkpoint-3" and kept["value"] == evals[0]["eval_match_accuracy"]
+
+
 def test_accelerate_config_names_and_paths_resolve_in_one_place(tmp_path: Path) -> None:
     from gleamx import accelerate_configs
     from gleamx.cli.main import _pop_option

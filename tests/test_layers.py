@@ -26,7 +26,8 @@ LAYERS: list[set[str]] = [
     {"prompts"},              # samples -> chat messages; the ShareGPT writer
     {"models", "synth"},      # model loading and tiny models; the synthetic world (writes data with prompts' verdicts)
     {"hub"},                  # model cards, push, merge
-    {"train", "eval"},        # SFT; evaluation
+    {"eval"},                 # evaluation: generation, verdict scoring, metrics, judge, reports
+    {"train"},                # SFT and GRPO (SFT scores its checkpoints with eval's own generation and metrics)
     {"retrieval"},            # the retrieval encoder (GLEAM-C), and localize (retrieval + eval's verification)
     {"curate", "build"},      # GLEAM-X from real sources: pairs, MLLM annotation, human revision (build: old alias)
     {"demo"},                 # the whole pipeline on generated data

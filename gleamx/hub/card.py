@@ -70,7 +70,8 @@ Fine-tuned from {{ base_model_md }} with gleamx ({{ method }}) on
 `{{ dataset }}` (task `{{ task }}`, language `{{ lang }}`, {{ n_train }} training conversations).
 """ + _USE + _TRAINING + """\
 Loss on the assistant answer only (TRL `assistant_only_loss`). Final training loss: {{ final_loss }}.
-""" + _EVALUATION
+{% if kept %}Weights: {{ kept }} (`load_best_model_at_end`).
+{% endif %}""" + _EVALUATION
 
 _HP_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "warmup_steps",
             "gradient_accumulation_steps", "lr_scheduler_type", "weight_decay", "bf16", "seed",
@@ -182,9 +183,10 @@ def _card_data(out: Path, base: str, dataset: str, script: dict[str, Any], peft:
 
 def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: list[dict[str, Any]], *,
                      n_train: int, eval_results: str | Path | None = None,
-                     warnings: list[str] | None = None) -> ModelCard:
+                     warnings: list[str] | None = None, kept: str | None = None) -> ModelCard:
     """The card for a run directory: metadata (base_model, datasets, tags, model-index) + a readable body;
-    ``warnings``: a finished run's learning warnings, shown above the usage."""
+    ``warnings``: a finished run's learning warnings, shown above the usage; ``kept``: which checkpoint's weights
+    were saved, in words (:func:`gleamx.train.summary.kept_text`), when not the last step's."""
     script, model, training = args["script"], args["model"], args["training"]
     base = model.get("model_name_or_path") or "unknown"
     dataset = script.get("dataset_name") or "unknown"
@@ -200,7 +202,7 @@ def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: li
             (k, model[k]) for k in ("lora_r", "lora_alpha", "lora_dropout") if peft and k in model] + [
             (k, script[k]) for k in ("min_pixels", "max_pixels", "freeze_vision_tower", "freeze_merger") if k in script],
         final_loss=f"{losses[-1]:.4f}" if losses else "n/a", warnings=list(warnings or []),
-        results_table=_results_table(card_data.eval_results or []),
+        results_table=_results_table(card_data.eval_results or []), kept=kept,
     )
 
 

@@ -106,16 +106,58 @@ def _renamings(model: Any) -> list[list[tuple[str, str]]]:
     return out
 
 
+def _rename_key(key: str, renames: list[tuple[str, str]]) -> str:
+    for pattern, target in renames:
+        key = re.sub(pattern, target, key, count=1)
+    return key
+
+
 def _rename(state: dict[str, Any], renames: list[tuple[str, str]]) -> dict[str, Any]:
     out = {}
     for key, value in state.items():
         if key.startswith(PEFT_PREFIX):  # the renamings are written for model keys, without PEFT's prefix
-            inner = key[len(PEFT_PREFIX):]
-            for pattern, target in renames:
-                inner = re.sub(pattern, target, inner, count=1)
-            key = PEFT_PREFIX + inner
+            key = PEFT_PREFIX + _rename_key(key[len(PEFT_PREFIX):], renames)
         out[key] = value
     return out
+
+
+def load_saved_weights(model: Any, folder: str | Path) -> None:
+    """Load a full model's ``model.safetensors`` (or its shards) from ``folder`` into ``model``, every tensor.
+
+    ``save_pretrained`` writes Qwen2/2.5-VL weights in the checkpoint's own layout (``model.*``, ``visual.*``),
+    which a plain ``load_state_dict`` (the Trainer's reload of its best checkpoint) matches to nothing, with only a
+    warning; the keys are renamed as for adapters. A tensor that fits nowhere, or a model tensor with no saved one
+    (tied weights aside), is one :class:`GleamModelError` line.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    files = (sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())) if index.is_file()
+             else ["model.safetensors"])
+    saved: dict[str, Any] = {}
+    for name in files:
+        saved.update(load_file(str(folder / name), device="cpu"))
+    own = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in own.items()}
+    state, best = saved, _n_fitting(saved, expected)
+    if best < len(saved):
+        for renames in _renamings(model):
+            renamed = {_rename_key(k, renames): v for k, v in saved.items()}
+            n = _n_fitting(renamed, expected)
+            if n > best:
+                state, best = renamed, n
+    if best < len(saved):
+        raise GleamModelError(f"{folder}: {best} of {len(saved)} saved tensors match the model's (weights of another "
+                              "model or layout?)")
+    result = model.load_state_dict(state, strict=False)
+    loaded = {own[k].data_ptr() for k in state}
+    missing = [k for k in result.missing_keys if own[k].data_ptr() not in loaded]  # a tied weight came with its twin
+    if missing:
+        raise GleamModelError(f"{folder}: holds no weights for {len(missing)} of the model's tensors "
+                              f"(e.g. {missing[0]})")
 
 
 def check_adapter_dir(adapter: str | Path, flag: str = "--adapter") -> None:

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
-from gleamx.checks import (COUNT_MAX, PIXELS_MAX, check_at_least, check_choice, check_int, check_pixel_budget,
-                           check_positive, check_ranges, field_help, recipe_option)
+from gleamx.checks import (COUNT_MAX, PIXELS_MAX, TOKENS_MAX, check_at_least, check_choice, check_int,
+                           check_pixel_budget, check_positive, check_ranges, field_help, recipe_option)
 from gleamx.choices import FORMATS, LANGS_OR_BOTH, TASKS, DataFormat, LangOrBoth, Task
 from gleamx.errors import GleamConfigError
+from gleamx.train.match_eval import eval_max_new_tokens_default
 from gleamx.train.rewards import REWARD_NAMES, check_reward_names
 
 # Linear layers of the language model only: Qwen-VL vision MLPs reuse the names gate/up/down_proj,
@@ -49,6 +50,12 @@ class GleamScriptArguments(ScriptArguments):
         default=False, metadata={"help": "accept image paths that resolve outside the dataset directory"}
     )
     eval_results: str | None = field(default=None, metadata={"help": "gleamx-eval results.json for the model card"})
+    eval_match_samples: int = field(default=0, metadata=field_help(
+        "at each evaluation, greedy verdicts on the first N samples of dataset_test_split, generated and scored as "
+        "gleamx eval does: logs eval_match_accuracy (_positive, _negative), eval_match_f1 and "
+        "eval_match_invalid_rate, for metric_for_best_model: match_accuracy; 0: off", low=0, high=COUNT_MAX))
+    eval_match_max_new_tokens: int = field(default=eval_max_new_tokens_default(), metadata=field_help(
+        "longest answer generated for eval_match_samples (gleamx eval's --max-new-tokens)", low=1, high=TOKENS_MAX))
     overwrite_output_dir: bool = field(default=False, metadata={"help": "reuse an output dir that holds another run"})
     # Not named padding_free: that is SFTConfig's (same parser), which TRL refuses for image data.
     padding_free_vl: bool | None = field(
@@ -65,6 +72,8 @@ class GleamScriptArguments(ScriptArguments):
         check_choice("recipe: task", self.task, TASKS)
         check_choice("recipe: dataset_format", self.dataset_format, FORMATS)
         check_int("recipe: max_train_samples", self.max_train_samples, 1, optional=True)
+        check_int("recipe: eval_match_samples", self.eval_match_samples, 0)
+        check_int("recipe: eval_match_max_new_tokens", self.eval_match_max_new_tokens, 1)
         check_pixel_budget("recipe: min_pixels", self.min_pixels, "max_pixels", self.max_pixels)
         check_positive("recipe: vision_lr", self.vision_lr, optional=True)
         check_positive("recipe: merger_lr", self.merger_lr, optional=True)
@@ -106,6 +115,9 @@ class GleamGRPOArguments(GleamScriptArguments):
         super().__post_init__()
         if self.padding_free_vl:  # an SFT field: GRPO's batches are TRL's own prompts and completions
             raise GleamConfigError("recipe: padding_free_vl: applies to SFT only; GRPO pads its batches as TRL does")
+        if self.eval_match_samples:  # GleamGRPOTrainer has no such evaluation: refused, not silently ignored
+            raise GleamConfigError("recipe: eval_match_samples: applies to SFT only (GRPO logs its verdict reward, "
+                                   "rewards/verdict/mean, at every step)")
         if isinstance(self.reward_funcs, str):  # one name on the command line
             self.reward_funcs = [self.reward_funcs]
         self.reward_funcs = [n for item in self.reward_funcs for n in str(item).replace(",", " ").split()]

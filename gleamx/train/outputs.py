@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from gleamx.train.learning_checks import learning_warnings
+from gleamx.train.summary import kept_checkpoint, kept_text
 
 ARGS_FILE = "gleamx_args.yaml"
 LOSS_PLOT = "loss_curve.png"
@@ -79,8 +80,9 @@ def write_outputs(out: Path, trainer: Any, script_args: Any, training_args: Any,
     history = trainer.state.log_history
     (out / LOG_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
     plot_loss(history, out / LOSS_PLOT)
+    kept = kept_checkpoint(trainer)
     card = build_model_card(out, args, history, n_train=n_train, eval_results=script_args.eval_results,
-                            warnings=learning_warnings(history, grpo=False))
+                            warnings=learning_warnings(history, grpo=False), kept=kept_text(kept) if kept else None)
     card.save(out / "README.md")
 
 

@@ -24,7 +24,7 @@ from gleamx.outputs import OutputFolder, claim_folder
 from gleamx.train.freeze import upcast_trainable
 from gleamx.train.interrupt import SaveOnInterrupt
 from gleamx.train.preflight import preflight
-from gleamx.train.summary import RunSummary, last_logged
+from gleamx.train.summary import RunSummary, kept_checkpoint, last_logged
 
 Say = Callable[[str], None]
 
@@ -211,6 +211,10 @@ def train_and_save(trainer: Any, out: Path, signature: dict, resume: str | None)
         raise GleamInterrupted(
             f"interrupted at step {step}: checkpoint saved to {out / f'checkpoint-{step}'}; continue with the same "
             "command plus --resume_from_checkpoint true", interrupt.signum or 2)
+    kept = kept_checkpoint(trainer)
+    if writer and kept:  # which checkpoint's weights are saved below, and its score
+        (out / RUN_FILE).write_text(json.dumps({"signature": signature, "kept_checkpoint": kept}, indent=2,
+                                               default=str) + "\n", encoding="utf-8")
     trainer.save_model(str(out))
     return writer
 
@@ -245,9 +249,14 @@ class RunKind:
     final_keys: tuple[str, ...] = ("loss",)
 
 
+def eval_lang(run_lang: str) -> str:
+    """The language gleamx eval scores a run in: its own, English for a bilingual (``both``) run."""
+    return "zh" if run_lang == "zh" else "en"
+
+
 def eval_command(model: str, adapter: Path | str | None, script_args: Any) -> str:
     """The ``gleamx eval`` line that scores a trained run on its data's test split."""
-    lang = "zh" if script_args.lang == "zh" else "en"
+    lang = eval_lang(script_args.lang)
     adapter_part = f" --adapter {adapter}" if adapter else ""
     return (f"gleamx eval --model {model}{adapter_part} --data {script_args.dataset_name} --split test "
             f"--lang {lang} --task {script_args.task}")
@@ -291,7 +300,8 @@ def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args
         summary = RunSummary(kind.name, out, built.trainer.state.global_step,
                              {k: last_logged(history, k) for k in kind.final_keys},
                              kind.warnings(history, training_args),
-                             kind.next_command(out, built, script_args, model_args))
+                             kind.next_command(out, built, script_args, model_args),
+                             kept=kept_checkpoint(built.trainer))
         for line in summary.summary_lines():
             say(line)
         folder.done()

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from gleamx.data.load import load_samples
+from gleamx.data.schema import samples_of
 from gleamx.errors import GleamConfigError
 from gleamx.train.arguments import GleamScriptArguments
 from gleamx.train.assistant_mask import speed_up_assistant_masks
@@ -30,7 +31,8 @@ from gleamx.train.labelled_loss import (TOKEN_METRICS, TokenMetrics, fast_path_r
 from gleamx.train.labelled_loss import vocab_size as loss_vocab_size
 from gleamx.train.peft_configs import check_quantisable, lora_config, run_quantization_config
 from gleamx.train.learning_checks import loss_warnings
-from gleamx.train.run import BuiltRun, RunKind, Say, eval_command, float32_trainables, run_training
+from gleamx.train.match_eval import MatchEval, broadcast_from_main, check_match_eval
+from gleamx.train.run import BuiltRun, RunKind, Say, eval_command, eval_lang, float32_trainables, run_training
 
 
 class GleamSFTTrainer(PartLearningRates, SFTTrainer):
@@ -38,17 +40,23 @@ class GleamSFTTrainer(PartLearningRates, SFTTrainer):
     counting image tokens,
     and TRL's loss computed on the labelled positions only (:mod:`gleamx.train.labelled_loss`).
 
+    ``match_eval``: each evaluation of the trainer's own eval split also scores greedy verdicts on a fixed
+    held-out subset (:mod:`gleamx.train.match_eval`): ``eval_match_accuracy`` and the rest, for
+    ``metric_for_best_model``.
+
     ``token_metrics``: when TRL's ``entropy`` / ``mean_token_accuracy`` are computed in training:
     ``"logging_steps"`` (default: the steps that log, so each logged value is that step's, not the mean
     since the last log), ``"every_step"`` (TRL's window mean) or ``"off"``. Evaluation always computes them.
     """
 
     def __init__(self, *args: Any, image_tokens: ImageTokenCounter | None = None,
-                 token_metrics: TokenMetrics = "logging_steps", **kwargs: Any):
+                 token_metrics: TokenMetrics = "logging_steps", match_eval: MatchEval | None = None, **kwargs: Any):
         if token_metrics not in TOKEN_METRICS:
             raise GleamConfigError(f"token_metrics: expected one of {', '.join(TOKEN_METRICS)}, got {token_metrics!r}")
         self.image_tokens = image_tokens
         self.token_metrics = token_metrics
+        self.match_eval = match_eval
+        self._match_eval_now = False
         super().__init__(*args, **kwargs)
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # under PEFT
         self._gleam_masked_logits = masked_logits_supported(base)
@@ -70,6 +78,39 @@ class GleamSFTTrainer(PartLearningRates, SFTTrainer):
             self.image_tokens.update(inputs["input_ids"])
         return super().training_step(model, inputs, num_items_in_batch)
 
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        # The match metrics describe the trainer's own split: not added when another dataset is passed in.
+        self._match_eval_now = self.match_eval is not None and eval_dataset is None and metric_key_prefix == "eval"
+        try:
+            return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        finally:
+            self._match_eval_now = False
+
+    def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
+                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
+        # Here, not in evaluate(): the metrics join eval_loss in the one log line, the on_evaluate callbacks and the
+        # dict the best-checkpoint logic reads (compute_metrics sees logits, and cannot generate).
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
+                                         ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        if self._match_eval_now:
+            # The model stays in eval mode: TRL's log() picks train or eval metrics by model.training.
+            match = broadcast_from_main(self.match_eval.metrics(self.model, self.processing_class))
+            output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in match.items()})
+        return output
+
+    def _load_best_model(self) -> None:
+        # transformers reloads a full model's best checkpoint with load_state_dict(strict=False) on the file's keys,
+        # which save_pretrained wrote in Qwen-VL's checkpoint layout: nothing would load, with only a warning, and
+        # the last step's weights would be saved as the best. DeepSpeed, FSDP and PEFT load their own way.
+        weights = Path(self.state.best_model_checkpoint)
+        if (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(self.model, "get_base_model")
+                or not any((weights / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json"))):
+            return super()._load_best_model()
+        from gleamx.models.adapter import load_saved_weights
+
+        load_saved_weights(self.model, weights)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # Added here, not in a callback's on_log: the Trainer files its log history before callbacks run.
         if self.image_tokens is not None and "loss" in logs:
@@ -77,8 +118,10 @@ class GleamSFTTrainer(PartLearningRates, SFTTrainer):
         super().log(logs, start_time)
 
 
-def _training_data(script_args: GleamScriptArguments, training_args: SFTConfig, say: Any) -> tuple[Any, Any]:
-    """``(SFTData of the train split, eval conversations or None)``, read as ``datasets`` objects end to end."""
+def _training_data(script_args: GleamScriptArguments, training_args: SFTConfig,
+                   say: Any) -> tuple[Any, Any, MatchEval | None]:
+    """``(SFTData of the train split, eval conversations or None, the verdicts to score at each evaluation or None)``,
+    read as ``datasets`` objects end to end."""
     read = dict(format=script_args.dataset_format, columns=script_args.dataset_columns,
                 skip_bad=script_args.skip_bad, allow_outside_paths=script_args.allow_outside_paths)
     loaded = load_samples(script_args.dataset_name, split=script_args.dataset_train_split, **read)
@@ -90,11 +133,16 @@ def _training_data(script_args: GleamScriptArguments, training_args: SFTConfig, 
     train = build_sft_dataset(data, script_args.lang, script_args.task)
     if train.n_without_language:
         say(f"{train.n_without_language} sample(s) have no {script_args.lang} explanation and are not used")
-    eval_ds = None
+    eval_ds = match = None
     if training_args.eval_strategy != "no" and script_args.dataset_test_split:
         held_out = load_samples(script_args.dataset_name, split=script_args.dataset_test_split, **read).dataset
         eval_ds = build_sft_dataset(held_out, script_args.lang, script_args.task).dataset
-    return train, eval_ds
+        if script_args.eval_match_samples:
+            # the first N, as gleamx eval --split SPLIT --limit N takes them; in gleamx eval's language for the run
+            subset = held_out.select(range(min(script_args.eval_match_samples, len(held_out))))
+            match = MatchEval(list(samples_of(subset)), eval_lang(script_args.lang), script_args.task,
+                              script_args.eval_match_max_new_tokens, training_args.per_device_eval_batch_size)
+    return train, eval_ds, match
 
 
 def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig,
@@ -102,7 +150,7 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
     """Data, model, freezing and ``GleamSFTTrainer`` of a run, ready to train (no files written)."""
     from gleamx.models import load_model_and_processor, training_chat_template
 
-    train, eval_ds = _training_data(script_args, training_args, say)  # data first: bad input fails in seconds
+    train, eval_ds, match = _training_data(script_args, training_args, say)  # data first: bad input fails in seconds
 
     quant = run_quantization_config(model_args, training_args)
     model, processor = load_model_and_processor(
@@ -127,7 +175,7 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
     trainer = (padding_free_trainer(GleamSFTTrainer) if padding_free else GleamSFTTrainer)(
         model=model, args=training_args, train_dataset=train.dataset, eval_dataset=eval_ds, processing_class=processor,
         peft_config=lora_config(model_args, script_args, model),
-        vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr, image_tokens=counter,
+        vision_lr=script_args.vision_lr, merger_lr=script_args.merger_lr, image_tokens=counter, match_eval=match,
     )
     float32_trainables(trainer, training_args, model_args, say)
     counts = trainable_counts(trainer.model)
@@ -142,6 +190,7 @@ def check_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model
         raise GleamConfigError("recipe: model_name_or_path: missing (a model directory or Hub id)")
     if not script_args.dataset_name:
         raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
+    check_match_eval(script_args, training_args)
 
 
 def write_sft_outputs(out: Path, built: BuiltRun, script_args: GleamScriptArguments, training_args: SFTConfig,
