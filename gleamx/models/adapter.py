@@ -142,13 +142,7 @@ def load_saved_weights(model: Any, folder: str | Path) -> None:
         saved.update(load_file(str(folder / name), device="cpu"))
     own = model.state_dict()
     expected = {k: tuple(v.shape) for k, v in own.items()}
-    state, best = saved, _n_fitting(saved, expected)
-    if best < len(saved):
-        for renames in _renamings(model):
-            renamed = {_rename_key(k, renames): v for k, v in saved.items()}
-            n = _n_fitting(renamed, expected)
-            if n > best:
-                state, best = renamed, n
+    state, best = _best_naming(saved, expected, model, adapter=False)
     if best < len(saved):
         raise GleamModelError(f"{folder}: {best} of {len(saved)} saved tensors match the model's (weights of another "
                               "model or layout?)")
@@ -172,6 +166,21 @@ def check_adapter_dir(adapter: str | Path, flag: str = "--adapter") -> None:
 
 def _n_fitting(state: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> int:
     return sum(1 for k, v in state.items() if expected.get(k) == tuple(v.shape))
+
+
+def _best_naming(saved: dict[str, Any], fits: dict[str, tuple[int, ...]], model: Any, *, adapter: bool,
+                 try_others: bool = False) -> tuple[dict[str, Any], int]:
+    """``saved`` under the key naming (as saved, or one of ``model``'s older layouts) that fits the most tensors,
+    and how many fit; the other namings are tried when some tensor does not fit as saved, or ``try_others``.
+    ``adapter``: the keys carry PEFT's prefix, which the renamings leave alone."""
+    state, best = saved, _n_fitting(saved, fits)
+    if best < len(saved) or try_others:
+        for renames in _renamings(model):
+            renamed = _rename(saved, renames) if adapter else {_rename_key(k, renames): v for k, v in saved.items()}
+            n = _n_fitting(renamed, fits)
+            if n > best:
+                state, best = renamed, n
+    return state, best
 
 
 def _read_adapter(adapter: Path, flag: str) -> tuple[Any, dict[str, Any]]:
@@ -200,13 +209,8 @@ def _matching_state(peft_model: Any, saved: dict[str, Any], where: str) -> dict[
                   if any(f"{name}." in k for name in EMBEDDING_LAYER_NAMES) and "lora_" not in k}
     fits = {**embeddings, **expected}
 
-    state, best = saved, _n_fitting(saved, fits)
-    if not (best == len(saved) and set(expected) <= set(saved)):
-        for renames in _renamings(peft_model.get_base_model()):
-            renamed = _rename(saved, renames)
-            n = _n_fitting(renamed, fits)
-            if n > best:
-                state, best = renamed, n
+    state, best = _best_naming(saved, fits, peft_model.get_base_model(), adapter=True,
+                               try_others=not set(expected) <= set(saved))
     if best < len(saved):
         raise GleamModelError(f"{where}: {best} of {len(saved)} adapter tensors match the model's modules "
                               "(adapter made for another model or layout?)")
