@@ -122,15 +122,20 @@ def test_cpu_twin_runs_end_to_end(tmp_path: Path) -> None:
     assert "peak GPU memory (GiB)" in log  # the human table
 
 
-def test_gpu_mode_refuses_without_a_gpu(tmp_path: Path) -> None:
+def _refuses_without_a_gpu(script: Path, out: Path) -> None:
+    """A GPU benchmark's GPU mode on a machine without one: exit 2 and the line that says to pass CPU=1."""
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("a GPU is visible: the GPU mode would run the full benchmark")
-    proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OUT": str(tmp_path / "bench"), "PYTHON": sys.executable})
+        pytest.skip(f"a GPU is visible: {script.name} would run in full")
+    proc = subprocess.run(["bash", str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OUT": str(out), "PYTHON": sys.executable})
     assert proc.returncode == 2, proc.stderr
     assert "no CUDA GPU visible" in proc.stderr and "CPU=1" in proc.stderr
+
+
+def test_gpu_mode_refuses_without_a_gpu(tmp_path: Path) -> None:
+    _refuses_without_a_gpu(SCRIPT, tmp_path / "bench")
 
 
 # --- benchmark/gpu/run_all.sh: the GPU day in one command ---------------------------------------------------------
@@ -237,14 +242,7 @@ def test_run_all_compares_predictions_and_shows_where_they_part() -> None:
 
 
 def test_run_all_gpu_mode_refuses_without_a_gpu(tmp_path: Path) -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is visible: the GPU mode would run the whole GPU day")
-    proc = subprocess.run(["bash", str(RUN_ALL)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OUT": str(tmp_path / "day"), "PYTHON": sys.executable})
-    assert proc.returncode == 2, proc.stderr
-    assert "no CUDA GPU visible" in proc.stderr and "CPU=1" in proc.stderr
+    _refuses_without_a_gpu(RUN_ALL, tmp_path / "day")
     report = json.loads((tmp_path / "day" / "report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == STAGE_NAMES
     assert {(s["status"], s["reason"]) for s in report["stages"]} == {("failed", "not run: no CUDA GPU visible")}
