@@ -82,6 +82,19 @@ def _private_gleamx_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["GLEAMX_CACHE"] = old
 
 
+@pytest.fixture(autouse=True)
+def _no_mixed_precision_left_behind():
+    """accelerate keeps one process-wide state: a test that trained in bf16 or fp16 in-process leaves it there, and
+    the next test of that xdist worker that builds a full-precision Accelerator (GLEAM-C training) is refused
+    ("AcceleratorState has already been initialized"), a failure that depends on which tests share a worker."""
+    import sys
+
+    yield
+    state = sys.modules.get("accelerate.state")
+    if state is not None and state.AcceleratorState._shared_state.get("_mixed_precision", "no") != "no":
+        state.AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _session_torch_extensions(tmp_path_factory: pytest.TempPathFactory):
     """DeepSpeed's JIT-built CPU op (``deepspeed_shm_comm``) goes to one folder of this test session, shared by its

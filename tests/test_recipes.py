@@ -157,5 +157,8 @@ def test_retrieval_recipe_runs_as_shipped(recipe, retrieval_data, tmp_path):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs with other precisions
-    out = Path(train_retrieval(cfg))
+    try:
+        out = Path(train_retrieval(cfg))
+    finally:  # the next test in this worker builds its own Accelerator, in full precision (a bf16 state would stay)
+        AcceleratorState._reset_state(reset_partial_state=True)
     assert (out / "model.safetensors").is_file()
