@@ -80,16 +80,8 @@ def test_cpu_twin_runs_end_to_end(tmp_path: Path) -> None:
     if "qwen2_5_vl" not in available_archs():
         pytest.skip("transformers lacks qwen2_5_vl")
     out = tmp_path / "bench"
-    env = {**os.environ, "CPU": "1", "OUT": str(out), "PYTHON": sys.executable}
-    proc = subprocess.Popen(["bash", str(SCRIPT)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        log, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        log, _ = proc.communicate(timeout=60)
-        pytest.fail(f"no exit within {TIMEOUT_S}s\n{log[-3000:]}")
-    assert proc.returncode == 0, log[-4000:]
+    rc, log = _run_cpu_twin(SCRIPT, out)
+    assert rc == 0, log[-4000:]
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] is True and summary["mode"] == "cpu"
@@ -120,6 +112,20 @@ def test_cpu_twin_runs_end_to_end(tmp_path: Path) -> None:
     assert train["peak_gpu_mem_gib"] is None and ev["peak_gpu_mem_gib"] is None
     assert (out / "train" / "adapter_model.safetensors").is_file() and (out / "eval" / "results.json").is_file()
     assert "peak GPU memory (GiB)" in log  # the human table
+
+
+def _run_cpu_twin(script: Path, out: Path, **env: str) -> tuple[int, str]:
+    """``CPU=1 bash script`` with ``OUT=out``: (exit code, its output); its process tree killed past TIMEOUT_S."""
+    proc = subprocess.Popen(["bash", str(script)], cwd=ROOT, env={**os.environ, "CPU": "1", "OUT": str(out),
+                                                                  "PYTHON": sys.executable, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        log, _ = proc.communicate(timeout=60)
+        pytest.fail(f"no exit within {TIMEOUT_S}s\n{log[-3000:]}")
+    return proc.returncode, log
 
 
 def _refuses_without_a_gpu(script: Path, out: Path) -> None:
@@ -249,16 +255,7 @@ def test_run_all_gpu_mode_refuses_without_a_gpu(tmp_path: Path) -> None:
 
 
 def _run_day(out: Path, **env: str) -> tuple[int, str]:
-    proc = subprocess.Popen(["bash", str(RUN_ALL)], cwd=ROOT, env={**os.environ, "CPU": "1", "OUT": str(out),
-                                                                   "PYTHON": sys.executable, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        log, _ = proc.communicate(timeout=60)
-        pytest.fail(f"no exit within {TIMEOUT_S}s\n{log[-3000:]}")
-    return proc.returncode, log
+    return _run_cpu_twin(RUN_ALL, out, **env)
 
 
 @pytest.mark.slow
