@@ -278,9 +278,9 @@ class GleamParser(_CheckedNumbers, TrlParser):
     def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
         meta = field.metadata.copy()  # as add_argument takes it (FieldMetadata: the range said in the help)
         default = None if field.default is dataclasses.MISSING else field.default
-        if meta.pop("positional", False):
-            parser.add_argument(field.name, nargs="?", default=default, help=meta.get("help"),
-                                metavar=field.name.upper())
+        if meta.pop("positional", False):  # a list field takes one or more (``gleamx compare RUN_A RUN_B``)
+            parser.add_argument(field.name, nargs="+" if _list_field(field.type) else "?", default=default,
+                                help=meta.get("help"), metavar=field.name.upper())
             return
         if _list_field(field.type):  # strings here; __post_init__ splits commas and converts
             names = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])

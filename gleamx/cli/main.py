@@ -241,6 +241,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         'gleamx eval --model models/tiny --data data/synth --split test --lang zh --task label --output eval/tiny',
         'gleamx eval --config eval/zh_explain --model Qwen/Qwen2.5-VL-3B-Instruct --adapter outputs/lora',
     ),
+    'compare': (
+        'gleamx compare eval/base eval/sft --names base,sft --output eval/compare',
+    ),
     'retrieval eval': (
         'gleamx retrieval eval --encoder outputs/retrieval-tiny --data data/synth --split test --output eval/retrieval',
     ),
@@ -314,6 +317,9 @@ COMMANDS: dict[str, Command] = {
     "retrieval train": Command(None, cmd_retrieval_train,
                                "train the retrieval encoder from a recipe: --config retrieval/tiny or a YAML path "
                                "(same as recipes/retrieval.py); --accelerate_config ddp launches it"),
+    "compare": Command(_config("eval.compare:CompareConfig"), _prints("eval.compare:run_compare"),
+                       "paired comparison of eval runs: differences with intervals, McNemar's test, the "
+                       '"no match" bias, per view, label and language'),
     "retrieval eval": Command(_config("retrieval.run_config:RetrievalEvalConfig"),
                               _prints("retrieval.evaluate:run_retrieval_eval"),
                               "R@k, R@1%, mAP of an encoder on a split, overall and per view"),

@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from gleamx.checks import (BATCH_MAX, COUNT_MAX, RETRIES_MAX, SECONDS_MAX, TOKENS_MAX, WORKERS_MAX, check_choice,
+from gleamx.checks import (BATCH_MAX, comma_list, COUNT_MAX, RETRIES_MAX, SECONDS_MAX, TOKENS_MAX, WORKERS_MAX, check_choice,
                            check_int, check_pixel_budget, check_positive, check_ranges, field_help, pixel_budget_option,
                            pixel_floor_option)
-from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
+from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Task
 from gleamx.errors import GleamConfigError
 from gleamx.eval.decoding import greedy_decoding
 
@@ -26,7 +26,9 @@ class EvalConfig:
     """Score a model (``model``, ``adapter``: it generates) or a predictions file on GLEAM-X data."""
 
     data: str = field(metadata=field_help("GLEAM-X data: JSONL/ShareGPT file, directory or Hub id"))
-    lang: Lang = field(default="en", metadata=field_help("language of prompts and reference explanations"))
+    lang: str = field(default="en", metadata=field_help(
+        "language of prompts and reference explanations: en, zh, or en,zh (both in one run: OUTPUT/en, OUTPUT/zh "
+        "and one report side by side)"))
     output: str = field(default="eval-out", metadata=field_help(
         "directory for predictions.jsonl, results.json/.md, report.html (one run at a time)"))
     model: str | None = field(default=None, metadata=field_help("model directory or Hub id (generates answers)"))
@@ -80,7 +82,15 @@ class EvalConfig:
         if not self.data:
             raise GleamConfigError("--data: missing (a GLEAM-X file, directory or Hub dataset id)")
         check_choice("--backend", self.backend, BACKENDS)
-        check_choice("--lang", self.lang, LANGS)
+        langs = comma_list(self.lang) or []
+        for lang in langs:
+            check_choice("--lang", lang, LANGS)
+        if not langs or len(set(langs)) != len(langs):
+            raise GleamConfigError(f"--lang: expected en, zh or en,zh (each language once), got {self.lang!r}")
+        self.lang = ",".join(langs)
+        if len(langs) > 1 and self.predictions:
+            raise GleamConfigError("--lang: a --predictions file holds one language's answers; score each language "
+                                   "on its own (--lang en, --lang zh), or generate both with --model")
         check_choice("--task", self.task, TASKS)
         check_choice("--dtype", self.dtype, DTYPES)
         if bool(self.judge_model) != bool(self.judge_base_url):
@@ -105,6 +115,10 @@ class EvalConfig:
         check_pixel_budget("--min-pixels", self.min_pixels, "--max-pixels", self.max_pixels)
         check_positive("--judge-timeout", self.judge_timeout, what="a positive number of seconds")
         check_ranges(self)
+
+    def languages(self) -> list[str]:
+        """The languages this run evaluates, in the order given."""
+        return self.lang.split(",")
 
     def generation_config(self) -> dict[str, Any]:
         """The full decoding config both backends get (greedy; see :func:`gleamx.eval.decoding.greedy_decoding`)."""

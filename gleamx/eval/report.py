@@ -256,3 +256,56 @@ def write_reports(out: Path, results: dict[str, Any], samples: list[GleamSample]
                   predictions: dict[str, dict[str, Any]]) -> None:
     (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
     (out / "report.html").write_text(report_html(results, samples, predictions), encoding="utf-8")
+
+
+def _language_rows(combined: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)``: each headline figure in one row, one column per language (``--lang en,zh``)."""
+    langs = combined["langs"]
+    by = combined["by_lang"]
+    rows = [["n", *(str(by[lang]["n"]) for lang in langs)]]
+    for key, name in (("accuracy", "accuracy"), ("accuracy_positive", "on matching pairs"),
+                      ("accuracy_negative", "on non-matching pairs"), ("f1", "F1"), ("invalid_rate", "invalid answers")):
+        rows.append([f"{name} (%)", *(_pct(by[lang].get(key)) + _ci(by[lang], key) for lang in langs)])
+    views = sorted({v for lang in langs for v in by[lang].get("by_view", {})})
+    rows += [[f"accuracy, view={v} (%)", *(_pct((by[lang]["by_view"].get(v) or {}).get("accuracy")) for lang in langs)]
+             for v in views]
+    for key in (*EXPLANATION_KEYS, *(f"{k}_rescaled" for k in RESCALED_KEYS)):
+        values = [(by[lang].get("explanation") or {}).get(key) for lang in langs]
+        if any(isinstance(v, (int, float)) for v in values):
+            rows.append([f"explanation {key}", *("-" if v is None else f"{v:.4f}" for v in values)])
+    judges = [((by[lang].get("explanation") or {}).get("judge") or {}).get("overall") for lang in langs]
+    if any(j is not None for j in judges):
+        rows.append(["LLM judge (1-5)", *("-" if j is None else f"{j:.2f}" for j in judges)])
+    return ["", *langs], rows
+
+
+def languages_markdown(combined: dict[str, Any]) -> str:
+    """``results.md`` of a ``--lang en,zh`` run: the languages side by side, then where each one's report is."""
+    cfg = combined.get("config", {})
+    header, rows = _language_rows(combined)
+    text = ("# GLEAM-X evaluation, " + " and ".join(combined["langs"]) + "\n\n"
+            f"- model: `{cfg.get('model')}`" + (f" + adapter `{cfg['adapter']}`" if cfg.get("adapter") else "") + "\n"
+            f"- data: `{cfg.get('data')}` (split {cfg.get('split')}), task {cfg.get('task')}\n\n"
+            "Percentages with 95% bootstrap intervals; explanation scores against each language's references.\n\n")
+    text += "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+    text += "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    text += "\n" + "".join(f"- {lang}: [{lang}/results.md]({lang}/results.md), [{lang}/report.html]({lang}/report.html)\n"
+                           for lang in combined["langs"])
+    return text
+
+
+def languages_html(combined: dict[str, Any]) -> str:
+    """``report.html`` of a ``--lang en,zh`` run: the side-by-side table and links to each language's report."""
+    e = html.escape
+    cfg = combined.get("config", {})
+    header, rows = _language_rows(combined)
+    table = ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
+             + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+    links = "".join(f"<li><a href='{e(lang)}/report.html'>{e(lang)}: the full report</a> (failures, calibration)</li>"
+                    for lang in combined["langs"])
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>GLEAM-X evaluation</title>
+<style>{CSS}</style></head><body><h1>GLEAM-X evaluation, {e(' and '.join(combined['langs']))}</h1>
+<p class="muted">model {e(str(cfg.get('model')))}{' + adapter ' + e(cfg['adapter']) if cfg.get('adapter') else ''}
+· data {e(str(cfg.get('data')))} ({e(str(cfg.get('split')))}) · task {e(str(cfg.get('task')))}</p>
+{table}<ul>{links}</ul></body></html>
+"""

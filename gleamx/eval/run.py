@@ -288,7 +288,12 @@ class EvalResult:
 
     def summary_lines(self) -> list[str]:
         """What ``gleamx eval`` prints: accuracy overall and by label, the image budget, the explanation scores,
-        and where the report, tables and numbers are."""
+        and where the report, tables and numbers are (each language's, then the side-by-side report's)."""
+        if "by_lang" in self.results:
+            lines = []
+            for lang, results in self.results["by_lang"].items():
+                lines += [f"[{lang}]"] + EvalResult(results, self.output / lang).summary_lines()
+            return lines + [f"both languages side by side: {self.output}/report.html  tables: {self.output}/results.md"]
         r, pct = self.results, lambda x: percent_text(x, sign="%")
         lines = [f"n={r['n']}  accuracy={pct(r['accuracy'])}  on matching pairs={pct(r['accuracy_positive'])}"
                  f"  on non-matching pairs={pct(r['accuracy_negative'])}  invalid={pct(r['invalid_rate'])}"]
@@ -314,7 +319,10 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
 
 
 def evaluate(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """:func:`run_eval`, also returning the predictions scored (``{id: row}``)."""
+    """:func:`run_eval`, also returning the predictions scored (``{id: row}``; of the first language when there
+    are several)."""
+    if len(cfg.languages()) > 1:
+        return _evaluate_languages(cfg)
     _check_paths(cfg)
     out = Path(cfg.output)
     # The one output rule (gleamx.outputs): never into an input, and a folder of the user's files only with
@@ -327,6 +335,31 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
         result = _evaluate(cfg, out)
     folder.done()
     return result
+
+
+def _evaluate_languages(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``--lang en,zh``: each language evaluated as its own run in ``OUTPUT/<lang>`` (resumable, comparable on its
+    own), then ``OUTPUT/results.json``, ``results.md`` and ``report.html`` with the languages side by side."""
+    from dataclasses import replace
+
+    from gleamx.eval.report import languages_html, languages_markdown
+
+    out = Path(cfg.output)
+    folder = claim_folder(out, "--output", command="eval", identity={"lang": cfg.lang}, overwrite=cfg.overwrite,
+                          replace=False, inputs={"--data": cfg.data, "--adapter": cfg.adapter, "--model": cfg.model})
+    by_lang: dict[str, dict[str, Any]] = {}
+    first: dict[str, dict[str, Any]] | None = None
+    for lang in cfg.languages():
+        results, predictions = evaluate(replace(cfg, lang=lang, output=str(out / lang)))
+        by_lang[lang] = results
+        first = predictions if first is None else first
+    combined = {"config": asdict(cfg), "gleamx": gleamx_provenance(), "langs": cfg.languages(), "by_lang": by_lang}
+    _write_atomic(out / "results.json", json.dumps(combined, ensure_ascii=False, indent=2) + "\n")
+    _write_atomic(out / "results.md", languages_markdown(combined))
+    _write_atomic(out / "report.html", languages_html(combined))
+    folder.done()
+    assert first is not None
+    return combined, first
 
 
 def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -364,11 +397,16 @@ def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dic
     results: dict[str, Any] = {"config": asdict(cfg), "gleamx": gleamx_provenance(), "generation": generation,
                                "images": images, **score(samples, predictions, bootstrap=cfg.bootstrap)}
     results["explanation"] = _explanation_scores(cfg, samples, predictions, out)
+    judged = (results["explanation"] or {}).pop("judge_per_sample", None)
     from gleamx.eval.report import model_index, write_reports
+    from gleamx.eval.scored import FILE, per_sample_rows, write_rows
 
     results["model_index"] = model_index(results)
     _write_atomic(out / "results.json", json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     write_reports(out, results, samples, predictions)
+    verdicts = [parse_verdict(predictions[s.id]["prediction"]) for s in samples]
+    write_rows(out / FILE, per_sample_rows(samples, verdicts, predictions, lang=cfg.lang, task=cfg.task,
+                                           explanation=results["explanation"], judge=judged))
     return results, predictions
 
 
@@ -401,6 +439,9 @@ def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions
                                                         concurrency=cfg.judge_concurrency, timeout=cfg.judge_timeout,
                                                         max_retries=cfg.judge_max_retries), out / "judge.jsonl")
         scores["judge"] = {**summary.to_dict(), "n_skipped": len(skipped), "markdown": summary.to_markdown()}
+        # each valid judgment's criteria and their mean, for per_sample.jsonl (not results.json)
+        scores["judge_per_sample"] = {r.id: {**r.scores, "overall": sum(r.scores.values()) / len(r.scores)}
+                                      for r in summary.results if r.valid and r.scores}
         if summary.n_invalid:
             from gleamx.console import console
 

@@ -45,13 +45,7 @@ def bootstrap_ci(
         return {}
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, y.size, size=(n_resamples, y.size))
-    stats = _rates(y[idx], p[idx])
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    out: dict[str, list[float] | None] = {}
-    for name, values in stats.items():
-        v = values[np.isfinite(values)]
-        out[name] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size else None
-    return out
+    return {name: _interval(values, level) for name, values in _rates(y[idx], p[idx]).items()}
 
 
 def auroc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
@@ -135,3 +129,62 @@ def mean_t_interval(values: Sequence[float], level: float = 0.95) -> dict[str, f
     sd = float(v.std(ddof=1))
     half = float(scipy_stats.t.ppf((1 + level) / 2, v.size - 1)) * sd / np.sqrt(v.size)
     return {"mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half, "n": int(v.size)}
+
+
+def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[str, float | int]:
+    """McNemar's exact test on paired right/wrong outcomes: of the ``n_discordant`` samples exactly one system got
+    right, ``a_only`` went to A and ``b_only`` to B; under "equally good" each is a fair coin, so the two-sided p is
+    twice the smaller binomial tail (capped at 1). Computed with integers (``math.comb``): exact at any size."""
+    from math import comb
+
+    if len(a_correct) != len(b_correct):
+        raise ValueError(f"paired outcomes need equal lengths (got {len(a_correct)} and {len(b_correct)})")
+    a_only = sum(1 for x, y in zip(a_correct, b_correct) if x and not y)
+    b_only = sum(1 for x, y in zip(a_correct, b_correct) if y and not x)
+    n = a_only + b_only
+    tail = sum(comb(n, k) for k in range(min(a_only, b_only) + 1))
+    p = 1.0 if n == 0 else min(1.0, 2 * tail / 2 ** n)
+    return {"a_only": a_only, "b_only": b_only, "n_discordant": n, "p_value": p}
+
+
+def _interval(values: np.ndarray, level: float) -> list[float] | None:
+    v = values[np.isfinite(values)]
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size else None
+
+
+def paired_bootstrap_match(
+    labels: Sequence[bool], pred_a: Sequence[bool | None], pred_b: Sequence[bool | None], *, n_resamples: int = 2000,
+    seed: int = 0, level: float = 0.95,
+) -> dict[str, dict[str, Any]]:
+    """B minus A for every match metric of :func:`_rates` (accuracy, F1, ...) on the same samples: each resample
+    draws the *samples* once and scores both systems on them, so the interval is that of the difference."""
+    y, pa = _encode(labels, pred_a)
+    _, pb = _encode(labels, pred_b)
+    if y.size == 0 or pb.size != y.size:
+        raise ValueError(f"paired verdicts need equal, non-empty lists (got {y.size} and {pb.size})")
+    whole_a, whole_b = _rates(y[None], pa[None]), _rates(y[None], pb[None])
+    idx = np.random.default_rng(seed).integers(0, y.size, size=(n_resamples, y.size))
+    res_a, res_b = _rates(y[idx], pa[idx]), _rates(y[idx], pb[idx])
+    out: dict[str, dict[str, Any]] = {}
+    for name in whole_a:
+        a, b = float(whole_a[name][0]), float(whole_b[name][0])
+        out[name] = {"a": a if np.isfinite(a) else None, "b": b if np.isfinite(b) else None,
+                     "diff": float(b - a) if np.isfinite(b - a) else None,
+                     "ci95": _interval(res_b[name] - res_a[name], level)}
+    return out
+
+
+def yes_rate_bias(labels: Sequence[bool], predictions: Sequence[bool | None], *, n_resamples: int = 2000,
+                  seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """How often a system says "match" against how often the pair matches: the rate of "yes" verdicts (an
+    unreadable answer is not a yes), the label rate, and their difference (below 0: a lean to "no match"), with
+    bootstrap intervals over samples."""
+    y, p = _encode(labels, predictions)
+    if y.size == 0:
+        raise ValueError("no samples")
+    idx = np.random.default_rng(seed).integers(0, y.size, size=(n_resamples, y.size))
+    yes, lab = (p[idx] == 1).mean(1), (y[idx] == 1).mean(1)
+    return {"n": int(y.size), "yes_rate": float((p == 1).mean()), "yes_rate_ci95": _interval(yes, level),
+            "label_rate": float(y.mean()), "bias": float((p == 1).mean() - y.mean()),
+            "bias_ci95": _interval(yes - lab, level)}
