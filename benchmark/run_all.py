@@ -57,6 +57,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("bench_padding_free", "bench_padding_free.py", minutes=2),
     Bench("bench_retrieval", "bench_retrieval.py", minutes=5),
     Bench("bench_grpo", "bench_grpo.py", minutes=1),
+    Bench("ablation_tiny", "ablation_tiny.py", minutes=3),
     Bench("bench_retrieval_scale", "bench_retrieval_scale.py", minutes=5),
     Bench("bench_retrieval_two_phase", "bench_retrieval.py", full=("--two-phase",),
           quick=("--two-phase", "--quick", "--seeds", "1"), minutes=6),

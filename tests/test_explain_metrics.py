@@ -82,9 +82,14 @@ def test_bleu_equals_sacrebleu(lang: str, tokenize: str) -> None:
     import sacrebleu
 
     pred, ref = (EN_PRED, EN_REF) if lang == "en" else (ZH_PRED, ZH_REF)
-    ours = score_explanations(pred, ref, lang, metrics=["bleu"])["bleu"]
+    out = score_explanations(pred, ref, lang, metrics=["bleu"])
+    ours = out["bleu"]
     assert ours == pytest.approx(sacrebleu.corpus_bleu(pred, [ref], tokenize=tokenize).score, abs=1e-12)
     assert ours > 0
+    # per sample: each pair's own sentence BLEU (not the corpus score, which pools n-gram counts)
+    expected = [sacrebleu.sentence_bleu(p, [r], tokenize=tokenize).score for p, r in zip(pred, ref)]
+    assert out["per_sample"]["bleu"] == pytest.approx(expected, abs=1e-12)
+    assert len(set(expected)) > 1 and ours not in expected
 
 
 def test_zh_bleu_needs_the_zh_tokenizer() -> None:
@@ -243,7 +248,7 @@ def test_score_explanations_shape() -> None:
     out = score_explanations(EN_PRED, EN_REF, "en")
     assert set(out) == {"sbert_cosine", "sbert_cosine_baseline", "sbert_cosine_rescaled", "sbert_model", "bleu",
                         "chrf", "rouge_l", "per_sample"}
-    assert set(out["per_sample"]) == {"sbert_cosine", "sbert_cosine_rescaled", "chrf", "rouge_l"}
+    assert set(out["per_sample"]) == {"sbert_cosine", "sbert_cosine_rescaled", "bleu", "chrf", "rouge_l"}
     assert all(len(v) == len(EN_PRED) for v in out["per_sample"].values())
     assert 0 < out["rouge_l"] <= 1 and 0 < out["bleu"] <= 100 and 0 < out["chrf"] <= 100
     assert set(score_explanations(EN_PRED, EN_REF, "en", metrics=["bleu"])) == {"bleu", "per_sample"}

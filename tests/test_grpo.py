@@ -204,7 +204,7 @@ def test_bad_recipes_are_one_line_before_any_model_loads(tmp_path):
     with pytest.raises(GleamConfigError, match=r"unknown reward 'consistancy' \(did you mean 'consistency'\?\)"):
         _parse("--reward_funcs", "verdict", "consistancy")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(TINY.read_text().replace("reward_funcs: [verdict, format]", "reward_funcs: [verdict, fromat]"))
+    recipe.write_text(TINY.read_text().replace("reward_funcs: [verdict, format,", "reward_funcs: [verdict, fromat,"))
     with pytest.raises(GleamConfigError, match=r"did you mean 'format'"):
         _parse(recipe=recipe)
     # checks that need both halves of the recipe, before data or model load (the model path does not exist)
@@ -212,10 +212,10 @@ def test_bad_recipes_are_one_line_before_any_model_loads(tmp_path):
 
     base = ("--model_name_or_path", str(tmp_path / "no-model"), "--dataset_name", str(tmp_path / "no-data"),
             "--output_dir", str(tmp_path / "o"))
-    with pytest.raises(GleamConfigError, match=r"reward_weights: 3 weight\(s\) for 2 reward\(s\)"):
+    with pytest.raises(GleamConfigError, match=r"reward_weights: 3 weight\(s\) for 4 reward\(s\)"):
         run_grpo(*_parse(*base, "--reward_weights", "1", "1", "1"))
     with pytest.raises(GleamConfigError, match="class_balance: with scale_rewards group"):
-        run_grpo(*_parse(*base, "--class_balance", "true"))
+        run_grpo(*_parse(*base, "--class_balance", "true", "--scale_rewards", "group"))
     # a weight that is not a number would silently drop its reward from the sum
     with pytest.raises(GleamConfigError, match=r"^recipe: reward_weights: expected finite numbers, got \[nan, 1.0\]$"):
         run_grpo(*_parse(*base, "--reward_weights", "nan", "1"))
@@ -250,6 +250,16 @@ def test_every_grpo_recipe_parses(recipe):
     assert script.reward_funcs[0] == "verdict"
     assert len(training.reward_weights) == len(script.reward_funcs)
     assert training.generation_batch_size % training.num_generations == 0
+    # how rewards become advantages and which loss: stated in the recipe (with its reasons), not left to TRL's defaults
+    import yaml
+
+    stated = yaml.safe_load((ROOT / recipe).read_text())
+    for key in ("loss_type", "importance_sampling_level", "scale_rewards", "multi_objective_aggregation",
+                "mask_truncated_completions"):
+        assert key in stated, f"{recipe}: {key} is not stated"
+    assert training.scale_rewards in ("group", "batch", "none")
+    assert training.loss_type in ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+    assert not (script.class_balance and training.scale_rewards == "group")
 
 
 def test_grpo_recipes_are_their_own_kind():
@@ -273,7 +283,7 @@ def test_gpu_grpo_recipe_runs_as_shipped(recipe, grpo_inputs, models_real_tiny_d
     from gleamx.recipes.grpo import main as grpo_main
 
     arch = {"qwen2.5-vl-3b": "qwen2_5_vl", "qwen3-vl-4b": "qwen3_vl"}[recipe.split("/")[1]]
-    _, shipped, shipped_model = _parse("--use_cpu", "true", recipe=ROOT / recipe)
+    shipped_script, shipped, shipped_model = _parse("--use_cpu", "true", recipe=ROOT / recipe)
     out = tmp_path / "out"
     grpo_main(["--config", str(ROOT / recipe), "--model_name_or_path", str(models_real_tiny_dir(arch)),
                "--dataset_name", str(grpo_inputs["data"]), "--output_dir", str(out), "--use_cpu", "true",
@@ -281,5 +291,6 @@ def test_gpu_grpo_recipe_runs_as_shipped(recipe, grpo_inputs, models_real_tiny_d
                "--per_device_train_batch_size", str(shipped.num_generations), "--max_completion_length", "8",
                "--report_to", "none"])
     logged = [h for h in _history(out) if "reward" in h]
-    assert len(logged) == 1 and all(f"rewards/{n}/mean" in logged[0] for n in ("verdict", "format"))
+    assert len(logged) == 1 and all(f"rewards/{n}/mean" in logged[0] for n in shipped_script.reward_funcs)
+    assert {"length", "repetition"} <= set(shipped_script.reward_funcs)  # the guards against gamed answers
     assert (out / ("adapter_model.safetensors" if shipped_model.use_peft else "model.safetensors")).is_file()

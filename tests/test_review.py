@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -43,6 +44,18 @@ ZH = {"t1": "红色屋顶。\n结论：是", "t2": "没有红色屋顶。\n结�
 LABELS = {"t1": True, "t2": False, "t3": True, "t4": False}
 
 
+@contextlib.contextmanager
+def _serving(app):
+    """``app`` served on a free local port in a thread, for the length of the block: yields its base url."""
+    srv = make_server(app, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 @pytest.fixture
 def review_data(tmp_path: Path) -> Path:
     """A dataset directory: train.jsonl (1 sample) and test.jsonl (t1..t4, bilingual, both labels)."""
@@ -70,12 +83,8 @@ def server(review_data: Path):
     """The review server on a free port in a thread: yields (base url, revisions path)."""
     revisions = default_revisions_path(review_data)
     app = ReviewApp(load_split(review_data, "test"), revisions, split="test", data=str(review_data))
-    srv = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", revisions
-    srv.shutdown()
-    srv.server_close()
+    with _serving(app) as url:
+        yield url, revisions
 
 
 def _call(url: str, body: dict | bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
@@ -153,6 +162,58 @@ def test_bad_revisions_are_refused_in_one_line(server) -> None:
     assert not revisions.exists() or revisions.read_text() == ""
 
 
+def test_a_rating_is_saved_with_the_decision(server, review_data: Path) -> None:
+    """A decision may carry a rating of each generated text (faithful / partly / wrong, and the wrong claims); it is
+    stored in the same log line, with the hash of the text it rates, and a log line without one still loads."""
+    from gleamx.eval.ratings import text_hash
+
+    base, revisions = server
+    claim = "Red roof by the junction."
+    status, state = _post(base, id="t1", decision="accept", rating={"en": {"rating": "partly", "wrong_claims": [claim]},
+                                                                   "zh": {"rating": "faithful"}})
+    assert status == 200 and state["decision"] == "accept"
+    assert state["rating"] == {"en": {"rating": "partly", "wrong_claims": [claim], "of": text_hash(EN["t1"])},
+                               "zh": {"rating": "faithful", "wrong_claims": [], "of": text_hash(ZH["t1"])}}
+    edited = {"en": "A grey roof by the junction.\nAnswer: Yes", "zh": ZH["t1"]}
+    status, state = _post(base, id="t1", decision="edit", explanation=edited,
+                          rating={"en": {"rating": "wrong", "wrong_claims": [claim, "typed: the roof is grey"]}})
+    # the rating is of the generated text (the one under review), not of the edit
+    assert status == 200 and state["rating"]["en"]["of"] == text_hash(EN["t1"]) and "zh" not in state["rating"]
+    assert _post(base, id="t2", decision="reject")[1]["rating"] == {}
+    lines = [json.loads(x) for x in revisions.read_text(encoding="utf-8").splitlines()]
+    assert [sorted(r.get("rating", {})) for r in lines] == [["en", "zh"], ["en"], []]
+    assert lines[1]["rating"]["en"]["wrong_claims"] == [claim, "typed: the roof is grey"]
+    app = ReviewApp(load_split(review_data, "test"), revisions, split="test")  # read back: the same state
+    assert app.log.state(app.samples["t1"])["rating"] == state["rating"]
+
+
+@pytest.mark.parametrize(("rating", "message"), [
+    ({"en": {"rating": "great"}}, "rating.en.rating: expected one of wrong, partly, faithful, got 'great'"),
+    ({"en": {"rating": "faithful", "wrong_claims": ["x"]}}, "rating.en.wrong_claims: 1 wrong claim(s) given but the "
+                                                             "rating is faithful"),
+    ({"en": {"rating": "wrong", "wrong_claims": "the roof"}}, "rating.en.wrong_claims: expected a list of texts, got str"),
+    ({"en": {"rating": "wrong", "wrong_claims": [""]}}, "rating.en.wrong_claims[0]: expected a non-empty text"),
+    ({"fr": {"rating": "wrong"}}, "rating.fr: unknown language"),
+    ({"en": "wrong"}, "rating.en: expected an object {rating, wrong_claims}, got str"),
+    (["wrong"], "rating: expected an object with keys en/zh, got list"),
+    ({"en": {"rating": "wrong", "of": "0123456789abcdef"}}, "rating.en.of: rates another text than the generated one"),
+])
+def test_bad_ratings_are_refused_in_one_line(server, rating, message: str) -> None:
+    base, revisions = server
+    status, body = _post(base, id="t1", decision="accept", rating=rating)
+    assert status == 400 and body["error"].startswith("POST /api/revision: " + message), body
+    assert not revisions.exists() or revisions.read_text() == ""
+
+
+def test_a_rating_of_text_the_data_no_longer_has_is_refused_on_reading(review_data: Path) -> None:
+    log = default_revisions_path(review_data)
+    _write_log(log, [{"id": "t2", "decision": "accept", "rating": {"en": {"rating": "wrong", "of": "feedc0deb0bafe11"}}}])
+    samples = {s.id: s for s in load_split(review_data, "test")}
+    with pytest.raises(GleamDataError, match=rf"^{log}:1: rating\.en\.of: rates another text than the generated one "
+                                             r"of id 't2' \(the data changed since\)$"):
+        read_revisions(log, samples, "test")
+
+
 def _port(base: str) -> int:
     return int(base.rsplit(":", 1)[1])
 
@@ -206,7 +267,7 @@ def test_host_allowed(header, bound, allowed) -> None:
     (b"[" * 5000 + b"]" * 5000, "nested deeper than"),
     (b'{"id": ' + b"9" * 5000 + b"}", "a number too long to convert"),
     (b'{"id": "t1\xed\xa0\x80"}', "invalid continuation byte"),  # a surrogate encoded as UTF-8 bytes
-    (b'["t1"]', "expected a JSON object {id, decision, explanation}, got list"),
+    (b'["t1"]', "expected a JSON object {id, decision, explanation, rating}, got list"),
 ])
 def test_bad_bodies_get_a_400_that_says_why(server, body: bytes, message: str) -> None:
     base, revisions = server
@@ -419,6 +480,62 @@ def test_unknown_duplicated_and_relabelled_rows_are_refused_in_one_line(review_d
         read_sheet(bad_header, samples, "test")
 
 
+def test_ratings_go_through_the_sheets_into_the_revised_datasets_meta(review_data: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    """The log's ratings are sheet columns (CSV: one claim a line; JSONL: as logged), a sheet's ratings are read back,
+    and the import puts each kept sample's rating into meta.human_rating and counts the ratings."""
+    from gleamx.eval.ratings import text_hash
+
+    log = default_revisions_path(review_data)
+    claims = ["=1 a formula-like claim", "Red roof by the junction."]
+    _write_log(log, [{"id": "t1", "decision": "accept", "rating": {"en": {"rating": "partly", "wrong_claims": claims}}},
+                     {"id": "t2", "decision": "reject", "rating": {"zh": {"rating": "wrong"}}},
+                     {"id": "t3", "decision": "accept"}])
+    sheet = tmp_path / "sheet.csv"
+    export_sheet(ReviewExportConfig(data=str(review_data), out=str(sheet)))
+    rows = {r["id"]: r for r in _rows(sheet)}
+    assert (rows["t1"]["rating_en"], rows["t1"]["rating_zh"], rows["t2"]["rating_zh"]) == ("partly", "", "wrong")
+    assert rows["t1"]["wrong_claims_en"] == "'" + "\n".join(claims)  # a formula-like cell gets its apostrophe
+    rows["t4"].update(decision="accept", rating_en="Faithful")  # rated in the spreadsheet
+    _write_csv(sheet, list(rows.values()))
+    out = tmp_path / "out"
+    assert main(["review", "import", "--data", str(review_data), "--revisions", str(sheet), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "rated: 3 of 4 reviewed (en: 1 faithful, 1 partly, 0 wrong; zh: 0 faithful, 0 partly, 1 wrong)" in printed
+    stats = json.loads((out / "review_stats.json").read_text())
+    assert stats["n_rated"] == 3 and stats["ratings"]["en"] == {"faithful": 1, "partly": 1, "wrong": 0}
+    got = {s.id: s for s in load_samples(out, split="test").samples}
+    assert got["t1"].meta["human_rating"] == {"en": {"rating": "partly", "wrong_claims": claims,
+                                                     "of": text_hash(EN["t1"])}}
+    assert got["t1"].meta["human_rating"]["en"]["of"] == text_hash(got["t1"].meta["original_explanation"]["en"])
+    assert got["t4"].meta["human_rating"]["en"]["rating"] == "faithful" and "human_rating" not in got["t3"].meta
+    assert "t2" not in got  # rejected: left out, its rating counted above
+
+    jsonl = tmp_path / "sheet.jsonl"  # the JSONL sheet carries the log's ratings as they are
+    export_sheet(ReviewExportConfig(data=str(review_data), out=str(jsonl)))
+    by_id = {r["id"]: r for r in map(json.loads, jsonl.read_text(encoding="utf-8").splitlines())}
+    assert by_id["t1"]["rating"]["en"]["wrong_claims"] == claims and by_id["t3"]["rating"] == {}
+    samples = {s.id: s for s in load_split(review_data, "test")}
+    assert read_sheet(jsonl, samples, "test") == {i: {k: v for k, v in r.items() if k != "time"}
+                                                  for i, r in read_revisions(log, samples, "test").items()}
+
+
+def test_bad_rating_cells_are_refused_in_one_line(review_data: Path, tmp_path: Path) -> None:
+    samples = {s.id: s for s in load_split(review_data, "test")}
+    sheet = tmp_path / "sheet.csv"
+    base = {"id": "t2", "decision": "", "en": EN["t2"], "zh": ZH["t2"], "rating_en": "", "wrong_claims_en": "", "rating_zh": "",
+            "wrong_claims_zh": ""}
+    for cells, message in (({"rating_en": "wrong"}, r"decision: empty, but id 't2' is rated \(write accept, edit or "
+                                                    r"reject\)"),
+                           ({"decision": "accept", "wrong_claims_zh": "a claim"},
+                            r"rating_zh: empty, but wrong_claims_zh lists 1 claim\(s\)"),
+                           ({"decision": "accept", "rating_en": "meh"},
+                            r"rating\.en\.rating: expected one of wrong, partly, faithful, got 'meh'")):
+        _write_csv(sheet, [base | cells])
+        with pytest.raises(GleamDataError, match=rf"^{sheet}:2: {message}"):
+            read_sheet(sheet, samples, "test")
+
+
 def test_cells_that_start_like_formulas_get_an_apostrophe_and_lose_exactly_it() -> None:
     values = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'=1", "''@x", "'plain", "plain", "", "-", "'"]
     for value in values:
@@ -454,12 +571,129 @@ def test_csv_export_neutralises_formulas_and_the_round_trip_is_lossless(review_d
     assert got == texts
 
 
+# --- rating a model's answers (--predictions) -----------------------------------------------------------------
+
+ANSWERS = {"t1": "Red roofs on both.\nThe river runs north.\nAnswer: Yes", "t2": "No red roof here.\nAnswer: No",
+           "t3": "Grey blocks, as in the tile.\nAnswer: Yes"}  # t4: no answer
+
+
+def _predictions(path: Path, answers: dict[str, str] = ANSWERS) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "prediction": a}) + "\n" for i, a in answers.items()))
+    return path
+
+
+@pytest.fixture
+def rating_server(review_data: Path, tmp_path: Path):
+    """The review server rating the answers of a predictions file: yields (base url, ratings path)."""
+    from gleamx.curate.rate import RatingApp, read_answers
+
+    preds = _predictions(tmp_path / "preds.jsonl")
+    ratings = tmp_path / "ratings" / "model-en.jsonl"
+    app = RatingApp(load_split(review_data, "test"), read_answers(preds), ratings, lang="en", split="test",
+                    predictions=str(preds))
+    with _serving(app) as url:
+        yield url, ratings
+
+
+def test_rating_a_models_answers_writes_what_eval_reads(rating_server, review_data: Path) -> None:
+    from gleamx.curate.rate import RatingApp
+    from gleamx.eval.ratings import read_ratings
+
+    base, ratings = rating_server
+    status, raw = _call(f"{base}/api/samples")
+    listing = json.loads(raw)
+    assert status == 200 and listing["mode"] == "rate" and listing["n_without_answer"] == 1
+    by_id = {s["id"]: s for s in listing["samples"]}
+    assert sorted(by_id) == ["t1", "t2", "t3"] and by_id["t1"]["answer"] == ANSWERS["t1"]
+    assert by_id["t1"]["reference"] == EN["t1"] and by_id["t1"]["rating"] is None
+    status, state = _call(f"{base}/api/rating", {"id": "t1", "rating": "partly",
+                                                  "wrong_claims": ["The river runs north."]})
+    assert status == 200 and json.loads(state)["rating"] == "partly"
+    assert _call(f"{base}/api/rating", {"id": "t2", "rating": "faithful"})[0] == 200
+    assert _call(f"{base}/api/rating", {"id": "t1", "rating": "wrong", "wrong_claims": ["The river runs north."]})[0] \
+        == 200  # changed its mind: a new line, the last one wins
+    lines = [json.loads(x) for x in ratings.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["lang"], r["rating"], r["text"]) for r in lines] == [
+        ("t1", "en", "partly", ANSWERS["t1"]), ("t2", "en", "faithful", ANSWERS["t2"]), ("t1", "en", "wrong",
+                                                                                       ANSWERS["t1"])]
+    read = read_ratings(ratings)  # gleamx eval --ratings reads the page's file as it is
+    assert {k: (r.rating, r.wrong_claims, r.text) for k, r in read.items()} == {
+        ("t1", "en"): ("wrong", ("The river runs north.",), ANSWERS["t1"]), ("t2", "en"): ("faithful", (), ANSWERS["t2"])}
+
+    # a new answer for t1 (another model run): the file's rating is of the old one, so t1 shows as not rated
+    app = RatingApp(load_split(review_data, "test"), {**ANSWERS, "t1": "Something else.\nAnswer: Yes"}, ratings,
+                    lang="en", split="test")
+    t1 = app.state("t1")
+    assert t1["rating"] is None and t1["rated_other_answer"] is True and app.state("t2")["rating"] == "faithful"
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({"id": "t1", "rating": "great"}, 400, "POST /api/rating: rating: expected one of wrong, partly, faithful, got 'great'"),
+    ({"id": "t1", "rating": "faithful", "wrong_claims": ["x"]}, 400, "wrong_claims: 1 wrong claim(s) given"),
+    ({"id": "t1", "rating": "wrong", "wrong_claims": [3]}, 400, "wrong_claims[0]: expected a non-empty text, got 3"),
+    ({"id": "t4", "rating": "wrong"}, 404, "id: unknown id 't4' (not a sample of split 'test' with an answer to rate)"),
+    ({"id": "nope", "rating": "wrong"}, 404, "id: unknown id 'nope'"),
+])
+def test_bad_ratings_of_answers_are_refused_in_one_line(rating_server, body: dict, status: int, message: str) -> None:
+    base, ratings = rating_server
+    got, raw = _call(f"{base}/api/rating", body)
+    assert got == status and message in json.loads(raw)["error"], raw
+    assert _call(f"{base}/api/revision", {"id": "t1", "decision": "accept"})[0] == 404  # not a review of the data
+    port = _port(base)
+    got, raw = _call(f"{base}/api/rating", {"id": "t1", "rating": "wrong"}, headers={"Origin": "http://evil.example"})
+    assert got == 403 and "may not write ratings" in json.loads(raw)["error"]
+    assert _call(f"{base}/api/samples", headers={"Host": f"evil.example:{port}"})[0] == 403
+    assert not ratings.exists() or ratings.read_text() == ""
+
+
+def test_answers_of_an_eval_output_and_of_a_file_made_elsewhere(tmp_path: Path) -> None:
+    """gleamx eval's own predictions.jsonl is a cache (its run's rows; a regenerated sample's last row is its answer);
+    any other file is read as gleamx eval --predictions reads it (an id twice is refused)."""
+    from gleamx.curate.rate import read_answers
+
+    out = tmp_path / "eval-out"
+    out.mkdir()
+    (out / "eval_config.json").write_text(json.dumps({"mode": "model", "key": "K"}))
+    rows = [{"id": "a", "config": "K", "prediction": "old"}, {"id": "b", "config": "OLD", "prediction": "other run"},
+            {"id": "a", "config": "K", "prediction": "new"}]
+    (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_answers(out / "predictions.jsonl") == {"a": "new"}
+    elsewhere = tmp_path / "p.jsonl"
+    elsewhere.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(GleamDataError, match=rf"^{elsewhere}:3: id: duplicate id 'a' \(first on line 1\)"):
+        read_answers(elsewhere)
+
+
+def test_rating_serve_config_checks(tmp_path: Path) -> None:
+    from gleamx.curate.rate import check_ratings_path
+
+    with pytest.raises(GleamConfigError, match=r"^--ratings: needed with --predictions"):
+        ReviewServeConfig(data="d", predictions="p.jsonl")
+    with pytest.raises(GleamConfigError, match=r"^--ratings: the page rates a model's answers into it; give the "
+                                               r"answers with --predictions"):
+        ReviewServeConfig(data="d", ratings="r.jsonl")
+    with pytest.raises(GleamConfigError, match=r"^--revisions: with --predictions the page writes ratings"):
+        ReviewServeConfig(data="d", predictions="p.jsonl", ratings="r.jsonl", revisions="x.jsonl")
+    with pytest.raises(GleamConfigError, match=r"^--lang: "):
+        ReviewServeConfig(data="d", predictions="p.jsonl", ratings="r.jsonl", lang="fr")
+    out = tmp_path / "eval-out"
+    out.mkdir()
+    (out / "eval_config.json").write_text("{}")
+    with pytest.raises(GleamConfigError, match=r"^--ratings: .* lies in gleamx eval's output folder .*eval-out, which "
+                                               r"that eval would refuse as its input"):
+        check_ratings_path(out / "ratings.jsonl", out / "predictions.jsonl")
+    with pytest.raises(GleamConfigError, match=r"^--ratings: .* is the --predictions file"):
+        check_ratings_path(tmp_path / "p.jsonl", tmp_path / "p.jsonl")
+    assert check_ratings_path(tmp_path / "ratings.jsonl", out / "predictions.jsonl") == tmp_path / "ratings.jsonl"
+
+
 # --- the page in a real browser -----------------------------------------------------------------------------
 
 
 @pytest.mark.slow
 def test_the_page_in_headless_chromium(server, review_data: Path, tmp_path: Path) -> None:
-    """Open the page, edit one explanation, reject another, reload: both are kept (and a screenshot is taken)."""
+    """Open the page, edit one explanation and rate the generated one, reject another, reload: all is kept (and a
+    screenshot is taken)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
@@ -481,7 +715,11 @@ def test_the_page_in_headless_chromium(server, review_data: Path, tmp_path: Path
             page.press("#en", "a")  # a shortcut letter typed in a field is text, not a decision
             assert page.text_content("#decision") == "not reviewed"
             page.fill("#en", edited)
-            page.press("#en", "Control+Enter")  # save the edit from inside the field
+            assert not page.is_visible("#rating-en .claims")  # the claims are asked for once it is not faithful
+            page.click("#rating-en .rate[data-value='partly']")
+            page.check("#rating-en .claims input[value='Red roof by the junction.']")
+            page.fill("#rating-en textarea.other", "The junction is a roundabout.")
+            page.press("#en", "Control+Enter")  # save the edit (and the rating) from inside the field
             page.wait_for_function("document.getElementById('sample-id').textContent === 't2'")
             page.keyboard.press("Escape")
             page.click("#query-img")  # focus out of any field
@@ -494,6 +732,9 @@ def test_the_page_in_headless_chromium(server, review_data: Path, tmp_path: Path
             assert page.text_content("#sample-id") == "t1"
             assert page.input_value("#en") == edited and page.text_content("#decision") == "edited"
             assert page.text_content("#progress") == "2 of 4 reviewed"
+            assert page.get_attribute("#rating-en .rate[data-value='partly']", "aria-pressed") == "true"
+            assert page.is_checked("#rating-en .claims input[value='Red roof by the junction.']")
+            assert page.input_value("#rating-en textarea.other") == "The junction is a roundabout."
             page.keyboard.press("j")
             assert page.text_content("#sample-id") == "t2" and page.text_content("#decision") == "rejected"
             page.wait_for_function("document.getElementById('query-img').naturalWidth > 0")
@@ -508,3 +749,49 @@ def test_the_page_in_headless_chromium(server, review_data: Path, tmp_path: Path
     lines = [json.loads(x) for x in revisions.read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r["decision"]) for r in lines] == [("t1", "edit"), ("t2", "reject")]
     assert lines[0]["explanation"] == {"en": edited, "zh": ZH["t1"]}
+    assert lines[0]["rating"] == {"en": {"rating": "partly", "wrong_claims": ["Red roof by the junction.",
+                                                                              "The junction is a roundabout."],
+                                         "of": lines[0]["rating"]["en"]["of"]}}
+    assert "rating" not in lines[1]
+
+
+@pytest.mark.slow
+def test_rating_answers_in_headless_chromium(rating_server) -> None:
+    """Rate one answer with the keys (wrong, one sentence ticked), one with a click (faithful), reload: both kept."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    base, ratings = rating_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.text_content("#progress") == "0 of 3 rated" and page.text_content("#sample-id") == "t1"
+            assert not page.is_visible("#accept") and not page.is_visible("#en")  # nothing to revise here
+            assert page.text_content("#answer") == ANSWERS["t1"] and page.text_content("#reference") == EN["t1"]
+            page.keyboard.press("s")  # nothing chosen yet: said, not saved
+            assert "choose faithful, partly or wrong first" in page.text_content("#status")
+            page.keyboard.press("w")
+            page.check("#rating-answer .claims input[value='The river runs north.']")
+            page.keyboard.press("s")
+            page.wait_for_function("document.getElementById('sample-id').textContent === 't2'")
+            page.click("#rating-answer .rate[data-value='faithful']")
+            page.click("#save-rating")
+            page.wait_for_function("document.getElementById('progress').textContent === '2 of 3 rated'")
+            page.reload()
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.text_content("#sample-id") == "t3"  # the first one not rated
+            page.goto(base + "/#t1")
+            page.reload()
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.text_content("#decision") == "wrong"
+            assert page.is_checked("#rating-answer .claims input[value='The river runs north.']")
+        finally:
+            browser.close()
+    lines = [json.loads(x) for x in ratings.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["rating"], r["wrong_claims"], r["text"]) for r in lines] == [
+        ("t1", "wrong", ["The river runs north."], ANSWERS["t1"]), ("t2", "faithful", [], ANSWERS["t2"])]

@@ -1,16 +1,25 @@
-"""GRPO rewards: each a pure function of one answer (verdict, format, consistency, reference similarity), and the
-batched, named callables TRL takes."""
+"""GRPO rewards: each a pure function of one answer (verdict, format, consistency, reference similarity, length,
+repetition), the batched, named callables TRL takes, and the gamed answers that must earn less than a correct one
+under every shipped GRPO recipe."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gleamx.errors import GleamConfigError
-from gleamx.train.rewards import (Reward, RewardOptions, build_rewards, class_weights, consistency_score,
-                                  explanation_conclusion, format_checks, format_score, similarity_scores,
-                                  verdict_score)
+from gleamx.train.reward_gaming import (CASES, DOCS_RECIPE, RECIPES, default_encoder_loader, docs_table,
+                                        gaming_table, loses_most_on, recipe_rewards)
+from gleamx.train.rewards import (REWARD_NAMES, Reward, RewardOptions, answer_length, build_rewards, class_weights,
+                                  consistency_score, explanation_conclusion, format_checks, format_score,
+                                  length_score, repetition_score, repetition_share, similarity_scores, text_units,
+                                  total_reward, verdict_score)
 
+ROOT = Path(__file__).resolve().parents[1]
+GRPO_RECIPES = sorted(RECIPES.rglob("grpo*.yaml"))
+EXPLAIN_RECIPES = [r for r in GRPO_RECIPES if r.parent.name != "tiny"]
 EN_YES = "The roads and the pond line up one-to-one.\nThe query was taken at the location shown in the satellite tile.\nAnswer: Yes"
 ZH_NO = "卫星图中没有黄色高塔，道路形状也不同。所以两者不是同一地点。\n结论：否"
 
@@ -27,9 +36,25 @@ def _msg(text: str) -> list[dict[str, str]]:
     (EN_YES, True, 1.0), (ZH_NO, False, 1.0), (ZH_NO, True, 0.0),
     ("Answer: probably yes", True, -0.5),  # a hedged verdict is no verdict (gleamx's parser)
     ("They look alike.", False, -0.5), ("", True, -0.5),
+    # both options offered: a hedge, not a verdict, in either language
+    ("Answer: Yes or No", True, -0.5), ("Answer: Yes or No", False, -0.5), ("结论：是或否", False, -0.5),
+    ("Yes or No", True, -0.5), ("Answer: Yes/No", True, -0.5),
+    # two verdict lines that disagree: no verdict, whichever comes last (or matches the label)
+    ("Answer: No\nAnswer: Yes", True, -0.5), ("Answer: Yes\nAnswer: No", False, -0.5),
+    ("结论：是\n结论：否", False, -0.5), (EN_YES + "\n结论：否", False, -0.5),
+    ("Answer: Yes\nAnswer: Yes", True, 1.0),  # agreeing lines are a verdict (format pays for the second line)
 ])
 def test_verdict_score(answer, label, expected):
     assert verdict_score(answer, label) == expected
+
+
+def test_both_verdicts_earn_the_penalty_though_eval_reads_the_last():
+    """gleamx's parser (eval) keeps a self-correction's last verdict; the reward must not pay a stated hedge."""
+    from gleamx.task.verdict import parse_verdict
+
+    both = "The roads line up.\nAnswer: No\nAnswer: Yes"
+    assert parse_verdict(both) is True  # eval's reading is unchanged
+    assert verdict_score(both, True) == -0.5
 
 
 def test_verdict_penalty_is_an_option():
@@ -131,6 +156,90 @@ def test_consistency_on_every_synthetic_reference(tmp_path):
     assert n >= 100
 
 
+# --- length and repetition ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,expected", [(0, 0.0), (60, 0.0), (70, -0.25), (80, -0.5), (99, -0.975), (100, -1.0),
+                                        (500, -1.0)])
+def test_length_score_falls_linearly_over_its_zone(n, expected):
+    assert length_score("x" * n, max_chars=100, zone_chars=40) == pytest.approx(expected)
+
+
+def test_length_zone_zero_is_a_hard_cut():
+    assert length_score("x" * 100, max_chars=100, zone_chars=0) == 0.0
+    assert length_score("x" * 101, max_chars=100, zone_chars=0) == -1.0
+
+
+def test_length_counts_a_cjk_character_as_three():
+    assert answer_length("Answer: Yes") == 11
+    assert answer_length("结论：是") == 3 * 3 + 1  # 结论是, and the colon (NFKC folds the full-width one)
+    assert answer_length("  两者不同。\n") == 4 * 3 + 1  # surrounding whitespace is not the answer
+    assert length_score("是" * 30, max_chars=100, zone_chars=40) == pytest.approx(-0.75)  # 90 of 100
+
+
+def test_length_counts_chinese_by_what_it_says(synth_dir):
+    """The same explanation in English and Chinese (the synthetic references) has about the same length once a CJK
+    character counts three: in raw characters the English one is three to four times longer."""
+    from gleamx.data import load_samples
+
+    raw, weighted = [], []
+    for s in load_samples(synth_dir(60, seed=7, image_size=48)).samples:
+        en, zh = s.explanation["en"], s.explanation["zh"]
+        raw.append(len(en) / len(zh))
+        weighted.append(answer_length(en) / answer_length(zh))
+    assert 3 < float(np.median(raw)) < 4
+    assert 0.8 < float(np.median(weighted)) < 1.3
+
+
+def test_text_units_are_words_and_chinese_characters():
+    assert text_units("The ROAD, the road!") == ["the", "road", "the", "road"]
+    assert text_units("两者不是同一地点。") == list("两者不是同一地点")
+    assert text_units("Answer: Yes 结论：是") == ["answer", "yes", "结", "论", "是"]
+
+
+def test_repetition_of_a_paragraph_vs_a_normal_answer():
+    paragraph = EN_YES.rsplit("\n", 1)[0]
+    twice, thrice = f"{paragraph}\n{paragraph}\nAnswer: Yes", f"{paragraph}\n{paragraph}\n{paragraph}\nAnswer: Yes"
+    # a paragraph written k times repeats nearly (k - 1) / k of its n-grams (half, two thirds) when it is long;
+    # less for this 22-word one, whose first seam's n-grams are new
+    assert 0.35 < repetition_share(twice) < 0.5 < repetition_share(thrice) < 0.67
+    assert repetition_score(thrice) < repetition_score(twice) < 0
+    for answer in [*CONSISTENT, *INCONSISTENT]:  # ordinary answers, en and zh, repeat nothing past the tolerance
+        assert repetition_score(answer) == 0.0, answer
+    assert repetition_score("the road " * 200) < -0.95  # a loop is nearly all repeats
+
+
+def test_repetition_reads_chinese_by_characters():
+    """Chinese has no spaces: read by whitespace words, a repeated Chinese paragraph would be one or two "words"
+    and never repeat an 8-gram."""
+    paragraph = ZH_NO.rsplit("\n", 1)[0]
+    assert len(paragraph.split()) < 8
+    thrice = "\n".join([paragraph] * 3 + ["结论：否"])
+    assert repetition_share(thrice) > 0.6 and repetition_score(thrice) < -0.3
+    assert repetition_score(ZH_NO) == 0.0
+
+
+def test_repetition_is_free_up_to_its_tolerance():
+    text = "a b c d e f g h a b c d e f g h"  # nine 8-grams, the last one a repeat of the first
+    assert repetition_share(text, 8) == pytest.approx(1 / 9)
+    assert repetition_score(text, ngram=8, tolerance=0.2) == 0.0
+    assert repetition_score(text, ngram=8, tolerance=0.0) == pytest.approx(-1 / 9)
+    assert repetition_share("too short", 8) == 0.0
+
+
+def test_synthetic_references_cost_no_length_or_repetition_under_the_recipes(synth_dir):
+    """What the recipes' comments promise: no reference answer of the synthetic world (en and zh) loses length or
+    repetition reward under a shipped recipe's options."""
+    from gleamx.data import load_samples
+
+    answers = [t for s in load_samples(synth_dir(300, seed=11, image_size=32)).samples for t in s.explanation.values()]
+    for recipe in EXPLAIN_RECIPES:
+        o = recipe_rewards(recipe).options
+        costly = [a for a in answers if length_score(a, max_chars=o.length_max_chars, zone_chars=o.length_zone_chars)
+                  or repetition_score(a, ngram=o.repetition_ngram, tolerance=o.repetition_tolerance)]
+        assert not costly, (recipe.name, costly[:1])
+
+
 # --- reference similarity ------------------------------------------------------------------------------------
 
 
@@ -216,3 +325,99 @@ def test_unknown_reward_name_gets_a_did_you_mean():
     with pytest.raises(GleamConfigError, match="named twice"):
         build_rewards(["format", "format"], RewardOptions())
     assert isinstance(build_rewards(["format"], RewardOptions())[0], Reward)
+
+
+def test_length_and_repetition_are_registered_rewards_with_their_options():
+    assert {"length", "repetition"} <= set(REWARD_NAMES)
+    options = RewardOptions(length_max_chars=40, length_zone_chars=20, repetition_ngram=2, repetition_tolerance=0.0)
+    length, repetition = build_rewards(["length", "repetition"], options)
+    answers = [_msg("Answer: Yes"), _msg("x" * 30 + "\nAnswer: Yes"), _msg("yes yes yes yes\nAnswer: Yes")]
+    kw = dict(label=[True] * 3, lang=["en"] * 3, task=["label"] * 3)  # no explanation needed: label task too
+    assert length(answers, **kw) == pytest.approx([0.0, -1.0, -(27 - 20) / 20])
+    assert repetition(answers, **kw)[:2] == [0.0, 0.0] and repetition(answers, **kw)[2] < 0
+
+
+def _parse_tiny(*overrides: str):
+    from trl import GRPOConfig, ModelConfig, TrlParser
+
+    from gleamx.parsing import parse_recipe
+    from gleamx.train.arguments import GleamGRPOArguments
+
+    return parse_recipe(TrlParser((GleamGRPOArguments, GRPOConfig, ModelConfig)),
+                        ["--config", str(RECIPES / "tiny" / "grpo.yaml"), *overrides])
+
+
+def test_the_recipe_fills_the_length_and_repetition_options():
+    from gleamx.train.grpo import reward_options
+
+    script, _, _ = _parse_tiny("--length_max_chars", "99", "--length_zone_chars", "9", "--repetition_ngram", "3",
+                               "--repetition_tolerance", "0.5", "--reward_funcs", "verdict,length,repetition",
+                               "--reward_weights", "1", "0.5", "0.5")
+    o = reward_options(script)
+    assert (o.length_max_chars, o.length_zone_chars, o.repetition_ngram, o.repetition_tolerance) == (99, 9, 3, 0.5)
+    assert script.reward_funcs == ["verdict", "length", "repetition"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["--length_zone_chars", "60", "--length_max_chars", "50"],
+     r"^recipe: length_zone_chars \(60\) exceeds length_max_chars \(50\)$"),
+    (["--length_max_chars", "0"], r"^recipe: length_max_chars: expected an integer from 1 to 1000000, got 0"),
+    (["--repetition_ngram", "0"], r"^recipe: repetition_ngram: expected an integer from 1 to 1000, got 0"),
+    (["--repetition_tolerance", "1.5"], r"^recipe: repetition_tolerance: expected a number from 0 to 1, got 1.5"),
+    (["--repetition_tolerance", "1"], r"^recipe: repetition_tolerance: expected a number below 1 \(1 never "),
+    (["--reward_funcs", "verdict", "lenght"], r"unknown reward 'lenght' \(did you mean 'length'\?\)"),
+])
+def test_bad_length_and_repetition_options_are_one_line(overrides, message):
+    with pytest.raises(GleamConfigError, match=message) as e:
+        _parse_tiny(*overrides)
+    assert "\n" not in str(e.value)
+
+
+# --- gamed answers: each earns less than a correct, explained answer under every shipped recipe ------------------
+
+
+@pytest.fixture(scope="module")
+def encoder_loader():
+    """The encoder reference_similarity uses in the shipped recipes (gleamx-eval's offline default), loaded once."""
+
+    encode = default_encoder_loader()()
+    return lambda: encode
+
+
+@pytest.mark.parametrize("recipe", GRPO_RECIPES, ids=lambda p: p.relative_to(RECIPES).as_posix())
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.lang)
+def test_every_gamed_answer_earns_less_than_the_correct_one(recipe, case, encoder_loader):
+    r = recipe_rewards(recipe)  # the rewards, weights and options the recipe ships with, parsed as gleamx grpo does
+    correct, *gamed = gaming_table(case, r.names, r.weights, r.options, r.task, encoder_loader)
+    assert correct.what.startswith("correct") and len(gamed) >= (8 if r.task == "explain" else 6)
+    for row in gamed:
+        assert row.total < correct.total, f"{row.what}: {row.total:+.3f} >= correct {correct.total:+.3f}\n{row.answer}"
+    by = {row.what.split(" (")[0]: row for row in gamed}
+    for hedge in ("hedge", "both verdicts", "empty"):  # never read as the correct verdict
+        assert by[hedge].scores["verdict"] == -r.options.no_verdict_penalty, hedge
+    # a padded or repeated correct answer still beats a wrong one, and loses to its guard, not by chance
+    assert by["paragraph repeated 3 times"].total > by[next(w for w in by if w.startswith("wrong"))].total
+    assert by["past the length budget"].total > by[next(w for w in by if w.startswith("wrong"))].total
+    if r.task == "explain":
+        assert loses_most_on(by["paragraph repeated 3 times"], correct, r.weights) == "repetition"
+        assert by["paragraph repeated 3 times"].scores["length"] == 0.0
+        assert loses_most_on(by["past the length budget"], correct, r.weights) == "length"
+        assert by["past the length budget"].scores["repetition"] == 0.0
+
+
+def test_the_docs_table_is_what_the_code_computes(encoder_loader):
+    text = (ROOT / "docs" / "grpo.md").read_text(encoding="utf-8")
+    start = "<!-- reward-gaming-table: python -m gleamx.train.reward_gaming -->\n"
+    end = "\n<!-- /reward-gaming-table -->"
+    assert start in text and end in text, "docs/grpo.md: the reward-gaming-table block is missing"
+    shown = text[text.index(start) + len(start):text.index(end)]
+    expected = docs_table(encoder_loader)
+    assert shown == expected, f"docs/grpo.md is stale; python -m gleamx.train.reward_gaming prints:\n{expected}"
+    assert DOCS_RECIPE in EXPLAIN_RECIPES
+
+
+def test_total_reward_sums_as_trl_does():
+    assert total_reward([1.0, None, 0.5], [1.0, 0.5, 0.25]) == 1.125  # a None adds nothing (TRL's nansum)
+    assert total_reward([1.0, 2.0]) == 3.0
+    with pytest.raises(ValueError):
+        total_reward([1.0], [1.0, 2.0])

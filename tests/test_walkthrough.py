@@ -56,6 +56,7 @@ PLAN: dict[tuple[str, str], str | Fails] = {
     ("docs/install.md", ". .venv/bin/activate"): INSTALL,
     ("docs/install.md", "pip install -e .[dev]"): INSTALL,
     ("docs/install.md", "pip install -e .[app]"): INSTALL,
+    ("docs/install.md", "pip install -e .[lmms-eval]"): INSTALL,
     ("docs/install.md", "pip install -e .[tensorboard,quant,deepspeed]"): INSTALL,
     ("docs/install.md", "pip install flash-attn --no-build-isolation"): INSTALL,
     ("docs/data.md", "gleamx data synth --out data/synth --n 400 --seed 0"): RUN,
@@ -138,6 +139,24 @@ PLAN: dict[tuple[str, str], str | Fails] = {
         "a placeholder line (`...`); the judge needs an API server",
     ("docs/evaluation.md", "gleamx eval --config eval/zh_explain --model Qwen/Qwen2.5-VL-3B-Instruct --adapter RUN_DIR"):
         Fails("a placeholder (RUN_DIR) and a Hub model"),
+    ("docs/evaluation.md", "pip install -e .[lmms-eval]"): INSTALL,
+    ("docs/evaluation.md", "gleamx export lmms-eval --data data/gleamx --split test --lang en --task explain --out "
+                           "lmms-tasks/gleamx-en"): RUN,
+    ("docs/evaluation.md", "python -m lmms_eval --model qwen2_5_vl --force_simple --model_args "
+                           "pretrained=Qwen/Qwen2.5-VL-3B-Instruct --tasks gleamx_en_explain --include_path "
+                           "lmms-tasks/gleamx-en --batch_size 1 --output_path eval/lmms-eval"):
+        "lmms-eval's run of a Hub model (unreachable offline)",
+    ("docs/evaluation.md", "gleamx review serve --data data/gleamx --split test --predictions preds.jsonl --lang en "
+                           "--ratings ratings/api-en.jsonl"): SERVER,
+    ("docs/evaluation.md", "gleamx-eval --predictions preds.jsonl --data data/gleamx --lang en --output "
+                           "eval/api-rated --ratings ratings/api-en.jsonl"): Fails("ratings/api-en.jsonl: people's ratings of the "
+                                                                    "reader's answers"),
+    ("docs/evaluation.md", "gleamx eval --model Qwen/Qwen2.5-VL-3B-Instruct --adapter "
+                           "outputs/qwen2.5-vl-3b-gleamx-lora --data data/gleamx --lang en,zh --output eval/both"): HUB,
+    ("docs/evaluation.md", "gleamx compare eval/base eval/sft --names base,sft --output eval/compare"):
+        Fails("eval/base, eval/sft: the reader's eval runs of a base and a fine-tuned model"),
+    ("docs/training.md", "gleamx ablation --config qwen2.5-vl-3b/ablation --accelerate_config zero2"): GPU,
+    ("docs/training.md", "gleamx ablation --config tiny/ablation"): RUN,
     ("docs/retrieval.md", "gleamx data synth --out data/synth-toy --n 2000 --difficulty toy --image-size 64"): RUN,
     ("docs/retrieval.md", "gleamx retrieval train --config recipes/retrieval/tiny.yaml --data data/synth-toy"): RUN,
     ("docs/retrieval.md", "accelerate launch --config_file accelerate_configs/ddp.yaml recipes/retrieval.py --config "

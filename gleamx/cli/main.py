@@ -185,8 +185,7 @@ def cmd_review_serve(cfg) -> int:
     from gleamx.curate.review import serve_review
 
     def ready(url: str, app) -> None:
-        console.print(f"reviewing {len(app.order)} pairs of split {cfg.split} at {url} (Ctrl+C stops; every decision is "
-                      f"saved at once to {app.log.path}; {len(app.log.latest)} reviewed so far)", markup=False)
+        console.print(app.describe(url), markup=False)
 
     try:
         serve_review(cfg, on_ready=ready)
@@ -244,6 +243,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     'compare': (
         'gleamx compare eval/base eval/sft --names base,sft --output eval/compare',
     ),
+    'export lmms-eval': (
+        'gleamx export lmms-eval --data data/synth --split test --lang en --task explain --out lmms-tasks/gleamx',
+        'gleamx export lmms-eval --data data/synth --lang zh --task label --max-new-tokens 16 --out lmms-tasks/zh',
+    ),
+    'ablation': (
+        'gleamx ablation --config tiny/ablation',
+        'gleamx ablation --config qwen2.5-vl-3b/ablation --accelerate_config zero2',
+    ),
     'retrieval eval': (
         'gleamx retrieval eval --encoder outputs/retrieval-tiny --data data/synth --split test --output eval/retrieval',
     ),
@@ -276,6 +283,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     'review serve': (
         'gleamx review serve --data data/u1652-annotated --split test',
+        'gleamx review serve --data data/u1652-gleamx --split test --predictions eval/u1652-en/predictions.jsonl '
+        '--lang en --ratings ratings/u1652-en.jsonl',
     ),
     'review export': (
         'gleamx review export --data data/u1652-annotated --split test --out sheet.csv',
@@ -320,6 +329,14 @@ COMMANDS: dict[str, Command] = {
     "compare": Command(_config("eval.compare:CompareConfig"), _prints("eval.compare:run_compare"),
                        "paired comparison of eval runs: differences with intervals, McNemar's test, the "
                        '"no match" bias, per view, label and language'),
+    "export lmms-eval": Command(_config("eval.lmms_export:LmmsExportConfig"),
+                                _prints("eval.lmms_export:export_lmms_task"),
+                                "write a split as an lmms-eval task folder: any model lmms-eval runs is scored on "
+                                "GLEAM-X with gleamx's prompt and verdict parser"),
+    "ablation": Command(_config("recipes.ablation:AblationConfig"), _prints("recipes.ablation:run_ablation"),
+                        "train the arms of an ablation (one SFT recipe, one difference each), evaluate each on the "
+                        "same samples, compare them (the paper's label vs explanations: --config "
+                        "qwen2.5-vl-3b/ablation)", recipes="ablation"),
     "retrieval eval": Command(_config("retrieval.run_config:RetrievalEvalConfig"),
                               _prints("retrieval.evaluate:run_retrieval_eval"),
                               "R@k, R@1%, mAP of an encoder on a split, overall and per view"),
@@ -339,13 +356,15 @@ COMMANDS: dict[str, Command] = {
                    "a Gradio page: verify and explain a pair, localize a query (tiny model and generated data "
                    "without --model); --export-space DIR writes it as a Hugging Face Space"),
     "review serve": Command(_config("curate.review:ReviewServeConfig"), cmd_review_serve,
-                            "open the review page: accept, edit or reject each explanation, saved at once"),
+                            "open the review page: accept, edit, reject and rate each explanation, saved at once "
+                            "(--predictions: rate a model's answers, for gleamx eval --ratings)"),
     "review export": Command(_config("curate.review:ReviewExportConfig"), _prints("curate.review:export_sheet"),
                              "write a split as a CSV/JSONL sheet for review in a spreadsheet"),
     "review import": Command(_config("curate.review:ReviewImportConfig"), _prints("curate.review:import_revisions"),
                              "merge revisions into a new dataset and report edit statistics"),
 }
 _GROUPS = {"data": "make, check, convert, pair and publish GLEAM-X data", "models": "model utilities",
+           "export": "GLEAM-X for other evaluation harnesses",
            "retrieval": "Retrieval encoder: train and score the retrieval encoder",
            "review": "human revision of explanations: review page, sheets, import"}
 

@@ -32,6 +32,7 @@ from gleamx.checks import check_given, check_positive, check_ranges, field_help
 from gleamx.choices import LANGS, SPLITS, VIEWS
 from gleamx.curate.annotate import COST_NAME
 from gleamx.data.card import size_category
+from gleamx.data.schema import IMAGE_COLUMNS, with_image_bytes
 from gleamx.errors import GleamConfigError, GleamDataError, first_line
 from gleamx.outputs import claim_folder
 from gleamx.sources import missing_path
@@ -40,7 +41,6 @@ PREVIEW_NAME = ".hub_preview"
 MARKER = ".gleamx_hub_preview"  # says a preview folder is gleamx's own, so a new push may replace it
 DATA_DIR = "data"
 REVIEW_STATS, COST = "review_stats.json", "cost.json"
-IMAGE_COLUMNS = ("query_image", "satellite_image")
 _SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")  # what a ``datasets`` split name may be
 
 
@@ -108,22 +108,6 @@ def _split_order(name: str) -> tuple[int, str]:
     return (SPLITS.index(base) if base else len(SPLITS), name)
 
 
-def _embedded(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """Both image columns with their bytes (read from the file when the row holds a path); the path is reduced
-    to the file's name, as ``datasets`` does when it embeds files."""
-    out = {}
-    for col in IMAGE_COLUMNS:
-        values = []
-        for v in batch[col]:
-            data, path = v.get("bytes"), v.get("path")
-            if data is None:
-                with open(path, "rb") as f:
-                    data = f.read()
-            values.append({"bytes": data, "path": os.path.basename(path) if path else None})
-        out[col] = values
-    return out
-
-
 def hub_dataset(data: str | os.PathLike, *, allow_outside_paths: bool = False) -> Any:
     """The samples of ``data`` as a ``datasets.DatasetDict`` by split, with gleamx's features and every image's
     bytes embedded (what :func:`push_dataset` uploads)."""
@@ -144,11 +128,9 @@ def hub_dataset(data: str | os.PathLike, *, allow_outside_paths: bool = False) -
             raise GleamDataError.at(str(data), None, "split", f"splits {names[hub]!r} and {name!r} both become the "
                                                               f"Hub split {hub!r} (rename one)")
         names[hub] = name
-    embedded = datasets.Features({**ds.features, **{col: datasets.Image() for col in IMAGE_COLUMNS}})
     out = datasets.DatasetDict()
     for hub in sorted(names, key=_split_order):
-        out[hub] = ds.select(by_split[names[hub]]).map(_embedded, batched=True, batch_size=64, features=embedded,
-                                                       desc=f"embedding images ({hub})")
+        out[hub] = with_image_bytes(ds.select(by_split[names[hub]]), desc=f"embedding images ({hub})")
     return out
 
 

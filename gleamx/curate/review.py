@@ -2,20 +2,26 @@
 import that makes the revised dataset.
 
 * ``gleamx review serve`` serves a small page (plain HTML+JS, Python's ``http.server``, bound to 127.0.0.1):
-  each pair side by side, the explanation in both languages in editable fields, accept / edit / reject.
+  each pair side by side, the explanation in both languages in editable fields, accept / edit / reject, and
+  optionally a rating of the generated text (faithful / partly / wrong, and which claims are wrong).
   Every decision is one line appended (and fsynced) to a revisions file, ``review/revisions.jsonl`` beside
   the data by default; the file is never rewritten, and the last line of an id wins when it is read.
+  With ``--predictions`` it rates a model's answers instead (:mod:`gleamx.curate.rate`).
 * ``gleamx review export`` writes the split as a CSV or JSONL sheet (current decisions included) for people
   who prefer spreadsheets; ``gleamx review import`` merges a revisions file or a sheet into a new dataset:
   reviewed samples carry ``meta.revised: true`` and ``meta.original_explanation``, rejected ones are left
-  out, and edit statistics (share edited, mean character edit distance per language) are printed and saved.
+  out, and edit statistics (share edited, mean character edit distance per language) are printed and saved;
+  a rated sample carries ``meta.human_rating``.
 
 A revision line::
 
     {"id": "a", "decision": "edit", "label": true, "explanation": {"en": "...", "zh": "..."},
+     "rating": {"en": {"rating": "partly", "wrong_claims": ["..."], "of": "<hash>"}},
      "time": "2026-01-01T00:00:00+00:00"}
 
 ``explanation`` is given for ``edit`` only; ``accept`` keeps the generated text and ``reject`` drops the sample.
+``rating`` (optional; older logs have none) rates the *generated* text of each language, the one under review,
+before any edit; ``of`` is :func:`gleamx.eval.ratings.text_hash` of that text, so a rating never outlives it.
 """
 
 from __future__ import annotations
@@ -34,16 +40,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gleamx.checks import PORT_MAX, check_given, check_int, check_ranges, field_help, shown
+from gleamx.checks import PORT_MAX, check_choice, check_given, check_int, check_ranges, field_help, shown
 from gleamx.choices import LANGS, SPLITS
 from gleamx.console import percent_text
 from gleamx.errors import GleamConfigError, GleamDataError, first_line
+from gleamx.eval.appendlog import append_record
 from gleamx.outputs import claim_file, claim_folder, overwrite_option
 
 DECISIONS: tuple[str, ...] = ("accept", "edit", "reject")
 REVISIONS_NAME = Path("review") / "revisions.jsonl"
 STATS_NAME = "review_stats.json"
 SHEET_COLUMNS: tuple[str, ...] = ("id", "label", "query_view", "decision", "en", "zh", "original_en", "original_zh",
+                                  "rating_en", "wrong_claims_en", "rating_zh", "wrong_claims_zh",
                                   "query_image", "satellite_image")
 MAX_TEXT_CHARS = 20_000
 # What a spreadsheet reads as the start of a formula (OWASP, CSV injection): such a CSV cell gets a leading "'"
@@ -70,10 +78,19 @@ class _ReviewDataConfig:
 
 @dataclass(kw_only=True)
 class ReviewServeConfig(_ReviewDataConfig):
-    """Open the review page: accept, edit or reject each explanation; every change is saved at once."""
+    """Open the review page: accept, edit or reject each explanation, and rate it; every change is saved at once.
+    With --predictions, rate a model's answers instead (what gleamx eval --ratings checks the metrics against)."""
 
     revisions: str | None = field(default=None, metadata={
         "help": "the append-only revisions file (default: review/revisions.jsonl beside the data)"})
+    predictions: str | None = field(default=None, metadata={
+        "help": "rate a model's answers instead of revising the data: a predictions JSONL (gleamx eval's "
+                "OUTPUT/predictions.jsonl, or a file made elsewhere with id and prediction); each answer is shown "
+                "beside the reference"})
+    lang: str = field(default="en", metadata={"help": "with --predictions: the answers' language (default: en)"})
+    ratings: str | None = field(default=None, metadata={
+        "help": "with --predictions: the append-only ratings file the page writes and gleamx eval --ratings reads "
+                "(one per model and language, outside the eval's --output)"})
     host: str = field(default="127.0.0.1", metadata={
         "help": "address to listen on (default 127.0.0.1: this machine only)"})
     port: int = field(default=8765, metadata=field_help("port to listen on (0: any free port)", low=0, high=PORT_MAX))
@@ -81,6 +98,19 @@ class ReviewServeConfig(_ReviewDataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("--lang", self.lang, LANGS)
+        if self.lang != "en" and not self.predictions:
+            raise GleamConfigError("--lang: the language of the answers rated with --predictions (a review of the data "
+                                   "shows both languages)")
+        if self.predictions and not self.ratings:
+            raise GleamConfigError("--ratings: needed with --predictions (the file the page appends each rating to, "
+                                   "e.g. ratings/MODEL-en.jsonl; gleamx eval --ratings reads it)")
+        if self.ratings and not self.predictions:
+            raise GleamConfigError("--ratings: the page rates a model's answers into it; give the answers with "
+                                   "--predictions (a review of the data itself saves its ratings with the decisions, "
+                                   "in --revisions)")
+        if self.predictions and self.revisions:
+            raise GleamConfigError("--revisions: with --predictions the page writes ratings (--ratings), not revisions")
         check_given("--host", self.host, "an address such as 127.0.0.1")
         check_int("--port", self.port, 0)
         check_ranges(self)
@@ -142,7 +172,7 @@ def _text(value: str) -> str:
     return value.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _now() -> str:
+def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
@@ -183,11 +213,47 @@ def levenshtein(a: str, b: str) -> int:
     return distance
 
 
+def check_ratings(sample: Any, rating: Any, *, file: str, line: int | None) -> dict[str, dict[str, Any]]:
+    """The ratings of ``sample``'s generated texts as stored (``{lang: {rating, wrong_claims, of}}``; empty for
+    none), or a :class:`GleamDataError` naming ``file:line`` and the field. A language without a generated text
+    cannot be rated, and an ``of`` naming another text than the sample's generated one is refused."""
+    from gleamx.eval.ratings import check_rating, text_hash
+
+    if rating is None:
+        return {}
+    if not isinstance(rating, dict):
+        raise GleamDataError.at(file, line, "rating", f"expected an object with keys {'/'.join(LANGS)}, got "
+                                                      f"{type(rating).__name__}")
+    original = {k: _text(v) for k, v in sample.explanation.items() if v}
+    out: dict[str, dict[str, Any]] = {}
+    for lang, given in rating.items():
+        if lang not in LANGS:
+            raise GleamDataError.at(file, line, f"rating.{lang}", f"unknown language (expected one of: "
+                                                                  f"{', '.join(LANGS)})")
+        if given is None:
+            continue
+        if lang not in original:
+            raise GleamDataError.at(file, line, f"rating.{lang}", f"id {sample.id!r} has no generated {lang} text "
+                                                                  "to rate")
+        if not isinstance(given, dict):
+            raise GleamDataError.at(file, line, f"rating.{lang}", f"expected an object {{rating, wrong_claims}}, "
+                                                                  f"got {type(given).__name__}")
+        checked = check_rating(given.get("rating"), given.get("wrong_claims"), file=file, line=line,
+                               prefix=f"rating.{lang}.")
+        of = text_hash(original[lang])
+        if given.get("of") is not None and given["of"] != of:
+            raise GleamDataError.at(file, line, f"rating.{lang}.of", f"rates another text than the generated one of "
+                                                                     f"id {sample.id!r} (the data changed since)")
+        out[lang] = checked | {"of": of}
+    return out
+
+
 def check_revision(sample: Any, decision: Any, explanation: Any, *, file: str, line: int | None,
-                   label: Any = None) -> dict[str, Any]:
-    """One revision of ``sample`` as it is stored (``id``, ``decision``, ``label``, ``explanation`` for edit),
-    or a :class:`GleamDataError` naming ``file:line``. An edit that changes nothing is an accept; a label
-    other than the sample's, and an edited verdict line that disagrees with the label, are refused."""
+                   label: Any = None, rating: Any = None) -> dict[str, Any]:
+    """One revision of ``sample`` as it is stored (``id``, ``decision``, ``label``, ``explanation`` for edit,
+    ``rating`` when given: :func:`check_ratings`), or a :class:`GleamDataError` naming ``file:line``. An edit that
+    changes nothing is an accept; a label other than the sample's, and an edited verdict line that disagrees with
+    the label, are refused."""
     from gleamx.data.schema import parse_label
     from gleamx.task.verdict import verdict_problem
 
@@ -220,6 +286,9 @@ def check_revision(sample: Any, decision: Any, explanation: Any, *, file: str, l
                 raise bad(f"explanation.{lang}", f"longer than {MAX_TEXT_CHARS} characters ({len(text)})")
             texts[lang] = _text(text)
     record: dict[str, Any] = {"id": sample.id, "decision": decision, "label": bool(sample.label)}
+    ratings = check_ratings(sample, rating, file=file, line=line)
+    if ratings:
+        record["rating"] = ratings
     if decision == "reject":
         return record
     if decision == "accept":
@@ -241,7 +310,7 @@ def check_revision(sample: Any, decision: Any, explanation: Any, *, file: str, l
     return record | {"explanation": texts}
 
 
-def _unknown(file: str, line: int | None, sample_id: Any, split: str) -> GleamDataError:
+def unknown_sample(file: str, line: int | None, sample_id: Any, split: str) -> GleamDataError:
     return GleamDataError.at(file, line, "id", f"unknown id {sample_id!r} (not a sample of split {split!r})")
 
 
@@ -254,9 +323,9 @@ def read_revisions(path: str | os.PathLike, samples: dict[str, Any], split: str)
     for line, row in read_records(path):
         sample = samples.get(str(row.get("id")))
         if sample is None:
-            raise _unknown(str(path), line, row.get("id"), split)
+            raise unknown_sample(str(path), line, row.get("id"), split)
         record = check_revision(sample, row.get("decision"), row.get("explanation"), file=str(path), line=line,
-                                label=row.get("label"))
+                                label=row.get("label"), rating=row.get("rating"))
         latest[sample.id] = record | {"time": row.get("time")}
     return latest
 
@@ -274,28 +343,24 @@ class RevisionLog:
         self._lock = threading.Lock()
         self.latest = read_revisions(self.path, samples, split)
 
-    def append(self, sample_id: Any, decision: Any, explanation: Any = None) -> dict[str, Any]:
+    def append(self, sample_id: Any, decision: Any, explanation: Any = None, rating: Any = None) -> dict[str, Any]:
         sample = self.samples.get(sample_id) if isinstance(sample_id, str) else None
         if sample is None:
-            raise _unknown("POST /api/revision", None, sample_id, self.split)
-        record = check_revision(sample, decision, explanation, file="POST /api/revision", line=None)
-        record["time"] = _now()
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+            raise unknown_sample("POST /api/revision", None, sample_id, self.split)
+        record = check_revision(sample, decision, explanation, file="POST /api/revision", line=None, rating=rating)
+        record["time"] = now_iso()
         with self._lock:
-            with self.path.open("ab") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            append_record(self.path, record)
             self.latest[sample.id] = record
         return record
 
     def state(self, sample: Any) -> dict[str, Any]:
-        """What the page shows for ``sample``: the current texts, the generated ones and the decision."""
+        """What the page shows for ``sample``: the current texts, the generated ones, the decision and the ratings."""
         original = {k: v for k, v in sample.explanation.items() if v}
         record = self.latest.get(sample.id, {})
         return {"id": sample.id, "label": bool(sample.label), "query_view": sample.query_view,
                 "original": original, "explanation": record.get("explanation", original),
-                "decision": record.get("decision"), "time": record.get("time")}
+                "decision": record.get("decision"), "rating": record.get("rating", {}), "time": record.get("time")}
 
 
 # --- the review server --------------------------------------------------------------------------------------
@@ -321,7 +386,13 @@ def _page() -> bytes:
 
 
 class ReviewApp:
-    """The review page's data: the split's samples and its revisions file."""
+    """The review page's data: the split's samples and its revisions file. The server asks an app for
+    ``listing()``, ``samples`` (the images) and ``save(body)`` (a POST to ``post_path``);
+    :class:`gleamx.curate.rate.RatingApp` is the other one."""
+
+    post_path = "/api/revision"
+    body_fields = "{id, decision, explanation, rating}"
+    writes = "revisions"
 
     def __init__(self, samples: list[Any], revisions: str | os.PathLike, *, split: str, data: str = "") -> None:
         self.order = [s.id for s in samples]
@@ -330,8 +401,18 @@ class ReviewApp:
         self.log = RevisionLog(revisions, self.samples, split)
 
     def listing(self) -> dict[str, Any]:
-        return {"split": self.split, "data": self.data, "revisions": str(self.log.path), "n": len(self.order),
-                "samples": [self.log.state(self.samples[i]) for i in self.order]}
+        return {"mode": "review", "split": self.split, "data": self.data, "revisions": str(self.log.path),
+                "n": len(self.order), "samples": [self.log.state(self.samples[i]) for i in self.order]}
+
+    def save(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Append the decision in ``body``; the sample's new state (a :class:`GleamDataError` when it is bad)."""
+        record = self.log.append(body.get("id"), body.get("decision"), body.get("explanation"), body.get("rating"))
+        return self.log.state(self.samples[record["id"]])
+
+    def describe(self, url: str) -> str:
+        """The line ``gleamx review serve`` prints once the page is up."""
+        return (f"reviewing {len(self.order)} pairs of split {self.split} at {url} (Ctrl+C stops; every decision is "
+                f"saved at once to {self.log.path}; {len(self.log.latest)} reviewed so far)")
 
 
 def host_allowed(host_header: str | None, bound_host: str, port: int) -> bool:
@@ -358,7 +439,8 @@ def host_allowed(host_header: str | None, bound_host: str, port: int) -> bool:
     return address.is_loopback or bound in ("", "0.0.0.0", "::")  # an address literal cannot be re-pointed
 
 
-def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
+def _handler(app: Any) -> type[BaseHTTPRequestHandler]:
+    """The request handler of ``app`` (a :class:`ReviewApp` or a :class:`gleamx.curate.rate.RatingApp`)."""
     class Handler(BaseHTTPRequestHandler):
         server_version = "gleamx-review"
 
@@ -429,12 +511,12 @@ def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
         def _post(self) -> None:
             if not self._own_host():
                 return
-            if urlsplit(self.path).path != "/api/revision":
+            if urlsplit(self.path).path != app.post_path:
                 self._error(404, f"not found: {urlsplit(self.path).path}")
                 return
             origin = self.headers.get("Origin")
             if origin is not None and origin != f"http://{self.headers.get('Host')}":
-                self._error(403, f"refused: a page from {shown(origin)} may not write revisions")
+                self._error(403, f"refused: a page from {shown(origin)} may not write {app.writes}")
                 return
             if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
                 self._error(415, "expected Content-Type: application/json")
@@ -450,28 +532,28 @@ def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
             if body is None:
                 return
             try:
-                record = app.log.append(body.get("id"), body.get("decision"), body.get("explanation"))
+                state = app.save(body)
             except GleamDataError as e:
                 self._error(404 if e.problem.field == "id" else 400, str(e))
                 return
             except OSError as e:
                 self._error(500, f"{app.log.path}: could not save ({e.strerror or e})")
                 return
-            self._json(200, app.log.state(app.samples[record["id"]]))
+            self._json(200, state)
 
         def _json_body(self, size: int) -> dict[str, Any] | None:
             """The request's JSON object, or None after a 400 saying why (not UTF-8 or JSON, past the JSON
             limits, a lone surrogate that no file can hold, not an object)."""
             from gleamx.data.text import parse_json, surrogate_problem
 
-            expected = "expected a JSON object {id, decision, explanation}"
+            expected = f"expected a JSON object {app.body_fields}"
             try:
                 text = self.rfile.read(size).decode("utf-8")
                 body = parse_json(text)
             except ValueError as e:  # UnicodeDecodeError included
                 self._error(400, f"{expected} ({first_line(e)})")
                 return None
-            problem = surrogate_problem("POST /api/revision", None, text, body)
+            problem = surrogate_problem(f"POST {app.post_path}", None, text, body)
             if problem is not None:
                 self._error(400, str(problem))
                 return None
@@ -483,7 +565,7 @@ def _handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(app: ReviewApp, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def make_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """The review server (not yet serving; ``port`` 0 picks a free one: ``server.server_address[1]``)."""
     try:
         server = ThreadingHTTPServer((host, port), _handler(app))
@@ -493,15 +575,26 @@ def make_server(app: ReviewApp, host: str = "127.0.0.1", port: int = 0) -> Threa
     return server
 
 
-def serve_review(cfg: ReviewServeConfig, on_ready: Callable[[str, ReviewApp], None] | None = None) -> None:
+def serve_review(cfg: ReviewServeConfig, on_ready: Callable[[str, Any], None] | None = None) -> None:
     """Serve the review page until interrupted; ``on_ready(url, app)`` is called once it listens. One server
-    writes a revisions file at a time (a second fails at once with one line)."""
+    writes a revisions (or ratings) file at a time (a second fails at once with one line)."""
     from gleamx.eval.appendlog import single_writer
 
-    revisions = Path(cfg.revisions) if cfg.revisions else default_revisions_path(cfg.data)
     samples = load_split(cfg.data, cfg.split, allow_outside_paths=cfg.allow_outside_paths)
-    with single_writer(revisions.parent, what="gleamx review serve", flag="--revisions"):
-        app = ReviewApp(samples, revisions, split=cfg.split, data=str(cfg.data))
+    make: Callable[[], Any]
+    if cfg.predictions:
+        from gleamx.curate.rate import RatingApp, check_ratings_path, read_answers
+
+        log, flag = check_ratings_path(cfg.ratings or "", cfg.predictions), "--ratings"
+        answers = read_answers(cfg.predictions)
+        make = lambda: RatingApp(samples, answers, log, lang=cfg.lang, split=cfg.split,  # noqa: E731
+                                 predictions=cfg.predictions)
+    else:
+        log = Path(cfg.revisions) if cfg.revisions else default_revisions_path(cfg.data)
+        flag = "--revisions"
+        make = lambda: ReviewApp(samples, log, split=cfg.split, data=str(cfg.data))  # noqa: E731
+    with single_writer(log.parent, what="gleamx review serve", flag=flag):
+        app = make()
         server = make_server(app, cfg.host, cfg.port)
         host, port = server.server_address[:2]
         url = f"http://{'[' + host + ']' if ':' in str(host) else host}:{port}/"
@@ -553,10 +646,13 @@ def export_sheet(cfg: ReviewExportConfig) -> SheetExport:
         record = latest.get(s.id, {})
         original = {k: v for k, v in s.explanation.items() if v}
         current = record.get("explanation", original)
+        rating = record.get("rating", {})
         rows.append({"id": s.id, "label": str(bool(s.label)).lower(), "query_view": s.query_view,
                      "decision": record.get("decision") or "", "en": current.get("en", ""),
                      "zh": current.get("zh", ""), "original_en": original.get("en", ""),
-                     "original_zh": original.get("zh", ""), "query_image": _rel_image(s.query_image, out.parent),
+                     "original_zh": original.get("zh", ""),
+                     **{f"{name}_{lang}": value for lang in LANGS for name, value in _rating_cells(rating.get(lang))},
+                     "query_image": _rel_image(s.query_image, out.parent),
                      "satellite_image": _rel_image(s.satellite_image, out.parent)})
     if out.suffix.lower() == ".csv":
         with out.open("w", encoding="utf-8-sig", newline="") as f:
@@ -565,15 +661,40 @@ def export_sheet(cfg: ReviewExportConfig) -> SheetExport:
             writer.writerows({k: as_text_cell(v) for k, v in row.items()} for row in rows)
     else:
         with out.open("w", encoding="utf-8", newline="\n") as f:
-            for row in rows:
+            for row, s in zip(rows, samples):
                 expl = {lang: row.pop(lang) for lang in LANGS}
                 orig = {lang: row.pop(f"original_{lang}") for lang in LANGS}
+                for lang in LANGS:
+                    del row[f"rating_{lang}"], row[f"wrong_claims_{lang}"]
                 row["label"] = row["label"] == "true"
                 row["decision"] = row["decision"] or None
                 row["explanation"] = {k: v for k, v in expl.items() if v}
                 row["original_explanation"] = {k: v for k, v in orig.items() if v}
+                row["rating"] = latest.get(s.id, {}).get("rating", {})  # of original_explanation, as in the log
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return SheetExport(out, len(rows), len(latest))
+
+
+def _rating_cells(rating: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A language's rating as the sheet's ``rating_<lang>`` and ``wrong_claims_<lang>`` cells (one claim a line)."""
+    rating = rating or {}
+    return [("rating", rating.get("rating", "")), ("wrong_claims", "\n".join(rating.get("wrong_claims", [])))]
+
+
+def _rating_of_cells(row: dict[str, Any], path: Path, line: int) -> dict[str, Any] | None:
+    """The ``rating_<lang>`` / ``wrong_claims_<lang>`` cells of a CSV row as a revision's ``rating`` (None: no
+    cell filled; a sheet exported before ratings had no such columns)."""
+    rating: dict[str, Any] = {}
+    for lang in LANGS:
+        value = (row.get(f"rating_{lang}") or "").strip().lower()
+        claims = [c.strip() for c in (row.get(f"wrong_claims_{lang}") or "").splitlines() if c.strip()]
+        if claims and not value:
+            raise GleamDataError.at(str(path), line, f"rating_{lang}",
+                                    f"empty, but wrong_claims_{lang} lists {len(claims)} claim(s) (write partly or "
+                                    "wrong)")
+        if value:
+            rating[lang] = {"rating": value, "wrong_claims": claims}
+    return rating or None
 
 
 def _formula_like(value: str) -> bool:
@@ -599,7 +720,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         with path.open("r", encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
-            missing = [c for c in ("id", "decision", "en", "zh") if c not in header]
+            missing = [c for c in ("id", "decision", "en", "zh") if c not in header]  # rating columns: optional
             if missing:
                 raise GleamDataError.at(str(path), 1, "header", f"missing column(s) {', '.join(missing)} (expected "
                                                                 f"the columns gleamx review export writes)")
@@ -611,7 +732,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if any((v or "").strip() for v in row.values()):
                     explanation = {lang: row.get(lang) or "" for lang in LANGS}
                     yield start, {"id": (row.get("id") or "").strip(), "decision": row.get("decision"),
-                                  "label": row.get("label"), "explanation": explanation}
+                                  "label": row.get("label"), "explanation": explanation,
+                                  "rating": _rating_of_cells(row, path, start)}
                 start = reader.line_num + 1
     except UnicodeDecodeError as e:
         raise GleamDataError.at(str(path), None, "encoding", f"invalid UTF-8 at byte {e.start} (save the sheet "
@@ -635,7 +757,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def read_sheet(path: str | os.PathLike, samples: dict[str, Any], split: str) -> dict[str, dict[str, Any]]:
     """The revisions in a sheet or revisions file, by id. In a JSONL file the last line of an id wins (it is a
     log); in a CSV sheet an id given twice is refused. A row without a decision is an edit when its text
-    differs from the generated one and is left unreviewed otherwise."""
+    differs from the generated one and is left unreviewed otherwise (a rating with no decision is refused: a
+    rating goes with a decision)."""
     path = Path(path)
     if not path.is_file():
         raise GleamDataError.at(str(path), None, "path", "file not found (expected a .jsonl or .csv revisions file)")
@@ -647,7 +770,7 @@ def read_sheet(path: str | os.PathLike, samples: dict[str, Any], split: str) -> 
         sample_id = row.get("id")
         sample = samples.get(sample_id) if isinstance(sample_id, str) else None
         if sample is None:
-            raise _unknown(str(path), line, sample_id, split)
+            raise unknown_sample(str(path), line, sample_id, split)
         if is_csv and sample_id in seen:
             raise GleamDataError.at(str(path), line, "id", f"duplicated id {sample_id!r} (first on line "
                                                            f"{seen[sample_id]}; keep one row per sample)")
@@ -660,10 +783,13 @@ def read_sheet(path: str | os.PathLike, samples: dict[str, Any], split: str) -> 
             given = {k: _text(v) for k, v in (explanation or {}).items() if isinstance(v, str) and v} \
                 if isinstance(explanation, dict) else original
             if given == original:
+                if row.get("rating"):
+                    raise GleamDataError.at(str(path), line, "decision", f"empty, but id {sample_id!r} is rated "
+                                                                         "(write accept, edit or reject)")
                 continue  # nobody looked at it
             decision = "edit"
         latest[sample.id] = check_revision(sample, decision, explanation, file=str(path), line=line,
-                                           label=row.get("label"))
+                                           label=row.get("label"), rating=row.get("rating"))
     return latest
 
 
@@ -689,6 +815,12 @@ class ImportSummary:
         lines += [f"  {lang}: {v['n_edited']} of {v['n']} edited ({percent_text(v['share_edited'], sign='%')}), mean "
                   f"edit distance {v['mean_edit_distance']:.2f} characters" for lang, v in st["languages"].items()
                   if v["n"]]
+        rated = st.get("ratings") or {}
+        if st.get("n_rated"):
+            by_lang = "; ".join(f"{lang}: " + ", ".join(f"{n} {r}" for r, n in counts.items())
+                                for lang, counts in rated.items() if any(counts.values()))
+            lines.append(f"  rated: {st['n_rated']} of {st['n_reviewed']} reviewed ({by_lang}); kept samples carry "
+                         "meta.human_rating")
         files = ", ".join(f"{name}.jsonl ({n})" for name, n in self.written.items())
         return lines + [f"wrote {files} and {STATS_NAME} to {self.out}"]
 
@@ -729,10 +861,24 @@ def edit_stats(samples: list[Any], latest: dict[str, dict[str, Any]], split: str
             "share_edited": counts["edit"] / kept if kept else None, "languages": languages}
 
 
+def rating_stats(latest: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How many reviewed samples were rated (``n_rated``), and per language how many got each rating (``ratings``;
+    rejected samples count: a rating is of the generated text, whatever became of it)."""
+    from gleamx.eval.ratings import RATINGS
+
+    counts = {lang: dict.fromkeys(reversed(RATINGS), 0) for lang in LANGS}
+    for record in latest.values():
+        for lang, rating in (record.get("rating") or {}).items():
+            counts[lang][rating["rating"]] += 1
+    return {"n_rated": sum(1 for r in latest.values() if r.get("rating")), "ratings": counts}
+
+
 def _revised(sample: Any, record: dict[str, Any]) -> Any:
     original = {k: v for k, v in sample.explanation.items() if v}
     meta = dict(sample.meta) | {"revised": True, "review_decision": record["decision"],
                                 "original_explanation": original}
+    if record.get("rating"):  # of original_explanation (its hash in "of"), not of the revised text
+        meta["human_rating"] = record["rating"]
     if record.get("time"):
         meta["review_time"] = record["time"]
     return dataclasses.replace(sample, explanation=record.get("explanation", original), meta=meta)
@@ -752,7 +898,7 @@ def import_revisions(cfg: ReviewImportConfig) -> ImportSummary:
     if not reviewed:
         raise GleamDataError.at(str(cfg.data), None, "split", f"no samples of split {split!r} to review")
     latest = read_sheet(revisions, {s.id: s for s in reviewed}, split)
-    stats = edit_stats(reviewed, latest, split) | {"revisions": str(revisions)}
+    stats = edit_stats(reviewed, latest, split) | rating_stats(latest) | {"revisions": str(revisions)}
     by_split: dict[str, list[Any]] = {}
     for s in every:
         if s.split == split:
@@ -783,5 +929,6 @@ def import_revisions(cfg: ReviewImportConfig) -> ImportSummary:
 
 __all__ = ["DECISIONS", "FORMULA_STARTS", "ImportSummary", "ReviewApp", "ReviewExportConfig", "ReviewImportConfig",
            "ReviewServeConfig", "RevisionLog", "SheetExport", "as_text_cell", "check_revision",
-           "default_revisions_path", "edit_stats", "export_sheet", "from_text_cell", "host_allowed",
-           "import_revisions", "levenshtein", "make_server", "read_revisions", "read_sheet", "serve_review"]
+           "check_ratings", "default_revisions_path", "edit_stats", "export_sheet", "from_text_cell", "host_allowed",
+           "import_revisions", "levenshtein", "make_server", "rating_stats", "read_revisions", "read_sheet",
+           "serve_review"]

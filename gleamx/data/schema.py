@@ -15,6 +15,7 @@ PIL images. As a ``datasets.Dataset`` it has :data:`FEATURES`.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -121,6 +122,35 @@ def samples_of(data: Any, batch_size: int = 256) -> Iterator[GleamSample]:
             row = dict(zip(batch, values))
             row["query_image"], row["satellite_image"] = (_sample_image(row[f]) for f in ("query_image", "satellite_image"))
             yield GleamSample.from_features_dict(row)
+
+
+IMAGE_COLUMNS: tuple[str, ...] = ("query_image", "satellite_image")
+"""The image columns of :data:`FEATURES`."""
+
+
+def _embed_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Both image columns with their bytes (read from the file when the row holds a path); the path is reduced
+    to the file's name, as ``datasets`` does when it embeds files."""
+    out = {}
+    for col in IMAGE_COLUMNS:
+        values = []
+        for v in batch[col]:
+            data, path = v.get("bytes"), v.get("path")
+            if data is None:
+                with open(path, "rb") as f:
+                    data = f.read()
+            values.append({"bytes": data, "path": os.path.basename(path) if path else None})
+        out[col] = values
+    return out
+
+
+def with_image_bytes(data: datasets.Dataset, *, desc: str = "embedding images") -> datasets.Dataset:
+    """``data`` (:data:`FEATURES`) with every image's file bytes in its row, never decoded here: a Parquet file
+    written from it holds the images themselves (the Hub upload, the lmms-eval export)."""
+    for col in IMAGE_COLUMNS:
+        data = data.cast_column(col, datasets.Image(decode=False))
+    features = datasets.Features({**data.features, **{col: datasets.Image() for col in IMAGE_COLUMNS}})
+    return data.map(_embed_batch, batched=True, batch_size=64, features=features, desc=desc)
 
 
 _TRUE = {"true", "yes", "y", "1", "match", "same", "是", "匹配", "相同"}

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -56,6 +57,15 @@ def repair_tail(path: str | Path) -> int:
 def end_with_newline(path: str | Path) -> None:
     """Before appending: drop a killed run's half-written last line (see :func:`repair_tail`)."""
     repair_tail(path)
+
+
+def append_record(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one JSON line and fsync it: once this returns, a kill loses nothing of it."""
+    data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    with Path(path).open("ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

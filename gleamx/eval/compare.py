@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gleamx.checks import COUNT_MAX, check_int, check_ranges, field_help
+from gleamx.checks import COUNT_MAX, check_int, check_ranges, comma_list, field_help
 from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.eval.scored import FILE, read_rows
 from gleamx.eval.stats import mcnemar_exact, paired_bootstrap_diff, paired_bootstrap_match, yes_rate_bias
@@ -49,8 +49,8 @@ class CompareConfig:
     overwrite: bool = field(default=False, metadata=field_help("replace what an earlier compare wrote in --output"))
 
     def __post_init__(self) -> None:
-        self.runs = _split(self.runs)
-        self.names = _split(self.names) if self.names is not None else None
+        self.runs = comma_list(self.runs) or []
+        self.names = comma_list(self.names)
         if len(self.runs) < 2:
             raise GleamConfigError(f"runs: expected at least two eval output folders to compare, got {len(self.runs)}")
         if self.names is not None and len(self.names) != len(self.runs):
@@ -64,11 +64,6 @@ class CompareConfig:
 
     def run_names(self) -> list[str]:
         return self.names or [Path(r).name or r for r in self.runs]
-
-
-def _split(values: list[str] | str | None) -> list[str]:
-    items = [values] if isinstance(values, str) else list(values or [])
-    return [part.strip() for v in items for part in str(v).split(",") if part.strip()]
 
 
 @dataclass
@@ -203,6 +198,10 @@ def _pct_ci(diff: float | None, ci: list[float] | None) -> str:
     return f"{100 * diff:+.2f}" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "")
 
 
+def _rate_ci(rate: float, ci: list[float] | None) -> str:
+    return f"{100 * rate:.2f}" + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "")
+
+
 def _num_ci(diff: float, ci: list[float] | None) -> str:
     return f"{diff:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
 
@@ -231,7 +230,7 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         if expl:
             out.append((f"{b} vs {a}: explanation scores (per-sample means; B minus A, 95% paired bootstrap intervals)",
                         ["samples", "metric", "n", a, b, "Δ [95% CI]"], expl))
-    bias = [[name, group, str(v["n"]), _pct(v["label_rate"]), _pct_ci(v["yes_rate"], v["yes_rate_ci95"]).lstrip("+"),
+    bias = [[name, group, str(v["n"]), _pct(v["label_rate"]), _rate_ci(v["yes_rate"], v["yes_rate_ci95"]),
              _pct_ci(v["bias"], v["bias_ci95"])]
             for name, groups in result["bias"].items() for group, v in groups.items()]
     out.append(('"match" bias: how often each run says "yes" against how often the pair matches (in %; '

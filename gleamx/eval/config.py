@@ -70,6 +70,9 @@ class EvalConfig:
     judge_max_retries: int = field(default=5, metadata=field_help(
         "retries of a judge request after a timeout, 429 or 5xx (default 5); then the run stops, and a rerun "
         "resumes from judge.jsonl", low=0, high=RETRIES_MAX))
+    ratings: str | None = field(default=None, metadata=field_help(
+        "JSONL of people's ratings of the answers (id, lang, rating faithful/partly/wrong, wrong_claims, text; "
+        "gleamx review serve --predictions writes one): report how well each explanation metric agrees with them"))
     # each resample recomputes every metric: 100k already takes minutes on a large test set
     bootstrap: int = field(default=1000, metadata=field_help("bootstrap resamples for 95%% intervals (0: none)",
                                                              low=0, high=100_000))
@@ -99,6 +102,10 @@ class EvalConfig:
             why = "--no-explanation-metrics turns them off" if self.no_explanation_metrics else "--task label has none"
             raise GleamConfigError(f"--judge-model: the judge scores explanations, and {why}; drop --judge-model or "
                                    "score explanations (--task explain)")
+        if self.ratings and (self.no_explanation_metrics or self.task == "label"):  # nothing to agree with them
+            why = "--no-explanation-metrics turns them off" if self.no_explanation_metrics else "--task label has none"
+            raise GleamConfigError(f"--ratings: people's ratings are checked against the explanation metrics, and "
+                                   f"{why}; drop --ratings or score explanations (--task explain)")
         if self.judge_base_url:  # here, before the URL is printed or saved in eval_config.json and results.json
             from gleamx.models.api import check_base_url  # not at the top: gleamx.models imports torch
 

@@ -66,6 +66,43 @@ def explanation_rows(expl: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             for key in EXPLANATION_KEYS if expl.get(key) is not None]
 
 
+def _coef(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+
+
+def agreement_rows(section: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(metric, n, Spearman [CI], Kendall [CI])`` cells of the agreement table."""
+    return [(name, str(m["n"]), _coef(m["spearman"], m["spearman_ci95"]), _coef(m["kendall"], m["kendall_ci95"]))
+            for name, m in section["metrics"].items()]
+
+
+def agreement_notes(section: dict[str, Any]) -> list[str]:
+    """The sentences under the agreement table: what it is, the judge's kappa, the skipped and unchecked ratings."""
+    from gleamx.eval.agreement import skipped_text
+
+    counts = ", ".join(f"{n} {r}" for r, n in section["counts"].items())
+    resamples = (section.get("bootstrap") or {}).get("resamples")
+    intervals = ("95% bootstrap intervals over the rated answers" if resamples else "no intervals (--bootstrap 0)")
+    notes = [f"{section['n']} answers rated by people ({counts}; from {section['source']}). Rank correlation of each "
+             "metric's per-answer score with the rating (wrong 0 < partly 1 < faithful 2; sentence-level BLEU and "
+             f"chrF), with {intervals}; '-' where a side is constant."]
+    jk = section.get("judge_kappa")
+    if jk:
+        agree = "-" if jk["observed_agreement"] is None else f"{100 * jk['observed_agreement']:.1f}%"
+        notes.append(f"LLM judge as a yes/no rater (\"faithful\" when its mean score is at least {jk['faithful_at']:g}): "
+                     f"Cohen's kappa {_coef(jk['kappa'], jk['kappa_ci95'])} against the rating \"faithful\" on "
+                     f"{jk['n']} answers (observed agreement {agree}).")
+    skipped = skipped_text(section)
+    if skipped:
+        notes.append(skipped + ".")
+    if section.get("n_unchecked"):
+        notes.append(f"{section['n_unchecked']} of the ratings used name no text: that they rate the answer scored "
+                     "here was not checked.")
+    return notes
+
+
 def setup_line(results: dict[str, Any]) -> str | None:
     """What the model saw and how it decoded: pixel budget, image tokens per sample, decoding (model runs only)."""
     images, gen = results.get("images"), results.get("generation")
@@ -124,6 +161,12 @@ def results_markdown(results: dict[str, Any]) -> str:
         if judge:
             text += "\n### LLM judge (1-5, higher is better)\n\n" + judge["markdown"]
             text += f"\n{judge['n_invalid']} invalid judge replies of {judge['n']}; {judge['n_skipped']} skipped.\n"
+    agreement = (expl or {}).get("agreement")
+    if agreement:
+        text += ("\n### Agreement with people\n\n| metric | n | Spearman rho [95% CI] | Kendall tau-b [95% CI] |\n"
+                 "|---|---|---|---|\n")
+        text += "".join(f"| {' | '.join(row)} |\n" for row in agreement_rows(agreement))
+        text += "\n" + "".join(f"{note}\n" for note in agreement_notes(agreement))
     return text
 
 
@@ -227,6 +270,12 @@ def report_html(results: dict[str, Any], samples: list[GleamSample], predictions
         expl_html = ("<h2>Explanation quality</h2><table><tr><th>metric</th><th>raw</th><th>baseline</th>"
                      f"<th>rescaled</th></tr>{cells}</table><p class='muted'>{e(rescale_text(expl))}</p>"
                      f"<p class='muted'>{e(models)}</p>")
+    agreement = expl.get("agreement")
+    if agreement:
+        cells = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in agreement_rows(agreement))
+        expl_html += ("<h2>Agreement with people</h2><table><tr><th>metric</th><th>n</th><th>Spearman rho [95% CI]</th>"
+                      f"<th>Kendall tau-b [95% CI]</th></tr>{cells}</table>"
+                      + "".join(f"<p class='muted'>{e(note)}</p>" for note in agreement_notes(agreement)))
     lang = cfg.get("lang") or "en"
     per = expl.get("per_sample") or {}
     fails = []
@@ -276,6 +325,13 @@ def _language_rows(combined: dict[str, Any]) -> tuple[list[str], list[list[str]]
     judges = [((by[lang].get("explanation") or {}).get("judge") or {}).get("overall") for lang in langs]
     if any(j is not None for j in judges):
         rows.append(["LLM judge (1-5)", *("-" if j is None else f"{j:.2f}" for j in judges)])
+    agreements = [(by[lang].get("explanation") or {}).get("agreement") or {} for lang in langs]
+    if any(agreements):  # --ratings: each metric's Spearman rho with people (intervals in each language's report)
+        rows.append(["answers rated by people", *(str(a["n"]) if a else "-" for a in agreements)])
+        metrics = dict.fromkeys(m for a in agreements for m in a.get("metrics", {}))
+        for m in metrics:
+            rows.append([f"Spearman with people, {m}",
+                         *(_coef(((a.get("metrics") or {}).get(m) or {}).get("spearman"), None) for a in agreements)])
     return ["", *langs], rows
 
 

@@ -34,8 +34,10 @@ from gleamx.console import percent_text
 from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.outputs import claim_folder
 from gleamx.eval.appendlog import read_records, repair_tail, single_writer
+from gleamx.eval.agreement import agreement, agreement_lines, usable_ratings
 from gleamx.eval.config import BACKENDS, EvalConfig, config_hash  # noqa: F401  (EvalConfig, BACKENDS re-exported)
 from gleamx.eval.match import grouped_match_metrics, match_metrics
+from gleamx.eval.ratings import Rating, read_ratings
 from gleamx.eval.stats import bootstrap_ci, calibration
 from gleamx.task.verdict import parse_verdict
 
@@ -197,6 +199,9 @@ def _check_paths(cfg: EvalConfig) -> None:
         from gleamx.models.adapter import check_adapter_dir
 
         check_adapter_dir(cfg.adapter)
+    if cfg.ratings and not Path(cfg.ratings).is_file():  # said now, not after generating
+        raise GleamConfigError(f"--ratings: {cfg.ratings}: file not found (expected JSONL with id, lang, rating; "
+                               "gleamx review serve --predictions writes one)")
     if cfg.task == "explain" and not cfg.no_explanation_metrics:  # the metric models: said now, not after generating
         from gleamx.eval.metrics import check_metric_model
 
@@ -309,6 +314,7 @@ class EvalResult:
                          f"(rescaled {'-' if rescaled is None else f'{rescaled:.4f}'}; {expl.get('sbert_model')})  "
                          f"bleu={expl.get('bleu', 0):.2f}  chrf={expl.get('chrf', 0):.2f}  "
                          f"rouge_l={expl.get('rouge_l', 0):.4f}")
+        lines += agreement_lines(expl.get("agreement"))
         return lines + [f"report: {self.output}/report.html  tables: {self.output}/results.md  "
                         f"numbers: {self.output}/results.json"]
 
@@ -330,7 +336,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
     folder = claim_folder(out, "--output", command="eval", identity={}, overwrite=cfg.overwrite, replace=False,
                           marker="eval_config.json",
                           inputs={"--data": cfg.data, "--predictions": cfg.predictions, "--adapter": cfg.adapter,
-                                  "--model": cfg.model})
+                                  "--model": cfg.model, "--ratings": cfg.ratings})
     with single_writer(out, "gleamx-eval"):
         result = _evaluate(cfg, out)
     folder.done()
@@ -346,7 +352,8 @@ def _evaluate_languages(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict
 
     out = Path(cfg.output)
     folder = claim_folder(out, "--output", command="eval", identity={"lang": cfg.lang}, overwrite=cfg.overwrite,
-                          replace=False, inputs={"--data": cfg.data, "--adapter": cfg.adapter, "--model": cfg.model})
+                          replace=False, inputs={"--data": cfg.data, "--adapter": cfg.adapter, "--model": cfg.model,
+                                                 "--ratings": cfg.ratings})
     by_lang: dict[str, dict[str, Any]] = {}
     first: dict[str, dict[str, Any]] | None = None
     for lang in cfg.languages():
@@ -369,6 +376,9 @@ def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dic
     # The evaluated samples as records (image paths or encoded bytes, never decoded pixels): the resumable
     # batch grid and the scores index them by position.
     samples = list(samples_of(data))
+    # read (and checked) before anything is generated; ratings change only what is reported, so they are no part
+    # of the run's key: adding them to a finished run scores its answers again and reuses every one
+    ratings = read_ratings(cfg.ratings) if cfg.ratings else None
     generation = images = None
     if cfg.predictions:
         _claim_output(out, cfg, "predictions", {"predictions": _source(cfg.predictions), "data": _source(cfg.data),
@@ -398,6 +408,9 @@ def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dic
                                "images": images, **score(samples, predictions, bootstrap=cfg.bootstrap)}
     results["explanation"] = _explanation_scores(cfg, samples, predictions, out)
     judged = (results["explanation"] or {}).pop("judge_per_sample", None)
+    used = None
+    if ratings is not None and results["explanation"] is not None:
+        used = _agreement(cfg, ratings, samples, predictions, results["explanation"], judged)
     from gleamx.eval.report import model_index, write_reports
     from gleamx.eval.scored import FILE, per_sample_rows, write_rows
 
@@ -406,8 +419,20 @@ def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dic
     write_reports(out, results, samples, predictions)
     verdicts = [parse_verdict(predictions[s.id]["prediction"]) for s in samples]
     write_rows(out / FILE, per_sample_rows(samples, verdicts, predictions, lang=cfg.lang, task=cfg.task,
-                                           explanation=results["explanation"], judge=judged))
+                                           explanation=results["explanation"], judge=judged, ratings=used))
     return results, predictions
+
+
+def _agreement(cfg: EvalConfig, ratings: dict[tuple[str, str], Rating], samples: list[GleamSample],
+               predictions: dict[str, dict[str, Any]], explanation: dict[str, Any],
+               judged: dict[str, dict[str, float]] | None) -> dict[str, Rating]:
+    """Put the metrics' agreement with people's ratings into ``explanation["agreement"]``; returns the ratings used
+    (those of the answers scored here), by id."""
+    per_sample = explanation.get("per_sample") or {}
+    used, skipped = usable_ratings(ratings, predictions, [s.id for s in samples], set(per_sample), cfg.lang)
+    explanation["agreement"] = agreement(used, skipped, per_sample, judged, source=str(cfg.ratings),
+                                         n_resamples=cfg.bootstrap)
+    return used
 
 
 def _explanation_scores(cfg: EvalConfig, samples: list[GleamSample], predictions: dict[str, dict[str, Any]],

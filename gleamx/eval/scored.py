@@ -3,8 +3,8 @@
 One row per sample, in the data's order: ``id``, ``lang``, ``task``, ``sample`` (a hash of the sample itself: id,
 label, query view and both images' bytes; the same for every model and prompt, so two runs on the same data share
 it), ``label``, ``query_view``, ``source``, ``verdict`` (``true``/``false``, ``null`` when no verdict could be
-read), ``p_yes`` and, where scored, ``explanation`` (each automatic metric of this answer) and ``judge`` (the LLM
-judge's criteria and their mean). Written with ``results.json`` from the same numbers, so that a comparison can
+read), ``p_yes`` and, where scored, ``explanation`` (each automatic metric of this answer), ``judge`` (the LLM
+judge's criteria and their mean) and ``human_rating`` (a person's rating of this very answer, ``--ratings``). Written with ``results.json`` from the same numbers, so that a comparison can
 resample samples, not summaries.
 """
 
@@ -36,8 +36,10 @@ def sample_hashes(samples: Sequence[Any]) -> dict[str, str]:
 
 def per_sample_rows(samples: Sequence[Any], verdicts: Sequence[bool | None], predictions: dict[str, dict[str, Any]],
                     *, lang: str, task: str, explanation: dict[str, Any] | None,
-                    judge: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
-    """The rows of ``per_sample.jsonl`` for one scored run."""
+                    judge: dict[str, dict[str, float]] | None = None,
+                    ratings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of ``per_sample.jsonl`` for one scored run (``ratings``: the used ratings by id, each a
+    :class:`gleamx.eval.ratings.Rating`)."""
     hashes = sample_hashes(samples)
     per_expl = (explanation or {}).get("per_sample") or {}
     rows = []
@@ -49,6 +51,8 @@ def per_sample_rows(samples: Sequence[Any], verdicts: Sequence[bool | None], pre
             row["explanation"] = per_expl[s.id]
         if judge and s.id in judge:
             row["judge"] = judge[s.id]
+        if ratings and s.id in ratings:
+            row["human_rating"] = ratings[s.id].as_row()
         rows.append(row)
     return rows
 

@@ -45,7 +45,7 @@ def bootstrap_ci(
         return {}
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, y.size, size=(n_resamples, y.size))
-    return {name: _interval(values, level) for name, values in _rates(y[idx], p[idx]).items()}
+    return {name: percentile_interval(values, level) for name, values in _rates(y[idx], p[idx]).items()}
 
 
 def auroc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
@@ -147,7 +147,8 @@ def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[
     return {"a_only": a_only, "b_only": b_only, "n_discordant": n, "p_value": p}
 
 
-def _interval(values: np.ndarray, level: float) -> list[float] | None:
+def percentile_interval(values: np.ndarray, level: float) -> list[float] | None:
+    """The central ``level`` percentile interval of the finite values (``None`` when there are none)."""
     v = values[np.isfinite(values)]
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     return [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size else None
@@ -171,7 +172,7 @@ def paired_bootstrap_match(
         a, b = float(whole_a[name][0]), float(whole_b[name][0])
         out[name] = {"a": a if np.isfinite(a) else None, "b": b if np.isfinite(b) else None,
                      "diff": float(b - a) if np.isfinite(b - a) else None,
-                     "ci95": _interval(res_b[name] - res_a[name], level)}
+                     "ci95": percentile_interval(res_b[name] - res_a[name], level)}
     return out
 
 
@@ -185,6 +186,6 @@ def yes_rate_bias(labels: Sequence[bool], predictions: Sequence[bool | None], *,
         raise ValueError("no samples")
     idx = np.random.default_rng(seed).integers(0, y.size, size=(n_resamples, y.size))
     yes, lab = (p[idx] == 1).mean(1), (y[idx] == 1).mean(1)
-    return {"n": int(y.size), "yes_rate": float((p == 1).mean()), "yes_rate_ci95": _interval(yes, level),
+    return {"n": int(y.size), "yes_rate": float((p == 1).mean()), "yes_rate_ci95": percentile_interval(yes, level),
             "label_rate": float(y.mean()), "bias": float((p == 1).mean() - y.mean()),
-            "bias_ci95": _interval(yes - lab, level)}
+            "bias_ci95": percentile_interval(yes - lab, level)}

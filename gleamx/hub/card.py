@@ -227,7 +227,8 @@ cosine with the reference explanation. {{ balance }}
 
 _GRPO_HP_KEYS = ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "num_generations", "max_completion_length", "temperature", "beta",
-                 "loss_type", "scale_rewards", "epsilon", "num_iterations", "use_vllm", "lr_scheduler_type",
+                 "loss_type", "importance_sampling_level", "scale_rewards", "multi_objective_aggregation",
+                 "mask_truncated_completions", "epsilon", "num_iterations", "use_vllm", "lr_scheduler_type",
                  "warmup_steps", "bf16", "seed")
 
 
@@ -284,6 +285,8 @@ def build_grpo_model_card(out: Path, args: dict[str, Any], log_history: list[dic
         hyperparameters=_hyperparameters(training, _GRPO_HP_KEYS, log_history) + [
             (k, model[k]) for k in ("lora_r", "lora_alpha", "lora_dropout") if adapter and k in model] + [
             (k, script[k]) for k in ("min_pixels", "max_pixels", "freeze_vision_tower", "freeze_merger",
-                                     "no_verdict_penalty", "format_min_chars", "format_max_chars") if k in script],
+                                     "no_verdict_penalty", "format_min_chars", "format_max_chars",
+                                     "length_max_chars", "length_zone_chars", "repetition_ngram",
+                                     "repetition_tolerance") if k in script],
         results_table=_results_table(card_data.eval_results or []),
     )

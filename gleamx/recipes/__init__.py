@@ -16,12 +16,15 @@ from gleamx.errors import GleamConfigError
 ROOT = Path(__file__).resolve().parent
 
 # kind -> which packaged recipes it runs (retrieval recipes live in retrieval/, eval configs in eval/, GRPO recipes are
-# named grpo*.yaml, every other YAML is an SFT recipe)
-_is_grpo = lambda name: name.rsplit("/", 1)[-1].startswith("grpo")  # noqa: E731
-_KINDS = {"sft": lambda name: not name.startswith(("retrieval/", "eval/")) and not _is_grpo(name),
+# named grpo*.yaml, ablations ablation*.yaml, every other YAML is an SFT recipe)
+_stem_starts = lambda name, prefix: name.rsplit("/", 1)[-1].startswith(prefix)  # noqa: E731
+_model_recipe = lambda name: not name.startswith(("retrieval/", "eval/"))  # noqa: E731
+_KINDS = {"sft": lambda name: _model_recipe(name) and not _stem_starts(name, ("grpo", "ablation")),
           "retrieval": lambda name: name.startswith("retrieval/"), "eval": lambda name: name.startswith("eval/"),
-          "grpo": lambda name: not name.startswith(("retrieval/", "eval/")) and _is_grpo(name)}
-_WHAT = {"sft": "SFT recipes", "retrieval": "retrieval recipes", "eval": "eval configs", "grpo": "GRPO recipes"}
+          "grpo": lambda name: _model_recipe(name) and _stem_starts(name, "grpo"),
+          "ablation": lambda name: _model_recipe(name) and _stem_starts(name, "ablation")}
+_WHAT = {"sft": "SFT recipes", "retrieval": "retrieval recipes", "eval": "eval configs", "grpo": "GRPO recipes",
+         "ablation": "ablations"}
 
 
 def names(kind: str | None = None) -> list[str]:

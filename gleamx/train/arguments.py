@@ -12,7 +12,7 @@ from gleamx.checks import (COUNT_MAX, PIXELS_MAX, TOKENS_MAX, check_at_least, ch
 from gleamx.choices import FORMATS, LANGS_OR_BOTH, TASKS, DataFormat, LangOrBoth, Task
 from gleamx.errors import GleamConfigError
 from gleamx.train.match_eval import eval_max_new_tokens_default
-from gleamx.train.rewards import REWARD_NAMES, check_reward_names
+from gleamx.train.rewards import CJK_CHAR_WEIGHT, REWARD_NAMES, check_reward_names
 
 # Linear layers of the language model only: Qwen-VL vision MLPs reuse the names gate/up/down_proj,
 # so a plain name list would put LoRA on the vision tower too.
@@ -103,6 +103,18 @@ class GleamGRPOArguments(GleamScriptArguments):
         "format reward: shortest explanation (characters, verdict line excluded)", low=0, high=_CHARS_MAX))
     format_max_chars: int = field(default=2000, metadata=field_help(
         "format reward: longest explanation (characters, verdict line excluded)", low=1, high=_CHARS_MAX))
+    length_max_chars: int = field(default=1500, metadata=field_help(
+        f"length reward: -1 at this answer length and beyond (characters, a CJK character counting {CJK_CHAR_WEIGHT})",
+        low=1, high=_CHARS_MAX))
+    length_zone_chars: int = field(default=200, metadata=field_help(
+        "length reward: the zone before length_max_chars over which it falls linearly from 0 to -1 (DAPO's soft "
+        "overlong punishment; 0: a hard cut)", low=0, high=_CHARS_MAX))
+    # 1000: n-grams longer than any paragraph find no repetition at all
+    repetition_ngram: int = field(default=8, metadata=field_help(
+        "repetition reward: n-gram size, in words (Chinese: characters)", low=1, high=1000))
+    repetition_tolerance: float = field(default=0.35, metadata=field_help(
+        "repetition reward: share of repeated n-grams an answer may hold at no cost (below 1); past it the reward "
+        "falls linearly to -1 at a share of 1", low=0, high=1))
     class_balance: bool = field(
         default=False,
         metadata={"help": "weigh each prompt's rewards by n / (2 n_class) of its label, so the majority class does "
@@ -128,3 +140,9 @@ class GleamGRPOArguments(GleamScriptArguments):
         if self.format_min_chars > self.format_max_chars:
             raise GleamConfigError(f"recipe: format_min_chars ({self.format_min_chars}) exceeds format_max_chars "
                                    f"({self.format_max_chars})")
+        if self.length_zone_chars > self.length_max_chars:
+            raise GleamConfigError(f"recipe: length_zone_chars ({self.length_zone_chars}) exceeds length_max_chars "
+                                   f"({self.length_max_chars})")
+        if self.repetition_tolerance >= 1:  # the range admits 1 (inclusive); a reward that is always 0 is a typo
+            raise GleamConfigError(f"recipe: repetition_tolerance: expected a number below 1 (1 never penalises; "
+                                   f"drop repetition from reward_funcs instead), got {self.repetition_tolerance!r}")

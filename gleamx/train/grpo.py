@@ -77,6 +77,17 @@ def check_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model
                                    "use_vllm: false")
 
 
+def reward_options(script_args: GleamGRPOArguments,
+                   weights: dict[bool, float] | None = None) -> RewardOptions:
+    """The rewards' options as a recipe sets them (``weights``: the class weights, when ``class_balance``)."""
+    return RewardOptions(no_verdict_penalty=script_args.no_verdict_penalty,
+                         format_min_chars=script_args.format_min_chars, format_max_chars=script_args.format_max_chars,
+                         length_max_chars=script_args.length_max_chars,
+                         length_zone_chars=script_args.length_zone_chars,
+                         repetition_ngram=script_args.repetition_ngram,
+                         repetition_tolerance=script_args.repetition_tolerance, class_weights=weights)
+
+
 def grpo_training_data(script_args: GleamGRPOArguments, say: Any = print) -> GRPOData:
     """The train split as GRPO prompts; data without labels is refused (nothing to verify)."""
     read = dict(format=script_args.dataset_format, columns=script_args.dataset_columns,
@@ -179,9 +190,7 @@ def build_grpo_trainer(script_args: GleamGRPOArguments, training_args: GRPOConfi
     """
     data = grpo_training_data(script_args, say)  # data first: bad input fails in seconds
     weights = class_weights(data.dataset["label"]) if script_args.class_balance else None
-    options = RewardOptions(no_verdict_penalty=script_args.no_verdict_penalty,
-                            format_min_chars=script_args.format_min_chars,
-                            format_max_chars=script_args.format_max_chars, class_weights=weights)
+    options = reward_options(script_args, weights)
     rewards = build_rewards(script_args.reward_funcs, options, encoder_loader)
     parent = sft_parent(model_args.model_name_or_path)
     model, processor, peft_config = load_policy(script_args, training_args, model_args, parent)

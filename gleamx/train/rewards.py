@@ -15,6 +15,13 @@ of answers, and :class:`Reward` turns one into the callable TRL takes, under its
   0.5 when the explanation concludes nothing either way; ``None`` without a verdict or an explanation.
 * ``reference_similarity``: sentence-embedding cosine of the explanation with the reference explanation (the
   encoder gleamx-eval's ``sbert_cosine`` uses, handed in by the caller and loaded on first use).
+* ``length``: DAPO's soft overlong punishment: 0 up to ``length_max_chars - length_zone_chars``, then down
+  linearly to -1 at ``length_max_chars`` and beyond (a CJK character counts as :data:`CJK_CHAR_WEIGHT`).
+* ``repetition``: minus the share of the answer's word n-grams (Chinese: character n-grams) that repeat an earlier
+  one, past a tolerance that ordinary answers stay under; -1 for an answer that is one loop.
+
+The guards against gamed answers (empty, "Answer: Yes or No", two verdict lines, a bare verdict, a repeated
+paragraph, an answer past the budget) are shown in :mod:`gleamx.train.reward_gaming`.
 """
 
 from __future__ import annotations
@@ -62,11 +69,19 @@ def _lines(text: str) -> list[str]:
 # --- verdict ---------------------------------------------------------------------------------------------------
 
 
+def verdict_lines(answer: str) -> list[bool]:
+    """The verdict of every line that reads as a verdict on its own (``Answer: Yes``, ``结论：否``, a bare ``No``)."""
+    return [v for v in map(parse_verdict, _lines(answer)) if v is not None]
+
+
 def verdict_score(answer: str, label: bool, *, no_verdict_penalty: float = 0.5) -> float:
     """1.0 when the answer's verdict (gleamx's parser, en and zh) equals ``label``, 0.0 when it is the other one,
-    ``-no_verdict_penalty`` when there is no parseable verdict."""
+    ``-no_verdict_penalty`` when there is no parseable verdict, or when its verdict lines disagree.
+
+    The parser reads the last verdict line (eval keeps a model's self-correction); a reward that did so would pay
+    an answer that states both verdicts (``Answer: No`` then ``Answer: Yes``) as if it had committed to one."""
     verdict = parse_verdict(answer)
-    if verdict is None:
+    if verdict is None or any(v != verdict for v in verdict_lines(answer)):
         return -float(no_verdict_penalty)
     return 1.0 if verdict == bool(label) else 0.0
 
@@ -195,6 +210,58 @@ def consistency_score(answer: str, task: str = "explain") -> float | None:
     return 1.0 if concluded == verdict else 0.0
 
 
+# --- length and repetition ------------------------------------------------------------------------------------
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+# A Chinese explanation says in one character what English says in about three (the synthetic references' English
+# takes three to four times the characters: test_length_counts_chinese_by_what_it_says); weighting CJK characters
+# gives both languages one budget.
+CJK_CHAR_WEIGHT = 3
+# The units n-grams are made of: a run of letters/digits (an English word), or one CJK character (Chinese has no
+# spaces).
+_UNIT = re.compile(f"[{_CJK}]|[^\\W{_CJK}_]+")
+
+
+def answer_length(answer: str) -> int:
+    """The length of an answer in characters, a CJK character counting :data:`CJK_CHAR_WEIGHT`."""
+    text = unicodedata.normalize("NFKC", answer).strip()
+    return len(text) + (CJK_CHAR_WEIGHT - 1) * len(_CJK_CHAR.findall(text))
+
+
+def length_score(answer: str, *, max_chars: int = 1500, zone_chars: int = 200) -> float:
+    """0.0 up to ``max_chars - zone_chars`` (:func:`answer_length`), then down linearly to -1.0 at ``max_chars``
+    and beyond: DAPO's soft overlong punishment, so running long costs a little before it costs a truncated
+    answer's verdict (``zone_chars`` 0: a hard -1 past ``max_chars``)."""
+    n, start = answer_length(answer), max_chars - zone_chars
+    if n <= start:
+        return 0.0
+    if n >= max_chars:
+        return -1.0
+    return -(n - start) / zone_chars
+
+
+def text_units(text: str) -> list[str]:
+    """The words (letter/digit runs, lowercased) and CJK characters of ``text``, in order; punctuation dropped."""
+    return _UNIT.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def repetition_share(text: str, n: int = 8) -> float:
+    """The share of the n-grams of :func:`text_units` that repeat an earlier one (seq-rep-n of Welleck et al.
+    2019: 1 - unique / total); 0.0 for a text of fewer than ``n`` units."""
+    units = text_units(text)
+    grams = [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_score(answer: str, *, ngram: int = 8, tolerance: float = 0.35) -> float:
+    """0.0 while :func:`repetition_share` is at most ``tolerance`` (explanations that describe the same features in
+    both images repeat phrases), then down linearly to -1.0 at a share of 1 (one loop). A long paragraph written
+    twice repeats about half its n-grams, three times about two thirds."""
+    excess = repetition_share(answer, ngram) - tolerance
+    return -min(1.0, excess / (1.0 - tolerance)) if excess > 0 else 0.0
+
+
 # --- reference similarity --------------------------------------------------------------------------------------
 
 Encoder = Callable[[list[str]], Any]  # texts -> (n, dim) embeddings
@@ -231,6 +298,10 @@ class RewardOptions:
     no_verdict_penalty: float = 0.5
     format_min_chars: int = 16
     format_max_chars: int = 2000
+    length_max_chars: int = 1500
+    length_zone_chars: int = 200
+    repetition_ngram: int = 8
+    repetition_tolerance: float = 0.35
     class_weights: dict[bool, float] | None = None  # label -> weight (class balance); None: every answer counts 1
 
 
@@ -261,6 +332,14 @@ def consistency_rewards(b: RewardBatch, o: RewardOptions, encoder: Callable[[], 
     return [consistency_score(a, t) for a, t in zip(b.answers, b.task)]
 
 
+def length_rewards(b: RewardBatch, o: RewardOptions, encoder: Callable[[], Encoder]) -> list[float | None]:
+    return [length_score(a, max_chars=o.length_max_chars, zone_chars=o.length_zone_chars) for a in b.answers]
+
+
+def repetition_rewards(b: RewardBatch, o: RewardOptions, encoder: Callable[[], Encoder]) -> list[float | None]:
+    return [repetition_score(a, ngram=o.repetition_ngram, tolerance=o.repetition_tolerance) for a in b.answers]
+
+
 def reference_similarity_rewards(b: RewardBatch, o: RewardOptions,
                                  encoder: Callable[[], Encoder]) -> list[float | None]:
     return similarity_scores(b.answers, b.reference, encoder())
@@ -268,7 +347,8 @@ def reference_similarity_rewards(b: RewardBatch, o: RewardOptions,
 
 REWARDS: dict[str, BatchReward] = {"verdict": verdict_rewards, "format": format_rewards,
                                    "consistency": consistency_rewards,
-                                   "reference_similarity": reference_similarity_rewards}
+                                   "reference_similarity": reference_similarity_rewards,
+                                   "length": length_rewards, "repetition": repetition_rewards}
 REWARD_NAMES: tuple[str, ...] = tuple(REWARDS)
 NEEDS_ENCODER = frozenset({"reference_similarity"})  # rewards that embed text (the encoder loads on first use)
 # Rewards that score the explanation: with task "label" answers have none, so every value would be None.
@@ -335,6 +415,13 @@ def build_rewards(names: Sequence[str], options: RewardOptions,
     return [Reward(n, options, encoder_loader if n in NEEDS_ENCODER else None) for n in names]
 
 
+def total_reward(scores: Sequence[float | None], weights: Sequence[float] | None = None) -> float:
+    """One answer's total as TRL forms it (``multi_objective_aggregation: sum_then_normalize``): the weighted sum
+    of its rewards, a ``None`` (does not apply) adding nothing (TRL's ``nansum``)."""
+    weights = [1.0] * len(scores) if weights is None else weights
+    return float(sum(w * s for s, w in zip(scores, weights, strict=True) if s is not None))
+
+
 def class_weights(labels: Sequence[bool]) -> dict[bool, float]:
     """Inverse-frequency weights ``n / (2 n_class)``: each class contributes half of the total reward weight."""
     n, n_pos = len(labels), sum(1 for y in labels if y)
@@ -345,7 +432,9 @@ def class_weights(labels: Sequence[bool]) -> dict[bool, float]:
     return {True: n / (2 * n_pos), False: n / (2 * n_neg)}
 
 
-__all__ = ["NEEDS_ENCODER", "NEEDS_EXPLANATION", "REWARDS", "REWARD_NAMES", "Reward", "RewardBatch", "RewardOptions", "build_rewards",
-           "check_reward_names", "class_weights", "consistency_rewards", "consistency_score", "explanation_conclusion",
-           "format_checks", "format_rewards", "format_score", "reference_similarity_rewards", "similarity_scores",
-           "verdict_rewards", "verdict_score"]
+__all__ = ["CJK_CHAR_WEIGHT", "NEEDS_ENCODER", "NEEDS_EXPLANATION", "REWARDS", "REWARD_NAMES", "Reward",
+           "RewardBatch", "RewardOptions", "answer_length", "build_rewards", "check_reward_names", "class_weights",
+           "consistency_rewards", "consistency_score", "explanation_conclusion", "format_checks", "format_rewards",
+           "format_score", "length_rewards", "length_score", "reference_similarity_rewards", "repetition_rewards",
+           "repetition_score", "repetition_share", "similarity_scores", "text_units", "total_reward",
+           "verdict_lines", "verdict_rewards", "verdict_score"]

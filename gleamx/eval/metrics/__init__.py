@@ -35,7 +35,7 @@ _CLASSES = {
     "bertscore": "GleamxBertscore",
 }
 # Metrics whose modules return per-sample scores under "scores".
-_PER_SAMPLE = ("sbert_cosine", "chrf", "rouge_l", "bertscore")
+_PER_SAMPLE = ("sbert_cosine", "bleu", "chrf", "rouge_l", "bertscore")
 # Embedding metrics: the summary keys their modules return (raw mean, baseline, rescaled).
 _RESCALED = {"sbert_cosine": "sbert_cosine", "bertscore": "bertscore_f1"}
 
@@ -115,7 +115,7 @@ def score_explanations(
     "chrf", "rouge_l", "per_sample": {...}}`` limited to the requested ``metrics`` (default :data:`METRICS`,
     plus ``bertscore`` when ``bertscore_model`` is given: ``bertscore_f1/_precision/_recall``,
     ``bertscore_f1_baseline/_rescaled``, ``bertscore_model``); ``per_sample`` holds one score per pair for
-    sbert_cosine, chrf (sentence-level), rouge_l and bertscore (F1), and the rescaled embedding scores
+    sbert_cosine, bleu and chrf (sentence-level), rouge_l and bertscore (F1), and the rescaled embedding scores
     (``sbert_cosine_rescaled``, ``bertscore_rescaled``), in input order. With a single pair the
     baselines and rescaled scores are ``None`` and ``rescale_note`` says why.
 

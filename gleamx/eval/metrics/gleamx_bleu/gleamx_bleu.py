@@ -1,4 +1,4 @@
-"""Corpus BLEU of generated vs reference GLEAM-X explanations, computed by sacrebleu.
+"""Corpus BLEU of generated vs reference GLEAM-X explanations, computed by sacrebleu, and sentence BLEU per pair.
 
 A local ``evaluate`` module: ``evaluate.load("<path>/gleamx_bleu")`` works offline,
 unlike ``evaluate.load("sacrebleu")``, which fetches its script from the Hub.
@@ -17,7 +17,8 @@ from gleamx.eval.metrics.info import text_pair_info
 # needs no word segmenter and stays comparable with published sacrebleu zh numbers.
 TOKENIZE_BY_LANG = {"en": "13a", "zh": "zh"}
 
-_DESCRIPTION = "Corpus BLEU (sacrebleu, 0-100) of explanations; tokenizer chosen by language."
+_DESCRIPTION = ("Corpus BLEU (sacrebleu, 0-100) of explanations, plus sentence BLEU per pair; tokenizer chosen by "
+                "language.")
 _KWARGS = """
 Args:
     predictions: generated explanations, one string each.
@@ -25,8 +26,10 @@ Args:
     lang: "en" (tokenize="13a") or "zh" (tokenize="zh"); ignored when ``tokenize`` is given.
     tokenize: any sacrebleu tokenizer name, overriding ``lang``.
     lowercase: case-insensitive BLEU.
+    per_sample: also return sentence BLEU for each pair (default True).
 Returns:
-    bleu (0-100), precisions, bp, sys_len, ref_len, signature (sacrebleu's reproducibility string).
+    bleu (0-100), precisions, bp, sys_len, ref_len, signature (sacrebleu's reproducibility string), and
+    scores (sentence BLEU per pair, 0-100, as sacrebleu.sentence_bleu: exp smoothing, effective order).
 """
 
 
@@ -41,6 +44,7 @@ class GleamxBleu(evaluate.Metric):
         lang: str = "en",
         tokenize: str | None = None,
         lowercase: bool = False,
+        per_sample: bool = True,
     ) -> dict:
         if tokenize is None:
             if lang not in TOKENIZE_BY_LANG:
@@ -49,7 +53,7 @@ class GleamxBleu(evaluate.Metric):
         bleu = sacrebleu.BLEU(tokenize=tokenize, lowercase=lowercase)
         # sacrebleu takes reference *streams*: one list per reference set, we have one set.
         score = bleu.corpus_score(list(predictions), [list(references)])
-        return {
+        out: dict = {
             "bleu": score.score,
             "precisions": score.precisions,
             "bp": score.bp,
@@ -57,3 +61,9 @@ class GleamxBleu(evaluate.Metric):
             "ref_len": score.ref_len,
             "signature": str(bleu.get_signature()),
         }
+        if per_sample:
+            # One explanation's BLEU (what agreement with a person's rating of that explanation needs). Effective
+            # order, as sacrebleu.sentence_bleu: a short text without a shared 4-gram is not zero for that alone.
+            sentence = sacrebleu.BLEU(tokenize=tokenize, lowercase=lowercase, effective_order=True)
+            out["scores"] = [sentence.sentence_score(p, [r]).score for p, r in zip(predictions, references)]
+        return out
