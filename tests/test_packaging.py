@@ -32,7 +32,9 @@ def test_recipes_found_through_the_package_helper():
     assert recipes.names("retrieval") == ["retrieval/convnext_base", "retrieval/tiny", "retrieval/two_phase_convnext_base",
                                        "retrieval/two_phase_tiny"]
     assert recipes.names("eval") == ["eval/en_label", "eval/zh_explain"]
-    assert sorted(recipes.names("sft") + recipes.names("grpo") + recipes.names("retrieval") + recipes.names("eval")) == recipes.names()
+    assert recipes.names("ablation") == ["qwen2.5-vl-3b/ablation", "tiny/ablation"]
+    assert sorted(recipes.names("sft") + recipes.names("grpo") + recipes.names("retrieval") + recipes.names("eval")
+                  + recipes.names("ablation")) == recipes.names()
     assert "tiny/grpo" in recipes.names("grpo") and not set(recipes.names("grpo")) & set(recipes.names("sft"))
     from gleamx.demo import RECIPE
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from gleamx import recipes as packaged_recipes
+
 ROOT = Path(__file__).resolve().parents[1]
 FAMILY = {"qwen2-vl-2b": "qwen2_vl", "qwen2.5-vl-3b": "qwen2_5_vl", "qwen3-vl-4b": "qwen3_vl"}
 # GRPO recipes (grpo*.yaml) run through recipes/grpo.py: tests/test_grpo.py
-SFT_RECIPES = sorted(p.relative_to(ROOT).as_posix() for d in FAMILY for p in (ROOT / "recipes" / d).glob("*.yaml")
-                     if not p.stem.startswith("grpo"))
-TINY_RECIPES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes" / "tiny").glob("*.yaml")
-                      if not p.stem.startswith("grpo"))
+# and ablations (ablation*.yaml) through gleamx ablation: tests/test_ablation.py. The kinds are gleamx.recipes' own.
+SFT_RECIPES = [f"recipes/{n}.yaml" for n in packaged_recipes.names("sft") if n.split("/")[0] in FAMILY]
+TINY_RECIPES = [f"recipes/{n}.yaml" for n in packaged_recipes.names("sft") if n.startswith("tiny/")]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gleamx import recipes as packaged_recipes
 from gleamx.errors import GleamConfigError, GleamDataError
 from training_checks import assert_gradients_flowed, assert_lora_trained, assert_moved, run_card_snippet, tensors
 
@@ -320,9 +321,9 @@ def test_push_dry_run_lists_files_and_card_without_token(sft_inputs, tmp_path, m
     assert not any("hf_secret_value_123" in p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "recipes").rglob("*.yaml")
-                                           if p.parent.name not in ("retrieval", "eval") and not p.stem.startswith("grpo")))
-# retrieval recipes: test_retrieval.py; eval configs: test_cli_configs.py; GRPO recipes: test_grpo.py
+@pytest.mark.parametrize("recipe", [f"recipes/{n}.yaml" for n in packaged_recipes.names("sft")])
+# retrieval recipes: test_retrieval.py; eval configs: test_cli_configs.py; GRPO recipes: test_grpo.py; ablations:
+# test_ablation.py
 def test_every_recipe_parses(recipe):
     from trl import ModelConfig, SFTConfig, TrlParser
 
