@@ -45,6 +45,22 @@ LABELS = {"t1": True, "t2": False, "t3": True, "t4": False}
 
 
 @contextlib.contextmanager
+def _page_of(chromium: str, base: str):
+    """The page at ``base`` in headless Debian chromium, once its script has loaded the first sample."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            yield page
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
 def _serving(app):
     """``app`` served on a free local port in a thread, for the length of the block: yields its base url."""
     srv = make_server(app, "127.0.0.1", 0)
@@ -697,52 +713,43 @@ def test_the_page_in_headless_chromium(server, review_data: Path, tmp_path: Path
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     base, revisions = server
     edited = "Red roofs beside the junction, same street pattern.\nAnswer: Yes"
     shot = tmp_path / "review.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(base + "/")
-            page.wait_for_selector("body[data-ready='1']")
-            assert page.text_content("#sample-id") == "t1"
-            assert page.text_content("#progress") == "0 of 4 reviewed"
-            assert page.input_value("#zh") == ZH["t1"]
-            page.fill("#en", edited)
-            page.press("#en", "a")  # a shortcut letter typed in a field is text, not a decision
-            assert page.text_content("#decision") == "not reviewed"
-            page.fill("#en", edited)
-            assert not page.is_visible("#rating-en .claims")  # the claims are asked for once it is not faithful
-            page.click("#rating-en .rate[data-value='partly']")
-            page.check("#rating-en .claims input[value='Red roof by the junction.']")
-            page.fill("#rating-en textarea.other", "The junction is a roundabout.")
-            page.press("#en", "Control+Enter")  # save the edit (and the rating) from inside the field
-            page.wait_for_function("document.getElementById('sample-id').textContent === 't2'")
-            page.keyboard.press("Escape")
-            page.click("#query-img")  # focus out of any field
-            page.keyboard.press("r")  # reject t2
-            page.wait_for_function("document.getElementById('progress').textContent === '2 of 4 reviewed'")
+    with _page_of(chromium, base) as page:
+        assert page.text_content("#sample-id") == "t1"
+        assert page.text_content("#progress") == "0 of 4 reviewed"
+        assert page.input_value("#zh") == ZH["t1"]
+        page.fill("#en", edited)
+        page.press("#en", "a")  # a shortcut letter typed in a field is text, not a decision
+        assert page.text_content("#decision") == "not reviewed"
+        page.fill("#en", edited)
+        assert not page.is_visible("#rating-en .claims")  # the claims are asked for once it is not faithful
+        page.click("#rating-en .rate[data-value='partly']")
+        page.check("#rating-en .claims input[value='Red roof by the junction.']")
+        page.fill("#rating-en textarea.other", "The junction is a roundabout.")
+        page.press("#en", "Control+Enter")  # save the edit (and the rating) from inside the field
+        page.wait_for_function("document.getElementById('sample-id').textContent === 't2'")
+        page.keyboard.press("Escape")
+        page.click("#query-img")  # focus out of any field
+        page.keyboard.press("r")  # reject t2
+        page.wait_for_function("document.getElementById('progress').textContent === '2 of 4 reviewed'")
 
-            page.goto(base + "/#t1")
-            page.reload()
-            page.wait_for_selector("body[data-ready='1']")
-            assert page.text_content("#sample-id") == "t1"
-            assert page.input_value("#en") == edited and page.text_content("#decision") == "edited"
-            assert page.text_content("#progress") == "2 of 4 reviewed"
-            assert page.get_attribute("#rating-en .rate[data-value='partly']", "aria-pressed") == "true"
-            assert page.is_checked("#rating-en .claims input[value='Red roof by the junction.']")
-            assert page.input_value("#rating-en textarea.other") == "The junction is a roundabout."
-            page.keyboard.press("j")
-            assert page.text_content("#sample-id") == "t2" and page.text_content("#decision") == "rejected"
-            page.wait_for_function("document.getElementById('query-img').naturalWidth > 0")
-            page.screenshot(path=str(shot), full_page=True)
-            if os.environ.get("GLEAMX_REVIEW_SCREENSHOT"):  # keep a copy to look at
-                shutil.copy(shot, os.environ["GLEAMX_REVIEW_SCREENSHOT"])
-        finally:
-            browser.close()
+        page.goto(base + "/#t1")
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.text_content("#sample-id") == "t1"
+        assert page.input_value("#en") == edited and page.text_content("#decision") == "edited"
+        assert page.text_content("#progress") == "2 of 4 reviewed"
+        assert page.get_attribute("#rating-en .rate[data-value='partly']", "aria-pressed") == "true"
+        assert page.is_checked("#rating-en .claims input[value='Red roof by the junction.']")
+        assert page.input_value("#rating-en textarea.other") == "The junction is a roundabout."
+        page.keyboard.press("j")
+        assert page.text_content("#sample-id") == "t2" and page.text_content("#decision") == "rejected"
+        page.wait_for_function("document.getElementById('query-img').naturalWidth > 0")
+        page.screenshot(path=str(shot), full_page=True)
+        if os.environ.get("GLEAMX_REVIEW_SCREENSHOT"):  # keep a copy to look at
+            shutil.copy(shot, os.environ["GLEAMX_REVIEW_SCREENSHOT"])
     assert shot.is_file() and shot.stat().st_size > 10_000
     with Image.open(shot) as im:
         assert im.size[0] == 1280 and len(im.convert("L").getcolors(256) or ()) > 10
@@ -761,37 +768,28 @@ def test_rating_answers_in_headless_chromium(rating_server) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     base, ratings = rating_server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(base + "/")
-            page.wait_for_selector("body[data-ready='1']")
-            assert page.text_content("#progress") == "0 of 3 rated" and page.text_content("#sample-id") == "t1"
-            assert not page.is_visible("#accept") and not page.is_visible("#en")  # nothing to revise here
-            assert page.text_content("#answer") == ANSWERS["t1"] and page.text_content("#reference") == EN["t1"]
-            page.keyboard.press("s")  # nothing chosen yet: said, not saved
-            assert "choose faithful, partly or wrong first" in page.text_content("#status")
-            page.keyboard.press("w")
-            page.check("#rating-answer .claims input[value='The river runs north.']")
-            page.keyboard.press("s")
-            page.wait_for_function("document.getElementById('sample-id').textContent === 't2'")
-            page.click("#rating-answer .rate[data-value='faithful']")
-            page.click("#save-rating")
-            page.wait_for_function("document.getElementById('progress').textContent === '2 of 3 rated'")
-            page.reload()
-            page.wait_for_selector("body[data-ready='1']")
-            assert page.text_content("#sample-id") == "t3"  # the first one not rated
-            page.goto(base + "/#t1")
-            page.reload()
-            page.wait_for_selector("body[data-ready='1']")
-            assert page.text_content("#decision") == "wrong"
-            assert page.is_checked("#rating-answer .claims input[value='The river runs north.']")
-        finally:
-            browser.close()
+    with _page_of(chromium, base) as page:
+        assert page.text_content("#progress") == "0 of 3 rated" and page.text_content("#sample-id") == "t1"
+        assert not page.is_visible("#accept") and not page.is_visible("#en")  # nothing to revise here
+        assert page.text_content("#answer") == ANSWERS["t1"] and page.text_content("#reference") == EN["t1"]
+        page.keyboard.press("s")  # nothing chosen yet: said, not saved
+        assert "choose faithful, partly or wrong first" in page.text_content("#status")
+        page.keyboard.press("w")
+        page.check("#rating-answer .claims input[value='The river runs north.']")
+        page.keyboard.press("s")
+        page.wait_for_function("document.getElementById('sample-id').textContent === 't2'")
+        page.click("#rating-answer .rate[data-value='faithful']")
+        page.click("#save-rating")
+        page.wait_for_function("document.getElementById('progress').textContent === '2 of 3 rated'")
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.text_content("#sample-id") == "t3"  # the first one not rated
+        page.goto(base + "/#t1")
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.text_content("#decision") == "wrong"
+        assert page.is_checked("#rating-answer .claims input[value='The river runs north.']")
     lines = [json.loads(x) for x in ratings.read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r["rating"], r["wrong_claims"], r["text"]) for r in lines] == [
         ("t1", "wrong", ["The river runs north."], ANSWERS["t1"]), ("t2", "faithful", [], ANSWERS["t2"])]
