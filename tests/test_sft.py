@@ -188,6 +188,33 @@ def test_resume_gives_the_same_losses(sft_inputs, tmp_path):
         assert_moved(at3, tensors(run / "adapter_model.safetensors"), f"{run.name} after checkpoint-3")
 
 
+def test_a_checkpoint_at_max_steps_is_not_trained_past_the_end(sft_inputs, tmp_path):
+    """transformers resumes a checkpoint at max_steps one optimizer step past the end (it checks the bound only after
+    a step): a finished run started again with --resume_from_checkpoint true is refused, its weights untouched."""
+    out = _train(sft_inputs, tmp_path / "run", "--save_steps", "2")
+    adapter = (out / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(GleamConfigError, match=r"checkpoint-2 is at step 2, and max_steps is 2: that run has "
+                                                r"finished training"):
+        _train(sft_inputs, out, "--save_steps", "2", "--resume_from_checkpoint", "true")
+    assert (out / "adapter_model.safetensors").read_bytes() == adapter
+    assert sorted(_losses(out)) == [1, 2]
+
+
+def test_a_signal_in_the_last_step_lets_the_run_finish():
+    """SIGTERM during the last step: no interrupt checkpoint at max_steps (the resume of which would train one step
+    too many); the run ends and saves as it was about to. Before the last step it stops and saves, as always."""
+    from transformers import TrainerControl, TrainerState
+
+    from gleamx.train.interrupt import SaveOnInterrupt
+
+    for step, stops in ((4, False), (3, True)):
+        callback = SaveOnInterrupt()
+        callback.signum = 15
+        control = callback.on_step_end(None, TrainerState(global_step=step, max_steps=4), TrainerControl())
+        assert (control.should_training_stop, control.should_save, callback.stopped_at) == \
+            ((True, True, 3) if stops else (False, False, None)), step
+
+
 def test_merge_writes_weights_that_load_and_match_the_adapter(sft_inputs, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText

@@ -57,6 +57,10 @@ class SaveOnInterrupt(TrainerCallback):
         return flag
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            # The last step: the run ends here anyway and saves its final weights. A checkpoint at max_steps would
+            # be resumed one step past the end (transformers checks the bound only after a step).
+            return control
         if self._anyone_interrupted(args):
             control.should_save = True
             control.should_training_stop = True

@@ -176,6 +176,21 @@ def resolve_resume(value: Any, output_dir: Path) -> str | None:
     return text
 
 
+def check_resume_not_finished(resume: str | None, max_steps: int) -> None:
+    """A checkpoint already at ``max_steps`` has nothing left to train; transformers would resume it one optimizer
+    step past the end (it checks the bound only after a step), silently changing a finished run's weights."""
+    if resume is None or max_steps <= 0:
+        return
+    try:
+        done = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
+    except (OSError, ValueError, AttributeError):
+        return  # not a Trainer checkpoint: the Trainer says so itself
+    if isinstance(done, int) and done >= max_steps:
+        raise GleamConfigError(
+            f"resume_from_checkpoint: {resume} is at step {done}, and max_steps is {max_steps}: that run has finished "
+            "training (its weights are in that checkpoint); raise --max_steps to train further")
+
+
 def float32_trainables(trainer: Any, training_args: Any, model_args: ModelConfig, say: Any) -> None:
     """Outside DeepSpeed/FSDP (which keep float32 masters themselves) every trainable half-precision tensor
     trains in float32; pure half precision without autocast is refused (small updates would round away)."""
@@ -280,6 +295,7 @@ def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args
     signature = run_signature(script_args, training_args, model_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, out)
     check_resume_source(resume, out, signature)
+    check_resume_not_finished(resume, training_args.max_steps)
     check_zero3_save(training_args, model_args)
     preflight(training_args, model_args, say)
     # claimed once every check passed: a refused run leaves no folder behind
