@@ -131,6 +131,11 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def as_recorded(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's identity as its record reads back (JSON types; anything else as text): what it is compared as."""
+    return json.loads(json.dumps(dict(identity), default=str))
+
+
 def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identity: Mapping[str, Any],
                  overwrite: bool, inputs: Inputs = {}, writes: Iterable[str] = (),
                  marker: str | None = None, exclusive: bool = False, adopt: Iterable[str] = (),
@@ -152,7 +157,7 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
     check_not_input(path, flag, inputs)
     if path.exists() and not path.is_dir():
         raise GleamConfigError(f"{flag}: {out} is a file (expected a folder to write into)")
-    identity = json.loads(json.dumps(dict(identity), default=str))  # as the record will read back
+    identity = as_recorded(identity)
     record = read_record(path)
     entries = _entries(path)
     if record is None and marker and (path / marker).is_file():  # written by an older gleamx: all of it is its own

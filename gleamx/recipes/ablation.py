@@ -140,18 +140,12 @@ def plan_arms(cfg: AblationConfig) -> list[Arm]:
 
 def _finished(arm: Arm) -> bool:
     """The arm's model folder holds a finished run of exactly these settings (its record lists what it wrote)."""
-    from gleamx.outputs import read_record
+    from gleamx.outputs import as_recorded, read_record
     from gleamx.train.run import run_signature
 
     record = read_record(arm.model_dir)
     signature = run_signature(arm.script_args, arm.training_args, arm.model_args)
-    return bool(record and record.get("written") and record.get("identity") == _plain(signature))
-
-
-def _plain(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))
+    return bool(record and record.get("written") and record.get("identity") == as_recorded(signature))
 
 
 def _train(arm: Arm, accelerate_config: str | None) -> None:
@@ -185,8 +179,7 @@ def _eval_config(cfg: AblationConfig, arm: Arm) -> Any:
                       model=base, adapter=adapter, task=arm.script_args.task, output=str(Path(cfg.output_dir) /
                                                                                           arm.name / "eval"),
                       max_new_tokens=min(16, cfg.eval_max_new_tokens) if label else cfg.eval_max_new_tokens,
-                      batch_size=cfg.eval_batch_size, limit=cfg.eval_limit,
-                      no_explanation_metrics=False, bootstrap=1000)
+                      batch_size=cfg.eval_batch_size, limit=cfg.eval_limit)
 
 
 @dataclass
