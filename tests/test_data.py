@@ -311,3 +311,25 @@ def test_a_garbled_verdict_line_is_a_problem_where_data_enters(data_small_jsonl)
                         "(expected Answer: Yes or Answer: No, 结论：是 or 结论：否, as the last marked line)"]
     with pytest.raises(GleamDataError, match=rf":{line}: explanation.en: its verdict line is not a clear verdict"):
         load_samples(data_small_jsonl)
+
+
+def test_a_killed_process_scratch_is_swept_and_a_live_or_recent_one_is_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from gleamx.data.arrow import sweep_stale_scratch
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    old = tmp_path / f"gleamx-arrow-{dead}-abc"
+    recent = tmp_path / f"gleamx-arrow-{dead}-def"
+    live = tmp_path / f"gleamx-arrow-{os.getpid()}-ghi"
+    other = tmp_path / "gleamx-arrow-notapid"
+    for d in (old, recent, live, other):
+        d.mkdir()
+        (d / "rows.arrow").write_bytes(b"x")
+    for d in (old, live, other):
+        os.utime(d, (1, 1))
+    assert sweep_stale_scratch(tmp_path) == [old]
+    assert not old.exists() and recent.exists() and live.exists() and other.exists()

@@ -1,7 +1,7 @@
 """Arrow files behind the ``datasets`` objects gleamx builds: written batch by batch, memory-mapped.
 
 Readers, validation and prompt building write their rows to Arrow files in one
-scratch directory per process (removed at exit) instead of holding Python lists,
+scratch directory per process (removed at exit, or by a later process when this one was killed) instead of holding Python lists,
 so memory stays flat in the number of samples. Every ``.map``/``.filter`` here
 gets its own cache file and fingerprint: gleamx's passes read files that can
 change between calls, so a cached result would be stale, and they never write
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,10 +27,43 @@ from datasets.arrow_writer import ArrowWriter
 _SCRATCH: list[Path] = []
 
 
+_PREFIX = "gleamx-arrow-"
+STALE_AFTER_S = 3600.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_scratch(root: Path, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the scratch directories of killed processes (atexit never ran for them): named for a pid that is
+    gone and untouched for ``stale_after_s``. Returns what was removed."""
+    removed = []
+    now = time.time()
+    for d in root.glob(f"{_PREFIX}*-*"):
+        pid = d.name[len(_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or _alive(int(pid)) or now - d.stat().st_mtime < stale_after_s:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
 def scratch_file(stem: str) -> str:
-    """A fresh path for an Arrow file in this process's scratch directory."""
+    """A fresh path for an Arrow file in this process's scratch directory (named for the pid, so that a later
+    process can remove it if this one is killed)."""
     if not _SCRATCH:
-        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="gleamx-arrow-")))
+        sweep_stale_scratch(Path(tempfile.gettempdir()))
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")))
         atexit.register(shutil.rmtree, _SCRATCH[0], True)
     return str(_SCRATCH[0] / f"{stem}-{uuid.uuid4().hex}.arrow")
 
