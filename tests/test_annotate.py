@@ -71,16 +71,21 @@ class Stub:
     def correct(self, sid: str, lang: str, n: int) -> Reply:
         return completion(explanation(sid, lang, self.labels[sid]))
 
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
+    def register(self, body: dict[str, Any], auth: str) -> tuple[str, str, int]:
+        """The sample and language a chat request asks about, and how many requests asked so far (this one
+        included); the request is kept (tests/test_annotate_batch.py answers batch lines with it too)."""
         parts = next(m for m in body["messages"] if m["role"] == "user")["content"]
         sid = self.ids_by_url[parts[0]["image_url"]["url"]]
         lang = "zh" if "图1" in parts[-1]["text"] else "en"
         with self.lock:
             self.counts[(sid, lang)] += 1
-            n = self.counts[(sid, lang)]
-            self.auth.append(h.headers.get("Authorization", ""))
+            self.auth.append(auth)
             self.bodies.append(body)
+            return sid, lang, self.counts[(sid, lang)]
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
+        sid, lang, n = self.register(body, h.headers.get("Authorization", ""))
         try:
             time.sleep(self.delay)
             status, headers, payload = self.reply(sid, lang, n)
@@ -114,12 +119,17 @@ def data(tmp_path: Path) -> tuple[Path, dict[str, bool]]:
     return tmp_path / "data" / "data.jsonl", labels
 
 
+def query_urls(path: Path, labels: dict[str, bool]) -> dict[str, str]:
+    """Sample id by the data URL of its query image, as annotate sends it (default image settings)."""
+    cfg0 = AnnotateConfig(data="x", model="m", base_url="http://x/v1", out="o")
+    return {image_data_url(path.parent / "img" / f"q{i}.png", cfg0.image_side, cfg0.image_bytes): f"p{i}"
+            for i in range(len(labels))}
+
+
 @pytest.fixture
 def stub(data: tuple[Path, dict[str, bool]]) -> Iterator[Callable[..., tuple[Stub, str]]]:
     path, labels = data
-    cfg0 = AnnotateConfig(data="x", model="m", base_url="http://x/v1", out="o")
-    urls = {image_data_url(path.parent / "img" / f"q{i}.png", cfg0.image_side, cfg0.image_bytes): f"p{i}"
-            for i in range(len(labels))}
+    urls = query_urls(path, labels)
     with loopback_servers() as serve:
         def start(reply: Callable[[str, str, int], Reply] | None = None, delay: float = 0.0) -> tuple[Stub, str]:
             s = Stub(urls, labels, reply, delay)

@@ -74,6 +74,9 @@ PLAN: dict[tuple[str, str], str | Fails] = {
     ("docs/data.md", "gleamx annotate --data data/u1652-labels --model gpt-4o --base-url https://api.openai.com/v1 "
                      "--lang en,zh --out data/annotated --label given --concurrency 16 --price-in 2.5 "
                      "--price-out 10"): API,
+    ("docs/data.md", "gleamx annotate --data data/u1652-labels --model gpt-4o --base-url https://api.openai.com/v1 "
+                     "--lang en,zh --out data/annotated --batch --poll-interval 300 --price-in 2.5 --price-out 10 "
+                     "--batch-discount 0.5"): API,
     ("docs/data.md", "gleamx review serve --data data/annotated --split test"): SERVER,
     ("docs/data.md", "gleamx review export --data data/annotated --split test --out sheet.csv"): API,
     ("docs/data.md", "gleamx review import --data data/annotated --revisions sheet.csv --out data/revised"): API,

@@ -121,7 +121,8 @@ def cmd_annotate(cfg) -> int:
 
     with progress() as bar:
         task = bar.add_task("annotating", total=None)
-        summary = annotate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        summary = annotate(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                           log=lambda line: console.print(line, markup=False))
     _show(summary)
     return 1 if summary.count("failed") else 0
 
@@ -261,6 +262,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     'annotate': (
         'gleamx annotate --data data/u1652-pairs --model gpt-4o --base-url https://api.openai.com/v1 '
         '--lang en,zh --out data/u1652-annotated',
+        'gleamx annotate --data data/u1652-pairs --model gpt-4o --base-url https://api.openai.com/v1 '
+        '--lang en,zh --out data/u1652-annotated --batch --price-in 2.5 --price-out 10',
     ),
     'push': (
         'gleamx push outputs/tiny-sft-lora --repo-id you/gleamx-tiny --dry-run',

@@ -24,7 +24,14 @@ so ``--data OUT`` reads it, and the run's records live in ``OUT/annotate/``:
   with none is left out), image paths relative to it.
 * ``annotate/flagged.jsonl`` - ``{"id", "lang", "reason", "reply", "attempts", "model"}`` per flagged pair.
 * ``annotate/cost.json`` - tokens in and out and requests per model, over the whole cache and for this run, and the cost
-  where ``--price-in`` / ``--price-out`` (per 1 M tokens) are given.
+  where ``--price-in`` / ``--price-out`` (per 1 M tokens) are given; online and batch usage apart, batch tokens at
+  ``--batch-discount`` off.
+* ``annotate/batches.jsonl`` - with ``--batch``: the batches submitted and what came of them (below).
+
+``--batch`` asks the same requests through the provider's Batch API (:mod:`gleamx.curate.annotate_batch`): one
+JSONL file per batch, uploaded and submitted, polled every ``--poll-interval`` seconds, its answers checked and
+cached exactly as online ones (the same keys; ``"via": "batch"`` and the batch id say how they were asked), re-asks
+going out as the next batch. A rerun polls the batches still in flight instead of sending them again.
 
 A request the server refuses (HTTP 400, 413 ...) or answers with a body that is no chat completion fails that
 pair only: it is counted, not cached, and asked again on the next run. Timeouts, 429 and 5xx are retried by the
@@ -65,6 +72,7 @@ RUN_DIR = "annotate"
 ANNOTATED_NAME = "annotated.jsonl"
 CACHE_NAME, FLAGGED_NAME, COST_NAME = (f"{RUN_DIR}/{n}" for n in ("annotations.jsonl", "flagged.jsonl", "cost.json"))
 
+VIAS = ("online", "batch")
 _FLAGS = ApiFlags(what="annotate", base_url="--base-url", model="--model", key_env="--api-key-env",
                   timeout="--timeout", max_retries="--max-retries")
 
@@ -110,6 +118,17 @@ class AnnotateConfig:
         "price per 1 M prompt tokens of --model, for the cost report (default: tokens only)", low=0, high=1e6))
     price_out: float | None = field(default=None, metadata=field_help(
         "price per 1 M completion tokens of --model, for the cost report", low=0, high=1e6))
+    batch: bool = field(default=False, metadata=field_help(
+        "ask through the provider's Batch API (answered within 24 h, usually at a discount) instead of one request "
+        "at a time; a rerun collects the batches in flight instead of sending them again"))
+    poll_interval: float = field(default=60.0, metadata=field_help(
+        "with --batch: seconds between two status checks of the batches in flight", low=0, high=SECONDS_MAX))
+    batch_requests: int = field(default=50_000, metadata=field_help(
+        "with --batch: most requests in one batch (OpenAI's limit; a batch file also stays under 190 MB)", low=1,
+        high=COUNT_MAX))
+    batch_discount: float = field(default=0.5, metadata=field_help(
+        "with --batch: the provider's discount on batch tokens, for the cost report (0.5: half of --price-in and "
+        "--price-out)", low=0, high=1))
     retry_flagged: bool = field(default=False, metadata=field_help("ask flagged pairs in the cache again"))
     overwrite: bool = field(default=False, metadata=field_help(
         "start --out over: replace what gleamx wrote there, the cache of paid answers too (files gleamx did not "
@@ -133,9 +152,11 @@ class AnnotateConfig:
                 ("--limit", self.limit, 1, True), ("--concurrency", self.concurrency, 1, False),
                 ("--max-retries", self.max_retries, 0, False), ("--verdict-retries", self.verdict_retries, 0, False),
                 ("--max-tokens", self.max_tokens, 1, False), ("--image-side", self.image_side, 16, False),
-                ("--image-bytes", self.image_bytes, 1024, False)):
+                ("--image-bytes", self.image_bytes, 1024, False), ("--batch-requests", self.batch_requests, 1, False)):
             check_int(flag, value, low, optional=optional)
         check_positive("--timeout", self.timeout, what="a positive number of seconds")
+        check_positive("--poll-interval", self.poll_interval, what="a positive number of seconds")
+        check_at_least("--batch-discount", self.batch_discount, 0)
         check_at_least("--temperature", self.temperature, 0)
         check_at_least("--retry-temperature", self.retry_temperature, 0)
         check_at_least("--price-in", self.price_in, 0, optional=True)
@@ -180,6 +201,65 @@ def canonical_explanation(text: str, label: bool, lang: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# One ask and its reply: shared by the online run and the batch run (gleamx.curate.annotate_batch)
+
+
+def sample_images(sample: Any, cfg: AnnotateConfig) -> tuple[str, str]:
+    """Both data URLs of ``sample`` (query, satellite), re-encoded under ``--image-side`` and ``--image-bytes``."""
+    from gleamx.models.api import image_data_url
+
+    query, satellite = (image_data_url(im, cfg.image_side, cfg.image_bytes)
+                        for im in (sample.query_image, sample.satellite_image))
+    return query, satellite
+
+
+def ask_messages(base: list[dict[str, Any]], lang: str, remind: str | None) -> list[dict[str, Any]]:
+    """The messages of one ask: ``base`` (:func:`build_messages`), or, after a reply without a verdict line
+    (``remind``), that reply and the reminder of the verdict line."""
+    if remind is None:
+        return base
+    return base + [{"role": "assistant", "content": remind},
+                   {"role": "user", "content": PROMPTS[lang]["verdict_reminder"]}]
+
+
+def ask_params(cfg: AnnotateConfig, ask: int) -> dict[str, Any]:
+    """The decoding parameters of a pair's ``ask``-th ask (0: the first; re-asks at ``--retry-temperature``)."""
+    return {"temperature": cfg.temperature if ask == 0 else cfg.retry_temperature, "max_tokens": cfg.max_tokens}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a reply is worth: ``explanation`` (canonical) when it is kept; else ``reason``, and ``remind`` when
+    the re-ask shows the reply back with the verdict reminder (it had no verdict line)."""
+
+    explanation: str | None = None
+    reason: str | None = None
+    remind: bool = False
+
+
+def check_reply(text: str, label: bool, lang: str) -> Verdict:
+    """Keep ``text`` only when its verdict equals ``label`` and it is written in ``lang``."""
+    from gleamx.task.language import LANG_NAMES, written_in
+    from gleamx.task.verdict import parse_verdict
+
+    verdict = parse_verdict(text)
+    if verdict == label and written_in(text, lang):
+        return Verdict(canonical_explanation(text, label, lang))
+    if verdict == label:  # right verdict, wrong language: asked afresh, like a contradiction
+        return Verdict(reason=f"reply not written in {LANG_NAMES[lang]}")
+    if verdict is None:
+        return Verdict(reason="no verdict line", remind=True)
+    # asked afresh: the reply is not shown, so the label is not argued into it
+    return Verdict(reason=f"verdict {'yes' if verdict else 'no'} contradicts the label {'yes' if label else 'no'}")
+
+
+def flag_reason(reason: str, asks: int, attempts: int) -> str:
+    """Why a pair is flagged after ``asks`` answers of the model, ``attempts`` requests in all."""
+    # attempts counts requests (transport retries and batch lines sent again too); asks counts the model's answers
+    return f"{reason} after {asks} tries" + (f" ({attempts} requests with retries)" if attempts != asks else "")
+
+
+# --------------------------------------------------------------------------------------------
 # Results and the cost report
 
 
@@ -198,11 +278,14 @@ class Annotation:
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
     cached: bool = False
+    via: str = "online"  # how it was asked: "online" or "batch" (then ``batch`` is the id of the last batch)
+    batch: str | None = None
 
     def to_record(self, model: str) -> dict[str, Any]:
-        return {"id": self.id, "lang": self.lang, "key": self.key, "model": model, "prompt_version": PROMPT_VERSION,
-                "status": self.status, "explanation": self.explanation, "reason": self.reason, "reply": self.reply,
-                "attempts": self.attempts, "usage": self.usage.as_dict()}
+        row = {"id": self.id, "lang": self.lang, "key": self.key, "model": model, "prompt_version": PROMPT_VERSION,
+               "status": self.status, "explanation": self.explanation, "reason": self.reason, "reply": self.reply,
+               "attempts": self.attempts, "usage": self.usage.as_dict(), "via": self.via}
+        return row | ({"batch": self.batch} if self.batch is not None else {})
 
     @classmethod
     def from_record(cls, row: dict[str, Any]) -> Annotation | None:
@@ -212,44 +295,69 @@ class Annotation:
             usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)), int(u.get("requests", 0)))
             if status not in ("ok", "flagged") or (status == "ok" and not isinstance(row["explanation"], str)):
                 return None
+            via = row.get("via") if row.get("via") in VIAS else "online"  # records from before --batch: online
+            batch = row.get("batch") if isinstance(row.get("batch"), str) else None
             return cls(row["id"], row["lang"], row["key"], status, row.get("explanation"), row.get("reason"),
-                       row.get("reply"), int(row.get("attempts") or 0), usage, cached=True)
+                       row.get("reply"), int(row.get("attempts") or 0), usage, cached=True, via=via, batch=batch)
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
 
-def cost_report(cache: Path, cfg: AnnotateConfig, this_run: Usage) -> dict[str, Any]:
+def cost_report(cache: Path, cfg: AnnotateConfig, this_run: dict[str, Usage]) -> dict[str, Any]:
     """Tokens and requests per model over every record of the cache, with the cost where prices are known
-    (``--price-in``/``--price-out`` apply to ``--model``), and this run's own requests (failed ones too)."""
+    (``--price-in``/``--price-out`` apply to ``--model``; batch tokens at ``--batch-discount`` off), and this
+    run's own requests (failed ones too); ``this_run`` and each model are split by how they were asked (``via``)."""
     from gleamx.eval.appendlog import read_records
 
-    models: dict[str, Usage] = {}
+    models: dict[str, dict[str, Usage]] = {}
     for _, row in read_records(cache):
         ann = Annotation.from_record(row)
         if ann is not None and isinstance(row.get("model"), str):
-            models.setdefault(row["model"], Usage()).add(ann.usage)
+            models.setdefault(row["model"], {}).setdefault(ann.via, Usage()).add(ann.usage)
+    known = cfg.price_in is not None and cfg.price_out is not None
 
-    def priced(model: str, u: Usage) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": model, **u.as_dict(), "cost": None}
+    def part(model: str, u: Usage, factor: float) -> dict[str, Any]:
+        cost = None
         if model == cfg.model and cfg.price_in is not None and cfg.price_out is not None:
-            out["cost"] = round((u.prompt_tokens * cfg.price_in + u.completion_tokens * cfg.price_out) / 1e6, 6)
-            out["price_in_per_1m"], out["price_out_per_1m"] = cfg.price_in, cfg.price_out
-        return out
+            cost = round((u.prompt_tokens * cfg.price_in + u.completion_tokens * cfg.price_out) * factor / 1e6, 6)
+        return {**u.as_dict(), "cost": cost}
 
-    return {"models": [priced(m, u) for m, u in sorted(models.items())], "this_run": priced(cfg.model, this_run)}
+    def priced(model: str, spent: dict[str, Usage]) -> dict[str, Any]:
+        total = Usage()
+        for u in spent.values():
+            total.add(u)
+        online = part(model, spent.get("online", Usage()), 1.0)
+        batch = part(model, spent.get("batch", Usage()), 1.0 - cfg.batch_discount)
+        out: dict[str, Any] = {"model": model, **total.as_dict(), "cost": None}
+        if online["cost"] is not None and batch["cost"] is not None:
+            out["cost"] = round(online["cost"] + batch["cost"], 6)
+            out["price_in_per_1m"], out["price_out_per_1m"] = cfg.price_in, cfg.price_out
+        return out | {"online": online, "batch": batch}
+
+    return {"models": [priced(m, u) for m, u in sorted(models.items())], "this_run": priced(cfg.model, this_run),
+            "batch_discount": cfg.batch_discount if known else None}
 
 
 def cost_lines(report: dict[str, Any]) -> list[str]:
-    """The cost report as text lines (for the CLI and the benchmark)."""
-    def line(r: dict[str, Any]) -> str:
+    """The cost report as text lines (for the CLI and the benchmark); a total asked partly or wholly by batch is
+    followed by its online and batch parts."""
+    def usage(r: dict[str, Any]) -> str:
         cost = "price unknown (give --price-in and --price-out)" if r["cost"] is None else f"cost {r['cost']:.4f}"
-        return (f"{r['model']}: {r['requests']} requests, {r['prompt_tokens']:,} tokens in, "
-                f"{r['completion_tokens']:,} tokens out, {cost}")
+        return (f"{r['requests']} requests, {r['prompt_tokens']:,} tokens in, {r['completion_tokens']:,} tokens out, "
+                f"{cost}")
+
+    discount = report.get("batch_discount")
+    at = f" ({discount:.0%} off)" if discount is not None else ""
+
+    def lines(label: str, r: dict[str, Any]) -> list[str]:
+        split = [f"  online  {usage(r['online'])}", f"  batch{at}  {usage(r['batch'])}"] \
+            if r.get("batch", {}).get("requests") else []
+        return [f"{label}  {r['model']}: {usage(r)}"] + split
 
     # The cache counts one request per kept reply (every run so far); this run counts every request it sent,
     # re-asks and transport retries included, so the two differ by design: the labels say which is which.
-    return ([f"cache, all runs (one per reply)  {line(r)}" for r in report["models"]]
-            + [f"this run (re-asks and retries included)  {line(report['this_run'])}"])
+    return ([ln for r in report["models"] for ln in lines("cache, all runs (one per reply)", r)]
+            + lines("this run (re-asks and retries included)", report["this_run"]))
 
 
 @dataclass
@@ -262,6 +370,7 @@ class AnnotateSummary:
     n_written: int
     out: Path
     cost: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what the batch run sent again, one line per kind
 
     def count(self, status: str) -> int:
         return sum(a.status == status for a in self.annotations)
@@ -276,6 +385,7 @@ class AnnotateSummary:
         lines = [f"{self.n_samples} samples x {','.join(self.langs)}: {self.count('ok')} explained, "
                  f"{self.count('flagged')} flagged, {self.count('failed')} failed ({self.n_cached} from the cache); "
                  f"{self.n_written} samples -> {self.out / ANNOTATED_NAME}, flagged: {self.out / FLAGGED_NAME}"]
+        lines += self.notes
         lines += cost_lines(self.cost)
         failed = failed_reasons(self)
         lines += failed[:shown_failures]
@@ -289,7 +399,7 @@ class AnnotateSummary:
     def as_dict(self) -> dict[str, Any]:
         return {"n_samples": self.n_samples, "langs": self.langs, "n_pairs": len(self.annotations),
                 "n_ok": self.count("ok"), "n_flagged": self.count("flagged"), "n_failed": self.count("failed"),
-                "n_cached": self.n_cached, "n_written": self.n_written, "cost": self.cost}
+                "n_cached": self.n_cached, "n_written": self.n_written, "cost": self.cost, "notes": self.notes}
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,16 +417,13 @@ class _Annotator:
 
     def images(self, sample: Any) -> tuple[str, str]:
         """Both data URLs of ``sample``, encoded once for all its languages (dropped after the last one)."""
-        from gleamx.models.api import image_data_url
-
         with self.lock:
             entry = self.urls.get(sample.id)
             if entry is None:
                 entry = self.urls[sample.id] = [threading.Lock(), None, len(self.cfg.lang)]
         with entry[0]:
             if entry[1] is None:
-                entry[1] = tuple(image_data_url(im, self.cfg.image_side, self.cfg.image_bytes)
-                                 for im in (sample.query_image, sample.satellite_image))
+                entry[1] = sample_images(sample, self.cfg)
             urls = entry[1]
         with self.lock:
             entry[2] -= 1
@@ -325,40 +432,51 @@ class _Annotator:
         return urls
 
     def annotate(self, sample: Any, lang: str, key: str) -> Annotation:
-        from gleamx.task.language import LANG_NAMES, written_in
-        from gleamx.task.verdict import parse_verdict
-
-        cfg, label = self.cfg, bool(sample.label)
+        cfg, label, asks = self.cfg, bool(sample.label), self.cfg.verdict_retries + 1
         base = build_messages(sample.query_view, label, lang, cfg.label, self.images(sample))
-        messages, temperature, usage, attempts = base, cfg.temperature, Usage(), 0
-        reason, text = "no reply", ""
-        for _ in range(cfg.verdict_retries + 1):
-            reply = self.api.complete(f"{sample.id}/{lang}", messages, temperature=temperature,
-                                      max_tokens=cfg.max_tokens)
+        usage, attempts, remind, reason, text = Usage(), 0, None, "no reply", ""
+        for ask in range(asks):
+            reply = self.api.complete(f"{sample.id}/{lang}", ask_messages(base, lang, remind), **ask_params(cfg, ask))
             usage.add(reply.usage)
             attempts += reply.attempts
             if reply.refused is not None:
                 return Annotation(sample.id, lang, key, "failed", reason=reply.refused, attempts=attempts, usage=usage)
             text = reply.text or ""  # kept as the server sent it: saved text is never rewritten
-            verdict = parse_verdict(text)
-            if verdict == label and written_in(text, lang):
-                return Annotation(sample.id, lang, key, "ok", canonical_explanation(text, label, lang), reply=text,
-                                  attempts=attempts, usage=usage)
-            if verdict == label:  # right verdict, wrong language: asked afresh, like a contradiction
-                reason = f"reply not written in {LANG_NAMES[lang]}"
-                messages = base
-            elif verdict is None:
-                reason = "no verdict line"
-                messages = base + [{"role": "assistant", "content": text},
-                                   {"role": "user", "content": PROMPTS[lang]["verdict_reminder"]}]
-            else:
-                reason = f"verdict {'yes' if verdict else 'no'} contradicts the label {'yes' if label else 'no'}"
-                messages = base  # asked afresh; the reply is not shown, so the label is not argued into it
-            temperature = cfg.retry_temperature
-        asks = cfg.verdict_retries + 1
-        # attempts counts HTTP requests (transport retries too); the reason counts the model's answers
-        reason = f"{reason} after {asks} tries" + (f" ({attempts} requests with retries)" if attempts != asks else "")
-        return Annotation(sample.id, lang, key, "flagged", reason=reason, reply=text, attempts=attempts, usage=usage)
+            verdict = check_reply(text, label, lang)
+            if verdict.explanation is not None:
+                return Annotation(sample.id, lang, key, "ok", verdict.explanation, reply=text, attempts=attempts,
+                                  usage=usage)
+            reason, remind = verdict.reason or reason, text if verdict.remind else None
+        return Annotation(sample.id, lang, key, "flagged", reason=flag_reason(reason, asks, attempts), reply=text,
+                          attempts=attempts, usage=usage)
+
+
+class Outcomes:
+    """Where each finished (sample, language) goes, as it comes, in the one thread that writes: the cache (``f``,
+    one flushed line; failures are not cached), this run's results and spend by ``via``, and ``progress``."""
+
+    def __init__(self, cfg: AnnotateConfig, f: Any, results: dict[tuple[str, str], Annotation], total: int,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.cfg, self.f, self.results, self.total, self.progress = cfg, f, results, total, progress
+        self.this_run = {via: Usage() for via in VIAS}
+
+    def finished(self, ann: Annotation, ours: bool = True) -> None:
+        """Record ``ann``; ``ours``: a pair of this run (a batch also brings back pairs of other runs)."""
+        self.this_run[ann.via].add(ann.usage)
+        if ann.status != "failed":  # one flushed line each: a kill leaves at most a partial last line
+            self.f.write(json.dumps(ann.to_record(self.cfg.model), ensure_ascii=False).encode() + b"\n")
+            self.f.flush()
+        if ours:
+            self.results[(ann.id, ann.lang)] = ann
+            if self.progress:
+                self.progress(len(self.results), self.total)
+
+    def sync(self) -> None:
+        """Make the cache durable before a record that relies on it (a batch marked collected)."""
+        import os
+
+        self.f.flush()
+        os.fsync(self.f.fileno())
 
 
 def cache_key(sample: Any, lang: str, cfg: AnnotateConfig, images: Callable[[Any], str]) -> str:
@@ -370,9 +488,11 @@ def cache_key(sample: Any, lang: str, cfg: AnnotateConfig, images: Callable[[Any
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
 
 
-def annotate(cfg: AnnotateConfig, progress: Callable[[int, int], None] | None = None) -> AnnotateSummary:
+def annotate(cfg: AnnotateConfig, progress: Callable[[int, int], None] | None = None,
+             log: Callable[[str], None] | None = None) -> AnnotateSummary:
     """Annotate ``cfg.data`` into ``cfg.out`` (see the module docstring); ``progress(done, total)`` is called
-    in this thread after each (sample, language), cached ones first."""
+    in this thread after each (sample, language), cached ones first; ``log(line)`` gets what the batch run says
+    about its batches (submitted, their status as it changes, collected)."""
     from gleamx.data import load_samples
     from gleamx.eval.appendlog import single_writer
     from gleamx.models.api import checked_key
@@ -388,7 +508,7 @@ def annotate(cfg: AnnotateConfig, progress: Callable[[int, int], None] | None = 
                           identity={"data": _source_name(cfg.data), "split": cfg.split}, inputs={"--data": cfg.data},
                           writes=[ANNOTATED_NAME, RUN_DIR], marker=CACHE_NAME)
     with single_writer(folder.path, "gleamx annotate", "--out"):
-        summary = _annotate_locked(cfg, key, samples, folder.path, progress)
+        summary = _annotate_locked(cfg, key, samples, folder.path, progress, log)
     folder.done()
     return summary
 
@@ -399,7 +519,8 @@ def _source_name(data: str) -> str:
 
 
 def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Path,
-                     progress: Callable[[int, int], None] | None) -> AnnotateSummary:
+                     progress: Callable[[int, int], None] | None,
+                     log: Callable[[str], None] | None) -> AnnotateSummary:
     from gleamx.eval.appendlog import read_records, repair_tail
     from gleamx.eval.fingerprint import ImageHasher
     from gleamx.models.api import run_concurrently
@@ -409,41 +530,32 @@ def _annotate_locked(cfg: AnnotateConfig, key: str, samples: list[Any], out: Pat
     cache = out / CACHE_NAME
     cache.parent.mkdir(parents=True, exist_ok=True)
     repair_tail(cache)  # a killed run's half-written last line
-    cached: dict[tuple[str, str, str], Annotation] = {}
-    for _, row in read_records(cache):
-        ann = Annotation.from_record(row)
-        if ann is not None and not (cfg.retry_flagged and ann.status == "flagged"):
-            cached[(ann.id, ann.lang, ann.key)] = ann
+    saved = [ann for _, row in read_records(cache) if (ann := Annotation.from_record(row)) is not None]
+    cached = {(a.id, a.lang, a.key): a for a in saved if not (cfg.retry_flagged and a.status == "flagged")}
     results: dict[tuple[str, str], Annotation] = {}
     for s, lang, k in pairs:
         if (s.id, lang, k) in cached:
             results[(s.id, lang)] = cached[(s.id, lang, k)]
     todo = [p for p in pairs if (p[0].id, p[1]) not in results]
-    done, total, this_run = len(results), len(pairs), Usage()
     if progress:
-        progress(done, total)
-    if todo:
-        worker = _Annotator(cfg, key, cache)
-        with cache.open("ab") as f:
-            def finished(pair: tuple[Any, str, str], ann: Annotation) -> None:
-                nonlocal done
-                results[(ann.id, ann.lang)] = ann
-                this_run.add(ann.usage)
-                if ann.status != "failed":  # one flushed line each: a kill leaves at most a partial last line
-                    f.write(json.dumps(ann.to_record(cfg.model), ensure_ascii=False).encode() + b"\n")
-                    f.flush()
-                done += 1
-                if progress:
-                    progress(done, total)
+        progress(len(results), len(pairs))
+    notes: list[str] = []
+    with cache.open("ab") as f:
+        outcomes = Outcomes(cfg, f, results, len(pairs), progress)
+        if todo and cfg.batch:
+            from gleamx.curate.annotate_batch import ask_in_batches
 
-            run_concurrently(worker.api, lambda p: worker.annotate(*p), todo, cfg.concurrency, finished,
-                             name="gleamx-annotate")
+            notes = ask_in_batches(cfg, key, todo, out, saved, outcomes, log or (lambda line: None))
+        elif todo:
+            worker = _Annotator(cfg, key, cache)
+            run_concurrently(worker.api, lambda p: worker.annotate(*p), todo, cfg.concurrency,
+                             lambda _, ann: outcomes.finished(ann), name="gleamx-annotate")
     ordered = [results[(s.id, lang)] for s, lang, _ in pairs]
     n_written = _write_outputs(cfg, samples, results, out)
-    report = cost_report(cache, cfg, this_run)
+    report = cost_report(cache, cfg, outcomes.this_run)
     (out / COST_NAME).parent.mkdir(parents=True, exist_ok=True)
     (out / COST_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return AnnotateSummary(len(samples), list(cfg.lang), ordered, n_written, out, report)
+    return AnnotateSummary(len(samples), list(cfg.lang), ordered, n_written, out, report, notes)
 
 
 def _write_outputs(cfg: AnnotateConfig, samples: list[Any], results: dict[tuple[str, str], Annotation],
@@ -479,5 +591,6 @@ def failed_reasons(summary: AnnotateSummary) -> list[str]:
     return [f"{a.id}/{a.lang}: {a.reason}" for a in summary.annotations if a.status == "failed"]
 
 
-__all__ = ["AnnotateConfig", "AnnotateSummary", "Annotation", "annotate", "build_messages",
-           "canonical_explanation", "cost_lines", "cost_report", "failed_reasons"]
+__all__ = ["AnnotateConfig", "AnnotateSummary", "Annotation", "Outcomes", "Verdict", "annotate", "ask_messages",
+           "ask_params", "build_messages", "canonical_explanation", "check_reply", "cost_lines", "cost_report",
+           "failed_reasons", "flag_reason", "sample_images"]

@@ -22,6 +22,8 @@ the LLM judge (:mod:`gleamx.eval.judge`) and the annotator (:mod:`gleamx.curate.
   is not a chat completion), returned as ``refused``; and what ends the run: a bad key or URL
   (:class:`GleamConfigError`) or retries run out on timeouts, 429 or 5xx (``unavailable``, an
   :class:`ApiUnavailableError`), each one line naming the flag.
+* :meth:`ApiClient.call` sends any other request (the Batch API's files and batches,
+  :mod:`gleamx.curate.annotate_batch`) with the same retries and the same one-line errors.
 * :func:`image_data_url` re-encodes an image as a JPEG data URL under a side and byte cap.
 * :func:`run_concurrently` runs the calls on a thread pool and hands each result to the calling thread.
 """
@@ -124,6 +126,13 @@ def scrub_message(text: str, key: str) -> str:
     """A message (never saved data) with ``key`` replaced by ``***``, when the key is at least
     :data:`MIN_SECRET_LEN` characters long; a shorter one is left alone (it guards nothing)."""
     return text.replace(key, "***") if len(key) >= MIN_SECRET_LEN else text
+
+
+def error_text(error: Any, key: str) -> str:
+    """The ``message`` of a server's error object (``{"message": ...}``) on one line, cut to 200 characters and
+    scrubbed of ``key`` (:func:`scrub_message`); ``""`` when there is none."""
+    msg = error.get("message") if isinstance(error, dict) else None
+    return scrub_message(" ".join(str(msg or "").split())[:200], key)
 
 
 def is_credential_name(name: str) -> bool:
@@ -293,9 +302,38 @@ class ApiClient:
         return None
 
     def _server_message(self, exc: Any) -> str:
-        body = getattr(exc, "body", None)
-        msg = body.get("message") if isinstance(body, dict) else None
-        return scrub_message(" ".join(str(msg or "").split())[:200], self.key)
+        return error_text(getattr(exc, "body", None), self.key)  # the SDK's body is the "error" object
+
+    def call(self, what: str, request: Callable[[], T]) -> T:
+        """``request()``: one call of the ``openai`` client other than a chat completion (a file upload, a
+        batch's status ...), named ``what`` in messages. The client retries timeouts, 429 and 5xx; a bad key or
+        URL, retries run out, or a refusal (HTTP 400 ...) end the run in one line."""
+        openai, f = self.openai, self.flags
+        self._tries.n = 0  # the request hook counts into it
+        try:
+            result = request()
+        except openai.NotFoundError:
+            raise GleamConfigError(f"{f.what}: {what}: not found at {self.base_url} (HTTP 404); check {f.base_url} "
+                                   "and that the endpoint offers the Batch API (/files, /batches)") from None
+        except openai.APIStatusError as exc:
+            fatal = self._status_error(exc)
+            if fatal is not None:
+                raise fatal from None
+            last = f"HTTP {exc.status_code}" + (f": {msg}" if (msg := self._server_message(exc)) else "")
+            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+                raise self._unavailable(what, last) from None
+            raise GleamConfigError(f"{f.what}: {what}: {REFUSED} ({last})") from None
+        except openai.APITimeoutError:
+            raise self._unavailable(what, f"timeout after {self.timeout:g} s; see {f.timeout}") from None
+        except openai.APIConnectionError:
+            if not self.any_success.is_set():
+                raise GleamConfigError(f"{f.what}: cannot connect to {self.base_url}; check {f.base_url} "
+                                       "and that the server is running") from None
+            raise self._unavailable(what, "connection error") from None
+        except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not what was asked for
+            raise self._unavailable(what, first_line(exc, with_type=True)) from None
+        self.any_success.set()
+        return result
 
     def complete(self, item_id: str, messages: list[dict[str, Any]], **params: Any) -> Reply:
         """Ask for one chat completion of ``messages``; see the module docstring for the outcomes."""
