@@ -1,5 +1,6 @@
-"""Retrieval encoder evaluation past one process: embedding throughput with 1 vs 2 processes, and the peak memory of
-evaluating a 50k-tile gallery (chunked ranks vs the full similarity matrix), each measured.
+"""Retrieval encoder evaluation past one process: embedding throughput with 1 vs 2 processes, the peak memory of
+evaluating a 50k-tile gallery (chunked ranks vs the full similarity matrix), and search over galleries of up to a
+million tiles through faiss indexes vs exact chunked search, each measured.
 
 1. **Sharded embedding.** ``accelerate launch`` (``accelerate_configs/cpu.yaml``, gloo) of this script in worker
    mode with 1 and with 2 processes, alternating, ``--repeats`` rounds: each process embeds its shard of the
@@ -13,16 +14,27 @@ evaluating a 50k-tile gallery (chunked ranks vs the full similarity matrix), eac
    ``--repeats`` rounds (at least 3); peak RSS growth from ``/proc/self/status`` (VmHWM after resetting it), the
    ratio the median of the per-round ratios, and every query's ranks compared, array by array, with the full
    matrix's (exact equality).
+3. **Index search.** Galleries of 10^4, 10^5 and 10^6 random L2-normalised 512-d float32 embeddings, 1,000
+   queries, top-10: exact chunked search (``search.topk_search``) and the IVF-PQ and HNSW indexes of
+   ``gleamx.retrieval.index`` at their defaults (``build_index`` and ``search_index``, what ``gallery_search`` runs;
+   the index is built in memory, not saved), alternating, in a fresh process each: build time, query time, peak
+   RSS growth (VmHWM, as in 2.) and recall@10 against the exact top-10 of the same queries. Uniform random points
+   have no clusters and no low intrinsic dimension, so they are the hardest case for an approximate index: the
+   recall here is a floor, not what real embeddings get (``gleamx retrieval eval`` reports theirs).
 
 Figures go to ``benchmark/results/bench_retrieval_scale.json``.
 
-    python benchmark/bench_retrieval_scale.py            # 2,000 images at 64 px, 3 rounds; 10k x 50k, dim 512
-    python benchmark/bench_retrieval_scale.py --quick    # 400 images, 2 rounds; 2k x 50k
+    python benchmark/bench_retrieval_scale.py            # 2,000 images at 64 px, 3 rounds; 10k x 50k, dim 512;
+                                                         # index search at 10^4, 10^5, 10^6, 3 rounds
+    python benchmark/bench_retrieval_scale.py --quick    # 400 images, 2 rounds; 2k x 50k; index search at 10^4 and
+                                                         # 10^5, 1 round
+    python benchmark/bench_retrieval_scale.py --quick --sections index --index-sizes 2000,10000   # a smoke test
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -205,6 +217,102 @@ def bench_memory(results: Results, tmp: Path, n_q: int, n_g: int, dim: int, repe
                 label="queries whose ranks differ from the first full-matrix run's (0 = same ranks)")
 
 
+_INDEX_PROBE = r"""
+import json, sys, time
+import numpy as np, torch, torch.nn.functional as F
+n, dim, n_q, k, method, threads, out = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+                                        sys.argv[5], int(sys.argv[6]), sys.argv[7])
+torch.set_num_threads(threads)
+import faiss
+faiss.omp_set_num_threads(threads)
+from gleamx.retrieval.index import IndexOptions, build_index, search_index
+from gleamx.retrieval.search import topk_search
+g = torch.Generator().manual_seed(0)
+gal = F.normalize(torch.randn(n, dim, generator=g), dim=-1)
+q = F.normalize(torch.randn(n_q, dim, generator=g), dim=-1)
+gal_np = gal.numpy()  # the same memory: faiss reads the gallery the exact search reads
+def kib(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = kib("VmRSS:")
+build_s = None
+t0 = time.perf_counter()
+if method == "exact":
+    _, idx = topk_search(q, gal, k)
+else:
+    opts = IndexOptions(index=method)
+    index = build_index(gal_np, method, opts.build_params(method, n, dim))
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, idx = search_index(index, q, gal, k, method, opts.search_params(method))
+query_s = time.perf_counter() - t0
+peak = (kib("VmHWM:") - before) / 1024
+np.save(out, idx.numpy())  # after the peak is read
+print(json.dumps({"build_s": build_s, "query_s": query_s, "peak_mib": peak}))
+"""
+
+INDEX_METHODS = {"exact": "exact (topk_search)", "ivfpq": "IVF-PQ", "hnsw": "HNSW"}
+
+
+def _index_probe(n: int, dim: int, n_q: int, k: int, method: str, threads: int, out: Path) -> dict[str, Any]:
+    """Build time, query time and peak RSS growth of one search in a fresh process, and the top-k it found."""
+    import numpy as np
+
+    r = subprocess.run([sys.executable, "-c", _INDEX_PROBE, str(n), str(dim), str(n_q), str(k), method, str(threads),
+                        str(out)], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"index probe ({method}, {n} tiles) failed:\n{r.stderr[-2000:]}")
+    found = json.loads(r.stdout.strip().splitlines()[-1])
+    found["indices"] = np.load(out)
+    out.unlink()
+    return found
+
+
+def recall_at(found: Any, exact: Any, k: int) -> float:
+    """The share of each query's exact top-``k`` that ``found``'s top-``k`` holds, averaged over queries."""
+    return sum(len(set(a[:k]) & set(b[:k])) for a, b in zip(found.tolist(), exact.tolist())) / (k * len(exact))
+
+
+def bench_index(results: Results, tmp: Path, sizes: list[int], n_q: int, k: int, dim: int, repeats: int,
+                threads: int = 1) -> None:
+    from gleamx.retrieval.index import IndexOptions, describe
+    from machine import alternate, spread
+
+    print(f"index search: {n_q:,} queries, top-{k}, random L2-normalised {dim}-d float32 galleries; a fresh process "
+          f"per measurement, {repeats} alternating round(s), {threads} thread(s)")
+    opts = IndexOptions()
+    for m in ("ivfpq", "hnsw"):
+        print(f"  {INDEX_METHODS[m]}: {describe(m, {**opts.build_params(m, sizes[-1], dim), **opts.search_params(m)})}"
+              + (" (nlist: about the square root of the gallery size)" if m == "ivfpq" else ""))
+    for n in sizes:
+        runs = alternate({m: (lambda r, m=m: _index_probe(n, dim, n_q, k, m, threads, tmp / f"top-{m}-{r}.npy"))
+                          for m in INDEX_METHODS}, repeats)
+        exact = runs["exact"][0]["indices"]
+        for m, name in INDEX_METHODS.items():
+            recall = [recall_at(x["indices"], exact, k) for x in runs[m]]
+            build = [x["build_s"] for x in runs[m] if x["build_s"] is not None]
+            query = [x["query_s"] for x in runs[m]]
+            peak = [x["peak_mib"] for x in runs[m]]
+            print(f"  {n:>9,} tiles  {name:<20} build {spread(build, '.2f', ' s') if build else '-':<34} "
+                  f"query {spread(query, '.3f', ' s'):<36} peak {spread(peak, '.0f', ' MiB'):<34} "
+                  f"recall@{k} {spread(recall, '.3f')}")
+            row = dict(row=f"{n:,} tiles, {name}")
+            if build:
+                results.add(f"index.{n}.{m}.build_s", build, unit="s", fmt=",.2f", label=f"{row['row']}: build",
+                            col="build (s)", **row)
+            results.add(f"index.{n}.{m}.query_s", query, unit="s", fmt=",.3f",
+                        label=f"{row['row']}: {n_q:,} queries, top-{k}", col=f"{n_q:,} queries, top-{k} (s)", **row)
+            results.add(f"index.{n}.{m}.peak_mib", peak, unit="MiB", fmt=",.0f",
+                        label=f"{row['row']}: peak RSS growth", col="peak RSS growth (MiB)", **row)
+            results.add(f"index.{n}.{m}.recall", recall, unit="", fmt=".3f",
+                        label=f"{row['row']}: recall@{k} against exact search", col=f"recall@{k} vs exact", **row)
+    results.settings.update(index={"sizes": sizes, "queries": n_q, "k": k, "dim": dim, "repeats": repeats,
+                                   "threads": threads, "options": dataclasses.asdict(opts)})
+
+
+SECTIONS = ("embed", "memory", "index")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(*sys.argv[2:6])
@@ -212,8 +320,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=None,
-                    help="alternating rounds (default 3, --quick 2 for the embedding; the memory rounds never below 3)")
+                    help="alternating rounds (default 3, --quick 2 for the embedding and 1 for the index search; "
+                         "the memory rounds never below 3)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (fewer than all only with "
+                         "--quick: a full run records every figure benchmark/README.md quotes)")
+    ap.add_argument("--index-sizes", default=None,
+                    help="gallery sizes of the index search, comma-separated (default 10000,100000,1000000; "
+                         "--quick 10000,100000)")
     args = ap.parse_args()
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if not sections or set(sections) - set(SECTIONS):
+        ap.error(f"--sections: expected some of {', '.join(SECTIONS)}, got {args.sections!r}")
+    if set(sections) != set(SECTIONS) and not args.quick:
+        ap.error("--sections: a full run records every section (benchmark/README.md quotes them all); "
+                 "use fewer with --quick")
+    try:
+        sizes = [int(float(x)) for x in (args.index_sizes or ("10000,100000" if args.quick else
+                                                               "10000,100000,1000000")).split(",")]
+    except ValueError:
+        ap.error(f"--index-sizes: expected comma-separated gallery sizes, got {args.index_sizes!r}")
     from machine import set_threads_and_describe
     from results import Results
 
@@ -221,8 +347,12 @@ def main() -> None:
     results = Results("bench_retrieval_scale", quick=args.quick)
     n_images, repeats = (400, 2) if args.quick else (2000, 3)
     with tempfile.TemporaryDirectory() as tmp:
-        bench_sharding(results, Path(tmp), n_images, args.repeats or repeats)
-        bench_memory(results, Path(tmp), 2000 if args.quick else 10000, 50000, 512, max(args.repeats or 3, 3))
+        if "embed" in sections:
+            bench_sharding(results, Path(tmp), n_images, args.repeats or repeats)
+        if "memory" in sections:
+            bench_memory(results, Path(tmp), 2000 if args.quick else 10000, 50000, 512, max(args.repeats or 3, 3))
+        if "index" in sections:
+            bench_index(results, Path(tmp), sorted(sizes), 1000, 10, 512, args.repeats or (1 if args.quick else 3))
     results.write()
 
 

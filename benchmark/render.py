@@ -1,6 +1,6 @@
 """Render the figures the READMEs quote from ``benchmark/results/<name>.json``, so that no figure is typed by hand.
 
-Three markers, each an HTML comment pair (invisible on GitHub) around the text the renderer owns:
+Four markers, each an HTML comment pair (invisible on GitHub) around the text the renderer owns:
 
     <!--fig NAME.KEY[:STAT] [SPEC [UNIT]]-->1.04x<!--/fig-->
         one number of figure KEY of results NAME (KEY may hold dots: ``search.time_ratio``). STAT is ``median``
@@ -13,6 +13,12 @@ Three markers, each an HTML comment pair (invisible on GitHub) around the text t
     <!--table NAME [PATTERN ...]-->...<!--/table-->
         a markdown table of the figures of NAME (all, or those whose key matches a glob PATTERN): label, median,
         min, max, n, unit; and under it the results file, date, run time, commit and machine lines.
+    <!--grid NAME PATTERN ...-->...<!--/grid-->
+        the figures of NAME whose key matches a glob PATTERN, each of which recorded a ``row`` and a ``col`` label
+        (``Results.add(..., row="100,000 tiles, HNSW", col="build (s)")``), as one table: a row per ``row``, a
+        column per ``col`` (in the order of the row that has the most), each cell the median in the figure's
+        format; and under it the run's lines, as a table's. When no figure of the file matches (a results file
+        recorded before the figures existed), it renders one line saying so and how to record them.
     <!--output NAME-->...<!--/output-->
         the printed output of the run that wrote the results (``benchmark/results/<name>.log``, saved by
         ``run_all.py``), as a fenced block headed by its command line.
@@ -48,7 +54,7 @@ def pages(root: Path = ROOT) -> list[Path]:
 # One pattern for the three markers: the opening comment's words, then everything up to the matching close.
 # NAME starts lower-case, so that the syntax written out with upper-case placeholders is no marker; the text holds
 # no other comment, so that a marker left open cannot swallow the next one.
-MARKER = re.compile(r"<!--(?P<kind>fig|table|output) (?P<args>[a-z0-9_][^<>]*?)-->(?P<text>(?:(?!<!--).)*?)"
+MARKER = re.compile(r"<!--(?P<kind>fig|table|grid|output) (?P<args>[a-z0-9_][^<>]*?)-->(?P<text>(?:(?!<!--).)*?)"
                     r"<!--/(?P=kind)-->", re.S)
 
 
@@ -170,6 +176,33 @@ def render_table(args: str, results: Results) -> str:
     return "\n\n" + "\n".join(rows) + "\n\n" + provenance(name, data) + "\n\n"
 
 
+def render_grid(args: str, results: Results) -> str:
+    """The text of ``<!--grid NAME PATTERN ...-->``: the matching figures as a row x column table of medians."""
+    words = args.split()
+    if len(words) < 2:
+        raise RenderError("expected `grid NAME PATTERN ...`")
+    name, patterns = words[0], words[1:]
+    data = results.get(name)
+    figs = {k: f for k, f in data["figures"].items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+    if not figs:  # recorded before these figures existed: say so (a later run that drops them changes this text)
+        return (f"\n\n*No figure of `benchmark/results/{name}.json` matches {' '.join(f'`{p}`' for p in patterns)}: "
+                f"its run ({data['started'][:16].replace('T', ' ')}, commit {data['commit']}) predates them; "
+                f"`python benchmark/run_all.py --only {name}` records them.*\n\n")
+    unlabelled = [k for k, f in figs.items() if not isinstance(f.get("row"), str) or not isinstance(f.get("col"), str)]
+    if unlabelled:
+        raise RenderError(f"{name}.json: figure {unlabelled[0]!r} recorded no row and col labels for a grid")
+    rows = list(dict.fromkeys(f["row"] for f in figs.values()))
+    per_row = [[f["col"] for f in figs.values() if f["row"] == r] for r in rows]
+    # the columns in the order of the fullest row (a row may lack a column: exact search has no build time)
+    cols = list(dict.fromkeys(max(per_row, key=len) + [c for cs in per_row for c in cs]))
+    cell = {(f["row"], f["col"]): stat(f, "median", None) for f in figs.values()}
+    ns = sorted({int(f["n"]) for f in figs.values()})
+    lines = ["| | " + " | ".join(_cell(c) for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines += [f"| {_cell(r)} | " + " | ".join(cell.get((r, c), "-") for c in cols) + " |" for r in rows]
+    each = f"median of {ns[0]} run(s)" if len(ns) == 1 else f"median of {ns[0]}-{ns[-1]} runs"
+    return "\n\n" + "\n".join(lines) + f"\n\nEach cell: the {each}.\n\n" + provenance(name, data) + "\n\n"
+
+
 def provenance(name: str, data: dict[str, Any]) -> str:
     """Which run a table comes from: file, kind of run, date, wall time, commit, machine at start and end."""
     argv = " ".join(data.get("argv") or [])
@@ -215,7 +248,7 @@ def render_output(args: str, results: Results) -> str:
             + "\n".join(lines) + "\n```\n")
 
 
-RENDERERS = {"fig": render_fig, "table": render_table, "output": render_output}
+RENDERERS = {"fig": render_fig, "table": render_table, "grid": render_grid, "output": render_output}
 
 
 def render_text(text: str, results: Results, file: Path = Path("<text>")) -> tuple[str, list[Problem]]:

@@ -152,6 +152,30 @@ def test_a_table_renders_every_figure_with_the_run_it_came_from(folder: Path) ->
     assert "`ratio`" in only and "`rate`" in only and "`share`" not in only
 
 
+def test_a_grid_puts_each_figure_in_its_row_and_column(folder: Path) -> None:
+    cell = dict(unit="s", fmt=".2f")
+    _results(folder, "bench_g", {
+        "a.exact.query": _figure([0.5, 0.4, 0.6], row="10 tiles, exact", col="query (s)", **cell),
+        "a.hnsw.build": _figure([2.0, 2.5, 3.0], row="10 tiles, HNSW", col="build (s)", **cell),
+        "a.hnsw.query": _figure([0.1, 0.2, 0.3], row="10 tiles, HNSW", col="query (s)", **cell),
+        "other": _figure([1.0], row="elsewhere", col="build (s)", **cell)})
+    new, problems = _check("<!--grid bench_g a.*-->\n<!--/grid-->", folder)
+    assert len(problems) == 1  # the old text was not the grid
+    # columns in the order of the fullest row; a cell the row lacks is "-"; a figure the pattern misses is out
+    assert ("| | build (s) | query (s) |\n|---|---:|---:|\n| 10 tiles, exact | - | 0.50 |\n"
+            "| 10 tiles, HNSW | 2.50 | 0.20 |") in new
+    assert "elsewhere" not in new and "median of 3 run(s)" in new and "benchmark/results/bench_g.json`: full run" in new
+    assert _check(new, folder) == (new, [])
+    unlabelled, problems = _check("<!--grid bench_x ratio-->\n<!--/grid-->", folder)
+    assert len(problems) == 1 and "recorded no row and col labels" in problems[0].message
+    # a results file recorded before the figures existed: one line that says so, which a later run then replaces
+    before, _ = _check("<!--grid bench_x index.*--><!--/grid-->", folder)
+    assert "No figure of `benchmark/results/bench_x.json` matches `index.*`: its run (2026-12-05 10:00, commit " \
+           "abc123) predates them" in before
+    _results(folder, "bench_x", {"index.n.build": _figure([1.0], row="n", col="build", unit="s")})
+    assert len(_check(before, folder)[1]) == 1
+
+
 def test_an_output_block_is_the_log_of_the_same_run(folder: Path) -> None:
     log = ["machine: 2 CPUs", "{'loss': '7.9', 'epoch': '1'}", "results: /abs/path/bench_x.json", "ratio 1.04x"]
     (folder / "bench_x.log").write_text(f"# run_all: python benchmark/bench_x.py; results started {STARTED}\n"

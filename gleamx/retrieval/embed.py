@@ -59,24 +59,32 @@ def _embed(encoder: RetrievalEncoder, paths: Sequence[Path], transform: object, 
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
+def cache_keys(encoder: RetrievalEncoder, paths: Sequence[Path]) -> tuple[str, str]:
+    """``(encoder key, images key)``: the embedding cache's key of ``paths`` embedded by ``encoder`` (and of the
+    gallery index built from them, :mod:`gleamx.retrieval.index`)."""
+    return encoder_key(encoder, encoder.transform()), images_key(list(paths))
+
+
 @torch.inference_mode()
 def embed_images(encoder: RetrievalEncoder, paths: Sequence[Path], *, batch_size: int = 64, num_workers: int = 0,
                  device: str | torch.device | None = None, desc: str = "embedding",
-                 cache: EmbeddingCache | None = None, shard: bool = False) -> torch.Tensor:
+                 cache: EmbeddingCache | None = None, shard: bool = False,
+                 keys: tuple[str, str] | None = None) -> torch.Tensor:
     """(len(paths), dim) L2-normalised float32 embeddings, on the CPU, in ``paths``' order.
 
     With ``cache``, embeddings of the same encoder (weights and preprocessing) over the same image list are read
     back instead of recomputed, and new ones are stored (by rank 0). With ``shard`` and a process group of N > 1
     processes (fewer images than processes: no sharding), each process embeds ``1/N`` of the list; every process
-    must call this with the same list (off by default: training scores its eval split on rank 0 alone).
+    must call this with the same list (off by default: training scores its eval split on rank 0 alone). ``keys``:
+    the cache entry's :func:`cache_keys`, when the caller already has them (hashing every image again costs a read
+    of the whole list).
     """
     paths = list(paths)
     device = torch.device(device) if device is not None else next(encoder.parameters()).device
     transform = encoder.transform()
     rank, world = process_group()
-    keys = None
     if cache is not None:
-        keys = encoder_key(encoder, transform), images_key(paths)
+        keys = keys or cache_keys(encoder, paths)
         hit = cache.load(*keys, n=len(paths))
         if hit is not None:
             return hit

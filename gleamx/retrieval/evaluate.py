@@ -11,22 +11,27 @@ import torch
 from gleamx.console import percent_text as pc
 from gleamx.errors import GleamConfigError
 from gleamx.retrieval.data import Query, RetrievalSet
-from gleamx.retrieval.embed import embed_images
+from gleamx.retrieval.embed import cache_keys, embed_images
 from gleamx.retrieval.embed_cache import EmbeddingCache
 from gleamx.retrieval.encoder import RetrievalEncoder
+from gleamx.retrieval.index import IndexOptions, SearchResult, describe, gallery_search, index_recall
 from gleamx.retrieval.metrics import percent_cutoff, ranks_of_positives, summarise_ranks
 from gleamx.retrieval.run_config import RetrievalEvalConfig
-from gleamx.retrieval.search import rows_for_budget, similarity_chunks, topk_search
+from gleamx.retrieval.search import rows_for_budget, similarity_chunks, topk_stable
 
 
 def embed_set(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
-              cache: EmbeddingCache | None = None, shard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(query embeddings, gallery embeddings) in the set's order (``cache``, ``shard``: see
-    :func:`~gleamx.retrieval.embed.embed_images`)."""
+              cache: EmbeddingCache | None = None, shard: bool = False,
+              ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, str] | None]:
+    """(query embeddings, gallery embeddings, the gallery's cache key or ``None`` without ``cache``) in the set's
+    order (``cache``, ``shard``: see :func:`~gleamx.retrieval.embed.embed_images`); the key also names the gallery's
+    search index (:func:`~gleamx.retrieval.index.gallery_search`)."""
     kw = dict(batch_size=batch_size, num_workers=num_workers, cache=cache, shard=shard)
-    g = embed_images(encoder, [t.image for t in rset.gallery], desc="gallery", **kw)
+    paths = [t.image for t in rset.gallery]
+    key = cache_keys(encoder, paths) if cache is not None else None
+    g = embed_images(encoder, paths, desc="gallery", keys=key, **kw)
     q = embed_images(encoder, [q.image for q in rset.queries], desc="queries", **kw)
-    return q, g
+    return q, g, key
 
 
 def trivial_recalls(n_gallery: int, ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0,
@@ -57,7 +62,8 @@ def trivial_recalls(n_gallery: int, ks: tuple[int, ...] = (1, 5, 10), percent: f
 
 def evaluate_retrieval(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_size: int = 64, num_workers: int = 0,
                        ks: tuple[int, ...] = (1, 5, 10), percent: float = 1.0, strict_ks: bool = False,
-                       cache: EmbeddingCache | None = None, shard: bool = False) -> dict[str, Any]:
+                       cache: EmbeddingCache | None = None, shard: bool = False,
+                       index: IndexOptions | None = None) -> dict[str, Any]:
     """R@k, R@1%, mAP (standard and University-1652 trapezoid) over all queries and per query view,
     plus ``hit_rate@1`` where queries have semi-positive tiles (VIGOR).
 
@@ -68,6 +74,10 @@ def evaluate_retrieval(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_s
     named ``ks``) such a k is an error instead. ``cache`` and ``shard``: see
     :func:`~gleamx.retrieval.embed.embed_images`; the hit rate comes from the same pass over the similarity
     blocks as the ranks.
+
+    The metrics are always exact (every score is computed). When ``index`` makes the gallery's search approximate
+    (:meth:`~gleamx.retrieval.index.IndexOptions.method`), ``search`` also says what the index costs: its
+    ``recall@k`` against the exact top-k of the same queries (taken from the same pass) and ``R@k`` through it.
     """
     n_gallery = len(rset.gallery)
     big = [k for k in ks if k >= n_gallery]
@@ -76,8 +86,10 @@ def evaluate_retrieval(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_s
                                f"gallery has {n_gallery} (every query's tile is within its top {n_gallery}); "
                                f"expected each k < {n_gallery}")
     nulls, notes = trivial_recalls(n_gallery, ks, percent)
-    q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers, cache=cache, shard=shard)
-    ranks, hits = scan_ranks(q, g, rset)
+    q, g, key = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers, cache=cache, shard=shard)
+    index = index or IndexOptions(index="exact")
+    top = min(max(ks), n_gallery) if index.method(n_gallery) != "exact" else 0
+    ranks, hits, exact_top = scan(q, g, rset, top)
 
     def summary(keep: list[bool]) -> dict[str, Any]:
         m: dict[str, Any] = summarise_ranks([r for r, k in zip(ranks, keep) if k], n_gallery, ks=ks,
@@ -91,24 +103,56 @@ def evaluate_retrieval(encoder: RetrievalEncoder, rset: RetrievalSet, *, batch_s
     out = summary([True] * len(ranks))
     out["notes"] = notes
     out["by_view"] = {view: summary([qq.view == view for qq in rset.queries]) for view in rset.views()}
+    out["search"] = {"method": "exact"}
+    if exact_top is not None:
+        res = gallery_search(q, g, top, index, cache=cache, gallery_key=key)
+        out["search"] = index_report(res, exact_top, rset, ks)
     return out
 
 
-def scan_ranks(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet) -> tuple[list, list[bool] | None]:
-    """One pass over the similarity blocks: each query's positive ranks and, where queries have
-    semi-positive tiles (VIGOR), whether the top-1 tile is the positive or a semi-positive (its hit).
-    ``argmax`` keeps the lower index among equal scores, as ``topk_search`` does."""
+def index_report(res: SearchResult, exact_top: torch.Tensor, rset: RetrievalSet, ks: tuple[int, ...],
+                 ) -> dict[str, Any]:
+    """What an approximate search costs on these queries: ``recall@k`` of its top-k against the exact top-k, and
+    ``R@k`` through it (the share of queries whose positive it ranks within k; exact search's is the metrics' own).
+    A k the gallery cannot test (k >= its size) is left out, as its R@k is."""
+    n = len(rset.gallery)
+    pos = rset.positives()
+    idx = res.indices.cpu()
+    rep = res.describe()
+    for k in (k for k in ks if k < n):
+        rep[f"recall@{k}"] = index_recall(idx, exact_top, k)
+    for k in (k for k in ks if k < n):  # after every recall@k: the json reads recall@1, recall@5, ..., R@1, ...
+        rep[f"R@{k}"] = sum(bool(set(p) & set(row[:k])) for p, row in zip(pos, idx.tolist())) / max(1, len(pos))
+    return rep
+
+
+def scan(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet, top: int = 0,
+         ) -> tuple[list, list[bool] | None, torch.Tensor | None]:
+    """One pass over the similarity blocks: each query's positive ranks; where queries have semi-positive tiles
+    (VIGOR), whether the top-1 tile is the positive or a semi-positive (its hit); with ``top``, each query's exact
+    top-``top`` gallery indices (ordered as ``topk_search`` orders them), else ``None``. ``argmax`` keeps the lower
+    index among equal scores, as ``topk_search`` does."""
     positives = rset.positives()
     good = ([set(p) | set(s) for p, s in zip(positives, rset.semi_positives())]
             if any(qq.semi_positives for qq in rset.queries) else None)
     ranks: list = []
     hits: list[bool] = []
+    tops: list[torch.Tensor] = []
     # blocks sized by memory, not by a row count: a 50k-tile gallery would make 4096 rows a 780 MiB block
     for start, end, block in similarity_chunks(q, g, chunk_size=rows_for_budget(g.shape[0])):
         ranks.extend(ranks_of_positives(block, positives[start:end]))
         if good is not None:
             hits.extend(int(t) in ok for t, ok in zip(block.argmax(dim=1).tolist(), good[start:end]))
-    return ranks, hits if good is not None else None
+        if top:  # the blocks are full gallery width: their top-k is the exact top-k, at no second pass
+            tops.append(topk_stable(block, top)[1].cpu())
+    exact_top = (torch.cat(tops) if tops else torch.empty(0, top, dtype=torch.int64)) if top else None
+    return ranks, hits if good is not None else None, exact_top
+
+
+def scan_ranks(q: torch.Tensor, g: torch.Tensor, rset: RetrievalSet) -> tuple[list, list[bool] | None]:
+    """Each query's positive ranks and hits (see :func:`scan`)."""
+    ranks, hits, _ = scan(q, g, rset)
+    return ranks, hits
 
 
 @dataclass
@@ -121,15 +165,26 @@ class Candidates:
 
 
 def propose_candidates(encoder: RetrievalEncoder, rset: RetrievalSet, k: int = 10, *, batch_size: int = 64,
-                       num_workers: int = 0, cache: EmbeddingCache | None = None) -> list[Candidates]:
+                       num_workers: int = 0, cache: EmbeddingCache | None = None,
+                       index: IndexOptions | None = None) -> list[Candidates]:
     """The retrieval encoder's job in the pipeline: the ``k`` most similar satellite tiles for every query."""
+    return search_candidates(encoder, rset, k, batch_size=batch_size, num_workers=num_workers, cache=cache,
+                             index=index)[0]
+
+
+def search_candidates(encoder: RetrievalEncoder, rset: RetrievalSet, k: int = 10, *, batch_size: int = 64,
+                      num_workers: int = 0, cache: EmbeddingCache | None = None,
+                      index: IndexOptions | None = None) -> tuple[list[Candidates], SearchResult]:
+    """:func:`propose_candidates`, and how they were found: exact search, or a faiss index for a big gallery
+    (``index``: see :func:`~gleamx.retrieval.index.gallery_search`; it is saved beside ``cache``'s embeddings)."""
     if k < 1:
         raise GleamConfigError(f"k: expected at least 1 candidate per query, got {k}")
     if k > len(rset.gallery):
         raise GleamConfigError(f"k: expected at most the gallery's {len(rset.gallery)} tiles, got {k}")
-    q, g = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers, cache=cache)
-    scores, idx = topk_search(q, g, k)
-    return [Candidates(query, i, s) for query, i, s in zip(rset.queries, idx.tolist(), scores.tolist())]
+    q, g, key = embed_set(encoder, rset, batch_size=batch_size, num_workers=num_workers, cache=cache)
+    res = gallery_search(q, g, k, index, cache=cache, gallery_key=key)
+    cands = [Candidates(query, i, s) for query, i, s in zip(rset.queries, res.indices.tolist(), res.scores.tolist())]
+    return cands, res
 
 
 def _broadcast_weights(encoder: RetrievalEncoder) -> None:
@@ -144,6 +199,20 @@ def _broadcast_weights(encoder: RetrievalEncoder) -> None:
             cpu = t.detach().cpu()
             dist.broadcast(cpu, 0)
             t.copy_(cpu)
+
+
+def search_lines(search: dict[str, Any], ks: tuple[int, ...]) -> list[str]:
+    """What an approximate index cost, as ``gleamx retrieval eval`` prints it (nothing for exact search)."""
+    if search.get("method", "exact") == "exact":
+        return []
+    how = (f"built in {search['build_seconds']:.1f} s" if search.get("built") else "loaded") + (
+        f", {search['index_file']}" if search.get("index_file") else ", not saved (--embedding-cache off)")
+    found = [k for k in ks if f"recall@{k}" in search]
+    return [f"search: {describe(search['method'], search['params'])}, {how}",
+            "  its top-k vs exact search's on these queries: "
+            + "  ".join(f"recall@{k} {pc(search[f'recall@{k}'])}" for k in found)
+            + "; through it " + "  ".join(f"R@{k} {pc(search[f'R@{k}'])}" for k in found)
+            + " (the metrics above are exact)"]
 
 
 @dataclass
@@ -161,7 +230,8 @@ class RetrievalEvalResult:
 
     def summary_lines(self) -> list[str]:
         """What ``gleamx retrieval eval`` prints (on the first process only): R@k, R@1%, mAP (and the hit rate
-        where there are semi-positives), each view's, the notes, and where the numbers are."""
+        where there are semi-positives), each view's, what an approximate index costs (:func:`search_lines`), the
+        notes, and where the numbers are."""
         if not self.is_main:
             return []
         m, ks, pct = self.results, self.ks, "R@1%"
@@ -171,7 +241,8 @@ class RetrievalEvalResult:
                  + (f"  hit rate {pc(m['hit_rate@1'])}" if "hit_rate@1" in m else "")]
         lines += [f"  {view:<10} R@1 {pc(v['R@1'])}  R@{ks[-1]} {pc(v[f'R@{ks[-1]}'])}  mAP {pc(v['mAP'])}"
                   for view, v in m["by_view"].items()]
-        return lines + [f"note: {note}" for note in m["notes"]] + [f"numbers: {self.output / 'retrieval_results.json'}"]
+        return (lines + search_lines(m.get("search", {}), ks) + [f"note: {note}" for note in m["notes"]]
+                + [f"numbers: {self.output / 'retrieval_results.json'}"])
 
 
 def run_retrieval_eval(cfg: RetrievalEvalConfig) -> RetrievalEvalResult:
@@ -211,7 +282,7 @@ def run_retrieval_eval(cfg: RetrievalEvalConfig) -> RetrievalEvalResult:
     ks = tuple(cfg.ks or (1, 5, 10))  # --ks named by the user: a k the gallery cannot test is an error, not a note
     metrics = evaluate_retrieval(encoder, rset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, ks=ks,
                                  strict_ks=cfg.ks is not None, cache=EmbeddingCache(root) if root else None,
-                                 shard=True)
+                                 shard=True, index=cfg.index_options())
     results = {"encoder": cfg.encoder, "data": str(cfg.data), "split": cfg.split, **metrics,
                "n_processes": state.num_processes, "config": asdict(cfg), "gleamx": gleamx_provenance()}
     if state.is_main_process:

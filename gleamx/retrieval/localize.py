@@ -1,6 +1,7 @@
 """Localize: the retrieval encoder proposes top-k satellite tiles per query, the MLLM verifies and explains each one.
 
-encoder -> top-k candidates -> ``candidates.jsonl`` (GLEAM-X pairs, label = same location) ->
+encoder -> top-k candidates (exact search, or a faiss index past a gallery size: :mod:`gleamx.retrieval.index`) ->
+``candidates.jsonl`` (GLEAM-X pairs, label = same location) ->
 ``gleamx-eval`` machinery (batched, resumable, P(yes) from the verdict token, report) in
 ``verify/`` -> rerank each query's candidates: the MLLM's "yes" first, then by P(yes), then by
 retrieval similarity -> ``localize_results.json`` with R@1 before and after verification, and
@@ -23,7 +24,7 @@ from gleamx.task.verdict import parse_verdict
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
 from gleamx.retrieval.embed_cache import EmbeddingCache, cache_dir
 from gleamx.retrieval.encoder import load_encoder
-from gleamx.retrieval.evaluate import Candidates, propose_candidates
+from gleamx.retrieval.evaluate import Candidates, search_candidates
 from gleamx.retrieval.from_pairs import retrieval_root
 from gleamx.retrieval.run_config import LocalizeConfig  # noqa: F401  (re-exported)
 
@@ -118,7 +119,8 @@ def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
     for note in notes:
         console.print(f"note: {note}", markup=False)
     root = cache_dir(cfg.embedding_cache)
-    cands = propose_candidates(load_encoder(cfg.encoder), rset, k, cache=EmbeddingCache(root) if root else None)
+    cands, found = search_candidates(load_encoder(cfg.encoder), rset, k, cache=EmbeddingCache(root) if root else None,
+                                     index=cfg.index_options())
     samples = candidate_samples(rset, cands)
     write_samples(samples, out / "candidates.jsonl")
 
@@ -147,6 +149,7 @@ def _localize(cfg: LocalizeConfig, out: Path) -> dict[str, Any]:
         "n_query": len(ranked),
         "k": k,
         "n_gallery": n_gallery,
+        "search": found.describe(),
         "recall_at_k": (sum(any(c["is_match"] for c in v) for v in ranked.values()) / max(1, len(ranked))
                         if k < n_gallery else None),
         "R@1_retrieval": _recall_at_1(retrieval_order),

@@ -10,6 +10,7 @@ from gleamx.checks import (BATCH_MAX, CANDIDATES_MAX, COUNT_MAX, SIDE_MAX, TOKEN
                            field_help, pixel_budget_option, pixel_floor_option, shown)
 from gleamx.choices import DTYPES, LANGS, TASKS, Dtype, Lang, Task
 from gleamx.errors import GleamConfigError
+from gleamx.retrieval.index import IndexKind, IndexOptions, index_option
 
 _VIEWS_HELP = "query views, comma-separated (default: all)"
 
@@ -54,6 +55,17 @@ class RetrievalEvalConfig:
     num_workers: int = field(default=4, metadata=field_help("DataLoader workers that decode images", low=0,
                                                             high=WORKERS_MAX))
     embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
+    # how the gallery is searched (gleamx.retrieval.index): exact, or a faiss index past a size
+    index: IndexKind = index_option("index")
+    index_threshold: int = index_option("index_threshold")
+    nlist: int | None = index_option("nlist")
+    nprobe: int = index_option("nprobe")
+    pq_m: int = index_option("pq_m")
+    pq_nbits: int = index_option("pq_nbits")
+    pq_rerank: int = index_option("pq_rerank")
+    hnsw_m: int = index_option("hnsw_m")
+    ef_construction: int = index_option("ef_construction")
+    ef_search: int = index_option("ef_search")
 
     def __post_init__(self) -> None:
         for flag, value in (("--encoder", self.encoder), ("--data", self.data), ("--output", self.output)):
@@ -63,7 +75,12 @@ class RetrievalEvalConfig:
         check_int("--batch-size", self.batch_size, 1)
         check_int("--img-size", self.img_size, 1)
         check_int("--num-workers", self.num_workers, 0)
+        self.index_options()
         check_ranges(self)
+
+    def index_options(self) -> IndexOptions:
+        """How the gallery is searched (checked)."""
+        return IndexOptions.of(self)
 
 
 @dataclass(kw_only=True)
@@ -93,6 +110,17 @@ class LocalizeConfig:
     max_pixels: int | None = pixel_budget_option()
     overwrite: bool = field(default=False, metadata={"help": "discard verifications made with another config"})
     embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
+    # how the gallery is searched (gleamx.retrieval.index): exact, or a faiss index past a size
+    index: IndexKind = index_option("index")
+    index_threshold: int = index_option("index_threshold")
+    nlist: int | None = index_option("nlist")
+    nprobe: int = index_option("nprobe")
+    pq_m: int = index_option("pq_m")
+    pq_nbits: int = index_option("pq_nbits")
+    pq_rerank: int = index_option("pq_rerank")
+    hnsw_m: int = index_option("hnsw_m")
+    ef_construction: int = index_option("ef_construction")
+    ef_search: int = index_option("ef_search")
 
     def __post_init__(self) -> None:
         for flag, value in (("--encoder", self.encoder), ("--model", self.model), ("--data", self.data),
@@ -107,7 +135,12 @@ class LocalizeConfig:
         check_pixel_budget("--min-pixels", self.min_pixels, "--max-pixels", self.max_pixels)
         check_int("--batch-size", self.batch_size, 1)
         check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
+        self.index_options()
         check_ranges(self)
+
+    def index_options(self) -> IndexOptions:
+        """How the gallery is searched (checked)."""
+        return IndexOptions.of(self)
 
     @property
     def candidates(self) -> int:

@@ -15,7 +15,7 @@ import torch
 from .metrics import Positives, _positive_indices, ranks_of_positives
 
 
-def _check_pair(queries: torch.Tensor, gallery: torch.Tensor) -> None:
+def check_pair(queries: torch.Tensor, gallery: torch.Tensor) -> None:
     for name, t in (("queries", queries), ("gallery", gallery)):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
@@ -29,13 +29,13 @@ def _check_pair(queries: torch.Tensor, gallery: torch.Tensor) -> None:
         raise ValueError(f"gallery: expected device {queries.device} (as queries), got {gallery.device}")
 
 
-def _check_positive_int(name: str, value: int) -> None:
+def check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
 def _topk_stable_slow(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_topk_stable` for rows where ties straddle the k-th place (rare with float embeddings)."""
+    """:func:`topk_stable` for rows where ties straddle the k-th place (rare with float embeddings)."""
     kth = torch.topk(block, k, dim=1).values[:, -1:]
     above = block > kth
     tied = block == kth
@@ -46,7 +46,7 @@ def _topk_stable_slow(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
     return block.gather(1, cols), cols
 
 
-def _topk_stable(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def topk_stable(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise top-k, descending, lower column first among equal scores.
 
     ``torch.topk`` picks an arbitrary subset of the values tied at the k-th place. Its choice is
@@ -86,9 +86,9 @@ def topk_search(queries: torch.Tensor, gallery: torch.Tensor, k: int,
     processed in ``chunk_size`` blocks (computed in float32) and partial
     results merged, so peak memory is O(chunk_size^2), not O(n_query x n_gallery).
     """
-    _check_pair(queries, gallery)
-    _check_positive_int("k", k)
-    _check_positive_int("chunk_size", chunk_size)
+    check_pair(queries, gallery)
+    check_positive_int("k", k)
+    check_positive_int("chunk_size", chunk_size)
     n_q, n_g = queries.shape[0], gallery.shape[0]
     k_eff = min(k, n_g)
     device = queries.device
@@ -101,7 +101,7 @@ def topk_search(queries: torch.Tensor, gallery: torch.Tensor, k: int,
         best_s = q.new_empty((q.shape[0], 0))
         best_i = torch.empty((q.shape[0], 0), dtype=torch.int64, device=device)
         for gs in range(0, n_g, chunk_size):
-            s, i = _topk_stable(q @ gallery[gs:gs + chunk_size].float().T, k_eff)
+            s, i = topk_stable(q @ gallery[gs:gs + chunk_size].float().T, k_eff)
             # Earlier chunks hold lower gallery indices and come first, so a
             # stable sort keeps the lower-index-first order among ties.
             cand_s = torch.cat([best_s, s], dim=1)
@@ -134,8 +134,8 @@ def similarity_chunks(queries: torch.Tensor, gallery: torch.Tensor,
     ~1.5 GB), so lower ``chunk_size`` for big galleries; the whole matrix is
     never held unless the caller keeps the blocks.
     """
-    _check_pair(queries, gallery)
-    _check_positive_int("chunk_size", chunk_size)
+    check_pair(queries, gallery)
+    check_positive_int("chunk_size", chunk_size)
     g = gallery.float()  # cast once, not per block
     for start in range(0, queries.shape[0], chunk_size):
         end = min(start + chunk_size, queries.shape[0])
@@ -145,7 +145,7 @@ def similarity_chunks(queries: torch.Tensor, gallery: torch.Tensor,
 def ranks_of_positives_chunked(queries: torch.Tensor, gallery: torch.Tensor, positives: Positives,
                                chunk_size: int = 4096) -> list[np.ndarray]:
     """:func:`~gleamx.retrieval.metrics.ranks_of_positives` of ``queries @ gallery.T``, one query chunk at a time."""
-    _check_pair(queries, gallery)
+    check_pair(queries, gallery)
     # Validate up front so an error names the global query index, not one within a chunk.
     pos = _positive_indices(positives, queries.shape[0], gallery.shape[0])
     ranks: list[np.ndarray] = []
@@ -160,8 +160,8 @@ def faiss_topk(queries: torch.Tensor, gallery: torch.Tensor, k: int) -> tuple[to
         import faiss
     except ImportError:
         raise ImportError("faiss_topk needs faiss: pip install 'gleamx[retrieval]'") from None
-    _check_pair(queries, gallery)
-    _check_positive_int("k", k)
+    check_pair(queries, gallery)
+    check_positive_int("k", k)
     n_q, d = queries.shape
     k_eff = min(k, gallery.shape[0])
     if n_q == 0 or k_eff == 0:
