@@ -1,5 +1,9 @@
 """Peak memory of training's data path for 1k and 20k samples: it should stay flat in the number of samples.
 
+``--streamed`` measures the streamed path instead (``dataset_streaming: true``: ``stream_samples`` ->
+``build_sft_dataset`` on the stream -> every conversation row read, images decoded), into
+``benchmark/results/bench_stream_memory.json``: nothing is written to Arrow files, so no mapped pages grow either.
+
 Training's data path is ``load_samples(...).dataset`` (read, validate every record and decode every image
 once, as a ``datasets.Dataset`` with ``gleamx.data.FEATURES``) -> ``build_sft_dataset`` (prompt building,
 a ``.map``) -> reading every conversation row as the collator does (images decoded from Arrow).
@@ -52,13 +56,24 @@ def rss_mb():  # this process's peak; not ru_maxrss, which keeps the forking par
     return status_mb("VmHWM")
 
 base = rss_mb()
-loaded = load_samples(sys.argv[1], split="train")
-sft = build_sft_dataset(loaded.dataset, "both", "explain")
-pixels = 0
-for i in range(0, len(sft.dataset), 64):  # what the collator reads, a batch at a time
-    for row in sft.dataset[i : i + 64]["images"]:
-        pixels += sum(im.size[0] * im.size[1] for im in row)
-print(len(loaded.dataset), len(sft.dataset), round(base, 1), round(rss_mb(), 1),
+pixels = n_rows = 0
+if sys.argv[2] == "streamed":  # dataset_streaming: true - read as training goes, nothing materialised
+    from gleamx.data.stream import stream_samples
+
+    stream = stream_samples(sys.argv[1], split="train")
+    sft = build_sft_dataset(stream.dataset, "both", "explain")
+    for row in sft.dataset:  # what the collator reads, row by row
+        n_rows += 1
+        pixels += sum(im.size[0] * im.size[1] for im in row["images"])
+    n_samples = stream.checker.n_records
+else:
+    loaded = load_samples(sys.argv[1], split="train")
+    sft = build_sft_dataset(loaded.dataset, "both", "explain")
+    for i in range(0, len(sft.dataset), 64):  # what the collator reads, a batch at a time
+        for row in sft.dataset[i : i + 64]["images"]:
+            pixels += sum(im.size[0] * im.size[1] for im in row)
+    n_samples, n_rows = len(loaded.dataset), len(sft.dataset)
+print(n_samples, n_rows, round(base, 1), round(rss_mb(), 1),
       round(status_mb("RssAnon"), 1), round(status_mb("RssFile"), 1))
 """
 
@@ -88,9 +103,9 @@ def make_sets(root: Path, sizes: tuple[int, int] = SIZES) -> dict[int, Path]:
     return sets
 
 
-def measure(path: Path) -> dict[str, float]:
+def measure(path: Path, mode: str = "materialised") -> dict[str, float]:
     """One fresh process over ``path``: peak RSS, RSS after imports, heap and mapped files at the end (MB)."""
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), mode], capture_output=True, text=True, check=True)
     _, n_rows, base, peak, anon, mapped = out.stdout.split()
     return {"rows": int(n_rows), "base": float(base), "peak": float(peak), "anon": float(anon),
             "mapped": float(mapped)}
@@ -100,16 +115,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="250 and 5000 samples instead of 1k and 20k")
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds of fresh processes (at least 3)")
+    ap.add_argument("--streamed", action="store_true",
+                    help="the streamed path (dataset_streaming: true; results in bench_stream_memory.json)")
     args = ap.parse_args()
+    mode = "streamed" if args.streamed else "materialised"
     if args.repeats < 3:
         ap.error("--repeats: a memory ratio is the median of at least 3 rounds")
     sizes = tuple(s // 4 for s in SIZES) if args.quick else SIZES
     set_threads_and_describe(1)
-    results = Results("bench_data_memory", quick=args.quick, settings={"sizes": list(sizes), "repeats": args.repeats})
+    results = Results("bench_stream_memory" if args.streamed else "bench_data_memory", quick=args.quick, settings={"sizes": list(sizes), "repeats": args.repeats})
     with tempfile.TemporaryDirectory(prefix="gleamx-bench-mem-") as tmp:
         sets = make_sets(Path(tmp) / "data", sizes)
         # small, large, small, large, ...: each process fresh, background load hitting both alike
-        runs = alternate({size: (lambda r, p=path: measure(p)) for size, path in sets.items()}, args.repeats)
+        runs = alternate({size: (lambda r, p=path: measure(p, mode)) for size, path in sets.items()}, args.repeats)
     small, large = sizes
     for size in sizes:
         m = runs[size]

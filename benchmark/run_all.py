@@ -53,6 +53,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("bench_hostile", "bench_hostile.py", minutes=1),
     Bench("bench_annotate", "bench_annotate.py", minutes=1),
     Bench("bench_data_memory", "bench_data_memory.py", minutes=2),
+    Bench("bench_stream_memory", "bench_data_memory.py", ("--streamed",), ("--quick", "--streamed"), minutes=2),
     Bench("bench_data", "bench_data.py", minutes=2),
     Bench("bench_padding_free", "bench_padding_free.py", minutes=2),
     Bench("bench_retrieval", "bench_retrieval.py", minutes=5),

@@ -189,9 +189,9 @@ def test_data_without_labels_is_refused_in_one_line(tmp_path):
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     row = {"id": "a", "query_image": "a.png", "satellite_image": "a.png", "query_view": "uav", "split": "train"}
     (tmp_path / "d.jsonl").write_text(json.dumps(row) + "\n")
-    script, _, _ = _parse("--dataset_name", str(tmp_path / "d.jsonl"), "--output_dir", str(tmp_path / "o"))
+    script, training, _ = _parse("--dataset_name", str(tmp_path / "d.jsonl"), "--output_dir", str(tmp_path / "o"))
     with pytest.raises(GleamDataError, match=r"d\.jsonl:1: label: missing.*nothing to verify") as e:
-        grpo_training_data(script)
+        grpo_training_data(script, training)
     assert "\n" not in str(e.value)
 
 
@@ -234,7 +234,7 @@ def test_class_balance_runs_with_batch_scaling(grpo_inputs):
 
     script, training, _ = _parse("--dataset_name", str(grpo_inputs["data"]), "--class_balance", "true",
                                  "--scale_rewards", "batch", "--output_dir", "unused")
-    data = grpo_training_data(script)
+    data = grpo_training_data(script, training)
     w = class_weights(data.dataset["label"])
     assert data.n_positive + (len(data.dataset) - data.n_positive) == len(data.dataset)
     assert w[True] * data.n_positive == pytest.approx(w[False] * (len(data.dataset) - data.n_positive))

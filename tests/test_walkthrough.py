@@ -104,6 +104,9 @@ PLAN: dict[tuple[str, str], str | Fails] = {
     ("docs/data.md", "gleamx localize --encoder outputs/u1652-retrieval --model Qwen/Qwen2.5-VL-3B-Instruct --adapter "
                      "outputs/u1652-lora --data you/gleamx-u1652 --split test --k 5 --output eval/u1652-localize"): HUB,
     ("docs/training.md", "gleamx models tiny --arch qwen2_5_vl --out models/tiny"): RUN,
+    ("docs/training.md", "python recipes/sft.py --config recipes/qwen2.5-vl-3b/sft_lora.yaml --dataset_name "
+                         "user/gleamx-vigor --dataset_streaming true --max_steps 20000 --stream_shuffle_buffer 1000"):
+        Fails("a placeholder Hub dataset id (and Qwen/Qwen2.5-VL-3B-Instruct from the Hub)"),
     ("docs/training.md", "gleamx models tiny --arch qwen2_5_vl --tokenizer qwen --out models/tiny-qwenvocab"): RUN,
     ("docs/training.md", "gleamx models tiny --arch qwen3_vl --from-real --out models/tiny-qwen3"): RUN,
     ("docs/training.md", "python recipes/sft.py --config recipes/tiny/sft_lora.yaml --output_dir outputs/tiny-lora"):

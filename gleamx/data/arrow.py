@@ -25,6 +25,8 @@ import datasets
 from datasets.arrow_writer import ArrowWriter
 
 _SCRATCH: list[Path] = []
+Rows = datasets.Dataset | datasets.IterableDataset
+"""Rows on disk (memory-mapped) or a stream read as it goes; gleamx's passes take either."""
 
 
 _PREFIX = "gleamx-arrow-"
@@ -90,10 +92,15 @@ def write_dataset(rows: Iterable[dict[str, Any]], features: datasets.Features, s
     return datasets.Dataset.from_file(path)
 
 
-def map_batches(ds: datasets.Dataset, fn: Callable[..., dict[str, list]], features: datasets.Features,
-                *, batch_size: int = 256, with_indices: bool = False) -> datasets.Dataset:
+def map_batches(ds: Rows, fn: Callable[..., dict[str, list]], features: datasets.Features,
+                *, batch_size: int = 256, with_indices: bool = False) -> Rows:
     """``ds.map(fn, batched=True)`` replacing every column, into a fresh scratch file (never a stale cache).
-    ``fn`` may return fewer or more rows than it was given."""
+    ``fn`` may return fewer or more rows than it was given. A stream (``IterableDataset``) is mapped lazily,
+    as it is read."""
+    if isinstance(ds, datasets.IterableDataset):
+        # cast after the map, not map(features=...): a stream typed by its map is never decoded (images stay bytes)
+        return ds.map(fn, batched=True, batch_size=batch_size, with_indices=with_indices,
+                      remove_columns=ds.column_names).cast(features)
     with quiet():
         return ds.map(fn, batched=True, batch_size=batch_size, with_indices=with_indices, features=features,
                       remove_columns=ds.column_names,
@@ -101,8 +108,10 @@ def map_batches(ds: datasets.Dataset, fn: Callable[..., dict[str, list]], featur
                       new_fingerprint=uuid.uuid4().hex)
 
 
-def keep_where(ds: datasets.Dataset, column: str) -> datasets.Dataset:
+def keep_where(ds: Rows, column: str) -> Rows:
     """The rows whose boolean ``column`` is true (a ``.filter`` pass), without that column."""
+    if isinstance(ds, datasets.IterableDataset):
+        return ds.filter(lambda keep: keep, input_columns=[column], batched=True).remove_columns(column)
     with quiet():
         kept = ds.filter(lambda keep: keep, input_columns=[column], batched=True, load_from_cache_file=False,
                          cache_file_name=scratch_file("filter"), new_fingerprint=uuid.uuid4().hex)

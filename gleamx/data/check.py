@@ -19,7 +19,7 @@ from typing import Any
 
 import datasets
 
-from gleamx.data.arrow import batch_rows, keep_where, map_batches
+from gleamx.data.arrow import Rows, batch_rows, keep_where, map_batches
 from gleamx.data.paths import ImageRoots
 from gleamx.data.records import ImageChecker, sample_from_record
 from gleamx.data.schema import FEATURES, GleamSample, canonical_split
@@ -67,14 +67,15 @@ class Checker:
     and the number of records; raises the first problem unless asked to go on."""
 
     def __init__(self, *, split: str | None, go_on: bool, decode: bool, max_pixels: int | None,
-                 allow_outside: bool) -> None:
+                 allow_outside: bool, stream: bool = False) -> None:
         self.wanted = (canonical_split(split) or split.strip().lower()) if split else None
         self.go_on = go_on
         self.allow_outside = allow_outside
+        self.stream = stream
         self.images = ImageChecker(decode=decode, max_pixels=max_pixels)
         self.problems: list[Problem] = []
         self.n_records = 0
-        self._seen: dict[str, str] = {}
+        self._seen: dict[str, Any] = {}
         self._own_file: dict[str, bool] = {}
         self._roots: dict[Path, ImageRoots] = {}
 
@@ -116,10 +117,19 @@ class Checker:
                 return [Problem(rec.file, rec.line, "split",
                                 f"{sample.split!r} row in {Path(rec.file).name}, but --split {sample.split} "
                                 f"reads only {own.name} (move the row there or fix its split)")]
+        here = f"{rec.file}:{rec.line}"
+        if self.stream:
+            # A stream is read again on each pass (and a row's index is per process): a second row under the same id
+            # is a duplicate when what it says differs; the same row again is the next pass.
+            what = hash((sample.label, sample.query_view, sample.split, tuple(sorted(sample.explanation.items()))))
+            first = self._seen.setdefault(sample.id, (here, what))
+            if first[1] != what:
+                return [Problem(rec.file, rec.line, "id", f"duplicate id {sample.id!r} (first seen at {first[0]})")]
+            return []
         if sample.id in self._seen:
             return [Problem(rec.file, rec.line, "id",
                             f"duplicate id {sample.id!r} (first seen at {self._seen[sample.id]})")]
-        self._seen[sample.id] = f"{rec.file}:{rec.line}"
+        self._seen[sample.id] = here
         return []
 
     def raw_records(self, batch: dict[str, list], indices: list[int]) -> Iterator[Record]:
@@ -141,10 +151,11 @@ def empty_dataset() -> datasets.Dataset:
     return datasets.Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES)
 
 
-def checked(raw: datasets.Dataset, records: Callable[[dict[str, list], list[int]], Iterator[Record]],
-            checker: Checker) -> datasets.Dataset:
-    """Validation as a ``.map`` (every record checked, good ones as :data:`FEATURES` rows), then a ``.filter``."""
-    if len(raw) == 0:
+def checked(raw: Rows, records: Callable[[dict[str, list], list[int]], Iterator[Record]],
+            checker: Checker) -> Rows:
+    """Validation as a ``.map`` (every record checked, good ones as :data:`FEATURES` rows), then a ``.filter``.
+    A stream is checked as it is read."""
+    if isinstance(raw, datasets.Dataset) and len(raw) == 0:
         return empty_dataset()
 
     def check(batch: dict[str, list], indices: list[int]) -> dict[str, list]:

@@ -163,6 +163,12 @@ def trained_epochs_rows(training: dict[str, Any], log_history: list[dict[str, An
     return [("num_train_epochs", training.get("num_train_epochs"))]
 
 
+def _dataset_ids(script: dict[str, Any], dataset: str) -> list[str]:
+    """The datasets a run trained on: each source of a mixture, else the one dataset."""
+    mixture = script.get("dataset_mixture") or []
+    return [str(m.get("path")) for m in mixture if isinstance(m, dict)] if mixture else [dataset]
+
+
 def _card_data(out: Path, base: str, dataset: str, script: dict[str, Any], peft: bool, tags: list[str],
                eval_results: str | None) -> ModelCardData:
     """The card's YAML metadata for a trained MLLM: base and dataset where they are Hub ids, languages, library,
@@ -171,7 +177,7 @@ def _card_data(out: Path, base: str, dataset: str, script: dict[str, Any], peft:
     lang = script.get("lang") or "both"
     return ModelCardData(
         base_model=base if _is_hub_id(base) else None,
-        datasets=[dataset] if _is_hub_id(dataset) else None,
+        datasets=[d for d in _dataset_ids(script, dataset) if _is_hub_id(d)] or None,
         language=list(LANGS) if lang == "both" else [lang],
         library_name="peft" if peft else "transformers",
         pipeline_tag="image-text-to-text",
@@ -189,7 +195,7 @@ def build_model_card(out: Path, args: dict[str, dict[str, Any]], log_history: li
     were saved, in words (:func:`gleamx.train.summary.kept_text`), when not the last step's."""
     script, model, training = args["script"], args["model"], args["training"]
     base = model.get("model_name_or_path") or "unknown"
-    dataset = script.get("dataset_name") or "unknown"
+    dataset = mixture_text(script) or script.get("dataset_name") or "unknown"
     peft = bool(model.get("use_peft"))
     method = ("QLoRA" if model.get("load_in_4bit") else "LoRA") if peft else "full fine-tuning"
     card_data = _card_data(out, base, dataset, script, peft, ["sft", method.lower()], eval_results)
@@ -248,6 +254,15 @@ def _last(log_history: list[dict[str, Any]], key: str) -> str:
     return f"{values[-1]:.4f}" if values else "n/a"
 
 
+def mixture_text(script: dict[str, Any]) -> str | None:
+    """A mixture's sources with their shares, as the card names the data (``None``: one dataset)."""
+    if not script.get("dataset_mixture"):
+        return None
+    from gleamx.data.mixture import describe, parse_mixture
+
+    return "mixture: " + describe(parse_mixture(script["dataset_mixture"]))
+
+
 def build_grpo_model_card(out: Path, args: dict[str, Any], log_history: list[dict[str, Any]], *, n_train: int,
                           eval_results: str | Path | None = None, parent: dict[str, Any] | None = None,
                           warnings: list[str] | None = None) -> ModelCard:
@@ -255,7 +270,7 @@ def build_grpo_model_card(out: Path, args: dict[str, Any], log_history: list[dic
     every reward with its weight and its final mean and std; eval results become model-index metadata."""
     script, model, training = args["script"], args["model"], args["training"]
     base = (parent or {}).get("base") or model.get("model_name_or_path") or "unknown"
-    dataset = script.get("dataset_name") or "unknown"
+    dataset = mixture_text(script) or script.get("dataset_name") or "unknown"
     adapter = bool(model.get("use_peft"))  # an SFT adapter trained further, or a fresh LoRA
     method = ("QLoRA" if model.get("load_in_4bit") else "LoRA") if adapter else "full fine-tuning"
     names = list(script.get("reward_funcs") or [])

@@ -4,12 +4,15 @@ options plus the rewards); TRL's ``SFTConfig``/``GRPOConfig`` and ``ModelConfig`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from trl import ScriptArguments
 
 from gleamx.checks import (COUNT_MAX, PIXELS_MAX, TOKENS_MAX, check_at_least, check_choice, check_int,
                            check_pixel_budget, check_positive, check_ranges, field_help, recipe_option)
 from gleamx.choices import FORMATS, LANGS_OR_BOTH, TASKS, DataFormat, LangOrBoth, Task
+from gleamx.data.mixture import STOPPING, parse_mixture
+from gleamx.data.stream import SHUFFLE_BUFFER
 from gleamx.errors import GleamConfigError
 from gleamx.train.match_eval import eval_max_new_tokens_default
 from gleamx.train.rewards import CJK_CHAR_WEIGHT, REWARD_NAMES, check_reward_names
@@ -45,6 +48,16 @@ class GleamScriptArguments(ScriptArguments):
     lora_vision: bool = field(default=False, metadata={"help": "LoRA on the vision tower's linear layers too"})
     max_train_samples: int | None = field(default=None, metadata=field_help(
         "use only the first N training samples", low=1, high=COUNT_MAX))
+    dataset_mixture: list[dict[str, Any]] | None = field(default=None, metadata={
+        "help": "train on several datasets: a list of {path, weight, split?, format?, columns?}, rows drawn with "
+                "probabilities in proportion to the weights (datasets.interleave_datasets); dataset_name is then "
+                "the held-out split's source"})
+    mixture_stopping_strategy: str = field(default="first_exhausted", metadata={
+        "help": "dataset_mixture: stop drawing when the first source runs out (first_exhausted) or when every source "
+                "has been read in full (all_exhausted: the smaller ones are read again meanwhile)"})
+    stream_shuffle_buffer: int = field(default=SHUFFLE_BUFFER, metadata=field_help(
+        "dataset_streaming: true: rows in the shuffle buffer (shard order is shuffled too); 0: read in order",
+        low=0, high=COUNT_MAX))
     skip_bad: bool = field(default=False, metadata={"help": "skip bad records (and report how many) instead of stopping"})
     allow_outside_paths: bool = field(
         default=False, metadata={"help": "accept image paths that resolve outside the dataset directory"}
@@ -72,6 +85,10 @@ class GleamScriptArguments(ScriptArguments):
         check_choice("recipe: task", self.task, TASKS)
         check_choice("recipe: dataset_format", self.dataset_format, FORMATS)
         check_int("recipe: max_train_samples", self.max_train_samples, 1, optional=True)
+        check_int("recipe: stream_shuffle_buffer", self.stream_shuffle_buffer, 0)
+        check_choice("recipe: mixture_stopping_strategy", self.mixture_stopping_strategy, STOPPING)
+        if self.dataset_mixture is not None:
+            parse_mixture(self.dataset_mixture)
         check_int("recipe: eval_match_samples", self.eval_match_samples, 0)
         check_int("recipe: eval_match_max_new_tokens", self.eval_match_max_new_tokens, 1)
         check_pixel_budget("recipe: min_pixels", self.min_pixels, "max_pixels", self.max_pixels)

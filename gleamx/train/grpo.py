@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from gleamx.data.load import load_samples
 from gleamx.errors import GleamConfigError, GleamDataError
 from gleamx.train.freeze import PartLearningRates, apply_freezing, trainable_counts
 from gleamx.train.arguments import GleamGRPOArguments
@@ -34,6 +33,7 @@ from gleamx.train.peft_configs import lora_config, run_quantization_config
 from gleamx.train.rewards import RewardOptions, build_rewards, class_weights
 from gleamx.train.learning_checks import grpo_warnings
 from gleamx.train.run import BuiltRun, RunKind, Say, eval_command, float32_trainables, run_training
+from gleamx.train.train_split import check_streaming, train_samples, train_stream
 
 
 class GleamGRPOTrainer(PartLearningRates, GRPOTrainer):
@@ -52,14 +52,19 @@ def check_grpo(script_args: GleamGRPOArguments, training_args: GRPOConfig, model
     checked by ``GRPOConfig`` when the recipe is parsed)."""
     if not model_args.model_name_or_path:
         raise GleamConfigError("recipe: model_name_or_path: missing (a model directory, Hub id or gleamx SFT run)")
-    if not script_args.dataset_name:
-        raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
+    if not script_args.dataset_name and not script_args.dataset_mixture:
+        raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id; or "
+                               "dataset_mixture)")
     weights = training_args.reward_weights
     if weights is not None and not all(math.isfinite(w) for w in weights):
         raise GleamConfigError(f"recipe: reward_weights: expected finite numbers, got {list(weights)}")
     if weights is not None and len(weights) != len(script_args.reward_funcs):
         raise GleamConfigError(f"recipe: reward_weights: {len(weights)} weight(s) for {len(script_args.reward_funcs)} "
                                f"reward(s) ({', '.join(script_args.reward_funcs)}); give one weight per reward")
+    check_streaming(script_args, training_args)
+    if script_args.class_balance and script_args.dataset_streaming:
+        raise GleamConfigError("recipe: class_balance: weighs by the label counts of the whole train split, which a "
+                               "stream does not know ahead (dataset_streaming: true); drop one of them")
     if script_args.class_balance and training_args.scale_rewards == "group":
         raise GleamConfigError("recipe: class_balance: with scale_rewards group each prompt's rewards are divided by "
                                "their own spread, which cancels a per-class weight; set scale_rewards: batch or none")
@@ -88,22 +93,18 @@ def reward_options(script_args: GleamGRPOArguments,
                          repetition_tolerance=script_args.repetition_tolerance, class_weights=weights)
 
 
-def grpo_training_data(script_args: GleamGRPOArguments, say: Any = print) -> GRPOData:
+def grpo_training_data(script_args: GleamGRPOArguments, training_args: GRPOConfig, say: Any = print) -> GRPOData:
     """The train split as GRPO prompts; data without labels is refused (nothing to verify)."""
-    read = dict(format=script_args.dataset_format, columns=script_args.dataset_columns,
-                skip_bad=script_args.skip_bad, allow_outside_paths=script_args.allow_outside_paths)
+    if script_args.dataset_streaming:
+        return train_stream(script_args, training_args, say,
+                            lambda ds: build_grpo_dataset(ds, script_args.lang, script_args.task))
     try:
-        loaded = load_samples(script_args.dataset_name, split=script_args.dataset_train_split, **read)
+        data = train_samples(script_args, training_args, say)
     except GleamDataError as e:
         if e.problem.field == "label":
             raise GleamDataError.at(e.problem.file, e.problem.line, "label", e.problem.message
                                     + "; GRPO verifies verdicts against labels: nothing to verify without one") from None
         raise
-    if loaded.n_bad:
-        say(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
-    data = loaded.dataset
-    if script_args.max_train_samples:
-        data = data.select(range(min(script_args.max_train_samples, len(data))))
     return build_grpo_dataset(data, script_args.lang, script_args.task)
 
 
@@ -188,7 +189,7 @@ def build_grpo_trainer(script_args: GleamGRPOArguments, training_args: GRPOConfi
     ``encoder_loader`` (``() -> texts -> embeddings``) serves ``reference_similarity``; it is called on the first
     batch that needs it.
     """
-    data = grpo_training_data(script_args, say)  # data first: bad input fails in seconds
+    data = grpo_training_data(script_args, training_args, say)  # data first: bad input fails in seconds
     weights = class_weights(data.dataset["label"]) if script_args.class_balance else None
     options = reward_options(script_args, weights)
     rewards = build_rewards(script_args.reward_funcs, options, encoder_loader)
@@ -201,13 +202,16 @@ def build_grpo_trainer(script_args: GleamGRPOArguments, training_args: GRPOConfi
     float32_trainables(trainer, training_args, model_args, say)
     counts = trainable_counts(trainer.model)
     start = f"SFT run {parent['run']}" if parent else model_args.model_name_or_path
-    say(f"{len(data.dataset)} prompts ({data.n_positive} matching) from {data.n_samples} samples, "
+    read = (f"{len(data.dataset)} prompts ({data.n_positive} matching) from {data.n_samples} samples"
+            if data.n_samples is not None else f"prompts streamed from {data.dataset.n_shards} shard(s)")
+    say(f"{read}, "
         f"{training_args.num_generations} answers each; rewards: "
         + ", ".join(f"{n} x{w:g}" for n, w in zip(script_args.reward_funcs, training_args.reward_weights
                                                   or [1.0] * len(rewards)))
         + (f" (class weights yes {weights[True]:.2f}, no {weights[False]:.2f})" if weights else "")
         + f"; start: {start}; trainable parameters: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
-    return BuiltGRPORun(trainer, processor, len(data.dataset), data=data, parent=parent)
+    return BuiltGRPORun(trainer, processor, len(data.dataset) if data.n_samples is not None else None, data=data,
+                        parent=parent)
 
 
 def write_grpo_run_outputs(out: Path, built: BuiltGRPORun, script_args: GleamGRPOArguments,

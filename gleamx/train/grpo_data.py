@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import datasets
 
-from gleamx.data.arrow import batch_rows, map_batches
+from gleamx.data.arrow import Rows, batch_rows, map_batches
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamDataError
 from gleamx.prompts import build_answer, build_messages, sample_languages
@@ -35,13 +35,13 @@ GRPO_FEATURES = datasets.Features(
 
 @dataclass
 class GRPOData:
-    dataset: datasets.Dataset
-    n_samples: int
-    n_positive: int  # prompts whose pair matches
-    n_with_reference: int
+    dataset: datasets.Dataset | datasets.IterableDataset
+    n_samples: int | None  # None for a stream (not counted ahead of reading it), as the two counts below
+    n_positive: int | None  # prompts whose pair matches
+    n_with_reference: int | None
 
 
-def build_grpo_dataset(data: datasets.Dataset, lang: str = "both", task: str = "explain") -> GRPOData:
+def build_grpo_dataset(data: Rows, lang: str = "both", task: str = "explain") -> GRPOData:
     """One prompt per sample and language (``en``, ``zh`` or ``both``), images in :data:`IMAGE_ORDER`."""
     ds = data
     for name in IMAGE_ORDER:  # the stored {"bytes", "path"} values pass through undecoded
@@ -65,6 +65,8 @@ def build_grpo_dataset(data: datasets.Dataset, lang: str = "both", task: str = "
                 out["reference"].append(build_answer(sample, lg, task) if has_reference else None)
         return out
 
+    if isinstance(ds, datasets.IterableDataset):  # converted as it is read
+        return GRPOData(map_batches(ds, convert, GRPO_FEATURES), None, None, None)
     grpo = map_batches(ds, convert, GRPO_FEATURES) if len(ds) else ds
     if len(grpo) == 0:
         raise GleamDataError.at("dataset", None, "label", "no sample to train on (GRPO verifies verdicts against "

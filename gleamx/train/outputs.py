@@ -26,6 +26,8 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
             out[k] = v
         elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float, bool)) for x in v):
             out[k] = list(v)
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, dict) for x in v):  # dataset_mixture's entries
+            out[k] = [_plain(x) for x in v]
         elif hasattr(v, "value"):  # enums (eval_strategy, ...)
             out[k] = v.value
     return out
@@ -70,9 +72,15 @@ def plot_loss(log_history: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
-def write_outputs(out: Path, trainer: Any, script_args: Any, training_args: Any, model_args: Any, *, n_train: int) -> None:
-    """Arguments (YAML), log history (JSON), loss curve (PNG) and model card (README.md)."""
+def write_outputs(out: Path, trainer: Any, script_args: Any, training_args: Any, model_args: Any, *,
+                  n_train: int | None) -> None:
+    """Arguments (YAML), log history (JSON), loss curve (PNG) and model card (README.md). ``n_train`` ``None``:
+    a streamed train set, whose rows read are the steps times the total batch size."""
     from gleamx.hub.card import build_model_card
+
+    if n_train is None:
+        a = training_args
+        n_train = f"{trainer.state.global_step * a.per_device_train_batch_size * a.gradient_accumulation_steps * max(1, a.world_size)} streamed"
 
     args = {"script": _plain(asdict(script_args)), "model": _plain(asdict(model_args)),
             "training": training_args_dict(training_args)}
@@ -132,7 +140,7 @@ def plot_kl(log_history: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def write_grpo_outputs(out: Path, trainer: Any, script_args: Any, training_args: Any, model_args: Any, *,
-                       n_train: int, parent: dict[str, Any] | None = None) -> None:
+                       n_train: int | None, parent: dict[str, Any] | None = None) -> None:
     """What :func:`write_outputs` writes for SFT, for a GRPO run: arguments (plus the SFT parent), log history
     (each reward's mean and std), loss, reward and KL curves, and a GRPO model card."""
     from gleamx.hub.card import build_grpo_model_card
@@ -147,7 +155,8 @@ def write_grpo_outputs(out: Path, trainer: Any, script_args: Any, training_args:
     plot_loss(history, out / LOSS_PLOT)
     plot_rewards(history, out / REWARD_PLOT)
     plot_kl(history, out / KL_PLOT)
-    card = build_grpo_model_card(out, args, history, n_train=n_train, eval_results=script_args.eval_results,
+    card = build_grpo_model_card(out, args, history, n_train="streamed" if n_train is None else n_train,
+                                 eval_results=script_args.eval_results,
                                  parent=parent, warnings=learning_warnings(
                                      history, grpo=True, max_completion_length=training_args.max_completion_length))
     card.save(out / "README.md")

@@ -240,7 +240,7 @@ class BuiltRun:
 
     trainer: Any
     processor: Any
-    n_train: int  # training examples (conversations, prompts) the run saw
+    n_train: int | None  # training examples (conversations, prompts) the run saw; None: a stream
 
 
 @dataclass(frozen=True)

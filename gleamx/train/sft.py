@@ -31,13 +31,14 @@ from gleamx.train.labelled_loss import (TOKEN_METRICS, TokenMetrics, fast_path_r
 from gleamx.train.labelled_loss import vocab_size as loss_vocab_size
 from gleamx.train.peft_configs import check_quantisable, lora_config, run_quantization_config
 from gleamx.train.learning_checks import loss_warnings
+from gleamx.train.train_split import StreamResume, check_streaming, train_samples, train_stream
 from gleamx.train.match_eval import MatchEval, broadcast_from_main, check_match_eval
 from gleamx.train.run import BuiltRun, RunKind, Say, eval_command, eval_lang, float32_trainables, run_training
 
 
-class GleamSFTTrainer(PartLearningRates, SFTTrainer):
+class GleamSFTTrainer(StreamResume, PartLearningRates, SFTTrainer):
     """``SFTTrainer`` with separate learning rates for the vision tower and the merger (:class:`PartLearningRates`),
-    counting image tokens,
+    a streamed train set resumed where it stopped (:class:`StreamResume`), counting image tokens,
     and TRL's loss computed on the labelled positions only (:mod:`gleamx.train.labelled_loss`).
 
     ``match_eval``: each evaluation of the trainer's own eval split also scores greedy verdicts on a fixed
@@ -118,23 +119,25 @@ class GleamSFTTrainer(PartLearningRates, SFTTrainer):
         super().log(logs, start_time)
 
 
+def _materialised(script_args: GleamScriptArguments, training_args: SFTConfig, say: Any) -> Any:
+    return build_sft_dataset(train_samples(script_args, training_args, say), script_args.lang, script_args.task)
+
+
 def _training_data(script_args: GleamScriptArguments, training_args: SFTConfig,
                    say: Any) -> tuple[Any, Any, MatchEval | None]:
     """``(SFTData of the train split, eval conversations or None, the verdicts to score at each evaluation or None)``,
     read as ``datasets`` objects end to end."""
     read = dict(format=script_args.dataset_format, columns=script_args.dataset_columns,
                 skip_bad=script_args.skip_bad, allow_outside_paths=script_args.allow_outside_paths)
-    loaded = load_samples(script_args.dataset_name, split=script_args.dataset_train_split, **read)
-    if loaded.n_bad:
-        say(f"skipped {loaded.n_bad} bad record(s) (skip_bad); first: {loaded.problems[0]}")
-    data = loaded.dataset  # memory stays flat in the number of samples
-    if script_args.max_train_samples:
-        data = data.select(range(min(script_args.max_train_samples, len(data))))
-    train = build_sft_dataset(data, script_args.lang, script_args.task)
+    if script_args.dataset_streaming:
+        train = train_stream(script_args, training_args, say,
+                             lambda ds: build_sft_dataset(ds, script_args.lang, script_args.task))
+    else:
+        train = _materialised(script_args, training_args, say)
     if train.n_without_language:
         say(f"{train.n_without_language} sample(s) have no {script_args.lang} explanation and are not used")
     eval_ds = match = None
-    if training_args.eval_strategy != "no" and script_args.dataset_test_split:
+    if training_args.eval_strategy != "no" and script_args.dataset_test_split and script_args.dataset_name:
         held_out = load_samples(script_args.dataset_name, split=script_args.dataset_test_split, **read).dataset
         eval_ds = build_sft_dataset(held_out, script_args.lang, script_args.task).dataset
         if script_args.eval_match_samples:
@@ -179,18 +182,21 @@ def build_trainer(script_args: GleamScriptArguments, training_args: SFTConfig, m
     )
     float32_trainables(trainer, training_args, model_args, say)
     counts = trainable_counts(trainer.model)
-    say(f"{len(train.dataset)} training conversations from {train.n_samples} samples; trainable parameters: "
-                  + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
-    return BuiltRun(trainer, processor, len(train.dataset))
+    read = (f"{len(train.dataset)} training conversations from {train.n_samples} samples"
+            if train.n_samples is not None else f"training conversations streamed from {train.dataset.n_shards} shard(s)")
+    say(f"{read}; trainable parameters: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    return BuiltRun(trainer, processor, len(train.dataset) if train.n_samples is not None else None)
 
 
 def check_sft(script_args: GleamScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
     """What no SFT run can do without, in one line before any work."""
     if not model_args.model_name_or_path:
         raise GleamConfigError("recipe: model_name_or_path: missing (a model directory or Hub id)")
-    if not script_args.dataset_name:
-        raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id)")
+    if not script_args.dataset_name and not script_args.dataset_mixture:
+        raise GleamConfigError("recipe: dataset_name: missing (a GLEAM-X file, directory or Hub dataset id; or "
+                               "dataset_mixture)")
     check_match_eval(script_args, training_args)
+    check_streaming(script_args, training_args)
 
 
 def write_sft_outputs(out: Path, built: BuiltRun, script_args: GleamScriptArguments, training_args: SFTConfig,

@@ -14,7 +14,7 @@ from typing import Any
 
 import datasets
 
-from gleamx.data.arrow import batch_rows, map_batches
+from gleamx.data.arrow import Rows, batch_rows, map_batches
 from gleamx.data.load import to_dataset
 from gleamx.data.schema import GleamSample
 from gleamx.errors import GleamDataError
@@ -34,9 +34,9 @@ SFT_FEATURES = datasets.Features(
 
 @dataclass
 class SFTData:
-    dataset: datasets.Dataset
-    n_samples: int
-    n_without_language: int  # samples that had no explanation in any requested language
+    dataset: datasets.Dataset | datasets.IterableDataset
+    n_samples: int | None  # None for a stream: counted as it is read
+    n_without_language: int  # samples that had no explanation in any requested language (a stream: so far)
 
 
 def _conversations(sample: GleamSample, images: list[Any], lang: str, task: str) -> list[dict[str, Any]]:
@@ -50,15 +50,14 @@ def _conversations(sample: GleamSample, images: list[Any], lang: str, task: str)
     return rows
 
 
-def build_sft_dataset(data: datasets.Dataset | Iterable[GleamSample], lang: str = "both",
-                      task: str = "explain") -> SFTData:
+def build_sft_dataset(data: Rows | Iterable[GleamSample], lang: str = "both", task: str = "explain") -> SFTData:
     """One conversation per sample and language; ``images`` in :data:`IMAGE_ORDER` (query, satellite).
 
     ``data`` is a :data:`~gleamx.data.schema.FEATURES` dataset (``load_samples(...).dataset``) or samples.
     Samples that cannot yield an example (``explain`` without an explanation in
     the requested language) are counted, not silently dropped; if none can, it is an error.
     """
-    ds = data if isinstance(data, datasets.Dataset) else to_dataset(data)
+    ds = data if isinstance(data, (datasets.Dataset, datasets.IterableDataset)) else to_dataset(data)
     for name in IMAGE_ORDER:  # the stored {"bytes", "path"} values pass through undecoded
         ds = ds.cast_column(name, datasets.Image(decode=False))
     missing = [0]
@@ -74,6 +73,8 @@ def build_sft_dataset(data: datasets.Dataset | Iterable[GleamSample], lang: str 
                     out[name].append(r[name])
         return out
 
+    if isinstance(ds, datasets.IterableDataset):  # converted as it is read; the counts grow with it
+        return SFTData(map_batches(ds, convert, SFT_FEATURES), None, 0)
     sft = map_batches(ds, convert, SFT_FEATURES) if len(ds) else ds
     if len(sft) == 0:
         raise GleamDataError.at(

@@ -1,0 +1,252 @@
+"""Training from a stream: Parquet shards read as a ``datasets.IterableDataset`` (a local stand-in of a Hub dataset),
+the same losses as the materialised run on the same sample order, an exact resume mid-stream, each process reading
+its own shards, and bad streams refused in one line."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gleamx.errors import GleamConfigError, GleamDataError
+from training_checks import assert_moved, tensors
+
+ROOT = Path(__file__).resolve().parents[1]
+SFT_RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
+N_SHARDS = 4
+
+
+def write_parquet_shards(data: Path, out: Path, n_shards: int = N_SHARDS, split: str = "train") -> Path:
+    """``out/data/<split>-0000i-of-0000n.parquet`` with the images embedded: what a Hub dataset repo holds."""
+    from gleamx.data import load_samples
+    from gleamx.data.schema import with_image_bytes
+
+    ds = with_image_bytes(load_samples(data, split=split).dataset)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for i in range(n_shards):
+        ds.shard(n_shards, i, contiguous=True).to_parquet(str(out / "data" / f"{split}-{i:05d}-of-{n_shards:05d}.parquet"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def hub(synth_dir, models_tiny_dir, tmp_path_factory):
+    data = synth_dir(48, seed=3)
+    return {"data": data, "model": models_tiny_dir("qwen2_5_vl"),
+            "shards": write_parquet_shards(data, tmp_path_factory.mktemp("hub") / "repo")}
+
+
+def _sft(hub, out: Path, *overrides: str) -> Path:
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from gleamx.parsing import parse_recipe
+    from gleamx.train.arguments import GleamScriptArguments
+    from gleamx.train.sft import run_sft
+
+    parser = TrlParser((GleamScriptArguments, SFTConfig, ModelConfig))
+    args = parse_recipe(parser, ["--config", str(SFT_RECIPE), "--model_name_or_path", str(hub["model"]),
+                                 "--dataset_name", str(hub["shards"]), "--output_dir", str(out), "--logging_steps", "1",
+                                 "--per_device_train_batch_size", "2", "--save_steps", "1000", "--lang", "en",
+                                 *overrides])
+    return run_sft(*args)
+
+
+def _losses(out: Path) -> dict[int, float]:
+    return {h["step"]: h["loss"] for h in json.loads((out / "log_history.json").read_text()) if "loss" in h}
+
+
+def test_the_stream_reads_every_shard_in_order_and_checks_each_record(hub):
+    from gleamx.data import load_samples
+    from gleamx.data.stream import stream_samples
+
+    stream = stream_samples(hub["shards"], split="train")
+    assert stream.n_shards == N_SHARDS
+    streamed = list(stream.dataset)
+    loaded = load_samples(hub["data"], split="train").dataset
+    assert [r["id"] for r in streamed] == loaded["id"]
+    assert [r["label"] for r in streamed] == loaded["label"]
+    assert streamed[0]["query_image"].size == loaded[0]["query_image"].size  # decoded as the materialised rows
+
+
+@pytest.mark.slow
+def test_streamed_sft_has_the_losses_of_the_materialised_run_on_the_same_order(hub, tmp_path):
+    """No shuffle on either side: the materialised run reads the same shards in order (sequential sampler)."""
+    steps = ("--max_steps", "4")
+    materialised = _sft(hub, tmp_path / "m", *steps, "--train_sampling_strategy", "sequential")
+    streamed = _sft(hub, tmp_path / "s", *steps, "--dataset_streaming", "true", "--stream_shuffle_buffer", "0")
+    a, b = _losses(materialised), _losses(streamed)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    for step in a:
+        assert b[step] == pytest.approx(a[step], abs=1e-5), step
+    assert len(set(a.values())) > 1  # different batches, not one batch seen four times
+    card = (streamed / "README.md").read_text()
+    assert "8 streamed training conversations" in card
+
+
+@pytest.mark.slow
+def test_a_resumed_stream_reads_on_where_it_stopped(hub, tmp_path):
+    """Shuffled stream, killed at step 3 (its checkpoint copied), resumed: steps 4-6 see the batches of the straight
+    run. Had the resume started the stream again (or skipped too few or too many rows), the losses would differ."""
+    common = ("--max_steps", "6", "--save_steps", "3", "--dataset_streaming", "true", "--stream_shuffle_buffer", "8")
+    straight = _sft(hub, tmp_path / "straight", *common)
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(straight / "checkpoint-3", resumed_dir / "checkpoint-3")
+    resumed = _sft(hub, resumed_dir, *common, "--resume_from_checkpoint", str(resumed_dir / "checkpoint-3"))
+    a, b = _losses(straight), _losses(resumed)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert b[step] == pytest.approx(a[step], abs=1e-5), step
+    at3 = tensors(resumed_dir / "checkpoint-3" / "adapter_model.safetensors")
+    assert_moved(at3, tensors(resumed / "adapter_model.safetensors"), "resumed run after checkpoint-3")
+
+
+@pytest.mark.parametrize("n_shards", [4, 3])
+def test_each_process_reads_its_own_part_of_the_stream(hub, tmp_path, n_shards):
+    """The Trainer's loader under accelerate with 2 processes and batches not dispatched (what a streamed run sets):
+    4 shards, each process reads two of them; 3 shards, each reads all and keeps its part of every batch. Either
+    way the processes' rows are disjoint and together the whole stream."""
+    from accelerate.data_loader import prepare_data_loader
+    from torch.utils.data import DataLoader
+
+    from gleamx.data.stream import stream_samples
+
+    shards = write_parquet_shards(hub["data"], tmp_path / "repo", n_shards=n_shards)
+    ds = stream_samples(shards, split="train").dataset
+    seen = []
+    for rank in range(2):
+        loader = prepare_data_loader(DataLoader(ds, batch_size=2, collate_fn=lambda rows: [r["id"] for r in rows]),
+                                     num_processes=2, process_index=rank, dispatch_batches=False, put_on_device=False)
+        seen.append([i for batch in loader for i in batch])
+    everything = [r["id"] for r in ds]
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == sorted(everything)[:len(seen[0]) + len(seen[1])]
+    assert len(seen[0] + seen[1]) >= len(everything) - 2  # at most a last partial batch left over
+
+
+def test_skipping_taken_rows_under_sharding_is_per_process(hub):
+    """skip_taken(n x world) before the loader shards the stream: each process skips exactly its own n rows."""
+    from gleamx.data.stream import skip_taken, stream_samples, training_stream
+
+    stream = training_stream(stream_samples(hub["shards"], split="train").dataset, seed=1, buffer_size=4)
+    for rank in range(2):
+        full = [r["id"] for r in itertools.islice(stream.shard(num_shards=2, index=rank), 30)]
+        skipped = skip_taken(stream, global_step=3, total_batch_size=2 * 2)  # 3 steps x 2 rows x 2 processes
+        assert [r["id"] for r in itertools.islice(skipped.shard(num_shards=2, index=rank), 24)] == full[6:30]
+
+
+@pytest.mark.slow
+def test_a_stream_needs_max_steps_and_something_to_train_on(hub, tmp_path):
+    with pytest.raises(GleamConfigError, match=r"^recipe: max_steps: a streamed dataset has no length"):
+        _sft(hub, tmp_path / "a", "--dataset_streaming", "true", "--max_steps", "-1", "--num_train_epochs", "1")
+    with pytest.raises(GleamDataError, match=r"no split 'val' \(the dataset has: train\)"):
+        _sft(hub, tmp_path / "b", "--dataset_streaming", "true", "--max_steps", "2", "--dataset_train_split", "val")
+    # nothing to train on (no explanation for task explain): one line before the model loads, not an endless
+    # stream of nothing
+    rows = [json.loads(line) for line in (hub["data"] / "train.jsonl").read_text().splitlines()[:4]]
+    (tmp_path / "label_only").mkdir()
+    for r in rows:
+        r.pop("explanation", None)
+        for col in ("query_image", "satellite_image"):
+            shutil.copy(hub["data"] / r[col], tmp_path / "label_only" / Path(r[col]).name)
+            r[col] = Path(r[col]).name
+    (tmp_path / "label_only" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(GleamDataError, match=r"the stream has no sample to train on \(split 'train', lang 'en', "
+                                             r"task 'explain'\)") as e:
+        _sft({**hub, "shards": tmp_path / "label_only"}, tmp_path / "c", "--dataset_streaming", "true",
+             "--max_steps", "2", "--task", "explain")
+    assert "\n" not in str(e.value)
+
+
+
+def test_a_bad_record_in_a_stream_is_one_line_naming_it(hub, tmp_path):
+    import datasets
+
+    rows = [json.loads(line) for line in (hub["data"] / "train.jsonl").read_text().splitlines()[:4]]
+    for r in rows:
+        for col in ("query_image", "satellite_image"):
+            r[col] = str(hub["data"] / r[col])
+    for i, r in enumerate(rows):
+        r["label"] = "perhaps" if i == 2 else ("yes" if r["label"] else "no")
+    repo = tmp_path / "bad" / "data"
+    repo.mkdir(parents=True)
+    datasets.Dataset.from_list([{k: v for k, v in r.items() if k != "meta"}
+                                for r in rows]).to_parquet(str(repo / "train-00000-of-00001.parquet"))
+    from gleamx.data.stream import stream_samples
+
+    stream = stream_samples(repo.parent, split="train", allow_outside_paths=True)
+    with pytest.raises(GleamDataError, match=r"bad:3: label: ") as e:
+        list(stream.dataset)
+    assert "\n" not in str(e.value)
+    kept = stream_samples(repo.parent, split="train", allow_outside_paths=True, skip_bad=True)
+    assert len(list(kept.dataset)) == 3 and len(kept.checker.problems) == 1
+
+
+@pytest.fixture(scope="module")
+def two_sources(hub, synth_dir, tmp_path_factory):
+    other = synth_dir(48, seed=4)
+    return hub["data"], other, write_parquet_shards(other, tmp_path_factory.mktemp("hub2") / "repo")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_mixture_draws_each_source_in_proportion_to_its_weight(two_sources, streamed):
+    from gleamx.data import load_samples
+    from gleamx.data.mixture import mix, parse_mixture
+    from gleamx.data.stream import stream_samples
+
+    a, b, b_shards = two_sources
+    sources = parse_mixture([{"path": str(a), "weight": 3}, {"path": str(b_shards), "weight": 1}])
+    read = (lambda p: stream_samples(p, split="train").dataset) if streamed else (
+        lambda p: load_samples(p, split="train").dataset)
+    rows = list(mix([read(s.path) for s in sources], sources, seed=0, stopping="all_exhausted"))
+    ids = [r["id"] for r in rows]
+    from_b = sum(i.startswith("synth-s4") for i in ids)
+    n_a = len(load_samples(a, split="train").dataset)
+    # all_exhausted: every row of both sources, b's (the smaller share) drawn again while a is read
+    assert {i for i in ids if i.startswith("synth-s3")} == set(load_samples(a, split="train").dataset["id"])
+    assert 0.15 < from_b / len(ids) < 0.35, (from_b, len(ids))
+    assert len(ids) >= n_a
+    first = list(mix([read(s.path) for s in sources], sources, seed=0, stopping="first_exhausted"))
+    assert len(first) < len(ids)
+
+
+def test_bad_mixtures_are_one_line():
+    from gleamx.data.mixture import parse_mixture
+
+    with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture\[1\]\.weight: expected a number > 0, got -1$"):
+        parse_mixture([{"path": "a"}, {"path": "b", "weight": -1}])
+    with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture\[0\]: unknown key\(s\) wieght"):
+        parse_mixture([{"path": "a", "wieght": 2}])
+    with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture\[0\]\.path: expected a file"):
+        parse_mixture([{"weight": 2}])
+    with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture: expected a list"):
+        parse_mixture("a,b")
+
+
+@pytest.mark.slow
+def test_a_streamed_mixture_trains_and_its_card_states_each_share(hub, two_sources, tmp_path):
+    import yaml
+
+    a, _, b_shards = two_sources
+    recipe = yaml.safe_load(SFT_RECIPE.read_text())
+    recipe.pop("dataset_name", None)
+    recipe["dataset_mixture"] = [{"path": str(a), "weight": 3}, {"path": str(b_shards), "weight": 1}]
+    path = tmp_path / "mix.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from gleamx.parsing import parse_recipe
+    from gleamx.train.arguments import GleamScriptArguments
+    from gleamx.train.sft import run_sft
+
+    args = parse_recipe(TrlParser((GleamScriptArguments, SFTConfig, ModelConfig)),
+                        ["--config", str(path), "--model_name_or_path", str(hub["model"]), "--output_dir",
+                         str(tmp_path / "o"), "--max_steps", "2", "--per_device_train_batch_size", "2",
+                         "--dataset_streaming", "true", "--save_steps", "1000", "--eval_strategy", "no",
+                         "--logging_steps", "1"])
+    out = run_sft(*args)
+    card = (out / "README.md").read_text()
+    assert f"`mixture: {a} (75%), {b_shards} (25%)`" in card
+    assert _losses(out)
