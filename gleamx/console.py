@@ -93,7 +93,8 @@ def run_cli(fn: Callable[[], int | None]) -> int:
     try:
         return int(fn() or 0)
     except GleamError as e:
-        print_error(_one_line(str(e)))
+        if not getattr(e, "quiet", False):  # another process printed it (GleamFailedElsewhere)
+            print_error(_one_line(str(e)))
         return int(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         print_error("interrupted")

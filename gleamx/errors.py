@@ -47,6 +47,13 @@ class GleamConfigError(GleamError):
     """A bad command-line argument or recipe value."""
 
 
+class GleamFailedElsewhere(GleamError):
+    """Another process of the same ``accelerate launch`` failed and printed why; this one stops, saying nothing
+    (one error line per launch, not one per process)."""
+
+    quiet = True
+
+
 class GleamInterrupted(GleamError):
     """A run stopped by SIGINT/SIGTERM after saving what it needs to resume; exits 128 + signal."""
 

@@ -86,6 +86,29 @@ def _content(ds: Any) -> dict[str, tuple]:
             for r in ds}
 
 
+def _noisy(root: Path, side: int, seed: int = 0) -> None:
+    """Replace every image under ``root`` with random noise of ``side`` x ``side`` pixels (same name and format):
+    noise does not compress, so its bytes set a shard's size."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".jpg", ".png"):
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+
+
+def _rows(ds: Any) -> list[tuple]:
+    """The rows of ``ds`` (a Dataset or IterableDataset) in order: id, label, view, explanations, meta, both
+    images' bytes."""
+    import datasets
+
+    for col in ("query_image", "satellite_image"):
+        ds = ds.cast_column(col, datasets.Image(decode=False))
+    return [(r["id"], r["label"], r["query_view"], {k: v for k, v in (r["explanation"] or {}).items() if v},
+             json.loads(r["meta"] or "{}"), _image_bytes(r["query_image"]), _image_bytes(r["satellite_image"]))
+            for r in ds]
+
+
 def _source(dataset: Path) -> dict[str, tuple]:
     from gleamx.data import load_samples
 
@@ -186,15 +209,16 @@ def test_push_to_a_local_hub_stand_in_then_train_and_eval_read_it(dataset: Path,
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    _noisy(dataset, 128)  # ~75 KB a sample: two never fit in 0.1 MB
     want = _source(dataset)
     preview = tmp_path / "preview"
     assert main(["data", "push", str(dataset), "--repo-id", "me/gx", "--private", "--preview-dir", str(preview),
-                 "--max-shard-size", "0.001"]) == 0
+                 "--max-shard-size", "0.1"]) == 0
     assert "uploaded" in capsys.readouterr().out
     assert calls == [("create_repo", ("me/gx", "dataset", True)), ("upload_folder", ("me/gx", "dataset"))]
     repo = hub / "me" / "gx"
     shards = sorted(p.name for p in (repo / "data").iterdir())
-    assert len([s for s in shards if s.startswith("train-")]) == 3  # 3 samples over 1 KB: a shard each
+    assert len([s for s in shards if s.startswith("train-")]) == 3  # 3 samples of ~75 KB: a shard each
     assert not (repo / ".gleamx_hub_preview").exists()
     for name in ("images", "img"):
         assert not (repo / name).exists()
@@ -231,6 +255,80 @@ def test_push_to_a_local_hub_stand_in_then_train_and_eval_read_it(dataset: Path,
     assert _content(load_samples(repo).dataset) == want
 
 
+@pytest.mark.parametrize("estimate", ["encoded", "blind"])
+def test_shards_stay_under_the_bound_and_load_back_as_pushed(tmp_path: Path, monkeypatch, estimate: str) -> None:
+    """Every shard is at most --max-shard-size, the card reports them, and datasets (streaming or not) and
+    gleamx's loader read back the pushed rows in order. ``blind``: the size estimate says 0 bytes a row, so every
+    shard is first written too big and the bound holds only by measuring and re-splitting."""
+    import datasets
+    import numpy as np
+
+    from gleamx.curate import publish
+    from gleamx.data import load_samples
+
+    root = tmp_path / "big"
+    (root / "img").mkdir(parents=True)
+    for split, n in (("train", 23), ("test", 9)):
+        rows = [{"id": f"{split}{i:02d}", "query_image": f"img/{split}{i}-q.jpg",
+                 "satellite_image": f"img/{split}{i}-s.png", "query_view": "uav", "label": i % 3 != 0,
+                 "explanation": {"en": f"Sample {i}.\nAnswer: {'Yes' if i % 3 else 'No'}"}, "source": "synthetic",
+                 "split": split, "meta": {"i": i}} for i in range(n)]
+        for r in rows:
+            for col in ("query_image", "satellite_image"):
+                Image.new("RGB", (8, 8)).save(root / r[col])
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    _noisy(root, 64)  # ~12 KB PNG + ~5 KB JPEG a sample: about ten to a 0.2 MB shard
+    if estimate == "blind":
+        monkeypatch.setattr(publish, "_row_bytes", lambda table: np.zeros(table.num_rows, dtype=np.int64))
+    want = {split: _rows(load_samples(root, split=split).dataset) for split in ("train", "test")}
+    plan = publish.push_dataset(publish.DataPushConfig(data=str(root), repo_id="me/big", dry_run=True,
+                                                       max_shard_size=0.2))
+    repo = plan.preview_dir
+    shards = {split: sorted((repo / "data").glob(f"{split}-*.parquet")) for split in want}
+    assert len(shards["train"]) >= 2 and len(shards["test"]) >= 1
+    assert all(p.stat().st_size <= 0.2 * 1024 * 1024 for v in shards.values() for p in v)
+    assert sorted(p.name for p in (repo / "data").iterdir()) == sorted(p.name for v in shards.values() for p in v)
+    n = len(shards["train"])
+    assert [p.name for p in shards["train"]] == [f"train-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+    # the card states each split's shards, their total size and the bound
+    card = (repo / "README.md").read_text(encoding="utf-8")
+    assert "of at most 0.2 MB each (`--max-shard-size`)" in card
+    for split, files in shards.items():
+        size = sum(p.stat().st_size for p in files)
+        assert f"| {split} | {len(files)} | {size / 1024 / 1024:.2f} MB ({size:,} bytes) |" in card
+    # read back: datasets streaming and materialised, and gleamx's loader: the same rows in the same order
+    shutil.rmtree(root / "img")
+    streamed = datasets.load_dataset(str(repo), streaming=True)
+    # a cache of its own: datasets keys a local folder's cache by its name and card, not its files
+    loaded = datasets.load_dataset(str(repo), cache_dir=str(tmp_path / "hf_cache"))
+    for split, rows in want.items():
+        assert _rows(streamed[split]) == rows
+        assert _rows(loaded[split]) == rows
+        assert _rows(load_samples(repo, split=split).dataset) == rows
+        assert isinstance(loaded[split].features["query_image"], datasets.Image)
+        raw = loaded[split].cast_column("satellite_image", datasets.Image(decode=False))
+        assert all(v["bytes"] for v in raw["satellite_image"])  # embedded, not a path
+
+
+def test_a_folder_rewritten_in_place_is_read_anew(dataset: Path, tmp_path: Path) -> None:
+    """datasets keys a local folder's Arrow cache by its name and card only: gleamx's loader must not read a
+    second push into the same preview folder (same splits, same card, other rows) from the first one's cache."""
+    from gleamx.curate.publish import DataPushConfig, push_dataset
+    from gleamx.data import load_samples
+
+    cfg = DataPushConfig(data=str(dataset / "test.jsonl"), repo_id="me/x", dry_run=True,
+                         preview_dir=str(tmp_path / "same"))
+    push_dataset(cfg)
+    assert [s.label for s in load_samples(cfg.preview_dir).samples] == [True, False]
+    rows = [json.loads(line) for line in (dataset / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    for r in rows:
+        r["label"] = not r["label"]
+        r.pop("explanation")  # its verdict line would contradict the new label
+    (dataset / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    push_dataset(cfg)
+    assert [s.label for s in load_samples(cfg.preview_dir).samples] == [False, True]
+
+
 def test_bad_settings_are_one_line(dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     from huggingface_hub import HfApi
 
@@ -246,6 +344,10 @@ def test_bad_settings_are_one_line(dataset: Path, tmp_path: Path, monkeypatch, c
     with pytest.raises(GleamConfigError, match="holds files gleamx did not write .* needs a folder of its own"):
         push_dataset(DataPushConfig(data=str(dataset), repo_id="a/b", dry_run=True, preview_dir=str(busy)))
     assert (busy / "keep.txt").read_text() == "mine"
+    with pytest.raises(GleamConfigError, match=r"--max-shard-size: sample 't0' \(train\) alone makes a 0\.0\d+ MB "
+                                               r"shard, over 0\.001 MB \(raise --max-shard-size\)$"):
+        push_dataset(DataPushConfig(data=str(dataset), repo_id="a/b", dry_run=True, max_shard_size=0.001,
+                                    preview_dir=str(tmp_path / "small")))
     with pytest.raises(GleamConfigError, match=r"--annotations: .*nowhere.* not found"):
         push_dataset(DataPushConfig(data=str(dataset), repo_id="a/b", dry_run=True,
                                     annotations=str(tmp_path / "nowhere")))

@@ -347,3 +347,99 @@ def test_gleamx_sft_launches_itself_with_an_accelerate_config(dist_inputs: Simpl
     assert_lora_trained(out)
     assert_gradients_flowed(out)
     assert json.loads((out / "log_history.json").read_text())[-1]["step"] == 3
+
+
+# --- gleamx eval on 2 processes: each generates a share, the first scores and writes -------------------------
+
+
+EVAL_ARGS = ("--split", "train", "--lang", "en", "--task", "explain", "--max-new-tokens", "40", "--batch-size", "2",
+             "--bootstrap", "50")
+
+
+def _eval_command(inputs: SimpleNamespace, out: Path, n_proc: int) -> list[str]:
+    """``gleamx eval`` of the tiny model on the module's data: a plain process, or ``accelerate launch`` of
+    ``n_proc`` CPU processes."""
+    args = ["-m", "gleamx.cli.main", "eval", "--model", str(inputs.model), "--data", str(inputs.data), *EVAL_ARGS,
+            "--output", str(out)]
+    if n_proc == 1:
+        return [sys.executable, *args]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu.yaml"),
+            "--num_processes", str(n_proc), "--main_process_port", str(_free_port()), *args]
+
+
+# one BLAS thread in every process, however launched: the same float sums in one process as in two
+EVAL_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+
+
+def _run_eval(inputs: SimpleNamespace, out: Path, n_proc: int) -> str:
+    proc = subprocess.run(_eval_command(inputs, out, n_proc), cwd=ROOT, env=EVAL_ENV, capture_output=True, text=True,
+                          timeout=LAUNCH_TIMEOUT_S)
+    assert proc.returncode == 0, f"{n_proc} process(es): exit {proc.returncode}\n{(proc.stdout + proc.stderr)[-4000:]}"
+    return proc.stdout
+
+
+def _eval_outputs(out: Path) -> tuple[bytes, bytes, dict]:
+    """predictions.jsonl, per_sample.jsonl and results.json without its config (which names the output folder)."""
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    results.pop("config")
+    return (out / "predictions.jsonl").read_bytes(), (out / "per_sample.jsonl").read_bytes(), results
+
+
+@pytest.fixture(scope="module")
+def one_process_eval(dist_inputs: SimpleNamespace) -> Path:
+    out = dist_inputs.root / "eval_one"
+    _run_eval(dist_inputs, out, 1)
+    return out
+
+
+@pytest.mark.slow
+def test_eval_on_two_processes_writes_what_one_process_writes(dist_inputs: SimpleNamespace,
+                                                              one_process_eval: Path) -> None:
+    out = dist_inputs.root / "eval_two"
+    stdout = _run_eval(dist_inputs, out, 2)
+    assert _eval_outputs(out) == _eval_outputs(one_process_eval)  # byte for byte, in the same order
+    assert stdout.count("accuracy=") == 1 and "process 1 of 2" in stdout  # one summary: the first process's
+    assert not list(out.glob("predictions.rank*"))  # the other process's log went into predictions.jsonl
+    n = json.loads((out / "results.json").read_text())["n"]
+    assert n == len((out / "predictions.jsonl").read_text().splitlines()) >= 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resume_with", [1, 2])
+def test_killed_two_process_eval_resumes_without_generating_again(dist_inputs: SimpleNamespace,
+                                                                   one_process_eval: Path, resume_with: int) -> None:
+    """A 2-process run killed while both processes have answers on disk (the first's in predictions.jsonl, the
+    second's in its own log), started again with 1 or 2 processes: every finished answer is kept as it was, none
+    is generated twice, and the outputs equal an uninterrupted one-process run's."""
+    out = dist_inputs.root / f"eval_killed_{resume_with}"
+    proc = subprocess.Popen(_eval_command(dist_inputs, out, 2), cwd=ROOT, env=EVAL_ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    main_log, other_log = out / "predictions.jsonl", out / "predictions.rank1.jsonl"
+
+    def lines(path: Path) -> list[str]:
+        return [x for x in path.read_text(encoding="utf-8").splitlines(keepends=True) if x.endswith("\n")] \
+            if path.is_file() else []
+
+    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if lines(main_log) and lines(other_log):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be killed"
+    finally:
+        _kill_tree(proc.pid)
+    before = {json.loads(x)["id"]: x for x in lines(main_log) + lines(other_log)}
+    n = json.loads((one_process_eval / "results.json").read_text())["n"]
+    assert 0 < len(before) < n and not (out / "results.json").exists()
+    _run_eval(dist_inputs, out, resume_with)
+    after = lines(main_log)
+    assert len(after) == n == len({json.loads(x)["id"] for x in after})  # nothing generated twice
+    assert set(before.values()) <= set(after)  # every answer finished before the kill kept as it was
+    assert not other_log.exists()
+    # the same answers and scores (the file's order is the resumed run's: finished answers first)
+    want_preds, want_rows, want_results = _eval_outputs(one_process_eval)
+    got_preds, got_rows, got_results = _eval_outputs(out)
+    assert sorted(got_preds.splitlines()) == sorted(want_preds.splitlines())
+    assert (got_rows, got_results) == (want_rows, want_results)

@@ -393,3 +393,96 @@ def test_p_yes_is_read_where_a_merging_tokenizer_generated_the_verdict(eval_inpu
     # vLLM: "结论" then the merged "：是" (the top candidates there: "：否" and "：是")
     lps = [{7: _Logprob(0.0, "结论")}, {8: _Logprob(-0.1, "：否"), 9: _Logprob(-2.0, "：是")}]
     assert verdict_p_yes_from_logprobs([7, 9], lps, "zh") == pytest.approx(math.exp(-2.0) / (math.exp(-2.0) + math.exp(-0.1)))
+
+
+# --- several processes (accelerate launch): what needs no process group ----------------------------------------
+# (the 2-process runs themselves are in tests/test_distributed.py)
+
+
+class _Launched:
+    """A stand-in for :class:`gleamx.eval.ranks.Ranks` in one of ``count`` processes, without a process group:
+    ``sent`` is what the main process would send the others."""
+
+    def __init__(self, index: int, count: int, sent=None) -> None:
+        from gleamx.eval.ranks import Ranks
+
+        outer = self
+
+        class Stub(Ranks):
+            def from_main(self, value):
+                from gleamx.errors import GleamError, GleamFailedElsewhere
+
+                value = value if self.is_main else outer.sent
+                if isinstance(value, GleamError):
+                    raise value if self.is_main else GleamFailedElsewhere(str(value))
+                return value
+
+        self.sent = sent
+        self.ranks = Stub(index, count, "cpu")
+
+
+def test_vllm_refuses_several_processes_in_one_line(eval_inputs, tmp_path, monkeypatch, capsys):
+    from gleamx.console import run_cli
+    from gleamx.eval import run as eval_run
+    from gleamx.eval.run import EvalConfig, run_eval
+
+    cfg = EvalConfig(data=str(eval_inputs["data"]), model=str(eval_inputs["model"]), backend="vllm",
+                     output=str(tmp_path / "o"))
+    main = _Launched(0, 2)
+    monkeypatch.setattr(eval_run.Ranks, "current", classmethod(lambda cls: main.ranks))
+    with pytest.raises(GleamConfigError, match=r"^--backend vllm: run it as one process, not under accelerate "
+                                               r"launch --num_processes N .*; or use --backend hf$"):
+        run_eval(cfg)
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+    # the other process hears the refusal and stops with the same exit code, printing nothing
+    other = _Launched(1, 2, sent=GleamConfigError("--backend vllm: ..."))
+    monkeypatch.setattr(eval_run.Ranks, "current", classmethod(lambda cls: other.ranks))
+    capsys.readouterr()
+    assert run_cli(lambda: run_eval(cfg)) == 2
+    assert capsys.readouterr().err == ""
+
+
+def test_other_process_generates_only_its_share_and_writes_only_its_log(eval_inputs, tmp_path, monkeypatch):
+    """Process 2 of 3 takes the second share of the main process's batches, generates them as planned (the
+    batches are never re-cut) into predictions.rank1.jsonl, and writes nothing else."""
+    from gleamx.data import load_samples
+    from gleamx.eval import run as eval_run
+    from gleamx.eval.run import EvalConfig, _Plan, run_eval
+
+    samples = load_samples(eval_inputs["data"], split="test").samples
+    batches = [[0, 1], [2, 3], [4], [5, 6], [7]]  # 5 batches over 3 processes: 2, 2, 1
+    plan = _Plan("k", batches, {samples[i].id: f"in{i}" for b in batches for i in b})
+    from accelerate import PartialState
+
+    state = PartialState(cpu=True)  # accelerate's own split, as process 2 of 3 would make it
+    monkeypatch.setitem(state.__dict__, "num_processes", 3)
+    monkeypatch.setitem(state.__dict__, "process_index", 1)
+    gathered: list = []
+    other = _Launched(1, 3, sent=plan)
+    monkeypatch.setattr(type(other.ranks), "gather", lambda self, rows: gathered.append(rows) or [])
+    monkeypatch.setattr(eval_run.Ranks, "current", classmethod(lambda cls: other.ranks))
+    out = tmp_path / "o"
+    out.mkdir()  # the main process made it
+    r = run_eval(EvalConfig(data=str(eval_inputs["data"]), model=str(eval_inputs["model"]), task="label",
+                            max_new_tokens=4, output=str(out)))
+    assert r.results == {} and r.summary_lines() == []
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.rank1.jsonl"]
+    rows = [json.loads(x) for x in (out / "predictions.rank1.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["config"], r["input"]) for r in rows] == [(samples[i].id, "k", f"in{i}") for i in (4, 5, 6)]
+    assert gathered == [rows]
+
+
+def test_a_killed_multi_process_runs_logs_are_folded_in(tmp_path):
+    from gleamx.eval.ranks import fold_rank_logs, rank_log, rank_logs
+
+    out = tmp_path / "o"
+    out.mkdir()
+    assert fold_rank_logs(out) == 0 and not (out / "predictions.jsonl").exists()
+    rank_log(out, 0).write_text('{"id": "a"}\n{"id": "b', encoding="utf-8")  # each cut by the kill
+    rank_log(out, 10).write_text('{"id": "z"}\n', encoding="utf-8")
+    rank_log(out, 2).write_text('{"id": "c"}\n{"id": "d"}\n{"id": "e', encoding="utf-8")
+    (out / "predictions.rankx.jsonl").write_text("not a log\n")
+    assert [p.name for p in rank_logs(out)] == ["predictions.rank2.jsonl", "predictions.rank10.jsonl"]
+    assert fold_rank_logs(out) == 2
+    assert (out / "predictions.jsonl").read_text() == '{"id": "a"}\n{"id": "c"}\n{"id": "d"}\n{"id": "z"}\n'
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl", "predictions.rankx.jsonl"]

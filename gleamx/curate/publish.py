@@ -4,11 +4,12 @@ The data (a ``gleamx review import`` / ``annotate`` / ``data pairs`` output, any
 Hugging Face dataset) is read with :func:`gleamx.data.load_samples`, so it is checked like every loader checks it.
 Each split becomes its own ``datasets`` split, with both image columns as ``datasets.Image()`` holding the image
 *bytes* (the repo is self-contained: no path points back into the machine it was made on), written as Parquet
-shards ``data/<split>-NNNNN-of-NNNNN.parquet`` of at most ``--max-shard-size`` MB. A dataset card
-(``README.md``) goes beside them: YAML metadata naming the splits' files (so ``datasets.load_dataset(repo_id)``
-and ``gleamx ... --data repo_id`` read it), the sources the images come from and the note that their licences
-apply, counts per split, view, label and language, the annotation models (``meta.annotated_by`` and an
-annotation run's ``cost.json``) and the human revision statistics (``review_stats.json``).
+shards ``data/<split>-NNNNN-of-NNNNN.parquet`` of at most ``--max-shard-size`` MB (each one measured once
+written, see :func:`write_shards`). A dataset card (``README.md``) goes beside them: YAML metadata naming the
+splits' files (so ``datasets.load_dataset(repo_id)`` and ``gleamx ... --data repo_id`` read it), the sources the
+images come from and the note that their licences apply, counts per split, view, label and language, each split's
+shard count and size, the annotation models (``meta.annotated_by`` and an annotation run's ``cost.json``) and the
+human revision statistics (``review_stats.json``).
 
 The repo is always written to a local folder first (``--preview-dir``, default ``DIR/.hub_preview``): that
 folder is exactly what is uploaded, so ``--dry-run`` lists every file without touching the network, and a real
@@ -20,10 +21,10 @@ never read, printed or written by gleamx.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from gleamx.checks import check_given, check_positive, check_ranges, field_help
 from gleamx.choices import LANGS, SPLITS, VIEWS
 from gleamx.curate.annotate import COST_NAME
+from gleamx.data.arrow import quiet
 from gleamx.data.card import size_category
 from gleamx.data.schema import IMAGE_COLUMNS, with_image_bytes
 from gleamx.errors import GleamConfigError, GleamDataError, first_line
@@ -251,9 +253,27 @@ def _review_lines(stats: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.2f} MB ({n:,} bytes)"
+
+
+def _files_lines(shards: Mapping[str, Sequence[tuple[str, int]]] | None, max_shard_mb: float | None) -> list[str]:
+    if shards is None:
+        return []
+    bound = f" of at most {max_shard_mb:g} MB each (`--max-shard-size`)" if max_shard_mb else ""
+    sizes = {name: sum(n for _, n in files) for name, files in shards.items()}
+    return ["## Files", "", f"Each split is Parquet shards `data/<split>-NNNNN-of-NNNNN.parquet`{bound}.", "",
+            "| split | shards | size |", "|---|---|---|",
+            *(f"| {name} | {len(files)} | {_mb(sizes[name])} |" for name, files in shards.items()),
+            f"| **total** | {sum(len(f) for f in shards.values())} | {_mb(sum(sizes.values()))} |", ""]
+
+
 def dataset_card(repo_id: str, dd: Any, cost: dict[str, Any] | None = None,
-                 review_stats: dict[str, Any] | None = None) -> str:
-    """The ``README.md`` of the Hub repo: YAML metadata (splits and their files) and what the data is."""
+                 review_stats: dict[str, Any] | None = None, *,
+                 shards: Mapping[str, Sequence[tuple[str, int]]] | None = None,
+                 max_shard_mb: float | None = None) -> str:
+    """The ``README.md`` of the Hub repo: YAML metadata (splits and their files) and what the data is; with
+    ``shards`` (:func:`write_shards`' result), each split's shard count and size too."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     c = _Counts.of(dd)
@@ -289,6 +309,7 @@ def dataset_card(repo_id: str, dd: Any, cost: dict[str, Any] | None = None,
         row("**total**", sum(c.splits.values(), Counter())), "",
         "| view | positive | negative |", "|---|---|---|",
         *(f"| {v} | {c.views[v]['positive']} | {c.views[v]['negative']} |" for v in views), "",
+        *_files_lines(shards, max_shard_mb),
         *_annotation_lines(c, cost), *_review_lines(review_stats),
         "## Use", "",
         "```python", "from datasets import load_dataset", "", f'ds = load_dataset("{repo_id}")', "```", "",
@@ -330,20 +351,102 @@ def _clear(folder: Path) -> None:
     (folder / MARKER).write_text("written by gleamx data push; replaced by the next push\n", encoding="utf-8")
 
 
-def write_repo(dd: Any, folder: Path, card: str, max_shard_mb: float = 500.0) -> list[tuple[str, int]]:
-    """Write ``dd`` as ``data/<split>-NNNNN-of-NNNNN.parquet`` shards and ``card`` as ``README.md`` into
-    ``folder`` (emptied first); returns every file to upload with its size, README.md first."""
+def _row_bytes(table: Any) -> Any:
+    """Each row's encoded size in ``table`` (a ``pyarrow.Table``): the bytes of its strings and binaries (image
+    bytes included) plus fixed-width values. An estimate of its Parquet size; :func:`write_shards` checks it."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    sizes = np.zeros(table.num_rows, dtype=np.int64)
+    for col in table.columns:
+        t = col.type
+        if pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) \
+                or pa.types.is_large_string(t):
+            sizes += pc.fill_null(pc.binary_length(col), 0).to_numpy()
+        else:
+            try:
+                sizes += max(1, t.bit_width // 8)
+            except ValueError:  # not fixed-width (a list, say): the re-split check covers what this leaves out
+                pass
+    return sizes
+
+
+def _plan(ds: Any, budget: int) -> list[tuple[int, int]]:
+    """Contiguous ``[start, stop)`` row ranges of ``ds`` whose estimated sizes each fit ``budget`` bytes."""
+    ranges: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for batch_start, table in zip(range(0, len(ds), 1000), ds.with_format("arrow").iter(batch_size=1000)):
+        for i, n in enumerate(_row_bytes(table).tolist(), start=batch_start):
+            if i > start and size + n > budget:
+                ranges.append((start, i))
+                start, size = i, 0
+            size += n
+    ranges.append((start, len(ds)))
+    return ranges
+
+
+def write_shards(dd: Any, folder: Path, max_shard_mb: float = 500.0) -> dict[str, list[tuple[str, int]]]:
+    """Write each split of ``dd`` as ``data/<split>-NNNNN-of-NNNNN.parquet`` shards of at most ``max_shard_mb``
+    MB under ``folder``; returns each split's shards (path in the repo, bytes), in order.
+
+    Arrow sizes are not Parquet sizes (text compresses, the footer holds the schema), so the rows are packed by
+    their estimated encoded size and every shard is measured once written: one over the bound is split in two
+    and written again, so the bound holds whatever the estimate missed."""
+    limit = int(max_shard_mb * 1024 * 1024)
+    (folder / DATA_DIR).mkdir(exist_ok=True)
+    out: dict[str, list[tuple[str, int]]] = {}
+    with quiet():  # a progress bar per shard written says nothing: the summary lists the files
+        for name, ds in dd.items():
+            out[name] = _write_split(ds, name, folder, limit, max_shard_mb)
+    return out
+
+
+def _write_split(ds: Any, name: str, folder: Path, limit: int, max_shard_mb: float) -> list[tuple[str, int]]:
+    """:func:`write_shards` for one split: shards of at most ``limit`` bytes, each measured once written."""
+    probe = folder / DATA_DIR / f".{name}.probe.parquet"
+    ds.select([]).to_parquet(str(probe))  # what a shard costs with no rows: schema, metadata, footer
+    overhead = probe.stat().st_size
+    probe.unlink()
+    todo = _plan(ds, max(1, limit - overhead))[::-1]  # a stack: the shards come out in row order
+    parts: list[Path] = []
+    while todo:
+        start, stop = todo.pop()
+        part = folder / DATA_DIR / f".{name}.part{len(parts):05d}.parquet"
+        ds.select(range(start, stop)).to_parquet(str(part))
+        if part.stat().st_size <= limit:
+            parts.append(part)
+            continue
+        if stop - start == 1:  # a row cannot be split: the bound is too small for the data
+            size = part.stat().st_size
+            part.unlink()
+            sid = ds.select_columns(["id"])[start]["id"]
+            raise GleamConfigError(f"--max-shard-size: sample {sid!r} ({name}) alone makes a {size / 1024 / 1024:.3f} "
+                                   f"MB shard, over {max_shard_mb:g} MB (raise --max-shard-size)")
+        mid = (start + stop) // 2
+        todo += [(mid, stop), (start, mid)]
+    shards = []  # named once their count is known
+    for i, part in enumerate(parts):
+        rel = f"{DATA_DIR}/{name}-{i:05d}-of-{len(parts):05d}.parquet"
+        part.rename(folder / rel)
+        shards.append((rel, (folder / rel).stat().st_size))
+    return shards
+
+
+def write_repo(dd: Any, folder: Path, repo_id: str, max_shard_mb: float = 500.0, *,
+               cost: dict[str, Any] | None = None,
+               review_stats: dict[str, Any] | None = None) -> tuple[list[tuple[str, int]], str]:
+    """Write ``dd`` as Parquet shards (:func:`write_shards`) and then its dataset card, which reports them, as
+    ``README.md`` into ``folder`` (emptied first); returns every file to upload with its size, README.md first,
+    and the card."""
     _clear(folder)
-    (folder / DATA_DIR).mkdir()
+    shards = write_shards(dd, folder, max_shard_mb)
+    card = dataset_card(repo_id, dd, cost, review_stats, shards=shards, max_shard_mb=max_shard_mb)
     (folder / "README.md").write_text(card, encoding="utf-8", newline="\n")
-    files = ["README.md"]
-    for name, ds in dd.items():
-        n = max(1, min(len(ds), math.ceil(ds.data.nbytes / (max_shard_mb * 1024 * 1024))))
-        for i in range(n):
-            rel = f"{DATA_DIR}/{name}-{i:05d}-of-{n:05d}.parquet"
-            ds.shard(num_shards=n, index=i, contiguous=True).to_parquet(str(folder / rel))
-            files.append(rel)
-    return [(f, (folder / f).stat().st_size) for f in files]
+    files = [("README.md", (folder / "README.md").stat().st_size)]
+    return files + [f for split in shards.values() for f in split], card
 
 
 def push_dataset(cfg: DataPushConfig) -> DataPushPlan:
@@ -352,8 +455,7 @@ def push_dataset(cfg: DataPushConfig) -> DataPushPlan:
     folder = _preview_dir(cfg)
     cost, review_stats = _side_files(cfg)
     dd = hub_dataset(cfg.data, allow_outside_paths=cfg.allow_outside_paths)
-    card = dataset_card(cfg.repo_id, dd, cost, review_stats)
-    files = write_repo(dd, folder, card, cfg.max_shard_size)
+    files, card = write_repo(dd, folder, cfg.repo_id, cfg.max_shard_size, cost=cost, review_stats=review_stats)
     plan = DataPushPlan(cfg.repo_id, cfg.private, folder, files, {k: len(v) for k, v in dd.items()}, card)
     if cfg.dry_run:
         return plan
@@ -374,4 +476,5 @@ def push_dataset(cfg: DataPushConfig) -> DataPushPlan:
     return plan
 
 
-__all__ = ["DataPushConfig", "DataPushPlan", "dataset_card", "hub_dataset", "push_dataset", "write_repo"]
+__all__ = ["DataPushConfig", "DataPushPlan", "dataset_card", "hub_dataset", "push_dataset", "write_repo",
+           "write_shards"]

@@ -8,6 +8,7 @@ path), so a bad image is reported per row instead of failing the whole load.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -46,7 +47,7 @@ def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
             if problem:
                 raise GleamDataError.at(source, None, "dataset", problem)
             with offline_if_asked():
-                ds = datasets.load_dataset(source, split=split or None)
+                ds = datasets.load_dataset(source, split=split or None, cache_dir=_local_cache_dir(source))
     except GleamDataError:
         raise
     except Exception as e:  # datasets raises many types (DatasetNotFoundError, ConnectionError, ...)
@@ -57,6 +58,23 @@ def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
     if isinstance(ds, datasets.DatasetDict):
         return [_split_of(ds, split)] if split else list(ds.items())
     return [(split, ds)]
+
+
+def _local_cache_dir(source: str) -> str | None:
+    """For a local folder, a cache folder of its own: ``datasets`` keys a folder's Arrow cache by its name and
+    card, not by its files, so a folder rewritten in place (a new ``data push`` preview) or another folder of the
+    same name would be read from a stale cache. Keyed by every file's path, size and mtime instead, it is shared
+    by the processes of one run and rebuilt when a file changes. ``None`` (datasets' own cache) for a Hub id."""
+    if not os.path.isdir(source):
+        return None
+    import datasets
+
+    h = hashlib.sha256(os.path.realpath(source).encode())
+    for path in sorted(Path(source).rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            h.update(f"\0{path.relative_to(source).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "gleamx_local" / h.hexdigest()[:16])
 
 
 def _split_of(ds: Any, split: str) -> tuple[str, Any]:

@@ -15,10 +15,15 @@ A run killed at any point and started again with the same arguments generates on
 same batch members) and ends with a byte-identical ``results.json``. One run writes into a directory
 at a time (``OUTPUT/.lock``). ``eval_config.json`` records the mode (``model`` or ``predictions``) and
 the key of what made the directory's results; another mode or config is refused unless ``--overwrite``.
+
+Under ``accelerate launch --num_processes N`` (transformers backend) the batches to generate are shared out
+between the processes and their answers gathered into the first one, which alone writes the folder's files and
+scores, exactly as one process would (:mod:`gleamx.eval.ranks`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,12 +36,13 @@ from gleamx.data.load import load_samples
 from gleamx.data.schema import GleamSample, samples_of
 from gleamx.checks import gleamx_provenance
 from gleamx.console import percent_text
-from gleamx.errors import GleamConfigError, GleamDataError
+from gleamx.errors import GleamConfigError, GleamDataError, GleamError
 from gleamx.outputs import claim_folder
 from gleamx.eval.appendlog import read_records, repair_tail, single_writer
 from gleamx.eval.agreement import agreement, agreement_lines, usable_ratings
 from gleamx.eval.config import BACKENDS, EvalConfig, config_hash  # noqa: F401  (EvalConfig, BACKENDS re-exported)
 from gleamx.eval.match import grouped_match_metrics, match_metrics
+from gleamx.eval.ranks import Ranks, fold_rank_logs, rank_log, rank_logs
 from gleamx.eval.ratings import Rating, read_ratings
 from gleamx.eval.stats import bootstrap_ci, calibration
 from gleamx.task.verdict import parse_verdict
@@ -132,10 +138,21 @@ def _plan(samples: list[GleamSample], done: set[str], stale: set[str],
     return grid, [s for s in samples if s.id in stale and s.id not in in_grid]
 
 
-def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path, processor: Any,
-                      stop_ids: list[int], key: str, inputs: dict[str, str]) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+@dataclass
+class _Plan:
+    """What a model eval generates, as the main process decided it and sends to the others: ``batches`` (each a
+    list of positions in the evaluated samples, in the order a single process generates them), the run ``key``
+    and each of their samples' ``input`` hash (the predictions cache's row fields)."""
 
+    key: str
+    batches: list[list[int]]
+    inputs: dict[str, str]
+
+
+def _missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Path, key: str,
+             inputs: dict[str, str]) -> list[list[int]]:
+    """The batches (sample positions) to generate: the grid batches a killed run left unfinished, then the
+    samples whose cached answer is stale, ``batch_size`` at a time (see :func:`_plan`)."""
     from gleamx.console import console
 
     wanted = {s.id for s in samples}
@@ -152,44 +169,80 @@ def _generate_missing(cfg: EvalConfig, samples: list[GleamSample], pred_path: Pa
         console.print(f"note: {len(stale)} sample(s) changed since their answers in {pred_path} were made "
                       f"(prompt or image bytes), e.g. {sorted(stale)[0]!r}; generating them again", markup=False)
     # vLLM batches internally (no batch grid to keep), so only its missing samples are asked for.
-    grid, changed = _plan(samples, done, stale, cfg.batch_size if cfg.backend == "hf" else 1)
-    todo = grid + changed
-    if not todo:
+    size = cfg.batch_size if cfg.backend == "hf" else 1
+    grid, changed = _plan(samples, done, stale, size)
+    at = {id(s): i for i, s in enumerate(samples)}
+    return [[at[id(s)] for s in part[i:i + size]] for part in (grid, changed) for i in range(0, len(part), size)]
+
+
+def _generate(cfg: EvalConfig, samples: list[GleamSample], plan: _Plan, out: Path, processor: Any,
+              stop_ids: list[int], ranks: Ranks) -> None:
+    """Generate this process's share of ``plan.batches``, appending each finished batch to its log; with several
+    processes, the main one then gathers every answer into ``predictions.jsonl`` (see :mod:`gleamx.eval.ranks`).
+
+    The batches are the single-process run's own (whole batches are shared out, never re-cut), so every answer
+    and P(yes) is computed with the same batch members however many processes there are."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    if not plan.batches:
         return
-    with pred_path.open("a", encoding="utf-8") as f, Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-    ) as bar:
-        task = bar.add_task(f"generating ({cfg.lang}, {cfg.task}, {cfg.backend})", total=len(samples),
-                            completed=len(samples) - len(todo))
+    mine = ranks.share(plan.batches)
+    rows: list[dict[str, Any]] = []
+    if mine:
+        todo = [samples[i] for batch in mine for i in batch]
+        shown = ranks.is_main  # one progress bar: the main process's share
+        whose = f"; process 1 of {ranks.count}" if ranks.count > 1 else ""
+        with rank_log(out, ranks.index).open("a", encoding="utf-8") as f, Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            disable=not shown,
+        ) as bar:
+            total = len(samples) if ranks.count == 1 else len(todo)
+            task = bar.add_task(f"generating ({cfg.lang}, {cfg.task}, {cfg.backend}{whose})", total=total,
+                                completed=total - len(todo))
 
-        def append(batch: list[GleamSample], answers: list[str], p_yes: list[float | None]) -> None:
-            f.write("".join(json.dumps({"id": s.id, "config": key, "input": inputs[s.id], "prediction": a, "p_yes": p},
-                                       ensure_ascii=False) + "\n" for s, a, p in zip(batch, answers, p_yes)))
-            f.flush()
-            os.fsync(f.fileno())  # a kill -9 after this point loses nothing of this batch
-            bar.advance(task, len(batch))
+            def append(batch: list[GleamSample], answers: list[str], p_yes: list[float | None]) -> None:
+                new = [{"id": s.id, "config": plan.key, "input": plan.inputs[s.id], "prediction": a, "p_yes": p}
+                       for s, a, p in zip(batch, answers, p_yes)]
+                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
+                f.flush()
+                os.fsync(f.fileno())  # a kill -9 after this point loses nothing of this batch
+                rows.extend(new)
+                bar.advance(task, len(batch))
 
-        if cfg.backend == "vllm":
-            from gleamx.eval.vllm_backend import generate_vllm
+            if cfg.backend == "vllm":  # one process only (evaluate refuses more)
+                from gleamx.eval.vllm_backend import generate_vllm
 
-            generate_vllm(cfg, todo, on_chunk=append, processor=processor, stop_ids=stop_ids)
-            return
+                generate_vllm(cfg, todo, on_chunk=append, processor=processor, stop_ids=stop_ids)
+            else:
+                _generate_hf(cfg, [[samples[i] for i in batch] for batch in mine], processor, stop_ids, ranks,
+                             append)
+    if ranks.count > 1:
+        gathered = ranks.gather(rows)
+        if ranks.is_main:  # the others' answers after the main's: the single-process file's order
+            pred_path = out / "predictions.jsonl"
+            with pred_path.open("a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for part in gathered[1:] for r in part))
+                f.flush()
+                os.fsync(f.fileno())
+            for log in rank_logs(out):  # in predictions.jsonl now
+                log.unlink()
 
-        from gleamx.eval.decoding import hf_generation_config
-        from gleamx.eval.generate import generate_answers, verdict_p_yes
-        from gleamx.models.adapter import load_for_inference
 
-        model, processor = load_for_inference(cfg.model, cfg.adapter, dtype=cfg.dtype, processor=processor)
-        gen = hf_generation_config(cfg.generation_config(), stop_ids=stop_ids,
-                                   pad_token_id=processor.tokenizer.pad_token_id)
+def _generate_hf(cfg: EvalConfig, batches: list[list[GleamSample]], processor: Any, stop_ids: list[int],
+                 ranks: Ranks, append: Any) -> None:
+    """Each of ``batches`` generated as one batch with the transformers backend, then its P(yes) read."""
+    from gleamx.eval.decoding import hf_generation_config
+    from gleamx.eval.generate import generate_batch, verdict_p_yes
+    from gleamx.models.adapter import load_for_inference
 
-        def save(batch: list[GleamSample], answers: list[str]) -> None:
-            append(batch, answers, verdict_p_yes(model, processor, batch, answers, cfg.lang, cfg.task,
-                                                 batch_size=cfg.batch_size))
-
-        for part in (grid, changed):
-            generate_answers(model, processor, part, cfg.lang, cfg.task, batch_size=cfg.batch_size,
-                             generation_config=gen, on_batch=save)
+    model, processor = load_for_inference(cfg.model, cfg.adapter, dtype=cfg.dtype, processor=processor,
+                                          device=ranks.device)
+    gen = hf_generation_config(cfg.generation_config(), stop_ids=stop_ids,
+                               pad_token_id=processor.tokenizer.pad_token_id)
+    for batch in batches:
+        answers = generate_batch(model, processor, batch, cfg.lang, cfg.task, generation_config=gen)
+        append(batch, answers, verdict_p_yes(model, processor, batch, answers, cfg.lang, cfg.task,
+                                             batch_size=cfg.batch_size))
 
 
 def _check_paths(cfg: EvalConfig) -> None:
@@ -293,7 +346,10 @@ class EvalResult:
 
     def summary_lines(self) -> list[str]:
         """What ``gleamx eval`` prints: accuracy overall and by label, the image budget, the explanation scores,
-        and where the report, tables and numbers are (each language's, then the side-by-side report's)."""
+        and where the report, tables and numbers are (each language's, then the side-by-side report's); nothing
+        in a process other than the main one of an ``accelerate launch`` (it scored nothing)."""
+        if not self.results:
+            return []
         if "by_lang" in self.results:
             lines = []
             for lang, results in self.results["by_lang"].items():
@@ -324,21 +380,40 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     return EvalResult(evaluate(cfg)[0], Path(cfg.output))
 
 
+_VLLM_ONE_PROCESS = ("--backend vllm: run it as one process, not under accelerate launch --num_processes N "
+                     "(vLLM spreads a model over GPUs itself); or use --backend hf")
+
+
 def evaluate(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """:func:`run_eval`, also returning the predictions scored (``{id: row}``; of the first language when there
-    are several)."""
+    are several). Under ``accelerate launch`` with N processes each one generates a share of the samples and the
+    first one scores and writes everything; the others return empty results (:mod:`gleamx.eval.ranks`)."""
     if len(cfg.languages()) > 1:
         return _evaluate_languages(cfg)
-    _check_paths(cfg)
+    ranks = Ranks.current()
+    if not ranks.is_main:
+        return _other_process(cfg, ranks)
     out = Path(cfg.output)
-    # The one output rule (gleamx.outputs): never into an input, and a folder of the user's files only with
-    # --overwrite; which earlier answers a config may reuse is eval_config.json's to say (_claim_output).
-    folder = claim_folder(out, "--output", command="eval", identity={}, overwrite=cfg.overwrite, replace=False,
-                          marker="eval_config.json",
-                          inputs={"--data": cfg.data, "--predictions": cfg.predictions, "--adapter": cfg.adapter,
-                                  "--model": cfg.model, "--ratings": cfg.ratings})
-    with single_writer(out, "gleamx-eval"):
-        result = _evaluate(cfg, out)
+    with contextlib.ExitStack() as held:
+        try:  # what stops the run before generation stops every process, in one line printed once
+            if ranks.count > 1 and cfg.backend == "vllm" and cfg.model:
+                raise GleamConfigError(_VLLM_ONE_PROCESS)
+            _check_paths(cfg)
+            # The one output rule (gleamx.outputs): never into an input, and a folder of the user's files only
+            # with --overwrite; which earlier answers a config may reuse is eval_config.json's to say
+            # (_claim_output).
+            folder = claim_folder(out, "--output", command="eval", identity={}, overwrite=cfg.overwrite,
+                                  replace=False, marker="eval_config.json",
+                                  inputs={"--data": cfg.data, "--predictions": cfg.predictions,
+                                          "--adapter": cfg.adapter, "--model": cfg.model, "--ratings": cfg.ratings})
+            held.enter_context(single_writer(out, "gleamx-eval"))
+            run = _prepare(cfg, out)
+        except GleamError as e:
+            ranks.stop(e)
+        ranks.from_main(run.plan)
+        if run.plan is not None:
+            _generate(cfg, run.samples, run.plan, out, run.processor, run.stop_ids, ranks)
+        result = _score_and_write(cfg, out, run)
     folder.done()
     return result
 
@@ -351,15 +426,24 @@ def _evaluate_languages(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict
     from gleamx.eval.report import languages_html, languages_markdown
 
     out = Path(cfg.output)
-    folder = claim_folder(out, "--output", command="eval", identity={"lang": cfg.lang}, overwrite=cfg.overwrite,
-                          replace=False, inputs={"--data": cfg.data, "--adapter": cfg.adapter, "--model": cfg.model,
-                                                 "--ratings": cfg.ratings})
+    ranks = Ranks.current()
+    folder = None
+    if ranks.is_main:
+        try:
+            folder = claim_folder(out, "--output", command="eval", identity={"lang": cfg.lang},
+                                  overwrite=cfg.overwrite, replace=False,
+                                  inputs={"--data": cfg.data, "--adapter": cfg.adapter, "--model": cfg.model,
+                                          "--ratings": cfg.ratings})
+        except GleamError as e:
+            ranks.stop(e)  # the others hear it where they wait for the first language's plan
     by_lang: dict[str, dict[str, Any]] = {}
     first: dict[str, dict[str, Any]] | None = None
     for lang in cfg.languages():
         results, predictions = evaluate(replace(cfg, lang=lang, output=str(out / lang)))
         by_lang[lang] = results
         first = predictions if first is None else first
+    if folder is None:  # not the main process: it wrote nothing
+        return {}, {}
     combined = {"config": asdict(cfg), "gleamx": gleamx_provenance(), "langs": cfg.languages(), "by_lang": by_lang}
     _write_atomic(out / "results.json", json.dumps(combined, ensure_ascii=False, indent=2) + "\n")
     _write_atomic(out / "results.md", languages_markdown(combined))
@@ -369,48 +453,106 @@ def _evaluate_languages(cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, dict
     return combined, first
 
 
-def _evaluate(cfg: EvalConfig, out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+@dataclass
+class _Run:
+    """What the main process read and decided before generating; ``plan`` is ``None`` for a ``--predictions``
+    eval (nothing to generate)."""
+
+    samples: list[GleamSample]
+    ratings: dict[tuple[str, str], Rating] | None
+    plan: _Plan | None = None
+    predictions: dict[str, dict[str, Any]] | None = None
+    processor: Any = None
+    stop_ids: list[int] | None = None
+    generation: dict[str, Any] | None = None
+    images: dict[str, Any] | None = None
+    inputs: dict[str, str] | None = None  # every sample's input hash: which cached answers are current
+
+
+def _samples(cfg: EvalConfig) -> list[GleamSample]:
+    """The evaluated samples as records (image paths or encoded bytes, never decoded pixels): the resumable batch
+    grid and the scores index them by position."""
     data = load_samples(cfg.data, split=cfg.split, columns=cfg.columns).dataset
     if cfg.limit is not None:
         data = data.select(range(min(cfg.limit, len(data))))
-    # The evaluated samples as records (image paths or encoded bytes, never decoded pixels): the resumable
-    # batch grid and the scores index them by position.
-    samples = list(samples_of(data))
+    return list(samples_of(data))
+
+
+def _prepare(cfg: EvalConfig, out: Path) -> _Run:
+    """The main process's part before generation: the samples, the ratings, ``eval_config.json``, and for a model
+    eval the processor and the plan of what is missing from the answers cache."""
+    samples = _samples(cfg)
     # read (and checked) before anything is generated; ratings change only what is reported, so they are no part
     # of the run's key: adding them to a finished run scores its answers again and reuses every one
     ratings = read_ratings(cfg.ratings) if cfg.ratings else None
-    generation = images = None
     if cfg.predictions:
         _claim_output(out, cfg, "predictions", {"predictions": _source(cfg.predictions), "data": _source(cfg.data),
                                                 "split": cfg.split, "lang": cfg.lang, "task": cfg.task})
-        predictions = read_predictions(cfg.predictions)
+        return _Run(samples, ratings, predictions=read_predictions(cfg.predictions))
+    # answers a killed multi-process run left in its processes' logs join the cache first, to be checked and
+    # reused like the rest
+    fold_rank_logs(out)
+    key = _claim_output(out, cfg, "model", cfg.key_parts())
+    from gleamx.eval.decoding import checkpoint_stop_token_ids
+    from gleamx.eval.fingerprint import sample_input_keys
+    from gleamx.eval.generate import image_budget
+    from gleamx.models.adapter import load_inference_processor
+
+    # The run's processor (pixel budget, chat template) when the adapter dir holds one; loaded here,
+    # not with the model, so results.json records the budget even when nothing is left to generate.
+    processor, source = load_inference_processor(cfg.model, cfg.adapter, min_pixels=cfg.min_pixels,
+                                                 max_pixels=cfg.max_pixels)
+    stop_ids = checkpoint_stop_token_ids(cfg.model, processor.tokenizer)
+    inputs = sample_input_keys(processor, samples, cfg.lang, cfg.task)
+    pred_path = out / "predictions.jsonl"
+    repair_tail(pred_path)  # a killed run's half-written last line, whatever byte it ends in
+    batches = _missing(cfg, samples, pred_path, key, inputs)
+    plan = _Plan(key, batches, {samples[i].id: inputs[samples[i].id] for b in batches for i in b})
+    return _Run(samples, ratings, plan=plan, processor=processor, stop_ids=stop_ids, inputs=inputs,
+                generation={**cfg.generation_config(), "stop_token_ids": stop_ids},
+                images={"processor": source, **image_budget(processor, samples)})
+
+
+def _other_process(cfg: EvalConfig, ranks: Ranks) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A process other than the main one: read the samples and the processor while the main process plans, take
+    its plan, generate this process's share of it and hand the answers over; it scores and writes nothing."""
+    ready: tuple[list[GleamSample], Any, list[int]] | None = None
+    failed: GleamError | None = None
+    if cfg.model and cfg.backend == "hf":  # else the main process has nothing to share out (or refuses)
+        try:
+            from gleamx.eval.decoding import checkpoint_stop_token_ids
+            from gleamx.models.adapter import load_inference_processor
+
+            processor, _ = load_inference_processor(cfg.model, cfg.adapter, min_pixels=cfg.min_pixels,
+                                                    max_pixels=cfg.max_pixels)
+            ready = (_samples(cfg), processor, checkpoint_stop_token_ids(cfg.model, processor.tokenizer))
+        except GleamError as e:  # the main process most likely fails alike and says so: wait to hear it
+            failed = e
+    plan = ranks.from_main(None)
+    if failed is not None:  # this process alone
+        raise failed
+    if plan is not None and plan.batches:
+        assert ready is not None
+        samples, processor, stop_ids = ready
+        _generate(cfg, samples, plan, Path(cfg.output), processor, stop_ids, ranks)
+    return {}, {}
+
+
+def _score_and_write(cfg: EvalConfig, out: Path, run: _Run) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Score every sample's answer and write ``results.json``, the reports and ``per_sample.jsonl``."""
+    samples = run.samples
+    if run.plan is not None:
+        predictions = read_predictions(out / "predictions.jsonl", run.plan.key, run.inputs)
     else:
-        pred_path = out / "predictions.jsonl"
-        key = _claim_output(out, cfg, "model", cfg.key_parts())
-        from gleamx.eval.decoding import checkpoint_stop_token_ids
-        from gleamx.eval.fingerprint import sample_input_keys
-        from gleamx.eval.generate import image_budget
-        from gleamx.models.adapter import load_inference_processor
-
-        # The run's processor (pixel budget, chat template) when the adapter dir holds one; loaded here,
-        # not with the model, so results.json records the budget even when nothing is left to generate.
-        processor, source = load_inference_processor(cfg.model, cfg.adapter, min_pixels=cfg.min_pixels,
-                                                     max_pixels=cfg.max_pixels)
-        stop_ids = checkpoint_stop_token_ids(cfg.model, processor.tokenizer)
-        generation = {**cfg.generation_config(), "stop_token_ids": stop_ids}
-        images = {"processor": source, **image_budget(processor, samples)}
-        inputs = sample_input_keys(processor, samples, cfg.lang, cfg.task)
-        repair_tail(pred_path)  # a killed run's half-written last line, whatever byte it ends in
-        _generate_missing(cfg, samples, pred_path, processor, stop_ids, key, inputs)
-        predictions = read_predictions(pred_path, key, inputs)
-
-    results: dict[str, Any] = {"config": asdict(cfg), "gleamx": gleamx_provenance(), "generation": generation,
-                               "images": images, **score(samples, predictions, bootstrap=cfg.bootstrap)}
+        assert run.predictions is not None
+        predictions = run.predictions
+    results: dict[str, Any] = {"config": asdict(cfg), "gleamx": gleamx_provenance(), "generation": run.generation,
+                               "images": run.images, **score(samples, predictions, bootstrap=cfg.bootstrap)}
     results["explanation"] = _explanation_scores(cfg, samples, predictions, out)
     judged = (results["explanation"] or {}).pop("judge_per_sample", None)
     used = None
-    if ratings is not None and results["explanation"] is not None:
-        used = _agreement(cfg, ratings, samples, predictions, results["explanation"], judged)
+    if run.ratings is not None and results["explanation"] is not None:
+        used = _agreement(cfg, run.ratings, samples, predictions, results["explanation"], judged)
     from gleamx.eval.report import model_index, write_reports
     from gleamx.eval.scored import FILE, per_sample_rows, write_rows
 
