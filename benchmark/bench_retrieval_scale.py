@@ -22,13 +22,13 @@ million tiles through faiss indexes vs exact chunked search, each measured.
    have no clusters and no low intrinsic dimension, so they are the hardest case for an approximate index: the
    recall here is a floor, not what real embeddings get (``gleamx retrieval eval`` reports theirs).
 
-Figures go to ``benchmark/results/bench_retrieval_scale.json``.
+Figures of 1. and 2. go to ``benchmark/results/bench_retrieval_scale.json``, of 3. (``--index``) to
+``benchmark/results/bench_retrieval_index.json``.
 
-    python benchmark/bench_retrieval_scale.py            # 2,000 images at 64 px, 3 rounds; 10k x 50k, dim 512;
-                                                         # index search at 10^4, 10^5, 10^6, 3 rounds
-    python benchmark/bench_retrieval_scale.py --quick    # 400 images, 2 rounds; 2k x 50k; index search at 10^4 and
-                                                         # 10^5, 1 round
-    python benchmark/bench_retrieval_scale.py --quick --sections index --index-sizes 2000,10000   # a smoke test
+    python benchmark/bench_retrieval_scale.py            # 2,000 images at 64 px, 3 rounds; 10k x 50k, dim 512
+    python benchmark/bench_retrieval_scale.py --quick    # 400 images, 2 rounds; 2k x 50k
+    python benchmark/bench_retrieval_scale.py --index    # index search at 10^4, 10^5, 10^6, 3 rounds
+    python benchmark/bench_retrieval_scale.py --index --quick --index-sizes 2000,10000   # a smoke test
 """
 
 from __future__ import annotations
@@ -310,9 +310,6 @@ def bench_index(results: Results, tmp: Path, sizes: list[int], n_q: int, k: int,
                                    "threads": threads, "options": dataclasses.asdict(opts)})
 
 
-SECTIONS = ("embed", "memory", "index")
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(*sys.argv[2:6])
@@ -322,19 +319,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None,
                     help="alternating rounds (default 3, --quick 2 for the embedding and 1 for the index search; "
                          "the memory rounds never below 3)")
-    ap.add_argument("--sections", default=",".join(SECTIONS),
-                    help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (fewer than all only with "
-                         "--quick: a full run records every figure benchmark/README.md quotes)")
+    ap.add_argument("--index", action="store_true",
+                    help="the index search only (section 3), into benchmark/results/bench_retrieval_index.json")
     ap.add_argument("--index-sizes", default=None,
-                    help="gallery sizes of the index search, comma-separated (default 10000,100000,1000000; "
-                         "--quick 10000,100000)")
+                    help="--index: gallery sizes, comma-separated (default 10000,100000,1000000; --quick "
+                         "10000,100000)")
     args = ap.parse_args()
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    if not sections or set(sections) - set(SECTIONS):
-        ap.error(f"--sections: expected some of {', '.join(SECTIONS)}, got {args.sections!r}")
-    if set(sections) != set(SECTIONS) and not args.quick:
-        ap.error("--sections: a full run records every section (benchmark/README.md quotes them all); "
-                 "use fewer with --quick")
     try:
         sizes = [int(float(x)) for x in (args.index_sizes or ("10000,100000" if args.quick else
                                                                "10000,100000,1000000")).split(",")]
@@ -344,15 +334,14 @@ def main() -> None:
     from results import Results
 
     set_threads_and_describe(1)
-    results = Results("bench_retrieval_scale", quick=args.quick)
+    results = Results("bench_retrieval_index" if args.index else "bench_retrieval_scale", quick=args.quick)
     n_images, repeats = (400, 2) if args.quick else (2000, 3)
     with tempfile.TemporaryDirectory() as tmp:
-        if "embed" in sections:
-            bench_sharding(results, Path(tmp), n_images, args.repeats or repeats)
-        if "memory" in sections:
-            bench_memory(results, Path(tmp), 2000 if args.quick else 10000, 50000, 512, max(args.repeats or 3, 3))
-        if "index" in sections:
+        if args.index:
             bench_index(results, Path(tmp), sorted(sizes), 1000, 10, 512, args.repeats or (1 if args.quick else 3))
+        else:
+            bench_sharding(results, Path(tmp), n_images, args.repeats or repeats)
+            bench_memory(results, Path(tmp), 2000 if args.quick else 10000, 50000, 512, max(args.repeats or 3, 3))
     results.write()
 
 

@@ -60,7 +60,8 @@ BENCHES: tuple[Bench, ...] = (
     Bench("bench_grpo", "bench_grpo.py", minutes=1),
     Bench("ablation_tiny", "ablation_tiny.py", minutes=3),
     # 5 min before the index search; its 10^6 galleries (3 HNSW builds on one thread) are not yet timed: a guess
-    Bench("bench_retrieval_scale", "bench_retrieval_scale.py", minutes=40),
+    Bench("bench_retrieval_scale", "bench_retrieval_scale.py", minutes=4.5),
+    Bench("bench_retrieval_index", "bench_retrieval_scale.py", ("--index",), ("--index", "--quick"), minutes=40),
     Bench("bench_retrieval_two_phase", "bench_retrieval.py", full=("--two-phase",),
           quick=("--two-phase", "--quick", "--seeds", "1"), minutes=6),
     Bench("bench_sft", "bench_sft.py", minutes=5),

@@ -320,10 +320,10 @@ def test_the_benchmark_records_the_index_search_table(tmp_path: Path) -> None:
     recall figures, in the grid benchmark/README.md renders."""
     env = {**os.environ, "GLEAMX_BENCH_RESULTS": str(tmp_path), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, str(ROOT / "benchmark" / "bench_retrieval_scale.py"), "--quick",
-                           "--sections", "index", "--index-sizes", "600,1200"], env=env, capture_output=True,
+                           "--index", "--index-sizes", "600,1200"], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    figures = json.loads((tmp_path / "quick" / "bench_retrieval_scale.json").read_text())["figures"]
+    figures = json.loads((tmp_path / "quick" / "bench_retrieval_index.json").read_text())["figures"]
     for n in (600, 1200):
         assert figures[f"index.{n}.exact.recall"]["median"] == 1.0  # exact search equals itself in a fresh process
         assert f"index.{n}.exact.build_s" not in figures
@@ -335,9 +335,6 @@ def test_the_benchmark_records_the_index_search_table(tmp_path: Path) -> None:
         import render
     finally:
         sys.path.remove(str(ROOT / "benchmark"))
-    text, problems = render.render_text("<!--grid bench_retrieval_scale index.*--><!--/grid-->",
+    text, problems = render.render_text("<!--grid bench_retrieval_index index.*--><!--/grid-->",
                                         render.Results(tmp_path / "quick"))
     assert "| 1,200 tiles, HNSW |" in text and "recall@10 vs exact" in text and len(problems) == 1
-    with pytest.raises(subprocess.CalledProcessError):  # a full run records every section the README quotes
-        subprocess.run([sys.executable, str(ROOT / "benchmark" / "bench_retrieval_scale.py"), "--sections", "index"],
-                       env=env, capture_output=True, check=True)
