@@ -82,6 +82,24 @@ def _private_gleamx_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["GLEAMX_CACHE"] = old
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_datasets_cache(tmp_path_factory: pytest.TempPathFactory):
+    """``datasets``' Arrow caches of the local folders the tests load (one per folder and content) go to a temp dir
+    of this session, never the user's ~/.cache/huggingface/datasets (nor fill CI's disk across runs)."""
+    import datasets
+
+    old_env, old_config = os.environ.get("HF_DATASETS_CACHE"), datasets.config.HF_DATASETS_CACHE
+    path = tmp_path_factory.mktemp("hf_datasets_cache")
+    os.environ["HF_DATASETS_CACHE"] = str(path)  # subprocesses (accelerate launch) read it at import
+    datasets.config.HF_DATASETS_CACHE = path
+    yield
+    datasets.config.HF_DATASETS_CACHE = old_config
+    if old_env is None:
+        os.environ.pop("HF_DATASETS_CACHE", None)
+    else:
+        os.environ["HF_DATASETS_CACHE"] = old_env
+
+
 @pytest.fixture(autouse=True)
 def _no_mixed_precision_left_behind():
     """accelerate keeps one process-wide state: a test that trained in bf16 or fp16 in-process leaves it there, and
