@@ -250,3 +250,40 @@ def test_a_streamed_mixture_trains_and_its_card_states_each_share(hub, two_sourc
     card = (out / "README.md").read_text()
     assert f"`mixture: {a} (75%), {b_shards} (25%)`" in card
     assert _losses(out)
+
+
+@pytest.mark.slow
+def test_eval_from_a_stream_equals_the_materialised_eval_and_reads_no_further(hub, tmp_path, gleamx_cli):
+    """``gleamx eval --streaming`` on Parquet shards: the same predictions and results as the materialised eval of
+    the same folder. With --limit, the stream stops at the samples evaluated: a later shard that is not Parquet at
+    all is never read (the materialised load, which reads every shard first, fails on it)."""
+    from gleamx.cli.eval import main as gleamx_eval
+
+    repo = write_parquet_shards(hub["data"], tmp_path / "repo", n_shards=4, split="train")  # ~10 rows a shard
+    args = ["--model", str(hub["model"]), "--data", str(repo), "--split", "train", "--lang", "en", "--task", "label",
+            "--max-new-tokens", "6", "--batch-size", "2", "--limit", "3"]
+    assert gleamx_cli(*args, "--output", str(tmp_path / "m"), entry=gleamx_eval).returncode == 0
+    assert gleamx_cli(*args, "--output", str(tmp_path / "s"), "--streaming", entry=gleamx_eval).returncode == 0
+
+    def answers(out: Path) -> list[tuple]:
+        rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+        return [(r["id"], r["input"], r["prediction"], r["p_yes"]) for r in rows]
+
+    def results(out: Path) -> dict:
+        r = json.loads((out / "results.json").read_text())
+        return {k: v for k, v in r.items() if k not in ("config", "model_index", "timing")}
+
+    assert len(answers(tmp_path / "m")) == 3
+    assert answers(tmp_path / "s") == answers(tmp_path / "m")
+    assert results(tmp_path / "s") == results(tmp_path / "m")
+    last = sorted((repo / "data").glob("train-*.parquet"))[-1]
+    last.write_bytes(b"not parquet")
+    assert gleamx_cli(*args, "--output", str(tmp_path / "s2"), "--streaming", entry=gleamx_eval).returncode == 0
+    assert answers(tmp_path / "s2") == answers(tmp_path / "m")
+    failed = gleamx_cli(*args, "--output", str(tmp_path / "m2"), entry=gleamx_eval)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr  # datasets' progress bars, then one error
+    # all of it streamed: the shard that is no Parquet is one line naming the data, not a pyarrow traceback
+    failed = gleamx_cli(*[a for a in args if a not in ("--limit", "3")], "--output", str(tmp_path / "s3"), "--streaming",
+                        entry=gleamx_eval)
+    assert failed.returncode != 0 and len(failed.stderr.strip().splitlines()) == 1
+    assert f"{repo}: stream: cannot read (ArrowInvalid" in failed.stderr

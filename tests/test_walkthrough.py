@@ -105,7 +105,8 @@ PLAN: dict[tuple[str, str], str | Fails] = {
                      "outputs/u1652-lora --data you/gleamx-u1652 --split test --k 5 --output eval/u1652-localize"): HUB,
     ("docs/training.md", "gleamx models tiny --arch qwen2_5_vl --out models/tiny"): RUN,
     ("docs/training.md", "python recipes/sft.py --config recipes/qwen2.5-vl-3b/sft_lora.yaml --dataset_name "
-                         "user/gleamx-vigor --dataset_streaming true --max_steps 20000 --stream_shuffle_buffer 1000"):
+                         "user/gleamx-vigor --dataset_streaming true --max_steps 20000 --stream_shuffle_buffer 1000 "
+                         "--output_dir outputs/lora-stream"):
         Fails("a placeholder Hub dataset id (and Qwen/Qwen2.5-VL-3B-Instruct from the Hub)"),
     ("docs/training.md", "gleamx models tiny --arch qwen2_5_vl --tokenizer qwen --out models/tiny-qwenvocab"): RUN,
     ("docs/training.md", "gleamx models tiny --arch qwen3_vl --from-real --out models/tiny-qwen3"): RUN,
@@ -136,6 +137,10 @@ PLAN: dict[tuple[str, str], str | Fails] = {
                      "recipes/qwen2.5-vl-3b/grpo_lora.yaml"): GPU,
     ("docs/grpo.md", "accelerate launch --config_file accelerate_configs/zero3.yaml recipes/grpo.py --config "
                      "recipes/qwen2.5-vl-3b/grpo_full.yaml"): GPU,
+    ("docs/evaluation.md", "accelerate launch --config_file accelerate_configs/ddp.yaml --num_processes 8 -m "
+                           "gleamx.cli.main eval --model Qwen/Qwen2.5-VL-3B-Instruct --adapter "
+                           "outputs/qwen2.5-vl-3b-gleamx-lora --data data/gleamx --split test --lang en --batch-size 16 "
+                           "--output eval/en-8gpu"): GPU,
     ("docs/evaluation.md", "gleamx-eval --model Qwen/Qwen2.5-VL-3B-Instruct --adapter "
                            "outputs/qwen2.5-vl-3b-gleamx-lora --data data/gleamx --split test --lang zh --task explain "
                            "--batch-size 16 --output eval/zh"): HUB,

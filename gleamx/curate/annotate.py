@@ -73,7 +73,7 @@ ANNOTATED_NAME = "annotated.jsonl"
 CACHE_NAME, FLAGGED_NAME, COST_NAME = (f"{RUN_DIR}/{n}" for n in ("annotations.jsonl", "flagged.jsonl", "cost.json"))
 
 VIAS = ("online", "batch")
-_FLAGS = ApiFlags(what="annotate", base_url="--base-url", model="--model", key_env="--api-key-env",
+ANNOTATE_FLAGS = ApiFlags(what="annotate", base_url="--base-url", model="--model", key_env="--api-key-env",
                   timeout="--timeout", max_retries="--max-retries")
 
 
@@ -413,7 +413,7 @@ class _Annotator:
         self.cfg = cfg
         self.lock = threading.Lock()
         self.urls: dict[str, list[Any]] = {}  # sample id -> [lock, (query URL, satellite URL), languages left]
-        self.api = ApiClient(cfg, key, _FLAGS, saved=f"finished annotations are saved in {cache}")
+        self.api = ApiClient(cfg, key, ANNOTATE_FLAGS, saved=f"finished annotations are saved in {cache}")
 
     def images(self, sample: Any) -> tuple[str, str]:
         """Both data URLs of ``sample``, encoded once for all its languages (dropped after the last one)."""
@@ -497,7 +497,7 @@ def annotate(cfg: AnnotateConfig, progress: Callable[[int, int], None] | None = 
     from gleamx.eval.appendlog import single_writer
     from gleamx.models.api import checked_key
 
-    key = checked_key(cfg, _FLAGS)
+    key = checked_key(cfg, ANNOTATE_FLAGS)
     samples = load_samples(cfg.data, split=cfg.split, allow_outside_paths=cfg.allow_outside_paths).samples
     samples = samples[: cfg.limit] if cfg.limit else samples
     ids = [s.id for s in samples]

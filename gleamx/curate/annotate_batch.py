@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gleamx.curate.annotate import (_FLAGS, RUN_DIR, AnnotateConfig, Annotation, Outcomes, ask_messages, ask_params,
+from gleamx.curate.annotate import (ANNOTATE_FLAGS, RUN_DIR, AnnotateConfig, Annotation, Outcomes, ask_messages, ask_params,
                                     build_messages, check_reply, flag_reason, sample_images)
 from gleamx.errors import GleamError
 from gleamx.models.api import Usage
@@ -195,7 +195,7 @@ class _BatchRun:
         self.merged = {(a.id, a.lang, a.key, a.batch) for a in saved if a.batch is not None}
         self.resent: Counter[str] = Counter()  # "expired" / "failed" -> requests sent again
         self.why: dict[str, str] = {}  # the first reason of each kind
-        self.api = ApiClient(cfg, key, _FLAGS, saved=f"batches in flight are recorded in {out / STATE_NAME} and "
+        self.api = ApiClient(cfg, key, ANNOTATE_FLAGS, saved=f"batches in flight are recorded in {out / STATE_NAME} and "
                                                      f"collected answers in the cache")
         self._told_left = False
 

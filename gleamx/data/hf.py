@@ -56,7 +56,7 @@ def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
             source, None, "dataset", f"cannot load as a Hugging Face dataset ({type(e).__name__}: {first})"
         ) from None
     if isinstance(ds, datasets.DatasetDict):
-        return [_split_of(ds, split)] if split else list(ds.items())
+        return [split_of(ds, split)] if split else list(ds.items())
     return [(split, ds)]
 
 
@@ -77,7 +77,7 @@ def _local_cache_dir(source: str) -> str | None:
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "gleamx_local" / h.hexdigest()[:16])
 
 
-def _split_of(ds: Any, split: str) -> tuple[str, Any]:
+def split_of(ds: Any, split: str) -> tuple[str, Any]:
     """``(name, ds[name])`` for ``split``, matching names case-insensitively (``Test``, ``validation`` for ``val``)."""
     from gleamx.data.schema import canonical_split
 

@@ -93,7 +93,7 @@ def _split_order(p: Path) -> tuple[int, str]:
     return (SPLITS.index(base) if base else len(SPLITS), p.name)
 
 
-def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+def data_files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """The data files of a file or directory. A directory with split files (``train.jsonl``,
     ``test_human.jsonl``, ...) is read through those only, so side files (scene facts, notes) are not data."""
     if path.is_file():
@@ -103,12 +103,12 @@ def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(split_files or files, key=_split_order)
 
 
-def _default_split(p: Path) -> str:
+def default_split(p: Path) -> str:
     """The split of a file's rows that name none: ``test`` for ``test.jsonl`` or ``Test_human.jsonl``, else train."""
     return base_split(p.stem) or "train"
 
 
-def _hf_roots(source: str, path: Path, allow_outside: bool) -> ImageRoots:
+def hf_roots(source: str, path: Path, allow_outside: bool) -> ImageRoots:
     """Image paths of a local Hugging Face dataset stay in its directory; a Hub dataset's in the caches
     that ``datasets`` and ``huggingface_hub`` download into."""
     if path.is_dir():
@@ -120,7 +120,7 @@ def _hf_roots(source: str, path: Path, allow_outside: bool) -> ImageRoots:
     return ImageRoots(None, caches, allow_outside=allow_outside, where="the Hugging Face caches")
 
 
-def _format_of(source: str | os.PathLike, format: str) -> str:
+def format_of(source: str | os.PathLike, format: str) -> str:
     fmt = detect_format(source) if format == "auto" else format
     if fmt not in FORMATS:
         raise GleamDataError.at("--format", None, "format", f"expected one of {', '.join(FORMATS)}, got {format!r}")
@@ -131,26 +131,26 @@ def iter_raw_rows(source: str | os.PathLike, fmt: str, split: str | None = None)
     """:data:`~gleamx.data.check.RAW_FEATURES` rows of a gleamx JSONL or ShareGPT source, one at a time."""
     path = Path(source)
     if fmt == "jsonl":
-        files = _files(path, (".jsonl",))
+        files = data_files(path, (".jsonl",))
         wanted = canonical_split(split) if split else None
         if wanted and path.is_dir() and (path / f"{wanted}.jsonl").is_file():
             files = [path / f"{wanted}.jsonl"]  # skip reading the other splits
         for f in files:
             for line, row in iter_jsonl_rows(f):
-                yield raw_row(f, line, row, _default_split(f), path if path.is_dir() else None)
+                yield raw_row(f, line, row, default_split(f), path if path.is_dir() else None)
         return
-    for f in _files(path, (".json", ".jsonl")):
+    for f in data_files(path, (".json", ".jsonl")):
         converted: list[tuple[dict, str]] = []  # a sample's language rows may lie anywhere in its file
         lines: dict[str, int | None] = {}
         for index, (line, row) in enumerate(iter_sharegpt_rows(f), start=1):
             rec, lang, problems = sharegpt_row_to_record(row, file=str(f), line=line, index=index)
             for p in problems:  # a bad conversation: reported through the common checker
-                yield raw_row(f, line, p, _default_split(f))
+                yield raw_row(f, line, p, default_split(f))
             if not problems:
                 lines.setdefault(str(rec["id"]), line)
                 converted.append((rec, lang))
         for rec in merge_language_rows(converted):
-            yield raw_row(f, lines[str(rec["id"])], rec, _default_split(f))
+            yield raw_row(f, lines[str(rec["id"])], rec, default_split(f))
 
 
 def _hf_checked(source: str | os.PathLike, split: str | None, columns: Any, checker: Checker) -> list[datasets.Dataset]:
@@ -159,7 +159,7 @@ def _hf_checked(source: str | os.PathLike, split: str | None, columns: Any, chec
     mapping = parse_column_mapping(columns)
     to_field = {col: fld for fld, col in mapping.items()}
     path = Path(source)
-    roots = _hf_roots(str(source), path, checker.allow_outside)
+    roots = hf_roots(str(source), path, checker.allow_outside)
     base = path if path.is_dir() else Path.cwd()
     parts, offset = [], 0
     for name, ds in hf_splits(str(source), split):
@@ -202,7 +202,7 @@ def load_samples(
     ``gleamx_manifest.json`` names) unless ``allow_outside_paths``; images over
     ``max_image_pixels`` (default ``$GLEAMX_MAX_IMAGE_PIXELS`` or 100 M) are problems.
     """
-    fmt = _format_of(source, format)
+    fmt = format_of(source, format)
     checker = Checker(split=split, go_on=skip_bad or collect, decode=decode_images, max_pixels=max_image_pixels,
                       allow_outside=allow_outside_paths)
     if fmt == "hf":

@@ -110,9 +110,9 @@ def _sample_image(value: Any) -> Any:
 
 
 def samples_of(data: Any, batch_size: int = 256) -> Iterator[GleamSample]:
-    """The samples of a :data:`FEATURES` ``datasets.Dataset`` (one batch in memory at a time), or of an
-    iterable of :class:`GleamSample` (passed through)."""
-    if not isinstance(data, datasets.Dataset):
+    """The samples of a :data:`FEATURES` ``datasets.Dataset`` or stream (``IterableDataset``; one batch in memory at
+    a time), or of an iterable of :class:`GleamSample` (passed through)."""
+    if not isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
         yield from data
         return
     for name in ("query_image", "satellite_image"):

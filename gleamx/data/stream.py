@@ -18,6 +18,7 @@ keeping its part of every batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ from typing import Any
 import datasets
 
 from gleamx.data.check import RAW_FEATURES, Checker, Record, checked
-from gleamx.data.hf import _split_of, hf_record, parse_column_mapping, prepare_hf
-from gleamx.data.load import _format_of, _hf_roots, _files, _default_split, iter_raw_rows
+from gleamx.data.hf import split_of, hf_record, parse_column_mapping, prepare_hf
+from gleamx.data.load import format_of, hf_roots, data_files, default_split, iter_raw_rows
 from gleamx.data.schema import canonical_split
 from gleamx.errors import GleamDataError, first_line
 from gleamx.sources import hub_access, offline_if_asked
@@ -56,7 +57,7 @@ def _hf_stream(source: str, split: str | None) -> tuple[str | None, datasets.Ite
         if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
             on_disk = datasets.load_from_disk(source)
             if isinstance(on_disk, datasets.DatasetDict):
-                name, ds = _split_of(on_disk, split or "train")
+                name, ds = split_of(on_disk, split or "train")
             else:
                 name, ds = split, on_disk
             return name, ds.to_iterable_dataset(num_shards=max(1, min(len(ds), 64)))
@@ -76,14 +77,14 @@ def _hf_stream(source: str, split: str | None) -> tuple[str | None, datasets.Ite
     if isinstance(streams, datasets.IterableDatasetDict):
         if split is None and len(streams) == 1:
             return next(iter(streams.items()))
-        return _split_of(streams, split or "train")
+        return split_of(streams, split or "train")
     return split, streams
 
 
 def _raw_stream(source: str, fmt: str, split: str | None) -> datasets.IterableDataset:
     """gleamx JSONL / ShareGPT as a stream of :data:`RAW_FEATURES` rows, one shard per file."""
     path = Path(source)
-    files = _files(path, (".jsonl",) if fmt == "jsonl" else (".json", ".jsonl"))
+    files = data_files(path, (".jsonl",) if fmt == "jsonl" else (".json", ".jsonl"))
     wanted = canonical_split(split) if split else None
     if fmt == "jsonl" and wanted and path.is_dir() and (path / f"{wanted}.jsonl").is_file():
         files = [path / f"{wanted}.jsonl"]  # skip reading the other splits
@@ -92,7 +93,7 @@ def _raw_stream(source: str, fmt: str, split: str | None) -> datasets.IterableDa
         for f in files:
             for row in iter_raw_rows(f, fmt):
                 if path.is_dir():  # the file's rows, read as part of the directory (its split file rule)
-                    row["default_split"] = _default_split(Path(f))
+                    row["default_split"] = default_split(Path(f))
                     row["split_dir"] = str(path) if fmt == "jsonl" else None
                 yield row
 
@@ -101,14 +102,15 @@ def _raw_stream(source: str, fmt: str, split: str | None) -> datasets.IterableDa
 
 def stream_samples(source: str | os.PathLike, *, format: str = "auto", split: str | None = None, columns: Any = None,
                    skip_bad: bool = False, allow_outside_paths: bool = False,
-                   max_image_pixels: int | None = None) -> SampleStream:
+                   max_image_pixels: int | None = None, limit: int | None = None) -> SampleStream:
     """The samples of ``source`` as a checked stream (nothing read until it is iterated).
 
     Problems are those of :func:`gleamx.data.load_samples`, raised as the stream reaches them (or, with
-    ``skip_bad``, counted in ``checker.problems``). A duplicate id is one that comes again with another label, view,
+    ``skip_bad``, counted in ``checker.problems``). ``limit``: only the first ``limit`` records are read (taken
+    before the batched check, which would otherwise read a batch ahead). A duplicate id is one that comes again with another label, view,
     split or explanation, among the rows one process reads (a stream is read again on each pass)."""
     source = str(source)
-    fmt = _format_of(source, format)
+    fmt = format_of(source, format)
     checker = Checker(split=split, go_on=skip_bad, decode=True, max_pixels=max_image_pixels,
                       allow_outside=allow_outside_paths, stream=True)
     if fmt == "hf":
@@ -116,9 +118,11 @@ def stream_samples(source: str | os.PathLike, *, format: str = "auto", split: st
         to_field = {col: fld for fld, col in mapping.items()}
         name, ds = _hf_stream(source, split)
         ds = prepare_hf(ds, source, mapping)
+        if limit is not None:
+            ds = ds.take(limit)
         given = split or name
         default = (canonical_split(given) or given.strip()) if given else "train"
-        roots = _hf_roots(source, Path(source), allow_outside_paths)
+        roots = hf_roots(source, Path(source), allow_outside_paths)
         base = Path(source) if Path(source).is_dir() else Path.cwd()
 
         def records(batch: dict[str, list], indices: list[int]) -> Iterator[Record]:
@@ -128,7 +132,20 @@ def stream_samples(source: str | os.PathLike, *, format: str = "auto", split: st
                 yield Record(source, i + 1, base, hf_record(row, to_field), default, roots)
 
         return SampleStream(checked(ds, records, checker), checker)
-    return SampleStream(checked(_raw_stream(source, fmt, split), checker.raw_records, checker), checker)
+    raw = _raw_stream(source, fmt, split)
+    return SampleStream(checked(raw.take(limit) if limit is not None else raw, checker.raw_records, checker), checker)
+
+
+@contextlib.contextmanager
+def reading(source: str) -> Iterator[None]:
+    """Around reading a stream: a file that cannot be read (a shard that is no Parquet, a connection that drops) is
+    one line naming ``source`` instead of a traceback from deep in ``datasets``/``pyarrow``."""
+    try:
+        yield
+    except GleamDataError:
+        raise
+    except Exception as e:  # pyarrow, fsspec and datasets raise many types
+        raise GleamDataError.at(source, None, "stream", f"cannot read ({type(e).__name__}: {first_line(e)})") from None
 
 
 def training_stream(ds: datasets.IterableDataset, *, seed: int, shuffle: bool = True,

@@ -47,6 +47,9 @@ class EvalConfig:
         "used, so every backend decodes alike", low=0, high=10))
     limit: int | None = field(default=None, metadata=field_help("evaluate only the first N samples (N >= 1)", low=1,
                                                                 high=COUNT_MAX))
+    streaming: bool = field(default=False, metadata=field_help(
+        "read --data as a stream (a Hub dataset or Parquet shards): only the rows evaluated are read, nothing "
+        "is downloaded or converted first; with --limit N, the first N of the split"))
     min_pixels: int | None = pixel_floor_option()
     max_pixels: int | None = pixel_budget_option()
     dtype: Dtype = field(default="auto", metadata=field_help("weights' dtype"))

@@ -472,6 +472,12 @@ class _Run:
 def _samples(cfg: EvalConfig) -> list[GleamSample]:
     """The evaluated samples as records (image paths or encoded bytes, never decoded pixels): the resumable batch
     grid and the scores index them by position."""
+    if cfg.streaming:  # read as far as the samples evaluated go: the same samples as the materialised split
+        from gleamx.data.stream import reading, stream_samples
+
+        stream = stream_samples(cfg.data, split=cfg.split, columns=cfg.columns, limit=cfg.limit).dataset
+        with reading(cfg.data):
+            return list(samples_of(stream))
     data = load_samples(cfg.data, split=cfg.split, columns=cfg.columns).dataset
     if cfg.limit is not None:
         data = data.select(range(min(cfg.limit, len(data))))

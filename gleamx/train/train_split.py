@@ -21,7 +21,7 @@ import datasets
 
 from gleamx.data.load import load_samples
 from gleamx.data.mixture import MixtureSource, describe, mix, parse_mixture
-from gleamx.data.stream import skip_taken, stream_samples, training_stream
+from gleamx.data.stream import reading, skip_taken, stream_samples, training_stream
 from gleamx.errors import GleamConfigError, GleamDataError
 
 
@@ -106,7 +106,9 @@ def train_stream(script_args: Any, training_args: Any, say: Any,
 def first_row(ds: datasets.IterableDataset, script_args: Any) -> None:
     """Read up to the first training row now (one pass at most): a stream with nothing to train on fails in one
     line, before the model loads, instead of training on an endless stream of nothing."""
-    if next(iter(ds), None) is None:
+    with reading(str(script_args.dataset_name or "dataset_mixture")):
+        first = next(iter(ds), None)
+    if first is None:
         raise GleamDataError.at(str(script_args.dataset_name), None, "samples",
                                 f"the stream has no sample to train on (split {script_args.dataset_train_split!r}, "
                                 f"lang {script_args.lang!r}, task {script_args.task!r})")
