@@ -294,3 +294,18 @@ def test_gpu_grpo_recipe_runs_as_shipped(recipe, grpo_inputs, models_real_tiny_d
     assert len(logged) == 1 and all(f"rewards/{n}/mean" in logged[0] for n in shipped_script.reward_funcs)
     assert {"length", "repetition"} <= set(shipped_script.reward_funcs)  # the guards against gamed answers
     assert (out / ("adapter_model.safetensors" if shipped_model.use_peft else "model.safetensors")).is_file()
+
+
+@pytest.mark.slow
+def test_grpo_trains_from_a_stream(grpo_inputs, tmp_path):
+    """dataset_streaming: true: the prompts are read as the run goes (TRL's iterable path, batches not dispatched),
+    and the SFT adapter still moves."""
+    from safetensors.torch import load_file
+
+    out = _grpo(grpo_inputs, tmp_path / "run", "--dataset_streaming", "true", "--learning_rate", "0.05", "--task",
+                "explain", "--lang", "en", "--reward_funcs", "verdict", "format", "reference_similarity",
+                "--reward_weights", "1.0", "0.5", "0.25", encoder_loader=_encoder)
+    assert len([h for h in _history(out) if "reward" in h]) == 2
+    assert_moved(load_file(grpo_inputs["sft"] / "adapter_model.safetensors"),
+                 load_file(out / "adapter_model.safetensors"), "the SFT adapter under streamed GRPO")
+    assert "streamed training prompts" in (out / "README.md").read_text()
