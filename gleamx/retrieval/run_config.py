@@ -38,7 +38,29 @@ _CACHE_HELP = ("directory of cached embeddings (.safetensors keyed by the encode
 
 
 @dataclass(kw_only=True)
-class RetrievalEvalConfig:
+class GallerySearch:
+    """How a command searches the gallery (:mod:`gleamx.retrieval.index`): exact, or a faiss index past a size; one
+    set of options shared by ``retrieval eval`` and ``localize``."""
+
+    # how the gallery is searched (gleamx.retrieval.index): exact, or a faiss index past a size
+    index: IndexKind = index_option("index")
+    index_threshold: int = index_option("index_threshold")
+    nlist: int | None = index_option("nlist")
+    nprobe: int = index_option("nprobe")
+    pq_m: int = index_option("pq_m")
+    pq_nbits: int = index_option("pq_nbits")
+    pq_rerank: int = index_option("pq_rerank")
+    hnsw_m: int = index_option("hnsw_m")
+    ef_construction: int = index_option("ef_construction")
+    ef_search: int = index_option("ef_search")
+
+    def index_options(self) -> IndexOptions:
+        """How the gallery is searched (checked)."""
+        return IndexOptions.of(self)
+
+
+@dataclass(kw_only=True)
+class RetrievalEvalConfig(GallerySearch):
     """R@k, R@1%, mAP of an encoder on a split, overall and per view."""
 
     encoder: str = field(metadata={"help": "a trained retrieval encoder dir or Hub id ('tiny': untrained tiny)"})
@@ -55,17 +77,6 @@ class RetrievalEvalConfig:
     num_workers: int = field(default=4, metadata=field_help("DataLoader workers that decode images", low=0,
                                                             high=WORKERS_MAX))
     embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
-    # how the gallery is searched (gleamx.retrieval.index): exact, or a faiss index past a size
-    index: IndexKind = index_option("index")
-    index_threshold: int = index_option("index_threshold")
-    nlist: int | None = index_option("nlist")
-    nprobe: int = index_option("nprobe")
-    pq_m: int = index_option("pq_m")
-    pq_nbits: int = index_option("pq_nbits")
-    pq_rerank: int = index_option("pq_rerank")
-    hnsw_m: int = index_option("hnsw_m")
-    ef_construction: int = index_option("ef_construction")
-    ef_search: int = index_option("ef_search")
 
     def __post_init__(self) -> None:
         for flag, value in (("--encoder", self.encoder), ("--data", self.data), ("--output", self.output)):
@@ -78,13 +89,9 @@ class RetrievalEvalConfig:
         self.index_options()
         check_ranges(self)
 
-    def index_options(self) -> IndexOptions:
-        """How the gallery is searched (checked)."""
-        return IndexOptions.of(self)
-
 
 @dataclass(kw_only=True)
-class LocalizeConfig:
+class LocalizeConfig(GallerySearch):
     """the retrieval encoder's top-k candidates, verified and explained by the MLLM, reranked."""
 
     encoder: str = field(metadata={"help": "trained retrieval encoder dir or Hub id"})
@@ -110,17 +117,6 @@ class LocalizeConfig:
     max_pixels: int | None = pixel_budget_option()
     overwrite: bool = field(default=False, metadata={"help": "discard verifications made with another config"})
     embedding_cache: str | None = field(default=None, metadata={"help": _CACHE_HELP})
-    # how the gallery is searched (gleamx.retrieval.index): exact, or a faiss index past a size
-    index: IndexKind = index_option("index")
-    index_threshold: int = index_option("index_threshold")
-    nlist: int | None = index_option("nlist")
-    nprobe: int = index_option("nprobe")
-    pq_m: int = index_option("pq_m")
-    pq_nbits: int = index_option("pq_nbits")
-    pq_rerank: int = index_option("pq_rerank")
-    hnsw_m: int = index_option("hnsw_m")
-    ef_construction: int = index_option("ef_construction")
-    ef_search: int = index_option("ef_search")
 
     def __post_init__(self) -> None:
         for flag, value in (("--encoder", self.encoder), ("--model", self.model), ("--data", self.data),
@@ -137,10 +133,6 @@ class LocalizeConfig:
         check_positive("--repetition-penalty", self.repetition_penalty, what="a positive number (1.0: none)")
         self.index_options()
         check_ranges(self)
-
-    def index_options(self) -> IndexOptions:
-        """How the gallery is searched (checked)."""
-        return IndexOptions.of(self)
 
     @property
     def candidates(self) -> int:
