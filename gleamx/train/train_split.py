@@ -35,11 +35,6 @@ def train_sources(script_args: Any) -> list[MixtureSource]:
                           script_args.dataset_columns)]
 
 
-def data_description(script_args: Any) -> str:
-    """What the run trained on, for its card and log: the dataset, or the mixture with each source's share."""
-    return describe(train_sources(script_args)) if script_args.dataset_mixture else str(script_args.dataset_name)
-
-
 def _seed(training_args: Any) -> int:
     return training_args.data_seed if training_args.data_seed is not None else training_args.seed
 
