@@ -29,8 +29,8 @@ def test_recipes_found_through_the_package_helper():
     assert recipes.path("tiny/sft_lora").is_file() and recipes.path("sft.py").is_file()
     assert recipes.path("retrieval.py").is_file() and recipes.path("recipes/retrieval/tiny.yaml").is_file()
     assert {"tiny/sft_lora", "qwen2.5-vl-3b/sft_lora", "qwen2.5-vl-3b/sft_qlora"} <= set(recipes.names("sft"))
-    assert recipes.names("retrieval") == ["retrieval/convnext_base", "retrieval/tiny", "retrieval/two_phase_convnext_base",
-                                       "retrieval/two_phase_tiny"]
+    assert recipes.names("retrieval") == ["retrieval/convnext_base", "retrieval/stream_tiny", "retrieval/tiny",
+                                          "retrieval/two_phase_convnext_base", "retrieval/two_phase_tiny"]
     assert recipes.names("eval") == ["eval/en_label", "eval/zh_explain"]
     assert recipes.names("ablation") == ["qwen2.5-vl-3b/ablation", "tiny/ablation"]
     assert sorted(recipes.names("sft") + recipes.names("grpo") + recipes.names("retrieval") + recipes.names("eval")

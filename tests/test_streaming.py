@@ -12,23 +12,11 @@ from pathlib import Path
 import pytest
 
 from gleamx.errors import GleamConfigError, GleamDataError
+from hub_shards import N_SHARDS, write_parquet_shards
 from training_checks import assert_moved, tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT_RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
-N_SHARDS = 4
-
-
-def write_parquet_shards(data: Path, out: Path, n_shards: int = N_SHARDS, split: str = "train") -> Path:
-    """``out/data/<split>-0000i-of-0000n.parquet`` with the images embedded: what a Hub dataset repo holds."""
-    from gleamx.data import load_samples
-    from gleamx.data.schema import with_image_bytes
-
-    ds = with_image_bytes(load_samples(data, split=split).dataset)
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    for i in range(n_shards):
-        ds.shard(n_shards, i, contiguous=True).to_parquet(str(out / "data" / f"{split}-{i:05d}-of-{n_shards:05d}.parquet"))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -173,6 +173,7 @@ PLAN: dict[tuple[str, str], str | Fails] = {
     ("docs/retrieval.md", "accelerate launch --config_file accelerate_configs/ddp.yaml recipes/retrieval.py --config "
                           "recipes/retrieval/convnext_base.yaml"): GPU,
     ("docs/retrieval.md", "gleamx retrieval train --config retrieval/two_phase_tiny --data data/synth-toy"): RUN,
+    ("docs/retrieval.md", "gleamx retrieval train --config retrieval/stream_tiny --data data/synth-toy"): RUN,
     ("docs/retrieval.md", "gleamx retrieval eval --encoder outputs/retrieval-tiny --data data/synth-toy --split test "
                           "--output eval/retrieval"): RUN,
     ("docs/retrieval.md", "gleamx localize --encoder outputs/retrieval-tiny --model Qwen/Qwen2.5-VL-3B-Instruct "

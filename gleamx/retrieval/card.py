@@ -13,8 +13,9 @@ from gleamx.retrieval.config import RetrievalConfig
 from gleamx.retrieval.encoder import TINY_BACKBONE, parse_backbone
 
 _METRICS = {"R@1": "Recall@1", "R@5": "Recall@5", "R@10": "Recall@10", "R@1%": "Recall@1%", "mAP": "mAP"}
-_HP = ("epochs", "batch_size", "learning_rate", "weight_decay", "warmup_steps", "label_smoothing", "hard_negatives",
-       "hard_negatives_from_epoch", "gather_features", "img_size", "mixed_precision", "seed")
+_HP = ("epochs", "max_steps", "stream_shuffle_buffer", "batch_size", "learning_rate", "weight_decay", "warmup_steps",
+       "label_smoothing", "hard_negatives", "hard_negatives_from_epoch", "gather_features", "img_size",
+       "mixed_precision", "seed")
 
 
 def _dataset_id(data: str) -> str | None:
@@ -71,7 +72,9 @@ def retrieval_card(cfg: RetrievalConfig, results: dict[str, Any] | None, n_param
     )
     per_phase = {"epochs", "batch_size", "learning_rate", "warmup_steps", "hard_negatives",
                  "hard_negatives_from_epoch"} if phases else set()  # in the phase table instead
-    hp = "\n".join(f"| {k} | {getattr(cfg, k)} |" for k in _HP if k not in per_phase)
+    # a streamed run has steps, not epochs; an epoch run has no stream
+    unused = {"epochs", "hard_negatives_from_epoch"} if cfg.streaming else {"max_steps", "stream_shuffle_buffer"}
+    hp = "\n".join(f"| {k} | {getattr(cfg, k)} |" for k in _HP if k not in per_phase | unused)
     table = ""
     if results:
         views = results.get("by_view", {})
@@ -83,6 +86,12 @@ def retrieval_card(cfg: RetrievalConfig, results: dict[str, Any] | None, n_param
                   f"{100 * results['mAP_trapezoid']:.2f}.\n")
     mix = cfg.view_mix or ("per phase" if phases else "natural")
     arch = cfg.encoder if cfg.encoder != "tiny" else f"{TINY_BACKBONE} (tiny, random init)"
+    order = (f"shuffled by shard and a buffer of {cfg.stream_shuffle_buffer}" if cfg.stream_shuffle_buffer
+             else "in order")
+    batches = (f"the matching pairs of a stream, {order}, {cfg.max_steps} steps; negatives: the batch's other pairs"
+               if cfg.streaming else
+               f"one pair per location; hard negatives by embedding similarity: {cfg.hard_negatives or 'off'}; "
+               f"view mix: {mix}")
     text = f"""---
 {data.to_yaml()}
 ---
@@ -96,8 +105,8 @@ MLLM then verifies and explains each candidate (`gleamx localize`).
 
 - Backbone: `{arch}` ({n_params:,} parameters), input {img_size or cfg.img_size} x {img_size or cfg.img_size}, L2-normalised pooled features
 - Loss: symmetric InfoNCE, label smoothing {cfg.label_smoothing}, learnable temperature
-- Batches: one pair per location; hard negatives by embedding similarity: {cfg.hard_negatives or 'off'}; view mix: {mix}
-- Trained on {num_processes} process(es); data: `{cfg.data}`
+- Batches: {batches}
+- Trained on {num_processes} process(es); data: `{cfg.data}`{" (streamed)" if cfg.streaming else ""}
 
 ## Use
 

@@ -71,7 +71,24 @@ def parse_view_mix(name: str, value: Any, views: list[str] | None = None) -> dic
 class RetrievalConfig:
     """Everything one retrieval training run needs (``recipes/retrieval/*.yaml``)."""
 
-    data: str = field(default="", metadata={"help": "dataset dir holding retrieval/gallery.jsonl + queries.jsonl"})
+    data: str = field(default="", metadata={
+        "help": "dataset dir holding retrieval/gallery.jsonl + queries.jsonl; with streaming: true, GLEAM-X pairs "
+                "(a Hub id, a folder of Parquet shards, a save_to_disk folder or gleamx JSONL) whose train split's "
+                "matching pairs are streamed"})
+    streaming: bool = field(default=False, metadata={
+        "help": "train on the matching pairs (label true) of `data`'s train split as they are read, shard by shard "
+                "(a datasets.IterableDataset), for max_steps optimizer steps: in-batch negatives only, "
+                "checkpoint-<step> every save_steps"})
+    max_steps: int | None = field(default=None, metadata=field_help(
+        "streaming: optimizer steps to train (a stream has no length; it is read again and again)", low=1,
+        high=COUNT_MAX))
+    save_steps: int | None = field(default=None, metadata=field_help(
+        "streaming: a checkpoint-<step> (and eval_split scored) every N steps, and at the end (None: at the end only)",
+        low=1, high=COUNT_MAX))
+    # gleamx.data.stream.SHUFFLE_BUFFER; not imported here, as that module imports `datasets` (a test holds them equal)
+    stream_shuffle_buffer: int = field(default=1000, metadata=field_help(
+        "streaming: pairs in the shuffle buffer, with the shard order shuffled too (seed); 0: read in order",
+        low=0, high=COUNT_MAX))
     output_dir: str = field(default="outputs/retrieval", metadata={"help": "where the encoder, logs and results go"})
     encoder: str = field(default="tiny", metadata={
         "help": "'tiny' (random-init tiny ConvNeXt), a timm backbone name (e.g. convnext_base.fb_in22k_ft_in1k_384), "
@@ -122,8 +139,9 @@ class RetrievalConfig:
                                                                  high=BATCH_MAX))
     mixed_precision: MixedPrecision = field(default="no", metadata={
         "help": "accelerate mixed precision: no, bf16 or fp16"})
-    num_workers: int = field(default=0, metadata=field_help("DataLoader workers that decode images", low=0,
-                                                            high=WORKERS_MAX))
+    num_workers: int = field(default=0, metadata=field_help(
+        "DataLoader workers that decode images (streaming: the eval split's; each process reads its stream itself)",
+        low=0, high=WORKERS_MAX))
     seed: int = field(default=0, metadata=field_help("random seed", low=0, high=SEED_MAX))
     save_total_limit: int | None = field(default=2, metadata=field_help(
         "keep only the newest N checkpoint-<epoch> dirs (None: all); each holds weights + optimizer state", low=1,
@@ -144,13 +162,16 @@ class RetrievalConfig:
     # Where and how a run goes, not what it trains: these may change between a run and its resume.
     _NOT_IDENTITY = ("output_dir", "resume_from_checkpoint", "num_workers", "logging_steps", "ddp_timeout",
                      "save_total_limit", "eval_batch_size", "push_to_hub", "hub_model_id", "hub_private_repo",
-                     "overwrite_output_dir")
+                     "overwrite_output_dir", "save_steps")
+    # Only a streamed run has them: an epoch run's identity stays what earlier releases recorded.
+    _STREAM_KEYS = ("streaming", "max_steps", "stream_shuffle_buffer")
 
     def run_identity(self) -> dict[str, Any]:
         """The settings that decide what this run trains (a resume, or a rerun into the same folder, must match)."""
         from dataclasses import asdict
 
-        identity = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}
+        identity = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY
+                    and (self.streaming or k not in self._STREAM_KEYS)}
         for key in ("data", "eval_data"):  # one dataset, however its path is typed
             if identity[key] and Path(identity[key]).exists():
                 identity[key] = str(Path(identity[key]).resolve())
@@ -183,7 +204,33 @@ class RetrievalConfig:
             if canonical_split(self.eval_split) not in SPLITS:
                 raise GleamConfigError(f"eval_split: expected one of {', '.join(SPLITS)} (any case) or None, "
                                        f"got {self.eval_split!r}")
+        self._check_streaming()
         check_ranges(self, str)
+
+    def _check_streaming(self) -> None:
+        """What a streamed run needs and what it cannot do, in one line each."""
+        check_int("max_steps", self.max_steps, 1, optional=True)
+        check_int("save_steps", self.save_steps, 1, optional=True)
+        check_int("stream_shuffle_buffer", self.stream_shuffle_buffer, 0)
+        if not self.streaming:
+            for name in ("max_steps", "save_steps"):
+                if getattr(self, name) is not None:
+                    raise GleamConfigError(f"{name}: only with streaming: true (a retrieval layout trains for "
+                                           "`epochs`, with a checkpoint per epoch)")
+            return
+        if self.max_steps is None:
+            raise GleamConfigError("max_steps: a streamed dataset has no length, so max_steps (> 0) says how long "
+                                   "to train (streaming: true)")
+        if self.phases:
+            raise GleamConfigError("phases: train in phases from a retrieval layout (their length is in epochs, "
+                                   "which a stream does not have); not with streaming: true")
+        if self.hard_negatives:
+            raise GleamConfigError(f"hard_negatives: {self.hard_negatives}: mining similar locations needs the "
+                                   "whole gallery, which a stream does not hold; set hard_negatives: 0 with "
+                                   "streaming: true (negatives are the batch's other pairs)")
+        if self.view_mix is not None:
+            raise GleamConfigError("view_mix: a stream's batches take the pairs as they come; use views to keep "
+                                   "some query views (streaming: true)")
 
     def phase_plan(self) -> list[Phase]:
         """The phases to train, in order; without ``phases``, one of the top-level settings."""

@@ -15,6 +15,11 @@ it restores the optimizer and schedule, on a phase boundary it starts the next p
 :func:`train_retrieval` is :func:`resume_point`, then per phase :func:`setup_run` (and :func:`resume`), then per
 epoch :func:`set_hard_negatives`, :func:`train_one_epoch`, :func:`evaluate_epoch`, :func:`save_checkpoint`;
 then :func:`finish`.
+
+Streamed (``streaming: true``, :mod:`gleamx.retrieval.stream`): the matching pairs of a GLEAM-X stream, each process
+reading its own shards, for ``max_steps`` optimizer steps of in-batch negatives (no epochs, phases or mining);
+:func:`train_steps` runs the same :func:`train_step` and scores ``eval_split`` and writes ``checkpoint-<step>`` (with
+the stream's position) every ``save_steps`` and at the end; a resume skips the rows each process took.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from gleamx.retrieval.evaluate import evaluate_retrieval
 from gleamx.retrieval.loss import info_nce
 from gleamx.retrieval.sampler import LocationBatchSampler
 from gleamx.retrieval.search import topk_search
+from gleamx.retrieval.stream import positive_pairs, process_stream, rows_taken, shard_note, stream_loader
 
 STATE_FILE = "retrieval_state.json"
 OLD_STATE_FILE = "gleamc_state.json"  # written by the release before the rename; still read
@@ -105,6 +111,13 @@ class ResumePoint:
     step: int | None = None  # optimizer steps done before ``epoch``, across phases (None: an older checkpoint)
 
 
+def _epoch_of(state: dict[str, Any], ckpt: str | None) -> int:
+    if state.get("streaming"):
+        raise GleamConfigError(f"resume_from_checkpoint: {ckpt} is a checkpoint of a streamed run (streaming: true); "
+                               "resume it with streaming: true")
+    return int(state["epoch"])
+
+
 def phase_bounds(plan: list[Phase]) -> list[int]:
     """First epoch of each phase, and the run's epoch count last: ``[0, e1, e1 + e2, ...]``."""
     bounds = [0]
@@ -120,7 +133,7 @@ def resume_point(cfg: RetrievalConfig) -> ResumePoint:
         return ResumePoint()
     plan = cfg.phase_plan()
     bounds = phase_bounds(plan)
-    epoch = int(state["epoch"]) + 1
+    epoch = _epoch_of(state, cfg.resume_from_checkpoint) + 1
     if epoch > bounds[-1]:
         raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} is epoch {epoch - 1}, "
                                f"beyond this recipe's {bounds[-1]} epochs")
@@ -142,7 +155,7 @@ def resume_point(cfg: RetrievalConfig) -> ResumePoint:
 # checkpoints/checkpoint_<n>, which the Hub upload's checkpoint-* ignore list would not skip. This prunes only
 # after the new checkpoint and its retrieval_state.json are complete, and overwrites a later one on resume.
 def _prune_checkpoints(out: Path, keep: int | None) -> None:
-    """Delete all but the newest ``keep`` checkpoint-<epoch> dirs (weights + optimizer state each)."""
+    """Delete all but the newest ``keep`` checkpoint-<epoch|step> dirs (weights + optimizer state each)."""
     import shutil
 
     if not keep:
@@ -162,15 +175,16 @@ class _Run:
     model: Any  # the prepared (possibly DDP-wrapped) encoder
     optimizer: Any
     scheduler: Any
-    loader: Any
-    sampler: LocationBatchSampler
-    train: RetrievalSet
+    loader: Any  # streamed: None until :func:`train_streamed` knows the step it starts at
+    sampler: LocationBatchSampler | None  # None: streamed
+    train: RetrievalSet | None  # None: streamed
     evalset: RetrievalSet | None
     history: list[dict[str, Any]] = field(default_factory=list)
     phase: Phase | None = None
     phase_index: int = 0
     first_epoch: int = 0  # the phase's first epoch, counted across the run
     step_offset: int = 0  # optimizer steps of the earlier phases
+    pairs: Any = None  # streamed: the matching pairs of every process (gleamx.retrieval.stream.positive_pairs)
 
     @property
     def out(self) -> Path:
@@ -178,7 +192,14 @@ class _Run:
 
     @property
     def steps_per_epoch(self) -> int:
+        assert self.sampler is not None, "a streamed run has no epochs"
         return len(self.sampler)
+
+    @property
+    def process_batch(self) -> int:
+        """Pairs each process embeds per step (the batch is global, split among the processes)."""
+        assert self.phase is not None
+        return self.phase.batch_size // self.accelerator.num_processes
 
     def step_after(self, epoch: int, step: int = 0) -> int:
         """Optimizer steps of the whole run after ``step`` steps of ``epoch``."""
@@ -226,10 +247,13 @@ def setup_run(cfg: RetrievalConfig, *, phase_index: int = 0, encoder: RetrievalE
     from transformers import get_cosine_schedule_with_warmup
 
     if not cfg.data:
-        raise GleamConfigError("data: missing (a dataset dir with retrieval/gallery.jsonl and queries.jsonl)")
+        raise GleamConfigError("data: missing (a dataset dir with retrieval/gallery.jsonl and queries.jsonl"
+                               + (", or GLEAM-X pairs to stream)" if cfg.streaming else ")"))
     phase = cfg.phase_plan()[phase_index]
-    # The data first: a missing or broken layout is one line before accelerate starts (or sets its process state).
-    train = load_retrieval(cfg.data, "train", views=phase.views)
+    # The data first: a missing or broken layout (or a stream with nothing to train on) is one line before
+    # accelerate starts (or sets its process state).
+    train, pairs = (None, positive_pairs(cfg)) if cfg.streaming else (load_retrieval(cfg.data, "train",
+                                                                                   views=phase.views), None)
     if evalset is False:
         evalset = load_retrieval(cfg.eval_data or cfg.data, cfg.eval_split, views=cfg.views) if cfg.eval_split else None
     accelerator = accelerator or _make_accelerator(cfg)
@@ -237,30 +261,38 @@ def setup_run(cfg: RetrievalConfig, *, phase_index: int = 0, encoder: RetrievalE
     # straight run does. Phase 0 keeps the seed single-phase runs always had.
     set_seed(cfg.seed + phase_index)
     encoder = encoder if encoder is not None else build_encoder(cfg)
-    data = PairDataset(train, encoder.transform())
-    where = f"phases[{phase_index}]" if cfg.phases else "recipe"
-    try:
-        semis = data.semi_positives if any(data.semi_positives) else None
-        sampler = LocationBatchSampler(data.locations, phase.batch_size, seed=cfg.seed, pair_semi_positives=semis,
-                                       pair_views=[q.view for q in train.queries], view_mix=_view_mix(phase, train))
-    except ValueError as e:
-        raise GleamConfigError(f"{where}: {e}") from None
-    loader = DataLoader(data, batch_sampler=sampler, num_workers=cap_workers(cfg.num_workers))
-    total = len(sampler) * phase.epochs
+    sampler, loader = None, None
+    if train is not None:
+        data = PairDataset(train, encoder.transform())
+        where = f"phases[{phase_index}]" if cfg.phases else "recipe"
+        try:
+            semis = data.semi_positives if any(data.semi_positives) else None
+            sampler = LocationBatchSampler(data.locations, phase.batch_size, seed=cfg.seed, pair_semi_positives=semis,
+                                           pair_views=[q.view for q in train.queries], view_mix=_view_mix(phase, train))
+        except ValueError as e:
+            raise GleamConfigError(f"{where}: {e}") from None
+        loader = DataLoader(data, batch_sampler=sampler, num_workers=cap_workers(cfg.num_workers))
+    total = cfg.max_steps if sampler is None else len(sampler) * phase.epochs
     warmup = int(phase.warmup_steps * total) if phase.warmup_steps < 1 else int(phase.warmup_steps)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=phase.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total)
-    model, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
+    if loader is None:
+        # A stream's loader stays out of prepare(): accelerate would dispatch its batches from the main process or
+        # shard it again; each process reads its own shards (gleamx.retrieval.stream.process_stream).
+        model, optimizer, scheduler = accelerator.prepare(encoder, optimizer, scheduler)
+    else:
+        model, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
     first = phase_bounds(cfg.phase_plan())[phase_index]
     evalset = evalset or None  # type: ignore[assignment]  # the False sentinel was replaced above
     return _Run(cfg, accelerator, model, optimizer, scheduler, loader, sampler, train, evalset,
-                phase=phase, phase_index=phase_index, first_epoch=first)
+                phase=phase, phase_index=phase_index, first_epoch=first, pairs=pairs)
 
 
-def _read_history(run: _Run, start: int) -> None:
+def _read_history(run: _Run, start: int, key: str = "epoch") -> None:
+    """The log of the run so far: its records before ``start`` (an epoch, or a streamed run's step + 1)."""
     hist_path = run.out / "log_history.json"
     if hist_path.is_file():
-        run.history = [h for h in json.loads(hist_path.read_text()) if h["epoch"] < start]
+        run.history = [h for h in json.loads(hist_path.read_text()) if h[key] < start]
 
 
 def resume(run: _Run) -> int:
@@ -302,6 +334,7 @@ def set_hard_negatives(run: _Run, epoch: int) -> None:
         return
     # Computed once and broadcast: every process must build the very same batches, or the
     # collectives of a shorter epoch wait forever on a longer one.
+    assert run.train is not None and run.sampler is not None  # a streamed run mines nothing (config refuses)
     near = [similar_locations(run.encoder, run.train, 4 * phase.hard_negatives, cfg.eval_batch_size,
                               cfg.num_workers) if accelerator.is_main_process else None]
     if accelerator.num_processes > 1:
@@ -309,9 +342,39 @@ def set_hard_negatives(run: _Run, epoch: int) -> None:
     run.sampler.set_neighbours(near[0], phase.hard_negatives)
 
 
+def train_step(run: _Run, batch: dict[str, torch.Tensor]) -> float:
+    """One optimizer step of symmetric InfoNCE on a batch of (query, satellite) pairs; returns its loss."""
+    cfg, accelerator = run.cfg, run.accelerator
+    with accelerator.autocast():
+        # One forward over both halves: DDP allows one forward per backward, and it batches better.
+        x = torch.cat([batch["query"], batch["satellite"]]).to(accelerator.device)
+        q, s = run.model(x).chunk(2)
+    scale = run.encoder.logit_scale
+    if cfg.gather_features:
+        # Every process computes the same global loss; DDP's gradient averaging then gives the
+        # gradient of that loss (each process's rows get the summed gradient through all_gather).
+        q, s = gather_with_grad(q), gather_with_grad(s)
+    loss = info_nce(q, s, scale, cfg.label_smoothing)
+    accelerator.backward(loss)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def _log_loss(run: _Run, running: list[float], bar: Any, record: dict[str, Any]) -> None:
+    """``record`` with the mean of ``running`` (then emptied), the learning rate and temperature, into the log."""
+    mean = sum(running) / len(running)
+    running.clear()
+    bar.set_postfix(loss=f"{mean:.4f}")
+    run.history.append({**record, "loss": mean, "learning_rate": run.scheduler.get_last_lr()[0],
+                        "temperature": float(1.0 / run.encoder.logit_scale.detach().exp())})
+
+
 def train_one_epoch(run: _Run, epoch: int) -> None:
     """One pass over the sampler's batches; a loss record joins ``run.history`` every ``logging_steps``."""
     cfg, accelerator = run.cfg, run.accelerator
+    assert run.sampler is not None
     # Both: on one process accelerate re-sets the sampler's epoch from the loader's own counter (0 again
     # after a resume); on several it wraps the sampler in a shard that never passes set_epoch on.
     run.loader.set_epoch(epoch)
@@ -320,27 +383,32 @@ def train_one_epoch(run: _Run, epoch: int) -> None:
     bar = tqdm(run.loader, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process)
     running: list[float] = []
     for step, batch in enumerate(bar):
-        with accelerator.autocast():
-            # One forward over both halves: DDP allows one forward per backward, and it batches better.
-            q, s = run.model(torch.cat([batch["query"], batch["satellite"]])).chunk(2)
-        scale = run.encoder.logit_scale
-        if cfg.gather_features:
-            # Every process computes the same global loss; DDP's gradient averaging then gives the
-            # gradient of that loss (each process's rows get the summed gradient through all_gather).
-            q, s = gather_with_grad(q), gather_with_grad(s)
-        loss = info_nce(q, s, scale, cfg.label_smoothing)
-        accelerator.backward(loss)
-        run.optimizer.step()
-        run.scheduler.step()
-        run.optimizer.zero_grad(set_to_none=True)
-        running.append(float(loss.detach()))
+        running.append(train_step(run, batch))
         if (step + 1) % cfg.logging_steps == 0 or step + 1 == len(run.loader):
-            mean = sum(running) / len(running)
-            running.clear()
-            bar.set_postfix(loss=f"{mean:.4f}")
-            run.history.append({"epoch": epoch, "step": run.step_after(epoch, step + 1), "loss": mean,
-                                "learning_rate": run.scheduler.get_last_lr()[0],
-                                "temperature": float(1.0 / scale.detach().exp())})
+            _log_loss(run, running, bar, {"epoch": epoch, "step": run.step_after(epoch, step + 1)})
+
+
+def train_steps(run: _Run, start: int) -> None:
+    """A streamed run's optimizer steps ``start + 1`` to ``max_steps`` from ``run.loader``; every ``save_steps``
+    and at the end, ``eval_split`` scored and a ``checkpoint-<step>`` saved."""
+    cfg, accelerator = run.cfg, run.accelerator
+    assert cfg.max_steps is not None
+    bar = tqdm(total=cfg.max_steps, initial=start, desc="steps", disable=not accelerator.is_local_main_process)
+    batches = iter(run.loader)
+    running: list[float] = []
+    run.model.train()
+    for step in range(start + 1, cfg.max_steps + 1):
+        running.append(train_step(run, next(batches)))  # the stream repeats without end: there is always a batch
+        bar.update()
+        if step % cfg.logging_steps == 0 or step == cfg.max_steps:
+            _log_loss(run, running, bar, {"step": step})
+        if step == cfg.max_steps or (cfg.save_steps and step % cfg.save_steps == 0):
+            run.history.append(scored(run, {"step": step}, f"step {step}"))
+            save_checkpoint(run, step, {"step": step, "streaming": True,
+                                        "num_processes": accelerator.num_processes,
+                                        "stream_rows_taken": rows_taken(step, run.process_batch)})
+            run.model.train()
+    bar.close()
 
 
 def evaluate_epoch(run: _Run, epoch: int) -> dict[str, Any]:
@@ -348,24 +416,31 @@ def evaluate_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     record: dict[str, Any] = {"epoch": epoch, "step": run.step_after(epoch + 1)}
     if run.cfg.phases and run.phase is not None:
         record["phase"] = run.phase.name
-    if run.evalset is None or not run.accelerator.is_main_process:  # the others wait in save_checkpoint
+    return scored(run, record, f"epoch {epoch}")
+
+
+def scored(run: _Run, record: dict[str, Any], when: str) -> dict[str, Any]:
+    """``record`` with retrieval metrics on ``eval_split`` under ``eval`` (the main process scores; the others wait
+    in :func:`save_checkpoint`)."""
+    if run.evalset is None or not run.accelerator.is_main_process:
         return record
     cfg = run.cfg
     m = evaluate_retrieval(run.encoder, run.evalset, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
     record["eval"] = m
     from gleamx.console import percent_text as pc  # "-": R@k on a gallery of <= k tiles
 
-    run.accelerator.print(f"epoch {epoch}: {cfg.eval_split} R@1 {pc(m['R@1'])}  R@5 {pc(m['R@5'])}  "
+    run.accelerator.print(f"{when}: {cfg.eval_split} R@1 {pc(m['R@1'])}  R@5 {pc(m['R@5'])}  "
                           f"R@10 {pc(m['R@10'])}  mAP {pc(m['mAP'])}")
     return record
 
 
-def save_checkpoint(run: _Run, epoch: int) -> None:
-    """``checkpoint-<epoch>`` (accelerate state + the epoch), the log so far, then prune old checkpoints."""
-    ckpt = run.out / f"checkpoint-{epoch}"
+def save_checkpoint(run: _Run, number: int, state: dict[str, Any] | None = None) -> None:
+    """``checkpoint-<number>`` (accelerate state + ``state``: by default the epoch ``number``, its phase and the run's
+    steps), the log so far, then prune old checkpoints."""
+    ckpt = run.out / f"checkpoint-{number}"
     run.accelerator.save_state(str(ckpt))
     if run.accelerator.is_main_process:
-        state = {"epoch": epoch, "phase": run.phase_index, "step": run.step_after(epoch + 1)}
+        state = state or {"epoch": number, "phase": run.phase_index, "step": run.step_after(number + 1)}
         (ckpt / STATE_FILE).write_text(json.dumps(state) + "\n")
         (run.out / "log_history.json").write_text(json.dumps(run.history, indent=1) + "\n")
         _prune_checkpoints(run.out, run.cfg.save_total_limit)
@@ -423,12 +498,17 @@ def _phase_records(run: _Run) -> list[dict[str, Any]] | None:
 def _describe(run: _Run) -> str:
     cfg, ph = run.cfg, run.phase
     assert ph is not None
+    params = f"{sum(p.numel() for p in run.encoder.parameters()):,} parameters ({cfg.encoder})"
+    if run.train is None:
+        buffer = cfg.stream_shuffle_buffer
+        return (f"Retrieval encoder: matching pairs streamed from {cfg.data} ({run.pairs.n_shards} shard(s)"
+                + (f", shuffle buffer {buffer}" if buffer else ", in order") + f"), {cfg.max_steps} steps, batch "
+                f"{ph.batch_size} x {run.accelerator.num_processes} process(es), lr {ph.learning_rate:g}; {params}")
     head = f"phase {run.phase_index + 1}/{len(cfg.phase_plan())} ({ph.name}): " if cfg.phases else ""
     mix = "" if ph.view_mix is None else f", view mix {ph.view_mix}"
     return (f"Retrieval encoder: {head}{len(run.train.queries)} training pairs over {len(run.train.gallery)} locations, "
             f"{run.steps_per_epoch} steps/epoch x {ph.epochs} epochs, batch {ph.batch_size} x "
-            f"{run.accelerator.num_processes} process(es), lr {ph.learning_rate:g}{mix}; "
-            f"{sum(p.numel() for p in run.encoder.parameters()):,} parameters ({cfg.encoder})")
+            f"{run.accelerator.num_processes} process(es), lr {ph.learning_rate:g}{mix}; {params}")
 
 
 def claim_output_dir(cfg: RetrievalConfig) -> OutputFolder | None:
@@ -456,8 +536,62 @@ def claim_output_dir(cfg: RetrievalConfig) -> OutputFolder | None:
                         inputs={"data": cfg.data, "eval_data": cfg.eval_data})
 
 
+def stream_resume_step(cfg: RetrievalConfig) -> tuple[int, dict[str, Any] | None]:
+    """A streamed run's first step and its checkpoint's state, from ``resume_from_checkpoint`` (0 without one)."""
+    state = _read_state(cfg)
+    if state is None:
+        return 0, None
+    if not state.get("streaming"):
+        raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} is a checkpoint of a run on a "
+                               "retrieval layout (streaming: false); resume it without streaming")
+    step = int(state["step"])
+    if cfg.max_steps is not None and step > cfg.max_steps:
+        raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} is step {step}, beyond this "
+                               f"recipe's max_steps {cfg.max_steps}")
+    return step, state
+
+
+def train_streamed(cfg: RetrievalConfig) -> Path:
+    """Train from the stream (``streaming: true``) and save; returns the output directory."""
+    start, state = stream_resume_step(cfg)
+    run = setup_run(cfg, evalset=None)
+    accelerator = run.accelerator
+    if state is not None:  # checked before the output folder is claimed, as the recipe is
+        if int(state.get("num_processes", 1)) != accelerator.num_processes:
+            raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} was written by "
+                                   f"{state.get('num_processes', 1)} process(es), each at its own place in its own "
+                                   f"shards; resume a stream with as many (not {accelerator.num_processes})")
+        if int(state.get("stream_rows_taken", -1)) != rows_taken(start, run.process_batch):
+            raise GleamConfigError(f"resume_from_checkpoint: {cfg.resume_from_checkpoint} took "
+                                   f"{state.get('stream_rows_taken')} pairs per process in {start} steps, not "
+                                   f"{start} x {run.process_batch} (was batch_size changed?)")
+    folder = claim_output_dir(cfg)
+    if state is not None:
+        accelerator.load_state(cfg.resume_from_checkpoint)
+        _read_history(run, start + 1, key="step")
+    if accelerator.is_main_process and cfg.eval_split:
+        # Scored as an epoch run scores it, materialised: a retrieval layout, or one derived from the pairs' split.
+        from gleamx.retrieval.from_pairs import retrieval_root
+
+        root = retrieval_root(cfg.eval_data or cfg.data, cfg.eval_split, run.out / "eval_layout", accelerator.print)
+        run.evalset = load_retrieval(root, cfg.eval_split, views=cfg.views)
+    if note := shard_note(run.pairs, accelerator.num_processes):
+        accelerator.print(note)
+    stream = process_stream(run.pairs, cfg, rank=accelerator.process_index, world=accelerator.num_processes,
+                            step=start, batch=run.process_batch)
+    run.loader = stream_loader(stream, run.encoder.transform(), run.process_batch)
+    accelerator.print(_describe(run))
+    train_steps(run, start)
+    finish(run)
+    if folder is not None:
+        folder.done()
+    return run.out
+
+
 def train_retrieval(cfg: RetrievalConfig) -> Path:
-    """Train (phase after phase) and save; returns the output directory."""
+    """Train (phase after phase, or from a stream) and save; returns the output directory."""
+    if cfg.streaming:
+        return train_streamed(cfg)
     plan = cfg.phase_plan()
     bounds = phase_bounds(plan)
     point = resume_point(cfg)
@@ -504,4 +638,5 @@ def train_retrieval(cfg: RetrievalConfig) -> Path:
     return run.out
 
 
-__all__ = ["build_encoder", "evaluate_epoch", "similar_locations", "train_retrieval", "train_one_epoch"]
+__all__ = ["build_encoder", "evaluate_epoch", "similar_locations", "train_retrieval", "train_one_epoch", "train_step",
+           "train_steps"]
