@@ -160,12 +160,15 @@ def test_cli_grpo_runs_the_packaged_tiny_recipe(grpo_inputs, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_continues_with_the_same_rewards(grpo_inputs, tmp_path):
+@pytest.mark.parametrize("streamed", [False, True], ids=["materialised", "streamed"])
+def test_resume_continues_with_the_same_rewards(grpo_inputs, tmp_path, streamed):
     """Stopped after step 2 and resumed from checkpoint-2: steps 3-4 sample the same answers and get the same
-    rewards and losses (non-zero: reference_similarity spreads the rewards) as the straight run."""
+    rewards and losses (non-zero: reference_similarity spreads the rewards) as the straight run. Streamed, the
+    resumed run reads on where the stream stopped (shuffled: the prompts of steps 3-4 are not those of 1-2)."""
     over = ("--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--learning_rate", "0.05",
             "--task", "explain", "--lang", "en", "--reward_funcs", "verdict", "reference_similarity",
-            "--reward_weights", "1", "1")
+            "--reward_weights", "1", "1",
+            *(("--dataset_streaming", "true", "--stream_shuffle_buffer", "8") if streamed else ()))
     straight = _grpo(grpo_inputs, tmp_path / "straight", *over, start="model", encoder_loader=_encoder)
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
