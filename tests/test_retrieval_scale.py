@@ -206,11 +206,13 @@ def test_index_recall_counts_the_shared_top_k() -> None:
 def test_auto_searches_exactly_below_the_threshold_and_through_an_index_from_it(gallery, monkeypatch) -> None:
     q, g = gallery
     builds = _count_builds(monkeypatch)
-    opts = IndexOptions(index_threshold=2000)  # index: auto
+    opts = IndexOptions(index="auto", index_threshold=2000)
     assert gallery_search(q, g[:1999], 5, opts).method == "exact" and builds == []
     res = gallery_search(q, g[:2000], 5, opts)
     assert res.method == "hnsw" and builds == ["hnsw"]
-    assert IndexOptions().method(99_999) == "exact" and IndexOptions().method(100_000) == "hnsw"  # the defaults
+    # the defaults: exact at every size (what bench_retrieval_scale --index measured); auto's threshold 100,000
+    assert IndexOptions().method(10**7) == "exact"
+    assert IndexOptions(index="auto").method(99_999) == "exact" and IndexOptions(index="auto").method(100_000) == "hnsw"
 
 
 def test_a_saved_index_is_loaded_not_rebuilt_and_gives_the_same_results(gallery, tmp_path: Path,
@@ -286,7 +288,7 @@ def test_without_faiss_a_big_gallery_says_how_to_install_it(gallery, monkeypatch
     with pytest.raises(GleamConfigError, match=r"^--index: auto searches a gallery of 3,000 tiles \(>= "
                                                r"--index-threshold 1,000\) with an hnsw index, which needs faiss: "
                                                r"pip install 'gleamx\[retrieval\]' \(or pass --index exact\)$"):
-        gallery_search(q, g, 5, IndexOptions(index_threshold=1000))
+        gallery_search(q, g, 5, IndexOptions(index="auto", index_threshold=1000))
     assert gallery_search(q, g, 5).method == "exact"  # below the default threshold faiss is not needed
 
 
@@ -297,7 +299,7 @@ def test_retrieval_eval_reports_the_index_recall(toy: Path, tmp_path: Path, caps
     _encoder().save_pretrained(enc_dir)
     args = ["retrieval", "eval", "--encoder", str(enc_dir), "--data", str(toy), "--split", "train", "--ks", "1,5",
             "--num-workers", "0", "--embedding-cache", str(tmp_path / "cache"), "--output", str(tmp_path / "out")]
-    assert main([*args, "--index-threshold", "5"]) == 0  # index: auto, a gallery past the threshold
+    assert main([*args, "--index", "auto", "--index-threshold", "5"]) == 0  # a gallery past the threshold
     printed = capsys.readouterr().out
     r = json.loads((tmp_path / "out" / "retrieval_results.json").read_text())
     s = r["search"]
@@ -305,11 +307,11 @@ def test_retrieval_eval_reports_the_index_recall(toy: Path, tmp_path: Path, caps
     # a graph over a few dozen tiles with ef_search 128 visits every tile: the index loses nothing here
     assert s["recall@1"] == s["recall@5"] == 1.0 and (s["R@1"], s["R@5"]) == (r["R@1"], r["R@5"])
     assert "recall@1 100.00" in printed and "recall@5 100.00" in printed and "through it R@1" in printed
-    assert main([*args, "--index-threshold", "5", "--ef-search", "1", "--hnsw-m", "2"]) == 0
+    assert main([*args, "--index", "auto", "--index-threshold", "5", "--ef-search", "1", "--hnsw-m", "2"]) == 0
     low = json.loads((tmp_path / "out" / "retrieval_results.json").read_text())["search"]
     assert low["recall@5"] < 1.0  # a sparse graph walked greedily misses tiles, and the figure says so
     capsys.readouterr()
-    assert main(args) == 0  # below the default threshold: exact, and nothing about an index
+    assert main(args) == 0  # the default: exact, and nothing about an index
     assert json.loads((tmp_path / "out" / "retrieval_results.json").read_text())["search"] == {"method": "exact"}
     assert "recall@" not in capsys.readouterr().out
 

@@ -212,6 +212,9 @@ class RetrievalConfig:
         check_int("max_steps", self.max_steps, 1, optional=True)
         check_int("save_steps", self.save_steps, 1, optional=True)
         check_int("stream_shuffle_buffer", self.stream_shuffle_buffer, 0)
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for name in ("max_steps", "save_steps", "stream_shuffle_buffer"):  # a number past its bound says so first
+            check_field(fields[name], name, getattr(self, name))
         if not self.streaming:
             for name in ("max_steps", "save_steps"):
                 if getattr(self, name) is not None:

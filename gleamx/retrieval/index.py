@@ -1,8 +1,9 @@
-"""Top-k search over a gallery of any size: exact below a size, an approximate faiss index (IVF-PQ or HNSW) above it.
+"""Top-k search over a gallery of any size: exact, or through an approximate faiss index (IVF-PQ or HNSW).
 
 :func:`gallery_search` is the one function search callers use (``gleamx retrieval eval``, ``gleamx localize``).
-With ``index: auto`` a gallery of fewer than ``index_threshold`` tiles is searched exactly
-(:func:`~gleamx.retrieval.search.topk_search`), a bigger one through an HNSW index. The index is built once and
+By default every gallery is searched exactly (:func:`~gleamx.retrieval.search.topk_search`); ``index: hnsw`` or
+``ivfpq`` asks for an approximate index, and ``index: auto`` for exact search below ``index_threshold`` tiles and an
+HNSW index from there. The index is built once and
 saved beside the embedding cache, under the gallery's embedding-cache key (encoder and image list) plus the index
 type and its build parameters, so a second search loads it; a changed gallery or build parameter is another file.
 Search-time parameters (``nprobe``, ``ef_search``, ``pq_rerank``) are set on the loaded index and are no part of
@@ -49,10 +50,14 @@ _INSTALL = "pip install 'gleamx[retrieval]'"
 class IndexOptions:
     """How a gallery is searched (``gleamx retrieval eval`` and ``gleamx localize`` take these as options)."""
 
-    index: IndexKind = field(default="auto", metadata={
-        "help": f"gallery search: exact (chunked, every score), ivfpq or hnsw (approximate faiss indexes, built once "
-                f"and saved beside the embedding cache), or auto: exact below --index-threshold tiles, {AUTO_INDEX} "
-                "from it"})
+    # exact by default: on the benchmark's random 512-d galleries (bench_retrieval_scale.py --index) both indexes
+    # at their defaults found under a third of the true top-10 past 10^4 tiles, and exact search of 10^6 tiles
+    # took 14 s per 1,000 queries; an index is a choice to make after retrieval eval's search.recall@k on one's
+    # own embeddings
+    index: IndexKind = field(default="exact", metadata={
+        "help": f"gallery search: exact (chunked, every score; the default), ivfpq or hnsw (approximate faiss "
+                f"indexes, built once and saved beside the embedding cache; retrieval eval reports their recall "
+                f"against exact search), or auto: exact below --index-threshold tiles, {AUTO_INDEX} from it"})
     index_threshold: int = field(default=INDEX_THRESHOLD, metadata=field_help(
         "gallery size from which index: auto uses an approximate index", low=1, high=COUNT_MAX))
     nlist: int | None = field(default=None, metadata=field_help(
@@ -276,7 +281,7 @@ def gallery_search(queries: torch.Tensor, gallery: torch.Tensor, k: int, options
                    cache: EmbeddingCache | None = None, gallery_key: tuple[str, str] | None = None) -> SearchResult:
     """Top-``min(k, n_gallery)`` gallery items per query by inner product (cosine for L2-normalised embeddings).
 
-    ``options`` decides exact or approximate search (default: ``auto``). An index is saved in ``cache``'s folder
+    ``options`` decides exact or approximate search (default: ``exact``). An index is saved in ``cache``'s folder
     under ``gallery_key`` (the gallery's ``(encoder key, images key)`` in the embedding cache) and loaded from there
     next time; without both it is built in memory for this call only.
     """
