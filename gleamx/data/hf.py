@@ -31,9 +31,11 @@ def parse_column_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
     return mapping
 
 
-def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
+def hf_splits(source: str, split: str | None, *, streaming: bool = False) -> list[tuple[str | None, Any]]:
     """``[(split name, datasets.Dataset)]`` of a Hub id or a ``save_to_disk`` directory: every split of a
-    ``DatasetDict`` under its own name, or the one ``split`` asked for (``None`` for an unsplit dataset)."""
+    ``DatasetDict`` under its own name, or the one ``split`` asked for (``None`` for an unsplit dataset).
+    ``streaming``: a Hub id or a folder of data files as ``IterableDataset`` streams (nothing downloaded ahead;
+    a ``save_to_disk`` folder is read as it is, a ``Dataset``)."""
     import datasets
 
     try:
@@ -47,7 +49,9 @@ def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
             if problem:
                 raise GleamDataError.at(source, None, "dataset", problem)
             with offline_if_asked():
-                ds = datasets.load_dataset(source, split=split or None, cache_dir=_local_cache_dir(source))
+                # a stream's split is picked below (any case, validation for val), as a DatasetDict's is
+                ds = (datasets.load_dataset(source, streaming=True) if streaming else
+                      datasets.load_dataset(source, split=split or None, cache_dir=_local_cache_dir(source)))
     except GleamDataError:
         raise
     except Exception as e:  # datasets raises many types (DatasetNotFoundError, ConnectionError, ...)
@@ -55,7 +59,7 @@ def hf_splits(source: str, split: str | None) -> list[tuple[str | None, Any]]:
         raise GleamDataError.at(
             source, None, "dataset", f"cannot load as a Hugging Face dataset ({type(e).__name__}: {first})"
         ) from None
-    if isinstance(ds, datasets.DatasetDict):
+    if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         return [split_of(ds, split)] if split else list(ds.items())
     return [(split, ds)]
 

@@ -28,11 +28,10 @@ from typing import Any
 import datasets
 
 from gleamx.data.check import RAW_FEATURES, Checker, Record, checked
-from gleamx.data.hf import split_of, hf_record, parse_column_mapping, prepare_hf
+from gleamx.data.hf import hf_record, hf_splits, parse_column_mapping, prepare_hf, split_of
 from gleamx.data.load import format_of, hf_roots, data_files, default_split, iter_raw_rows
 from gleamx.data.schema import canonical_split
 from gleamx.errors import GleamDataError, first_line
-from gleamx.sources import hub_access, offline_if_asked
 
 SHUFFLE_BUFFER = 1000
 """Rows held for the shuffle buffer: with embedded images, about that many pairs' bytes in memory."""
@@ -51,34 +50,13 @@ class SampleStream:
 
 
 def _hf_stream(source: str, split: str | None) -> tuple[str | None, datasets.IterableDataset]:
-    """``(split name, stream)`` of a Hub id, a Parquet folder or file, or a ``save_to_disk`` folder."""
-    path = Path(source)
-    try:
-        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
-            on_disk = datasets.load_from_disk(source)
-            if isinstance(on_disk, datasets.DatasetDict):
-                name, ds = split_of(on_disk, split or "train")
-            else:
-                name, ds = split, on_disk
-            return name, ds.to_iterable_dataset(num_shards=max(1, min(len(ds), 64)))
-        if path.is_file() and path.suffix == ".parquet":
-            streams = datasets.load_dataset("parquet", data_files={"train": str(path)}, streaming=True)
-        else:
-            problem = None if path.exists() else hub_access(source, "dataset")[0]
-            if problem:
-                raise GleamDataError.at(source, None, "dataset", problem)
-            with offline_if_asked():
-                streams = datasets.load_dataset(source, streaming=True)
-    except GleamDataError:
-        raise
-    except Exception as e:  # datasets raises many types (DatasetNotFoundError, ConnectionError, ...)
-        raise GleamDataError.at(source, None, "dataset", f"cannot stream as a Hugging Face dataset "
-                                                         f"({type(e).__name__}: {first_line(e)})") from None
-    if isinstance(streams, datasets.IterableDatasetDict):
-        if split is None and len(streams) == 1:
-            return next(iter(streams.items()))
-        return split_of(streams, split or "train")
-    return split, streams
+    """``(split name, stream)`` of a Hub id, a folder of Parquet shards or a ``save_to_disk`` folder: the split
+    asked for, else the only one, else ``train``."""
+    parts = hf_splits(source, split, streaming=True)
+    name, ds = parts[0] if len(parts) == 1 else split_of(dict(parts), "train")
+    if isinstance(ds, datasets.Dataset):  # save_to_disk: already on disk, read in shards like the others
+        ds = ds.to_iterable_dataset(num_shards=max(1, min(len(ds), 64)))
+    return name, ds
 
 
 def _raw_stream(source: str, fmt: str, split: str | None) -> datasets.IterableDataset:
