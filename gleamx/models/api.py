@@ -320,16 +320,11 @@ class ApiClient:
             if fatal is not None:
                 raise fatal from None
             last = f"HTTP {exc.status_code}" + (f": {msg}" if (msg := self._server_message(exc)) else "")
-            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+            if _retried(exc.status_code):
                 raise self._unavailable(what, last) from None
             raise GleamConfigError(f"{f.what}: {what}: {REFUSED} ({last})") from None
-        except openai.APITimeoutError:
-            raise self._unavailable(what, f"timeout after {self.timeout:g} s; see {f.timeout}") from None
-        except openai.APIConnectionError:
-            if not self.any_success.is_set():
-                raise GleamConfigError(f"{f.what}: cannot connect to {self.base_url}; check {f.base_url} "
-                                       "and that the server is running") from None
-            raise self._unavailable(what, "connection error") from None
+        except openai.APIConnectionError as exc:  # APITimeoutError among them
+            raise self._lost(exc, what) from None
         except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not what was asked for
             raise self._unavailable(what, first_line(exc, with_type=True)) from None
         self.any_success.set()
@@ -359,7 +354,7 @@ class ApiClient:
     def _send(self, item_id: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Reply | str:
         """One ``create`` (the client retrying timeouts, 429 and 5xx within what is left of the budget): a
         :class:`Reply` (a completion, or a refusal), or why the HTTP 200 it got is not a chat completion."""
-        openai, f, sent = self.openai, self.flags, self._tries.n
+        openai, sent = self.openai, self._tries.n
         client = self.client if sent == 0 else self.client.with_options(max_retries=self.max_retries - sent)
         try:
             raw = client.chat.completions.with_raw_response.create(model=self.model, messages=messages, **params)
@@ -371,17 +366,12 @@ class ApiClient:
             msg = self._server_message(exc)  # e.g. 429 "insufficient_quota" is worth showing
             # What the client retries (408, 409, 429, 5xx) failed every time; anything else (400, 413, 422...)
             # is this request's problem.
-            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+            if _retried(exc.status_code):
                 last = f"HTTP {exc.status_code}" + (f": {msg}" if msg else "")
                 raise self._unavailable(item_id, last) from None
             return self._fail(f"{REFUSED} (HTTP {exc.status_code}): {msg}")
-        except openai.APITimeoutError:
-            raise self._unavailable(item_id, f"timeout after {self.timeout:g} s; see {f.timeout}") from None
-        except openai.APIConnectionError:
-            if not self.any_success.is_set():
-                raise GleamConfigError(f"{f.what}: cannot connect to {self.base_url}; check {f.base_url} "
-                                       "and that the server is running") from None
-            raise self._unavailable(item_id, "connection error") from None
+        except openai.APIConnectionError as exc:  # APITimeoutError among them
+            raise self._lost(exc, item_id) from None
         except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not a completion (broken JSON)
             return first_line(exc, with_type=True)
         content = completion_text(resp)
@@ -392,11 +382,27 @@ class ApiClient:
         usage.requests = self._tries.n
         return Reply(content, None, self._tries.n, usage)
 
+    def _lost(self, exc: Any, what: str) -> GleamError:
+        """The run-ending error for a request the network lost after the client's retries: a timeout, or a
+        connection that failed (before any request succeeded: a wrong URL or no server, in one line)."""
+        f = self.flags
+        if isinstance(exc, self.openai.APITimeoutError):
+            return self._unavailable(what, f"timeout after {self.timeout:g} s; see {f.timeout}")
+        if not self.any_success.is_set():
+            return GleamConfigError(f"{f.what}: cannot connect to {self.base_url}; check {f.base_url} "
+                                    "and that the server is running")
+        return self._unavailable(what, "connection error")
+
     def _unavailable(self, item_id: str, last: str) -> ApiUnavailableError:
         f = self.flags
         return self.unavailable(f"{f.what}: request for {item_id!r} failed {self._tries.n} times "
                                 f"({scrub_message(last, self.key)}); {self.saved}, rerun to resume "
                                 f"({f.max_retries}: {self.max_retries})")
+
+
+def _retried(status: int) -> bool:
+    """Whether the ``openai`` client retries an HTTP status (so an error with it means its retries ran out)."""
+    return status in (408, 409, 429) or status >= 500
 
 
 def run_concurrently(client: ApiClient, work: Callable[[T], R], todo: Iterable[T], concurrency: int,
