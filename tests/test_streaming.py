@@ -114,13 +114,25 @@ def test_each_process_reads_its_own_part_of_the_stream(hub, tmp_path, n_shards):
     assert len(seen[0] + seen[1]) >= len(everything) - 2  # at most a last partial batch left over
 
 
-def test_skipping_taken_rows_under_sharding_is_per_process(hub):
-    """skip_taken(n x world) before the loader shards the stream: each process skips exactly its own n rows."""
-    from gleamx.data.stream import skip_taken, stream_samples, training_stream
+def test_skipping_taken_rows_under_sharding_is_per_process():
+    """skip_taken(n x world) before the loader shards the stream: each process skips exactly its own n rows, in the
+    shuffled, endless order training reads. (A generated 4-shard stream: a Parquet reader dropped mid-pass makes
+    datasets pause 5 s, apache/arrow#45214, and what is tested here does not depend on the source.)"""
+    import datasets
 
-    stream = training_stream(stream_samples(hub["shards"], split="train").dataset, seed=1, buffer_size=4)
+    from gleamx.data.stream import skip_taken, training_stream
+
+    def rows(shards: list[int]):
+        for shard in shards:
+            for i in range(10):
+                yield {"id": f"{shard}-{i}"}
+
+    source = datasets.IterableDataset.from_generator(rows, gen_kwargs={"shards": [0, 1, 2, 3]},
+                                                     features=datasets.Features({"id": datasets.Value("string")}))
+    stream = training_stream(source, seed=1, buffer_size=4)
     for rank in range(2):
         full = [r["id"] for r in itertools.islice(stream.shard(num_shards=2, index=rank), 30)]
+        assert len(set(full)) == 20  # this rank's two shards, read past the end of a pass
         skipped = skip_taken(stream, global_step=3, total_batch_size=2 * 2)  # 3 steps x 2 rows x 2 processes
         assert [r["id"] for r in itertools.islice(skipped.shard(num_shards=2, index=rank), 24)] == full[6:30]
 
