@@ -160,15 +160,17 @@ def test_cli_grpo_runs_the_packaged_tiny_recipe(grpo_inputs, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("streamed", [False, True], ids=["materialised", "streamed"])
-def test_resume_continues_with_the_same_rewards(grpo_inputs, tmp_path, streamed):
+@pytest.mark.parametrize("variant", ["materialised", "streamed", "full"])
+def test_resume_continues_with_the_same_rewards(grpo_inputs, tmp_path, variant):
     """Stopped after step 2 and resumed from checkpoint-2: steps 3-4 sample the same answers and get the same
     rewards and losses (non-zero: reference_similarity spreads the rewards) as the straight run. Streamed, the
-    resumed run reads on where the stream stopped (shuffled: the prompts of steps 3-4 are not those of 1-2)."""
+    resumed run reads on where the stream stopped (shuffled: the prompts of steps 3-4 are not those of 1-2).
+    Full fine-tune: the checkpoint's ``model.safetensors`` (Qwen-VL's saved layout) is reloaded whole."""
     over = ("--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--learning_rate", "0.05",
             "--task", "explain", "--lang", "en", "--reward_funcs", "verdict", "reference_similarity",
             "--reward_weights", "1", "1",
-            *(("--dataset_streaming", "true", "--stream_shuffle_buffer", "8") if streamed else ()))
+            *{"materialised": (), "streamed": ("--dataset_streaming", "true", "--stream_shuffle_buffer", "8"),
+              "full": ("--use_peft", "false", "--learning_rate", "1e-3")}[variant])
     straight = _grpo(grpo_inputs, tmp_path / "straight", *over, start="model", encoder_loader=_encoder)
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()

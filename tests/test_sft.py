@@ -407,3 +407,23 @@ def test_peft_and_quantization_configs_start_from_trls_helpers(sft_inputs, tmp_p
     for dtype, compute in (("float32", torch.float32), ("auto", torch.bfloat16)):  # ... and "auto" is bf16
         _, _, args = _parse("--output_dir", str(tmp_path / "o"), "--load_in_4bit", "true", "--dtype", dtype)
         assert quantization_config(args).bnb_4bit_compute_dtype == compute, dtype
+
+
+def test_full_finetune_resume_gives_the_same_losses(sft_inputs, tmp_path):
+    """A full fine-tune's checkpoint holds ``model.safetensors`` in Qwen-VL's saved layout, which transformers'
+    resume loads with ``load_state_dict(strict=False)``: were nothing to load, the resumed run would go on from the
+    base weights (with the checkpoint's optimizer) and its losses from step 4 on would differ."""
+    full = ("--use_peft", "false", "--learning_rate", "1e-3", "--max_steps", "6", "--save_steps", "3")
+    straight = _train(sft_inputs, tmp_path / "straight", *full)
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(straight / "checkpoint-3", resumed_dir / "checkpoint-3")
+    resumed = _train(sft_inputs, resumed_dir, *full, "--resume_from_checkpoint", str(resumed_dir / "checkpoint-3"))
+    a, b = _losses(straight), _losses(resumed)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
+    end = tensors(straight / "model.safetensors")
+    again = tensors(resumed / "model.safetensors")
+    assert end.keys() == again.keys() and all(torch.allclose(end[k], again[k], atol=1e-6) for k in end)
+    assert_moved(tensors(resumed_dir / "checkpoint-3" / "model.safetensors"), again, "resumed after checkpoint-3")

@@ -30,13 +30,14 @@ from gleamx.train.freeze import PartLearningRates, apply_freezing, trainable_cou
 from gleamx.train.arguments import GleamGRPOArguments
 from gleamx.train.grpo_data import GRPOData, build_grpo_dataset
 from gleamx.train.peft_configs import lora_config, run_quantization_config
+from gleamx.train.reload import SavedWeightsReload
 from gleamx.train.rewards import RewardOptions, build_rewards, class_weights
 from gleamx.train.learning_checks import grpo_warnings
 from gleamx.train.run import BuiltRun, RunKind, Say, eval_command, float32_trainables, run_training
 from gleamx.train.train_split import check_streaming, train_samples, train_stream
 
 
-class GleamGRPOTrainer(PartLearningRates, GRPOTrainer):
+class GleamGRPOTrainer(SavedWeightsReload, PartLearningRates, GRPOTrainer):
     """``GRPOTrainer`` with separate learning rates for the vision tower and the merger (as SFT has)."""
 
     def _generate(self, prompts: list):  # noqa: ANN202

@@ -29,6 +29,7 @@ from gleamx.train.image_tokens import ImageTokenCounter
 from gleamx.train.labelled_loss import (TOKEN_METRICS, TokenMetrics, fast_path_refusal, labelled_loss,
                                      logs_this_step, masked_logits_supported)
 from gleamx.train.labelled_loss import vocab_size as loss_vocab_size
+from gleamx.train.reload import SavedWeightsReload
 from gleamx.train.peft_configs import check_quantisable, lora_config, run_quantization_config
 from gleamx.train.learning_checks import loss_warnings
 from gleamx.train.train_split import StreamResume, check_streaming, train_samples, train_stream
@@ -36,9 +37,10 @@ from gleamx.train.match_eval import MatchEval, broadcast_from_main, check_match_
 from gleamx.train.run import BuiltRun, RunKind, Say, eval_command, eval_lang, float32_trainables, run_training
 
 
-class GleamSFTTrainer(StreamResume, PartLearningRates, SFTTrainer):
+class GleamSFTTrainer(StreamResume, SavedWeightsReload, PartLearningRates, SFTTrainer):
     """``SFTTrainer`` with separate learning rates for the vision tower and the merger (:class:`PartLearningRates`),
-    a streamed train set resumed where it stopped (:class:`StreamResume`), counting image tokens,
+    a streamed train set resumed where it stopped (:class:`StreamResume`), full-model checkpoints reloaded whole
+    (:class:`SavedWeightsReload`), counting image tokens,
     and TRL's loss computed on the labelled positions only (:mod:`gleamx.train.labelled_loss`).
 
     ``match_eval``: each evaluation of the trainer's own eval split also scores greedy verdicts on a fixed
@@ -99,18 +101,6 @@ class GleamSFTTrainer(StreamResume, PartLearningRates, SFTTrainer):
             match = broadcast_from_main(self.match_eval.metrics(self.model, self.processing_class))
             output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in match.items()})
         return output
-
-    def _load_best_model(self) -> None:
-        # transformers reloads a full model's best checkpoint with load_state_dict(strict=False) on the file's keys,
-        # which save_pretrained wrote in Qwen-VL's checkpoint layout: nothing would load, with only a warning, and
-        # the last step's weights would be saved as the best. DeepSpeed, FSDP and PEFT load their own way.
-        weights = Path(self.state.best_model_checkpoint)
-        if (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(self.model, "get_base_model")
-                or not any((weights / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json"))):
-            return super()._load_best_model()
-        from gleamx.models.adapter import load_saved_weights
-
-        load_saved_weights(self.model, weights)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # Added here, not in a callback's on_log: the Trainer files its log history before callbacks run.
