@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,28 @@ def _remove(path: Path) -> None:
 def as_recorded(identity: Mapping[str, Any]) -> dict[str, Any]:
     """A run's identity as its record reads back (JSON types; anything else as text): what it is compared as."""
     return json.loads(json.dumps(dict(identity), default=str))
+
+
+def check_checkpoint_source(checkpoint: str | os.PathLike[str] | None, out: str | os.PathLike[str],
+                            identity: Mapping[str, Any], *, flag: str = "resume_from_checkpoint",
+                            legacy_identity: Callable[[Path], Mapping[str, Any] | None] | None = None) -> None:
+    """A checkpoint from another folder must come from a run with ``identity``: its folder's record (or, for a
+    folder an older gleamx wrote, ``legacy_identity(folder)``) must hold the same settings, or one line names the
+    changed keys. Resumed with other settings, a run would go on at the restored schedule and state while its
+    records claim the new values. This folder's own checkpoint (which :func:`claim_folder` adopts) and a bare copied
+    checkpoint, whose run left no record, pass."""
+    if checkpoint is None:
+        return
+    source = Path(checkpoint).resolve().parent
+    if source == Path(out).resolve():
+        return
+    record = read_record(source)
+    old = record["identity"] if record is not None else legacy_identity(source) if legacy_identity else None
+    changed = [] if old is None else changed_settings(as_recorded(identity), old)
+    if changed:
+        raise GleamConfigError(f"{flag}: {checkpoint} is a checkpoint of another run (changed: "
+                               f"{', '.join(changed[:6])}); resume with that run's settings, or start a new run "
+                               f"without {flag}")
 
 
 def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identity: Mapping[str, Any],

@@ -236,8 +236,8 @@ def test_train_writes_encoder_log_results_and_resumes_exactly(toy, tmp_path):
         train_retrieval(_cfg(toy, out, seed=1))
     with pytest.raises(GleamConfigError, match=r"other settings \(changed: learning_rate\)"):
         train_retrieval(_cfg(toy, out, learning_rate=1e-2, resume_from_checkpoint=str(out / "checkpoint-0")))
-    with pytest.raises(GleamConfigError, match=r"^resume_from_checkpoint: .*checkpoint-0 is a checkpoint of a run "
-                                               r"with other settings \(changed: img_size\)"):
+    with pytest.raises(GleamConfigError, match=r"^resume_from_checkpoint: .*checkpoint-0 is a checkpoint of another "
+                                               r"run \(changed: img_size\)"):
         train_retrieval(_cfg(toy, tmp_path / "other", img_size=48, resume_from_checkpoint=str(out / "checkpoint-0")))
     assert (out / "model.safetensors").read_bytes() == before and not (tmp_path / "other").exists()
 

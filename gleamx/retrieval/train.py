@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gleamx.checks import cap_workers
-from gleamx.outputs import OutputFolder, changed_settings, claim_folder, read_record
+from gleamx.outputs import OutputFolder, check_checkpoint_source, claim_folder
 from gleamx.errors import GleamConfigError
 from gleamx.retrieval.config import RetrievalConfig, Phase
 from gleamx.retrieval.data import RetrievalSet, load_retrieval
@@ -519,17 +519,11 @@ def claim_output_dir(cfg: RetrievalConfig) -> OutputFolder | None:
     if int(os.environ.get("RANK", "0")) != 0:
         return None
     identity, adopt = cfg.run_identity(), []
+    check_checkpoint_source(cfg.resume_from_checkpoint, cfg.output_dir, identity)
     if cfg.resume_from_checkpoint:
         checkpoint = Path(cfg.resume_from_checkpoint).resolve()
-        source = checkpoint.parent
-        if source == Path(cfg.output_dir).resolve():
+        if checkpoint.parent == Path(cfg.output_dir).resolve():
             adopt.append(checkpoint.name)  # copied in to resume from (or this run's own): the run's from now on
-        record = read_record(source) if source != Path(cfg.output_dir).resolve() else None
-        if record is not None and record.get("identity") != identity:
-            changed = changed_settings(identity, record["identity"])
-            raise GleamConfigError(
-                f"resume_from_checkpoint: {cfg.resume_from_checkpoint} is a checkpoint of a run with other settings "
-                f"(changed: {', '.join(changed[:6])}); resume with that run's settings, or start a new run")
     return claim_folder(cfg.output_dir, "output_dir", command="retrieval train", identity=identity,
                         overwrite=cfg.overwrite_output_dir, marker="retrieval_config.json", adopt=adopt,
                         overwrite_flag="overwrite_output_dir: true",

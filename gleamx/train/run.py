@@ -20,7 +20,7 @@ from trl import ModelConfig
 from gleamx.checks import check_at_least, check_int, check_positive
 from gleamx.console import console
 from gleamx.errors import GleamConfigError, GleamInterrupted
-from gleamx.outputs import OutputFolder, claim_folder
+from gleamx.outputs import OutputFolder, check_checkpoint_source, claim_folder
 from gleamx.train.freeze import upcast_trainable
 from gleamx.train.interrupt import SaveOnInterrupt
 from gleamx.train.preflight import preflight
@@ -87,31 +87,13 @@ def check_numbers(script_args: Any, training_args: Any, model_args: ModelConfig)
         raise GleamConfigError(f"recipe: output_dir: {out} is a file (expected a directory to write the run into)")
 
 
-def changed_keys(signature: dict, old: dict | None) -> list[str]:
-    """``part.key`` of every setting that differs between two run signatures."""
-    old = old or {}
-    return sorted(f"{part}.{k}" for part in signature for k in set(signature[part]) | set(old.get(part, {}))
-                  if signature[part].get(k) != old.get(part, {}).get(k))
-
-
-def check_resume_source(resume: str | None, out: Path, signature: dict) -> None:
-    """A checkpoint from another folder must be of this run: its run's recorded signature, when it has one, must
-    equal this one (a new learning rate would otherwise train at the restored scheduler's rate while this run's
-    records state the new one)."""
-    if resume is None:
-        return
-    run_dir = Path(resume).resolve().parent
-    if run_dir == out.resolve() or not (run_dir / RUN_FILE).is_file():
-        return  # this folder's own checkpoint (claim_output_dir's case), or a bare copied checkpoint
+def recorded_signature(folder: Path) -> dict | None:
+    """The run signature in ``folder``'s ``gleamx_run.json`` (how an older gleamx recorded a run), or ``None``."""
     try:
-        old = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("signature")
-    except (OSError, ValueError):
-        return
-    changed = changed_keys(signature, old)
-    if changed:
-        raise GleamConfigError(
-            f"resume_from_checkpoint: {resume} is a checkpoint of another run (changed: {', '.join(changed[:5])}); "
-            "resume with that run's settings, or start a new run without resume_from_checkpoint")
+        signature = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("signature")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return signature if isinstance(signature, dict) else None
 
 
 def claim_output_dir(out: Path, signature: dict, *, command: str, overwrite: bool, resume: str | None,
@@ -120,12 +102,7 @@ def claim_output_dir(out: Path, signature: dict, *, command: str, overwrite: boo
     with ``overwrite_output_dir``: the Trainer writes names of its choosing), another run (other settings) only
     with ``overwrite_output_dir``, which deletes that run first; a checkpoint copied in to resume from is adopted.
     A finished run's own folder with checkpoints needs ``--resume_from_checkpoint`` (or the overwrite)."""
-    legacy = None
-    if (out / RUN_FILE).is_file():  # a run an older gleamx wrote: its signature is in gleamx_run.json
-        try:
-            legacy = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("signature")
-        except (OSError, ValueError, AttributeError):
-            legacy = None
+    legacy = recorded_signature(out)  # a run an older gleamx wrote: its signature is in gleamx_run.json
     adopt = [Path(resume).name] if resume is not None and Path(resume).resolve().parent == out.resolve() else []
     folder = claim_folder(out, "output_dir", command=command, identity=signature, overwrite=overwrite, exclusive=True,
                           marker=RUN_FILE, legacy_identity=legacy, adopt=adopt, write=write,
@@ -294,7 +271,7 @@ def run_training(kind: RunKind, script_args: Any, training_args: Any, model_args
     say = rank_zero_say(training_args)
     signature = run_signature(script_args, training_args, model_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, out)
-    check_resume_source(resume, out, signature)
+    check_checkpoint_source(resume, out, signature, legacy_identity=recorded_signature)
     check_resume_not_finished(resume, training_args.max_steps)
     check_zero3_save(training_args, model_args)
     preflight(training_args, model_args, say)
