@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_distributed import _kill_tree  # the launcher and every process under it
+from processes import run_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmark" / "gpu" / "bench_qwen25vl3b_lora.sh"
@@ -116,16 +116,8 @@ def test_cpu_twin_runs_end_to_end(tmp_path: Path) -> None:
 
 def _run_cpu_twin(script: Path, out: Path, **env: str) -> tuple[int, str]:
     """``CPU=1 bash script`` with ``OUT=out``: (exit code, its output); its process tree killed past TIMEOUT_S."""
-    proc = subprocess.Popen(["bash", str(script)], cwd=ROOT, env={**os.environ, "CPU": "1", "OUT": str(out),
-                                                                  "PYTHON": sys.executable, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        log, _ = proc.communicate(timeout=60)
-        pytest.fail(f"no exit within {TIMEOUT_S}s\n{log[-3000:]}")
-    return proc.returncode, log
+    return run_bounded(["bash", str(script)], timeout_s=TIMEOUT_S, what=script.name, cwd=ROOT,
+                       env={**os.environ, "CPU": "1", "OUT": str(out), "PYTHON": sys.executable, **env})
 
 
 def _refuses_without_a_gpu(script: Path, out: Path) -> None:

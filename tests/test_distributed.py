@@ -9,12 +9,10 @@ writes. The first DeepSpeed run on a machine JIT-builds DeepSpeed's shared-memor
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -29,6 +27,7 @@ import yaml
 from gleamx.errors import GleamConfigError
 from gleamx.train.arguments import LLM_LORA_TARGETS
 from gleamx.train.run import check_zero3_save
+from processes import free_port, kill_tree, run_bounded
 from training_checks import MIN_CHANGE, assert_gradients_flowed, assert_lora_trained, max_change
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,13 +106,6 @@ def _deepspeed_ready() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    # Parallel test sessions on one machine must not share torchrun's rendezvous port.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dist_inputs(tmp_path_factory: pytest.TempPathFactory, synth_dir, models_tiny_dir) -> SimpleNamespace:
     """A small synthetic dataset and the tiny model, shared by every launch in this module."""
@@ -121,44 +113,19 @@ def dist_inputs(tmp_path_factory: pytest.TempPathFactory, synth_dir, models_tiny
                            model=models_tiny_dir(ARCH), root=tmp_path_factory.mktemp("dist"))
 
 
-def _kill_tree(pid: int) -> None:
-    """Kill a launcher and every process under it.
-
-    torchrun starts each worker in its own session, so killing the launcher's process group misses
-    them; orphaned workers then hang on the dead rendezvous store, holding the output pipe open.
-    """
-    import psutil  # an accelerate dependency
-
-    try:
-        root = psutil.Process(pid)
-        procs = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(procs, timeout=30)
-
-
 def _launch(inputs: SimpleNamespace, config: str, out: Path, *extra: str) -> float:
     """``accelerate launch`` recipes/sft.py on 2 CPU processes; returns wall seconds, fails with the log tail."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config),
-           "--main_process_port", str(_free_port()), str(ROOT / "recipes" / "sft.py"), "--config", str(RECIPE),
+           "--main_process_port", str(free_port()), str(ROOT / "recipes" / "sft.py"), "--config", str(RECIPE),
            "--model_name_or_path", str(inputs.model), "--dataset_name", str(inputs.data),
            "--output_dir", str(out), *TRAIN_ARGS, *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log, _ = proc.communicate(timeout=LAUNCH_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        log, _ = proc.communicate(timeout=60)
-        pytest.fail(f"{config}: no exit within {LAUNCH_TIMEOUT_S}s (hung collective?)\n{log[-3000:]}")
+    rc, log = run_bounded(cmd, timeout_s=LAUNCH_TIMEOUT_S, what=f"{config} (hung collective?)", cwd=ROOT, env=env)
     seconds = time.monotonic() - start
     print(f"{config} {' '.join(extra)}: {seconds:.1f}s wall")  # visible with -s; --durations shows the test total
-    assert proc.returncode == 0, f"{config}: exit {proc.returncode}\n{log[-4000:]}"
+    assert rc == 0, f"{config}: exit {rc}\n{log[-4000:]}"
     return seconds
 
 
@@ -338,7 +305,7 @@ def test_gleamx_sft_launches_itself_with_an_accelerate_config(dist_inputs: Simpl
                                                               gleamx_cli) -> None:
     """`gleamx sft --accelerate_config FILE` runs the recipe under accelerate launch: 2 CPU processes train."""
     config = tmp_path / "cpu.yaml"  # the packaged cpu.yaml on a free port (tests run side by side)
-    config.write_text((CONFIGS / "cpu.yaml").read_text() + f"main_process_port: {_free_port()}\n")
+    config.write_text((CONFIGS / "cpu.yaml").read_text() + f"main_process_port: {free_port()}\n")
     out = tmp_path / "run"
     r = gleamx_cli("sft", "--accelerate_config", config, "--config", "tiny/sft_lora", "--model_name_or_path",
                    dist_inputs.model, "--dataset_name", dist_inputs.data, "--output_dir", out, *TRAIN_ARGS)
@@ -364,7 +331,7 @@ def _eval_command(inputs: SimpleNamespace, out: Path, n_proc: int) -> list[str]:
     if n_proc == 1:
         return [sys.executable, *args]
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu.yaml"),
-            "--num_processes", str(n_proc), "--main_process_port", str(_free_port()), *args]
+            "--num_processes", str(n_proc), "--main_process_port", str(free_port()), *args]
 
 
 # one BLAS thread in every process, however launched: the same float sums in one process as in two
@@ -429,7 +396,7 @@ def test_killed_two_process_eval_resumes_without_generating_again(dist_inputs: S
             time.sleep(0.02)
         assert proc.poll() is None, "the run finished before it could be killed"
     finally:
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
     before = {json.loads(x)["id"]: x for x in lines(main_log) + lines(other_log)}
     n = json.loads((one_process_eval / "results.json").read_text())["n"]
     assert 0 < len(before) < n and not (out / "results.json").exists()

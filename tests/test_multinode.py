@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 
 from training_checks import (assert_gradients_flowed, assert_lora_trained, assert_moved, tensors,
                              tiny_encoder_at_start)
-from test_distributed import _free_port, _kill_tree, dist_inputs  # noqa: F401  (shared fixture and helpers)
+from processes import free_port, kill_tree
+from test_distributed import dist_inputs  # noqa: F401  (the shared fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "recipes" / "slurm" / "launch_node.sh"
@@ -40,7 +41,7 @@ def _node_env(nodes: int, rank: int, per_node: int, port: int) -> dict[str, str]
 
 def run_job(nodes: int, per_node: int, script_args: list[str]) -> None:
     """Start ``nodes`` launchers at once (as srun does) and wait for all; fail with each node's log tail."""
-    port = _free_port()
+    port = free_port()
     procs = [subprocess.Popen(["bash", str(LAUNCH), str(CPU_CONFIG), *script_args], cwd=ROOT,
                               env=_node_env(nodes, r, per_node, port), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for r in range(nodes)]
@@ -50,7 +51,7 @@ def run_job(nodes: int, per_node: int, script_args: list[str]) -> None:
             logs.append(p.communicate(timeout=TIMEOUT_S)[0])
     except subprocess.TimeoutExpired:
         for p in procs:
-            _kill_tree(p.pid)
+            kill_tree(p.pid)
         pytest.fail(f"{nodes}-node job: no exit within {TIMEOUT_S}s (rendezvous or collective hang)")
     for r, (p, log) in enumerate(zip(procs, logs)):
         assert p.returncode == 0, f"node {r} of {nodes}: exit {p.returncode}\n{log[-4000:]}"

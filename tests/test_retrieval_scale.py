@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from gleamx.retrieval.data import load_retrieval
 from gleamx.retrieval.embed import embed_images, shard_bounds
 from gleamx.retrieval.embed_cache import EmbeddingCache, cache_dir, default_cache_dir
 from gleamx.retrieval.encoder import RetrievalEncoder
+from processes import free_port
 
 from test_retrieval import toy  # noqa: E402, F401  (the synthetic toy-level retrieval layout, 60 locations)
 
@@ -115,16 +115,10 @@ def test_retrieval_eval_reuses_the_cache(toy: Path, tmp_path: Path, capsys) -> N
     assert {k: v for k, v in a.items() if k != "config"} == {k: v for k, v in b.items() if k != "config"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch_retrieval_eval(enc: str, data: Path, out: Path, n_proc: int, *extra: str) -> float:
     """``accelerate launch`` (CPU, gloo) of ``gleamx retrieval eval`` on ``n_proc`` processes; wall seconds."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs" /
-           "cpu.yaml"), "--num_processes", str(n_proc), "--main_process_port", str(_free_port()),
+           "cpu.yaml"), "--num_processes", str(n_proc), "--main_process_port", str(free_port()),
            "-m", "gleamx.cli.main", "retrieval", "eval", "--encoder", enc, "--data", str(data), "--split", "train",
            "--ks", "1,5", "--num-workers", "0", "--embedding-cache", "off", "--output", str(out), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
