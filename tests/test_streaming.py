@@ -223,6 +223,36 @@ def test_bad_mixtures_are_one_line():
         parse_mixture([{"weight": 2}])
     with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture: expected a list"):
         parse_mixture("a,b")
+    # each entry's own fields, named where they stand (a split of 3 was a traceback, columns: 5 trained silently)
+    with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture\[0\]\.split: expected a split name"):
+        parse_mixture([{"path": "a", "split": 3}])
+    with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture\[1\]\.format: expected one of auto, "):
+        parse_mixture([{"path": "a"}, {"path": "b", "format": "csv"}])
+    with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture\[0\]\.columns: expected "):
+        parse_mixture([{"path": "a", "columns": 5}])
+    with pytest.raises(GleamConfigError, match=r"^recipe: dataset_mixture\[0\]\.columns: expected "):
+        parse_mixture([{"path": "a", "columns": {"label": 1}}])
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["materialised", "streamed"])
+def test_a_column_mapping_for_data_that_is_not_hf_is_refused(two_sources, streamed):
+    """A mapping applies to Hugging Face datasets only: given for a gleamx folder it would do nothing, silently."""
+    from gleamx.data import load_samples
+    from gleamx.data.stream import stream_samples
+
+    folder = two_sources[1]
+    with pytest.raises(GleamConfigError, match=r"^columns: .* is jsonl data, .*applies to a Hugging Face dataset"):
+        (stream_samples if streamed else load_samples)(folder, columns="label=match")
+
+
+def test_the_next_command_of_a_mixture_run_evaluates_its_first_source():
+    from types import SimpleNamespace
+
+    from gleamx.train.run import eval_command
+
+    args = SimpleNamespace(dataset_name=None, dataset_mixture=[{"path": "data/u1652", "weight": 3}, {"path": "b"}],
+                           lang="both", task="label")
+    assert " --data data/u1652 --split test " in eval_command("out", None, args)  # was "--data None"
 
 
 @pytest.mark.slow

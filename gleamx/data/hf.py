@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gleamx.errors import GleamDataError, first_line
+from gleamx.errors import GleamConfigError, GleamDataError, first_line
 from gleamx.sources import hub_access, offline_if_asked
 
 
@@ -29,6 +29,14 @@ def parse_column_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
         key, value = (x.strip() for x in part.split("=", 1))
         mapping[key] = value
     return mapping
+
+
+def check_columns_apply(source: str | os.PathLike, fmt: str, columns: str | dict[str, str] | None) -> None:
+    """A column mapping given for data that is not a Hugging Face dataset would do nothing: one line, so a user who
+    meant another source (or format) hears of it instead of training on what the mapping was meant to change."""
+    if fmt != "hf" and parse_column_mapping(columns):
+        raise GleamConfigError(f"columns: {source} is {fmt} data, whose fields already have gleamx's names; a column "
+                               "mapping applies to a Hugging Face dataset (format hf) only")
 
 
 def hf_splits(source: str, split: str | None, *, streaming: bool = False) -> list[tuple[str | None, Any]]:

@@ -23,7 +23,7 @@ import datasets
 
 from gleamx.data.arrow import batch_rows, write_dataset
 from gleamx.data.check import RAW_FEATURES, Checker, Record, checked, empty_dataset, raw_row
-from gleamx.data.hf import hf_record, hf_splits, parse_column_mapping, prepare_hf
+from gleamx.data.hf import check_columns_apply, hf_record, hf_splits, parse_column_mapping, prepare_hf
 from gleamx.data.jsonl import iter_jsonl_rows
 from gleamx.data.text import parse_json
 from gleamx.data.paths import MANIFEST_NAME, ImageRoots
@@ -208,6 +208,7 @@ def load_samples(
     if fmt == "hf":
         parts = _hf_checked(source, split, columns, checker)
     else:
+        check_columns_apply(source, fmt, columns)
         raw = write_dataset(iter_raw_rows(source, fmt, split), RAW_FEATURES, "raw")
         parts = [checked(raw, checker.raw_records, checker)]
     if checker.n_records == 0 and not checker.problems:

@@ -20,6 +20,7 @@ from typing import Any
 
 import datasets
 
+from gleamx.choices import FORMATS
 from gleamx.data.arrow import Rows
 from gleamx.errors import GleamConfigError
 
@@ -56,8 +57,18 @@ def parse_mixture(entries: Any, where: str = "recipe: dataset_mixture") -> list[
         weight = entry.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
             raise GleamConfigError(f"{at}.weight: expected a number > 0, got {weight!r}")
-        sources.append(MixtureSource(path, float(weight), entry.get("split"), entry.get("format") or "auto",
-                                     entry.get("columns")))
+        split = entry.get("split")
+        if split is not None and (not isinstance(split, str) or not split.strip()):
+            raise GleamConfigError(f"{at}.split: expected a split name (e.g. train), got {split!r}")
+        fmt = entry.get("format") or "auto"
+        if fmt not in FORMATS:
+            raise GleamConfigError(f"{at}.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        columns = entry.get("columns")
+        if columns is not None and not (isinstance(columns, str) or isinstance(columns, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in columns.items())):
+            raise GleamConfigError(f"{at}.columns: expected \"gleamx_field=dataset_column,...\" or a mapping of "
+                                   f"names, got {columns!r}")
+        sources.append(MixtureSource(path, float(weight), split, fmt, columns))
     return sources
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import datasets
 
 from gleamx.data.check import RAW_FEATURES, Checker, Record, checked
-from gleamx.data.hf import hf_record, hf_splits, parse_column_mapping, prepare_hf, split_of
+from gleamx.data.hf import check_columns_apply, hf_record, hf_splits, parse_column_mapping, prepare_hf, split_of
 from gleamx.data.load import format_of, hf_roots, data_files, default_split, iter_raw_rows
 from gleamx.data.schema import canonical_split
 from gleamx.errors import GleamDataError, first_line
@@ -110,6 +110,7 @@ def stream_samples(source: str | os.PathLike, *, format: str = "auto", split: st
                 yield Record(source, i + 1, base, hf_record(row, to_field), default, roots)
 
         return SampleStream(checked(ds, records, checker), checker)
+    check_columns_apply(source, fmt, columns)
     raw = _raw_stream(source, fmt, split)
     return SampleStream(checked(raw.take(limit) if limit is not None else raw, checker.raw_records, checker), checker)
 

@@ -250,7 +250,8 @@ def eval_command(model: str, adapter: Path | str | None, script_args: Any) -> st
     """The ``gleamx eval`` line that scores a trained run on its data's test split."""
     lang = eval_lang(script_args.lang)
     adapter_part = f" --adapter {adapter}" if adapter else ""
-    return (f"gleamx eval --model {model}{adapter_part} --data {script_args.dataset_name} --split test "
+    data = script_args.dataset_name or script_args.dataset_mixture[0]["path"]  # a mixture: its first source
+    return (f"gleamx eval --model {model}{adapter_part} --data {data} --split test "
             f"--lang {lang} --task {script_args.task}")
 
 
