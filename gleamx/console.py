@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.text import Text
 
 from gleamx.errors import GleamError
+from gleamx.outputs import abandon_claims, forget_claims
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
@@ -88,14 +89,20 @@ def quiet_third_party() -> None:
 
 def run_cli(fn: Callable[[], int | None]) -> int:
     """Run ``fn``, quiet (:func:`quiet_third_party`); a :class:`GleamError` becomes one ``error: ...`` line and
-    exit code 2."""
+    exit code 2. A command stopped by an error or an interrupt leaves no output folder it made and wrote nothing
+    into (:func:`gleamx.outputs.abandon_claims`)."""
     quiet_third_party()
+    forget_claims()
     try:
-        return int(fn() or 0)
+        code = int(fn() or 0)
     except GleamError as e:
+        abandon_claims()
         if not getattr(e, "quiet", False):  # another process printed it (GleamFailedElsewhere)
             print_error(_one_line(str(e)))
         return int(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
+        abandon_claims()
         print_error("interrupted")
         return 130
+    forget_claims()
+    return code

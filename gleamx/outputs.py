@@ -80,11 +80,33 @@ class OutputFolder:
     command: str
     identity: dict[str, Any]
     kept: list[str] = field(default_factory=list)  # the user's entries, there before gleamx wrote here
+    created: bool = False  # the claim made the folder
+
+    def abandon(self) -> None:
+        """The run was refused after its claim (bad data, a model that does not load): a folder the claim made that
+        holds nothing but gleamx's bookkeeping is removed, so a refused run leaves no folder behind."""
+        if self.created and self.path.is_dir() and not _entries(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def done(self) -> None:
         """Record the finished run: every entry of the folder but the user's is what it wrote."""
         _write_record(self.path, {"command": self.command, "identity": self.identity, "kept": self.kept,
                                   "written": _entries(self.path, skip=self.kept)})
+
+
+_CLAIMED: list[OutputFolder] = []  # folders this process's claims made, newest last (abandon_claims)
+
+
+def abandon_claims() -> None:
+    """A command stopped by an error: every folder its claims made that holds nothing but gleamx's bookkeeping is
+    removed, newest first (a run refused after its claim, e.g. on its data or model, leaves no folder behind)."""
+    while _CLAIMED:
+        _CLAIMED.pop().abandon()
+
+
+def forget_claims() -> None:
+    """A command that finished: its folders are its output, never abandoned by a later command of the process."""
+    _CLAIMED.clear()
 
 
 LOCK_NAME = ".lock"  # the single-writer lock file (gleamx.eval.appendlog.single_writer)
@@ -211,9 +233,11 @@ def claim_folder(out: str | os.PathLike[str], flag: str, *, command: str, identi
     if clash:
         raise GleamConfigError(f"{flag}: {out}/{clash[0]} was not written by gleamx and this command would replace "
                                "it; move it away or choose another folder")
-    folder = OutputFolder(path, command, identity, kept)
+    folder = OutputFolder(path, command, identity, kept, created=not path.exists())
     if not write:
         return folder
+    if folder.created:
+        _CLAIMED.append(folder)
     if overwrite and replace:
         for name in ours:
             _remove(path / name)

@@ -18,9 +18,10 @@ PACKAGE = ROOT / "gleamx"
 # of any strictly lower layer.
 LAYERS: list[set[str]] = [
     {"gleamx", "errors", "choices"},   # what every layer shares: errors, choice lists
-    # the terminal; value checks; launch configs; the task's vocabulary (templates, verdict); local path or Hub id;
+    # value checks; launch configs; the task's vocabulary (templates, verdict); local path or Hub id;
     # arrays on disk under a content key (the embedding caches of eval and retrieval); the output-folder rule
-    {"console", "checks", "accelerate_configs", "task", "sources", "keyed_store", "outputs"},
+    {"checks", "accelerate_configs", "task", "sources", "keyed_store", "outputs"},
+    {"console"},              # the terminal, and run_cli (one-line errors; a refused command's folders removed)
     {"parsing"},              # every command line and recipe: TrlParser over config dataclasses, one-line errors
     {"data"},                 # samples: schema, readers, writers, validation
     {"prompts"},              # samples -> chat messages; the ShareGPT writer

@@ -185,3 +185,39 @@ def test_eval_and_models_tiny_keep_to_the_rule(tmp_path, gleamx_cli):
     assert (mine / "report.html").read_text() == "my report"
     r = gleamx_cli("models", "tiny", "--out", mine, "--overwrite")
     assert r.returncode == 2 and "needs a folder of its own" in r.stderr
+
+
+def test_a_claimed_folder_is_abandoned_only_if_the_claim_made_it_and_nothing_was_written(tmp_path):
+    from gleamx.outputs import abandon_claims, forget_claims
+
+    forget_claims()
+    empty = claim_folder(tmp_path / "empty", "--out", command="eval", identity={}, overwrite=False)
+    wrote = claim_folder(tmp_path / "wrote", "--out", command="eval", identity={}, overwrite=False)
+    _write(wrote.path, "predictions.jsonl")  # answers a run paid for are never removed
+    (tmp_path / "users").mkdir()
+    claim_folder(tmp_path / "users", "--out", command="eval", identity={}, overwrite=False)  # there before
+    abandon_claims()
+    assert not empty.path.exists() and (wrote.path / "predictions.jsonl").is_file() and (tmp_path / "users").is_dir()
+    finished = claim_folder(tmp_path / "finished", "--out", command="eval", identity={}, overwrite=False)
+    forget_claims()  # a command that finished: a later command's error in the same process leaves it alone
+    abandon_claims()
+    assert finished.path.is_dir()
+
+
+def test_a_command_refused_after_its_claim_leaves_no_folder(tmp_path, gleamx_cli, synth_dir, models_tiny_dir):
+    """The data or the model is found wanting only after the output folder was claimed (eval in one language and
+    in two, SFT): the one line, and no folder of gleamx's bookkeeping left behind."""
+    import yaml
+
+    data, model = synth_dir(16, seed=1, image_size=64), models_tiny_dir("qwen2_5_vl")
+    for lang in ("en", "en,zh"):
+        out = tmp_path / f"eval-{lang}"
+        r = gleamx_cli("eval", "--model", model, "--data", data, "--split", "nosuch", "--lang", lang, "--output", out)
+        assert r.returncode == 2 and "no samples found with split 'nosuch'" in r.stderr and not out.exists()
+    recipe = tmp_path / "r.yaml"
+    out = tmp_path / "sft"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": str(model), "dataset_name": str(data),
+                                      "dataset_train_split": "nosuch", "output_dir": str(out), "max_steps": 1,
+                                      "use_cpu": True, "report_to": "none"}))
+    r = gleamx_cli("sft", "--config", recipe)
+    assert r.returncode == 2 and "no samples found with split 'nosuch'" in r.stderr and not out.exists()

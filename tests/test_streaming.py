@@ -317,3 +317,14 @@ def test_eval_from_a_stream_equals_the_materialised_eval_and_reads_no_further(hu
                         entry=gleamx_eval)
     assert failed.returncode != 0 and len(failed.stderr.strip().splitlines()) == 1
     assert f"{repo}: stream: cannot read (ArrowInvalid" in failed.stderr
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["materialised", "streamed"])
+def test_eval_of_a_split_with_no_samples_is_one_line_not_a_report_of_none(hub, tmp_path, gleamx_cli, streamed):
+    from gleamx.cli.eval import main as gleamx_eval
+
+    out = tmp_path / "e"
+    failed = gleamx_cli("--model", str(hub["model"]), "--data", str(hub["data"]), "--split", "nosuch",
+                        "--output", str(out), *(["--streaming"] if streamed else []), entry=gleamx_eval)
+    assert failed.returncode == 2 and not out.exists()
+    assert failed.stderr.strip() == f"error: {hub['data']}: samples: no samples found with split 'nosuch'"

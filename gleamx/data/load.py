@@ -177,6 +177,12 @@ def _hf_checked(source: str | os.PathLike, split: str | None, columns: Any, chec
     return parts
 
 
+def no_samples(source: str | os.PathLike, split: str | None) -> GleamDataError:
+    """The one line for a source (or its ``split``) that holds no sample, read whole or as a stream."""
+    where = f" with split {split!r}" if split else ""
+    return GleamDataError.at(str(source), None, "samples", f"no samples found{where}")
+
+
 def load_samples(
     source: str | os.PathLike,
     *,
@@ -212,8 +218,7 @@ def load_samples(
         raw = write_dataset(iter_raw_rows(source, fmt, split), RAW_FEATURES, "raw")
         parts = [checked(raw, checker.raw_records, checker)]
     if checker.n_records == 0 and not checker.problems:
-        where = f" with split {split!r}" if split else ""
-        raise GleamDataError.at(str(source), None, "samples", f"no samples found{where}")
+        raise no_samples(source, split)
     ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     return LoadResult(ds, checker.problems, checker.n_records)
 

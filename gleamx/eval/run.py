@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gleamx.data.jsonl import read_json_objects
-from gleamx.data.load import load_samples
+from gleamx.data.load import load_samples, no_samples
 from gleamx.data.schema import GleamSample, samples_of
 from gleamx.checks import gleamx_provenance
 from gleamx.console import percent_text
@@ -477,7 +477,10 @@ def _samples(cfg: EvalConfig) -> list[GleamSample]:
 
         stream = stream_samples(cfg.data, split=cfg.split, columns=cfg.columns, limit=cfg.limit).dataset
         with reading(cfg.data):
-            return list(samples_of(stream))
+            samples = list(samples_of(stream))
+        if not samples:  # what the materialised load says, not a report of n=0
+            raise no_samples(cfg.data, cfg.split)
+        return samples
     data = load_samples(cfg.data, split=cfg.split, columns=cfg.columns).dataset
     if cfg.limit is not None:
         data = data.select(range(min(cfg.limit, len(data))))
