@@ -54,15 +54,13 @@ def parse(model_dir: Path, data: Path, out: Path, train_seed: int, recipe: Path,
 def finished_with(parsed: Any, out: Path) -> bool:
     """``out`` holds a finished run of exactly these settings (its recorded signature, every key equal): scoring it
     on another split needs no retraining (settings chosen on val, the same models then scored on test once)."""
-    import json
-
-    from gleamx.outputs import RECORD
-    from gleamx.train.run import RUN_FILE, changed_keys, run_signature
+    from gleamx.outputs import RECORD, as_recorded, changed_settings
+    from gleamx.train.run import RUN_FILE, recorded_signature, run_signature
 
     if not ((out / RECORD).is_file() and (out / RUN_FILE).is_file() and any(out.glob("*.safetensors"))):
         return False
-    old = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("signature")
-    return not changed_keys(json.loads(json.dumps(run_signature(*parsed), default=str)), old)
+    old = recorded_signature(out)
+    return old is not None and not changed_settings(as_recorded(run_signature(*parsed)), old)
 
 
 def train(parsed: Any) -> tuple[Path, float]:
