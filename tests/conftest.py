@@ -100,6 +100,20 @@ def _private_datasets_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["HF_DATASETS_CACHE"] = old_env
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _short_parquet_reader_pause():
+    """``datasets`` sleeps ``SLEEP_TIME_ON_THREADS_SHUTDOWN`` (5 s) each time a stream stops reading Parquet shards
+    through its threads, against a crash of Arrow threads still running at exit (apache/arrow#45214, where 100 ms
+    was reported to be enough). The stream tests stop many readers on purpose (resumes, the part each process
+    reads): 0.5 s each here, in this process only (a launched run keeps datasets' own pause)."""
+    import datasets
+
+    old = datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN
+    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0.5
+    yield
+    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = old
+
+
 @pytest.fixture(autouse=True)
 def _no_mixed_precision_left_behind():
     """accelerate keeps one process-wide state: a test that trained in bf16 or fp16 in-process leaves it there, and
