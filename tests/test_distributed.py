@@ -300,6 +300,26 @@ def test_accelerate_config_names_and_paths_resolve_in_one_place(tmp_path: Path) 
         _pop_option(["--accelerate_config", "--seed", "1"], "--accelerate_config")
 
 
+@pytest.mark.parametrize("name", ["eval", "retrieval eval", "sft"])
+def test_a_bad_launch_is_one_line_before_anything_starts(name: str, tmp_path: Path, gleamx_cli, monkeypatch) -> None:
+    """``--accelerate_config`` with a bad flag, a bad process count or an unknown config: one line, no launch."""
+    import subprocess as sp
+
+    monkeypatch.setattr(sp, "call", lambda *a, **k: pytest.fail(f"launched: {a}"))
+    args = {"eval": ["--model", "m", "--data", "d"], "retrieval eval": ["--encoder", "e", "--data", "d"],
+            "sft": ["--config", "tiny/sft_lora"]}[name]
+    args += ["--output", str(tmp_path / "o")]
+    for extra, said in ((["--accelerate_config", "cpu", "--num_processes", "0"],
+                         "--num_processes: expected an integer >= 1, got '0'"),
+                        (["--accelerate_config", "zero9"], "--accelerate_config zero9: neither a config file"),
+                        (["--accelerate_config"], "--accelerate_config: expected an accelerate config file")):
+        r = gleamx_cli(*name.split(), *args, *extra)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {said}") and len(r.stderr.splitlines()) == 1, r.stderr
+    if name != "sft":  # the command's own flags are checked before the launch too (a recipe's, by the recipe)
+        r = gleamx_cli(*name.split(), *args, "--bogus", "1", "--accelerate_config", "cpu")
+        assert r.returncode == 2 and "--bogus" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
 @pytest.mark.slow
 def test_gleamx_sft_launches_itself_with_an_accelerate_config(dist_inputs: SimpleNamespace, tmp_path: Path,
                                                               gleamx_cli) -> None:
@@ -323,13 +343,18 @@ EVAL_ARGS = ("--split", "train", "--lang", "en", "--task", "explain", "--max-new
              "--bootstrap", "50")
 
 
-def _eval_command(inputs: SimpleNamespace, out: Path, n_proc: int) -> list[str]:
+def _eval_command(inputs: SimpleNamespace, out: Path, n_proc: int, shortcut: bool = False) -> list[str]:
     """``gleamx eval`` of the tiny model on the module's data: a plain process, or ``accelerate launch`` of
-    ``n_proc`` CPU processes."""
+    ``n_proc`` CPU processes; ``shortcut``: gleamx's own ``--accelerate_config FILE --num_processes N``, which
+    starts that launch (FILE: cpu.yaml on a free port)."""
     args = ["-m", "gleamx.cli.main", "eval", "--model", str(inputs.model), "--data", str(inputs.data), *EVAL_ARGS,
             "--output", str(out)]
     if n_proc == 1:
         return [sys.executable, *args]
+    if shortcut:
+        config = out.parent / f"{out.name}-cpu.yaml"
+        config.write_text((CONFIGS / "cpu.yaml").read_text() + f"main_process_port: {free_port()}\n")
+        return [sys.executable, *args, "--accelerate_config", str(config), "--num_processes", str(n_proc)]
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu.yaml"),
             "--num_processes", str(n_proc), "--main_process_port", str(free_port()), *args]
 
@@ -339,9 +364,9 @@ EVAL_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "H
             "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 
 
-def _run_eval(inputs: SimpleNamespace, out: Path, n_proc: int) -> str:
-    proc = subprocess.run(_eval_command(inputs, out, n_proc), cwd=ROOT, env=EVAL_ENV, capture_output=True, text=True,
-                          timeout=LAUNCH_TIMEOUT_S)
+def _run_eval(inputs: SimpleNamespace, out: Path, n_proc: int, shortcut: bool = False) -> str:
+    proc = subprocess.run(_eval_command(inputs, out, n_proc, shortcut), cwd=ROOT, env=EVAL_ENV, capture_output=True,
+                          text=True, timeout=LAUNCH_TIMEOUT_S)
     assert proc.returncode == 0, f"{n_proc} process(es): exit {proc.returncode}\n{(proc.stdout + proc.stderr)[-4000:]}"
     return proc.stdout
 
@@ -363,8 +388,12 @@ def one_process_eval(dist_inputs: SimpleNamespace) -> Path:
 @pytest.mark.slow
 def test_eval_on_two_processes_writes_what_one_process_writes(dist_inputs: SimpleNamespace,
                                                               one_process_eval: Path) -> None:
+    """Started as ``gleamx eval ... --accelerate_config FILE --num_processes 2`` (the killed-run tests below start
+    ``accelerate launch -m gleamx.cli.main eval`` themselves)."""
     out = dist_inputs.root / "eval_two"
-    stdout = _run_eval(dist_inputs, out, 2)
+    stdout = _run_eval(dist_inputs, out, 2, shortcut=True)
+    assert stdout.startswith("accelerate launch --config_file ") and " --num_processes 2 -m gleamx.cli.main eval " \
+        in stdout.splitlines()[0]
     assert _eval_outputs(out) == _eval_outputs(one_process_eval)  # byte for byte, in the same order
     assert stdout.count("accuracy=") == 1 and "process 1 of 2" in stdout  # one summary: the first process's
     assert not list(out.glob("predictions.rank*"))  # the other process's log went into predictions.jsonl

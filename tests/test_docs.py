@@ -30,15 +30,17 @@ def gleamx_options(name: str) -> dict[str, argparse.Action]:
     from gleamx.cli.main import COMMANDS
 
     cmd = COMMANDS[name]
-    if cmd.config is None:  # sft, grpo, retrieval train: the recipe script's own TrlParser, plus the launcher flag
+    if cmd.config is None:  # sft, grpo, retrieval train: the recipe script's own TrlParser
         options = dict(recipe_options(recipe_module_of(name)))
-        launch = argparse.Action(["--accelerate_config", "--accelerate-config"], "accelerate_config")
-        options.update({s: launch for s in launch.option_strings})
     else:
         from gleamx.parsing import command_parser
 
         parser = command_parser(cmd.config(), prog=f"gleamx {name}")
         options = {s: a for a in parser._actions for s in a.option_strings}
+    if cmd.config is None or cmd.launches:  # the launcher's flags (gleamx.cli.main._launch)
+        launch = argparse.Action(["--accelerate_config", "--accelerate-config"], "accelerate_config")
+        nproc = argparse.Action(["--num_processes", "--num-processes"], "num_processes", type=int)
+        options.update({s: a for a in (launch, nproc) for s in a.option_strings})
     verbose = argparse.Action(["--verbose"], "verbose", nargs=0)  # gleamx.cli.main.main takes it anywhere
     return {**options, "--verbose": verbose}
 

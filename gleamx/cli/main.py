@@ -127,7 +127,8 @@ def cmd_annotate(cfg) -> int:
     return 1 if summary.count("failed") else 0
 
 
-def _pop_option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+def _pop_option(argv: list[str], flag: str,
+                expected: str = "an accelerate config file or a packaged config name") -> tuple[str | None, list[str]]:
     """``flag``'s value (``--flag V`` or ``--flag=V``; dashes or underscores) and ``argv`` without it."""
     spellings = {flag, flag.replace("_", "-")}
     rest: list[str] = []
@@ -145,7 +146,7 @@ def _pop_option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
             else:
                 from gleamx.errors import GleamConfigError
 
-                raise GleamConfigError(f"{flag}: expected an accelerate config file or a packaged config name")
+                raise GleamConfigError(f"{flag}: expected {expected}")
             continue
         rest.append(a)
     return value, rest
@@ -160,14 +161,38 @@ def _run_recipe(module: str, argv: list[str], prog: str) -> int:
     if launch is None:
         importlib.import_module(module).main(argv, prog=prog)
         return 0
+    return _launch(launch, [module], argv)
+
+
+def _launch(launch: str, module: list[str], argv: list[str]) -> int:
+    """``accelerate launch --config_file CONFIG [--num_processes N] -m MODULE... ARGV``: ``launch`` a packaged
+    config name or a file; ``--num_processes N`` in ``argv`` goes to accelerate (fewer processes than the config's)."""
     import subprocess
 
     from gleamx.accelerate_configs import resolve
+    from gleamx.errors import GleamConfigError
 
+    nproc, argv = _pop_option(argv, "--num_processes", "a number of processes")
+    if nproc is not None and not (nproc.isdigit() and int(nproc) >= 1):
+        raise GleamConfigError(f"--num_processes: expected an integer >= 1, got {nproc!r}")
     config = resolve(launch)
-    console.print(f"accelerate launch --config_file {config} -m {module} {' '.join(argv)}", markup=False)
-    return subprocess.call([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-                            "-m", module, *argv])
+    cmd = ["--config_file", str(config), *(["--num_processes", nproc] if nproc else []), "-m", *module, *argv]
+    console.print(f"accelerate launch {' '.join(cmd)}", markup=False)
+    return subprocess.call([sys.executable, "-m", "accelerate.commands.launch", *cmd])
+
+
+LAUNCHER_HELP = ("--accelerate_config NAME|FILE [--num_processes N] runs it under accelerate launch, one process per "
+                 "device (packaged configs: {names})")
+
+
+def _launch_command(name: str, argv: list[str], prog: str | None) -> int:
+    """``gleamx NAME ARGV --accelerate_config C`` on the processes of config C: the other arguments are checked here
+    first (one line before anything starts), then ``accelerate launch -m gleamx.cli.main NAME ARGV``."""
+    launch, argv = _pop_option(argv, "--accelerate_config")
+    assert launch is not None
+    _, checked = _pop_option(argv, "--num_processes", "a number of processes")
+    parse_command(name, checked, prog)
+    return _launch(launch, ["gleamx.cli.main", *name.split()], argv)
 
 
 def cmd_sft(argv: list[str]) -> int:
@@ -207,6 +232,7 @@ class Command:
     run: Callable[[Any], int]
     help: str
     recipes: str | None = None  # ``--config NAME`` also takes the packaged recipes of this kind
+    launches: bool = False  # runs on several processes: --accelerate_config starts it under accelerate launch
 
 
 # What ``gleamx COMMAND --help`` shows first (recipe commands: gleamx.recipes.EXAMPLES); tests/test_docs.py checks
@@ -240,6 +266,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     'eval': (
         'gleamx eval --model models/tiny --data data/synth --split test --lang zh --task label --output eval/tiny',
         'gleamx eval --config eval/zh_explain --model Qwen/Qwen2.5-VL-3B-Instruct --adapter outputs/lora',
+        'gleamx eval --accelerate_config ddp --num_processes 8 --model Qwen/Qwen2.5-VL-3B-Instruct '
+        '--adapter outputs/lora --data data/gleamx --split test --output eval/en-8gpu',
     ),
     'compare': (
         'gleamx compare eval/base eval/sft --names base,sft --output eval/compare',
@@ -325,7 +353,7 @@ COMMANDS: dict[str, Command] = {
                                     "path (same as recipes/grpo.py); --accelerate_config zero3 launches it"),
     "eval": Command(_config("eval.config:EvalConfig"), _prints("eval.run:run_eval"),
                     "match accuracy and explanation quality of a model, or of a predictions file "
-                    "(also: gleamx-eval)", recipes="eval"),
+                    "(also: gleamx-eval)", recipes="eval", launches=True),
     "retrieval train": Command(None, cmd_retrieval_train,
                                "train the retrieval encoder from a recipe: --config retrieval/tiny or a YAML path "
                                "(same as recipes/retrieval.py); --accelerate_config ddp launches it"),
@@ -342,7 +370,7 @@ COMMANDS: dict[str, Command] = {
                         "qwen2.5-vl-3b/ablation)", recipes="ablation"),
     "retrieval eval": Command(_config("retrieval.run_config:RetrievalEvalConfig"),
                               _prints("retrieval.evaluate:run_retrieval_eval"),
-                              "R@k, R@1%, mAP of an encoder on a split, overall and per view"),
+                              "R@k, R@1%, mAP of an encoder on a split, overall and per view", launches=True),
     "localize": Command(_config("retrieval.run_config:LocalizeConfig"), _prints("retrieval.localize:localize"),
                         "the retrieval encoder's top-k candidates, verified and explained by the MLLM, reranked"),
     "annotate": Command(_config("curate.annotate:AnnotateConfig"), cmd_annotate,
@@ -423,8 +451,13 @@ def parse_command(name: str, argv: list[str], prog: str | None = None) -> Any:
         argv = resolve_config(argv, cmd.recipes)
     from gleamx.parsing import with_examples
 
+    text = cmd.help
+    if cmd.launches:
+        from gleamx import accelerate_configs
+
+        text += ". " + LAUNCHER_HELP.format(names=", ".join(accelerate_configs.names()))
     parser = command_parser(cmd.config(), prog=prog or f"gleamx {name}",
-                            description=with_examples(EXAMPLES.get(name, ()), _escape(cmd.help)))
+                            description=with_examples(EXAMPLES.get(name, ()), _escape(text)))
     return parser.parse_config(argv)
 
 
@@ -440,6 +473,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     cmd = COMMANDS[name]
     if cmd.config is None:
         return run_cli(lambda: cmd.run(rest))
+    if cmd.launches and any(a.partition("=")[0] in ("--accelerate_config", "--accelerate-config") for a in rest):
+        return run_cli(lambda: _launch_command(name, rest, prog))
     return run_cli(lambda: cmd.run(parse_command(name, rest, prog)))
 
 
