@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -45,6 +46,8 @@ class BatchApi:
         self.inputs: list[list[dict[str, Any]]] = []  # each batch's lines, as created
         self.batches: dict[str, dict[str, Any]] = {}
         self.retrieves = 0
+        self.lists = 0  # GET /v1/batches (a search for a batch whose id a run never recorded)
+        self.lose_creates = 0  # the next n creates make their batch, then drop the connection unanswered
         self.auth: set[str] = set()
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
@@ -53,7 +56,16 @@ class BatchApi:
             if h.command == "POST" and h.path == "/v1/files":
                 return send(h, 200, {}, json.dumps(self.upload(h)).encode())
             if h.command == "POST" and h.path == "/v1/batches":
-                return send(h, 200, {}, json.dumps(self.create(h)).encode())
+                made = self.create(h)
+                if self.lose_creates:
+                    self.lose_creates -= 1
+                    h.close_connection = True  # made, but its reply never arrives
+                    return None
+                return send(h, 200, {}, json.dumps(made).encode())
+            if h.command == "GET" and h.path.partition("?")[0] == "/v1/batches":
+                self.lists += 1
+                newest = [self.public(b) for b in reversed(self.batches)]
+                return send(h, 200, {}, json.dumps({"object": "list", "data": newest, "has_more": False}).encode())
             if h.command == "GET" and (m := re.fullmatch(r"/v1/batches/([\w-]+)", h.path)):
                 return send(h, 200, {}, json.dumps(self.retrieve(m[1])).encode())
             if h.command == "GET" and (m := re.fullmatch(r"/v1/files/([\w-]+)/content", h.path)):
@@ -80,7 +92,7 @@ class BatchApi:
         lines = [json.loads(ln) for ln in self.files[body["input_file_id"]].decode().splitlines()]
         self.inputs.append(lines)
         bid = f"batch_{len(self.creates)}"
-        self.batches[bid] = {"id": bid, "object": "batch", "endpoint": body["endpoint"], "created_at": 0,
+        self.batches[bid] = {"id": bid, "object": "batch", "endpoint": body["endpoint"], "created_at": int(time.time()),
                              "completion_window": body["completion_window"], "input_file_id": body["input_file_id"],
                              "status": "validating", "request_counts": {"total": len(lines), "completed": 0,
                                                                          "failed": 0},
@@ -153,8 +165,10 @@ def cache_rows(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["id"], r["lang"]): r for r in read_jsonl(out / CACHE_NAME)}
 
 
-def state_events(out: Path) -> list[tuple[str, str]]:
-    return [(r["event"], r["batch"]) for r in read_jsonl(out / STATE_NAME)]
+def state_events(out: Path, asks: bool = False) -> list[tuple[str, str]]:
+    """``(event, batch id)`` of the state file; ``asks``: with the ``creating``/``dropped`` lines (by input file)."""
+    return [(r["event"], r.get("batch", r.get("input_file"))) for r in read_jsonl(out / STATE_NAME)
+            if asks or r["event"] not in ("creating", "dropped")]
 
 
 # --- the same outputs as the online run ---------------------------------------------------------------------
@@ -261,6 +275,55 @@ def test_a_rerun_polls_the_batch_in_flight_instead_of_sending_it_again(batch_api
     # finished pairs are never asked again: nothing is submitted or polled
     annotate(bcfg(path, url, out))
     assert len(api.creates) == 1 and api.retrieves == 4
+
+
+def test_a_batch_made_but_never_recorded_is_found_and_collected_not_paid_for_twice(batch_api, data, tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """Killed after the provider made the batch and before its id reached the state file: the next run finds the
+    batch by its input file and collects it; nothing is created twice."""
+    from gleamx.curate import annotate_batch
+
+    path, _ = data
+    api, url = batch_api()
+    out = tmp_path / "out"
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(annotate_batch.BatchState, "submitted", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        annotate(bcfg(path, url, out))
+    assert len(api.creates) == 1 and [e for e, _ in state_events(out, asks=True)] == ["creating"]
+    lines: list[str] = []
+    summary = annotate(bcfg(path, url, out), log=lines.append)
+    assert summary.as_dict()["n_ok"] == 2 * N and len(api.creates) == 1 and api.lists == 1
+    assert sum(api.chat.counts.values()) == 2 * N  # every line answered once
+    assert any(ln.startswith("batch batch_1: made at the provider before the last run stopped") for ln in lines)
+
+
+def test_a_create_whose_reply_is_lost_is_found_not_made_again(batch_api, data, tmp_path: Path) -> None:
+    """The provider made the batch and the connection dropped before its reply: the run looks for it by its input
+    file instead of creating it again (the openai client's retry would have made and billed a second batch)."""
+    path, _ = data
+    api, url = batch_api()
+    api.lose_creates = 1
+    summary = annotate(bcfg(path, url, tmp_path / "out"))
+    assert summary.as_dict()["n_ok"] == 2 * N and len(api.creates) == 1 and api.lists == 1
+    assert sum(api.chat.counts.values()) == 2 * N
+
+
+def test_a_batch_asked_for_but_never_made_goes_out_in_the_next_run(batch_api, data, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """Killed after the request was recorded and before the provider made anything: the next run finds no batch,
+    and sends the requests again, once."""
+    from gleamx.curate import annotate_batch
+
+    path, _ = data
+    api, url = batch_api()
+    out = tmp_path / "out"
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(annotate_batch._BatchRun, "create", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        annotate(bcfg(path, url, out))
+    summary = annotate(bcfg(path, url, out))
+    assert summary.as_dict()["n_ok"] == 2 * N and len(api.creates) == 1 and len(api.uploads) == 2
+    assert [e for e, _ in state_events(out, asks=True)][:3] == ["creating", "dropped", "creating"]
+    assert sum(api.chat.counts.values()) == 2 * N
 
 
 def test_a_run_killed_while_collecting_collects_the_batch_again_without_duplicates(batch_api, data,

@@ -15,7 +15,9 @@ run's.
 ``annotate/batches.jsonl`` records, in fsynced lines, each batch submitted (its id, endpoint, and the pair each
 ``custom_id`` carries with what its earlier asks cost), the re-asks a collected batch left, and each batch's end.
 A rerun with the same settings polls the batches still in flight instead of sending them again, collects the ended
-ones, and never asks a pair the cache holds. Batches at another ``--base-url``, or carrying none of the run's pairs
+ones, and never asks a pair the cache holds. A batch is recorded as asked for before it is created, and created
+without the client's retries: after a failed create, and in a run after one killed in between, the provider's
+batches are searched for its input file, so a batch made whose reply was lost is collected, never paid twice. Batches at another ``--base-url``, or carrying none of the run's pairs
 (other settings), are left in flight, said in one line.
 
 How a batch ends: ``completed`` or ``expired`` - the answered lines are kept; a line answered with 408, 409, 429
@@ -120,15 +122,28 @@ class BatchState:
         self.path = path
         self.batches: dict[str, Submitted] = {}
         self.pending: dict[Pair, Item] = {}
+        # input file id -> (base URL, items, when): a batch asked for whose id was never recorded
+        self.creating: dict[str, tuple[str, dict[str, Item], float]] = {}
         self._staged: dict[str, list[Item]] = {}
         repair_tail(path)
         for _, row in read_records(path):
             self._apply(row)
 
     def _apply(self, row: dict[str, Any]) -> None:
-        event, bid = row.get("event"), row.get("batch")
+        event, bid, fid = row.get("event"), row.get("batch"), row.get("input_file")
+        if event == "creating" and isinstance(fid, str) and isinstance(row.get("items"), dict):
+            items = {str(c): it for c, d in row["items"].items() if (it := Item.from_dict(d)) is not None}
+            at = row.get("at")
+            self.creating[fid] = (str(row.get("base_url")), items, float(at) if isinstance(at, (int, float)) else 0.0)
+            return
+        if event == "dropped" and isinstance(fid, str):  # never created: its items wait for the next batch
+            for it in self.creating.pop(fid, ("", {}, 0.0))[1].values():
+                self.pending[it.pair] = it
+            return
         if not isinstance(bid, str):
             return
+        if isinstance(fid, str):
+            self.creating.pop(fid, None)
         if event == "submitted" and isinstance(row.get("items"), dict):
             items = {str(c): it for c, d in row["items"].items() if (it := Item.from_dict(d)) is not None}
             self.batches[bid] = Submitted(bid, str(row.get("base_url")), items)
@@ -146,6 +161,17 @@ class BatchState:
 
         append_record(self.path, row)
         self._apply(row)
+
+    def asking(self, input_file: str, cfg: AnnotateConfig, items: dict[str, Item]) -> None:
+        """Recorded before a batch is asked for: a kill, or a reply the network lost, between the provider making
+        it and its id reaching this file leaves this line, and the next run looks for the batch before asking
+        again (:meth:`_BatchRun.recover`)."""
+        self._append({"event": "creating", "input_file": input_file, "base_url": cfg.base_url, "at": time.time(),
+                      "items": {c: it.as_dict() for c, it in items.items()}})
+
+    def dropped(self, input_file: str) -> None:
+        """The batch of ``input_file`` was never made: its items go out in the next batch."""
+        self._append({"event": "dropped", "input_file": input_file})
 
     def submitted(self, bid: str, cfg: AnnotateConfig, input_file: str, items: dict[str, Item]) -> None:
         self._append({"event": "submitted", "batch": bid, "base_url": cfg.base_url, "model": cfg.model,
@@ -206,6 +232,7 @@ class _BatchRun:
         return [p for p in self.samples if (p[0], p[1]) not in self.outcomes.results]
 
     def run(self) -> None:
+        self.recover()
         while True:
             open_ = self.open_pairs()
             flight = self.in_flight(set(open_))
@@ -282,15 +309,65 @@ class _BatchRun:
             upload = self.api.call("uploading the batch file", lambda: client.files.create(
                 file=(path.name, fh, "application/jsonl"), purpose="batch"))
         _check_id(upload, "the uploaded file", self.cfg.base_url)
-        batch = self.api.call("creating the batch", lambda: client.batches.create(
-            input_file_id=upload.id, endpoint=ENDPOINT, completion_window=WINDOW))
-        _check_id(batch, "the batch", self.cfg.base_url)
+        self.state.asking(upload.id, self.cfg, chunk)
+        batch = self.create(upload.id, time.time())
         # recorded (fsynced) at once: a rerun polls this batch instead of paying for it twice
         self.state.submitted(batch.id, self.cfg, upload.id, chunk)
         path.unlink(missing_ok=True)
         asks = Counter("first asks" if it.ask == 0 else "re-asks" for it in chunk.values())
         self.log(f"batch {batch.id}: {len(chunk)} requests submitted ("
                  + ", ".join(f"{n} {what}" for what, n in sorted(asks.items())) + "); a rerun collects it")
+
+    def create(self, input_file: str, since: float) -> Any:
+        """The batch of ``input_file``, made once: the ``openai`` client would repeat a create whose reply the
+        network lost, and the provider bill both batches, so each try is a single request, and after one that
+        failed the provider's batches are searched for this file before the next."""
+        client, failed = self.api.client.with_options(max_retries=0), 0
+        while True:
+            try:
+                batch = self.api.call("creating the batch", lambda: client.batches.create(
+                    input_file_id=input_file, endpoint=ENDPOINT, completion_window=WINDOW))
+            except GleamError:
+                found = self.find(input_file, since)
+                if found is not None:
+                    return found
+                failed += 1
+                if failed > self.cfg.max_retries:
+                    raise
+                time.sleep(min(2.0 ** failed, 30.0))
+                continue
+            _check_id(batch, "the batch", self.cfg.base_url)
+            return batch
+
+    def find(self, input_file: str, since: float) -> Any | None:
+        """The provider's batch made from ``input_file`` (newest first, back to a day before ``since``), or
+        ``None``."""
+        def search() -> Any | None:
+            for b in self.api.client.batches.list(limit=100):
+                if getattr(b, "input_file_id", None) == input_file:
+                    return b
+                if isinstance(getattr(b, "created_at", None), (int, float)) and b.created_at < since - 86400:
+                    return None
+            return None
+
+        found = self.api.call("listing the batches", search)
+        if found is not None:
+            _check_id(found, "the batch", self.cfg.base_url)
+        return found
+
+    def recover(self) -> None:
+        """Batches asked for whose id a killed run never recorded: found at the provider by their input file and
+        collected, or, never made, their requests go out in the next batch (never paid for twice)."""
+        for fid, (base_url, items, since) in list(self.state.creating.items()):
+            if base_url != self.cfg.base_url:
+                continue
+            found = self.find(fid, since)
+            if found is None:
+                self.state.dropped(fid)
+                continue
+            self.state.submitted(found.id, self.cfg, fid, items)
+            self.log(f"batch {found.id}: made at the provider before the last run stopped, its id unrecorded; "
+                     f"found by its input file and collected with the rest ({len(items)} requests)")
 
     # -- waiting and collecting
 
