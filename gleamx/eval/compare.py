@@ -295,7 +295,7 @@ def run_compare(cfg: CompareConfig) -> CompareResult:
     folder = claim_folder(cfg.output, "--output", command="compare",
                           identity={"runs": [str(Path(r).resolve()) for r in cfg.runs], "names": cfg.run_names(),
                                     "intersect": cfg.intersect, "bootstrap": cfg.bootstrap, "seed": cfg.seed},
-                          overwrite=cfg.overwrite, inputs={f"run {r}": r for r in cfg.runs})
+                          overwrite=cfg.overwrite, inputs={f"runs[{i}]": r for i, r in enumerate(cfg.runs)})
     out = Path(cfg.output)
     (out / "compare.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "compare.md").write_text(to_markdown(result), encoding="utf-8")
