@@ -40,7 +40,8 @@ class BatchApi:
     def __init__(self, chat: Stub, polls: int, end: Callable[[int], str]) -> None:
         self.chat, self.polls, self.end = chat, polls, end
         self.lock = threading.Lock()
-        self.files: dict[str, bytes] = {}
+        self.files: dict[str, bytes] = {}  # the files held now (a collected batch's are deleted)
+        self.n_files = 0
         self.uploads: list[str] = []  # the purpose of each upload
         self.creates: list[dict[str, Any]] = []  # the body of each POST /v1/batches
         self.inputs: list[list[dict[str, Any]]] = []  # each batch's lines, as created
@@ -68,9 +69,16 @@ class BatchApi:
                 return send(h, 200, {}, json.dumps({"object": "list", "data": newest, "has_more": False}).encode())
             if h.command == "GET" and (m := re.fullmatch(r"/v1/batches/([\w-]+)", h.path)):
                 return send(h, 200, {}, json.dumps(self.retrieve(m[1])).encode())
+            if h.command == "DELETE" and (m := re.fullmatch(r"/v1/files/([\w-]+)", h.path)):
+                self.files.pop(m[1])
+                return send(h, 200, {}, json.dumps({"id": m[1], "object": "file", "deleted": True}).encode())
             if h.command == "GET" and (m := re.fullmatch(r"/v1/files/([\w-]+)/content", h.path)):
                 return send(h, 200, {"Content-Type": "application/octet-stream"}, self.files[m[1]])
         send(h, 404, {}, json.dumps({"error": {"message": f"no route {h.command} {h.path}"}}).encode())
+
+    def new_file_id(self) -> str:
+        self.n_files += 1
+        return f"file-{self.n_files}"
 
     def upload(self, h: BaseHTTPRequestHandler) -> dict[str, Any]:
         from email.parser import BytesParser
@@ -80,7 +88,7 @@ class BatchApi:
         msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {h.headers['Content-Type']}\r\n\r\n".encode() + raw)
         parts = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
                  for part in msg.iter_parts()}
-        fid = f"file-{len(self.files) + 1}"
+        fid = self.new_file_id()
         self.files[fid] = parts["file"]
         self.uploads.append(parts["purpose"].decode())
         return {"id": fid, "object": "file", "bytes": len(parts["file"]), "created_at": 0,
@@ -132,7 +140,7 @@ class BatchApi:
             (out if status == 200 else err).append(row)
         for name, rows in (("output_file_id", out), ("error_file_id", err)):
             if rows:
-                fid = f"file-{len(self.files) + 1}"
+                fid = self.new_file_id()
                 self.files[fid] = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
                 b[name] = fid
         b["status"] = end
@@ -209,6 +217,7 @@ def test_a_batch_run_writes_what_the_online_run_writes(stub, batch_api, data, tm
     assert api.creates == [{"input_file_id": f, "endpoint": ENDPOINT, "completion_window": "24h"}
                            for f in ("file-1", "file-3")]  # file-2: the first batch's output
     assert api.uploads == ["batch", "batch"]
+    assert api.files == {}  # each batch's input and output files deleted once it was collected
     # the cache: the online records, asked another way
     online_rows, batch_rows = cache_rows(on), cache_rows(by)
     assert {r["via"] for r in online_rows.values()} == {"online"}

@@ -105,7 +105,7 @@ def send(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], data: 
 
 @contextmanager
 def loopback_servers() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]], str]]:
-    """``serve(handle)`` starts a threading HTTP server on 127.0.0.1 (port 0) whose POSTs and GETs go to ``handle``
+    """``serve(handle)`` starts a threading HTTP server on 127.0.0.1 (port 0) whose requests go to ``handle``
     and returns its ``/v1`` base URL; every server started is shut down at the end (tests/test_annotate.py and
     tests/test_annotate_batch.py too)."""
     servers: list[ThreadingHTTPServer] = []
@@ -116,6 +116,9 @@ def loopback_servers() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], 
                 handle(self)
 
             def do_GET(self) -> None:  # noqa: N802  (the Batch API's status and file downloads)
+                handle(self)
+
+            def do_DELETE(self) -> None:  # noqa: N802  (the Batch API's files, once collected)
                 handle(self)
 
             def log_message(self, *args: Any) -> None:

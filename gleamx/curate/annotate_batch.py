@@ -17,7 +17,8 @@ run's.
 A rerun with the same settings polls the batches still in flight instead of sending them again, collects the ended
 ones, and never asks a pair the cache holds. A batch is recorded as asked for before it is created, and created
 without the client's retries: after a failed create, and in a run after one killed in between, the provider's
-batches are searched for its input file, so a batch made whose reply was lost is collected, never paid twice. Batches at another ``--base-url``, or carrying none of the run's pairs
+batches are searched for its input file, so a batch made whose reply was lost is collected, never paid twice. A
+collected batch's files (input, output, errors) are deleted at the provider. Batches at another ``--base-url``, or carrying none of the run's pairs
 (other settings), are left in flight, said in one line.
 
 How a batch ends: ``completed`` or ``expired`` - the answered lines are kept; a line answered with 408, 409, 429
@@ -396,6 +397,7 @@ class _BatchRun:
 
         if info.status == "failed":  # nothing was answered: its items wait, as they were, for the next run
             self.state.ended(b.id, "failed", list(b.items.values()))
+            self.tidy(b.id, info)
             raise BatchError(f"annotate: batch {b.id} failed at {self.cfg.base_url}: "
                              f"{scrub_message(_batch_error(info), self.key)}; rerun to send its {len(b.items)} "
                              "requests again")
@@ -417,12 +419,26 @@ class _BatchRun:
                 pending.append(nxt)
         self.outcomes.sync()  # the answers are durable before the batch is marked collected
         self.state.ended(b.id, info.status, pending)
+        self.tidy(b.id, info)
         self.log(f"batch {b.id}: {info.status}, collected: "
                  + ", ".join(f"{counts[k]} {word}" for k, word in _KIND_WORDS.items() if counts[k]))
         if info.status == "cancelled":
             raise BatchError(f"annotate: batch {b.id} was cancelled at {self.cfg.base_url}; its "
                              f"{sum(counts.values())} answered requests are saved, rerun to send the other "
                              f"{len(b.items) - sum(counts.values())} again")
+
+    def tidy(self, bid: str, info: Any) -> None:
+        """Delete the provider's copies of a collected batch's files (input, output, errors): its answers are in the
+        cache and its end in the state file, and the files would count against the account's storage until
+        deleted by hand. A deletion that fails is said in one line, and the run goes on."""
+        for name in ("input_file_id", "output_file_id", "error_file_id"):
+            fid = getattr(info, name, None)
+            if not isinstance(fid, str) or not fid:
+                continue
+            try:
+                self.api.call(f"deleting file {fid} of batch {bid}", lambda fid=fid: self.api.client.files.delete(fid))
+            except GleamError as e:
+                self.log(f"file {fid} of batch {bid} left at the provider: {e}")
 
     def settle(self, bid: str, it: Item, kind: str, detail: Any) -> Item | None:
         """One line's outcome for ``it``: an annotation (kept, flagged, failed) or the item to ask next."""
