@@ -737,6 +737,38 @@ def _reward_nan(ctx: Ctx) -> tuple[str, str]:
     return judge(run, ("reward_weights",), wrong=wrong)
 
 
+@case("validate-columns-on-a-folder", 7)
+def _columns_on_folder(ctx: Ctx) -> tuple[str, str]:
+    """A column mapping applies to a Hugging Face dataset: given for a gleamx folder it would change nothing."""
+    run = ctx.gleamx("data", "validate", str(ctx.data()), "--columns", "label=match")
+    return judge(run, ("columns",), wrong="exit 0: --columns label=match ignored" if run.rc == 0 else None)
+
+
+@case("eval-stream-split-with-no-samples", 2)
+def _eval_empty_split(ctx: Ctx) -> tuple[str, str]:
+    """A split that holds no sample, read as a stream: one line, and no output folder left behind."""
+    data, preds, out = ctx.data(), ctx.tmp / "preds.jsonl", ctx.tmp / "eval"
+    preds.write_text("", encoding="utf-8")
+    run = ctx.gleamx("eval", "--predictions", str(preds), "--data", str(data), "--split", "nosuch", "--streaming",
+                     "--output", str(out))
+    wrong = ("exit 0: a report of n=0" if run.rc == 0 else
+             f"refused, but left {os.path.relpath(out, ctx.tmp)}/ behind" if out.exists() else None)
+    return judge(run, ("nosuch",), wrong=wrong)
+
+
+@case("sft-mixture-split-not-a-name", 6, est_s=12)
+def _mixture_split(ctx: Ctx) -> tuple[str, str]:
+    """A mixture entry whose split is a number (YAML ``split: 3``)."""
+    config = ctx.tmp / "mix.yaml"
+    config.write_text(f"model_name_or_path: models/tiny\ndataset_mixture:\n  - {{path: {ctx.data()}, split: 3}}\n"
+                      f"output_dir: {ctx.tmp / 'out'}\nmax_steps: 1\nuse_cpu: true\nreport_to: none\n",
+                      encoding="utf-8")
+    run = ctx.gleamx("sft", "--config", str(config), sub=True, as_gb=10, preimport=("torch", "trl", "gleamx.recipes.sft"),
+                     timeout=120)
+    return judge(run, ("dataset_mixture[0].split",),
+                 wrong="exit 0: trained with split 3" if run.rc == 0 else None)
+
+
 # cause 8: local servers
 
 
