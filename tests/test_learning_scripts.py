@@ -40,7 +40,8 @@ def test_grpo_learns_trains_every_arm_and_gives_the_compute_control_grpos_cpu_ti
 
 @pytest.mark.slow
 def test_sft_learns_scores_the_chosen_split_pairs_the_baseline_and_reuses_the_models_on_test(tmp_path):
-    res = _run("sft_learns.py", tmp_path, "--split", "val", "--baseline", "--max_steps 20", name="sft_learns_val")
+    small = ("--n", "120")  # 12 val and 12 test pairs: the path, not a measurement
+    res = _run("sft_learns.py", tmp_path, *small, "--split", "val", "--baseline", "--max_steps 20", name="sft_learns_val")
     assert res["name"] == "sft_learns_val" and res["settings"]["split"] == "val"
     figs = res["figures"]
     diff = figs["recipe_minus_baseline"]
@@ -49,12 +50,12 @@ def test_sft_learns_scores_the_chosen_split_pairs_the_baseline_and_reuses_the_mo
     run = tmp_path / "w" / "recipe-d0-t0" / "run"
     weights = {p: p.stat().st_mtime_ns for p in run.glob("*.safetensors")}
     # the same models, scored on test: nothing retrained (weights untouched, no training time recorded)
-    test = _run("sft_learns.py", tmp_path, "--split", "test", "--baseline", "--max_steps 20", "--reuse")
+    test = _run("sft_learns.py", tmp_path, *small, "--split", "test", "--baseline", "--max_steps 20", "--reuse")
     assert test["settings"]["split"] == "test" and "recipe.train_s" not in test["figures"]
     assert {p: p.stat().st_mtime_ns for p in run.glob("*.safetensors")} == weights and weights
     # another setting is not the run on disk: it is not scored as if it were; gleamx refuses to train over it
     proc = subprocess.run([sys.executable, str(ROOT / "benchmark" / "sft_learns.py"), "--quick", "--work_dir",
-                           str(tmp_path / "w"), "--split", "test", "--reuse", "--max_steps", "8"], cwd=ROOT,
+                           str(tmp_path / "w"), *small, "--split", "test", "--reuse", "--max_steps", "8"], cwd=ROOT,
                           env={**os.environ, "GLEAMX_BENCH_RESULTS": str(tmp_path / "results")}, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode != 0 and "training.max_steps" in proc.stderr and "choose another output_dir" in proc.stderr
