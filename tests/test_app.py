@@ -471,3 +471,23 @@ def test_predict_answers_one_pair_as_the_app_and_gleamx_eval(served, cli_eval, t
     with pytest.raises(GleamConfigError, match=r"^--query: .*nope\.png: not found \(expected an image file\)$"):
         predict(PredictConfig(query=str(tmp_path / "nope.png"), satellite=str(s.satellite_image),
                               workdir=served.cfg.workdir))
+
+
+def test_predict_refuses_an_unreadable_or_odd_image_before_any_model_loads(tmp_path: Path, monkeypatch) -> None:
+    """Each image is decoded and checked first: one line naming its flag and file, and no model or demo built."""
+    from PIL import Image
+
+    from gleamx.app import assets
+    from gleamx.app.predict import PredictConfig, predict
+    from gleamx.errors import GleamError
+
+    monkeypatch.setattr(assets, "demo_run", lambda *a, **k: pytest.fail("a model was loaded first"))
+    good, wide, bad = tmp_path / "good.png", tmp_path / "wide.png", tmp_path / "bad.jpg"
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(good)
+    Image.new("RGB", (4000, 3)).save(wide)
+    bad.write_bytes(b"not an image")
+    for query, satellite, said in ((wide, good, rf"^--query: {wide}: 4000x3: expected sides at most 200 times"),
+                                   (good, bad, rf"^--satellite: {bad}: not a readable image: cannot decode")):
+        with pytest.raises(GleamError, match=said):
+            predict(PredictConfig(query=str(query), satellite=str(satellite), workdir=str(tmp_path / "w")))
+    assert not (tmp_path / "w").exists()

@@ -88,13 +88,16 @@ def _image_bytes(path: str, flag: str) -> bytes:
 def predict(cfg: PredictConfig) -> Prediction:
     """Load the model (and adapter) as the app does and answer for the one pair."""
     from gleamx.app.assets import Assets, base_model, demo_run, local_adapter
-    from gleamx.app.engine import Engine
+    from gleamx.app.engine import Engine, Pair, load_upload
 
-    query, satellite = _image_bytes(cfg.query, "--query"), _image_bytes(cfg.satellite, "--satellite")
     app = AppConfig(model=cfg.model, adapter=cfg.adapter, lang=cfg.lang, task=cfg.task,
                     max_new_tokens=cfg.max_new_tokens, dtype=cfg.dtype, min_pixels=cfg.min_pixels,
                     max_pixels=cfg.max_pixels, workdir=cfg.workdir, max_upload_mb=4096,
                     max_upload_pixels=PIXELS_MAX)  # the user's own files: the app's caps (for strangers) at their widest
+    # both images decoded and checked before any model loads, each error naming its flag and file
+    caps = dict(max_bytes=app.max_upload_bytes, max_pixels=app.max_upload_pixels)
+    pair = Pair(*(load_upload(_image_bytes(path, flag), f"{flag}: {path}", **caps)
+                  for flag, path in (("--query", cfg.query), ("--satellite", cfg.satellite))), cfg.view)
     if app.tiny:
         run = demo_run(app)
         model, adapter = str(run["model"]), str(run["sft"])
@@ -103,5 +106,5 @@ def predict(cfg: PredictConfig) -> Prediction:
         model = cfg.model or base_model(adapter)  # type: ignore[arg-type]
     engine = Engine(app, Assets(model=model, adapter=adapter, encoder=None, gallery=None, split="test",
                                 examples=Path(".")))
-    verification = engine.verify(engine.pair(query, satellite, cfg.view), cfg.lang, cfg.task)
+    verification = engine.verify(pair, cfg.lang, cfg.task)
     return Prediction(verification.answer, verification.verdict, verification.p_yes, model, adapter)
