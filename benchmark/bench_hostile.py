@@ -744,6 +744,16 @@ def _columns_on_folder(ctx: Ctx) -> tuple[str, str]:
     return judge(run, ("columns",), wrong="exit 0: --columns label=match ignored" if run.rc == 0 else None)
 
 
+@case("push-preview-into-generated-data", 2, est_s=3)
+def _push_preview_into_data(ctx: Ctx) -> tuple[str, str]:
+    """``data push --preview-dir`` naming another gleamx command's output (a generated dataset): a push replaces
+    its preview folder whole."""
+    data, other = ctx.data(), ctx.data("other")
+    before = snapshot(other)
+    run = ctx.gleamx("data", "push", str(data), "--repo-id", "me/x", "--dry-run", "--preview-dir", str(other))
+    return judge(run, ("--preview-dir",), changed=changes(before, ctx.tmp))
+
+
 @case("eval-stream-split-with-no-samples", 2)
 def _eval_empty_split(ctx: Ctx) -> tuple[str, str]:
     """A split that holds no sample, read as a stream: one line, and no output folder left behind."""

@@ -359,3 +359,26 @@ def test_bad_settings_are_one_line(dataset: Path, tmp_path: Path, monkeypatch, c
     assert main(["data", "push", str(dataset), "--repo-id", "a/b"]) == 2
     err = capsys.readouterr().err.strip().splitlines()  # (after datasets' progress bars)
     assert err[-1] == "error: push to a/b: OSError: Offline mode is enabled."
+
+
+def test_the_preview_folder_is_never_the_data_nor_another_commands_output(dataset: Path, tmp_path: Path) -> None:
+    """A push replaces its preview folder whole: the data folder itself, a folder holding it, or the output of
+    another gleamx command (a generated dataset, which has a record) is refused in one line, untouched; an earlier
+    push's preview is replaced (the default preview folder lies inside the data, which is fine)."""
+    from gleamx.curate.publish import DataPushConfig, push_dataset
+    from gleamx.synth import synthesize
+
+    before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    for preview, said in ((dataset, "is the data"), (dataset.parent, "holds the data")):
+        with pytest.raises(GleamConfigError, match=rf"^--preview-dir: .* {said} .*choose another --preview-dir$"):
+            push_dataset(DataPushConfig(data=str(dataset), repo_id="a/b", dry_run=True, preview_dir=str(preview)))
+    synth = tmp_path / "synth"
+    synthesize(synth, n=4, seed=0, image_size=32)
+    kept = {p: p.read_bytes() for p in synth.rglob("*") if p.is_file()}
+    with pytest.raises(GleamConfigError, match=r"^--preview-dir: .*synth holds the output of `gleamx data synth`"):
+        push_dataset(DataPushConfig(data=str(dataset), repo_id="a/b", dry_run=True, preview_dir=str(synth)))
+    assert {p: p.read_bytes() for p in synth.rglob("*") if p.is_file()} == kept
+    for _ in range(2):  # the default preview, inside the data, made and then replaced
+        plan = push_dataset(DataPushConfig(data=str(dataset), repo_id="a/b", dry_run=True))
+        assert plan.preview_dir == dataset / ".hub_preview"
+    assert all(p.read_bytes() == b for p, b in before.items())

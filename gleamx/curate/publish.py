@@ -36,7 +36,7 @@ from gleamx.data.arrow import quiet
 from gleamx.data.card import size_category
 from gleamx.data.schema import IMAGE_COLUMNS, with_image_bytes
 from gleamx.errors import GleamConfigError, GleamDataError, first_line
-from gleamx.outputs import claim_folder
+from gleamx.outputs import claim_folder, read_record
 from gleamx.sources import missing_path
 
 PREVIEW_NAME = ".hub_preview"
@@ -330,7 +330,15 @@ def dataset_card(repo_id: str, dd: Any, cost: dict[str, Any] | None = None,
 
 def _preview_dir(cfg: DataPushConfig) -> Path:
     if cfg.preview_dir:
-        return Path(cfg.preview_dir)
+        folder = Path(cfg.preview_dir)
+        data = Path(cfg.data).expanduser()
+        if data.exists():  # a preview inside the data folder is the default; never the data, or a folder holding it
+            f, d = folder.expanduser().resolve(), data.resolve()
+            if f == d or f in d.parents:
+                raise GleamConfigError(f"--preview-dir: {cfg.preview_dir} {'is' if f == d else 'holds'} the data "
+                                       f"{cfg.data}, and a push replaces its preview folder whole; choose another "
+                                       "--preview-dir")
+        return folder
     problem = missing_path(cfg.data)
     if problem:  # a local folder that is not there: say so, not what would follow from it
         raise GleamConfigError(problem)
@@ -346,6 +354,10 @@ def _preview_dir(cfg: DataPushConfig) -> Path:
 def _clear(folder: Path) -> None:
     """Make ``folder`` an empty preview folder under the one output rule (:mod:`gleamx.outputs`): what an earlier
     push wrote there is replaced (it is a scratch copy of the repo), a folder holding anything else is refused."""
+    record = read_record(folder)
+    if record is not None and record.get("command") != "data push":  # never replaced: only a preview is scratch
+        raise GleamConfigError(f"--preview-dir: {folder} holds the output of `gleamx {record.get('command')}`, and a "
+                               "push replaces its preview folder whole; choose another --preview-dir")
     claim_folder(folder, "--preview-dir", command="data push", identity={}, overwrite=True, exclusive=True,
                  marker=MARKER)
     (folder / MARKER).write_text("written by gleamx data push; replaced by the next push\n", encoding="utf-8")
