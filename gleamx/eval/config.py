@@ -101,14 +101,15 @@ class EvalConfig:
         check_choice("--dtype", self.dtype, DTYPES)
         if bool(self.judge_model) != bool(self.judge_base_url):
             raise GleamConfigError("--judge-model and --judge-base-url go together")
-        if self.judge_model and (self.no_explanation_metrics or self.task == "label"):  # it would send nothing
-            why = "--no-explanation-metrics turns them off" if self.no_explanation_metrics else "--task label has none"
+        # the judge would send nothing, and ratings would have no metric to agree with
+        why, fix = (("--task label has none", "--task explain") if self.task == "label" else
+                    ("--no-explanation-metrics turns them off", "without --no-explanation-metrics"))
+        if self.judge_model and (self.no_explanation_metrics or self.task == "label"):
             raise GleamConfigError(f"--judge-model: the judge scores explanations, and {why}; drop --judge-model or "
-                                   "score explanations (--task explain)")
-        if self.ratings and (self.no_explanation_metrics or self.task == "label"):  # nothing to agree with them
-            why = "--no-explanation-metrics turns them off" if self.no_explanation_metrics else "--task label has none"
+                                   f"score explanations ({fix})")
+        if self.ratings and (self.no_explanation_metrics or self.task == "label"):
             raise GleamConfigError(f"--ratings: people's ratings are checked against the explanation metrics, and "
-                                   f"{why}; drop --ratings or score explanations (--task explain)")
+                                   f"{why}; drop --ratings or score explanations ({fix})")
         if self.judge_base_url:  # here, before the URL is printed or saved in eval_config.json and results.json
             from gleamx.models.api import check_base_url  # not at the top: gleamx.models imports torch
 
