@@ -475,3 +475,14 @@ def test_unknown_split_values_and_corrupt_images_are_one_line(toy, tmp_path):
         evaluate_retrieval(RetrievalEncoder.tiny(32), rset)
     with pytest.raises(GleamDataError, match="views: expected some of"):
         load_retrieval(data, "test", views=["drone"])
+
+
+def test_localize_summary_says_when_k_covers_the_gallery(tmp_path):
+    """recall_at_k is null when k takes every tile: the line says so instead of printing '-%'."""
+    from gleamx.retrieval.localize import LocalizeResult
+
+    base = {"n_query": 2, "k": 2, "n_gallery": 2, "R@1_retrieval": 0.5, "R@1_verified": 1.0}
+    covered = LocalizeResult({**base, "recall_at_k": None}, tmp_path).summary_lines()[0]
+    assert "every query's candidates hold every tile" in covered and "-%" not in covered
+    some = LocalizeResult({**base, "n_gallery": 9, "recall_at_k": 0.5}, tmp_path).summary_lines()[0]
+    assert "the right tile is among the candidates for 50.0%; R@1 50.0% by retrieval, 100.0% after" in some

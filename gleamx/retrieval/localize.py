@@ -75,8 +75,10 @@ class LocalizeResult:
         """What ``gleamx localize`` prints: the recall of the candidates, R@1 before and after verification, and
         where the ranked candidates and the verification report are."""
         r = self.results
-        return [f"{r['n_query']} queries, top-{r['k']} of {r['n_gallery']} tiles: the right tile is among the "
-                f"candidates for {pc(r['recall_at_k'], 1)}%; R@1 {pc(r['R@1_retrieval'], 1)}% by retrieval, "
+        among = ("every query's candidates hold every tile" if r["recall_at_k"] is None else
+                 f"the right tile is among the candidates for {pc(r['recall_at_k'], 1)}%")
+        return [f"{r['n_query']} queries, top-{r['k']} of {r['n_gallery']} tiles: {among}; "
+                f"R@1 {pc(r['R@1_retrieval'], 1)}% by retrieval, "
                 f"{pc(r['R@1_verified'], 1)}% after the MLLM's verification",
                 f"ranked candidates with answers: {self.output / 'ranked.jsonl'}  "
                 f"verification report: {self.output / 'verify' / 'report.html'}"]
