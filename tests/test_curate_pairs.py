@@ -100,6 +100,18 @@ def test_splits_are_disjoint_by_location(layout, tmp_path):
     assert main(["data", "validate", str(tmp_path / "s")]) == 0
 
 
+def test_a_split_of_zero_gets_no_location(synth_dir, tmp_path):
+    """0.5,0.5,0 over an odd number of locations: train and val share them all, and no test file is written (test
+    took the location rounding left over)."""
+    data = synth_dir(24, seed=2, image_size=32)  # 9 locations
+    n_locs = len((data / "retrieval" / "gallery.jsonl").read_text().splitlines())
+    assert n_locs % 2 == 1
+    rows = _pairs(data, tmp_path / "p", "--split-fractions", "0.5,0.5,0")
+    assert {r["split"] for r in rows} == {"train", "val"} and not (tmp_path / "p" / "test.jsonl").exists()
+    locs = {s: {r["meta"]["location_id"] for r in rows if r["split"] == s and r["label"]} for s in ("train", "val")}
+    assert sorted(map(len, locs.values())) == [n_locs // 2, n_locs // 2 + 1]
+
+
 def test_vigor_semi_positives_are_never_negatives(tmp_path):
     from gleamx.data.cvgl import convert_vigor
 

@@ -145,9 +145,13 @@ def _location_splits(rset: RetrievalSet, fractions: list[float] | None, seed: in
         return {t.location_id: t.split for t in rset.gallery}
     locs = sorted(t.location_id for t in rset.gallery)
     order = _rng(seed, 1).permutation(len(locs))
-    n_train = round(len(locs) * fractions[0])
-    n_val = round(len(locs) * fractions[1])
-    names = ["train"] * n_train + ["val"] * n_val + ["test"] * (len(locs) - n_train - n_val)
+    # largest remainders: the counts sum to the locations, and a split asked for 0 gets none (rounding train and
+    # val and giving test the rest put a location in a test split of 0 at 0.5,0.5,0 over 9 locations)
+    raw = [len(locs) * f for f in fractions]
+    counts = [int(x) for x in raw]
+    for i in sorted(range(3), key=lambda i: raw[i] - counts[i], reverse=True)[:len(locs) - sum(counts)]:
+        counts[i] += 1
+    names = [name for name, n in zip(("train", "val", "test"), counts) for _ in range(n)]
     return {locs[int(j)]: names[i] for i, j in enumerate(order)}
 
 
