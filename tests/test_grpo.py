@@ -4,7 +4,7 @@ output, resume, and bad input refused in one line before a model loads."""
 from __future__ import annotations
 
 import json
-import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gleamx.errors import GleamConfigError, GleamDataError
-from training_checks import assert_gradients_flowed, assert_lora_trained, assert_moved
+from training_checks import assert_gradients_flowed, assert_lora_trained, assert_moved, straight_and_resumed
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "tiny" / "grpo.yaml"
@@ -171,12 +171,8 @@ def test_resume_continues_with_the_same_rewards(grpo_inputs, tmp_path, variant):
             "--reward_weights", "1", "1",
             *{"materialised": (), "streamed": ("--dataset_streaming", "true", "--stream_shuffle_buffer", "8"),
               "full": ("--use_peft", "false", "--learning_rate", "1e-3")}[variant])
-    straight = _grpo(grpo_inputs, tmp_path / "straight", *over, start="model", encoder_loader=_encoder)
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    shutil.copytree(straight / "checkpoint-2", resumed_dir / "checkpoint-2")
-    resumed = _grpo(grpo_inputs, resumed_dir, *over, "--resume_from_checkpoint", "true", start="model",
-                    encoder_loader=_encoder)
+    straight, resumed = straight_and_resumed(partial(_grpo, grpo_inputs, start="model", encoder_loader=_encoder),
+                                             tmp_path, 2, *over, resume="true")
     a = {h["step"]: h for h in _history(straight) if "reward" in h}
     b = {h["step"]: h for h in _history(resumed) if "reward" in h}
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]  # steps 1-2 from the checkpoint's state, 3-4 computed anew

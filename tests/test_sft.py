@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ import torch
 
 from gleamx import recipes as packaged_recipes
 from gleamx.errors import GleamConfigError, GleamDataError
-from training_checks import assert_gradients_flowed, assert_lora_trained, assert_moved, run_card_snippet, tensors
+from training_checks import (assert_gradients_flowed, assert_lora_trained, assert_moved, run_card_snippet,
+                             straight_and_resumed, tensors)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
@@ -171,19 +173,15 @@ def test_a_checkpoint_of_another_run_is_refused_naming_what_changed(sft_inputs, 
 
 
 def test_resume_gives_the_same_losses(sft_inputs, tmp_path):
-    straight = _train(sft_inputs, tmp_path / "straight", "--max_steps", "6", "--save_steps", "3")
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    shutil.copytree(straight / "checkpoint-3", resumed_dir / "checkpoint-3")
-    resumed = _train(sft_inputs, resumed_dir, "--max_steps", "6", "--save_steps", "3",
-                     "--resume_from_checkpoint", str(resumed_dir / "checkpoint-3"))
+    straight, resumed = straight_and_resumed(partial(_train, sft_inputs), tmp_path, 3, "--max_steps", "6",
+                                             "--save_steps", "3")
     a, b = _losses(straight), _losses(resumed)
     # the resumed history carries steps 1-3 from the checkpoint's trainer_state; 4-6 are computed anew
     assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
     # steps 4-6 trained in both runs: equal losses are not two runs that both stood still
-    at3 = tensors(resumed_dir / "checkpoint-3" / "adapter_model.safetensors")
+    at3 = tensors(resumed / "checkpoint-3" / "adapter_model.safetensors")
     for run in (straight, resumed):
         assert_moved(at3, tensors(run / "adapter_model.safetensors"), f"{run.name} after checkpoint-3")
 
@@ -414,11 +412,7 @@ def test_full_finetune_resume_gives_the_same_losses(sft_inputs, tmp_path):
     resume loads with ``load_state_dict(strict=False)``: were nothing to load, the resumed run would go on from the
     base weights (with the checkpoint's optimizer) and its losses from step 4 on would differ."""
     full = ("--use_peft", "false", "--learning_rate", "1e-3", "--max_steps", "6", "--save_steps", "3")
-    straight = _train(sft_inputs, tmp_path / "straight", *full)
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    shutil.copytree(straight / "checkpoint-3", resumed_dir / "checkpoint-3")
-    resumed = _train(sft_inputs, resumed_dir, *full, "--resume_from_checkpoint", str(resumed_dir / "checkpoint-3"))
+    straight, resumed = straight_and_resumed(partial(_train, sft_inputs), tmp_path, 3, *full)
     a, b = _losses(straight), _losses(resumed)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
@@ -426,4 +420,4 @@ def test_full_finetune_resume_gives_the_same_losses(sft_inputs, tmp_path):
     end = tensors(straight / "model.safetensors")
     again = tensors(resumed / "model.safetensors")
     assert end.keys() == again.keys() and all(torch.allclose(end[k], again[k], atol=1e-6) for k in end)
-    assert_moved(tensors(resumed_dir / "checkpoint-3" / "model.safetensors"), again, "resumed after checkpoint-3")
+    assert_moved(tensors(resumed / "checkpoint-3" / "model.safetensors"), again, "resumed after checkpoint-3")

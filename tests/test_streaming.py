@@ -7,13 +7,14 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from gleamx.errors import GleamConfigError, GleamDataError
 from hub_shards import N_SHARDS, write_parquet_shards
-from training_checks import assert_moved, tensors
+from training_checks import assert_moved, straight_and_resumed, tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT_RECIPE = ROOT / "recipes" / "tiny" / "sft_lora.yaml"
@@ -78,16 +79,12 @@ def test_a_resumed_stream_reads_on_where_it_stopped(hub, tmp_path):
     """Shuffled stream, killed at step 3 (its checkpoint copied), resumed: steps 4-6 see the batches of the straight
     run. Had the resume started the stream again (or skipped too few or too many rows), the losses would differ."""
     common = ("--max_steps", "6", "--save_steps", "3", "--dataset_streaming", "true", "--stream_shuffle_buffer", "8")
-    straight = _sft(hub, tmp_path / "straight", *common)
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    shutil.copytree(straight / "checkpoint-3", resumed_dir / "checkpoint-3")
-    resumed = _sft(hub, resumed_dir, *common, "--resume_from_checkpoint", str(resumed_dir / "checkpoint-3"))
+    straight, resumed = straight_and_resumed(partial(_sft, hub), tmp_path, 3, *common)
     a, b = _losses(straight), _losses(resumed)
     assert sorted(b) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert b[step] == pytest.approx(a[step], abs=1e-5), step
-    at3 = tensors(resumed_dir / "checkpoint-3" / "adapter_model.safetensors")
+    at3 = tensors(resumed / "checkpoint-3" / "adapter_model.safetensors")
     assert_moved(at3, tensors(resumed / "adapter_model.safetensors"), "resumed run after checkpoint-3")
 
 

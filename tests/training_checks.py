@@ -7,7 +7,8 @@ so "the file exists" or "B is non-zero" prove nothing; a change above :data:`MIN
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -84,3 +85,14 @@ def run_card_snippet(card: Path, workdir: Path, images: Mapping[str, Path]) -> s
     finally:
         os.chdir(here)
     return printed.getvalue()
+
+
+def straight_and_resumed(train: Callable[..., Path], root: Path, step: int, *flags: str,
+                         resume: str | None = None) -> tuple[Path, Path]:
+    """``(straight, resumed)``: ``train(folder, *flags)`` run straight into ``root/straight``, then again into
+    ``root/resumed`` from a copy of the straight run's ``checkpoint-<step>`` (the run killed there), passed as
+    ``--resume_from_checkpoint`` (its path, or ``resume``, e.g. ``"true"``)."""
+    straight = train(root / "straight", *flags)
+    checkpoint = root / "resumed" / f"checkpoint-{step}"
+    shutil.copytree(straight / checkpoint.name, checkpoint)
+    return straight, train(root / "resumed", *flags, "--resume_from_checkpoint", resume or str(checkpoint))
