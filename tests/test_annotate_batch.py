@@ -173,6 +173,16 @@ def cache_rows(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["id"], r["lang"]): r for r in read_jsonl(out / CACHE_NAME)}
 
 
+def killed_in(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, run: Callable[[], Any]) -> None:
+    """``run()`` killed (KeyboardInterrupt) when it calls ``owner.name``: the kill at that point of a batch run."""
+    def kill(*_: Any, **__: Any) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(owner, name, kill)
+        run()
+
+
 def state_events(out: Path, asks: bool = False) -> list[tuple[str, str]]:
     """``(event, batch id)`` of the state file; ``asks``: with the ``creating``/``dropped`` lines (by input file)."""
     return [(r["event"], r.get("batch", r.get("input_file"))) for r in read_jsonl(out / STATE_NAME)
@@ -295,9 +305,7 @@ def test_a_batch_made_but_never_recorded_is_found_and_collected_not_paid_for_twi
     path, _ = data
     api, url = batch_api()
     out = tmp_path / "out"
-    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
-        m.setattr(annotate_batch.BatchState, "submitted", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        annotate(bcfg(path, url, out))
+    killed_in(monkeypatch, annotate_batch.BatchState, "submitted", lambda: annotate(bcfg(path, url, out)))
     assert len(api.creates) == 1 and [e for e, _ in state_events(out, asks=True)] == ["creating"]
     lines: list[str] = []
     summary = annotate(bcfg(path, url, out), log=lines.append)
@@ -326,9 +334,7 @@ def test_a_batch_asked_for_but_never_made_goes_out_in_the_next_run(batch_api, da
     path, _ = data
     api, url = batch_api()
     out = tmp_path / "out"
-    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
-        m.setattr(annotate_batch._BatchRun, "create", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        annotate(bcfg(path, url, out))
+    killed_in(monkeypatch, annotate_batch._BatchRun, "create", lambda: annotate(bcfg(path, url, out)))
     summary = annotate(bcfg(path, url, out))
     assert summary.as_dict()["n_ok"] == 2 * N and len(api.creates) == 1 and len(api.uploads) == 2
     assert [e for e, _ in state_events(out, asks=True)][:3] == ["creating", "dropped", "creating"]

@@ -18,8 +18,8 @@ A rerun with the same settings polls the batches still in flight instead of send
 ones, and never asks a pair the cache holds. A batch is recorded as asked for before it is created, and created
 without the client's retries: after a failed create, and in a run after one killed in between, the provider's
 batches are searched for its input file, so a batch made whose reply was lost is collected, never paid twice. A
-collected batch's files (input, output, errors) are deleted at the provider. Batches at another ``--base-url``, or carrying none of the run's pairs
-(other settings), are left in flight, said in one line.
+collected batch's files (input, output, errors) are deleted at the provider. Batches at another ``--base-url``, or
+carrying none of the run's pairs (other settings), are left in flight, said in one line.
 
 How a batch ends: ``completed`` or ``expired`` - the answered lines are kept; a line answered with 408, 409, 429
 or 5xx, one with an ``error`` (``batch_expired`` when the window ran out) and one missing from the output go out
@@ -109,6 +109,11 @@ class Submitted:
     status: str | None = None
 
 
+def _items(rows: dict[str, Any]) -> dict[str, Item]:
+    """A state line's items by ``custom_id`` (a malformed one, from a hand-edited file, left out)."""
+    return {str(c): it for c, d in rows.items() if (it := Item.from_dict(d)) is not None}
+
+
 class BatchState:
     """``annotate/batches.jsonl``, read into the batches submitted and the re-asks waiting for a batch; appended
     to with :func:`gleamx.eval.appendlog.append_record` (fsynced: a kill loses no submitted batch).
@@ -133,7 +138,7 @@ class BatchState:
     def _apply(self, row: dict[str, Any]) -> None:
         event, bid, fid = row.get("event"), row.get("batch"), row.get("input_file")
         if event == "creating" and isinstance(fid, str) and isinstance(row.get("items"), dict):
-            items = {str(c): it for c, d in row["items"].items() if (it := Item.from_dict(d)) is not None}
+            items = _items(row["items"])
             at = row.get("at")
             self.creating[fid] = (str(row.get("base_url")), items, float(at) if isinstance(at, (int, float)) else 0.0)
             return
@@ -146,7 +151,7 @@ class BatchState:
         if isinstance(fid, str):
             self.creating.pop(fid, None)
         if event == "submitted" and isinstance(row.get("items"), dict):
-            items = {str(c): it for c, d in row["items"].items() if (it := Item.from_dict(d)) is not None}
+            items = _items(row["items"])
             self.batches[bid] = Submitted(bid, str(row.get("base_url")), items)
             for it in items.values():
                 self.pending.pop(it.pair, None)
